@@ -1,0 +1,3 @@
+from deepcat.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,159 @@
+"""The `deepcat` command: parsing and printing only; the work is in the Python API.
+
+Imports of torch and friends happen inside each command, so `deepcat --help` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import types
+import typing
+from collections.abc import Sequence
+
+from deepcat.config import TrainConfig
+from deepcat.errors import DeepcatError
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, *, skip: Sequence[str] = ()) -> None:
+    """One flag per TrainConfig field, typed and documented from the dataclass."""
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kind = hints[f.name]
+        if isinstance(kind, types.UnionType):  # X | None
+            kind = next(a for a in typing.get_args(kind) if a is not type(None))
+        help_text = f"{f.metadata['help']} (default: {f.default})"
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            parser.add_argument(flag, type=kind, default=None, choices=f.metadata.get("choices"), help=help_text,
+                                metavar=None if f.metadata.get("choices") else f.name.upper())
+
+
+def _options(args: argparse.Namespace) -> dict:
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    return {k: v for k, v in vars(args).items() if k in names and v is not None}
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from deepcat.training.loop import train
+
+    options = _options(args)
+    if args.data_arg:
+        options["data"] = args.data_arg
+    try:
+        run = train(config_file=args.config, resume=args.resume, **options)
+    except KeyboardInterrupt:
+        print("\ninterrupted: the last finished epoch is saved; continue with "
+              "`deepcat train --resume RUN` (RUN is the run folder printed above)", file=sys.stderr)
+        return 130
+    print(run)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from deepcat.evaluation import evaluate
+
+    metrics = evaluate(args.run, args.data, batch_size=args.batch_size, device=args.device, quiet=args.json)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def _is_run(path: str) -> bool:
+    from pathlib import Path
+
+    return (Path(path) / "model.json").is_file()
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from deepcat.predict import expand_inputs, load
+
+    inputs = list(args.inputs)
+    run = inputs.pop(0) if inputs and _is_run(inputs[0]) else None
+    if not inputs:
+        raise DeepcatError("no images given: deepcat predict [RUN] IMAGE [IMAGE ...]")
+    classifier = load(run)
+    files = expand_inputs(inputs)
+    predictions = classifier.predict(files, top_k=args.top_k, progress=len(files) > 64 and not args.json)
+    if args.json:
+        print(json.dumps({"model": classifier.name, "predictions": [p.to_dict() for p in predictions]}, indent=2))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"predictions ({classifier.name})")
+        for col in ("image", "label", "probability", f"top {args.top_k}"):
+            table.add_column(col)
+        for p in predictions:
+            if p.error:
+                table.add_row(p.source, "[red]error[/red]", "", p.error)
+            else:
+                top = ", ".join(f"{lab} {prob:.3f}" for lab, prob in p.top)
+                table.add_row(p.source, f"[bold]{p.label}[/bold]", f"{p.probability:.3f}", top)
+        Console().print(table)
+    return 1 if all(p.error for p in predictions) else 0
+
+
+def cmd_lr_find(args: argparse.Namespace) -> int:
+    from deepcat.training.lr_find import lr_find
+
+    options = _options(args)
+    if args.data_arg:
+        options["data"] = args.data_arg
+    result = lr_find(config_file=args.config, steps=args.steps, plot=args.plot, **options)
+    print(f"suggested learning rate: {result['suggested_lr']:.2e}  (plot: {args.plot})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deepcat", description="Train, evaluate and use image classifiers "
+                                     "from a folder of labelled images.")
+    parser.add_argument("--version", action="version", version="deepcat 0.1.0")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a classifier; prints the run folder",
+                       description="Train a classifier on DATA. Every option can also live in a YAML --config.")
+    p.add_argument("data_arg", nargs="?", metavar="DATA", help=TrainConfig.help_of("data") + " (default: digits)")
+    p.add_argument("--config", help="YAML file of options (command-line flags win)")
+    p.add_argument("--resume", metavar="RUN", help="continue an interrupted run folder")
+    _add_config_flags(p, skip=("data",))
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="accuracy, per-class metrics and confusion matrix of a run")
+    p.add_argument("run", metavar="RUN", help="run folder printed by `deepcat train`")
+    p.add_argument("data", nargs="?", metavar="DATA", help="data to evaluate on (default: the run's test split)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="label images; with no RUN, the pretrained cat / dog / neither model",
+                       description="deepcat predict [RUN] IMAGES...: files, folders or globs.")
+    p.add_argument("inputs", nargs="+", metavar="[RUN] IMAGES")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("lr-find", help="sweep the learning rate and suggest one")
+    p.add_argument("data_arg", nargs="?", metavar="DATA", help=TrainConfig.help_of("data"))
+    p.add_argument("--config", help="YAML file of options")
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--plot", default="lr_find.png", help="where to save the loss-vs-lr plot")
+    _add_config_flags(p, skip=("data",))
+    p.set_defaults(func=cmd_lr_find)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except DeepcatError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

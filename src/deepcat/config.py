@@ -1,0 +1,112 @@
+"""Training configuration: one typed dataclass, resolved once and saved with the run.
+
+Precedence: dataclass defaults < YAML file (`--config`) < explicit arguments.
+Every field's `help` is the documentation the CLI shows, so the Python API and the
+CLI stay the same list of options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from deepcat.errors import DeepcatError, did_you_mean
+
+
+def _opt(default: Any, help: str, **kw: Any) -> Any:
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run. `auto` values are resolved from the data."""
+
+    data: str = _opt("digits", "folder, split folder, CSV of path,label, or built-in: digits, fashion-mnist, oxford-pets")
+    model: str = _opt("auto", "timm name (resnet18, efficientnet_b0, ...), googlenet, smallcnn, a layers YAML file, or auto")
+    pretrained: bool | None = _opt(None, "start from ImageNet weights (auto: yes for photo models, no for smallcnn)")
+    weights: str | None = _opt(None, "local weights file (.pth/.safetensors) to start from")
+    epochs: int = _opt(10, "passes over the training data")
+    freeze_epochs: int = _opt(1, "epochs training only the new head before unfreezing (pretrained models)")
+    batch_size: int | None = _opt(None, "global batch size, split across processes under torchrun "
+                                        "(auto: a power of 2 from 16 to 128 giving ~32 steps per epoch or more)")
+    image_size: int | None = _opt(None, "input size in pixels (auto: the model's, or the data's for small images)")
+    lr: float | None = _opt(None, "peak learning rate (auto: 2e-3 AdamW, 0.1 SGD; see `deepcat lr-find`)")
+    optimizer: str = _opt("auto", "adamw or sgd (auto: sgd for smallcnn, adamw otherwise)", choices=("auto", "adamw", "sgd"))
+    weight_decay: float = _opt(5e-4, "weight decay (decoupled for AdamW)")
+    schedule: str = _opt("onecycle", "learning-rate schedule", choices=("onecycle", "cosine"))
+    warmup_epochs: float = _opt(0.3, "warm-up length for the cosine schedule, in epochs")
+    loss: str = _opt("cross_entropy", "loss function", choices=("cross_entropy", "focal"))
+    label_smoothing: float = _opt(0.1, "label smoothing for cross-entropy")
+    class_weights: bool = _opt(False, "weight the loss by inverse class frequency (imbalanced data)")
+    augment: str = _opt("light", "augmentation preset", choices=("none", "light", "strong"))
+    hflip: bool | None = _opt(None, "random horizontal flips (auto: off for digits, on otherwise)")
+    mixup: float = _opt(0.0, "mixup alpha (0 = off)")
+    cutmix: float = _opt(0.0, "cutmix alpha (0 = off)")
+    amp: str = _opt("auto", "mixed precision", choices=("auto", "bf16", "fp16", "off"))
+    channels_last: bool = _opt(True, "channels-last memory format for convolutions")
+    ema: float = _opt(0.0, "decay of an exponential moving average of weights (0 = off, e.g. 0.999)")
+    patience: int = _opt(0, "early stopping after this many epochs without a better val accuracy (0 = off)")
+    accumulate: int = _opt(1, "gradient accumulation steps")
+    val_fraction: float = _opt(0.2, "share of the training data held out for validation when no val split exists")
+    workers: int | None = _opt(None, "data-loading processes (auto: 0 for in-memory data, else up to 4)")
+    seed: int = _opt(0, "random seed for split, order, augmentation and init")
+    output: str = _opt("runs", "folder that holds run folders")
+    name: str | None = _opt(None, "run folder name (auto: model-data-time)")
+    device: str = _opt("auto", "cpu, cuda, cuda:1, ... (auto: cuda when available)")
+    data_root: str | None = _opt(None, "where built-in data sets are looked for and downloaded (auto: ~/.cache/deepcat)")
+
+    @classmethod
+    def help_of(cls, name: str) -> str:
+        return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}[name]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: Path) -> None:
+        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def field_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(TrainConfig)]
+
+
+def check_keys(values: dict[str, Any], where: str) -> None:
+    """Unknown keys are errors that name the nearest valid key."""
+    valid = field_names()
+    for key in values:
+        if key not in valid:
+            raise DeepcatError(f"unknown config key {key!r} in {where}.{did_you_mean(key, valid)} "
+                               f"Valid keys: {', '.join(valid)}")
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise DeepcatError(f"config file not found: {path}")
+    values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise DeepcatError(f"{path} must hold a mapping of key: value, received {type(values).__name__}")
+    check_keys(values, str(path))
+    return values
+
+
+def resolve_config(*, config_file: str | Path | None = None, **overrides: Any) -> TrainConfig:
+    """Defaults, then the YAML file, then explicit overrides (those not None)."""
+    values: dict[str, Any] = load_yaml(config_file) if config_file else {}
+    check_keys(overrides, "the arguments")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    cfg = TrainConfig(**values)
+    for f in dataclasses.fields(TrainConfig):
+        choices = f.metadata.get("choices")
+        if choices and getattr(cfg, f.name) not in choices:
+            raise DeepcatError(f"{f.name} must be one of {', '.join(choices)}; received {getattr(cfg, f.name)!r}")
+    if cfg.epochs < 1 or (cfg.batch_size is not None and cfg.batch_size < 1) or cfg.accumulate < 1:
+        raise DeepcatError(f"epochs, batch_size and accumulate must be >= 1; received "
+                           f"epochs={cfg.epochs}, batch_size={cfg.batch_size}, accumulate={cfg.accumulate}")
+    if not 0.0 <= cfg.val_fraction < 1.0:
+        raise DeepcatError(f"val_fraction must be in [0, 1); received {cfg.val_fraction}")
+    return cfg

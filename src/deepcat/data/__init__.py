@@ -1,0 +1,1 @@
+"""Data: reading images, resolving a DATA argument into splits, transforms and loaders."""

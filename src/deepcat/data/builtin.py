@@ -1,0 +1,106 @@
+"""Built-in data sets, by name: digits (embedded), fashion-mnist, oxford-pets.
+
+`digits` ships inside scikit-learn, so it needs no download. The others look in
+`data_root` (or a folder given as `name:PATH`), then in Debian's package for
+Fashion-MNIST, and only then download through torchvision.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from deepcat.data.sources import DataSplits, Samples, stratified_split
+from deepcat.errors import DeepcatError
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+FASHION_CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot"]
+
+
+def default_root(data_root: str | None) -> Path:
+    return Path(data_root).expanduser() if data_root else Path.home() / ".cache" / "deepcat"
+
+
+def digits(arg: str | None, *, val_fraction: float, seed: int, data_root: str | None) -> DataSplits:
+    """scikit-learn's 1,797 8x8 handwritten digits; a fixed 20% stratified test split."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = np.clip(bunch.images * 16.0, 0, 255).astype(np.uint8)  # (N, 8, 8), values 0..16 -> 0..255
+    everything = Samples(images, bunch.target.astype(np.int64))
+    rest, test = stratified_split(everything, 0.2, seed=1234)  # test split fixed whatever the seed
+    train, val = stratified_split(rest, val_fraction, seed)
+    return DataSplits("digits", [str(d) for d in range(10)], train, val, test,
+                      small_images=True, native_size=8, mirror_safe=False)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (optionally gzipped): the format of MNIST and Fashion-MNIST."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    ndim = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _find_idx(folder: Path, stem: str) -> Path | None:
+    for candidate in (folder / stem, folder / f"{stem}.gz", folder / "FashionMNIST" / "raw" / stem):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def fashion_mnist(arg: str | None, *, val_fraction: float, seed: int, data_root: str | None) -> DataSplits:
+    """Zalando's 70,000 28x28 clothing images: official 60k train / 10k test."""
+    folders = [Path(arg).expanduser()] if arg else [default_root(data_root) / "fashion-mnist", DEBIAN_FASHION_MNIST]
+    stems = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+    for folder in folders:
+        paths = [_find_idx(folder, s) for s in stems]
+        if all(paths):
+            break
+    else:
+        if arg:
+            raise DeepcatError(f"no Fashion-MNIST IDX files ({stems[0]}[.gz], ...) in {arg}")
+        folder = folders[0]
+        try:
+            from torchvision.datasets import FashionMNIST
+
+            FashionMNIST(str(folder), train=True, download=True)
+            FashionMNIST(str(folder), train=False, download=True)
+        except Exception as e:  # noqa: BLE001 - any download failure gets the same advice
+            raise DeepcatError(f"Fashion-MNIST is not on this machine and could not be downloaded ({e}). "
+                               f"Install Debian's dataset-fashion-mnist or pass fashion-mnist:FOLDER") from None
+        paths = [_find_idx(folder, s) for s in stems]
+    x_train, y_train, x_test, y_test = (read_idx(p) for p in paths)  # type: ignore[arg-type]
+    train, val = stratified_split(Samples(x_train, y_train.astype(np.int64)), val_fraction, seed)
+    return DataSplits("fashion-mnist", FASHION_CLASSES, train, val, Samples(x_test, y_test.astype(np.int64)),
+                      small_images=True, native_size=28)
+
+
+def oxford_pets(arg: str | None, *, val_fraction: float, seed: int, data_root: str | None) -> DataSplits:
+    """Cats vs dogs from the Oxford-IIIT Pet breeds (torchvision's layout: oxford-iiit-pet/images, annotations)."""
+    from torchvision.datasets import OxfordIIITPet
+
+    root = Path(arg).expanduser() if arg else default_root(data_root)
+    parts = {}
+    for split in ("trainval", "test"):
+        try:
+            ds = OxfordIIITPet(str(root), split=split, target_types="binary-category",
+                               download=not (root / "oxford-iiit-pet" / "images").is_dir())
+        except Exception as e:  # noqa: BLE001
+            raise DeepcatError(f"Oxford-IIIT Pet not found under {root}/oxford-iiit-pet and could not be "
+                               f"downloaded ({e}). Pass oxford-pets:FOLDER holding oxford-iiit-pet/") from None
+        parts[split] = Samples([str(p) for p in ds._images], np.asarray(ds._bin_labels, dtype=np.int64))
+    train, val = stratified_split(parts["trainval"], val_fraction, seed)
+    return DataSplits("oxford-pets", ["cat", "dog"], train, val, parts["test"])
+
+
+BUILTINS: dict[str, Callable[..., DataSplits]] = {
+    "digits": digits,
+    "fashion-mnist": fashion_mnist,
+    "oxford-pets": oxford_pets,
+}

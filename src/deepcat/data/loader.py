@@ -1,0 +1,88 @@
+"""Dataset and DataLoader: unreadable images are skipped with one warning per file."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
+from torchvision import tv_tensors
+
+from deepcat.data.images import BadImage, load_image
+from deepcat.data.sources import Samples
+
+
+class ImageDataset(Dataset):
+    """Yields (image tensor, label), or (None, reason) for an image that cannot be read."""
+
+    def __init__(self, samples: Samples, transform: Callable):
+        self.samples, self.transform = samples, transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        item = self.samples.items[i]
+        if self.samples.in_memory:
+            pixels = torch.from_numpy(item)  # (H, W) or (H, W, 3) uint8
+            pixels = pixels.unsqueeze(0).expand(3, -1, -1) if pixels.ndim == 2 else pixels.permute(2, 0, 1)
+            image = tv_tensors.Image(pixels)
+        else:
+            try:
+                image = load_image(item)
+            except BadImage as e:
+                return None, str(e)
+        return self.transform(image), int(self.samples.labels[i])
+
+
+def collate_skipping_bad(batch: list) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Stack the good samples; return the reasons for the bad ones so the main process warns once."""
+    good = [b for b in batch if b[0] is not None]
+    bad = [b[1] for b in batch if b[0] is None]
+    if not good:
+        return torch.empty(0), torch.empty(0, dtype=torch.long), bad
+    x, y = default_collate(good)
+    return x, y, bad
+
+
+class BadImageLog:
+    """Prints one warning line per unreadable file, the first time it is met."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+
+    def report(self, reasons: list[str]) -> None:
+        for reason in reasons:
+            if reason not in self.seen:
+                self.seen.add(reason)
+                print(f"warning: skipping unreadable image {reason}", file=sys.stderr)
+
+
+def default_workers(samples: Samples, requested: int | None) -> int:
+    if requested is not None:
+        return requested
+    return 0 if samples.in_memory else min(4, os.cpu_count() or 1)
+
+
+def make_loader(samples: Samples, transform: Callable, *, batch_size: int, shuffle: bool, seed: int = 0,
+                workers: int | None = None, rank: int = 0, world_size: int = 1,
+                drop_last: bool = False) -> DataLoader:
+    """One loader for every use. Training shuffles through a DistributedSampler (world size 1 when
+    not distributed) so one process and N processes see the same global order."""
+    dataset = ImageDataset(samples, transform)
+    sampler = (DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed,
+                                  drop_last=drop_last) if shuffle else None)
+    n = default_workers(samples, workers)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=n,
+                      collate_fn=collate_skipping_bad, drop_last=drop_last, persistent_workers=False,  # fresh workers each epoch are seeded from the epoch seed, so resume replays them
+                      pin_memory=torch.cuda.is_available())
+
+
+def batches(loader: DataLoader, log: BadImageLog) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Iterate (x, y), warning about bad images and dropping empty batches."""
+    for x, y, bad in loader:
+        log.report(bad)
+        if len(y):
+            yield x, y

@@ -1,0 +1,188 @@
+"""Turn a DATA argument into class names and train/val/test samples.
+
+DATA is a folder of class subfolders, a folder with train/ and val/ (and test/),
+a CSV of `path,label`, or a built-in name (see `builtin.py`). Samples are either
+file paths or an in-memory uint8 array; both flow through the same Dataset.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from deepcat.data.images import is_image_file
+from deepcat.errors import DeepcatError
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+@dataclass
+class Samples:
+    """Images and their integer labels. `items` is a list of paths or an (N, H, W[, 3]) uint8 array."""
+
+    items: list[str] | np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: np.ndarray) -> Samples:
+        items = self.items[index] if isinstance(self.items, np.ndarray) else [self.items[i] for i in index]
+        return Samples(items, self.labels[index])
+
+    @property
+    def in_memory(self) -> bool:
+        return isinstance(self.items, np.ndarray)
+
+
+@dataclass
+class DataSplits:
+    """What training needs to know about a data set."""
+
+    name: str
+    classes: list[str]
+    train: Samples
+    val: Samples | None
+    test: Samples | None = None
+    small_images: bool = False  # native size <= 64 px: train a small CNN at native size
+    native_size: int | None = None
+    mirror_safe: bool = True  # False where a flip changes the label (digits)
+    notes: list[str] = field(default_factory=list)
+
+    def split(self, name: str) -> Samples | None:
+        return {"train": self.train, "val": self.val, "test": self.test}[name]
+
+
+def stratified_split(samples: Samples, fraction: float, seed: int) -> tuple[Samples, Samples | None]:
+    """Split off `fraction` of `samples`, keeping class proportions; seeded. Fraction 0: no split."""
+    from sklearn.model_selection import train_test_split
+
+    if fraction <= 0:
+        return samples, None
+    index = np.arange(len(samples))
+    counts = np.bincount(samples.labels)
+    stratify = samples.labels if counts[counts > 0].min() >= 2 else None
+    keep, held = train_test_split(index, test_size=fraction, random_state=seed, stratify=stratify)
+    return samples.subset(np.sort(keep)), samples.subset(np.sort(held))
+
+
+def _class_folders(root: Path) -> dict[str, list[str]]:
+    found = {}
+    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        found[sub.name] = sorted(str(p) for p in sub.rglob("*") if is_image_file(p))
+    return found
+
+
+def _check_classes(found: dict[str, list[str]], where: Path) -> None:
+    if not found:
+        raise DeepcatError(f"{where} has no class subfolders. Put images in one folder per class, "
+                           f"e.g. {where}/cat/*.jpg and {where}/dog/*.jpg")
+    empty = [name for name, files in found.items() if not files]
+    if empty:
+        raise DeepcatError(f"class folder {where / empty[0]} has no images (.jpg, .png, ...). "
+                           f"Add images or remove the folder")
+    if len(found) < 2:
+        only = next(iter(found))
+        raise DeepcatError(f"{where} has a single class ({only!r}); a classifier needs at least two "
+                           f"class subfolders, e.g. {where}/cat and {where}/dog")
+
+
+def _samples_from(found: dict[str, list[str]], classes: list[str], where: Path) -> Samples:
+    items, labels = [], []
+    for name, files in found.items():
+        if name not in classes:
+            raise DeepcatError(f"{where / name} is a class not in the training classes {classes}. "
+                               f"Rename or remove it")
+        items += files
+        labels += [classes.index(name)] * len(files)
+    return Samples(items, np.asarray(labels, dtype=np.int64))
+
+
+def from_folder(root: Path, *, val_fraction: float, seed: int) -> DataSplits:
+    splits = {s: root / s for s in SPLIT_NAMES if (root / s).is_dir()}
+    if "train" in splits:
+        train_found = _class_folders(splits["train"])
+        _check_classes(train_found, splits["train"])
+        classes = list(train_found)
+        train = _samples_from(train_found, classes, splits["train"])
+        parts = {s: _samples_from(_class_folders(p), classes, p) for s, p in splits.items() if s != "train"}
+        val = parts.get("val")
+        if val is None:
+            train, val = stratified_split(train, val_fraction, seed)
+        return DataSplits(root.name, classes, train, val, parts.get("test"))
+    found = _class_folders(root)
+    _check_classes(found, root)
+    classes = list(found)
+    train, val = stratified_split(_samples_from(found, classes, root), val_fraction, seed)
+    return DataSplits(root.name, classes, train, val)
+
+
+def from_csv(path: Path, *, val_fraction: float, seed: int) -> DataSplits:
+    """CSV with columns path,label (and optionally split); relative paths are relative to the CSV."""
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        columns = reader.fieldnames or []
+        missing = [c for c in ("path", "label") if c not in columns]
+        if missing:
+            raise DeepcatError(f"{path} is missing the column(s) {', '.join(missing)}; its header is "
+                               f"{','.join(columns) or '(empty)'}. The first line must be: path,label")
+        rows = list(reader)
+    if not rows:
+        raise DeepcatError(f"{path} has a header but no rows")
+    classes = sorted({r["label"] for r in rows})
+    if len(classes) < 2:
+        raise DeepcatError(f"{path} has a single label ({classes[0]!r}); a classifier needs at least two")
+    by_split: dict[str, tuple[list[str], list[int]]] = {}
+    for r in rows:
+        p = Path(r["path"])
+        p = p if p.is_absolute() else path.parent / p
+        items, labels = by_split.setdefault((r.get("split") or "train").strip(), ([], []))
+        items.append(str(p))
+        labels.append(classes.index(r["label"]))
+    unknown = set(by_split) - set(SPLIT_NAMES)
+    if unknown:
+        raise DeepcatError(f"{path}: split must be train, val or test; received {sorted(unknown)}")
+    parts = {s: Samples(i, np.asarray(lab, dtype=np.int64)) for s, (i, lab) in by_split.items()}
+    if "train" not in parts:
+        raise DeepcatError(f"{path} has no training rows (split column empty or 'train')")
+    train, val = parts["train"], parts.get("val")
+    if val is None:
+        train, val = stratified_split(train, val_fraction, seed)
+    return DataSplits(path.stem, classes, train, val, parts.get("test"))
+
+
+def _with_size(splits: DataSplits) -> DataSplits:
+    """Peek at a few image headers: small images (<= 64 px) get the small-image recipe."""
+    from PIL import Image
+
+    sides = []
+    for path in splits.train.items[:: max(1, len(splits.train) // 8)][:8]:
+        try:
+            with Image.open(path) as img:
+                sides.append(max(img.size))
+        except OSError:
+            continue
+    if sides and max(sides) <= 64:
+        splits.small_images, splits.native_size = True, max(sides)
+    return splits
+
+
+def resolve_data(data: str, *, val_fraction: float = 0.2, seed: int = 0, data_root: str | None = None) -> DataSplits:
+    """The one entry point: DATA string -> DataSplits, or a DeepcatError saying what to pass."""
+    from deepcat.data import builtin
+
+    name, _, arg = data.partition(":")
+    if name in builtin.BUILTINS:
+        return builtin.BUILTINS[name](arg or None, val_fraction=val_fraction, seed=seed, data_root=data_root)
+    path = Path(data).expanduser()
+    if not path.exists():
+        raise DeepcatError(f"data not found: {data}. Pass a folder of class subfolders, a CSV of path,label, "
+                           f"or a built-in name: {', '.join(builtin.BUILTINS)}")
+    if path.is_dir():
+        return _with_size(from_folder(path, val_fraction=val_fraction, seed=seed))
+    if path.suffix.lower() == ".csv":
+        return _with_size(from_csv(path, val_fraction=val_fraction, seed=seed))
+    raise DeepcatError(f"{data} is a file but not a .csv; pass a folder of class subfolders or a CSV of path,label")

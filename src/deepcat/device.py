@@ -1,0 +1,39 @@
+"""Which device and which mixed precision: bf16 on CPUs with AMX/AVX-512-BF16 and on GPUs that have it."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from deepcat.errors import DeepcatError
+
+
+def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DeepcatError(f"device {name!r} requested but no CUDA GPU is available; use --device cpu")
+    return device
+
+
+def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `amp` (auto|bf16|fp16|off) on `device`, or None for fp32."""
+    if amp == "off":
+        return None
+    if amp == "fp16":
+        if device.type != "cuda":
+            raise DeepcatError("amp fp16 needs a GPU; on a CPU use --amp bf16 or --amp off")
+        return torch.float16
+    bf16_ok = (torch.cuda.is_bf16_supported() if device.type == "cuda"
+               else torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    if amp == "bf16":
+        return torch.bfloat16
+    return torch.bfloat16 if bf16_ok else (torch.float16 if device.type == "cuda" else None)
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)

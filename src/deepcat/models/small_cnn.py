@@ -1,0 +1,49 @@
+"""A small fast residual CNN for small images (digits, Fashion-MNIST, CIFAR-sized), trained from scratch.
+
+The ResNet-9 shape of the DAWNBench/airbench records: a conv stem, three stages that
+each double the width and halve the resolution, two of them with a residual block,
+then global max pooling and a linear head.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from deepcat.models.registry import register_model
+
+
+def conv_bn(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.GELU())
+
+
+class Residual(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(conv_bn(channels, channels), conv_bn(channels, channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class SmallCNN(nn.Module):
+    def __init__(self, num_classes: int, width: int = 16):
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            conv_bn(3, w),                                                # (B, w, H, W)
+            conv_bn(w, 2 * w), nn.MaxPool2d(2), Residual(2 * w),          # (B, 2w, H/2, W/2)
+            conv_bn(2 * w, 4 * w), nn.MaxPool2d(2),                       # (B, 4w, H/4, W/4)
+            conv_bn(4 * w, 8 * w), nn.MaxPool2d(2), Residual(8 * w),      # (B, 8w, H/8, W/8)
+            nn.AdaptiveMaxPool2d(1), nn.Flatten(),                        # (B, 8w)
+        )
+        self.head = nn.Linear(8 * w, num_classes)
+        self.logit_scale = 0.125  # keeps early logits small so a high SGD lr does not diverge (ResNet-9 recipe)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x)) * self.logit_scale
+
+
+@register_model("smallcnn")
+def smallcnn(num_classes: int, image_size: int, **_: object) -> nn.Module:
+    return SmallCNN(num_classes)

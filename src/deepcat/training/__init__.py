@@ -1,0 +1,1 @@
+"""Training: losses, optimiser and schedule, events, distributed set-up and the fit loop."""

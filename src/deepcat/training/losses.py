@@ -1,0 +1,52 @@
+"""Losses by name: cross-entropy with label smoothing, focal; optional class weights; soft targets for mixup."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class FocalLoss(nn.Module):
+    """Softmax focal loss (Lin et al. 2017): down-weights easy examples by (1 - p_true) ** gamma."""
+
+    def __init__(self, gamma: float = 2.0, weight: torch.Tensor | None = None):
+        super().__init__()
+        self.gamma = gamma
+        self.register_buffer("weight", weight)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logp = F.log_softmax(logits.float(), dim=-1)                  # (B, C)
+        logp_true = logp.gather(1, target[:, None]).squeeze(1)        # (B,)
+        loss = -((1 - logp_true.exp()) ** self.gamma) * logp_true
+        if self.weight is not None:
+            loss = loss * self.weight[target]
+        return loss.mean()
+
+
+class SoftTargetLoss(nn.Module):
+    """Cross-entropy against mixed (mixup/cutmix) target distributions, with optional class weights."""
+
+    def __init__(self, weight: torch.Tensor | None = None):
+        super().__init__()
+        self.register_buffer("weight", weight)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        target = target * self.weight if self.weight is not None else target
+        return -(target * F.log_softmax(logits.float(), dim=-1)).sum(-1).mean()
+
+
+def inverse_frequency(labels: np.ndarray, num_classes: int) -> torch.Tensor:
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    weights = len(labels) / (num_classes * np.maximum(counts, 1))
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def build_loss(*, name: str, label_smoothing: float, class_weights: torch.Tensor | None,
+               soft_targets: bool) -> nn.Module:
+    if soft_targets:  # mixup/cutmix already smooth the labels
+        return SoftTargetLoss(class_weights)
+    if name == "focal":
+        return FocalLoss(weight=class_weights)
+    return nn.CrossEntropyLoss(weight=class_weights, label_smoothing=label_smoothing)

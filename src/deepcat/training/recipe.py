@@ -1,0 +1,39 @@
+"""Fill every `auto` in a TrainConfig from the data, so the saved config is the whole recipe.
+
+Small images (digits, Fashion-MNIST): deepcat's small CNN from scratch with SGD.
+Photos: fine-tune ImageNet EfficientNet-Lite0 (its weights ship offline) with AdamW.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from deepcat.config import TrainConfig
+from deepcat.data.sources import DataSplits
+from deepcat.models.create import is_pretrainable, resolve_name
+from deepcat.training.optim import DEFAULT_LR
+
+
+def resolve_auto(cfg: TrainConfig, splits: DataSplits) -> TrainConfig:
+    model = cfg.model
+    if model == "auto":
+        model = "smallcnn" if splits.small_images else "tf_efficientnet_lite0"
+    canonical, _ = resolve_name(model)
+    model = model if canonical == "layers" else canonical
+    pretrained = cfg.pretrained
+    if pretrained is None:
+        pretrained = is_pretrainable(canonical) and cfg.weights is None
+    optimizer = cfg.optimizer if cfg.optimizer != "auto" else ("sgd" if canonical == "smallcnn" else "adamw")
+    image_size = cfg.image_size
+    if image_size is None and splits.small_images:
+        image_size = max(16, splits.native_size or 32)
+    elif image_size is None and not is_pretrainable(canonical):
+        image_size = 64  # deepcat's own models on photos: small and fast; pass --image-size for more
+    batch_size = cfg.batch_size or int(min(128, max(16, 2 ** math.floor(math.log2(max(1, len(splits.train) / 32))))))
+    return dataclasses.replace(
+        cfg, model=model, batch_size=batch_size, pretrained=bool(pretrained), optimizer=optimizer, image_size=image_size,
+        lr=cfg.lr if cfg.lr is not None else DEFAULT_LR[optimizer],
+        hflip=cfg.hflip if cfg.hflip is not None else splits.mirror_safe,
+        freeze_epochs=min(cfg.freeze_epochs, cfg.epochs - 1) if (pretrained or cfg.weights) else 0,
+    )

@@ -1,0 +1,43 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from deepcat.data.images import BadImage, load_image
+
+
+def test_grayscale_palette_alpha_and_16bit_become_rgb(tmp_path):
+    gray = tmp_path / "gray.png"
+    Image.fromarray(np.full((8, 8), 100, np.uint8), "L").save(gray)
+    assert np.asarray(load_image(gray))[0, 0].tolist() == [100, 100, 100]
+
+    pal = tmp_path / "pal.png"
+    Image.fromarray(np.full((8, 8, 3), (200, 10, 10), np.uint8)).convert("P", palette=Image.ADAPTIVE).save(pal)
+    assert np.asarray(load_image(pal))[0, 0].tolist() == [200, 10, 10]
+
+    alpha = tmp_path / "alpha.png"
+    rgba = np.zeros((8, 8, 4), np.uint8)  # fully transparent black: shows the white background
+    Image.fromarray(rgba, "RGBA").save(alpha)
+    assert np.asarray(load_image(alpha))[0, 0].tolist() == [255, 255, 255]
+
+    deep = tmp_path / "deep.png"
+    Image.fromarray(np.full((8, 8), 65535 // 2, np.uint16)).save(deep)
+    value = np.asarray(load_image(deep))[0, 0]
+    assert load_image(deep).mode == "RGB" and abs(int(value[0]) - 127) <= 1
+
+
+def test_exif_rotation_is_applied(tmp_path):
+    path = tmp_path / "rotated.jpg"
+    img = Image.new("RGB", (40, 20), "red")
+    exif = img.getexif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    img.save(path, exif=exif.tobytes())
+    assert load_image(path).size == (20, 40)
+
+
+def test_truncated_and_non_image_files_name_the_file(tmp_path, truncated_jpg):
+    with pytest.raises(BadImage, match="truncated.jpg"):
+        load_image(truncated_jpg)
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    with pytest.raises(BadImage, match="notes.jpg: not an image"):
+        load_image(text)

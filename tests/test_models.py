@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from deepcat.data.transforms import eval_transform
+from deepcat.errors import DeepcatError
+from deepcat.imagenet import CAT_CLASSES
+from deepcat.models import create_model, default_preprocess
+from deepcat.models.efficientnet_lite0 import STAGE_SIZES, to_timm_keys
+
+
+@pytest.mark.parametrize("name", ["smallcnn", "resnet18", "mobilenetv3_small_050", "googlenet"])
+def test_models_build_with_a_new_head(name):
+    model, spec = create_model(name=name, num_classes=3, image_size=64)
+    out = model.eval()(torch.zeros(2, 3, 64, 64))
+    assert out.shape == (2, 3)
+
+
+def test_layer_stack_from_yaml(tmp_path):
+    path = tmp_path / "net.yaml"
+    path.write_text("activation: gelu\nlayers:\n  - conv: 8\n  - pool: max\n  - conv: {channels: 16, stride: 2}\n"
+                    "  - linear: 32\n  - dropout: 0.1\n")
+    model, spec = create_model(name=str(path), num_classes=4, image_size=16)
+    assert spec.name == "layers" and spec.layers["activation"] == "gelu"
+    assert model(torch.zeros(1, 3, 16, 16)).shape == (1, 4)
+    path.write_text("layers:\n  - conv2d: 8\n")
+    with pytest.raises(DeepcatError, match="Did you mean: conv"):
+        create_model(name=str(path), num_classes=4, image_size=16)
+
+
+def test_unknown_model_suggests_names():
+    with pytest.raises(DeepcatError, match="Did you mean: .*resnet18"):
+        create_model(name="resnet81", num_classes=2, image_size=32)
+
+
+def test_efficientnet_lite0_key_mapping_is_complete():
+    import timm
+
+    from deepcat.models.efficientnet_lite0 import weights_path
+
+    timm_keys = set(timm.create_model("tf_efficientnet_lite0").state_dict())
+    packaged = torch.load(weights_path(), map_location="cpu", weights_only=True)
+    mapped = to_timm_keys(packaged)
+    assert set(mapped) == timm_keys and sum(STAGE_SIZES) == 16
+
+
+def test_offline_pretrained_efficientnet_recognises_chelsea_the_cat(chelsea_jpg):
+    model, spec = create_model(name="efficientnet_lite0", num_classes=1000, image_size=224, pretrained=True)
+    pre = default_preprocess(model, spec, image_size=None, native_size=None)
+    assert (pre.input_size, pre.resize, pre.interpolation, pre.mean) == (224, 256, "bicubic", (0.5, 0.5, 0.5))
+    x = eval_transform(pre)(Image.open(chelsea_jpg).convert("RGB"))[None]
+    with torch.no_grad():
+        probs = model.eval()(x).softmax(-1)[0]
+    assert int(probs.argmax()) in CAT_CLASSES
+    assert float(probs[CAT_CLASSES.start:CAT_CLASSES.stop].sum()) > 0.8
+
+
+def test_local_weights_file_loads_all_but_the_head(tmp_path):
+    source, _ = create_model(name="resnet18", num_classes=10, image_size=64)
+    torch.save({"state_dict": source.state_dict()}, tmp_path / "w.pth")
+    model, _ = create_model(name="resnet18", num_classes=3, image_size=64, weights=str(tmp_path / "w.pth"))
+    assert torch.equal(model.conv1.weight, source.conv1.weight)
+    assert model.fc.out_features == 3
+    with pytest.raises(DeepcatError, match="does not fit this model"):
+        create_model(name="smallcnn", num_classes=3, image_size=64, weights=str(tmp_path / "w.pth"))
