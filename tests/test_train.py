@@ -81,14 +81,23 @@ def test_fine_tune_freezes_then_unfreezes(digits_folder, tmp_path):
     """Pretrained EfficientNet-Lite0 (offline weights): epoch 1 trains the head only, epoch 2 everything."""
     from deepcat.models import create_model
 
+    class StemAfterEachEpoch:
+        def __init__(self):
+            self.stems, self.heads = [], []
+
+        def on_epoch_end(self, *, model, **_):
+            self.stems.append(model.conv_stem.weight.detach().clone())
+            self.heads.append(model.classifier.weight.detach().clone())
+
+    seen = StemAfterEachEpoch()
     run = deepcat.train(data=str(digits_folder), model="efficientnet_lite0", output=str(tmp_path), name="ft",
-                        epochs=2, freeze_epochs=1,
-                        image_size=64, batch_size=16, progress=False)
+                        epochs=2, freeze_epochs=1, image_size=64, batch_size=16, callbacks=[seen], progress=False)
     cfg = (run / "config.yaml").read_text()
     assert "model: tf_efficientnet_lite0" in cfg and "pretrained: true" in cfg and "freeze_epochs: 1" in cfg
     start, _ = create_model(name="tf_efficientnet_lite0", num_classes=3, image_size=64, pretrained=True)
-    trained = load_file(run / "last.safetensors")
-    assert not torch.equal(trained["conv_stem.weight"], start.conv_stem.weight)
+    assert torch.equal(seen.stems[0], start.conv_stem.weight)  # epoch 1: backbone frozen
+    assert not torch.equal(seen.heads[0], seen.heads[1])
+    assert not torch.equal(seen.stems[1], start.conv_stem.weight)  # epoch 2: everything learns
 
 
 def test_lr_find_suggests_a_rate(tmp_path):
@@ -119,3 +128,16 @@ def test_config_file_and_unknown_key(tmp_path, capsys):
     assert "unknown config key 'epoch'" in err and "Did you mean: epochs" in err and "Traceback" not in err
     with pytest.raises(DeepcatError, match="loss must be one of"):
         deepcat.train(data="digits", loss="hinge")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "no/such/folder"], "data not found: no/such/folder"),
+    (["train", "digits", "--model", "resnet81"], "unknown model 'resnet81'. Did you mean: resnet18"),
+    (["train", "{tmp}/one.csv"], "missing the column(s) label"),
+    (["evaluate", "{tmp}"], "is not a deepcat run folder"),
+])
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
+    (tmp_path / "one.csv").write_text("path\nx.png\n")
+    assert main([a.replace("{tmp}", str(tmp_path)) for a in args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -59,7 +59,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from deepcat.evaluation import evaluate
 
-    metrics = evaluate(args.run, args.data, batch_size=args.batch_size, device=args.device, quiet=args.json)
+    metrics = evaluate(args.run, data=args.data, batch_size=args.batch_size, device=args.device, quiet=args.json)
     if args.json:
         print(json.dumps(metrics, indent=2))
     return 0

@@ -66,7 +66,7 @@ def pick_eval_samples(splits: DataSplits, run_classes: list[str]) -> tuple[str, 
         raise DeepcatError(f"the data has classes the model was not trained on: {unknown}. "
                            f"The model knows {run_classes}")
     remap = np.array([run_classes.index(c) for c in splits.classes])
-    return name, Samples(samples.items, remap[samples.labels])
+    return name, Samples(samples.items, remap[samples.labels], samples.ids)
 
 
 def print_metrics(metrics: dict[str, Any], title: str) -> None:
@@ -84,7 +84,7 @@ def print_metrics(metrics: dict[str, Any], title: str) -> None:
           f"images {metrics['images']}")
 
 
-def evaluate(run: str | Path, data: str | None = None, *, batch_size: int = 256, device: str = "auto",
+def evaluate(run: str | Path, *, data: str | None = None, batch_size: int = 256, device: str = "auto",
              amp: str = "auto", which: str = "best", quiet: bool = False) -> dict[str, Any]:
     """Evaluate a run on DATA (default: the run's own test split, else its val split).
 

@@ -74,7 +74,7 @@ def append_metrics(run_dir: Path, row: dict[str, float]) -> None:
 
 
 def write_split(run_dir: Path, splits: DataSplits) -> None:
-    """One row per image: where it came from (path, or index in a built-in set), its label and split."""
+    """One row per image: its path (or, for built-in sets, its index in the set's file), label and split."""
     with (run_dir / "split.csv").open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["item", "label", "split"])
@@ -82,7 +82,7 @@ def write_split(run_dir: Path, splits: DataSplits) -> None:
             samples = splits.split(name)
             if samples is None:
                 continue
-            items = (range(len(samples)) if samples.in_memory else samples.items)
+            items = samples.ids if samples.in_memory else samples.items
             for item, label in zip(items, samples.labels):
                 writer.writerow([item, splits.classes[label], name])
 

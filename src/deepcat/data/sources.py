@@ -25,13 +25,18 @@ class Samples:
 
     items: list[str] | np.ndarray
     labels: np.ndarray
+    ids: np.ndarray | None = None  # for in-memory items: the index in the built-in set's file
+
+    def __post_init__(self) -> None:
+        if self.ids is None:
+            self.ids = np.arange(len(self.labels))
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def subset(self, index: np.ndarray) -> Samples:
         items = self.items[index] if isinstance(self.items, np.ndarray) else [self.items[i] for i in index]
-        return Samples(items, self.labels[index])
+        return Samples(items, self.labels[index], self.ids[index])
 
     @property
     def in_memory(self) -> bool:

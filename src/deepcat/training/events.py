@@ -1,8 +1,9 @@
 """Training events and the callbacks that listen to them.
 
 The loop calls, in order: on_fit_start, then per epoch on_epoch_start,
-on_batch_end (each step), on_epoch_end; finally on_fit_end. A callback is any
-object with some of these methods; it steers the loop by raising `StopTraining`.
+on_batch_end (each step), on_epoch_end (with the metrics and the model); finally
+on_fit_end. A callback is any object with some of these methods, taking keyword
+arguments; it steers the loop by raising `StopTraining`.
 """
 
 from __future__ import annotations

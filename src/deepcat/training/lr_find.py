@@ -11,7 +11,7 @@ from tqdm import tqdm
 from deepcat.config import resolve_config
 from deepcat.data.loader import BadImageLog, batches
 from deepcat.training import distributed
-from deepcat.training.loop import forward_loss, prepare, set_frozen
+from deepcat.training.setup import forward_loss, prepare, set_frozen
 from deepcat.training.optim import set_lr
 
 

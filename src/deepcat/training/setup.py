@@ -1,0 +1,103 @@
+"""Everything built from a config before the first step, shared by `train` and `lr_find`."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader
+
+from deepcat.config import TrainConfig
+from deepcat.data.loader import make_loader
+from deepcat.data.sources import DataSplits, resolve_data
+from deepcat.data.transforms import Preprocess, train_transform
+from deepcat.device import amp_dtype, autocast, pick_device
+from deepcat.errors import DeepcatError
+from deepcat.models.create import ModelSpec, classifier_of, create_model, default_preprocess
+from deepcat.training import distributed
+from deepcat.training.losses import build_loss, inverse_frequency
+from deepcat.training.optim import build_optimizer
+from deepcat.training.recipe import resolve_auto
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def set_frozen(model: nn.Module, frozen: bool) -> None:
+    """Frozen: only the classifier head learns (batch-norm statistics still adapt)."""
+    head = {id(p) for p in classifier_of(model).parameters()}
+    for p in model.parameters():
+        p.requires_grad_(not frozen or id(p) in head)
+
+
+@dataclasses.dataclass
+class Setup:
+    """The pieces of one training run, every `auto` in `cfg` resolved."""
+
+    cfg: TrainConfig
+    splits: DataSplits
+    model: nn.Module
+    spec: ModelSpec
+    pre: Preprocess
+    device: torch.device
+    dtype: torch.dtype | None
+    train_loader: DataLoader
+    loss_fn: nn.Module
+    optimizer: torch.optim.Optimizer
+    mixup: Any
+
+
+def prepare(cfg: TrainConfig, dist: distributed.Dist) -> Setup:
+    """Data, model (with its preprocessing), loader, loss and optimiser for `cfg`, every `auto` resolved."""
+    device = pick_device(cfg.device, dist.local_rank)
+    splits = resolve_data(cfg.data, val_fraction=cfg.val_fraction, seed=cfg.seed, data_root=cfg.data_root)
+    cfg = resolve_auto(cfg, splits)
+    seed_everything(cfg.seed)
+    model, spec = create_model(name=cfg.model, num_classes=len(splits.classes), image_size=cfg.image_size or 224,
+                               pretrained=bool(cfg.pretrained), weights=cfg.weights)
+    pre = default_preprocess(model, spec, image_size=cfg.image_size, native_size=splits.native_size)
+    cfg = dataclasses.replace(cfg, image_size=pre.input_size)
+    if cfg.batch_size % (dist.world_size * cfg.accumulate):
+        raise DeepcatError(f"batch_size {cfg.batch_size} must divide by processes x accumulate "
+                           f"= {dist.world_size} x {cfg.accumulate}")
+    per_process = cfg.batch_size // dist.world_size // cfg.accumulate
+    augment = train_transform(pre, augment=cfg.augment, hflip=bool(cfg.hflip), small_images=splits.small_images)
+    train_loader = make_loader(splits.train, augment, batch_size=per_process, shuffle=True, seed=cfg.seed,
+                               workers=cfg.workers, rank=dist.rank, world_size=dist.world_size,
+                               drop_last=len(splits.train) >= 4 * cfg.batch_size)
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    weights = inverse_frequency(splits.train.labels, len(splits.classes)).to(device) if cfg.class_weights else None
+    mixup = None
+    if cfg.mixup or cfg.cutmix:
+        from timm.data import Mixup
+
+        mixup = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, label_smoothing=cfg.label_smoothing,
+                      num_classes=len(splits.classes))
+    loss_fn = build_loss(name=cfg.loss, label_smoothing=cfg.label_smoothing, class_weights=weights,
+                         soft_targets=mixup is not None).to(device)
+    optimizer = build_optimizer(model, name=cfg.optimizer, lr=float(cfg.lr), weight_decay=cfg.weight_decay)
+    return Setup(cfg, splits, model, spec, pre, device, amp_dtype(cfg.amp, device), train_loader, loss_fn,
+                 optimizer, mixup)
+
+
+def forward_loss(s: Setup, net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, loss) for one batch: device transfer, memory format, mixup, autocast."""
+    x, y = x.to(s.device, non_blocking=True), y.to(s.device, non_blocking=True)
+    if s.cfg.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    target = y
+    if s.mixup is not None:  # timm's Mixup needs an even batch; an odd last batch gets one-hot targets
+        x, target = s.mixup(x, y) if len(y) % 2 == 0 else (x, nn.functional.one_hot(y, len(s.splits.classes)).float())
+    with autocast(s.device, s.dtype):
+        logits = net(x)                                                   # (B, C)
+        loss = s.loss_fn(logits, target)
+    return logits, loss
