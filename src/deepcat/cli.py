@@ -71,15 +71,28 @@ def _is_run(path: str) -> bool:
     return (Path(path) / "model.json").is_file()
 
 
+def _is_exported(path: str) -> bool:
+    from pathlib import Path
+
+    return path.endswith((".onnx", ".ort")) and Path(path).is_file()
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
-    from deepcat.predict import expand_inputs, load
+    from deepcat.prediction import expand_inputs
 
     inputs = list(args.inputs)
-    run = inputs.pop(0) if inputs and _is_run(inputs[0]) else None
+    model = inputs.pop(0) if inputs and (_is_run(inputs[0]) or _is_exported(inputs[0])) else None
     if not inputs:
-        raise DeepcatError("no images given: deepcat predict [RUN] IMAGE [IMAGE ...]")
-    classifier = load(run)
+        raise DeepcatError("no images given: deepcat predict [RUN | MODEL.onnx] IMAGE [IMAGE ...]")
     files = expand_inputs(inputs)
+    if model and _is_exported(model):  # ONNX Runtime only: torch is never imported on this path
+        from deepcat.runtime import load_onnx
+
+        classifier = load_onnx(model)
+    else:
+        from deepcat.predict import load
+
+        classifier = load(model)
     predictions = classifier.predict(files, top_k=args.top_k, progress=len(files) > 64 and not args.json)
     if args.json:
         print(json.dumps({"model": classifier.name, "predictions": [p.to_dict() for p in predictions]}, indent=2))
@@ -98,6 +111,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 table.add_row(p.source, f"[bold]{p.label}[/bold]", f"{p.probability:.3f}", top)
         Console().print(table)
     return 1 if all(p.error for p in predictions) else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from deepcat.export import export
+
+    result = export(args.run, format=args.format, output=args.output)
+    check = result["check"]
+    print(f"{result['format']}: {result['path']} ({result['bytes'] / 1e6:.2f} MB)\n"
+          f"checked on {check['images']} validation images: max |diff| {check['max_abs_diff']:.2e}, "
+          f"top-1 agreement {check['top1_agreement']:.2%}, accuracy PyTorch {check['accuracy_pytorch']:.2%} "
+          f"vs exported {check['accuracy_exported']:.2%}")
+    return 0
 
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
@@ -134,11 +159,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("predict", help="label images; with no RUN, the pretrained cat / dog / neither model",
-                       description="deepcat predict [RUN] IMAGES...: files, folders or globs.")
-    p.add_argument("inputs", nargs="+", metavar="[RUN] IMAGES")
+                       description="deepcat predict [RUN | MODEL.onnx] IMAGES...: files, folders or globs. "
+                                   "An exported .onnx/.ort runs on ONNX Runtime without loading torch.")
+    p.add_argument("inputs", nargs="+", metavar="[RUN | MODEL.onnx] IMAGES")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="ONNX (fp32, int8), .ort for Android, or TorchScript; checked against PyTorch")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--format", default="onnx", choices=("onnx", "onnx-int8", "ort", "torchscript"))
+    p.add_argument("--output", help="file to write (default: RUN/export/model.<format>)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("lr-find", help="sweep the learning rate and suggest one")
     p.add_argument("data_arg", nargs="?", metavar="DATA", help=TrainConfig.help_of("data"))

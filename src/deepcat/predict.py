@@ -2,37 +2,17 @@
 
 from __future__ import annotations
 
-import glob
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn as nn
-from PIL import Image
 
-from deepcat.data.images import BadImage, is_image_file, load_image, to_rgb
 from deepcat.data.transforms import Preprocess, eval_transform
-from deepcat.errors import DeepcatError
+from deepcat.prediction import ImageInput, Prediction, expand_inputs, predict_batches
 
-ImageInput = str | Path | Image.Image | np.ndarray
-
-
-@dataclass
-class Prediction:
-    """The answer for one image: best label, its probability and the top-k; or the reason it failed."""
-
-    source: str
-    label: str | None = None
-    probability: float | None = None
-    top: list[tuple[str, float]] = field(default_factory=list)
-    error: str | None = None
-
-    def to_dict(self) -> dict:
-        return {"source": self.source, "label": self.label, "probability": self.probability,
-                "top": [{"label": lab, "probability": p} for lab, p in self.top], "error": self.error}
-
+__all__ = ["Classifier", "Prediction", "expand_inputs", "load", "pretrained_cat_dog"]
 
 @dataclass
 class Classifier:
@@ -62,58 +42,10 @@ class Classifier:
         'cat'
         """
         single = not isinstance(images, (list, tuple))
-        items = [images] if single else list(images)
-        results: list[Prediction] = []
-        from tqdm import tqdm
-
-        for start in tqdm(range(0, len(items), batch_size), disable=not progress, desc="predict"):
-            chunk = items[start:start + batch_size]
-            tensors, pending = [], []
-            for item in chunk:
-                pred = Prediction(source=str(item) if isinstance(item, (str, Path)) else type(item).__name__)
-                try:
-                    tensors.append(self.transform(_as_pil(item)))
-                    pending.append(pred)
-                except BadImage as e:
-                    pred.error = str(e)
-                results.append(pred)
-            if tensors:
-                probs = self.probabilities(torch.stack(tensors))
-                k = min(top_k, len(self.classes))
-                for pred, row in zip(pending, probs):
-                    values, index = row.topk(k)
-                    pred.top = [(self.classes[i], float(v)) for v, i in zip(values, index)]
-                    pred.label, pred.probability = pred.top[0]
+        results = predict_batches([images] if single else list(images), prepare=self.transform,
+                                  probabilities=lambda batch: self.probabilities(torch.stack(batch)).numpy(),
+                                  classes=self.classes, top_k=top_k, batch_size=batch_size, progress=progress)
         return results[0] if single else results
-
-
-def _as_pil(item: ImageInput) -> Image.Image:
-    if isinstance(item, (str, Path)):
-        return load_image(item)
-    if isinstance(item, np.ndarray):
-        return to_rgb(Image.fromarray(item))
-    if isinstance(item, Image.Image):
-        return to_rgb(item)
-    raise DeepcatError(f"cannot predict on a {type(item).__name__}; pass a path, a PIL image or an array")
-
-
-def expand_inputs(patterns: Sequence[str]) -> list[str]:
-    """Files, folders (searched recursively for images) and globs, in the order given."""
-    found: list[str] = []
-    for pattern in patterns:
-        path = Path(pattern)
-        if path.is_dir():
-            found += sorted(str(p) for p in path.rglob("*") if is_image_file(p))
-        elif path.exists():
-            found.append(str(path))
-        else:
-            matches = sorted(glob.glob(pattern, recursive=True))
-            if not matches:
-                raise DeepcatError(f"no such file, folder or glob match: {pattern}")
-            found += matches
-    if not found:
-        raise DeepcatError(f"no images found in {', '.join(patterns)}")
-    return found
 
 
 def pretrained_cat_dog() -> Classifier:

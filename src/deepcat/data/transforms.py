@@ -42,9 +42,13 @@ def _to_float(pre: Preprocess) -> list[v2.Transform]:
 
 
 def eval_transform(pre: Preprocess) -> v2.Compose:
-    """Resize the shorter side to `resize`, centre-crop `input_size`, normalise."""
-    return v2.Compose([v2.ToImage(), v2.Resize(pre.resize, interpolation=_interp(pre), antialias=True),
-                       v2.CenterCrop(pre.input_size), *_to_float(pre)])
+    """Resize the shorter side to `resize`, centre-crop `input_size`, normalise.
+
+    Resizing happens before ToImage so a PIL image is resized by PIL, exactly as the
+    torch-free ONNX path (`runtime.py`), the server and the exported models' consumers do.
+    """
+    return v2.Compose([v2.Resize(pre.resize, interpolation=_interp(pre), antialias=True),
+                       v2.CenterCrop(pre.input_size), v2.ToImage(), *_to_float(pre)])
 
 
 def train_transform(pre: Preprocess, *, augment: str, hflip: bool, small_images: bool) -> v2.Compose:

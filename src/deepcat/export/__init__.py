@@ -1,0 +1,9 @@
+"""Export a trained run: ONNX (fp32, int8), ONNX Runtime Mobile (.ort), TorchScript.
+
+Every export puts preprocessing into the model (normalisation and softmax in the graph,
+sizes and classes in the metadata) and checks itself against PyTorch before it returns.
+"""
+
+from deepcat.export.api import FORMATS, export
+
+__all__ = ["FORMATS", "export"]

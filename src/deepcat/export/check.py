@@ -1,0 +1,68 @@
+"""Every export checks itself: the exported model against PyTorch on the run's own validation images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from PIL import Image
+
+from deepcat.data.images import BadImage, load_image
+from deepcat.data.sources import resolve_data
+from deepcat.errors import DeepcatError
+from deepcat.runtime import pixels
+
+# Bounds a failed check is measured against (the deploy issue's acceptance bounds).
+FP32_MAX_ABS_DIFF = 1e-4
+INT8_MIN_AGREEMENT = 0.99
+INT8_MAX_ACCURACY_DROP = 0.01
+
+
+def run_images(run_dir: Path, meta: dict[str, Any], *, split: str, limit: int, seed: int = 0
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Up to `limit` images of the run's `split` (falling back to val, test, train) as (N, 3, H, W) pixels."""
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    splits = resolve_data(cfg["data"], val_fraction=cfg["val_fraction"], seed=cfg["seed"],
+                          data_root=cfg.get("data_root"))
+    order = [split] + [s for s in ("val", "test", "train") if s != split]
+    samples = next(splits.split(s) for s in order if splits.split(s) is not None)
+    rng = np.random.default_rng(seed)
+    index = rng.permutation(len(samples))[:limit]
+    batch, labels = [], []
+    for i in index:
+        item = samples.items[i]
+        try:
+            image = Image.fromarray(item) if samples.in_memory else load_image(item)
+        except BadImage:
+            continue
+        batch.append(pixels(image, meta))
+        labels.append(int(samples.labels[i]))
+    if not batch:
+        raise DeepcatError(f"no readable images in {run_dir}'s data to check the export with")
+    return np.stack(batch), np.asarray(labels)
+
+
+def compare(reference: np.ndarray, exported: np.ndarray, labels: np.ndarray, *, kind: str) -> dict[str, Any]:
+    """Max |diff| of probabilities, top-1 agreement and both accuracies; raises when out of bounds."""
+    ref_top, exp_top = reference.argmax(1), exported.argmax(1)
+    report = {
+        "images": int(len(labels)),
+        "max_abs_diff": float(np.abs(reference - exported).max()),
+        "top1_agreement": float((ref_top == exp_top).mean()),
+        "accuracy_pytorch": float((ref_top == labels).mean()),
+        "accuracy_exported": float((exp_top == labels).mean()),
+    }
+    if kind == "int8":
+        ok = (report["top1_agreement"] >= INT8_MIN_AGREEMENT
+              and report["accuracy_pytorch"] - report["accuracy_exported"] <= INT8_MAX_ACCURACY_DROP)
+        bound = f"top-1 agreement >= {INT8_MIN_AGREEMENT:.0%} and accuracy within {INT8_MAX_ACCURACY_DROP:.0%}"
+    else:
+        ok = report["max_abs_diff"] <= FP32_MAX_ABS_DIFF
+        bound = f"max |diff| of probabilities <= {FP32_MAX_ABS_DIFF}"
+    report["passed"] = bool(ok)
+    if not ok:
+        raise DeepcatError(f"the {kind} export disagrees with PyTorch beyond its bound ({bound}): {report}. "
+                           f"The file is kept for inspection; do not deploy it")
+    return report

@@ -1,0 +1,91 @@
+"""What a prediction is, where its images come from, and the batching loop both runtimes share.
+
+No torch here: `deepcat predict MODEL.onnx` and the server use it through `runtime.py`.
+"""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from deepcat.data.images import BadImage, is_image_file, load_image, to_rgb
+from deepcat.errors import DeepcatError
+
+ImageInput = str | Path | Image.Image | np.ndarray
+
+
+@dataclass
+class Prediction:
+    """The answer for one image: best label, its probability and the top-k; or the reason it failed."""
+
+    source: str
+    label: str | None = None
+    probability: float | None = None
+    top: list[tuple[str, float]] = field(default_factory=list)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "label": self.label, "probability": self.probability,
+                "top": [{"label": lab, "probability": p} for lab, p in self.top], "error": self.error}
+
+
+def as_pil(item: ImageInput) -> Image.Image:
+    if isinstance(item, (str, Path)):
+        return load_image(item)
+    if isinstance(item, np.ndarray):
+        return to_rgb(Image.fromarray(item))
+    if isinstance(item, Image.Image):
+        return to_rgb(item)
+    raise DeepcatError(f"cannot predict on a {type(item).__name__}; pass a path, a PIL image or an array")
+
+
+def predict_batches(items: Sequence[ImageInput], *, prepare: Callable[[Image.Image], Any],
+                    probabilities: Callable[[list[Any]], np.ndarray], classes: list[str], top_k: int,
+                    batch_size: int = 32, progress: bool = False) -> list[Prediction]:
+    """Decode, prepare and classify `items` in batches; an unreadable image gets `error`, not an exception."""
+    from tqdm import tqdm
+
+    results: list[Prediction] = []
+    k = min(top_k, len(classes))
+    for start in tqdm(range(0, len(items), batch_size), disable=not progress, desc="predict"):
+        prepared, pending = [], []
+        for item in items[start:start + batch_size]:
+            pred = Prediction(source=str(item) if isinstance(item, (str, Path)) else type(item).__name__)
+            try:
+                prepared.append(prepare(as_pil(item)))
+                pending.append(pred)
+            except BadImage as e:
+                pred.error = str(e)
+            results.append(pred)
+        if prepared:
+            probs = probabilities(prepared)                                   # (B, C)
+            for pred, row in zip(pending, probs):
+                top = np.argsort(-row)[:k]
+                pred.top = [(classes[i], float(row[i])) for i in top]
+                pred.label, pred.probability = pred.top[0]
+    return results
+
+
+def expand_inputs(patterns: Sequence[str]) -> list[str]:
+    """Files, folders (searched recursively for images) and globs, in the order given."""
+    found: list[str] = []
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            found += sorted(str(p) for p in path.rglob("*") if is_image_file(p))
+        elif path.exists():
+            found.append(str(path))
+        else:
+            matches = sorted(glob.glob(pattern, recursive=True))
+            if not matches:
+                raise DeepcatError(f"no such file, folder or glob match: {pattern}")
+            found += matches
+    if not found:
+        raise DeepcatError(f"no images found in {', '.join(patterns)}")
+    return found

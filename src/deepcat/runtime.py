@@ -1,0 +1,84 @@
+"""Prediction with an exported ONNX model and ONNX Runtime, without torch.
+
+The model carries its own preprocessing in its metadata (key `deepcat`, JSON) and has
+normalisation and softmax inside the graph: a consumer resizes the shorter side to
+`resize`, centre-crops `input_size`, and feeds float32 RGB pixels in 0..255, NCHW.
+This module is that consumer; the server and `deepcat predict MODEL.onnx` use it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from deepcat.data.images import to_rgb
+from deepcat.prediction import ImageInput, Prediction, predict_batches
+
+RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST,
+            "lanczos": Image.LANCZOS, "box": Image.BOX, "hamming": Image.HAMMING}
+
+
+def pixels(image: Image.Image, meta: dict[str, Any]) -> np.ndarray:
+    """(3, H, W) float32 RGB in 0..255: shorter side to `resize`, centre crop `input_size` (as torchvision)."""
+    image = to_rgb(image)
+    w, h = image.size
+    size, crop = meta["resize"], meta["input_size"]
+    if w <= h:
+        new_w, new_h = size, int(size * h / w)
+    else:
+        new_w, new_h = int(size * w / h), size
+    if (new_w, new_h) != (w, h):
+        image = image.resize((new_w, new_h), RESAMPLE[meta["interpolation"]])
+    top, left = int(round((new_h - crop) / 2.0)), int(round((new_w - crop) / 2.0))
+    image = image.crop((left, top, left + crop, top + crop))
+    return np.asarray(image, dtype=np.float32).transpose(2, 0, 1).copy()
+
+
+@dataclass
+class OnnxClassifier:
+    """An ONNX Runtime session plus the metadata that says how to feed it."""
+
+    session: Any
+    meta: dict[str, Any]
+
+    @property
+    def classes(self) -> list[str]:
+        return self.meta["classes"]
+
+    @property
+    def name(self) -> str:
+        return self.meta.get("name", "model")
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """(B, 3, H, W) float32 pixels in 0..255 -> (B, C) probabilities."""
+        return self.session.run(None, {self.session.get_inputs()[0].name: batch})[0]
+
+    def predict(self, images: Sequence[ImageInput], *, top_k: int = 5, batch_size: int = 32,
+                progress: bool = False) -> list[Prediction]:
+        """Same answers and shape as `deepcat.load(run).predict`, from ONNX Runtime."""
+        return predict_batches(list(images), prepare=lambda image: pixels(image, self.meta),
+                               probabilities=lambda batch: self.probabilities(np.stack(batch)),
+                               classes=self.classes, top_k=top_k, batch_size=batch_size, progress=progress)
+
+
+def load_onnx(path: str | Path, *, threads: int | None = None) -> OnnxClassifier:
+    """Open an exported .onnx (or .ort) file with ONNX Runtime on the CPU."""
+    import onnxruntime as ort
+
+    path = Path(path)
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    props = session.get_modelmeta().custom_metadata_map
+    if "deepcat" not in props:
+        from deepcat.errors import DeepcatError
+
+        raise DeepcatError(f"{path} has no deepcat metadata; export a run with `deepcat export RUN`")
+    return OnnxClassifier(session, json.loads(props["deepcat"]))
