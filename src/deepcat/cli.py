@@ -125,6 +125,31 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
+    import uvicorn
+
+    from deepcat.serving.app import Limits, create_app
+
+    model = args.model
+    if model is None or _is_run(model):
+        from deepcat.export.api import serving_model
+
+        model = serving_model(model)
+    elif not _is_exported(model):
+        raise DeepcatError(f"{model} is neither a run folder nor an .onnx/.ort file")
+    api_key = args.api_key or os.environ.get("DEEPCAT_API_KEY")
+    limits = Limits(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_bytes=args.max_bytes,
+                    max_pixels=args.max_pixels, max_files=args.max_files)
+    app = create_app(Path(model), limits=limits, api_key=api_key)
+    print(f"serving {model} on http://{args.host}:{args.port} (docs at /docs){' with an API key' if api_key else ''}",
+          file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def cmd_lr_find(args: argparse.Namespace) -> int:
     from deepcat.training.lr_find import lr_find
 
@@ -171,6 +196,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="onnx", choices=("onnx", "onnx-int8", "ort", "torchscript"))
     p.add_argument("--output", help="file to write (default: RUN/export/model.<format>)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("serve", help="REST API and web page for a run or an exported model",
+                       description="Serve RUN, MODEL.onnx, or (with neither) the pretrained cat / dog / neither model.")
+    p.add_argument("model", nargs="?", metavar="RUN | MODEL.onnx")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", help="require this key in X-API-Key (default: $DEEPCAT_API_KEY, else none)")
+    p.add_argument("--max-batch", type=int, default=32, help="largest micro-batch")
+    p.add_argument("--max-wait-ms", type=float, default=5.0, help="longest a request waits for its batch to fill")
+    p.add_argument("--max-bytes", type=int, default=10_000_000, help="largest image upload")
+    p.add_argument("--max-pixels", type=int, default=40_000_000, help="largest image, refused before decoding")
+    p.add_argument("--max-files", type=int, default=64, help="most images in one batch request")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("lr-find", help="sweep the learning rate and suggest one")
     p.add_argument("data_arg", nargs="?", metavar="DATA", help=TrainConfig.help_of("data"))

@@ -109,3 +109,17 @@ def export_pretrained_cat_dog(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     size = clf.preprocess.input_size
     return export_onnx(net, torch.rand(2, 3, size, size) * 255, path, meta)
+
+
+def serving_model(run: str | Path | None) -> Path:
+    """The ONNX file to serve for a run (exported on first use), or the cached pretrained cat/dog model."""
+    if run is None:
+        path = Path.home() / ".cache" / "deepcat" / "cat-dog-neither.onnx"
+        if not path.is_file():
+            print(f"exporting the pretrained cat / dog / neither model to {path} (once)", file=sys.stderr)
+            export_pretrained_cat_dog(path)
+        return path
+    path = Path(run) / "export" / FORMATS["onnx"]
+    if not path.is_file():
+        export(run, format="onnx")
+    return path

@@ -1,0 +1,1 @@
+"""Serving: a FastAPI application over ONNX Runtime, with micro-batching, metrics and a web page."""

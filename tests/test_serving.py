@@ -1,0 +1,166 @@
+"""The server over real HTTP on loopback: answers, micro-batching, metrics, and every bad input as a 4xx."""
+
+import asyncio
+import io
+import socket
+import struct
+import threading
+import time
+import zlib
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+from PIL import Image
+
+import deepcat
+from deepcat.export import export
+from deepcat.runtime import load_onnx
+from deepcat.serving.app import Limits, create_app
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """uvicorn in a thread, stopped at the end of the test module."""
+
+    def __init__(self, app):
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.time() + 30
+        while not self.server.started and time.time() < deadline:
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def digit_pngs(n: int) -> list[bytes]:
+    from sklearn.datasets import load_digits
+
+    images = load_digits().images[:n]
+    return [png_bytes(np.clip(img * 16, 0, 255).astype(np.uint8)) for img in images]
+
+
+def bomb_png(width: int = 50_000, height: int = 50_000) -> bytes:
+    """A tiny PNG whose header claims 2.5 gigapixels: must be refused before decoding."""
+    data = bytearray(png_bytes(np.zeros((8, 8), np.uint8)))
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4: ihdr + 12] = struct.pack(">II", width, height)
+    data[ihdr + 17: ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr: ihdr + 17])))
+    return bytes(data)
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    run = deepcat.train(data="digits", output=str(out), name="digits", epochs=4, progress=False)
+    return export(run, format="onnx", quiet=True)["path"]
+
+
+@pytest.fixture(scope="module")
+def server(model_path):
+    app = create_app(model_path, limits=Limits(max_bytes=200_000, max_files=8, max_batch=32, max_wait_ms=20))
+    with Server(app) as url:
+        yield url
+
+
+def test_predict_single_batch_model_and_health(server, model_path):
+    images = digit_pngs(3)
+    expected = [p.label for p in load_onnx(model_path).predict([Image.open(io.BytesIO(b)) for b in images])]
+    raw = httpx.post(f"{server}/v1/predict", content=images[0], headers={"content-type": "image/png"})
+    assert raw.status_code == 200 and raw.json()["label"] == expected[0]
+    assert raw.json()["model"] == "digits" and len(raw.json()["top"]) == 5
+    multipart = httpx.post(f"{server}/v1/predict?top_k=2", files={"file": ("d.png", images[1], "image/png")})
+    assert multipart.json()["label"] == expected[1] and len(multipart.json()["top"]) == 2
+    batch = httpx.post(f"{server}/v1/predict/batch", files=[("files", (f"{i}.png", b, "image/png"))
+                                                            for i, b in enumerate(images)])
+    assert [p["label"] for p in batch.json()["predictions"]] == expected
+    info = httpx.get(f"{server}/v1/model").json()
+    assert info["classes"] == [str(d) for d in range(10)] and info["input_size"] == 16
+    assert httpx.get(f"{server}/health").json() == {"status": "ok"}
+    assert httpx.get(f"{server}/ready").status_code == 200
+    assert "/v1/predict" in httpx.get(f"{server}/openapi.json").json()["paths"]
+    assert httpx.get(f"{server}/docs").status_code == 200
+
+
+def test_64_concurrent_requests_are_answered_in_batches(server, model_path):
+    images = digit_pngs(64)
+    expected = [p.label for p in load_onnx(model_path).predict([Image.open(io.BytesIO(b)) for b in images])]
+
+    async def send_all():
+        async with httpx.AsyncClient(timeout=60) as client:
+            return await asyncio.gather(*(client.post(f"{server}/v1/predict", content=b,
+                                                      headers={"content-type": "image/png"}) for b in images))
+
+    responses = asyncio.run(send_all())
+    assert [r.status_code for r in responses] == [200] * 64
+    assert [r.json()["label"] for r in responses] == expected
+    metrics = httpx.get(f"{server}/metrics").text
+    count = float(next(line.split()[-1] for line in metrics.splitlines() if line.startswith("deepcat_batch_size_count")))
+    total = float(next(line.split()[-1] for line in metrics.splitlines() if line.startswith("deepcat_batch_size_sum")))
+    assert total / count > 1.5, f"{total} images in {count} batches: no micro-batching"
+    assert 'deepcat_requests_total{endpoint="/v1/predict",status="200"}' in metrics
+
+
+@pytest.mark.parametrize("case, status, kind", [
+    ("empty", 400, "empty_body"),
+    ("not_an_image", 415, "unsupported_image"),
+    ("truncated", 400, "corrupt_image"),
+    ("too_many_bytes", 413, "too_many_bytes"),
+    ("bomb", 413, "too_many_pixels"),
+    ("json", 415, "unsupported_media_type"),
+    ("batch_too_large", 413, "batch_too_large"),
+    ("multipart_without_file", 400, "empty_body"),
+])
+def test_bad_input_is_a_4xx_with_a_reason(server, case, status, kind, chelsea_jpg):
+    png = digit_pngs(1)[0]
+    url, kwargs = f"{server}/v1/predict", {"headers": {"content-type": "image/png"}}
+    if case == "empty":
+        kwargs["content"] = b""
+    elif case == "not_an_image":
+        kwargs["content"] = b"hello, this is text"
+    elif case == "truncated":
+        kwargs = {"content": chelsea_jpg.read_bytes()[:5000], "headers": {"content-type": "image/jpeg"}}
+    elif case == "too_many_bytes":
+        kwargs["content"] = np.random.default_rng(0).bytes(300_000)
+    elif case == "bomb":
+        kwargs["content"] = bomb_png()
+    elif case == "json":
+        kwargs = {"json": {"image": "x"}}
+    elif case == "batch_too_large":
+        url, kwargs = f"{server}/v1/predict/batch", {"files": [("files", (f"{i}.png", png, "image/png"))
+                                                               for i in range(9)]}
+    else:
+        kwargs = {"files": {"other": ("x.png", png, "image/png")}}
+    response = httpx.post(url, **kwargs)
+    assert response.status_code == status, response.text
+    assert response.json()["error"] == kind and response.json()["detail"]
+    assert httpx.get(f"{server}/health").status_code == 200  # still up
+
+
+def test_api_key(model_path):
+    with Server(create_app(model_path, api_key="s3cret")) as url:
+        png = digit_pngs(1)[0]
+        denied = httpx.post(f"{url}/v1/predict", content=png, headers={"content-type": "image/png"})
+        assert denied.status_code == 401 and denied.json()["error"] == "unauthorised"
+        allowed = httpx.post(f"{url}/v1/predict", content=png, headers={"content-type": "image/png",
+                                                                         "x-api-key": "s3cret"})
+        assert allowed.status_code == 200
