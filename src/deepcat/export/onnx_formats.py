@@ -32,6 +32,12 @@ def export_onnx(net: Deployable, example: torch.Tensor, path: Path, meta: dict[s
     return path
 
 
+# The network body only: the input normalisation and the softmax stay float, so probabilities keep
+# full resolution (a uint8 softmax over 1,000 classes ties the top answers).
+QUANTIZED_OPS = ["Conv", "Gemm", "MatMul", "Add", "Mul", "Clip", "Relu", "GlobalAveragePool", "AveragePool",
+                 "MaxPool", "Concat", "Flatten", "Reshape"]
+
+
 class _Calibration:
     """Feeds ONNX Runtime's calibrator batches of training images (onnxruntime's CalibrationDataReader)."""
 
@@ -62,6 +68,7 @@ def quantize_int8(fp32: Path, path: Path, calibration: np.ndarray, meta: dict[st
     quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
     try:
         quantize_static(str(prepared), str(path), Reader(calibration), quant_format=QuantFormat.QDQ,
+                        op_types_to_quantize=QUANTIZED_OPS,
                         per_channel=True, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
     finally:
