@@ -141,3 +141,16 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
     assert main([a.replace("{tmp}", str(tmp_path)) for a in args]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_auto_recipe_picks_by_image_size(digits_folder):
+    from deepcat.config import resolve_config
+    from deepcat.data.sources import resolve_data
+    from deepcat.training.recipe import resolve_auto
+
+    splits = resolve_data(str(digits_folder))  # 16 px images: the small-image recipe
+    small = resolve_auto(resolve_config(data=str(digits_folder)), splits)
+    assert (small.model, small.pretrained, small.image_size, small.optimizer) == ("smallcnn", False, 16, "sgd")
+    tuned = resolve_auto(resolve_config(data=str(digits_folder), model="efficientnet_lite0"), splits)
+    assert (tuned.model, tuned.pretrained, tuned.image_size, tuned.freeze_epochs) == \
+        ("tf_efficientnet_lite0", True, None, 1)  # None: the pretrained model's own 224 px

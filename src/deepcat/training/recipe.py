@@ -26,10 +26,12 @@ def resolve_auto(cfg: TrainConfig, splits: DataSplits) -> TrainConfig:
         pretrained = is_pretrainable(canonical) and cfg.weights is None
     optimizer = cfg.optimizer if cfg.optimizer != "auto" else ("sgd" if canonical == "smallcnn" else "adamw")
     image_size = cfg.image_size
-    if image_size is None and splits.small_images:
+    starts_pretrained = bool(pretrained or cfg.weights)
+    if image_size is None and splits.small_images and not starts_pretrained:
         image_size = max(16, splits.native_size or 32)
     elif image_size is None and not is_pretrainable(canonical):
         image_size = 64  # deepcat's own models on photos: small and fast; pass --image-size for more
+    # else None: a pretrained model keeps the input size its features were learned at (e.g. 224)
     batch_size = cfg.batch_size or int(min(128, max(16, 2 ** math.floor(math.log2(max(1, len(splits.train) / 32))))))
     return dataclasses.replace(
         cfg, model=model, batch_size=batch_size, pretrained=bool(pretrained), optimizer=optimizer, image_size=image_size,
