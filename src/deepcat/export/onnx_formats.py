@@ -56,9 +56,11 @@ def quantize_int8(fp32: Path, path: Path, calibration: np.ndarray, meta: dict[st
     """Static QDQ int8: per-channel int8 weights, uint8 activations calibrated on real images.
 
     Static, not dynamic: dynamic quantisation of convolutions ran 20x slower than fp32 here
-    and changed top-1 answers.
+    and changed top-1 answers. Percentile ranges (99.999%) over min/max: measured on
+    EfficientNet-Lite0, top-1 agreement with fp32 rose from 79% to 86% (fine-tuned, 10 classes)
+    and from 91.5% to 93% (ImageNet).
     """
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(_Calibration, CalibrationDataReader):
@@ -68,7 +70,7 @@ def quantize_int8(fp32: Path, path: Path, calibration: np.ndarray, meta: dict[st
     quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
     try:
         quantize_static(str(prepared), str(path), Reader(calibration), quant_format=QuantFormat.QDQ,
-                        op_types_to_quantize=QUANTIZED_OPS,
+                        op_types_to_quantize=QUANTIZED_OPS, calibrate_method=CalibrationMethod.Percentile,
                         per_channel=True, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
     finally:
