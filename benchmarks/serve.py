@@ -86,8 +86,8 @@ def main() -> None:
         server.terminate()
         server.wait(10)
     rows[0]["note"], rows[1]["note"] = "baseline: one client", "micro-batched"
-    count = next(float(l.split()[-1]) for l in metrics.splitlines() if l.startswith("deepcat_batch_size_count"))
-    total = next(float(l.split()[-1]) for l in metrics.splitlines() if l.startswith("deepcat_batch_size_sum"))
+    count = next(float(row.split()[-1]) for row in metrics.splitlines() if row.startswith("deepcat_batch_size_count"))
+    total = next(float(row.split()[-1]) for row in metrics.splitlines() if row.startswith("deepcat_batch_size_sum"))
     report("serve", rows, args.out, model=str(model.name), mean_batch_size=total / count,
            speedup_32_clients=rows[1]["requests_per_s"] / rows[0]["requests_per_s"])
     print(f"mean micro-batch size {total / count:.1f}; 32 clients / 1 client: "

@@ -74,9 +74,10 @@ def make_loader(samples: Samples, transform: Callable, *, batch_size: int, shuff
     dataset = ImageDataset(samples, transform)
     sampler = (DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed,
                                   drop_last=drop_last) if shuffle else None)
-    n = default_workers(samples, workers)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=n,
-                      collate_fn=collate_skipping_bad, drop_last=drop_last, persistent_workers=False,  # fresh workers each epoch are seeded from the epoch seed, so resume replays them
+    # Workers are not persistent: fresh ones each epoch are seeded from the epoch's seed, so a resumed
+    # run replays the same augmentations.
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=default_workers(samples, workers),
+                      collate_fn=collate_skipping_bad, drop_last=drop_last, persistent_workers=False,
                       pin_memory=torch.cuda.is_available())
 
 
