@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from deepcat.data.loader import BadImageLog, batches, make_loader
-from deepcat.data.sources import DataSplits, Samples, resolve_data
+from deepcat.data.sources import DataSplits, Samples
 from deepcat.data.transforms import Preprocess, eval_transform
 from deepcat.device import amp_dtype, autocast, pick_device
 from deepcat.errors import DeepcatError
@@ -84,6 +84,22 @@ def print_metrics(metrics: dict[str, Any], title: str) -> None:
           f"images {metrics['images']}")
 
 
+def score(model: nn.Module, samples: Samples, *, classes: list[str], pre: Preprocess, device: torch.device,
+          dtype: torch.dtype | None, json_path: Path, png_path: Path, title: str, batch_size: int = 256,
+          workers: int | None = None, progress: bool = True, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Metrics of `model` on `samples`, saved as JSON and as a confusion-matrix PNG."""
+    from deepcat.plots import plot_confusion
+
+    loader = make_loader(samples, eval_transform(pre), batch_size=batch_size, shuffle=False, workers=workers)
+    probs, labels = collect_probs(model.to(device), loader, device=device, dtype=dtype, log=BadImageLog(),
+                                  desc="score", progress=progress)
+    metrics = {**(extra or {}), **compute_metrics(probs, labels, classes)}
+    json_path.write_text(json.dumps(metrics, indent=2))
+    plot_confusion(np.array(metrics["confusion_matrix"]), classes, png_path,
+                   title=f"{title}: accuracy {metrics['accuracy']:.3f}")
+    return metrics
+
+
 def evaluate(run: str | Path, *, data: str | None = None, batch_size: int = 256, device: str = "auto",
              amp: str = "auto", which: str = "best", quiet: bool = False) -> dict[str, Any]:
     """Evaluate a run on DATA (default: the run's own test split, else its val split).
@@ -93,34 +109,20 @@ def evaluate(run: str | Path, *, data: str | None = None, batch_size: int = 256,
     >>> metrics = deepcat.evaluate("runs/smallcnn-digits")
     >>> metrics["accuracy"]
     """
-    import yaml
-
-    from deepcat.plots import plot_confusion
-    from deepcat.runs import load_model
+    from deepcat.runs import load_model, read_config, run_splits
 
     run_dir = Path(run)
     model, meta = load_model(run_dir, which=which)
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
-    if data is None:
-        splits = resolve_data(cfg["data"], val_fraction=cfg["val_fraction"], seed=cfg["seed"],
-                              data_root=cfg.get("data_root"))
-    else:
-        splits = resolve_data(data, val_fraction=0.0, seed=cfg["seed"], data_root=cfg.get("data_root"))
-    split_name, samples = pick_eval_samples(splits, meta["classes"])
+    data_name = data or read_config(run_dir)["data"]
+    split_name, samples = pick_eval_samples(run_splits(run_dir, data), meta["classes"])
     dev = pick_device(device)
-    model.to(dev)
-    loader = make_loader(samples, eval_transform(Preprocess.from_dict(meta["preprocess"])), batch_size=batch_size,
-                         shuffle=False)
-    probs, labels = collect_probs(model, loader, device=dev, dtype=amp_dtype(amp, dev), log=BadImageLog(),
-                                  progress=not quiet)
-    metrics = {"data": data or cfg["data"], "split": split_name,
-               **compute_metrics(probs, labels, meta["classes"])}
     out = run_dir / "evaluation"
     out.mkdir(exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    plot_confusion(np.array(metrics["confusion_matrix"]), meta["classes"], out / "confusion_matrix.png",
-                   title=f"{metrics['data']} ({split_name}): accuracy {metrics['accuracy']:.3f}")
+    metrics = score(model, samples, classes=meta["classes"], pre=Preprocess.from_dict(meta["preprocess"]),
+                    device=dev, dtype=amp_dtype(amp, dev), json_path=out / "metrics.json",
+                    png_path=out / "confusion_matrix.png", title=f"{data_name} ({split_name})",
+                    batch_size=batch_size, progress=not quiet, extra={"data": data_name, "split": split_name})
     if not quiet:
-        print_metrics(metrics, f"{run_dir.name} on {metrics['data']} ({split_name})")
+        print_metrics(metrics, f"{run_dir.name} on {data_name} ({split_name})")
         print(f"saved {out / 'metrics.json'} and {out / 'confusion_matrix.png'}")
     return metrics

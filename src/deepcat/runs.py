@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from deepcat.data.sources import DataSplits
+from deepcat.data.sources import DataSplits, resolve_data
 from deepcat.data.transforms import Preprocess
 from deepcat.errors import DeepcatError
 from deepcat.models.create import ModelSpec, build
@@ -46,6 +46,24 @@ def read_model_json(run_dir: Path) -> dict[str, Any]:
         raise DeepcatError(f"{run_dir} is not a deepcat run folder (no model.json). "
                            f"Pass the folder that `deepcat train` printed, e.g. runs/smallcnn-digits-...")
     return json.loads(path.read_text())
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    import yaml
+
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise DeepcatError(f"{run_dir} is not a deepcat run folder (no config.yaml)")
+    return yaml.safe_load(path.read_text())
+
+
+def run_splits(run_dir: Path, data: str | None = None) -> DataSplits:
+    """The run's own data split as in training; or `data` (another DATA argument) used whole, unsplit."""
+    cfg = read_config(run_dir)
+    if data is None:
+        return resolve_data(cfg["data"], val_fraction=cfg["val_fraction"], seed=cfg["seed"],
+                            data_root=cfg.get("data_root"))
+    return resolve_data(data, val_fraction=0.0, seed=cfg["seed"], data_root=cfg.get("data_root"))
 
 
 def load_model(run_dir: str | Path, *, which: str = "best") -> tuple[nn.Module, dict[str, Any]]:

@@ -6,11 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from PIL import Image
 
 from deepcat.data.images import BadImage, load_image
-from deepcat.data.sources import resolve_data
 from deepcat.errors import DeepcatError
 from deepcat.runtime import pixels
 
@@ -23,9 +21,9 @@ INT8_MAX_ACCURACY_DROP = 0.01
 def run_images(run_dir: Path, meta: dict[str, Any], *, split: str, limit: int, seed: int = 0
                ) -> tuple[np.ndarray, np.ndarray]:
     """Up to `limit` images of the run's `split` (falling back to val, test, train) as (N, 3, H, W) pixels."""
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
-    splits = resolve_data(cfg["data"], val_fraction=cfg["val_fraction"], seed=cfg["seed"],
-                          data_root=cfg.get("data_root"))
+    from deepcat.runs import run_splits
+
+    splits = run_splits(run_dir)
     order = [split] + [s for s in ("val", "test", "train") if s != split]
     samples = next(splits.split(s) for s in order if splits.split(s) is not None)
     rng = np.random.default_rng(seed)

@@ -7,7 +7,6 @@ rank 0 validates, logs and writes the run folder.
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -16,15 +15,15 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
-import yaml
 from tqdm import tqdm
 
 from deepcat.config import TrainConfig, resolve_config
 from deepcat.data.loader import BadImageLog, batches, make_loader
 from deepcat.data.transforms import eval_transform
 from deepcat.errors import DeepcatError
-from deepcat.evaluation import collect_probs, compute_metrics
-from deepcat.runs import append_metrics, load_state, save_state, save_weights, write_model_json, write_split
+from deepcat.evaluation import collect_probs, score
+from deepcat.runs import (append_metrics, load_state, read_config, save_state, save_weights, write_model_json,
+                          write_split)
 from deepcat.training import distributed
 from deepcat.training.events import EarlyStopping, StopTraining, fire
 from deepcat.training.optim import lr_at, set_lr
@@ -41,7 +40,7 @@ def train(*, config_file: str | Path | None = None, resume: str | Path | None = 
     if resume:
         run_dir: Path | None = Path(resume)
         state = load_state(run_dir)
-        cfg = TrainConfig(**yaml.safe_load((run_dir / "config.yaml").read_text()))
+        cfg = TrainConfig(**read_config(run_dir))
         if options.get("epochs"):  # the one option a resumed run may change: train for longer
             cfg = dataclasses.replace(cfg, epochs=options["epochs"])
     else:
@@ -182,12 +181,13 @@ def _train_epoch(s: Setup, net: nn.Module, *, epoch: int, step: int, scaler: tor
             step += 1
             if ema is not None:
                 ema.update(s.model, step=step)
+        batch_loss = loss.item()
         seen += len(y)
-        loss_sum += loss.item() * len(y)
+        loss_sum += batch_loss * len(y)
         correct += (logits.argmax(1).cpu() == y).sum().item()
         bar.update()
         bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
-        fire(callbacks, "on_batch_end", step=step, loss=loss.item())
+        fire(callbacks, "on_batch_end", step=step, loss=batch_loss)
     bar.close()
     return {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
             "lr": s.optimizer.param_groups[0]["lr"]}, step
@@ -195,19 +195,14 @@ def _train_epoch(s: Setup, net: nn.Module, *, epoch: int, step: int, scaler: tor
 
 def _score_best(s: Setup, run_dir: Path, *, progress: bool) -> None:
     """Score the best weights on the test split (else val): metrics JSON and confusion matrix PNG."""
-    from deepcat.plots import plot_confusion
     from deepcat.runs import load_model
 
     name = "test" if s.splits.test is not None else "val" if s.splits.val is not None else None
     if name is None:
         return
     model, _ = load_model(run_dir)
-    loader = make_loader(s.splits.split(name), eval_transform(s.pre), batch_size=256, shuffle=False,
-                         workers=s.cfg.workers)
-    probs, labels = collect_probs(model.to(s.device), loader, device=s.device, dtype=s.dtype, log=BadImageLog(),
-                                  desc=name, progress=progress)
-    metrics = {"split": name, **compute_metrics(probs, labels, s.splits.classes)}
-    (run_dir / f"{name}_metrics.json").write_text(json.dumps(metrics, indent=2))
-    plot_confusion(np.array(metrics["confusion_matrix"]), s.splits.classes, run_dir / "confusion_matrix.png",
-                   title=f"{s.splits.name} {name}: accuracy {metrics['accuracy']:.3f}")
+    metrics = score(model, s.splits.split(name), classes=s.splits.classes, pre=s.pre, device=s.device, dtype=s.dtype,
+                    json_path=run_dir / f"{name}_metrics.json", png_path=run_dir / "confusion_matrix.png",
+                    title=f"{s.splits.name} {name}", workers=s.cfg.workers, progress=progress,
+                    extra={"split": name})
     print(f"{name} accuracy {metrics['accuracy']:.4f} (best weights); run folder {run_dir}", file=sys.stderr)
