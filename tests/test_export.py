@@ -45,8 +45,8 @@ def test_every_format_matches_pytorch(digits_run, fmt):
 def test_onnx_and_pytorch_predict_the_same_labels(digits_run):
     path = export(digits_run, format="onnx", quiet=True)["path"]
     images = sorted((ROOT / "examples" / "digits").glob("*.png"))
-    torch_side = deepcat.load(digits_run).predict(images)
-    onnx_side = load_onnx(path).predict(images)
+    torch_side = deepcat.load(digits_run).predict(images, reject=False)  # labels, not the `unknown` rule
+    onnx_side = load_onnx(path).predict(images, reject=False)
     assert [p.label for p in torch_side] == [p.label for p in onnx_side] == ["0", "3", "5", "7", "9"]
     assert max(abs(a.probability - b.probability) for a, b in zip(torch_side, onnx_side)) < 1e-4
 
@@ -62,7 +62,7 @@ def test_failed_check_is_an_error():
 
 def test_cli_predict_with_onnx_never_imports_torch(digits_run):
     path = export(digits_run, format="onnx", quiet=True)["path"]
-    code = ("import sys, runpy; sys.argv = ['deepcat', 'predict', %r, 'examples/digits', '--json'];"
+    code = ("import sys, runpy; sys.argv = ['deepcat', 'predict', %r, 'examples/digits', '--json', '--no-reject'];"
             "from deepcat.cli import main; rc = main(sys.argv[1:]);"
             "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)") % path
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

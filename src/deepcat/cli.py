@@ -93,7 +93,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from deepcat.predict import load
 
         classifier = load(model)
-    predictions = classifier.predict(files, top_k=args.top_k, progress=len(files) > 64 and not args.json)
+    predictions = classifier.predict(files, top_k=args.top_k, reject=not args.no_reject,
+                                     progress=len(files) > 64 and not args.json)
     if args.json:
         print(json.dumps({"model": classifier.name, "predictions": [p.to_dict() for p in predictions]}, indent=2))
     else:
@@ -108,7 +109,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 table.add_row(p.source, "[red]error[/red]", "", p.error)
             else:
                 top = ", ".join(f"{lab} {prob:.3f}" for lab, prob in p.top)
-                table.add_row(p.source, f"[bold]{p.label}[/bold]", f"{p.probability:.3f}", top)
+                label = (f"[yellow]unknown[/yellow] (< {p.threshold:.3f})" if p.label == "unknown"
+                         else f"[bold]{p.label}[/bold]")
+                table.add_row(p.source, label, f"{p.probability:.3f}", top)
         Console().print(table)
     return 1 if all(p.error for p in predictions) else 0
 
@@ -143,10 +146,58 @@ def cmd_serve(args: argparse.Namespace) -> int:
     api_key = args.api_key or os.environ.get("DEEPCAT_API_KEY")
     limits = Limits(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_bytes=args.max_bytes,
                     max_pixels=args.max_pixels, max_files=args.max_files)
-    app = create_app(Path(model), limits=limits, api_key=api_key)
+    app = create_app(Path(model), limits=limits, api_key=api_key, reject=not args.no_reject)
     print(f"serving {model} on http://{args.host}:{args.port} (docs at /docs){' with an API key' if api_key else ''}",
           file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from deepcat.data import audit
+    from deepcat.data.sources import resolve_data
+
+    splits = resolve_data(args.data, val_fraction=args.val_fraction, seed=args.seed, classes=args.classes)
+    out = Path(args.out or Path("checks") / splits.name)
+    found = audit.audit(splits, near=args.near, progress=not args.quiet)
+    audit.write_json(found, out / "audit.json")
+    found.print_table()
+    print(f"findings: {out / 'audit.json'}")
+    if args.fix:
+        counts = audit.fix_split(splits, found, out / "clean.csv")
+        print(f"cleaned split: {out / 'clean.csv'} ({counts['kept']} kept, {counts['dropped']} dropped: "
+              f"{', '.join(f'{k} {v}' for k, v in counts.items() if k not in ('kept', 'dropped') and v)}); "
+              f"train on it with `deepcat train {out / 'clean.csv'}`")
+    if args.labels:
+        from deepcat.label_errors import find_label_errors, print_suspects, save
+
+        result = find_label_errors(args.labels, splits, progress=not args.quiet)
+        print_suspects(result, limit=args.top)
+        json_path, png = save(result, Path(args.labels))
+        from deepcat.report import write_report
+
+        print(f"suspected label errors: {json_path}, {png}; report: {write_report(args.labels)}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from deepcat.report import write_report
+
+    print(write_report(args.run))
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from deepcat.explain import explain
+    from deepcat.prediction import expand_inputs
+
+    out = args.output or f"{args.run.rstrip('/')}/explain"
+    results = explain(args.run, expand_inputs(args.images), target=args.target, output=out)
+    for r in results:
+        print(f"{r.source}: predicted {r.predicted}; Grad-CAM of {r.label} ({r.probability:.3f})")
+    print(f"heatmaps in {out}")
     return 0
 
 
@@ -188,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "An exported .onnx/.ort runs on ONNX Runtime without loading torch.")
     p.add_argument("inputs", nargs="+", metavar="[RUN | MODEL.onnx] IMAGES")
     p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--no-reject", action="store_true",
+                   help="always answer a training class, never `unknown` (below the run's calibrated threshold)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_predict)
 
@@ -208,7 +261,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-bytes", type=int, default=10_000_000, help="largest image upload")
     p.add_argument("--max-pixels", type=int, default=40_000_000, help="largest image, refused before decoding")
     p.add_argument("--max-files", type=int, default=64, help="most images in one batch request")
+    p.add_argument("--no-reject", action="store_true", help="never answer `unknown`")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("check", help="audit data: unreadable files, duplicates, leaks, imbalance; label errors",
+                       description="Audit DATA as `deepcat train` would split it. --fix writes a cleaned split CSV "
+                                   "(your files are not touched); --labels RUN finds likely mislabelled images.")
+    p.add_argument("data", metavar="DATA", help=TrainConfig.help_of("data"))
+    p.add_argument("--out", help="folder for audit.json and clean.csv (default: checks/<data name>)")
+    p.add_argument("--fix", action="store_true", help="write clean.csv: duplicates, leaks, conflicts and "
+                   "unreadable files removed")
+    p.add_argument("--labels", metavar="RUN", help="find label errors with this run's network (trained on DATA)")
+    p.add_argument("--top", type=int, default=20, help="suspected label errors to print")
+    p.add_argument("--near", type=int, default=4, help="perceptual-hash bits within which images are near duplicates")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="as in train: decides the split checked for leaks")
+    p.add_argument("--seed", type=int, default=0, help="as in train: decides the split checked for leaks")
+    p.add_argument("--classes", help=TrainConfig.help_of("classes"))
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("explain", help="Grad-CAM heatmaps: where the model looked")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("images", nargs="+", metavar="IMAGES", help="files, folders or globs")
+    p.add_argument("--target", help="class to explain (default: the predicted class)")
+    p.add_argument("--output", help="folder for the PNGs (default: RUN/explain)")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("report", help="(re)write RUN/report.html: data, curves, metrics, calibration, mistakes")
+    p.add_argument("run", metavar="RUN")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("lr-find", help="sweep the learning rate and suggest one")
     p.add_argument("data_arg", nargs="?", metavar="DATA", help=TrainConfig.help_of("data"))

@@ -26,6 +26,7 @@ class TrainConfig:
     """Everything that decides a training run. `auto` values are resolved from the data."""
 
     data: str = _opt("digits", "folder, split folder, CSV of path,label, or built-in: digits, fashion-mnist, oxford-pets")
+    classes: str | None = _opt(None, "comma-separated class names to train on (default: all of DATA's classes)")
     model: str = _opt("auto", "timm name (resnet18, efficientnet_b0, ...), googlenet, smallcnn, a layers YAML file, or auto")
     pretrained: bool | None = _opt(None, "start from ImageNet weights (auto: yes for photo models, no for smallcnn)")
     weights: str | None = _opt(None, "local weights file (.pth/.safetensors) to start from")
@@ -53,6 +54,7 @@ class TrainConfig:
     accumulate: int = _opt(1, "gradient accumulation steps")
     val_fraction: float = _opt(0.2, "share of the training data held out for validation when no val split exists")
     workers: int | None = _opt(None, "data-loading processes (auto: 0 for in-memory data, else up to 4)")
+    audit: bool = _opt(True, "audit the data first: unreadable files, duplicates, train/val/test leaks (cached)")
     seed: int = _opt(0, "random seed for split, order, augmentation and init")
     output: str = _opt("runs", "folder that holds run folders")
     name: str | None = _opt(None, "run folder name (auto: model-data-time)")

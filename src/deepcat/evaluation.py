@@ -20,11 +20,11 @@ from deepcat.errors import DeepcatError
 
 
 @torch.no_grad()
-def collect_probs(model: nn.Module, loader: DataLoader, *, device: torch.device, dtype: torch.dtype | None,
-                  log: BadImageLog, desc: str = "eval", progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Softmax probabilities (N, C) and labels (N,) over a loader; unreadable images are skipped."""
+def collect_logits(model: nn.Module, loader: DataLoader, *, device: torch.device, dtype: torch.dtype | None,
+                   log: BadImageLog, desc: str = "eval", progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Logits (N, C) as float32 and labels (N,) over a loader; unreadable images are skipped."""
     model.eval()
-    probs, labels = [], []
+    logits_out, labels = [], []
     channels_last = next(model.parameters()).is_contiguous(memory_format=torch.channels_last)
     for x, y in tqdm(batches(loader, log), total=len(loader), desc=desc, leave=False, disable=not progress):
         x = x.to(device, non_blocking=True)
@@ -32,11 +32,11 @@ def collect_probs(model: nn.Module, loader: DataLoader, *, device: torch.device,
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(device, dtype):
             logits = model(x)
-        probs.append(logits.float().softmax(-1).cpu())
+        logits_out.append(logits.float().cpu())
         labels.append(y)
-    if not probs:
+    if not logits_out:
         raise DeepcatError("no readable images to evaluate")
-    return torch.cat(probs).numpy(), torch.cat(labels).numpy()
+    return torch.cat(logits_out).numpy(), torch.cat(labels).numpy()
 
 
 def compute_metrics(probs: np.ndarray, labels: np.ndarray, classes: list[str], *, top_k: int = 5) -> dict[str, Any]:
@@ -81,19 +81,27 @@ def print_metrics(metrics: dict[str, Any], title: str) -> None:
     Console().print(table)
     topk = next(k for k in metrics if k.startswith("top"))
     print(f"accuracy {metrics['accuracy']:.4f}   {topk.replace('_', ' ')} {metrics[topk]:.4f}   "
-          f"images {metrics['images']}")
+          f"calibration error (ECE) {metrics['ece']:.4f}   images {metrics['images']}")
 
 
-def score(model: nn.Module, samples: Samples, *, classes: list[str], pre: Preprocess, device: torch.device,
-          dtype: torch.dtype | None, json_path: Path, png_path: Path, title: str, batch_size: int = 256,
-          workers: int | None = None, progress: bool = True, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Metrics of `model` on `samples`, saved as JSON and as a confusion-matrix PNG."""
+def logits_of(model: nn.Module, samples: Samples, *, pre: Preprocess, device: torch.device,
+              dtype: torch.dtype | None, batch_size: int = 256, workers: int | None = None, progress: bool = True,
+              desc: str = "score") -> tuple[np.ndarray, np.ndarray]:
+    """Logits and labels of `model` on `samples`, preprocessed for evaluation."""
+    loader = make_loader(samples, eval_transform(pre), batch_size=batch_size, shuffle=False, workers=workers)
+    return collect_logits(model.to(device), loader, device=device, dtype=dtype, log=BadImageLog(), desc=desc,
+                          progress=progress)
+
+
+def score(logits: np.ndarray, labels: np.ndarray, *, classes: list[str], temperature: float, json_path: Path,
+          png_path: Path, title: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Metrics (with the ECE at `temperature`) saved as JSON and as a confusion-matrix PNG."""
+    from deepcat.calibration import expected_calibration_error, softmax
     from deepcat.plots import plot_confusion
 
-    loader = make_loader(samples, eval_transform(pre), batch_size=batch_size, shuffle=False, workers=workers)
-    probs, labels = collect_probs(model.to(device), loader, device=device, dtype=dtype, log=BadImageLog(),
-                                  desc="score", progress=progress)
-    metrics = {**(extra or {}), **compute_metrics(probs, labels, classes)}
+    probs = softmax(logits, temperature)
+    metrics = {**(extra or {}), **compute_metrics(probs, labels, classes),
+               "ece": expected_calibration_error(probs, labels)}
     json_path.write_text(json.dumps(metrics, indent=2))
     plot_confusion(np.array(metrics["confusion_matrix"]), classes, png_path,
                    title=f"{title}: accuracy {metrics['accuracy']:.3f}")
@@ -109,19 +117,22 @@ def evaluate(run: str | Path, *, data: str | None = None, batch_size: int = 256,
     >>> metrics = deepcat.evaluate("runs/smallcnn-digits")
     >>> metrics["accuracy"]
     """
+    from deepcat.calibration import Calibration
     from deepcat.runs import load_model, read_config, run_splits
 
     run_dir = Path(run)
     model, meta = load_model(run_dir, which=which)
+    cal = Calibration.from_dict(meta.get("calibration"))
     data_name = data or read_config(run_dir)["data"]
     split_name, samples = pick_eval_samples(run_splits(run_dir, data), meta["classes"])
     dev = pick_device(device)
     out = run_dir / "evaluation"
     out.mkdir(exist_ok=True)
-    metrics = score(model, samples, classes=meta["classes"], pre=Preprocess.from_dict(meta["preprocess"]),
-                    device=dev, dtype=amp_dtype(amp, dev), json_path=out / "metrics.json",
-                    png_path=out / "confusion_matrix.png", title=f"{data_name} ({split_name})",
-                    batch_size=batch_size, progress=not quiet, extra={"data": data_name, "split": split_name})
+    logits, labels = logits_of(model, samples, pre=Preprocess.from_dict(meta["preprocess"]), device=dev,
+                               dtype=amp_dtype(amp, dev), batch_size=batch_size, progress=not quiet)
+    metrics = score(logits, labels, classes=meta["classes"], temperature=cal.temperature,
+                    json_path=out / "metrics.json", png_path=out / "confusion_matrix.png",
+                    title=f"{data_name} ({split_name})", extra={"data": data_name, "split": split_name})
     if not quiet:
         print_metrics(metrics, f"{run_dir.name} on {data_name} ({split_name})")
         print(f"saved {out / 'metrics.json'} and {out / 'confusion_matrix.png'}")

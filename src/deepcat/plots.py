@@ -1,4 +1,4 @@
-"""PNG plots of a run: learning curves and the confusion matrix (matplotlib, imported when used)."""
+"""PNG plots of a run: learning curves, confusion matrix, reliability diagram (matplotlib, imported when used)."""
 
 from __future__ import annotations
 
@@ -58,6 +58,67 @@ def plot_lr_find(lrs: list[float], losses: list[float], suggestion: float, path:
     ax.set(xscale="log", xlabel="learning rate", ylabel="smoothed loss", title="Learning-rate finder")
     ax.legend()
     ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_reliability(report: dict, path: Path) -> None:
+    """Reliability diagram before and after temperature scaling: accuracy against confidence per bin."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5), sharey=True)
+    after = f"After (T = {report['temperature']:.2f})"
+    for ax, key, title in ((axes[0], "before", "Before"), (axes[1], "after", after)):
+        bins = report[f"reliability_{key}"]
+        n = len(bins["count"])
+        centres = (np.arange(n) + 0.5) / n
+        filled = np.asarray(bins["count"]) > 0
+        ax.bar(centres[filled], np.asarray(bins["accuracy"])[filled], width=1 / n, edgecolor="black", alpha=0.7,
+               label="accuracy")
+        ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
+        ax.plot(np.asarray(bins["confidence"])[filled], np.asarray(bins["accuracy"])[filled], "o", color="red",
+                markersize=3, label="mean confidence")
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", title=f"{title}: ECE {report[f'ece_{key}']:.3f}")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy")
+    axes[0].legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_image_grid(images: list, titles: list[str], path: Path, *, title: str = "", columns: int = 8) -> None:
+    """Images (PIL or arrays) in a grid, each with a short caption."""
+    plt = _pyplot()
+    columns = max(1, min(columns, len(images)))
+    rows = max(1, -(-len(images) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 2.2 * rows + 0.4), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, caption in zip(axes.flat, images, titles):
+        ax.imshow(image, cmap="gray" if np.ndim(image) == 2 else None)
+        ax.set_title(caption, fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_rejection(report: dict, path: Path) -> None:
+    """Share of known images accepted and accuracy on them, against the rejection threshold."""
+    plt = _pyplot()
+    curve = report["tradeoff"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(curve["threshold"], curve["accepted"], label="known images accepted")
+    ax.plot(curve["threshold"], curve["accuracy"], label="accuracy on accepted")
+    if report.get("threshold") is not None:
+        ax.axvline(report["threshold"], color="red", linestyle="--",
+                   label=f"threshold {report['threshold']:.3f} (accepts {report['accepted']:.1%})")
+    ax.set(xlabel="calibrated top probability threshold", ylabel="share", ylim=(0, 1.02),
+           title="Rejecting 'unknown': the trade-off")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
+from deepcat.calibration import Calibration
 from deepcat.data.transforms import Preprocess, eval_transform
 from deepcat.prediction import ImageInput, Prediction, expand_inputs, predict_batches
 
@@ -23,6 +24,7 @@ class Classifier:
     preprocess: Preprocess
     name: str
     reduce: Callable[[torch.Tensor], torch.Tensor] | None = None  # maps model probs to `classes`
+    calibration: Calibration = field(default_factory=Calibration)  # temperature and `unknown` threshold
 
     def __post_init__(self) -> None:
         self.transform = eval_transform(self.preprocess)
@@ -30,13 +32,14 @@ class Classifier:
 
     @torch.no_grad()
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) preprocessed images -> (B, len(classes)) probabilities."""
-        probs = self.model(batch).float().softmax(-1)
+        """(B, 3, H, W) preprocessed images -> (B, len(classes)) calibrated probabilities."""
+        probs = (self.model(batch).float() / self.calibration.temperature).softmax(-1)
         return self.reduce(probs) if self.reduce else probs
 
-    def predict(self, images: ImageInput | Sequence[ImageInput], *, top_k: int = 5,
+    def predict(self, images: ImageInput | Sequence[ImageInput], *, top_k: int = 5, reject: bool = True,
                 batch_size: int = 32, progress: bool = False) -> Prediction | list[Prediction]:
-        """Predict one image (path, PIL image or HxWx3 array) or a list of them.
+        """Predict one image (path, PIL image or HxWx3 array) or a list of them. With `reject`, an image
+        whose calibrated confidence is below the run's threshold is labelled `unknown`.
 
         >>> deepcat.load("runs/pets").predict("cat.jpg").label
         'cat'
@@ -44,7 +47,8 @@ class Classifier:
         single = not isinstance(images, (list, tuple))
         results = predict_batches([images] if single else list(images), prepare=self.transform,
                                   probabilities=lambda batch: self.probabilities(torch.stack(batch)).numpy(),
-                                  classes=self.classes, top_k=top_k, batch_size=batch_size, progress=progress)
+                                  classes=self.classes, top_k=top_k, batch_size=batch_size, progress=progress,
+                                  threshold=self.calibration.threshold if reject else None)
         return results[0] if single else results
 
 
@@ -69,4 +73,5 @@ def load(run: str | Path | None = None, *, which: str = "best") -> Classifier:
     from deepcat.runs import load_model
 
     model, meta = load_model(run, which=which)
-    return Classifier(model, meta["classes"], Preprocess.from_dict(meta["preprocess"]), Path(run).name)
+    return Classifier(model, meta["classes"], Preprocess.from_dict(meta["preprocess"]), Path(run).name,
+                      calibration=Calibration.from_dict(meta.get("calibration")))

@@ -18,21 +18,37 @@ from deepcat.data.images import BadImage, is_image_file, load_image, to_rgb
 from deepcat.errors import DeepcatError
 
 ImageInput = str | Path | Image.Image | np.ndarray
+UNKNOWN = "unknown"  # the label of an image unlike every training class (calibrated confidence below threshold)
 
 
 @dataclass
 class Prediction:
-    """The answer for one image: best label, its probability and the top-k; or the reason it failed."""
+    """The answer for one image: best label (or `unknown`), its probability and the top-k; or why it failed.
+
+    `score` is the calibrated top probability the rejection rule compares with `threshold`."""
 
     source: str
     label: str | None = None
     probability: float | None = None
     top: list[tuple[str, float]] = field(default_factory=list)
+    score: float | None = None
+    threshold: float | None = None
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "label": self.label, "probability": self.probability,
-                "top": [{"label": lab, "probability": p} for lab, p in self.top], "error": self.error}
+                "top": [{"label": lab, "probability": p} for lab, p in self.top], "score": self.score,
+                "threshold": self.threshold, "error": self.error}
+
+
+def decide(row: np.ndarray, classes: list[str], *, top_k: int, threshold: float | None) -> dict[str, Any]:
+    """One row of probabilities -> label (or `unknown` below `threshold`), probability, top-k and score.
+    The one rule `predict`, the ONNX runtime and the server share."""
+    top = np.argsort(-row)[:max(1, min(top_k, len(classes)))]
+    score = float(row[top[0]])
+    rejected = threshold is not None and score < threshold
+    return {"label": UNKNOWN if rejected else classes[top[0]], "probability": score,
+            "top": [(classes[i], float(row[i])) for i in top], "score": score, "threshold": threshold}
 
 
 def as_pil(item: ImageInput) -> Image.Image:
@@ -47,12 +63,13 @@ def as_pil(item: ImageInput) -> Image.Image:
 
 def predict_batches(items: Sequence[ImageInput], *, prepare: Callable[[Image.Image], Any],
                     probabilities: Callable[[list[Any]], np.ndarray], classes: list[str], top_k: int,
-                    batch_size: int = 32, progress: bool = False) -> list[Prediction]:
-    """Decode, prepare and classify `items` in batches; an unreadable image gets `error`, not an exception."""
+                    threshold: float | None = None, batch_size: int = 32, progress: bool = False
+                    ) -> list[Prediction]:
+    """Decode, prepare and classify `items` in batches; an unreadable image gets `error`, not an exception.
+    Below `threshold` (calibrated top probability) the label is `unknown`."""
     from tqdm import tqdm
 
     results: list[Prediction] = []
-    k = min(top_k, len(classes))
     for start in tqdm(range(0, len(items), batch_size), disable=not progress, desc="predict"):
         prepared, pending = [], []
         for item in items[start:start + batch_size]:
@@ -66,9 +83,8 @@ def predict_batches(items: Sequence[ImageInput], *, prepare: Callable[[Image.Ima
         if prepared:
             probs = probabilities(prepared)                                   # (B, C)
             for pred, row in zip(pending, probs):
-                top = np.argsort(-row)[:k]
-                pred.top = [(classes[i], float(row[i])) for i in top]
-                pred.label, pred.probability = pred.top[0]
+                for key, value in decide(row, classes, top_k=top_k, threshold=threshold).items():
+                    setattr(pred, key, value)
     return results
 
 

@@ -9,6 +9,9 @@
       metrics.csv          one row per epoch
       split.csv            which image went to train / val / test
       curves.png, confusion_matrix.png, test_metrics.json
+      calibration.json, reliability.png   temperature, ECE before/after, rejection threshold
+      audit.json           data audit findings (see data/audit.py)
+      report.html          everything above in one page
 """
 
 from __future__ import annotations
@@ -40,6 +43,13 @@ def write_model_json(run_dir: Path, *, spec: ModelSpec, classes: list[str], prep
     (run_dir / "model.json").write_text(json.dumps(meta, indent=2))
 
 
+def update_model_json(run_dir: Path, **values: Any) -> None:
+    """Add or replace top-level keys of model.json (e.g. the calibration fitted after training)."""
+    meta = read_model_json(run_dir)
+    meta.update(values)
+    (run_dir / "model.json").write_text(json.dumps(meta, indent=2))
+
+
 def read_model_json(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / "model.json"
     if not path.is_file():
@@ -62,7 +72,7 @@ def run_splits(run_dir: Path, data: str | None = None) -> DataSplits:
     cfg = read_config(run_dir)
     if data is None:
         return resolve_data(cfg["data"], val_fraction=cfg["val_fraction"], seed=cfg["seed"],
-                            data_root=cfg.get("data_root"))
+                            data_root=cfg.get("data_root"), classes=cfg.get("classes"))
     return resolve_data(data, val_fraction=0.0, seed=cfg["seed"], data_root=cfg.get("data_root"))
 
 

@@ -1,7 +1,7 @@
 """Prediction with an exported ONNX model and ONNX Runtime, without torch.
 
 The model carries its own preprocessing in its metadata (key `deepcat`, JSON) and has
-normalisation and softmax inside the graph: a consumer resizes the shorter side to
+normalisation, temperature and softmax inside the graph (calibrated probabilities): a consumer resizes the shorter side to
 `resize`, centre-crops `input_size`, and feeds float32 RGB pixels in 0..255, NCHW.
 This module is that consumer; the server and `deepcat predict MODEL.onnx` use it.
 """
@@ -59,12 +59,18 @@ class OnnxClassifier:
         """(B, 3, H, W) float32 pixels in 0..255 -> (B, C) probabilities."""
         return self.session.run(None, {self.session.get_inputs()[0].name: batch})[0]
 
-    def predict(self, images: Sequence[ImageInput], *, top_k: int = 5, batch_size: int = 32,
+    @property
+    def threshold(self) -> float | None:
+        """Calibrated top probability below which the answer is `unknown` (None: never)."""
+        return (self.meta.get("calibration") or {}).get("threshold")
+
+    def predict(self, images: Sequence[ImageInput], *, top_k: int = 5, reject: bool = True, batch_size: int = 32,
                 progress: bool = False) -> list[Prediction]:
         """Same answers and shape as `deepcat.load(run).predict`, from ONNX Runtime."""
         return predict_batches(list(images), prepare=lambda image: pixels(image, self.meta),
                                probabilities=lambda batch: self.probabilities(np.stack(batch)),
-                               classes=self.classes, top_k=top_k, batch_size=batch_size, progress=progress)
+                               classes=self.classes, top_k=top_k, batch_size=batch_size, progress=progress,
+                               threshold=self.threshold if reject else None)
 
 
 def load_onnx(path: str | Path, *, threads: int | None = None) -> OnnxClassifier:

@@ -50,14 +50,16 @@ def collate_skipping_bad(batch: list) -> tuple[torch.Tensor, torch.Tensor, list[
 class BadImageLog:
     """Prints one warning line per unreadable file, the first time it is met."""
 
-    def __init__(self) -> None:
+    def __init__(self, quiet: bool = False) -> None:
         self.seen: set[str] = set()
+        self.quiet = quiet  # count, do not print (a later pass over files already reported)
 
     def report(self, reasons: list[str]) -> None:
         for reason in reasons:
             if reason not in self.seen:
                 self.seen.add(reason)
-                print(f"warning: skipping unreadable image {reason}", file=sys.stderr)
+                if not self.quiet:
+                    print(f"warning: skipping unreadable image {reason}", file=sys.stderr)
 
 
 def default_workers(samples: Samples, requested: int | None) -> int:

@@ -175,8 +175,39 @@ def _with_size(splits: DataSplits) -> DataSplits:
     return splits
 
 
-def resolve_data(data: str, *, val_fraction: float = 0.2, seed: int = 0, data_root: str | None = None) -> DataSplits:
-    """The one entry point: DATA string -> DataSplits, or a DeepcatError saying what to pass."""
+def only_classes(splits: DataSplits, names: list[str]) -> DataSplits:
+    """Keep the classes `names` (in that order) and drop the images of every other class."""
+    from deepcat.errors import did_you_mean
+
+    for name in names:
+        if name not in splits.classes:
+            raise DeepcatError(f"class {name!r} is not in {splits.name}{did_you_mean(name, splits.classes)}; "
+                               f"its classes are {', '.join(splits.classes)}")
+    if len(names) < 2:
+        raise DeepcatError(f"--classes needs at least two classes; received {names}")
+    remap = np.full(len(splits.classes), -1)
+    remap[[splits.classes.index(n) for n in names]] = np.arange(len(names))
+
+    def keep(samples: Samples | None) -> Samples | None:
+        if samples is None:
+            return None
+        kept = samples.subset(np.nonzero(remap[samples.labels] >= 0)[0])
+        kept.labels = remap[kept.labels]
+        return kept
+
+    return DataSplits(splits.name, list(names), keep(splits.train), keep(splits.val), keep(splits.test),
+                      splits.small_images, splits.native_size, splits.mirror_safe, splits.notes)
+
+
+def resolve_data(data: str, *, val_fraction: float = 0.2, seed: int = 0, data_root: str | None = None,
+                 classes: str | None = None) -> DataSplits:
+    """The one entry point: DATA string -> DataSplits, or a DeepcatError saying what to pass.
+    `classes`: comma-separated names to keep (the others are left out)."""
+    splits = _resolve(data, val_fraction=val_fraction, seed=seed, data_root=data_root)
+    return only_classes(splits, [c.strip() for c in classes.split(",") if c.strip()]) if classes else splits
+
+
+def _resolve(data: str, *, val_fraction: float, seed: int, data_root: str | None) -> DataSplits:
     from deepcat.data import builtin
 
     name, _, arg = data.partition(":")

@@ -51,13 +51,19 @@ def export(run: str | Path, *, format: str = "onnx", output: str | Path | None =
     model, run_meta = load_model(run_dir)
     pre = Preprocess.from_dict(run_meta["preprocess"])
     digest = hashlib.sha256((run_dir / "best.safetensors").read_bytes()).hexdigest()[:12]
+    cal = run_meta.get("calibration")
     meta = metadata(name=run_dir.name, classes=run_meta["classes"], pre=pre, version=digest,
-                    source=run_meta["model"]["name"])
+                    source=run_meta["model"]["name"], calibration=cal)
     checks, labels = run_images(run_dir, meta, split="val", limit=check_images)
     out = Path(output) if output else run_dir / "export" / FORMATS[format]
-    return export_checked(Deployable(model.float(), pre), meta, format=format, out=out, checks=checks, labels=labels,
-                          calibration=lambda: run_images(run_dir, meta, split="train", limit=calibration_images,
-                                                         seed=1)[0], quiet=quiet)
+    net = Deployable(model.float(), pre, temperature=(cal or {}).get("temperature", 1.0))
+    result = export_checked(net, meta, format=format, out=out, checks=checks, labels=labels,
+                            calibration=lambda: run_images(run_dir, meta, split="train", limit=calibration_images,
+                                                           seed=1)[0], quiet=quiet)
+    from deepcat.report import write_report
+
+    write_report(run_dir)  # its export section lists this file's size and check
+    return result
 
 
 def export_checked(net: Deployable, meta: dict[str, Any], *, format: str, out: Path, checks: np.ndarray,

@@ -38,6 +38,37 @@ QUANTIZED_OPS = ["Conv", "Gemm", "MatMul", "Add", "Mul", "Clip", "Relu", "Global
                  "MaxPool", "Concat", "Flatten", "Reshape"]
 
 
+# A convolution with a weight this large (after batch norm is folded in) multiplies the 8-bit rounding
+# error of its input past what its own output can resolve. Measured on a fine-tuned EfficientNet-Lite0:
+# such depthwise channels (BN scale ~40) took the top-1 agreement with fp32 from ~99% down to 86%.
+AMPLIFYING_WEIGHT = 10.0
+
+
+def sensitive_nodes(model_path: Path, limit: float = AMPLIFYING_WEIGHT) -> list[str]:
+    """Nodes to keep in float: each convolution with |weight| > `limit`, and the node that produces its
+    input (through any activation), so that input is never rounded to 8 bits either."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(model_path)).graph
+    weights = {init.name: init for init in graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+    keep: list[str] = []
+    for node in graph.node:
+        if node.op_type != "Conv" or node.input[1] not in weights:
+            continue
+        if np.abs(numpy_helper.to_array(weights[node.input[1]])).max() <= limit:
+            continue
+        keep.append(node.name)
+        source = producer.get(node.input[0])
+        while source is not None and source.op_type in ("Clip", "Relu"):
+            keep.append(source.name)
+            source = producer.get(source.input[0])
+        if source is not None:
+            keep.append(source.name)
+    return sorted(set(keep))
+
+
 class _Calibration:
     """Feeds ONNX Runtime's calibrator batches of training images (onnxruntime's CalibrationDataReader)."""
 
@@ -58,7 +89,8 @@ def quantize_int8(fp32: Path, path: Path, calibration: np.ndarray, meta: dict[st
     Static, not dynamic: dynamic quantisation of convolutions ran 20x slower than fp32 here
     and changed top-1 answers. Percentile ranges (99.999%) over min/max: measured on
     EfficientNet-Lite0, top-1 agreement with fp32 rose from 79% to 86% (fine-tuned, 10 classes)
-    and from 91.5% to 93% (ImageNet).
+    and from 91.5% to 93% (ImageNet). The few convolutions that amplify rounding error stay
+    float (`sensitive_nodes`): 86% -> 99% on the same fine-tuned model.
     """
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -72,6 +104,7 @@ def quantize_int8(fp32: Path, path: Path, calibration: np.ndarray, meta: dict[st
         quantize_static(str(prepared), str(path), Reader(calibration), quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=QUANTIZED_OPS, calibrate_method=CalibrationMethod.Percentile,
                         per_channel=True, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
+                        nodes_to_exclude=sensitive_nodes(prepared),
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
     finally:
         prepared.unlink(missing_ok=True)

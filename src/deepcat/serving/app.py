@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
+from deepcat.prediction import decide
 from deepcat.runtime import load_onnx
 from deepcat.serving.batcher import MicroBatcher
 from deepcat.serving.errors import RequestError, decode
@@ -51,12 +51,14 @@ def default_web_assets() -> Path:
 
 
 def create_app(model_path: str | Path, *, limits: Limits | None = None, api_key: str | None = None,
-               web_assets: Path | None = None) -> FastAPI:
-    """A FastAPI app serving one exported model; preprocessing comes from the model's own metadata."""
+               web_assets: Path | None = None, reject: bool = True) -> FastAPI:
+    """A FastAPI app serving one exported model; preprocessing comes from the model's own metadata.
+    With `reject`, images below the model's calibrated threshold are answered `unknown`."""
     limits = limits or Limits()
     model_path = Path(model_path)
     classifier = load_onnx(model_path)
     meta = classifier.meta
+    threshold = classifier.threshold if reject else None
     metrics = Metrics()
     web_assets = web_assets or default_web_assets()
     state: dict[str, Any] = {}
@@ -99,12 +101,11 @@ def create_app(model_path: str | Path, *, limits: Limits | None = None, api_key:
             lambda: [decode(data, meta, max_bytes=limits.max_bytes, max_pixels=limits.max_pixels, name=name)
                      for name, data in images])
         rows = await asyncio.gather(*(state["batcher"].submit(p) for p in prepared))
-        k = max(1, min(top_k, len(meta["classes"])))
         results = []
         for (name, _), row in zip(images, rows):
-            top = np.argsort(-row)[:k]
-            results.append({"source": name, "label": meta["classes"][top[0]], "probability": float(row[top[0]]),
-                            "top": [{"label": meta["classes"][i], "probability": float(row[i])} for i in top]})
+            answer = decide(row, meta["classes"], top_k=top_k, threshold=threshold)
+            answer["top"] = [{"label": label, "probability": p} for label, p in answer["top"]]
+            results.append({"source": name, **answer})
         return results
 
     async def read_images(request: Request, *, field: str, many: bool) -> list[tuple[str, bytes]]:
@@ -147,7 +148,8 @@ def create_app(model_path: str | Path, *, limits: Limits | None = None, api_key:
     @app.get("/v1/model", summary="Classes, preprocessing and limits")
     async def model_info(request: Request) -> dict[str, Any]:
         authorise(request)
-        return {**meta, "limits": limits.__dict__, "file": model_path.name, "bytes": model_path.stat().st_size}
+        return {**meta, "threshold": threshold, "limits": limits.__dict__, "file": model_path.name,
+                "bytes": model_path.stat().st_size}
 
     @app.get("/health")
     async def health() -> dict[str, str]:

@@ -7,6 +7,7 @@ rank 0 validates, logs and writes the run folder.
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ from deepcat.config import TrainConfig, resolve_config
 from deepcat.data.loader import BadImageLog, batches, make_loader
 from deepcat.data.transforms import eval_transform
 from deepcat.errors import DeepcatError
-from deepcat.evaluation import collect_probs, score
+from deepcat.evaluation import collect_logits, logits_of, score
 from deepcat.runs import (append_metrics, load_state, read_config, save_state, save_weights, write_model_json,
                           write_split)
 from deepcat.training import distributed
@@ -72,6 +73,12 @@ def _start_run(s: Setup, run_dir: Path | None, dist: distributed.Dist) -> Path:
         print(f"run folder: {run_dir}\ndata: {s.splits.name}, {len(s.splits.classes)} classes, {sizes}; "
               f"model {s.spec.name}{' (pretrained)' if s.cfg.pretrained else ''}, {s.pre.input_size}px, "
               f"batch {s.cfg.batch_size}", file=sys.stderr)
+        if s.cfg.audit:
+            from deepcat.data.audit import audit_cached, write_json
+
+            found = audit_cached(s.splits)
+            write_json(found, run_dir / "audit.json")
+            print("\n".join(found.summary_lines()) + f"\n  (details: deepcat check {s.cfg.data})", file=sys.stderr)
     return run_dir
 
 
@@ -121,8 +128,9 @@ def _fit(s: Setup, state: dict | None, *, run_dir: Path | None, dist: distribute
                                  callbacks=callbacks, progress=progress)
         eval_model = ema.module if ema is not None else model
         if val_loader is not None:
-            probs, labels = collect_probs(eval_model, val_loader, device=s.device, dtype=s.dtype, log=log,
-                                          desc="val", progress=progress)
+            logits, labels = collect_logits(eval_model, val_loader, device=s.device, dtype=s.dtype, log=log,
+                                            desc="val", progress=progress)
+            probs = torch.from_numpy(logits).softmax(-1).numpy()
             row["val_loss"] = float(-np.log(np.maximum(probs[np.arange(len(labels)), labels], 1e-12)).mean())
             row["val_acc"] = float((probs.argmax(1) == labels).mean())
         row["seconds"] = time.perf_counter() - started
@@ -193,16 +201,48 @@ def _train_epoch(s: Setup, net: nn.Module, *, epoch: int, step: int, scaler: tor
             "lr": s.optimizer.param_groups[0]["lr"]}, step
 
 
-def _score_best(s: Setup, run_dir: Path, *, progress: bool) -> None:
-    """Score the best weights on the test split (else val): metrics JSON and confusion matrix PNG."""
-    from deepcat.runs import load_model
+LABEL_CHECK_MAX_IMAGES = 20_000  # above this, label errors wait for `deepcat check DATA --labels RUN`
 
-    name = "test" if s.splits.test is not None else "val" if s.splits.val is not None else None
-    if name is None:
-        return
+
+def _score_best(s: Setup, run_dir: Path, *, progress: bool) -> None:
+    """After training: calibrate the best weights on val (temperature, rejection threshold), score them on the
+    test split (else val), show the worst mistakes with Grad-CAM, look for label errors, write report.html."""
+    from deepcat import calibration
+    from deepcat.explain import worst_mistakes
+    from deepcat.plots import plot_rejection, plot_reliability
+    from deepcat.report import write_report
+    from deepcat.runs import load_model, update_model_json
+
     model, _ = load_model(run_dir)
-    metrics = score(model, s.splits.split(name), classes=s.splits.classes, pre=s.pre, device=s.device, dtype=s.dtype,
-                    json_path=run_dir / f"{name}_metrics.json", png_path=run_dir / "confusion_matrix.png",
-                    title=f"{s.splits.name} {name}", workers=s.cfg.workers, progress=progress,
-                    extra={"split": name})
-    print(f"{name} accuracy {metrics['accuracy']:.4f} (best weights); run folder {run_dir}", file=sys.stderr)
+    kw = dict(pre=s.pre, device=s.device, dtype=s.dtype, workers=s.cfg.workers, progress=progress)
+    cal = calibration.Calibration()
+    if s.splits.val is not None:
+        cal = calibration.fit(*logits_of(model, s.splits.val, desc="calibrate", **kw))
+        update_model_json(run_dir, calibration=cal.to_dict())
+    name = "test" if s.splits.test is not None else "val" if s.splits.val is not None else None
+    if name is not None:
+        samples = s.splits.split(name)
+        logits, labels = logits_of(model, samples, **kw)
+        metrics = score(logits, labels, classes=s.splits.classes, temperature=cal.temperature,
+                        json_path=run_dir / f"{name}_metrics.json", png_path=run_dir / "confusion_matrix.png",
+                        title=f"{s.splits.name} {name}", extra={"split": name})
+        cal_report = {"split": name, **calibration.report(logits, labels, cal)}
+        (run_dir / "calibration.json").write_text(json.dumps(cal_report, indent=2))
+        plot_reliability(cal_report, run_dir / "reliability.png")
+        plot_rejection(cal_report, run_dir / "rejection.png")
+        print(f"{name} accuracy {metrics['accuracy']:.4f} (best weights); calibration error (ECE) "
+              f"{cal_report['ece_before']:.4f} -> {cal_report['ece_after']:.4f} at temperature "
+              f"{cal.temperature:.2f}", file=sys.stderr)
+        if len(labels) == len(samples):  # no unreadable images: rows line up with samples
+            mistakes = worst_mistakes(model.cpu(), samples, calibration.softmax(logits, cal.temperature), labels,
+                                      s.splits.classes, s.pre, run_dir / "mistakes.png")
+            (run_dir / "mistakes.json").write_text(json.dumps(mistakes, indent=2))
+    total = sum(len(part) for part in (s.splits.train, s.splits.val, s.splits.test) if part is not None)
+    if total <= LABEL_CHECK_MAX_IMAGES:
+        from deepcat.label_errors import find_label_errors, save
+
+        try:
+            save(find_label_errors(run_dir, s.splits, progress=progress), run_dir)
+        except DeepcatError as e:
+            print(f"label errors not checked: {e}", file=sys.stderr)
+    print(f"report: {write_report(run_dir)}", file=sys.stderr)

@@ -57,7 +57,8 @@ class Setup:
 def prepare(cfg: TrainConfig, dist: distributed.Dist) -> Setup:
     """Data, model (with its preprocessing), loader, loss and optimiser for `cfg`, every `auto` resolved."""
     device = pick_device(cfg.device, dist.local_rank)
-    splits = resolve_data(cfg.data, val_fraction=cfg.val_fraction, seed=cfg.seed, data_root=cfg.data_root)
+    splits = resolve_data(cfg.data, val_fraction=cfg.val_fraction, seed=cfg.seed, data_root=cfg.data_root,
+                          classes=cfg.classes)
     cfg = resolve_auto(cfg, splits)
     seed_everything(cfg.seed)
     model, spec = create_model(name=cfg.model, num_classes=len(splits.classes), image_size=cfg.image_size or 224,

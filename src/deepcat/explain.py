@@ -1,0 +1,194 @@
+"""Why the model decided: Grad-CAM (Selvaraju et al., 2017) heatmaps over the image.
+
+A short implementation with hooks rather than the `grad-cam` package: that package pulls in
+OpenCV, which needs system GL libraries on a server, for what is twenty lines here.
+
+The target layer is found, not configured: for CNNs the last layer whose output is still a
+spatial map (B, C, H, W); for ViTs (timm's VisionTransformer and friends) the last block's
+tokens, reshaped to their grid after dropping the class/register tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+from PIL import Image
+
+from deepcat.errors import DeepcatError
+
+
+@dataclass
+class Explanation:
+    source: str
+    label: str            # the class explained
+    probability: float    # its calibrated probability
+    predicted: str
+    heatmap: np.ndarray   # (H, W) in 0..1, at the model's input size
+    image: Image.Image    # the preprocessed crop the model saw
+
+
+def target_layer(model: nn.Module, example: torch.Tensor) -> tuple[nn.Module, int | None]:
+    """(module, prefix tokens): the last spatial feature map, or a ViT's last block (tokens)."""
+    blocks = getattr(model, "blocks", None)
+    if hasattr(model, "num_prefix_tokens") and isinstance(blocks, nn.Sequential | nn.ModuleList):
+        # the last block's attention input: with class-token pooling, that block's own patch outputs never
+        # reach the logits (zero gradient); its normalised input does, through attention
+        return getattr(blocks[-1], "norm1", blocks[-1]), int(model.num_prefix_tokens)
+    outputs: list[tuple[nn.Module, torch.Size]] = []
+    hooks = [m.register_forward_hook(lambda m, _, out: outputs.append((m, out.shape)) if torch.is_tensor(out) else None)
+             for m in model.modules() if m is not model]
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    spatial = [m for m, shape in outputs if len(shape) == 4 and shape[-1] > 1 and shape[-2] > 1]
+    if not spatial:
+        raise DeepcatError(f"{type(model).__name__} has no spatial feature map to explain")
+    return spatial[-1], None
+
+
+def _as_map(activation: torch.Tensor, prefix: int | None) -> torch.Tensor:
+    if prefix is None:
+        return activation
+    tokens = activation[:, prefix:]                      # (B, N, D) -> (B, D, h, w)
+    side = int(math.isqrt(tokens.shape[1]))
+    if side * side != tokens.shape[1]:
+        raise DeepcatError(f"cannot arrange {tokens.shape[1]} tokens in a square grid")
+    return tokens.transpose(1, 2).reshape(tokens.shape[0], -1, side, side)
+
+
+def grad_cam(model: nn.Module, batch: torch.Tensor, target: int | Sequence[int] | None = None,
+             temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Heatmaps (B, H, W) in 0..1 for class `target` (default: each image's predicted class), and probabilities."""
+    model.eval()
+    layer, prefix = target_layer(model, batch[:1])
+    saved: dict[str, torch.Tensor] = {}
+
+    def keep(_, __, out):
+        out = out[0] if isinstance(out, tuple) else out
+        out.retain_grad()
+        saved["act"] = out
+
+    hook = layer.register_forward_hook(keep)
+    try:
+        with torch.enable_grad():
+            logits = model(batch).float()
+            classes = logits.argmax(1) if target is None else torch.as_tensor(target).expand(len(batch))
+            model.zero_grad(set_to_none=True)
+            logits.gather(1, classes.view(-1, 1)).sum().backward()
+    finally:
+        hook.remove()
+    act = _as_map(saved["act"], prefix)
+    grad = _as_map(saved["act"].grad, prefix)
+    cam = torch.relu((grad.mean((2, 3), keepdim=True) * act).sum(1, keepdim=True))
+    cam = nn.functional.interpolate(cam, size=batch.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    cam = cam / cam.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1)
+    return cam.detach().numpy(), (logits / temperature).softmax(1).detach().numpy()
+
+
+def overlay(image: Image.Image, heatmap: np.ndarray, alpha: float = 0.45) -> Image.Image:
+    """The heatmap (jet colours) blended over the image."""
+    from matplotlib import colormaps
+
+    colours = (colormaps["jet"](heatmap)[..., :3] * 255).astype(np.uint8)
+    return Image.blend(image.convert("RGB"), Image.fromarray(colours).resize(image.size), alpha)
+
+
+def explain(run: str | Path, images: Sequence[str | Path | Image.Image], *, target: str | None = None,
+            output: str | Path | None = None) -> list[Explanation]:
+    """Grad-CAM for each image: of `target` (a class name) or of the predicted class.
+    With `output`, writes one PNG per image there (image, heatmap overlay, label).
+
+    >>> deepcat.explain("runs/pets", ["cat.jpg"], output="explain/")
+    """
+    from deepcat.calibration import Calibration
+    from deepcat.data.transforms import Preprocess, eval_transform
+    from deepcat.prediction import as_pil
+    from deepcat.runs import load_model
+
+    model, meta = load_model(run)
+    model = model.float()
+    classes, pre = meta["classes"], Preprocess.from_dict(meta["preprocess"])
+    if target is not None and target not in classes:
+        from deepcat.errors import did_you_mean
+
+        raise DeepcatError(f"class {target!r} is not one of the run's classes{did_you_mean(target, classes)}: "
+                           f"{', '.join(classes)}")
+    temperature = Calibration.from_dict(meta.get("calibration")).temperature
+    transform = eval_transform(pre)
+    results = []
+    for item in images:
+        picture = as_pil(item)
+        x = transform(picture)[None]
+        heat, probs = grad_cam(model, x, None if target is None else classes.index(target), temperature)
+        crop = Image.fromarray(_unnormalise(x[0], pre))
+        index = classes.index(target) if target is not None else int(probs[0].argmax())
+        results.append(Explanation(str(item) if isinstance(item, (str, Path)) else type(item).__name__,
+                                   classes[index], float(probs[0, index]), classes[int(probs[0].argmax())],
+                                   heat[0], crop))
+    if output is not None:
+        save_explanations(results, Path(output))
+    return results
+
+
+def _unnormalise(x: torch.Tensor, pre) -> np.ndarray:
+    mean, std = torch.tensor(pre.mean).view(3, 1, 1), torch.tensor(pre.std).view(3, 1, 1)
+    return ((x * std + mean).clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy()
+
+
+def save_explanations(results: list[Explanation], out: Path) -> list[Path]:
+    """One PNG per explanation: the crop and the overlay side by side, titled with the class."""
+    from deepcat.plots import plot_image_grid
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, r in enumerate(results):
+        path = out / f"{Path(r.source).stem if r.source else i}-gradcam.png"
+        big = max(224, r.image.size[0])
+        crop = r.image.resize((big, big), Image.NEAREST)
+        plot_image_grid([crop, overlay(crop, np.asarray(Image.fromarray((r.heatmap * 255).astype(np.uint8))
+                                                        .resize((big, big), Image.BILINEAR)) / 255.0)],
+                        ["input", f"Grad-CAM: {r.label} {r.probability:.2f}"], path, columns=2,
+                        title=f"{Path(r.source).name}: predicted {r.predicted}")
+        paths.append(path)
+    return paths
+
+
+def worst_mistakes(model: nn.Module, samples, probs: np.ndarray, labels: np.ndarray, classes: list[str],
+                   pre, path: Path, *, count: int = 8) -> list[dict]:
+    """The `count` most confident wrong answers, each shown next to its Grad-CAM, as one PNG."""
+    from deepcat.data.transforms import eval_transform
+    from deepcat.plots import plot_image_grid
+    from deepcat.prediction import as_pil
+
+    wrong = np.flatnonzero(probs.argmax(1) != labels)
+    wrong = wrong[np.argsort(-probs[wrong].max(1))][:count]
+    if len(wrong) == 0:
+        return []
+    transform = eval_transform(pre)
+    pictures, titles, listed = [], [], []
+    for i in wrong:
+        item = samples.items[i]
+        picture = Image.fromarray(item) if samples.in_memory else as_pil(item)
+        x = transform(picture)[None]
+        heat, _ = grad_cam(model.float(), x)
+        crop = Image.fromarray(_unnormalise(x[0], pre))
+        big = max(96, crop.size[0])
+        crop = crop.resize((big, big), Image.NEAREST)
+        heat_big = np.asarray(Image.fromarray((heat[0] * 255).astype(np.uint8)).resize((big, big))) / 255.0
+        name = f"[{samples.ids[i]}]" if samples.in_memory else Path(item).name
+        pred = classes[int(probs[i].argmax())]
+        pictures += [crop, overlay(crop, heat_big)]
+        titles += [f"{name}\ntrue {classes[labels[i]]}", f"said {pred} {probs[i].max():.2f}"]
+        listed.append({"item": name, "true": classes[labels[i]], "predicted": pred,
+                       "probability": float(probs[i].max())})
+    plot_image_grid(pictures, titles, path, columns=8, title="Most confident mistakes (image, Grad-CAM)")
+    return listed
