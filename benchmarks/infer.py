@@ -68,7 +68,7 @@ def main() -> None:
     net = Deployable(clf.model, clf.preprocess)
     checks = photo_crops(200, seed=2, meta=meta)
     with torch.no_grad():
-        reference = net(torch.from_numpy(checks)).numpy()
+        reference = net(torch.from_numpy(checks))[0].numpy()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_onnx(net, torch.from_numpy(checks[:2]), Path(tmp) / "model.onnx", meta)

@@ -33,8 +33,14 @@ class Classifier:
     @torch.no_grad()
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) preprocessed images -> (B, len(classes)) calibrated probabilities."""
-        probs = (self.model(batch).float() / self.calibration.temperature).softmax(-1)
-        return self.reduce(probs) if self.reduce else probs
+        return self.infer(batch)[0]
+
+    @torch.no_grad()
+    def infer(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Calibrated probabilities (B, len(classes)) and energy scores (B,), as the exported graph outputs."""
+        logits = self.model(batch).float()
+        probs = (logits / self.calibration.temperature).softmax(-1)
+        return (self.reduce(probs) if self.reduce else probs), logits.logsumexp(-1)
 
     def predict(self, images: ImageInput | Sequence[ImageInput], *, top_k: int = 5, reject: bool = True,
                 batch_size: int = 32, progress: bool = False) -> Prediction | list[Prediction]:
@@ -46,7 +52,7 @@ class Classifier:
         """
         single = not isinstance(images, (list, tuple))
         results = predict_batches([images] if single else list(images), prepare=self.transform,
-                                  probabilities=lambda batch: self.probabilities(torch.stack(batch)).numpy(),
+                                  infer=lambda batch: tuple(t.numpy() for t in self.infer(torch.stack(batch))),
                                   classes=self.classes, top_k=top_k, batch_size=batch_size, progress=progress,
                                   threshold=self.calibration.threshold if reject else None)
         return results[0] if single else results

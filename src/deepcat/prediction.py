@@ -25,7 +25,7 @@ UNKNOWN = "unknown"  # the label of an image unlike every training class (calibr
 class Prediction:
     """The answer for one image: best label (or `unknown`), its probability and the top-k; or why it failed.
 
-    `score` is the calibrated top probability the rejection rule compares with `threshold`."""
+    `score` is the energy (logsumexp of the logits) the rejection rule compares with `threshold`."""
 
     source: str
     label: str | None = None
@@ -41,14 +41,15 @@ class Prediction:
                 "threshold": self.threshold, "error": self.error}
 
 
-def decide(row: np.ndarray, classes: list[str], *, top_k: int, threshold: float | None) -> dict[str, Any]:
-    """One row of probabilities -> label (or `unknown` below `threshold`), probability, top-k and score.
-    The one rule `predict`, the ONNX runtime and the server share."""
+def decide(row: np.ndarray, classes: list[str], *, top_k: int, score: float | None,
+           threshold: float | None) -> dict[str, Any]:
+    """One row of probabilities and its energy score -> label (or `unknown` when the score is below
+    `threshold`), probability and top-k. The one rule `predict`, the ONNX runtime and the server share."""
     top = np.argsort(-row)[:max(1, min(top_k, len(classes)))]
-    score = float(row[top[0]])
-    rejected = threshold is not None and score < threshold
-    return {"label": UNKNOWN if rejected else classes[top[0]], "probability": score,
-            "top": [(classes[i], float(row[i])) for i in top], "score": score, "threshold": threshold}
+    rejected = threshold is not None and score is not None and score < threshold
+    return {"label": UNKNOWN if rejected else classes[top[0]], "probability": float(row[top[0]]),
+            "top": [(classes[i], float(row[i])) for i in top], "score": None if score is None else float(score),
+            "threshold": threshold}
 
 
 def as_pil(item: ImageInput) -> Image.Image:
@@ -62,11 +63,12 @@ def as_pil(item: ImageInput) -> Image.Image:
 
 
 def predict_batches(items: Sequence[ImageInput], *, prepare: Callable[[Image.Image], Any],
-                    probabilities: Callable[[list[Any]], np.ndarray], classes: list[str], top_k: int,
+                    infer: Callable[[list[Any]], tuple[np.ndarray, np.ndarray | None]], classes: list[str],
+                    top_k: int,
                     threshold: float | None = None, batch_size: int = 32, progress: bool = False
                     ) -> list[Prediction]:
     """Decode, prepare and classify `items` in batches; an unreadable image gets `error`, not an exception.
-    Below `threshold` (calibrated top probability) the label is `unknown`."""
+    `infer` maps prepared images to (probabilities, energy scores); below `threshold` the label is `unknown`."""
     from tqdm import tqdm
 
     results: list[Prediction] = []
@@ -81,9 +83,10 @@ def predict_batches(items: Sequence[ImageInput], *, prepare: Callable[[Image.Ima
                 pred.error = str(e)
             results.append(pred)
         if prepared:
-            probs = probabilities(prepared)                                   # (B, C)
-            for pred, row in zip(pending, probs):
-                for key, value in decide(row, classes, top_k=top_k, threshold=threshold).items():
+            probs, scores = infer(prepared)                                   # (B, C), (B,)
+            for i, (pred, row) in enumerate(zip(pending, probs)):
+                score = None if scores is None else scores[i]
+                for key, value in decide(row, classes, top_k=top_k, score=score, threshold=threshold).items():
                     setattr(pred, key, value)
     return results
 

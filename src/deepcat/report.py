@@ -103,7 +103,8 @@ def _calibration_section(run_dir: Path, cal: dict[str, Any] | None) -> str:
             f"<b>{cal['ece_after']:.4f}</b> after. Top-1 answers do not change.</p>"
             + _img(run_dir / "reliability.png", "reliability diagram")
             + "<h2>Unknown inputs</h2>"
-            f"<p>An image whose calibrated top probability is below <b>{cal['threshold']:.4f}</b> is answered "
+            f"<p>An image whose energy score (logsumexp of the logits) is below <b>{cal['threshold']:.3f}</b> is "
+            f"answered "
             f"<code>unknown</code> (predict, Python API, ONNX metadata, server, web page; <code>--no-reject</code> "
             f"turns it off). The threshold accepts 95% of known validation images; on the {cal['split']} split it "
             f"accepts {cal['accepted']:.1%} (rejects {rejected:.1%}), and accuracy on the accepted images is "
@@ -153,8 +154,8 @@ def _model_card(cfg: dict[str, Any], meta: dict[str, Any], cal: dict[str, Any] |
             f"<tr><th>Intended use</th><td>Sorting images into exactly these classes, on images like the training "
             f"data (same kind of camera, framing and content).</td></tr>"
             f"<tr><th>Limits</th><td>It knows nothing outside these classes: other inputs are answered "
-            f"<code>unknown</code> only when the calibrated confidence is low "
-            f"{'(threshold ' + format(cal['threshold'], '.3f') + ')' if cal and cal.get('threshold') else ''}, and a confident wrong answer "
+            f"<code>unknown</code> only when its energy score is low "
+            f"{'(energy threshold ' + format(cal['threshold'], '.2f') + ')' if cal and cal.get('threshold') else ''}, and a confident wrong answer "
             f"on an unfamiliar image remains possible. Accuracy was measured on the held-out split above, which "
             f"shares the training data's sources and biases. Not for decisions about people.</td></tr></table>")
 

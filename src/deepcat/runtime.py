@@ -57,18 +57,23 @@ class OnnxClassifier:
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """(B, 3, H, W) float32 pixels in 0..255 -> (B, C) probabilities."""
-        return self.session.run(None, {self.session.get_inputs()[0].name: batch})[0]
+        return self.infer(batch)[0]
+
+    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(B, 3, H, W) float32 pixels in 0..255 -> (B, C) probabilities and (B,) energy scores."""
+        outputs = self.session.run(None, {self.session.get_inputs()[0].name: batch})
+        return outputs[0], (outputs[1] if len(outputs) > 1 else None)
 
     @property
     def threshold(self) -> float | None:
-        """Calibrated top probability below which the answer is `unknown` (None: never)."""
+        """Energy score below which the answer is `unknown` (None: never)."""
         return (self.meta.get("calibration") or {}).get("threshold")
 
     def predict(self, images: Sequence[ImageInput], *, top_k: int = 5, reject: bool = True, batch_size: int = 32,
                 progress: bool = False) -> list[Prediction]:
         """Same answers and shape as `deepcat.load(run).predict`, from ONNX Runtime."""
         return predict_batches(list(images), prepare=lambda image: pixels(image, self.meta),
-                               probabilities=lambda batch: self.probabilities(np.stack(batch)),
+                               infer=lambda batch: self.infer(np.stack(batch)),
                                classes=self.classes, top_k=top_k, batch_size=batch_size, progress=progress,
                                threshold=self.threshold if reject else None)
 

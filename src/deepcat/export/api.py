@@ -24,8 +24,8 @@ FORMATS = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx", "ort": "model.i
 
 def _torch_probs(net: Deployable, batch: np.ndarray) -> np.ndarray:
     with torch.no_grad():
-        return torch.cat([net(torch.from_numpy(chunk)) for chunk in np.array_split(batch, max(1, len(batch) // 64))]
-                         ).numpy()
+        return torch.cat([net(torch.from_numpy(chunk))[0]
+                          for chunk in np.array_split(batch, max(1, len(batch) // 64))]).numpy()
 
 
 def _onnx_probs(path: Path, batch: np.ndarray) -> np.ndarray:

@@ -13,11 +13,12 @@ from deepcat.data.transforms import Preprocess
 
 INPUT = "pixels"
 OUTPUT = "probabilities"
+ENERGY = "energy"  # logsumexp of the logits: the `unknown` score (see calibration.py)
 
 
 class Deployable(nn.Module):
-    """(B, 3, H, W) float32 RGB in 0..255 -> (B, C) probabilities; normalisation, the calibration
-    temperature and softmax inside."""
+    """(B, 3, H, W) float32 RGB in 0..255 -> (B, C) probabilities and (B,) energy; normalisation, the
+    calibration temperature and softmax inside."""
 
     def __init__(self, model: nn.Module, pre: Preprocess,
                  reduce: Callable[[torch.Tensor], torch.Tensor] | None = None, temperature: float = 1.0):
@@ -28,22 +29,23 @@ class Deployable(nn.Module):
         self.register_buffer("scale", 1.0 / (torch.tensor(pre.std).view(1, 3, 1, 1) * 255.0))
         self.eval()
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        logits = self.model((pixels - self.shift) * self.scale)
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.model((pixels - self.shift) * self.scale).float()
         probs = (logits / self.temperature if self.temperature != 1.0 else logits).softmax(-1)
-        return self.reduce(probs) if self.reduce is not None else probs
+        return (self.reduce(probs) if self.reduce is not None else probs), logits.logsumexp(-1)
 
 
 def metadata(*, name: str, classes: list[str], pre: Preprocess, version: str, source: str,
              calibration: dict[str, Any] | None = None) -> dict[str, Any]:
     """What a consumer needs to feed the model and read its answer; stored as JSON under the key `deepcat`.
-    `calibration.threshold`: below this top probability the answer is `unknown`."""
+    `calibration.threshold`: below this energy (second output) the answer is `unknown`."""
     from deepcat import __version__
 
     return {"name": name, "version": version, "source": source, "classes": classes, **pre.to_dict(),
             "calibration": calibration,
             "input": {"name": INPUT, "layout": "NCHW", "dtype": "float32", "range": [0, 255], "color": "RGB"},
-            "output": {"name": OUTPUT, "kind": "probabilities"}, "deepcat_version": __version__}
+            "output": {"name": OUTPUT, "kind": "probabilities"}, "score_output": ENERGY,
+            "deepcat_version": __version__}
 
 
 def metadata_props(meta: dict[str, Any]) -> dict[str, str]:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepcat.export.graph import INPUT, OUTPUT, Deployable, metadata_props
+from deepcat.export.graph import ENERGY, INPUT, OUTPUT, Deployable, metadata_props
 
 
 def set_metadata(path: Path, meta: dict[str, Any]) -> None:
@@ -25,7 +25,7 @@ def set_metadata(path: Path, meta: dict[str, Any]) -> None:
 def export_onnx(net: Deployable, example: torch.Tensor, path: Path, meta: dict[str, Any]) -> Path:
     """fp32 ONNX with a dynamic batch axis, via torch.export (the maintained exporter)."""
     batch = torch.export.Dim("batch", min=1, max=4096)
-    program = torch.onnx.export(net, (example,), dynamo=True, input_names=[INPUT], output_names=[OUTPUT],
+    program = torch.onnx.export(net, (example,), dynamo=True, input_names=[INPUT], output_names=[OUTPUT, ENERGY],
                                 dynamic_shapes=({0: batch},), verbose=False)
     program.save(str(path), external_data=False)
     set_metadata(path, meta)

@@ -65,7 +65,7 @@ def create_app(model_path: str | Path, *, limits: Limits | None = None, api_key:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        batcher = MicroBatcher(classifier.probabilities, max_batch=limits.max_batch,
+        batcher = MicroBatcher(classifier.infer, max_batch=limits.max_batch,
                                max_wait=limits.max_wait_ms / 1000, on_batch=metrics.batch_size.observe)
         batcher.start()
         state["batcher"] = batcher
@@ -102,8 +102,8 @@ def create_app(model_path: str | Path, *, limits: Limits | None = None, api_key:
                      for name, data in images])
         rows = await asyncio.gather(*(state["batcher"].submit(p) for p in prepared))
         results = []
-        for (name, _), row in zip(images, rows):
-            answer = decide(row, meta["classes"], top_k=top_k, threshold=threshold)
+        for (name, _), (row, score) in zip(images, rows):
+            answer = decide(row, meta["classes"], top_k=top_k, score=score, threshold=threshold)
             answer["top"] = [{"label": label, "probability": p} for label, p in answer["top"]]
             results.append({"source": name, **answer})
         return results

@@ -14,7 +14,7 @@ import numpy as np
 
 
 class MicroBatcher:
-    def __init__(self, infer: Callable[[np.ndarray], np.ndarray], *, max_batch: int = 32, max_wait: float = 0.005,
+    def __init__(self, infer: Callable[[np.ndarray], tuple], *, max_batch: int = 32, max_wait: float = 0.005,
                  on_batch: Callable[[int], None] | None = None):
         self.infer, self.max_batch, self.max_wait, self.on_batch = infer, max_batch, max_wait, on_batch
         self.queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future]] = asyncio.Queue()
@@ -30,7 +30,7 @@ class MicroBatcher:
                 await self.task
 
     async def submit(self, pixels: np.ndarray) -> np.ndarray:
-        """One image's (3, H, W) pixels -> its (C,) probabilities."""
+        """One image's (3, H, W) pixels -> its row of each of `infer`'s outputs."""
         future = asyncio.get_running_loop().create_future()
         await self.queue.put((pixels, future))
         return await future
@@ -61,12 +61,13 @@ class MicroBatcher:
             if self.on_batch:
                 self.on_batch(len(live))
             try:
-                probs = await asyncio.to_thread(self.infer, np.stack([p for p, _ in live]))
+                outputs = await asyncio.to_thread(self.infer, np.stack([p for p, _ in live]))
             except Exception as e:  # noqa: BLE001 - every waiting request gets the failure
                 for _, future in live:
                     if not future.done():
                         future.set_exception(e)
                 continue
-            for (_, future), row in zip(live, probs):
+            rows = zip(*(o if o is not None else [None] * len(live) for o in outputs))
+            for (_, future), row in zip(live, rows):
                 if not future.done():
                     future.set_result(row)

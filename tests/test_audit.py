@@ -1,0 +1,99 @@
+"""Data audit on real digits and Fashion-MNIST: made leaks, conflicts, duplicates and a truncated JPEG."""
+
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import write_digits
+from deepcat.cli import main
+from deepcat.data.audit import audit, fix_split, near_pairs
+from deepcat.data.builtin import DEBIAN_FASHION_MNIST
+from deepcat.data.sources import Samples, resolve_data
+
+
+@pytest.fixture
+def flawed(tmp_path: Path, truncated_jpg: Path) -> Path:
+    """train/ and val/ folders of real digits, with one flaw of each kind planted."""
+    root = tmp_path / "flawed"
+    write_digits(root / "train", classes=(0, 1, 7), per_class=20, size=32)
+    val = root / "val"
+    for c in (0, 1, 7):  # val images are different digits: the 21st onwards
+        (val / f"digit{c}").mkdir(parents=True)
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    for c in (0, 1, 7):
+        for i, img in enumerate(bunch.images[bunch.target == c][20:26]):
+            pixels = np.clip(img * 16, 0, 255).astype(np.uint8)
+            Image.fromarray(pixels, "L").resize((32, 32), Image.BILINEAR).save(val / f"digit{c}" / f"v{i}.png")
+    shutil.copy(root / "train/digit0/000.png", val / "digit0/leaked.png")             # leak: same bytes
+    shutil.copy(root / "train/digit1/000.png", root / "train/digit7/conflict.png")    # same image, two labels
+    shutil.copy(root / "train/digit7/003.png", root / "train/digit7/copy.png")        # duplicate within class
+    Image.open(root / "train/digit0/005.png").convert("RGB").save(root / "train/digit0/near.jpg", quality=90)
+    shutil.copy(truncated_jpg, root / "train/digit1/truncated.jpg")
+    return root
+
+
+def test_audit_reports_each_planted_flaw(flawed):
+    found = audit(resolve_data(str(flawed)), progress=False, workers=1)
+    assert [u["item"].endswith("truncated.jpg") for u in found.unreadable] == [True]
+    kinds = {g["kind"]: g for g in found.duplicates}
+    names = {kind: sorted(Path(m["item"]).name for m in g["members"]) for kind, g in kinds.items()}
+    assert {m["split"] for m in kinds["leak"]["members"]} == {"train", "val"}
+    assert names["leak"] == ["000.png", "leaked.png"]
+    assert names["label_conflict"] == ["000.png", "conflict.png"]
+    assert ["003.png", "copy.png"] in [sorted(Path(m["item"]).name for m in g["members"])
+                                       for g in found.duplicates if g["kind"] == "duplicate"]
+    near = [g for g in found.duplicates if "near.jpg" in str(g["members"])]
+    assert len(near) == 1 and not near[0]["exact"]  # re-encoded as JPEG: found by the perceptual hash
+    assert found.classes == {"digit0": 28, "digit1": 27, "digit7": 28}
+    assert len(found.grayscale) == found.images - 1  # all readable ones, the RGB JPEG of gray pixels too
+
+
+def test_fix_writes_a_clean_split_that_trains(flawed, tmp_path):
+    splits = resolve_data(str(flawed))
+    counts = fix_split(splits, audit(splits, progress=False, workers=1), tmp_path / "clean.csv")
+    assert counts["unreadable"] == 1 and counts["label_conflict"] == 2 and counts["leak"] == 1
+    rows = list(csv.DictReader((tmp_path / "clean.csv").open()))
+    kept = {Path(r["path"]).name + "/" + r["split"] for r in rows}
+    assert "leaked.png/val" in kept and not any(k.startswith(("conflict.png", "truncated.jpg")) for k in kept)
+    assert "000.png/train" in kept  # digit7's and digit0's 000.png: only digit1's (the conflict) is gone
+    clean = resolve_data(str(tmp_path / "clean.csv"))
+    assert len(clean.train) + len(clean.val) == counts["kept"]
+    assert audit(clean, progress=False, workers=1).count("leak") == 0
+
+
+def test_check_cli_writes_json_and_clean_csv(flawed, tmp_path, capsys):
+    assert main(["check", str(flawed), "--out", str(tmp_path / "out"), "--fix", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "leak across train/val/test" in out and "clean.csv" in out
+    assert (tmp_path / "out" / "audit.json").is_file() and (tmp_path / "out" / "clean.csv").is_file()
+
+
+def test_near_pairs_matches_brute_force():
+    rng = np.random.default_rng(0)
+    hashes = rng.integers(0, 2**63, 700, dtype=np.int64).astype(np.uint64)
+    hashes[100] = hashes[5] ^ np.uint64(0b1011)              # 3 bits apart
+    hashes[600] = hashes[7] ^ np.uint64(1 << 60 | 1 << 3 | 1 << 30 | 1 << 15)  # 4 bits, spread out
+    hashes[300] = hashes[9] ^ np.uint64(0b11111)             # 5 bits: not near
+    distance = np.bitwise_count(hashes[:, None] ^ hashes[None, :])
+    expected = np.argwhere(np.triu(distance <= 4, 1))
+    assert near_pairs(hashes, 4).tolist() == expected.tolist() == [[5, 100], [7, 600]]
+
+
+@pytest.mark.skipif(not DEBIAN_FASHION_MNIST.is_dir(), reason="needs Debian's dataset-fashion-mnist")
+def test_fashion_mnist_subset_leak_of_a_slightly_changed_copy():
+    splits = resolve_data("fashion-mnist")
+    train, test = splits.train.subset(np.arange(1500)), splits.test.subset(np.arange(500))
+    copy = np.clip(train.items[3].astype(int) + 4, 0, 255).astype(np.uint8)  # brighter: not the same bytes
+    test = Samples(np.concatenate([test.items, copy[None]]), np.r_[test.labels, train.labels[3]],
+                   np.r_[test.ids, 99999])
+    splits.train, splits.val, splits.test = train, None, test
+    found = audit(splits, progress=False, workers=1)
+    leak = [g for g in found.duplicates if g["kind"] == "leak" and "fashion-mnist[99999]" in str(g["members"])]
+    assert len(leak) == 1 and not leak[0]["exact"]
+    assert found.unreadable == [] and len(found.grayscale) == found.images

@@ -1,0 +1,58 @@
+"""report.html: written by every run, self-contained, and renders with its images in a real headless Chromium."""
+
+import re
+import time
+
+import pytest
+
+import deepcat
+from deepcat.cli import main
+from deepcat.export import export
+from test_page import CHROMEDRIVER, CHROMIUM, chrome
+
+SECTIONS = ("Data", "Audit", "Training", "Evaluation", "Calibration", "Unknown inputs", "Worst mistakes",
+            "Suspected label errors", "Export", "Model card")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return deepcat.train(data="digits", output=str(tmp_path_factory.mktemp("runs")), name="d", epochs=3,
+                         progress=False)
+
+
+def test_report_is_self_contained_and_complete(run):
+    page = (run / "report.html").read_text()
+    for section in SECTIONS:
+        assert f">{section}" in page, section
+    assert not re.search(r'src="(?!data:)', page)  # every image inlined: the file can be mailed on its own
+    assert page.count('src="data:image/png;base64,') >= 6  # curves, confusion, reliability, rejection, ...
+
+
+def test_export_and_cli_rewrite_the_report(run):
+    export(run, format="onnx", quiet=True)
+    assert "model.onnx" in (run / "report.html").read_text()
+    (run / "report.html").unlink()
+    assert main(["report", str(run)]) == 0 and (run / "report.html").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="needs Debian's chromium + chromium-driver")
+def test_report_renders_in_chromium(run, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    driver = chrome(tmp_path / "profile")
+    try:
+        driver.get((run / "report.html").resolve().as_uri())
+        deadline = time.time() + 30
+        while driver.execute_script("return document.readyState") != "complete":
+            assert time.time() < deadline
+            time.sleep(0.1)
+        images = driver.find_elements(By.TAG_NAME, "img")
+        sizes = [driver.execute_script("return [arguments[0].naturalWidth, arguments[0].complete]", img)
+                 for img in images]
+        headings = [h.text for h in driver.find_elements(By.TAG_NAME, "h2")]
+        driver.save_screenshot(str(tmp_path / "report.png"))
+    finally:
+        driver.quit()
+    assert len(images) >= 6 and all(width > 100 and done for width, done in sizes), sizes
+    assert [s for s in SECTIONS if s not in ("Audit",) and not any(h.startswith(s) for h in headings)] == []
