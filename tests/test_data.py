@@ -94,3 +94,30 @@ def test_oxford_pets_layout(tmp_path, chelsea_jpg):
     splits = resolve_data(f"oxford-pets:{tmp_path}", val_fraction=0.5)
     assert splits.classes == ["cat", "dog"]
     assert len(splits.train) + len(splits.val) == 4 and splits.test.labels.tolist() == [0, 1]
+
+
+def test_tensor_batches_match_the_per_image_pipeline():
+    """Fashion-MNIST-shaped arrays: whole-batch preprocessing equals the per-image transform; augmented
+    batches are crops of the reflect-padded image, flipped or not."""
+    import torch
+
+    from deepcat.data.loader import BadImageLog, batches, make_loader
+    from deepcat.data.sources import Samples
+    from deepcat.data.tensor_batches import TensorBatches, fits
+    from deepcat.data.transforms import Preprocess, eval_transform
+
+    rng = np.random.default_rng(0)
+    samples = Samples(rng.integers(0, 256, (10, 28, 28), dtype=np.uint8), np.arange(10) % 3)
+    pre = Preprocess(28, 28, "bilinear", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    assert fits(samples, pre, "light") and not fits(samples, pre, "strong")
+    fast = next(iter(TensorBatches(samples, pre, batch_size=10, shuffle=False)))[0]
+    slow = next(batches(make_loader(samples, eval_transform(pre), batch_size=10, shuffle=False), BadImageLog()))[0]
+    assert torch.allclose(fast, slow, atol=1e-6)
+
+    torch.manual_seed(0)
+    x, y, _ = next(iter(TensorBatches(samples, pre, batch_size=10, shuffle=False, augment="light", hflip=True)))
+    padded = torch.nn.functional.pad(torch.from_numpy(samples.items).float()[:, None], (3, 3, 3, 3), mode="reflect")
+    for i in range(10):
+        image = x[i, 0] * 127.5 + 127.5
+        crops = [padded[i, 0, dy:dy + 28, dx:dx + 28] for dy in range(7) for dx in range(7)]
+        assert any(torch.allclose(image, c, atol=1e-3) or torch.allclose(image, c.flip(-1), atol=1e-3) for c in crops)

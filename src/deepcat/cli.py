@@ -161,7 +161,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     splits = resolve_data(args.data, val_fraction=args.val_fraction, seed=args.seed, classes=args.classes)
     out = Path(args.out or Path("checks") / splits.name)
-    found = audit.audit(splits, near=args.near, progress=not args.quiet)
+    found = audit.audit(splits, near=args.near, progress=not args.quiet)  # = deepcat.check(DATA), splits kept
     audit.write_json(found, out / "audit.json")
     found.print_table()
     print(f"findings: {out / 'audit.json'}")

@@ -12,9 +12,9 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from deepcat.data.loader import BadImageLog, batches, make_loader
+from deepcat.data.loader import BadImageLog, batches, eval_loader
 from deepcat.data.sources import DataSplits, Samples
-from deepcat.data.transforms import Preprocess, eval_transform
+from deepcat.data.transforms import Preprocess
 from deepcat.device import amp_dtype, autocast, pick_device
 from deepcat.errors import DeepcatError
 
@@ -88,7 +88,7 @@ def logits_of(model: nn.Module, samples: Samples, *, pre: Preprocess, device: to
               dtype: torch.dtype | None, batch_size: int = 256, workers: int | None = None, progress: bool = True,
               desc: str = "score") -> tuple[np.ndarray, np.ndarray]:
     """Logits and labels of `model` on `samples`, preprocessed for evaluation."""
-    loader = make_loader(samples, eval_transform(pre), batch_size=batch_size, shuffle=False, workers=workers)
+    loader = eval_loader(samples, pre, batch_size=batch_size, workers=workers)
     return collect_logits(model.to(device), loader, device=device, dtype=dtype, log=BadImageLog(), desc=desc,
                           progress=progress)
 

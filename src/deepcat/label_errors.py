@@ -17,9 +17,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from deepcat.data.loader import BadImageLog, batches, make_loader
+from deepcat.data.loader import BadImageLog, batches, eval_loader
 from deepcat.data.sources import SPLIT_NAMES, DataSplits, Samples
-from deepcat.data.transforms import Preprocess, eval_transform
+from deepcat.data.transforms import Preprocess
 from deepcat.errors import DeepcatError
 
 
@@ -33,7 +33,7 @@ def embeddings(model: nn.Module, samples: Samples, pre: Preprocess, *, batch_siz
 
     captured: list[torch.Tensor] = []
     hook = classifier_of(model).register_forward_pre_hook(lambda _, args: captured.append(args[0].flatten(1).float()))
-    loader = make_loader(samples, eval_transform(pre), batch_size=batch_size, shuffle=False, workers=None)
+    loader = eval_loader(samples, pre, batch_size=batch_size)
     labels = []
     model.eval()
     try:

@@ -384,6 +384,19 @@ def audit_cached(splits: DataSplits, *, near: int = NEAR_DUPLICATE_BITS, progres
     return found
 
 
+def check(data: str, *, val_fraction: float = 0.2, seed: int = 0, classes: str | None = None,
+          near: int = NEAR_DUPLICATE_BITS, progress: bool = True) -> Audit:
+    """Audit DATA as `deepcat.train` would split it (same val_fraction and seed).
+
+    >>> found = deepcat.check("pets")
+    >>> found.count("leak"), found.unreadable
+    """
+    from deepcat.data.sources import resolve_data
+
+    return audit(resolve_data(data, val_fraction=val_fraction, seed=seed, classes=classes), near=near,
+                 progress=progress)
+
+
 def write_json(found: Audit, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(found.to_dict(), indent=2))

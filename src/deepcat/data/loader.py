@@ -12,6 +12,7 @@ from torchvision import tv_tensors
 
 from deepcat.data.images import BadImage, load_image
 from deepcat.data.sources import Samples
+from deepcat.data.transforms import Preprocess
 
 
 class ImageDataset(Dataset):
@@ -66,6 +67,16 @@ def default_workers(samples: Samples, requested: int | None) -> int:
     if requested is not None:
         return requested
     return 0 if samples.in_memory else min(4, os.cpu_count() or 1)
+
+
+def eval_loader(samples: Samples, pre: Preprocess, *, batch_size: int, workers: int | None = None):
+    """Evaluation batches: whole-tensor batches for in-memory images at the input size, else the DataLoader."""
+    from deepcat.data import tensor_batches
+    from deepcat.data.transforms import eval_transform
+
+    if tensor_batches.fits(samples, pre):
+        return tensor_batches.TensorBatches(samples, pre, batch_size=batch_size, shuffle=False)
+    return make_loader(samples, eval_transform(pre), batch_size=batch_size, shuffle=False, workers=workers)
 
 
 def make_loader(samples: Samples, transform: Callable, *, batch_size: int, shuffle: bool, seed: int = 0,

@@ -19,8 +19,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from deepcat.config import TrainConfig, resolve_config
-from deepcat.data.loader import BadImageLog, batches, make_loader
-from deepcat.data.transforms import eval_transform
+from deepcat.data.loader import BadImageLog, batches, eval_loader
 from deepcat.errors import DeepcatError
 from deepcat.evaluation import collect_logits, logits_of, score
 from deepcat.runs import (append_metrics, load_state, read_config, save_state, save_weights, write_model_json,
@@ -86,7 +85,7 @@ def _fit(s: Setup, state: dict | None, *, run_dir: Path | None, dist: distribute
          progress: bool) -> Path:
     cfg, model, optimizer = s.cfg, s.model, s.optimizer
     run_dir = _start_run(s, run_dir, dist)
-    val_loader = (make_loader(s.splits.val, eval_transform(s.pre), batch_size=256, shuffle=False, workers=cfg.workers)
+    val_loader = (eval_loader(s.splits.val, s.pre, batch_size=256, workers=cfg.workers)
                   if s.splits.val is not None and dist.is_main else None)
     scaler = torch.amp.GradScaler(s.device.type, enabled=s.dtype == torch.float16)
     ema = None

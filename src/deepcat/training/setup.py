@@ -12,6 +12,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from deepcat.config import TrainConfig
+from deepcat.data import tensor_batches
 from deepcat.data.loader import make_loader
 from deepcat.data.sources import DataSplits, resolve_data
 from deepcat.data.transforms import Preprocess, train_transform
@@ -69,10 +70,16 @@ def prepare(cfg: TrainConfig, dist: distributed.Dist) -> Setup:
         raise DeepcatError(f"batch_size {cfg.batch_size} must divide by processes x accumulate "
                            f"= {dist.world_size} x {cfg.accumulate}")
     per_process = cfg.batch_size // dist.world_size // cfg.accumulate
-    augment = train_transform(pre, augment=cfg.augment, hflip=bool(cfg.hflip), small_images=splits.small_images)
-    train_loader = make_loader(splits.train, augment, batch_size=per_process, shuffle=True, seed=cfg.seed,
-                               workers=cfg.workers, rank=dist.rank, world_size=dist.world_size,
-                               drop_last=len(splits.train) >= 4 * cfg.batch_size)
+    drop_last = len(splits.train) >= 4 * cfg.batch_size
+    if tensor_batches.fits(splits.train, pre, cfg.augment):  # small in-memory images: augment whole batches
+        train_loader = tensor_batches.TensorBatches(
+            splits.train, pre, batch_size=per_process, shuffle=True, augment=cfg.augment, hflip=bool(cfg.hflip),
+            seed=cfg.seed, rank=dist.rank, world_size=dist.world_size, drop_last=drop_last)
+    else:
+        augment = train_transform(pre, augment=cfg.augment, hflip=bool(cfg.hflip), small_images=splits.small_images)
+        train_loader = make_loader(splits.train, augment, batch_size=per_process, shuffle=True, seed=cfg.seed,
+                                   workers=cfg.workers, rank=dist.rank, world_size=dist.world_size,
+                                   drop_last=drop_last)
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
