@@ -1,14 +1,23 @@
-"""Inference speed of pretrained ImageNet EfficientNet-Lite0 at 224 px: PyTorch eager fp32 (baseline),
-ONNX Runtime fp32 and ONNX Runtime static int8, in one run; plus int8 agreement with PyTorch.
+"""Inference speed at 224 px for EfficientNet-Lite0, ResNet-18 and ResNet-50: PyTorch eager fp32 (baseline),
+deepcat's PyTorch path (bf16 autocast, channels_last, inference mode), ONNX Runtime fp32 and ONNX Runtime
+static int8, in one run; images/s at batch 32, ms at batch 1, int8 agreement with PyTorch, and the share of
+the machine's peak reached (FLOPs per image from torch.utils.flop_counter; peak = cores x clock x FLOPs per
+cycle of the instruction set used: AVX-512 FMA for fp32, AMX for bf16 and int8).
+
+EfficientNet-Lite0 has real ImageNet weights (offline); the ResNets are random-init (no offline weights),
+which does not change their speed; their int8 agreement is measured but a random network's answers
+are near ties, so it says little.
 
 Images: scikit-image's sample photos, random crops (calibration and check sets use different seeds).
 
-    python benchmarks/infer.py        # ~3 min on 2 cores
+    python benchmarks/infer.py                      # ~10 min on 2 cores
+    python benchmarks/infer.py --models tf_efficientnet_lite0
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import sys
 import tempfile
@@ -52,54 +61,105 @@ def median_seconds(fn, batch: np.ndarray, repeats: int) -> float:
     return statistics.median(times)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "infer.json"))
-    args = parser.parse_args()
+def peak_flops() -> dict[str, float]:
+    """FLOP/s peaks of this CPU (all cores): fp32 AVX-512 (2 FMA units x 16 lanes x 2), AMX bf16 (1024
+    MACs/cycle) and AMX int8 (2048 MACs/cycle) per core; the clock from /proc/cpuinfo."""
+    import os
 
+    mhz = 2000.0
+    try:
+        mhz = next(float(line.split(":")[1]) for line in open("/proc/cpuinfo") if line.startswith("cpu MHz"))
+    except (OSError, StopIteration):
+        pass
+    hz, cores = mhz * 1e6, os.cpu_count() or 1
+    return {"fp32": cores * hz * 64, "bf16": cores * hz * 2048, "int8": cores * hz * 4096}
+
+
+def flops_per_image(model: torch.nn.Module, size: int) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.randn(1, 3, size, size))
+    return float(counter.get_total_flops())
+
+
+def build(name: str):
+    from deepcat.data.transforms import Preprocess
+    from deepcat.models.create import create_model, default_preprocess
+    from deepcat.predict import pretrained_cat_dog
+
+    if name == "tf_efficientnet_lite0":
+        clf = pretrained_cat_dog()
+        return clf.model, clf.preprocess
+    model, spec = create_model(name=name, num_classes=1000, image_size=224)
+    pre = default_preprocess(model, spec, image_size=224, native_size=None)
+    return model.eval(), Preprocess(224, pre.resize, pre.interpolation, pre.mean, pre.std)
+
+
+def bench_model(name: str, tmp: Path, peaks: dict[str, float]) -> list[dict]:
     from deepcat.export.graph import Deployable, metadata
     from deepcat.export.onnx_formats import export_onnx, quantize_int8
-    from deepcat.predict import pretrained_cat_dog
     from deepcat.runtime import load_onnx
 
-    clf = pretrained_cat_dog()  # ImageNet EfficientNet-Lite0 (offline weights); use all 1000 classes here
-    meta = metadata(name="efficientnet-lite0-imagenet", classes=[str(i) for i in range(1000)], pre=clf.preprocess,
-                    version="imagenet", source="tf_efficientnet_lite0")
-    net = Deployable(clf.model, clf.preprocess)
+    model, pre = build(name)
+    meta = metadata(name=name, classes=[str(i) for i in range(1000)], pre=pre, version="bench", source=name)
+    net = Deployable(model, pre)
     checks = photo_crops(200, seed=2, meta=meta)
     with torch.no_grad():
         reference = net(torch.from_numpy(checks))[0].numpy()
+    fp32 = export_onnx(net, torch.from_numpy(checks[:2]), tmp / f"{name}.onnx", meta)
+    int8 = quantize_int8(fp32, tmp / f"{name}.int8.onnx", photo_crops(128, seed=1, meta=meta), meta)
+    sessions = {"onnx": load_onnx(fp32), "onnx-int8": load_onnx(int8)}
+    files = {"onnx": fp32.stat().st_size, "onnx-int8": int8.stat().st_size}
+    agreement = {}
+    for fmt, session in sessions.items():  # measured, not enforced: this is a benchmark, not an export
+        probs = session.probabilities(checks)
+        agreement[fmt] = ((probs.argmax(1) == reference.argmax(1)).mean(), np.abs(probs - reference).max())
+    flops = flops_per_image(model, 224)
+
+    def eager(batch: np.ndarray) -> None:
+        with torch.no_grad():
+            net(torch.from_numpy(batch))
+
+    fast_net = Deployable(copy.deepcopy(model), pre).to(memory_format=torch.channels_last)
+
+    def deepcat_torch(batch: np.ndarray) -> None:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            fast_net(torch.from_numpy(batch).contiguous(memory_format=torch.channels_last))
+
+    runners = {"PyTorch eager fp32 (baseline)": (eager, None, "fp32"),
+               "deepcat PyTorch path (bf16, channels_last)": (deepcat_torch, None, "bf16"),
+               "ONNX Runtime fp32": (sessions["onnx"].probabilities, "onnx", "fp32"),
+               "ONNX Runtime int8 (static QDQ)": (sessions["onnx-int8"].probabilities, "onnx-int8", "int8")}
+    batch32, batch1 = checks[:32], checks[:1]
+    rows, base = [], None
+    for runtime, (fn, fmt, precision) in runners.items():
+        t32 = median_seconds(fn, batch32, repeats=5)
+        t1 = median_seconds(fn, batch1, repeats=20)
+        base = base or (t32, t1)
+        rows.append({"model": name, "runtime": runtime, "images_per_s_batch32": 32 / t32, "ms_batch1": 1000 * t1,
+                     "speedup_batch32": base[0] / t32, "speedup_batch1": base[1] / t1,
+                     "gflop_per_image": flops / 1e9,
+                     "peak_share": flops * 32 / t32 / peaks[precision],
+                     "top1_agreement": float(agreement[fmt][0]) if fmt else None,
+                     "max_abs_diff": float(agreement[fmt][1]) if fmt else None,
+                     "file_mb": files[fmt] / 1e6 if fmt else None})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="tf_efficientnet_lite0,resnet18,resnet50")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "infer.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    peaks = peak_flops()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        fp32 = export_onnx(net, torch.from_numpy(checks[:2]), Path(tmp) / "model.onnx", meta)
-        int8 = quantize_int8(fp32, Path(tmp) / "model.int8.onnx", photo_crops(128, seed=1, meta=meta), meta)
-        sessions = {"onnx": load_onnx(fp32), "onnx-int8": load_onnx(int8)}
-        files = {"onnx": fp32.stat().st_size, "onnx-int8": int8.stat().st_size}
-        agreement = {}
-        for fmt, session in sessions.items():  # measured, not enforced: this is a benchmark, not an export
-            probs = session.probabilities(checks)
-            agreement[fmt] = ((probs.argmax(1) == reference.argmax(1)).mean(), np.abs(probs - reference).max())
-
-        def eager(batch: np.ndarray) -> None:
-            with torch.no_grad():
-                net(torch.from_numpy(batch))
-
-        runners = {"PyTorch eager fp32 (baseline)": eager,
-                   "ONNX Runtime fp32": sessions["onnx"].probabilities,
-                   "ONNX Runtime int8 (static QDQ)": sessions["onnx-int8"].probabilities}
-        batch32, batch1 = checks[:32], checks[:1]
-        base = None
-        for name, fn in runners.items():
-            t32 = median_seconds(fn, batch32, repeats=5)
-            t1 = median_seconds(fn, batch1, repeats=30)
-            base = base or (t32, t1)
-            fmt = "onnx" if "fp32" in name and "ONNX" in name else "onnx-int8" if "int8" in name else None
-            rows.append({"runtime": name, "images_per_s_batch32": 32 / t32, "ms_batch1": 1000 * t1,
-                         "speedup_batch32": base[0] / t32, "speedup_batch1": base[1] / t1,
-                         "top1_agreement": float(agreement[fmt][0]) if fmt else None,
-                         "max_abs_diff": float(agreement[fmt][1]) if fmt else None,
-                         "file_mb": files[fmt] / 1e6 if fmt else None})
-    report("infer", rows, args.out, threads=torch.get_num_threads(), check_images=len(checks))
+        for name in args.models.split(","):
+            rows += bench_model(name, Path(tmp), peaks)
+    report("infer", rows, args.out, threads=torch.get_num_threads(), check_images=200,
+           peak_flops=peaks, targets={"lite0 int8 speedup_batch32": 10, "lite0 int8 ms_batch1": 5})
 
 
 if __name__ == "__main__":

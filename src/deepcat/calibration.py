@@ -131,7 +131,8 @@ def report(logits: np.ndarray, labels: np.ndarray, cal: Calibration) -> dict[str
     before, after = softmax(logits), softmax(logits, cal.temperature)
     energy = energy_score(logits)
     kept = ~cal.rejects(energy)
-    return {"temperature": cal.temperature, "threshold": cal.threshold, "images": int(len(labels)),
+    return {"temperature": cal.temperature, "threshold": cal.threshold, "target_accept": cal.target_accept,
+            "images": int(len(labels)),
             "ece_before": expected_calibration_error(before, labels),
             "ece_after": expected_calibration_error(after, labels),
             "accepted": float(kept.mean()),

@@ -121,7 +121,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     result = export(args.run, format=args.format, output=args.output)
     check = result["check"]
-    print(f"{result['format']}: {result['path']} ({result['bytes'] / 1e6:.2f} MB)\n"
+    speed = f", {result['ms_batch1']:.2f} ms per image here" if result.get("ms_batch1") else ""
+    print(f"{result['format']}: {result['path']} ({result['bytes'] / 1e6:.2f} MB{speed})\n"
           f"checked on {check['images']} validation images: max |diff| {check['max_abs_diff']:.2e}, "
           f"top-1 agreement {check['top1_agreement']:.2%}, accuracy PyTorch {check['accuracy_pytorch']:.2%} "
           f"vs exported {check['accuracy_exported']:.2%}")

@@ -54,6 +54,7 @@ class TrainConfig:
     accumulate: int = _opt(1, "gradient accumulation steps")
     val_fraction: float = _opt(0.2, "share of the training data held out for validation when no val split exists")
     workers: int | None = _opt(None, "data-loading processes (auto: 0 for in-memory data, else up to 4)")
+    accept: float = _opt(0.95, "share of known validation images the `unknown` threshold accepts")
     audit: bool = _opt(True, "audit the data first: unreadable files, duplicates, train/val/test leaks (cached)")
     seed: int = _opt(0, "random seed for split, order, augmentation and init")
     output: str = _opt("runs", "folder that holds run folders")

@@ -106,7 +106,8 @@ def _calibration_section(run_dir: Path, cal: dict[str, Any] | None) -> str:
             f"<p>An image whose energy score (logsumexp of the logits) is below <b>{cal['threshold']:.3f}</b> is "
             f"answered "
             f"<code>unknown</code> (predict, Python API, ONNX metadata, server, web page; <code>--no-reject</code> "
-            f"turns it off). The threshold accepts 95% of known validation images; on the {cal['split']} split it "
+            f"turns it off). The threshold accepts {cal.get('target_accept', 0.95):.0%} of known validation images; on the "
+            f"{cal['split']} split it "
             f"accepts {cal['accepted']:.1%} (rejects {rejected:.1%}), and accuracy on the accepted images is "
             f"{(cal['accuracy_accepted'] or 0):.4f} against {cal['accuracy_all']:.4f} on all.</p>"
             + _img(run_dir / "rejection.png", "rejection trade-off"))
@@ -140,9 +141,11 @@ def _export_section(run_dir: Path) -> str:
     if not checks:
         return ("<h2>Export</h2><p class='muted'>Not exported yet: <code>deepcat export RUN --format onnx</code> "
                 "(or onnx-int8, ort, torchscript).</p>")
-    rows = [[c["format"], Path(c["path"]).name, f"{c['bytes'] / 1e6:.2f} MB", c["check"]["max_abs_diff"],
+    rows = [[c["format"], Path(c["path"]).name, f"{c['bytes'] / 1e6:.2f} MB",
+             f"{c['ms_batch1']:.2f}" if c.get("ms_batch1") else "", c["check"]["max_abs_diff"],
              c["check"]["top1_agreement"], c["check"]["accuracy_exported"]] for c in checks]
-    return "<h2>Export</h2>" + _table(["format", "file", "size", "max |diff|", "top-1 agreement", "accuracy"], rows)
+    return "<h2>Export</h2>" + _table(["format", "file", "size", "ms per image (batch 1, this machine)", "max |diff|",
+                                       "top-1 agreement", "accuracy"], rows)
 
 
 def _model_card(cfg: dict[str, Any], meta: dict[str, Any], cal: dict[str, Any] | None) -> str:

@@ -216,7 +216,7 @@ def _score_best(s: Setup, run_dir: Path, *, progress: bool) -> None:
     kw = dict(pre=s.pre, device=s.device, dtype=s.dtype, workers=s.cfg.workers, progress=progress)
     cal = calibration.Calibration()
     if s.splits.val is not None:
-        cal = calibration.fit(*logits_of(model, s.splits.val, desc="calibrate", **kw))
+        cal = calibration.fit(*logits_of(model, s.splits.val, desc="calibrate", **kw), accept=s.cfg.accept)
         update_model_json(run_dir, calibration=cal.to_dict())
     name = "test" if s.splits.test is not None else "val" if s.splits.val is not None else None
     if name is not None:
