@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from deepcat.data.loader import BadImageLog, batches, eval_loader
-from deepcat.data.sources import SPLIT_NAMES, DataSplits, Samples
+from deepcat.data.sources import DataSplits, Samples, combined
 from deepcat.data.transforms import Preprocess
 from deepcat.errors import DeepcatError
 
@@ -60,19 +60,6 @@ def out_of_fold_probs(features: np.ndarray, labels: np.ndarray, *, folds: int = 
                              cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
 
 
-def _all_samples(splits: DataSplits) -> tuple[Samples, list[str], list[str]]:
-    parts = [(name, splits.split(name)) for name in SPLIT_NAMES if splits.split(name) is not None]
-    if parts[0][1].in_memory:
-        items: Any = np.concatenate([s.items for _, s in parts])
-        names = [f"{splits.name}[{i}]" for _, s in parts for i in s.ids]
-    else:
-        items = [p for _, s in parts for p in s.items]
-        names = list(items)
-    ids = np.concatenate([s.ids for _, s in parts])
-    where = [name for name, s in parts for _ in range(len(s))]
-    return Samples(items, np.concatenate([s.labels for _, s in parts]), ids), names, where
-
-
 def find_label_errors(run: str | Path, splits: DataSplits, *, folds: int = 5, progress: bool = True
                       ) -> dict[str, Any]:
     """Suspected label errors of `splits` (every split), most suspicious first, using `run`'s features."""
@@ -84,7 +71,7 @@ def find_label_errors(run: str | Path, splits: DataSplits, *, folds: int = 5, pr
     if list(splits.classes) != list(meta["classes"]):
         raise DeepcatError(f"{run} was trained on classes {meta['classes']}, the data has {splits.classes}; "
                            f"check labels with a run trained on this data")
-    samples, names, where = _all_samples(splits)
+    samples, names, where = combined(splits)
     features, labels = embeddings(model, samples, Preprocess.from_dict(meta["preprocess"]), progress=progress)
     if len(labels) != len(samples):
         raise DeepcatError("some images are unreadable; run `deepcat check DATA` and fix them first")

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from deepcat.data.sources import SPLIT_NAMES, DataSplits
+from deepcat.data.sources import SPLIT_NAMES, DataSplits, combined
 from deepcat.errors import DeepcatError
 
 NEAR_DUPLICATE_BITS = 4   # pHash distance at or under which two images are near-duplicate candidates
@@ -254,23 +254,10 @@ class Audit:
         Console().print(table)
 
 
-def _entries(splits: DataSplits) -> tuple[list[str] | np.ndarray, list[str], np.ndarray, list[str]]:
-    """Every sample of every split, concatenated: items, display names, labels, split names."""
-    parts = [(name, splits.split(name)) for name in SPLIT_NAMES if splits.split(name) is not None]
-    if parts[0][1].in_memory:
-        items: list[str] | np.ndarray = np.concatenate([s.items for _, s in parts])
-        names = [f"{splits.name}[{i}]" for _, s in parts for i in s.ids]
-    else:
-        items = [p for _, s in parts for p in s.items]
-        names = list(items)
-    labels = np.concatenate([s.labels for _, s in parts])
-    where = [name for name, s in parts for _ in range(len(s))]
-    return items, names, labels, where
-
-
 def audit(splits: DataSplits, *, near: int = NEAR_DUPLICATE_BITS, workers: int = 2, progress: bool = True) -> Audit:
     """Audit every image of `splits` (as the run would split it) and return the findings."""
-    items, names, labels, where = _entries(splits)
+    everything, names, where = combined(splits)
+    items, labels = everything.items, everything.labels
     facts = scan(items, workers=workers, progress=progress)
     ok = np.array([f.error is None for f in facts])
     result = Audit(data=splits.name, images=len(facts),
@@ -320,7 +307,8 @@ def fix_split(splits: DataSplits, found: Audit, path: Path) -> dict[str, int]:
     """Write a cleaned split as a CSV (path,label,split) that `deepcat train` reads. The user's files stay as
     they are. Dropped: unreadable images; every copy of a label conflict (which label is right is unknown);
     leaked copies outside train's group (val/test keep their copy, train loses its); extra duplicates."""
-    items, names, labels, where = _entries(splits)
+    everything, names, where = combined(splits)
+    items, labels = everything.items, everything.labels
     if isinstance(items, np.ndarray):
         raise DeepcatError(f"--fix writes a CSV of file paths; {splits.name} is a built-in data set held in "
                            f"memory. Its audit findings are in the JSON file")

@@ -61,6 +61,20 @@ class DataSplits:
         return {"train": self.train, "val": self.val, "test": self.test}[name]
 
 
+def combined(splits: DataSplits) -> tuple[Samples, list[str], list[str]]:
+    """Every split's samples in one Samples (train, then val, then test), with display names and split names."""
+    parts = [(name, splits.split(name)) for name in SPLIT_NAMES if splits.split(name) is not None]
+    if parts[0][1].in_memory:
+        items: list[str] | np.ndarray = np.concatenate([s.items for _, s in parts])
+        names = [f"{splits.name}[{i}]" for _, s in parts for i in s.ids]
+    else:
+        items = [p for _, s in parts for p in s.items]
+        names = list(items)
+    where = [name for name, s in parts for _ in range(len(s))]
+    return (Samples(items, np.concatenate([s.labels for _, s in parts]), np.concatenate([s.ids for _, s in parts])),
+            names, where)
+
+
 def stratified_split(samples: Samples, fraction: float, seed: int) -> tuple[Samples, Samples | None]:
     """Split off `fraction` of `samples`, keeping class proportions; seeded. Fraction 0: no split."""
     from sklearn.model_selection import train_test_split
