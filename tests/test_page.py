@@ -63,3 +63,47 @@ def test_page_classifies_in_the_browser_like_the_server(cat_dog_model, chelsea_j
     assert server_label == "cat"
     assert browser_label == server_label
     assert len(bars) == 3  # cat, dog, neither
+
+
+@pytest.mark.slow
+@needs_browser
+def test_page_answers_unknown_like_the_server(tmp_path):
+    """A digits model trained on 0-7, shown an 8 it rejects: the page (in-browser energy score) says unknown."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+
+    import deepcat
+    from deepcat.export import export
+    from test_calibration import digit_images
+
+    run = deepcat.train(data="digits", classes="0,1,2,3,4,5,6,7", output=str(tmp_path), name="d8", epochs=6,
+                        progress=False)
+    model = export(run, format="onnx", quiet=True)["path"]
+    clf = deepcat.load(run)
+    eights = digit_images(8, 40)
+    scores = [p.score for p in clf.predict(eights)]
+    rejected = eights[int(np.argmin(scores))]  # the clearest unknown: browser and PIL resizing differ slightly
+    assert min(scores) < clf.calibration.threshold
+    photo = tmp_path / "eight.png"
+    Image.fromarray(np.asarray(rejected)).save(photo)
+    with Server(create_app(model)) as url:
+        server = httpx.post(f"{url}/v1/predict", content=photo.read_bytes(), headers={"content-type": "image/png"})
+        driver = chrome(tmp_path / "profile")
+        try:
+            driver.get(url)
+            deadline = time.time() + 60
+            while driver.find_element(By.TAG_NAME, "body").get_attribute("data-ready") != "true":
+                assert time.time() < deadline, "the page did not load the model"
+                time.sleep(0.2)
+            driver.find_element(By.ID, "file").send_keys(str(photo))
+            while not driver.find_element(By.TAG_NAME, "body").get_attribute("data-classified"):
+                assert time.time() < deadline, "the page did not classify the image"
+                time.sleep(0.2)
+            label, mode = driver.find_element(By.ID, "label").text, driver.find_element(By.ID, "mode").text
+        finally:
+            driver.quit()
+    assert server.json()["label"] == "unknown"
+    assert label == "unknown" and "in your browser" in mode
