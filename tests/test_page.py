@@ -35,45 +35,47 @@ def chrome(download_dir: Path):
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
+def classify_in_page(url: str, image: Path, profile: Path) -> dict:
+    """Open the page, wait for its model, upload `image`, wait for the answer; what the page shows."""
+    from selenium.webdriver.common.by import By
+
+    driver = chrome(profile)
+    try:
+        driver.get(url)
+        deadline = time.time() + 60
+        while driver.find_element(By.TAG_NAME, "body").get_attribute("data-ready") != "true":
+            assert time.time() < deadline, "the page did not load the model"
+            time.sleep(0.2)
+        driver.find_element(By.ID, "file").send_keys(str(image))
+        while not driver.find_element(By.TAG_NAME, "body").get_attribute("data-classified"):
+            assert time.time() < deadline, "the page did not classify the image"
+            time.sleep(0.2)
+        shown = {"label": driver.find_element(By.ID, "label").text, "mode": driver.find_element(By.ID, "mode").text,
+                 "bars": len(driver.find_elements(By.CSS_SELECTOR, "#bars .bar"))}
+        driver.save_screenshot(str(profile.parent / "page.png"))
+        return shown
+    finally:
+        driver.quit()
+
+
 @pytest.mark.slow
 @needs_browser
 def test_page_classifies_in_the_browser_like_the_server(cat_dog_model, chelsea_jpg, tmp_path):
-    from selenium.webdriver.common.by import By
-
     with Server(create_app(cat_dog_model)) as url:
         server_label = httpx.post(f"{url}/v1/predict", content=chelsea_jpg.read_bytes(),
                                   headers={"content-type": "image/jpeg"}).json()["label"]
-        driver = chrome(tmp_path / "profile")
-        try:
-            driver.get(url)
-            deadline = time.time() + 60
-            while driver.find_element(By.TAG_NAME, "body").get_attribute("data-ready") != "true":
-                assert time.time() < deadline, "the page did not load the model"
-                time.sleep(0.2)
-            assert "in your browser" in driver.find_element(By.ID, "mode").text
-            driver.find_element(By.ID, "file").send_keys(str(chelsea_jpg))
-            while not driver.find_element(By.TAG_NAME, "body").get_attribute("data-classified"):
-                assert time.time() < deadline, "the page did not classify the photo"
-                time.sleep(0.2)
-            browser_label = driver.find_element(By.ID, "label").text
-            bars = driver.find_elements(By.CSS_SELECTOR, "#bars .bar")
-            driver.save_screenshot(str(tmp_path / "page.png"))
-        finally:
-            driver.quit()
+        shown = classify_in_page(url, chelsea_jpg, tmp_path / "profile")
     assert server_label == "cat"
-    assert browser_label == server_label
-    assert len(bars) == 3  # cat, dog, neither
+    assert shown["label"] == server_label and "in your browser" in shown["mode"]
+    assert shown["bars"] == 3  # cat, dog, neither
 
 
 @pytest.mark.slow
 @needs_browser
 def test_page_answers_unknown_like_the_server(tmp_path):
     """A digits model trained on 0-7, shown an 8 it rejects: the page (in-browser energy score) says unknown."""
-    import io
-
     import numpy as np
     from PIL import Image
-    from selenium.webdriver.common.by import By
 
     import deepcat
     from deepcat.export import export
@@ -85,25 +87,11 @@ def test_page_answers_unknown_like_the_server(tmp_path):
     clf = deepcat.load(run)
     eights = digit_images(8, 40)
     scores = [p.score for p in clf.predict(eights)]
-    rejected = eights[int(np.argmin(scores))]  # the clearest unknown: browser and PIL resizing differ slightly
     assert min(scores) < clf.calibration.threshold
     photo = tmp_path / "eight.png"
-    Image.fromarray(np.asarray(rejected)).save(photo)
-    with Server(create_app(model)) as url:
+    Image.fromarray(np.asarray(eights[int(np.argmin(scores))])).save(photo)  # the clearest unknown: browser and
+    with Server(create_app(model)) as url:                                    # PIL resizing differ slightly
         server = httpx.post(f"{url}/v1/predict", content=photo.read_bytes(), headers={"content-type": "image/png"})
-        driver = chrome(tmp_path / "profile")
-        try:
-            driver.get(url)
-            deadline = time.time() + 60
-            while driver.find_element(By.TAG_NAME, "body").get_attribute("data-ready") != "true":
-                assert time.time() < deadline, "the page did not load the model"
-                time.sleep(0.2)
-            driver.find_element(By.ID, "file").send_keys(str(photo))
-            while not driver.find_element(By.TAG_NAME, "body").get_attribute("data-classified"):
-                assert time.time() < deadline, "the page did not classify the image"
-                time.sleep(0.2)
-            label, mode = driver.find_element(By.ID, "label").text, driver.find_element(By.ID, "mode").text
-        finally:
-            driver.quit()
+        shown = classify_in_page(url, photo, tmp_path / "profile")
     assert server.json()["label"] == "unknown"
-    assert label == "unknown" and "in your browser" in mode
+    assert shown["label"] == "unknown" and "in your browser" in shown["mode"]
