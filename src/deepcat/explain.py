@@ -20,6 +20,8 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
+from deepcat.data.sources import Samples
+from deepcat.data.transforms import Preprocess
 from deepcat.errors import DeepcatError
 
 
@@ -110,7 +112,7 @@ def explain(run: str | Path, images: Sequence[str | Path | Image.Image], *, targ
     >>> deepcat.explain("runs/pets", ["cat.jpg"], output="explain/")
     """
     from deepcat.calibration import Calibration
-    from deepcat.data.transforms import Preprocess, eval_transform
+    from deepcat.data.transforms import eval_transform
     from deepcat.prediction import as_pil
     from deepcat.runs import load_model
 
@@ -139,9 +141,17 @@ def explain(run: str | Path, images: Sequence[str | Path | Image.Image], *, targ
     return results
 
 
-def _unnormalise(x: torch.Tensor, pre) -> np.ndarray:
+def _unnormalise(x: torch.Tensor, pre: Preprocess) -> np.ndarray:
     mean, std = torch.tensor(pre.mean).view(3, 1, 1), torch.tensor(pre.std).view(3, 1, 1)
     return ((x * std + mean).clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy()
+
+
+def _panel(crop: Image.Image, heatmap: np.ndarray, side: int) -> tuple[Image.Image, Image.Image]:
+    """The crop and its Grad-CAM overlay, enlarged to `side` pixels for display."""
+    big = max(side, crop.size[0])
+    crop = crop.resize((big, big), Image.NEAREST)
+    heat = np.asarray(Image.fromarray((heatmap * 255).astype(np.uint8)).resize((big, big), Image.BILINEAR)) / 255.0
+    return crop, overlay(crop, heat)
 
 
 def save_explanations(results: list[Explanation], out: Path) -> list[Path]:
@@ -152,18 +162,15 @@ def save_explanations(results: list[Explanation], out: Path) -> list[Path]:
     paths = []
     for i, r in enumerate(results):
         path = out / f"{Path(r.source).stem if r.source else i}-gradcam.png"
-        big = max(224, r.image.size[0])
-        crop = r.image.resize((big, big), Image.NEAREST)
-        plot_image_grid([crop, overlay(crop, np.asarray(Image.fromarray((r.heatmap * 255).astype(np.uint8))
-                                                        .resize((big, big), Image.BILINEAR)) / 255.0)],
+        plot_image_grid(list(_panel(r.image, r.heatmap, 224)),
                         ["input", f"Grad-CAM: {r.label} {r.probability:.2f}"], path, columns=2,
                         title=f"{Path(r.source).name}: predicted {r.predicted}")
         paths.append(path)
     return paths
 
 
-def worst_mistakes(model: nn.Module, samples, probs: np.ndarray, labels: np.ndarray, classes: list[str],
-                   pre, path: Path, *, count: int = 8) -> list[dict]:
+def worst_mistakes(model: nn.Module, samples: Samples, probs: np.ndarray, labels: np.ndarray, classes: list[str],
+                   pre: Preprocess, path: Path, *, count: int = 8) -> list[dict]:
     """The `count` most confident wrong answers, each shown next to its Grad-CAM, as one PNG."""
     from deepcat.data.transforms import eval_transform
     from deepcat.plots import plot_image_grid
@@ -174,19 +181,16 @@ def worst_mistakes(model: nn.Module, samples, probs: np.ndarray, labels: np.ndar
     if len(wrong) == 0:
         return []
     transform = eval_transform(pre)
+    x = torch.stack([transform(Image.fromarray(samples.items[i]) if samples.in_memory else as_pil(samples.items[i]))
+                     for i in wrong])
+    heat, _ = grad_cam(model.float(), x)                                  # one pass for all of them
     pictures, titles, listed = [], [], []
-    for i in wrong:
+    for k, i in enumerate(wrong):
         item = samples.items[i]
-        picture = Image.fromarray(item) if samples.in_memory else as_pil(item)
-        x = transform(picture)[None]
-        heat, _ = grad_cam(model.float(), x)
-        crop = Image.fromarray(_unnormalise(x[0], pre))
-        big = max(96, crop.size[0])
-        crop = crop.resize((big, big), Image.NEAREST)
-        heat_big = np.asarray(Image.fromarray((heat[0] * 255).astype(np.uint8)).resize((big, big))) / 255.0
+        crop, cam = _panel(Image.fromarray(_unnormalise(x[k], pre)), heat[k], 96)
         name = f"[{samples.ids[i]}]" if samples.in_memory else Path(item).name
         pred = classes[int(probs[i].argmax())]
-        pictures += [crop, overlay(crop, heat_big)]
+        pictures += [crop, cam]
         titles += [f"{name}\ntrue {classes[labels[i]]}", f"said {pred} {probs[i].max():.2f}"]
         listed.append({"item": name, "true": classes[labels[i]], "predicted": pred,
                        "probability": float(probs[i].max())})

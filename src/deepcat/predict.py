@@ -45,7 +45,7 @@ class Classifier:
     def predict(self, images: ImageInput | Sequence[ImageInput], *, top_k: int = 5, reject: bool = True,
                 batch_size: int = 32, progress: bool = False) -> Prediction | list[Prediction]:
         """Predict one image (path, PIL image or HxWx3 array) or a list of them. With `reject`, an image
-        whose calibrated confidence is below the run's threshold is labelled `unknown`.
+        whose energy score is below the run's threshold is labelled `unknown`.
 
         >>> deepcat.load("runs/pets").predict("cat.jpg").label
         'cat'

@@ -18,7 +18,7 @@ from deepcat.data.images import BadImage, is_image_file, load_image, to_rgb
 from deepcat.errors import DeepcatError
 
 ImageInput = str | Path | Image.Image | np.ndarray
-UNKNOWN = "unknown"  # the label of an image unlike every training class (calibrated confidence below threshold)
+UNKNOWN = "unknown"  # the label of an image unlike every training class (energy score below threshold)
 
 
 @dataclass
@@ -64,9 +64,8 @@ def as_pil(item: ImageInput) -> Image.Image:
 
 def predict_batches(items: Sequence[ImageInput], *, prepare: Callable[[Image.Image], Any],
                     infer: Callable[[list[Any]], tuple[np.ndarray, np.ndarray | None]], classes: list[str],
-                    top_k: int,
-                    threshold: float | None = None, batch_size: int = 32, progress: bool = False
-                    ) -> list[Prediction]:
+                    top_k: int, threshold: float | None = None, batch_size: int = 32,
+                    progress: bool = False) -> list[Prediction]:
     """Decode, prepare and classify `items` in batches; an unreadable image gets `error`, not an exception.
     `infer` maps prepared images to (probabilities, energy scores); below `threshold` the label is `unknown`."""
     from tqdm import tqdm

@@ -61,7 +61,8 @@ def _data_section(run_dir: Path, cfg: dict[str, Any], audit: dict[str, Any] | No
         return out[0] + '<p class="muted">No audit (trained with --no-audit). Run <code>deepcat check DATA</code>.</p>'
     out.append(_table(["class", "images"], [[c, n] for c, n in audit["classes"].items()]))
     out.append(f"<p>Split: {', '.join(f'{k} {v}' for k, v in audit['splits'].items())}; "
-               f"class imbalance (largest / smallest) {audit['imbalance']:.1f}; sizes {audit['sizes'].get('summary', '')}"
+               f"class imbalance (largest / smallest) {audit['imbalance']:.1f}; "
+               f"sizes {audit['sizes'].get('summary', '')}"
                f".</p>")
     counts = audit["counts"]
     rows = [["unreadable or truncated", len(audit["unreadable"])],
@@ -106,7 +107,8 @@ def _calibration_section(run_dir: Path, cal: dict[str, Any] | None) -> str:
             f"<p>An image whose energy score (logsumexp of the logits) is below <b>{cal['threshold']:.3f}</b> is "
             f"answered "
             f"<code>unknown</code> (predict, Python API, ONNX metadata, server, web page; <code>--no-reject</code> "
-            f"turns it off). The threshold accepts {cal.get('target_accept', 0.95):.0%} of known validation images; on the "
+            f"turns it off). The threshold accepts {cal.get('target_accept', 0.95):.0%} of known validation "
+            f"images; on the "
             f"{cal['split']} split it "
             f"accepts {cal['accepted']:.1%} (rejects {rejected:.1%}), and accuracy on the accepted images is "
             f"{(cal['accuracy_accepted'] or 0):.4f} against {cal['accuracy_all']:.4f} on all.</p>"
@@ -149,6 +151,7 @@ def _export_section(run_dir: Path) -> str:
 
 
 def _model_card(cfg: dict[str, Any], meta: dict[str, Any], cal: dict[str, Any] | None) -> str:
+    threshold_note = f"(energy threshold {cal['threshold']:.2f})" if cal and cal.get("threshold") else ""
     classes = ", ".join(meta["classes"])
     return (f"<h2>Model card</h2><table>"
             f"<tr><th>Model</th><td>{html.escape(meta['model']['name'])}, {meta['preprocess']['input_size']} px input"
@@ -158,7 +161,7 @@ def _model_card(cfg: dict[str, Any], meta: dict[str, Any], cal: dict[str, Any] |
             f"data (same kind of camera, framing and content).</td></tr>"
             f"<tr><th>Limits</th><td>It knows nothing outside these classes: other inputs are answered "
             f"<code>unknown</code> only when its energy score is low "
-            f"{'(energy threshold ' + format(cal['threshold'], '.2f') + ')' if cal and cal.get('threshold') else ''}, and a confident wrong answer "
+            f"{threshold_note}, and a confident wrong answer "
             f"on an unfamiliar image remains possible. Accuracy was measured on the held-out split above, which "
             f"shares the training data's sources and biases. Not for decisions about people.</td></tr></table>")
 

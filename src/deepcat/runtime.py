@@ -1,8 +1,9 @@
 """Prediction with an exported ONNX model and ONNX Runtime, without torch.
 
 The model carries its own preprocessing in its metadata (key `deepcat`, JSON) and has
-normalisation, temperature and softmax inside the graph (calibrated probabilities): a consumer resizes the shorter side to
-`resize`, centre-crops `input_size`, and feeds float32 RGB pixels in 0..255, NCHW.
+normalisation, temperature and softmax inside the graph (calibrated probabilities, and the
+energy score as a second output): a consumer resizes the shorter side to `resize`,
+centre-crops `input_size`, and feeds float32 RGB pixels in 0..255, NCHW.
 This module is that consumer; the server and `deepcat predict MODEL.onnx` use it.
 """
 

@@ -263,7 +263,7 @@ def audit(splits: DataSplits, *, near: int = NEAR_DUPLICATE_BITS, workers: int =
     result = Audit(data=splits.name, images=len(facts),
                    classes={c: int((labels == i).sum()) for i, c in enumerate(splits.classes)},
                    splits=dict(Counter(where)))
-    result.unreadable = [{"item": names[i], "error": facts[i].error} for i in np.nonzero(~ok)[0]]
+    result.unreadable = [{"index": int(i), "item": names[i], "error": facts[i].error} for i in np.nonzero(~ok)[0]]
 
     good = np.nonzero(ok)[0]
     content = np.array([facts[i].content for i in good])
@@ -312,7 +312,7 @@ def fix_split(splits: DataSplits, found: Audit, path: Path) -> dict[str, int]:
     if isinstance(items, np.ndarray):
         raise DeepcatError(f"--fix writes a CSV of file paths; {splits.name} is a built-in data set held in "
                            f"memory. Its audit findings are in the JSON file")
-    drop = {names.index(u["item"]) for u in found.unreadable}
+    drop = {u["index"] for u in found.unreadable}
     reasons = Counter(unreadable=len(drop))
     for g in found.duplicates:
         members = [m["index"] for m in g["members"]]

@@ -31,7 +31,7 @@ class Deployable(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.model((pixels - self.shift) * self.scale).float()
-        probs = (logits / self.temperature if self.temperature != 1.0 else logits).softmax(-1)
+        probs = (logits / self.temperature).softmax(-1)
         return (self.reduce(probs) if self.reduce is not None else probs), logits.logsumexp(-1)
 
 

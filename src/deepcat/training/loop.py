@@ -18,16 +18,30 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
+from deepcat import calibration
 from deepcat.config import TrainConfig, resolve_config
 from deepcat.data.loader import BadImageLog, batches, eval_loader
 from deepcat.errors import DeepcatError
 from deepcat.evaluation import collect_logits, logits_of, score
-from deepcat.runs import (append_metrics, load_state, read_config, save_state, save_weights, write_model_json,
-                          write_split)
+from deepcat.runs import (
+    append_metrics,
+    load_state,
+    read_config,
+    save_state,
+    save_weights,
+    write_model_json,
+    write_split,
+)
 from deepcat.training import distributed
 from deepcat.training.events import EarlyStopping, StopTraining, fire
 from deepcat.training.optim import lr_at, set_lr
-from deepcat.training.setup import Setup, forward_loss, prepare, seed_everything, set_frozen
+from deepcat.training.setup import (
+    Setup,
+    forward_loss,
+    prepare,
+    seed_everything,
+    set_frozen,
+)
 
 
 def train(*, config_file: str | Path | None = None, resume: str | Path | None = None,
@@ -77,7 +91,8 @@ def _start_run(s: Setup, run_dir: Path | None, dist: distributed.Dist) -> Path:
 
             found = audit_cached(s.splits)
             write_json(found, run_dir / "audit.json")
-            print("\n".join(found.summary_lines()) + f"\n  (details: deepcat check {s.cfg.data})", file=sys.stderr)
+            print("\n".join(found.summary_lines()) + f"\n  (details: deepcat check {s.cfg.data})",
+                  file=sys.stderr)
     return run_dir
 
 
@@ -129,7 +144,7 @@ def _fit(s: Setup, state: dict | None, *, run_dir: Path | None, dist: distribute
         if val_loader is not None:
             logits, labels = collect_logits(eval_model, val_loader, device=s.device, dtype=s.dtype, log=log,
                                             desc="val", progress=progress)
-            probs = torch.from_numpy(logits).softmax(-1).numpy()
+            probs = calibration.softmax(logits)
             row["val_loss"] = float(-np.log(np.maximum(probs[np.arange(len(labels)), labels], 1e-12)).mean())
             row["val_acc"] = float((probs.argmax(1) == labels).mean())
         row["seconds"] = time.perf_counter() - started
@@ -206,7 +221,6 @@ LABEL_CHECK_MAX_IMAGES = 20_000  # above this, label errors wait for `deepcat ch
 def _score_best(s: Setup, run_dir: Path, *, progress: bool) -> None:
     """After training: calibrate the best weights on val (temperature, rejection threshold), score them on the
     test split (else val), show the worst mistakes with Grad-CAM, look for label errors, write report.html."""
-    from deepcat import calibration
     from deepcat.explain import worst_mistakes
     from deepcat.plots import plot_rejection, plot_reliability
     from deepcat.report import write_report
