@@ -76,3 +76,27 @@ def test_cli_export_prints_the_check(digits_run, capsys):
     assert main(["export", str(digits_run), "--format", "onnx"]) == 0
     out = capsys.readouterr().out
     assert "top-1 agreement 100.00%" in out and "model.onnx" in out
+
+
+def test_int8_goes_back_to_float_from_the_input_side_until_it_agrees(digits_run, tmp_path, monkeypatch):
+    """The mixed-precision search on real digits: an unreachable agreement floats every segment (the file then
+    matches fp32), a trivial one floats none; segments cover the graph in order."""
+    import deepcat.export.onnx_formats as formats
+    from deepcat.export.check import run_images
+
+    fp32 = Path(export(digits_run, format="onnx", quiet=True)["path"])
+    meta = load_onnx(fp32).meta
+    images = run_images(Path(digits_run), meta, split="train", limit=96, seed=1)[0]
+    calibration, held_out = images[:64], images[64:]
+    runs = formats.segments(fp32)
+    assert 1 < len(runs) <= formats.SEGMENTS and all(runs)
+
+    monkeypatch.setattr(formats, "SEARCH_AGREEMENT", 0.0)
+    some_int8 = formats.quantize_int8(fp32, tmp_path / "int8.onnx", calibration, meta, held_out=held_out)
+    monkeypatch.setattr(formats, "SEARCH_AGREEMENT", 1.01)
+    all_float = formats.quantize_int8(fp32, tmp_path / "float.onnx", calibration, meta, held_out=held_out)
+
+    assert some_int8["float_segments"] == 0 and all_float["float_segments"] == all_float["segments"]
+    reference = load_onnx(fp32).probabilities(held_out)
+    assert np.abs(load_onnx(tmp_path / "float.onnx").probabilities(held_out) - reference).max() < 1e-4
+    assert np.abs(load_onnx(tmp_path / "int8.onnx").probabilities(held_out) - reference).max() > 1e-4

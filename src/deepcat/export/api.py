@@ -18,6 +18,7 @@ from deepcat.errors import DeepcatError
 from deepcat.export.check import compare, run_images
 from deepcat.export.graph import Deployable, metadata
 
+HELD_OUT_IMAGES = 200  # training images (not calibration ones) int8 must agree on before the check
 FORMATS = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx", "ort": "model.int8.ort",
            "torchscript": "model.torchscript.pt"}
 
@@ -68,9 +69,15 @@ def export(run: str | Path, *, format: str = "onnx", output: str | Path | None =
         calibration_images = int(min(256, max(32, 64 * (224 / pre.input_size) ** 2)))
     out = Path(output) if output else run_dir / "export" / FORMATS[format]
     net = Deployable(model.float(), pre, temperature=(cal or {}).get("temperature", 1.0))
+
+    def training_images() -> tuple[np.ndarray, np.ndarray]:
+        """Calibration images and, disjoint from them, held-out images for choosing what stays float."""
+        images = run_images(run_dir, meta, split="train", limit=calibration_images + HELD_OUT_IMAGES, seed=1)[0]
+        calibrate = max(1, min(calibration_images, len(images) // 2))
+        return images[:calibrate], images[calibrate:]
+
     result = export_checked(net, meta, format=format, out=out, checks=checks, labels=labels,
-                            calibration=lambda: run_images(run_dir, meta, split="train", limit=calibration_images,
-                                                           seed=1)[0], quiet=quiet)
+                            calibration=training_images, quiet=quiet)
     from deepcat.report import write_report
 
     write_report(run_dir)  # its export section lists this file's size and check
@@ -78,7 +85,8 @@ def export(run: str | Path, *, format: str = "onnx", output: str | Path | None =
 
 
 def export_checked(net: Deployable, meta: dict[str, Any], *, format: str, out: Path, checks: np.ndarray,
-                   labels: np.ndarray, calibration: Callable[[], np.ndarray], quiet: bool = False) -> dict[str, Any]:
+                   labels: np.ndarray, calibration: Callable[[], tuple[np.ndarray, np.ndarray]],
+                   quiet: bool = False) -> dict[str, Any]:
     """Write `net` as `format` to `out`, then compare it with PyTorch on `checks` (raises when out of bounds)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     reference = _torch_probs(net, checks)
@@ -99,10 +107,14 @@ def export_checked(net: Deployable, meta: dict[str, Any], *, format: str, out: P
         kind = "fp32"
         if format in ("onnx-int8", "ort"):
             int8 = out if format == "onnx-int8" else out.parent / FORMATS["onnx-int8"]
-            images = calibration()
+            images, held_out = calibration()
             if not quiet:
                 print(f"quantising to int8, calibrated on {len(images)} training images", file=sys.stderr)
-            quantize_int8(fp32, int8, images, meta)
+            precision = quantize_int8(fp32, int8, images, meta, held_out=held_out)
+            if not quiet and precision["float_segments"]:
+                print(f"kept the first {precision['float_segments']} of {precision['segments']} segments in float "
+                      f"to reach {precision['held_out_agreement']:.1%} agreement on {len(held_out)} held-out "
+                      "training images", file=sys.stderr)
             kind = "int8"
             if format == "ort":
                 to_ort_format(int8, out)
@@ -112,6 +124,8 @@ def export_checked(net: Deployable, meta: dict[str, Any], *, format: str, out: P
         exported = session.probabilities(checks)
     report = compare(reference, exported, labels, kind=kind)
     result = {"path": str(out), "format": format, "bytes": out.stat().st_size, "check": report}
+    if kind == "int8":
+        result["precision"] = precision
     if format != "torchscript":
         result["ms_batch1"] = _ms_per_image(session, checks[:1])
     (out.parent / f"{out.name}.check.json").write_text(json.dumps(result, indent=2))
