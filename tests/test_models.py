@@ -70,3 +70,15 @@ def test_new_head_on_pretrained_body_starts_at_zero(tmp_path):
     assert not model.classifier.weight.any() and not model.classifier.bias.any()
     imagenet, _ = create_model(name="tf_efficientnet_lite0", num_classes=1000, image_size=64, pretrained=True)
     assert imagenet.classifier.weight.abs().sum() > 0  # the ImageNet head is kept when it fits
+
+
+def test_new_smallcnn_runs_record_relu_and_older_specs_rebuild_with_gelu():
+    from deepcat.models.create import ModelSpec, build
+
+    def activations(model):
+        return {type(m).__name__ for m in model.modules() if isinstance(m, (torch.nn.ReLU, torch.nn.GELU))}
+
+    model, spec = create_model(name="smallcnn", num_classes=3, image_size=16)
+    assert spec.kwargs == {"activation": "relu"} and activations(model) == {"ReLU"}
+    saved_before_the_switch = ModelSpec("smallcnn", 3)  # model.json of a run trained with GELU
+    assert activations(build(saved_before_the_switch, image_size=16)) == {"GELU"}

@@ -17,7 +17,7 @@ import torch.nn as nn
 from deepcat.data.transforms import Preprocess
 from deepcat.errors import DeepcatError, did_you_mean
 from deepcat.models import efficientnet_lite0, layer_stack, small_cnn  # noqa: F401 - registers models
-from deepcat.models.registry import MODELS
+from deepcat.models.registry import MODELS, NEW_RUN_KWARGS
 
 TORCHVISION_MODELS = ("googlenet",)
 ALIASES = {"efficientnet_lite0": "tf_efficientnet_lite0", "inception": "inception_v3", "vit_tiny": "vit_tiny_patch16_224"}
@@ -119,7 +119,7 @@ def create_model(*, name: str, num_classes: int, image_size: int, pretrained: bo
     >>> model, spec = create_model(name="resnet18", num_classes=2, image_size=224)
     """
     canonical, layers = resolve_name(name)
-    spec = ModelSpec(canonical, num_classes, layers)
+    spec = ModelSpec(canonical, num_classes, layers, kwargs=dict(NEW_RUN_KWARGS.get(canonical, {})))
     if weights:
         model = build(spec, image_size=image_size)
         zero_new_head(model, load_matching(model, read_weights_file(weights), weights))

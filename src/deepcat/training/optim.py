@@ -11,7 +11,7 @@ import math
 import torch
 import torch.nn as nn
 
-DEFAULT_LR = {"adamw": 2e-3, "sgd": 0.05}
+DEFAULT_LR = {"adamw": 2e-3, "sgd": 0.1}  # sgd: the small CNN from scratch (0.1 beat 0.05 and 0.2 over 6 epochs)
 
 
 def build_optimizer(model: nn.Module, *, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
