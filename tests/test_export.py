@@ -100,3 +100,26 @@ def test_int8_goes_back_to_float_from_the_input_side_until_it_agrees(digits_run,
     reference = load_onnx(fp32).probabilities(held_out)
     assert np.abs(load_onnx(tmp_path / "float.onnx").probabilities(held_out) - reference).max() < 1e-4
     assert np.abs(load_onnx(tmp_path / "int8.onnx").probabilities(held_out) - reference).max() > 1e-4
+
+
+def test_onnx_keeps_the_small_cnn_test_time_flip(tmp_path):
+    """The exported graph is the inference graph: smallcnn's mirror averaging is inside it."""
+    import torch
+
+    from deepcat.data.transforms import Preprocess
+    from deepcat.export.graph import Deployable, metadata
+    from deepcat.export.onnx_formats import export_onnx
+    from deepcat.models.small_cnn import SmallCNN
+
+    torch.manual_seed(0)
+    pre = Preprocess(16, 16, mean=(0.5,) * 3, std=(0.5,) * 3)
+    net = Deployable(SmallCNN(3, flip_average=True).eval(), pre)
+    meta = metadata(name="flip", classes=["a", "b", "c"], pre=pre, version="t", source="smallcnn")
+    pixels = (torch.rand(4, 3, 16, 16) * 255).numpy()
+    path = export_onnx(net, torch.from_numpy(pixels[:2]), tmp_path / "flip.onnx", meta)
+    with torch.no_grad():
+        reference = net(torch.from_numpy(pixels))[0].numpy()
+        net.model.flip_average = False
+        one_view = net(torch.from_numpy(pixels))[0].numpy()
+    exported = load_onnx(path).probabilities(pixels)
+    assert np.abs(exported - reference).max() < 1e-5 < np.abs(exported - one_view).max()

@@ -82,3 +82,19 @@ def test_new_smallcnn_runs_record_relu_and_older_specs_rebuild_with_gelu():
     assert spec.kwargs == {"activation": "relu"} and activations(model) == {"ReLU"}
     saved_before_the_switch = ModelSpec("smallcnn", 3)  # model.json of a run trained with GELU
     assert activations(build(saved_before_the_switch, image_size=16)) == {"GELU"}
+
+
+def test_smallcnn_test_time_flip_averages_the_mirror_only_at_inference():
+    from deepcat.models.small_cnn import SmallCNN
+
+    torch.manual_seed(0)
+    model = SmallCNN(4, flip_average=True).eval()
+    x = torch.rand(3, 3, 16, 16)
+    with torch.no_grad():
+        averaged = model(x)
+        model.flip_average = False
+        one_view, mirror = model(x), model(x.flip(-1))
+        model.flip_average = True
+    torch.testing.assert_close(averaged, (one_view + mirror) / 2, rtol=1e-5, atol=1e-6)  # linear head
+    assert not torch.allclose(averaged, one_view)
+    torch.testing.assert_close(model(x), one_view, rtol=1e-5, atol=1e-6)  # gradients on (Grad-CAM): one view

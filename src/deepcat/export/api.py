@@ -94,7 +94,9 @@ def export_checked(net: Deployable, meta: dict[str, Any], *, format: str, out: P
     if format == "torchscript":
         with warnings.catch_warnings():  # TorchScript is deprecated upstream; still the format asked for
             warnings.simplefilter("ignore", FutureWarning)
-            torch.jit.save(torch.jit.trace(net, example), str(out), _extra_files={"deepcat.json": json.dumps(meta)})
+            with torch.no_grad():  # trace the inference graph
+                traced = torch.jit.trace(net, example)
+            torch.jit.save(traced, str(out), _extra_files={"deepcat.json": json.dumps(meta)})
             exported = _torch_probs(torch.jit.load(str(out)), checks)
         kind = "fp32"
     else:

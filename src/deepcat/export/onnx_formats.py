@@ -25,8 +25,9 @@ def set_metadata(path: Path, meta: dict[str, Any]) -> None:
 def export_onnx(net: Deployable, example: torch.Tensor, path: Path, meta: dict[str, Any]) -> Path:
     """fp32 ONNX with a dynamic batch axis, via torch.export (the maintained exporter)."""
     batch = torch.export.Dim("batch", min=1, max=4096)
-    program = torch.onnx.export(net, (example,), dynamo=True, input_names=[INPUT], output_names=[OUTPUT, ENERGY],
-                                dynamic_shapes=({0: batch},), verbose=False)
+    with torch.no_grad():  # the inference graph (a model may branch on it: smallcnn's test-time flip)
+        program = torch.onnx.export(net, (example,), dynamo=True, input_names=[INPUT], output_names=[OUTPUT, ENERGY],
+                                    dynamic_shapes=({0: batch},), verbose=False)
     program.save(str(path), external_data=False)
     set_metadata(path, meta)
     return path

@@ -113,13 +113,15 @@ def zero_new_head(model: nn.Module, left_out: list[str] | None = None) -> None:
 
 
 def create_model(*, name: str, num_classes: int, image_size: int, pretrained: bool = False,
-                 weights: str | None = None) -> tuple[nn.Module, ModelSpec]:
-    """Build `name` with a fresh `num_classes` head, starting from weights when asked.
+                 weights: str | None = None, options: dict[str, Any] | None = None) -> tuple[nn.Module, ModelSpec]:
+    """Build `name` with a fresh `num_classes` head, starting from weights when asked. `options` are keyword
+    arguments for deepcat's own models (e.g. smallcnn's flip_average); other models ignore them.
 
     >>> model, spec = create_model(name="resnet18", num_classes=2, image_size=224)
     """
     canonical, layers = resolve_name(name)
-    spec = ModelSpec(canonical, num_classes, layers, kwargs=dict(NEW_RUN_KWARGS.get(canonical, {})))
+    own_options = (options or {}) if canonical in MODELS else {}
+    spec = ModelSpec(canonical, num_classes, layers, kwargs={**NEW_RUN_KWARGS.get(canonical, {}), **own_options})
     if weights:
         model = build(spec, image_size=image_size)
         zero_new_head(model, load_matching(model, read_weights_file(weights), weights))

@@ -33,8 +33,9 @@ class Residual(nn.Module):
 
 
 class SmallCNN(nn.Module):
-    def __init__(self, num_classes: int, width: int = 16, activation: str = "relu"):
+    def __init__(self, num_classes: int, width: int = 16, activation: str = "relu", flip_average: bool = False):
         super().__init__()
+        self.flip_average = flip_average
         w, a = width, activation
         self.features = nn.Sequential(
             conv_bn(3, w, a),                                                   # (B, w, H, W)
@@ -47,10 +48,18 @@ class SmallCNN(nn.Module):
         self.logit_scale = 0.125  # keeps early logits small so a high SGD lr does not diverge (ResNet-9 recipe)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.flip_average and not self.training and not torch.is_grad_enabled():
+            # Test-time flip (as airbench): features of the image and of its mirror, averaged before the
+            # linear head (the same as averaging logits). +0.25 points of Fashion-MNIST test accuracy, mean
+            # of 9 runs. Two passes, not one doubled batch, so torch.export keeps the batch axis dynamic.
+            # Off while gradients flow, so Grad-CAM explains one view.
+            return self.head((self.features(x) + self.features(x.flip(-1))) / 2) * self.logit_scale
         return self.head(self.features(x)) * self.logit_scale
 
 
 @register_model("smallcnn", new_runs={"activation": "relu"})
-def smallcnn(num_classes: int, image_size: int, activation: str = "gelu", **_: object) -> nn.Module:
-    """`activation` defaults to GELU for runs saved before ReLU became the default; new runs record "relu"."""
-    return SmallCNN(num_classes, activation=activation)
+def smallcnn(num_classes: int, image_size: int, activation: str = "gelu", flip_average: bool = False,
+             **_: object) -> nn.Module:
+    """`activation` defaults to GELU for runs saved before ReLU became the default; new runs record "relu".
+    `flip_average`: average with the mirror image at inference, for data where a mirror keeps the label."""
+    return SmallCNN(num_classes, activation=activation, flip_average=flip_average)

@@ -63,7 +63,8 @@ def prepare(cfg: TrainConfig, dist: distributed.Dist) -> Setup:
     cfg = resolve_auto(cfg, splits)
     seed_everything(cfg.seed)
     model, spec = create_model(name=cfg.model, num_classes=len(splits.classes), image_size=cfg.image_size or 224,
-                               pretrained=bool(cfg.pretrained), weights=cfg.weights)
+                               pretrained=bool(cfg.pretrained), weights=cfg.weights,
+                               options={"flip_average": bool(cfg.hflip)})
     pre = default_preprocess(model, spec, image_size=cfg.image_size, native_size=splits.native_size)
     cfg = dataclasses.replace(cfg, image_size=pre.input_size)
     if cfg.batch_size % (dist.world_size * cfg.accumulate):
