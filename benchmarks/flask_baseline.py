@@ -14,7 +14,7 @@ import torch
 from flask import Flask, jsonify, request
 from PIL import Image
 
-from deepcat.predict import pretrained_cat_dog
+from deepcat.inference.torch_model import pretrained_cat_dog
 
 torch.set_num_threads(2)
 clf = pretrained_cat_dog()

@@ -37,7 +37,7 @@ REAL_WEIGHTS = ("tf_efficientnet_lite0",)  # the ResNets here are random-init: a
 def photo_crops(n: int, seed: int, meta: dict) -> np.ndarray:
     from skimage import data
 
-    from deepcat.runtime import pixels
+    from deepcat.inference.onnx_model import pixels
 
     photos = [getattr(data, name)() for name in ("astronaut", "coffee", "chelsea", "rocket", "cat")]  # ImageNet-like
     photos = [Image.fromarray(p[..., :3]) for p in photos]
@@ -88,7 +88,7 @@ def flops_per_image(model: torch.nn.Module, size: int) -> float:
 def build(name: str):
     from deepcat.data.transforms import Preprocess
     from deepcat.models.create import create_model, default_preprocess
-    from deepcat.predict import pretrained_cat_dog
+    from deepcat.inference.torch_model import pretrained_cat_dog
 
     if name == "tf_efficientnet_lite0":
         clf = pretrained_cat_dog()
@@ -99,9 +99,9 @@ def build(name: str):
 
 
 def bench_model(name: str, tmp: Path, peaks: dict[str, float]) -> list[dict]:
-    from deepcat.export.graph import Deployable, metadata
-    from deepcat.export.onnx_formats import export_onnx, quantize_int8
-    from deepcat.runtime import load_onnx
+    from deepcat.exporting.graph import Deployable, metadata
+    from deepcat.exporting.onnx_formats import export_onnx, quantize_int8
+    from deepcat.inference.onnx_model import load_onnx
 
     model, pre = build(name)
     meta = metadata(name=name, classes=[str(i) for i in range(1000)], pre=pre, version="bench", source=name)

@@ -62,7 +62,7 @@ def main() -> None:
 
     import deepcat
     from deepcat.data.sources import resolve_data
-    from deepcat.label_errors import find_label_errors
+    from deepcat.evaluation.label_errors import find_label_errors
 
     splits = resolve_data(args.data, val_fraction=0.0)
     items, labels = splits.train.items, splits.train.labels
@@ -79,7 +79,7 @@ def main() -> None:
         train_seconds = time.perf_counter() - started
         started = time.perf_counter()
         found = find_label_errors(run, resolve_data(str(Path(tmp) / "data"), val_fraction=0.2), progress=False)
-        row = {"data": args.data, "images": len(items), **measure(found, flipped),
+        row = {"data": args.data, "images": len(items), **measure(found.to_dict(), flipped),
                "oof_accuracy": found["oof_accuracy"], "train_seconds": train_seconds,
                "find_seconds": time.perf_counter() - started}
     out = args.out or Path(__file__).parent / "results" / f"label_errors_{args.data}.json"

@@ -40,11 +40,11 @@ def main() -> None:
     import torch
 
     import deepcat
-    from deepcat import calibration
+    from deepcat.evaluation import calibration
     from deepcat.data.sources import resolve_data
     from deepcat.data.transforms import Preprocess
-    from deepcat.evaluation import logits_of
-    from deepcat.runs import load_model
+    from deepcat.evaluation.scores import logits_of
+    from deepcat.run_folder import load_model
 
     full = resolve_data(args.data)
     held_out = HELD_OUT[args.data]

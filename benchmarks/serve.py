@@ -88,7 +88,7 @@ def main() -> None:
     parser.add_argument("--clients", default="1,8,32,128")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "serve.json"))
     args = parser.parse_args()
-    from deepcat.export.api import serving_model
+    from deepcat.exporting.export import serving_model
 
     model = serving_model(None)
     body = photo()

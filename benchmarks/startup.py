@@ -39,12 +39,12 @@ def main() -> None:
     args = parser.parse_args()
 
     import deepcat
-    from deepcat.export import export
+    from deepcat import export
 
     photo = str(ROOT / "examples" / "chelsea.jpg")
     with tempfile.TemporaryDirectory() as tmp:
         run = deepcat.train(data="digits", epochs=2, output=tmp, name="d", progress=False)
-        model = export(run, format="onnx", quiet=True)["path"]
+        model = export(run, format="onnx", progress=False).path
         commands = {
             "python -c pass (interpreter, baseline)": [sys.executable, "-c", "pass"],
             "python -c 'import torch' (baseline)": [sys.executable, "-c", "import torch"],

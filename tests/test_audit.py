@@ -56,14 +56,15 @@ def test_audit_reports_each_planted_flaw(flawed):
 
 def test_fix_writes_a_clean_split_that_trains(flawed, tmp_path):
     splits = resolve_data(str(flawed))
-    counts = fix_split(splits, audit(splits, progress=False, workers=1), tmp_path / "clean.csv")
+    clean_split = fix_split(splits, audit(splits, progress=False, workers=1), tmp_path / "clean.csv")
+    counts = clean_split.reasons
     assert counts["unreadable"] == 1 and counts["label_conflict"] == 2 and counts["leak"] == 1
     rows = list(csv.DictReader((tmp_path / "clean.csv").open()))
     kept = {Path(r["path"]).name + "/" + r["split"] for r in rows}
     assert "leaked.png/val" in kept and not any(k.startswith(("conflict.png", "truncated.jpg")) for k in kept)
     assert "000.png/train" in kept  # digit7's and digit0's 000.png: only digit1's (the conflict) is gone
     clean = resolve_data(str(tmp_path / "clean.csv"))
-    assert len(clean.train) + len(clean.val) == counts["kept"]
+    assert len(clean.train) + len(clean.val) == clean_split.kept
     assert audit(clean, progress=False, workers=1).count("leak") == 0
 
 

@@ -9,9 +9,9 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 import deepcat
-from deepcat import calibration
-from deepcat.export import export
-from deepcat.runtime import load_onnx
+from deepcat.evaluation import calibration
+from deepcat import export
+from deepcat.inference.onnx_model import load_onnx
 from deepcat.serving.app import create_app
 
 
@@ -73,7 +73,7 @@ def test_unseen_digits_are_answered_unknown_everywhere(run_0_to_7):
     assert unknown_share > max(0.2, 2 * known_share)  # held-out classes are rejected far more often
     assert not any(p.label == "unknown" for p in clf.predict(unseen, reject=False))
 
-    path = export(run_0_to_7, format="onnx", quiet=True)["path"]
+    path = export(run_0_to_7, format="onnx", progress=False).path
     onnx = load_onnx(path)
     assert onnx.threshold == pytest.approx(clf.calibration.threshold)
     assert [p.label for p in onnx.predict(unseen)] == [p.label for p in clf.predict(unseen)]

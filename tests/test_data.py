@@ -78,6 +78,19 @@ def test_fashion_mnist_from_debian_package():
     assert splits.classes[9] == "ankle-boot"
 
 
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_read_idx_reads_the_file_it_is_given(tmp_path, gzipped):
+    """IDX as MNIST writes it: zero bytes, type 0x08 (uint8), the number of dimensions, big-endian sizes, data."""
+    import gzip
+
+    images = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    raw = bytes([0, 0, 8, 3]) + b"".join(n.to_bytes(4, "big") for n in images.shape) + images.tobytes()
+    path = tmp_path / ("x-idx3-ubyte.gz" if gzipped else "x-idx3-ubyte")
+    path.write_bytes(gzip.compress(raw) if gzipped else raw)
+    read = read_idx(path)
+    assert read.shape == (5, 7, 3) and np.array_equal(read, images)
+
+
 def test_oxford_pets_layout(tmp_path, chelsea_jpg):
     """torchvision's Oxford-IIIT Pet layout, written small: species 1 = cat, 2 = dog."""
     base = tmp_path / "oxford-iiit-pet"

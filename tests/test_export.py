@@ -11,9 +11,9 @@ import pytest
 import deepcat
 from deepcat.cli import main
 from deepcat.errors import DeepcatError
-from deepcat.export import export
-from deepcat.export.check import compare
-from deepcat.runtime import load_onnx
+from deepcat import export
+from deepcat.exporting.check import compare
+from deepcat.inference.onnx_model import load_onnx
 
 ROOT = Path(__file__).parent.parent
 
@@ -26,16 +26,16 @@ def digits_run(tmp_path_factory):
 
 @pytest.mark.parametrize("fmt", ["onnx", "onnx-int8", "ort", "torchscript"])
 def test_every_format_matches_pytorch(digits_run, fmt):
-    result = export(digits_run, format=fmt, quiet=True)
-    check = result["check"]
-    assert check["passed"] and check["images"] == 288
+    result = export(digits_run, format=fmt, progress=False)
+    check = result.check
+    assert check.passed and check.images == 288
     if fmt in ("onnx", "torchscript"):
-        assert check["max_abs_diff"] <= 1e-4
+        assert check.max_abs_diff <= 1e-4
     else:
-        assert check["top1_agreement"] >= 0.99
-        assert check["accuracy_pytorch"] - check["accuracy_exported"] <= 0.01
+        assert check.top1_agreement >= 0.99
+        assert check.accuracy_pytorch - check.accuracy_exported <= 0.01
     if fmt != "torchscript":  # the file describes itself: classes and preprocessing in its metadata
-        clf = load_onnx(result["path"])
+        clf = load_onnx(result.path)
         assert clf.classes == [str(d) for d in range(10)]
         assert (clf.meta["input_size"], clf.meta["resize"]) == (16, 16) and clf.meta["mean"] == [0.5] * 3
         batch = clf.session.get_inputs()[0]
@@ -43,7 +43,7 @@ def test_every_format_matches_pytorch(digits_run, fmt):
 
 
 def test_onnx_and_pytorch_predict_the_same_labels(digits_run):
-    path = export(digits_run, format="onnx", quiet=True)["path"]
+    path = export(digits_run, format="onnx", progress=False).path
     images = sorted((ROOT / "examples" / "digits").glob("*.png"))
     torch_side = deepcat.load(digits_run).predict(images, reject=False)  # labels, not the `unknown` rule
     onnx_side = load_onnx(path).predict(images, reject=False)
@@ -61,7 +61,7 @@ def test_failed_check_is_an_error():
 
 
 def test_cli_predict_with_onnx_never_imports_torch(digits_run):
-    path = export(digits_run, format="onnx", quiet=True)["path"]
+    path = export(digits_run, format="onnx", progress=False).path
     code = ("import sys, runpy; sys.argv = ['deepcat', 'predict', %r, 'examples/digits', '--json', '--no-reject'];"
             "from deepcat.cli import main; rc = main(sys.argv[1:]);"
             "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)") % path
@@ -81,10 +81,10 @@ def test_cli_export_prints_the_check(digits_run, capsys):
 def test_int8_goes_back_to_float_from_the_input_side_until_it_agrees(digits_run, tmp_path, monkeypatch):
     """The mixed-precision search on real digits: an unreachable agreement floats every segment (the file then
     matches fp32), a trivial one floats none; segments cover the graph in order."""
-    import deepcat.export.onnx_formats as formats
-    from deepcat.export.check import run_images
+    import deepcat.exporting.onnx_formats as formats
+    from deepcat.exporting.check import run_images
 
-    fp32 = Path(export(digits_run, format="onnx", quiet=True)["path"])
+    fp32 = Path(export(digits_run, format="onnx", progress=False).path)
     meta = load_onnx(fp32).meta
     images = run_images(Path(digits_run), meta, split="train", limit=96, seed=1)[0]
     calibration, held_out = images[:64], images[64:]
@@ -107,8 +107,8 @@ def test_onnx_keeps_the_small_cnn_test_time_flip(tmp_path):
     import torch
 
     from deepcat.data.transforms import Preprocess
-    from deepcat.export.graph import Deployable, metadata
-    from deepcat.export.onnx_formats import export_onnx
+    from deepcat.exporting.graph import Deployable, metadata
+    from deepcat.exporting.onnx_formats import export_onnx
     from deepcat.models.small_cnn import SmallCNN
 
     torch.manual_seed(0)

@@ -4,7 +4,7 @@ from PIL import Image
 
 from deepcat.data.transforms import eval_transform
 from deepcat.errors import DeepcatError
-from deepcat.imagenet import CAT_CLASSES
+from deepcat.inference.imagenet import CAT_CLASSES
 from deepcat.models import create_model, default_preprocess
 from deepcat.models.efficientnet_lite0 import STAGE_SIZES, to_timm_keys
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from deepcat.export.api import export_pretrained_cat_dog
+from deepcat.exporting.export import export_pretrained_cat_dog
 from deepcat.serving.app import create_app, default_web_assets
 from test_serving import Server
 
@@ -78,12 +78,12 @@ def test_page_answers_unknown_like_the_server(tmp_path):
     from PIL import Image
 
     import deepcat
-    from deepcat.export import export
+    from deepcat import export
     from test_calibration import digit_images
 
     run = deepcat.train(data="digits", classes="0,1,2,3,4,5,6,7", output=str(tmp_path), name="d8", epochs=6,
                         progress=False)
-    model = export(run, format="onnx", quiet=True)["path"]
+    model = export(run, format="onnx", progress=False).path
     clf = deepcat.load(run)
     eights = digit_images(8, 40)
     scores = [p.score for p in clf.predict(eights)]

@@ -1,7 +1,7 @@
 import json
 
 from deepcat.cli import main
-from deepcat.predict import load
+from deepcat import load
 
 
 def test_pretrained_cat_dog_neither(chelsea_jpg, coffee_jpg):

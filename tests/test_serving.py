@@ -15,8 +15,8 @@ import uvicorn
 from PIL import Image
 
 import deepcat
-from deepcat.export import export
-from deepcat.runtime import load_onnx
+from deepcat import export
+from deepcat.inference.onnx_model import load_onnx
 from deepcat.serving.app import Limits, create_app
 
 
@@ -72,7 +72,7 @@ def bomb_png(width: int = 50_000, height: int = 50_000) -> bytes:
 def model_path(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
     run = deepcat.train(data="digits", output=str(out), name="digits", epochs=4, progress=False)
-    return export(run, format="onnx", quiet=True)["path"]
+    return export(run, format="onnx", progress=False).path
 
 
 @pytest.fixture(scope="module")

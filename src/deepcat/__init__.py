@@ -1,11 +1,13 @@
 """deepcat: a folder of labelled images in, a trained, evaluated classifier out.
 
     import deepcat
-    run = deepcat.train(data="pets", epochs=5)      # folder with pets/cat, pets/dog
-    deepcat.evaluate(run)
-    deepcat.load(run).predict("photo.jpg")
+    run = deepcat.train("pets", epochs=5)           # folder with pets/cat, pets/dog
+    deepcat.evaluate(run).accuracy
+    deepcat.load(run).predict("photo.jpg").label
+    deepcat.export(run, format="onnx")
 
-The heavy modules (torch, timm) load on first use, so `import deepcat` is instant.
+One function per `deepcat` command, with the same options (`deepcat.api`). The heavy modules
+(torch, timm) load on first use, so `import deepcat` is instant.
 """
 
 from __future__ import annotations
@@ -13,28 +15,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["train", "evaluate", "load", "lr_find", "explain", "check", "TrainConfig", "DeepcatError"]
+VERBS = ("train", "evaluate", "predict", "export", "serve", "check", "explain", "report", "lr_find")
+__all__ = ["train", "evaluate", "predict", "export", "serve", "check", "explain", "report", "lr_find", "load",
+           "TrainConfig", "DeepcatError"]
 
-_LAZY = {
-    "train": "deepcat.training.loop",
-    "evaluate": "deepcat.evaluation",
-    "load": "deepcat.predict",
-    "lr_find": "deepcat.training.lr_find",
-    "explain": "deepcat.explain",
-    "check": "deepcat.data.audit",
-    "TrainConfig": "deepcat.config",
-    "DeepcatError": "deepcat.errors",
-}
+_LAZY = {**{verb: "deepcat.api" for verb in (*VERBS, "load")},
+         "TrainConfig": "deepcat.config", "DeepcatError": "deepcat.errors"}
 
 if TYPE_CHECKING:
+    from deepcat.api import check, evaluate, explain, export, load, lr_find, predict, report, serve, train
     from deepcat.config import TrainConfig
-    from deepcat.data.audit import check
     from deepcat.errors import DeepcatError
-    from deepcat.evaluation import evaluate
-    from deepcat.explain import explain
-    from deepcat.predict import load
-    from deepcat.training.loop import train
-    from deepcat.training.lr_find import lr_find
 
 
 def __getattr__(name: str) -> Any:

@@ -8,9 +8,11 @@ CLI stay the same list of options.
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import yaml
 
@@ -36,11 +38,12 @@ class TrainConfig:
                                         "(auto: a power of 2 from 16 to 128 giving ~32 steps per epoch or more)")
     image_size: int | None = _opt(None, "input size in pixels (auto: the model's, or the data's for small images)")
     lr: float | None = _opt(None, "peak learning rate (auto: 2e-3 AdamW, 0.1 SGD; see `deepcat lr-find`)")
-    optimizer: str = _opt("auto", "adamw or sgd (auto: sgd for smallcnn, adamw otherwise)", choices=("auto", "adamw", "sgd"))
+    optimizer: str = _opt("auto", "optimiser by registered name: adamw, sgd, ... "
+                                "(auto: sgd for smallcnn, adamw otherwise)")
     weight_decay: float = _opt(5e-4, "weight decay (decoupled for AdamW)")
     schedule: str = _opt("onecycle", "learning-rate schedule", choices=("onecycle", "cosine"))
     warmup_epochs: float = _opt(0.3, "warm-up length for the cosine schedule, in epochs")
-    loss: str = _opt("cross_entropy", "loss function", choices=("cross_entropy", "focal"))
+    loss: str = _opt("cross_entropy", "loss function by registered name: cross_entropy, focal, ...")
     label_smoothing: float = _opt(0.1, "label smoothing for cross-entropy")
     class_weights: bool = _opt(False, "weight the loss by inverse class frequency (imbalanced data)")
     augment: str = _opt("light", "augmentation preset", choices=("none", "light", "strong"))
@@ -73,6 +76,46 @@ class TrainConfig:
         path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
+class TrainOptions(TypedDict, total=False):
+    """TrainConfig's fields as typed keyword arguments (`deepcat.train(**options)`); a test keeps the two equal."""
+
+    data: str
+    classes: str | None
+    model: str
+    pretrained: bool | None
+    weights: str | None
+    epochs: int
+    freeze_epochs: int
+    batch_size: int | None
+    image_size: int | None
+    lr: float | None
+    optimizer: str
+    weight_decay: float
+    schedule: str
+    warmup_epochs: float
+    loss: str
+    label_smoothing: float
+    class_weights: bool
+    augment: str
+    hflip: bool | None
+    mixup: float
+    cutmix: float
+    amp: str
+    channels_last: bool
+    ema: float
+    patience: int
+    accumulate: int
+    val_fraction: float
+    workers: int | None
+    accept: float
+    audit: bool
+    seed: int
+    output: str
+    name: str | None
+    device: str
+    data_root: str | None
+
+
 def field_names() -> list[str]:
     return [f.name for f in dataclasses.fields(TrainConfig)]
 
@@ -86,6 +129,28 @@ def check_keys(values: dict[str, Any], where: str) -> None:
                                f"Valid keys: {', '.join(valid)}")
 
 
+def value_type(name: str) -> type:
+    """The plain type of field `name` (`int` for `int | None`)."""
+    hint = typing.get_type_hints(TrainConfig)[name]
+    if isinstance(hint, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return hint
+
+
+def check_value(name: str, value: Any, where: str) -> Any:
+    """`value` as field `name`'s type, or a one-line error naming the key, the value and what is expected."""
+    hint = typing.get_type_hints(TrainConfig)[name]
+    if value is None and isinstance(hint, types.UnionType) and type(None) in typing.get_args(hint):
+        return value
+    kind = value_type(name)
+    ok = (isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))) or \
+        (kind is float and isinstance(value, int) and not isinstance(value, bool))
+    if not ok:
+        raise DeepcatError(f"{name} in {where} must be {'true or false' if kind is bool else 'a ' + kind.__name__}"
+                           f"{' or null' if isinstance(hint, types.UnionType) else ''}; received {value!r}")
+    return float(value) if kind is float else value
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
@@ -94,14 +159,14 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise DeepcatError(f"{path} must hold a mapping of key: value, received {type(values).__name__}")
     check_keys(values, str(path))
-    return values
+    return {k: check_value(k, v, str(path)) for k, v in values.items()}
 
 
 def resolve_config(*, config_file: str | Path | None = None, **overrides: Any) -> TrainConfig:
     """Defaults, then the YAML file, then explicit overrides (those not None)."""
     values: dict[str, Any] = load_yaml(config_file) if config_file else {}
     check_keys(overrides, "the arguments")
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    values.update({k: check_value(k, v, "the arguments") for k, v in overrides.items() if v is not None})
     cfg = TrainConfig(**values)
     for f in dataclasses.fields(TrainConfig):
         choices = f.metadata.get("choices")

@@ -45,7 +45,7 @@ def eval_transform(pre: Preprocess) -> v2.Compose:
     """Resize the shorter side to `resize`, centre-crop `input_size`, normalise.
 
     Resizing happens before ToImage so a PIL image is resized by PIL, exactly as the
-    torch-free ONNX path (`runtime.py`), the server and the exported models' consumers do.
+    torch-free ONNX path (`inference/onnx_model.py`), the server and the exported models' consumers do.
     """
     return v2.Compose([v2.Resize(pre.resize, interpolation=_interp(pre), antialias=True),
                        v2.CenterCrop(pre.input_size), v2.ToImage(), *_to_float(pre)])

@@ -7,6 +7,7 @@ file, the packaged EfficientNet-Lite0 weights (offline), or the timm hub.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,8 @@ from deepcat.data.transforms import Preprocess
 from deepcat.errors import DeepcatError, did_you_mean
 from deepcat.models import efficientnet_lite0, layer_stack, small_cnn  # noqa: F401 - registers models
 from deepcat.models.registry import MODELS, NEW_RUN_KWARGS
+from deepcat.registry import Registry
 
-TORCHVISION_MODELS = ("googlenet",)
 ALIASES = {"efficientnet_lite0": "tf_efficientnet_lite0", "inception": "inception_v3", "vit_tiny": "vit_tiny_patch16_224"}
 
 
@@ -33,42 +34,82 @@ class ModelSpec:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Family:
+    """Where a model name comes from, and what follows from that: how it is built, whether pretrained weights
+    exist, and its preprocessing (None: deepcat's own models, sized by the data, mean/std 0.5)."""
+
+    owns: Callable[[str], bool]
+    build: Callable[[ModelSpec, int, bool], nn.Module]           # (spec, image_size, pretrained) -> model
+    pretrainable: bool
+    data_config: Callable[[nn.Module], dict[str, Any]] | None
+
+
+def _torchvision_googlenet(spec: ModelSpec, image_size: int, pretrained: bool) -> nn.Module:
+    import torchvision
+
+    model = torchvision.models.googlenet(weights="DEFAULT" if pretrained else None, aux_logits=False,
+                                         init_weights=not pretrained)
+    model.fc = nn.Linear(model.fc.in_features, spec.num_classes)
+    return model
+
+
+def _timm(spec: ModelSpec, image_size: int, pretrained: bool) -> nn.Module:
+    import timm
+
+    return timm.create_model(spec.name, pretrained=pretrained, num_classes=spec.num_classes, **spec.kwargs)
+
+
+def _timm_owns(name: str) -> bool:
+    import timm
+
+    return bool(timm.list_models(name))
+
+
+def _timm_data_config(model: nn.Module) -> dict[str, Any]:
+    import timm.data
+
+    return timm.data.resolve_data_config(model=model)
+
+
+IMAGENET_CONFIG = {"input_size": (3, 224, 224), "crop_pct": 0.875, "interpolation": "bilinear",
+                   "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+
+# Searched in this order: deepcat's registry, a layers YAML file, torchvision, the timm zoo.
+FAMILIES: Registry[Family] = Registry("model family")
+FAMILIES.add("deepcat", Family(lambda name: name in MODELS, lambda spec, size, _: MODELS.get(spec.name)(
+    num_classes=spec.num_classes, image_size=size, **spec.kwargs), pretrainable=False, data_config=None))
+FAMILIES.add("layers", Family(lambda name: name == "layers", lambda spec, size, _: layer_stack.build_layer_stack(
+    spec.layers or {}, num_classes=spec.num_classes, image_size=size), pretrainable=False, data_config=None))
+FAMILIES.add("torchvision", Family(lambda name: name == "googlenet", _torchvision_googlenet, pretrainable=True,
+                                   data_config=lambda _: IMAGENET_CONFIG))
+FAMILIES.add("timm", Family(_timm_owns, _timm, pretrainable=True, data_config=_timm_data_config))
+
+
+def family_of(name: str) -> Family:
+    return next(family for _, family in FAMILIES.items() if family.owns(name))
+
+
 def resolve_name(name: str) -> tuple[str, dict[str, Any] | None]:
     """Canonical model name, plus the layer spec when `name` is a YAML file."""
     if name.endswith((".yaml", ".yml")):
         return "layers", layer_stack.read_spec(name)
     name = ALIASES.get(name, name)
-    if name in MODELS or name in TORCHVISION_MODELS:
-        return name, None
-    import timm
+    if not any(family.owns(name) for _, family in FAMILIES.items()):
+        import timm
 
-    if not timm.list_models(name):
-        choices = [*MODELS, *TORCHVISION_MODELS, *timm.list_models()]
-        raise DeepcatError(f"unknown model {name!r}.{did_you_mean(name, choices)} "
+        raise DeepcatError(f"unknown model {name!r}.{did_you_mean(name, [*MODELS, 'googlenet', *timm.list_models()])} "
                            f"See `timm.list_models()` for the zoo, or pass a layers .yaml file")
     return name, None
 
 
 def is_pretrainable(name: str) -> bool:
-    return name not in MODELS and name != "layers"
+    return family_of(name).pretrainable
 
 
 def build(spec: ModelSpec, *, image_size: int, pretrained: bool = False) -> nn.Module:
     """The architecture, randomly initialised or with the hub's pretrained weights."""
-    if spec.name == "layers":
-        return layer_stack.build_layer_stack(spec.layers or {}, num_classes=spec.num_classes, image_size=image_size)
-    if spec.name in MODELS:
-        return MODELS[spec.name](num_classes=spec.num_classes, image_size=image_size, **spec.kwargs)
-    if spec.name == "googlenet":
-        import torchvision
-
-        model = torchvision.models.googlenet(weights="DEFAULT" if pretrained else None, aux_logits=False,
-                                             init_weights=not pretrained)
-        model.fc = nn.Linear(model.fc.in_features, spec.num_classes)
-        return model
-    import timm
-
-    return timm.create_model(spec.name, pretrained=pretrained, num_classes=spec.num_classes, **spec.kwargs)
+    return family_of(spec.name).build(spec, image_size, pretrained)
 
 
 def read_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
@@ -151,14 +192,11 @@ def create_model(*, name: str, num_classes: int, image_size: int, pretrained: bo
 def default_preprocess(model: nn.Module, spec: ModelSpec, *, image_size: int | None,
                        native_size: int | None) -> Preprocess:
     """The model's own preprocessing (timm's pretrained config) or, for small CNNs, the data's size."""
-    if spec.name in MODELS or spec.name == "layers":
+    data_config = family_of(spec.name).data_config
+    if data_config is None:
         size = image_size or native_size or 32
         return Preprocess(size, size, "bilinear", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
-    import timm.data
-
-    cfg = timm.data.resolve_data_config(model=model) if spec.name != "googlenet" else {
-        "input_size": (3, 224, 224), "crop_pct": 0.875, "interpolation": "bilinear",
-        "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+    cfg = data_config(model)
     size = image_size or cfg["input_size"][-1]
     crop_pct = cfg.get("crop_pct", 0.875)
     return Preprocess(size, int(round(size / crop_pct)), cfg.get("interpolation", "bilinear"),

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import torch.nn as nn
 
-MODELS: dict[str, Callable[..., nn.Module]] = {}
+from deepcat.registry import Registry
+
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 NEW_RUN_KWARGS: dict[str, dict[str, Any]] = {}
 
 
@@ -20,10 +21,7 @@ def register_model(name: str, new_runs: dict[str, Any] | None = None
     reaches new runs while runs saved earlier rebuild exactly as they were trained."""
 
     def add(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in MODELS:
-            warnings.warn(f"model {name!r} registered twice; the later definition wins", stacklevel=2)
-        MODELS[name] = builder
         NEW_RUN_KWARGS[name] = dict(new_runs or {})
-        return builder
+        return MODELS.add(name, builder)
 
     return add

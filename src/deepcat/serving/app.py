@@ -14,17 +14,17 @@ import asyncio
 import contextlib
 import secrets
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
-from deepcat.prediction import decide
-from deepcat.runtime import load_onnx
+from deepcat.inference.answers import decide
+from deepcat.inference.onnx_model import load_onnx
 from deepcat.serving.batcher import MicroBatcher
 from deepcat.serving.errors import RequestError, decode
+from deepcat.serving.limits import Limits
 from deepcat.serving.metrics import Metrics
 
 PAGE = Path(__file__).parent / "page"
@@ -34,15 +34,6 @@ IMAGE_BODY = {"requestBody": {"content": {
     "image/jpeg": {"schema": {"type": "string", "format": "binary"}}}}}
 BATCH_BODY = {"requestBody": {"content": {"multipart/form-data": {"schema": {"type": "object", "properties": {
     "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}}}}}
-
-
-@dataclass
-class Limits:
-    max_bytes: int = 10_000_000
-    max_pixels: int = 40_000_000
-    max_files: int = 64
-    max_batch: int = 32
-    max_wait_ms: float = 5.0
 
 
 def default_web_assets() -> Path:

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from deepcat.data.images import to_rgb
-from deepcat.runtime import pixels
+from deepcat.inference.onnx_model import pixels
 
 
 class RequestError(Exception):

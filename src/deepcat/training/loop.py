@@ -1,15 +1,15 @@
-"""`train`: the fit loop, top to bottom. Set-up in `setup.py`, events in `events.py`, recipe in `recipe.py`.
+"""`fit`: the training loop, top to bottom. Set-up in `setup.py`, events in `events.py`, saving in `checkpoint.py`.
 
-One process or many (torchrun): each process sees 1/world of every global batch;
-rank 0 validates, logs and writes the run folder.
+One process or many (torchrun): each process sees 1/world of every global batch; rank 0 validates and
+writes the run folder. Fitting is all this module does: judging the model afterwards (calibration, test
+scores, the report) is `evaluation/finish.py`, called by the public `deepcat.train`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,56 +18,55 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from deepcat import calibration
-from deepcat.config import TrainConfig, resolve_config
+from deepcat.config import TrainConfig
 from deepcat.data.loader import BadImageLog, batches, eval_loader
+from deepcat.data.sources import DataSplits
 from deepcat.errors import DeepcatError
-from deepcat.evaluation import collect_logits, logits_of, score
-from deepcat.runs import (
-    append_metrics,
-    load_state,
-    read_config,
-    save_state,
-    save_weights,
-    write_model_json,
-    write_split,
-)
+from deepcat.evaluation.calibration import softmax
+from deepcat.evaluation.scores import collect_logits
+from deepcat.run_folder import write_model_json, write_split
 from deepcat.training import distributed
-from deepcat.training.events import EarlyStopping, StopTraining, fire
+from deepcat.training.checkpoint import Checkpoint
+from deepcat.training.events import EarlyStopping, StopTraining, check_callbacks, fire
 from deepcat.training.optim import lr_at, set_lr
-from deepcat.training.setup import (
-    Setup,
-    forward_loss,
-    prepare,
-    seed_everything,
-    set_frozen,
-)
+from deepcat.training.setup import Setup, forward_loss, prepare, seed_everything, set_frozen
 
 
-def train(*, config_file: str | Path | None = None, resume: str | Path | None = None,
-          callbacks: list[Any] | None = None, progress: bool = True, **options: Any) -> Path:
-    """Train a classifier and return its run folder. Options are the fields of `TrainConfig`.
+@dataclass
+class Progress:
+    """Where a run stands after its last finished epoch: all `--resume` needs besides the tensors."""
 
-    >>> run = deepcat.train(data="pets", model="resnet18", epochs=5)
-    >>> deepcat.train(resume=run)  # continue an interrupted run
-    """
-    if resume:
-        run_dir: Path | None = Path(resume)
-        state = load_state(run_dir)
-        cfg = TrainConfig(**read_config(run_dir))
-        if options.get("epochs"):  # the one option a resumed run may change: train for longer
-            cfg = dataclasses.replace(cfg, epochs=options["epochs"])
-    else:
-        run_dir, state, cfg = None, None, resolve_config(config_file=config_file, **options)
+    epoch: int = 0
+    step: int = 0
+    best_score: float = -1.0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+@dataclass
+class Fitted:
+    """What `fit` leaves: the run folder and the data it was split into (for `evaluation.finish`)."""
+
+    run_dir: Path
+    splits: DataSplits
+    is_main: bool
+
+
+def fit(cfg: TrainConfig, *, state: dict[str, Any] | None = None, run_dir: Path | None = None,
+        callbacks: list[Any] | None = None, progress: bool = True) -> Fitted:
+    """Train `cfg` (or continue `run_dir` from its saved `state`) and return the run folder."""
+    callbacks = list(callbacks or [])
+    check_callbacks(callbacks)
     dist = distributed.init_distributed()
     try:
-        return _fit(prepare(cfg, dist), state, run_dir=run_dir, dist=dist, callbacks=list(callbacks or []),
-                    progress=progress and dist.is_main)
+        s = prepare(cfg, dist)
+        run_dir = start_run(s, run_dir, dist)
+        _epochs(s, run_dir, state, dist, callbacks, progress=progress and dist.is_main)
+        return Fitted(run_dir, s.splits, dist.is_main)
     finally:
         distributed.cleanup(dist)
 
 
-def _start_run(s: Setup, run_dir: Path | None, dist: distributed.Dist) -> Path:
+def start_run(s: Setup, run_dir: Path | None, dist: distributed.Dist) -> Path:
     """Create (rank 0) and share the run folder; write what is known before the first step."""
     if run_dir is None:
         name = s.cfg.name or f"{Path(s.cfg.model).stem}-{s.splits.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -87,21 +86,22 @@ def _start_run(s: Setup, run_dir: Path | None, dist: distributed.Dist) -> Path:
               f"model {s.spec.name}{' (pretrained)' if s.cfg.pretrained else ''}, {s.pre.input_size}px, "
               f"batch {s.cfg.batch_size}", file=sys.stderr)
         if s.cfg.audit:
-            from deepcat.data.audit import audit_cached, write_json
-
-            found = audit_cached(s.splits)
-            write_json(found, run_dir / "audit.json")
-            print("\n".join(found.summary_lines()) + f"\n  (details: deepcat check {s.cfg.data})",
-                  file=sys.stderr)
+            _audit(s, run_dir)
     return run_dir
 
 
-def _fit(s: Setup, state: dict | None, *, run_dir: Path | None, dist: distributed.Dist, callbacks: list[Any],
-         progress: bool) -> Path:
-    cfg, model, optimizer = s.cfg, s.model, s.optimizer
-    run_dir = _start_run(s, run_dir, dist)
-    val_loader = (eval_loader(s.splits.val, s.pre, batch_size=256, workers=cfg.workers)
-                  if s.splits.val is not None and dist.is_main else None)
+def _audit(s: Setup, run_dir: Path) -> None:
+    from deepcat.data.audit import audit_cached, write_json
+
+    found = audit_cached(s.splits)
+    write_json(found, run_dir / "audit.json")
+    print("\n".join(found.summary_lines()) + f"\n  (details: deepcat check {s.cfg.data})", file=sys.stderr)
+
+
+def _epochs(s: Setup, run_dir: Path, state: dict[str, Any] | None, dist: distributed.Dist, callbacks: list[Any], *,
+            progress: bool) -> None:
+    """The epochs of one run: restore, then train, validate, save (rank 0) and maybe stop, each epoch."""
+    cfg, model = s.cfg, s.model
     scaler = torch.amp.GradScaler(s.device.type, enabled=s.dtype == torch.float16)
     ema = None
     if cfg.ema:
@@ -109,76 +109,74 @@ def _fit(s: Setup, state: dict | None, *, run_dir: Path | None, dist: distribute
 
         ema = ModelEmaV3(model, decay=cfg.ema)
     stopper = EarlyStopping(cfg.patience) if cfg.patience else None
-    callbacks = callbacks + ([stopper] if stopper else [])
+    tensors = {"model": model, "optimizer": s.optimizer, "scaler": scaler, "ema": ema, "early_stopping": stopper}
+    at = _restore(state, tensors) if state is not None else Progress()
+    if state is not None and dist.is_main:
+        print(f"resuming {run_dir} after epoch {at.epoch}", file=sys.stderr)
 
-    start_epoch, step, best_acc, history = 0, 0, -1.0, []
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-        if stopper is not None and state.get("early_stopping"):
-            stopper.load_state_dict(state["early_stopping"])
-        start_epoch, step, best_acc, history = state["epoch"], state["step"], state["best_acc"], state["history"]
-        if dist.is_main:
-            print(f"resuming {run_dir} after epoch {start_epoch}", file=sys.stderr)
+    def resume_state() -> dict[str, Any]:
+        return {"epoch": at.epoch, "step": at.step, "best_acc": at.best_score, "history": at.history,
+                **{name: obj.state_dict() if obj is not None else None for name, obj in tensors.items()}}
 
-    log = BadImageLog()
+    saving = [Checkpoint(run_dir, resume_state)] if dist.is_main else []
+    callbacks = [*([stopper] if stopper else []), *callbacks, *saving]  # the checkpoint sees every epoch last
+    val_loader = (eval_loader(s.splits.val, s.pre, batch_size=256, workers=cfg.workers)
+                  if s.splits.val is not None and dist.is_main else None)
+    log, net, frozen = BadImageLog(), model, None
     fire(callbacks, "on_fit_start", run_dir=run_dir, config=cfg)
-    net, frozen, stop_reason = model, None, None
-    for epoch in range(start_epoch, cfg.epochs):
+    for epoch in range(at.epoch, cfg.epochs):
         seed_everything(cfg.seed * 1000 + epoch)  # augmentation and order depend only on (seed, epoch)
         s.train_loader.sampler.set_epoch(epoch)
         if frozen != (epoch < cfg.freeze_epochs):
             frozen = epoch < cfg.freeze_epochs
-            set_frozen(model, frozen)
-            if dist.enabled:  # DDP registers the parameters that need grads when it is built
-                net = nn.parallel.DistributedDataParallel(
-                    model, device_ids=[s.device.index] if s.device.type == "cuda" else None)
+            net = _set_phase(s, frozen, dist)
         fire(callbacks, "on_epoch_start", epoch=epoch)
         started = time.perf_counter()
-        row, step = _train_epoch(s, net, epoch=epoch, step=step, scaler=scaler, ema=ema, log=log,
-                                 callbacks=callbacks, progress=progress)
+        row, at.step = _train_epoch(s, net, epoch=epoch, step=at.step, scaler=scaler, ema=ema, log=log,
+                                    callbacks=callbacks, progress=progress)
         eval_model = ema.module if ema is not None else model
         if val_loader is not None:
-            logits, labels = collect_logits(eval_model, val_loader, device=s.device, dtype=s.dtype, log=log,
-                                            desc="val", progress=progress)
-            probs = calibration.softmax(logits)
-            row["val_loss"] = float(-np.log(np.maximum(probs[np.arange(len(labels)), labels], 1e-12)).mean())
-            row["val_acc"] = float((probs.argmax(1) == labels).mean())
+            row.update(_validate(s, eval_model, val_loader, log, progress=progress))
         row["seconds"] = time.perf_counter() - started
-        history.append(row)
+        score = row.get("val_acc", row["train_acc"])
+        improved = score > at.best_score
+        at.epoch, at.best_score = epoch + 1, max(at.best_score, score)
+        at.history.append(row)
         try:
-            fire(callbacks, "on_epoch_end", epoch=epoch, metrics=row, model=model)
+            fire(callbacks, "on_epoch_end", epoch=epoch, metrics=row, model=model, eval_model=eval_model,
+                 history=at.history, improved=improved)
         except StopTraining as e:
-            stop_reason = str(e)
-        if dist.is_main:
-            score = row.get("val_acc", row["train_acc"])
-            save_weights(eval_model, run_dir / "last.safetensors")
-            if score > best_acc:
-                best_acc = score
-                save_weights(eval_model, run_dir / "best.safetensors")
-            save_state(run_dir, {"epoch": epoch + 1, "step": step, "best_acc": best_acc, "history": history,
-                                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                 "scaler": scaler.state_dict(), "ema": ema.state_dict() if ema else None,
-                                 "early_stopping": stopper.state_dict() if stopper else None})
-            append_metrics(run_dir, row)
-            from deepcat.plots import plot_curves
-
-            plot_curves(history, run_dir / "curves.png")
-            print("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()),
-                  file=sys.stderr)
-        distributed.barrier(dist)
-        if stop_reason:
             if dist.is_main:
-                print(f"early stopping: {stop_reason}", file=sys.stderr)
+                print(f"early stopping: {e}", file=sys.stderr)
             break
-
-    if dist.is_main:
-        _score_best(s, run_dir, progress=progress)
+        finally:
+            distributed.barrier(dist)
     fire(callbacks, "on_fit_end", run_dir=run_dir)
-    return run_dir
+
+
+def _restore(state: dict[str, Any], tensors: dict[str, Any]) -> Progress:
+    """Load every saved state into its object (those the run does not use are None) and return the counters."""
+    for name, obj in tensors.items():
+        if obj is not None and state.get(name) is not None:
+            obj.load_state_dict(state[name])
+    return Progress(state["epoch"], state["step"], state["best_acc"], state["history"])
+
+
+def _set_phase(s: Setup, frozen: bool, dist: distributed.Dist) -> nn.Module:
+    """Freeze (head only) or unfreeze the model; under DDP, wrap it anew (DDP registers the trainable parameters
+    when it is built)."""
+    set_frozen(s.model, frozen)
+    if not dist.enabled:
+        return s.model
+    return nn.parallel.DistributedDataParallel(s.model, device_ids=[s.device.index] if s.device.type == "cuda" else None)
+
+
+def _validate(s: Setup, model: nn.Module, loader: Any, log: BadImageLog, *, progress: bool) -> dict[str, float]:
+    logits, labels = collect_logits(model, loader, device=s.device, dtype=s.dtype, log=log, desc="val",
+                                    progress=progress)
+    probs = softmax(logits)                                                   # (N, C)
+    return {"val_loss": float(-np.log(np.maximum(probs[np.arange(len(labels)), labels], 1e-12)).mean()),
+            "val_acc": float((probs.argmax(1) == labels).mean())}
 
 
 def _train_epoch(s: Setup, net: nn.Module, *, epoch: int, step: int, scaler: torch.amp.GradScaler, ema: Any,
@@ -213,49 +211,3 @@ def _train_epoch(s: Setup, net: nn.Module, *, epoch: int, step: int, scaler: tor
     bar.close()
     return {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
             "lr": s.optimizer.param_groups[0]["lr"]}, step
-
-
-LABEL_CHECK_MAX_IMAGES = 20_000  # above this, label errors wait for `deepcat check DATA --labels RUN`
-
-
-def _score_best(s: Setup, run_dir: Path, *, progress: bool) -> None:
-    """After training: calibrate the best weights on val (temperature, rejection threshold), score them on the
-    test split (else val), show the worst mistakes with Grad-CAM, look for label errors, write report.html."""
-    from deepcat.explain import worst_mistakes
-    from deepcat.plots import plot_rejection, plot_reliability
-    from deepcat.report import write_report
-    from deepcat.runs import load_model, update_model_json
-
-    model, _ = load_model(run_dir)
-    kw = dict(pre=s.pre, device=s.device, dtype=s.dtype, workers=s.cfg.workers, progress=progress)
-    cal = calibration.Calibration()
-    if s.splits.val is not None:
-        cal = calibration.fit(*logits_of(model, s.splits.val, desc="calibrate", **kw), accept=s.cfg.accept)
-        update_model_json(run_dir, calibration=cal.to_dict())
-    name = "test" if s.splits.test is not None else "val" if s.splits.val is not None else None
-    if name is not None:
-        samples = s.splits.split(name)
-        logits, labels = logits_of(model, samples, **kw)
-        metrics = score(logits, labels, classes=s.splits.classes, temperature=cal.temperature,
-                        json_path=run_dir / f"{name}_metrics.json", png_path=run_dir / "confusion_matrix.png",
-                        title=f"{s.splits.name} {name}", extra={"split": name})
-        cal_report = {"split": name, **calibration.report(logits, labels, cal)}
-        (run_dir / "calibration.json").write_text(json.dumps(cal_report, indent=2))
-        plot_reliability(cal_report, run_dir / "reliability.png")
-        plot_rejection(cal_report, run_dir / "rejection.png")
-        print(f"{name} accuracy {metrics['accuracy']:.4f} (best weights); calibration error (ECE) "
-              f"{cal_report['ece_before']:.4f} -> {cal_report['ece_after']:.4f} at temperature "
-              f"{cal.temperature:.2f}", file=sys.stderr)
-        if len(labels) == len(samples):  # no unreadable images: rows line up with samples
-            mistakes = worst_mistakes(model.cpu(), samples, calibration.softmax(logits, cal.temperature), labels,
-                                      s.splits.classes, s.pre, run_dir / "mistakes.png")
-            (run_dir / "mistakes.json").write_text(json.dumps(mistakes, indent=2))
-    total = sum(len(part) for part in (s.splits.train, s.splits.val, s.splits.test) if part is not None)
-    if total <= LABEL_CHECK_MAX_IMAGES:
-        from deepcat.label_errors import find_label_errors, save
-
-        try:
-            save(find_label_errors(run_dir, s.splits, progress=progress), run_dir)
-        except DeepcatError as e:
-            print(f"label errors not checked: {e}", file=sys.stderr)
-    print(f"report: {write_report(run_dir)}", file=sys.stderr)

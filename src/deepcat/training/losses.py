@@ -1,4 +1,5 @@
-"""Losses by name: cross-entropy with label smoothing, focal; optional class weights; soft targets for mixup."""
+"""Losses by name (`LOSSES`): cross-entropy with label smoothing, focal; optional class weights; soft targets for
+mixup. A new loss is one `@LOSSES.register(name)` builder taking `label_smoothing` and `class_weights`."""
 
 from __future__ import annotations
 
@@ -6,6 +7,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from deepcat.registry import Registry
+
+LOSSES: Registry = Registry("loss")
 
 
 class FocalLoss(nn.Module):
@@ -43,10 +48,19 @@ def inverse_frequency(labels: np.ndarray, num_classes: int) -> torch.Tensor:
     return torch.tensor(weights, dtype=torch.float32)
 
 
+@LOSSES.register("cross_entropy")
+def cross_entropy(*, label_smoothing: float, class_weights: torch.Tensor | None) -> nn.Module:
+    return nn.CrossEntropyLoss(weight=class_weights, label_smoothing=label_smoothing)
+
+
+@LOSSES.register("focal")
+def focal(*, label_smoothing: float, class_weights: torch.Tensor | None) -> nn.Module:
+    return FocalLoss(weight=class_weights)  # focusing replaces smoothing
+
+
 def build_loss(*, name: str, label_smoothing: float, class_weights: torch.Tensor | None,
                soft_targets: bool) -> nn.Module:
+    build = LOSSES.get(name)
     if soft_targets:  # mixup/cutmix already smooth the labels
         return SoftTargetLoss(class_weights)
-    if name == "focal":
-        return FocalLoss(weight=class_weights)
-    return nn.CrossEntropyLoss(weight=class_weights, label_smoothing=label_smoothing)
+    return build(label_smoothing=label_smoothing, class_weights=class_weights)

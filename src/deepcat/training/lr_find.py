@@ -3,27 +3,32 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from tqdm import tqdm
 
-from deepcat.config import resolve_config
+from deepcat.config import TrainConfig
 from deepcat.data.loader import BadImageLog, batches
 from deepcat.training import distributed
 from deepcat.training.setup import forward_loss, prepare, set_frozen
 from deepcat.training.optim import set_lr
 
 
-def lr_find(*, start_lr: float = 1e-6, end_lr: float = 10.0, steps: int = 100, plot: str | Path | None = "lr_find.png",
-            config_file: str | Path | None = None, progress: bool = True, **options: Any) -> dict[str, Any]:
-    """Sweep the lr over `steps` batches; suggest the lr of the steepest loss descent.
+@dataclass
+class LrFind:
+    """The sweep: learning rates tried, the smoothed loss at each, and the suggestion."""
 
-    Returns {"suggested_lr", "lrs", "losses"}; the model is thrown away afterwards.
+    suggested_lr: float
+    lrs: list[float]
+    losses: list[float]
+    plot: Path | None
 
-    >>> deepcat.lr_find(data="digits")["suggested_lr"]
-    """
-    s = prepare(resolve_config(config_file=config_file, **options), distributed.Dist())
+
+def sweep(cfg: TrainConfig, *, start_lr: float, end_lr: float, steps: int, plot: str | Path | None,
+          progress: bool) -> LrFind:
+    """Sweep the lr over `steps` batches; suggest the lr of the steepest loss descent. The model is thrown away."""
+    s = prepare(cfg, distributed.Dist())
     if s.cfg.freeze_epochs:
         set_frozen(s.model, True)  # the lr that matters first is the head's
     s.model.train()
@@ -50,10 +55,10 @@ def lr_find(*, start_lr: float = 1e-6, end_lr: float = 10.0, steps: int = 100, p
     bar.close()
     suggested = _steepest(lrs, losses)
     if plot:
-        from deepcat.plots import plot_lr_find
+        from deepcat.evaluation.plots import plot_lr_find
 
         plot_lr_find(lrs, losses, suggested, Path(plot))
-    return {"suggested_lr": suggested, "lrs": lrs, "losses": losses}
+    return LrFind(suggested, lrs, losses, Path(plot) if plot else None)
 
 
 def _steepest(lrs: list[float], losses: list[float]) -> float:

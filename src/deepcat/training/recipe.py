@@ -12,7 +12,7 @@ import math
 from deepcat.config import TrainConfig
 from deepcat.data.sources import DataSplits
 from deepcat.models.create import is_pretrainable, resolve_name
-from deepcat.training.optim import DEFAULT_LR
+from deepcat.training.optim import OPTIMIZERS
 
 
 def resolve_auto(cfg: TrainConfig, splits: DataSplits) -> TrainConfig:
@@ -35,7 +35,7 @@ def resolve_auto(cfg: TrainConfig, splits: DataSplits) -> TrainConfig:
     batch_size = cfg.batch_size or int(min(128, max(16, 2 ** math.floor(math.log2(max(1, len(splits.train) / 32))))))
     return dataclasses.replace(
         cfg, model=model, batch_size=batch_size, pretrained=bool(pretrained), optimizer=optimizer, image_size=image_size,
-        lr=cfg.lr if cfg.lr is not None else DEFAULT_LR[optimizer],
+        lr=cfg.lr if cfg.lr is not None else OPTIMIZERS.get(optimizer).default_lr,
         hflip=cfg.hflip if cfg.hflip is not None else splits.mirror_safe,
         freeze_epochs=min(cfg.freeze_epochs, cfg.epochs - 1) if (pretrained or cfg.weights) else 0,
     )

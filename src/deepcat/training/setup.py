@@ -20,8 +20,8 @@ from deepcat.device import amp_dtype, autocast, pick_device
 from deepcat.errors import DeepcatError
 from deepcat.models.create import ModelSpec, classifier_of, create_model, default_preprocess
 from deepcat.training import distributed
-from deepcat.training.losses import build_loss, inverse_frequency
-from deepcat.training.optim import build_optimizer
+from deepcat.training.losses import LOSSES, build_loss, inverse_frequency
+from deepcat.training.optim import OPTIMIZERS, build_optimizer
 from deepcat.training.recipe import resolve_auto
 
 
@@ -57,6 +57,9 @@ class Setup:
 
 def prepare(cfg: TrainConfig, dist: distributed.Dist) -> Setup:
     """Data, model (with its preprocessing), loader, loss and optimiser for `cfg`, every `auto` resolved."""
+    LOSSES.get(cfg.loss)  # unknown names fail before the data is read
+    if cfg.optimizer != "auto":
+        OPTIMIZERS.get(cfg.optimizer)
     device = pick_device(cfg.device, dist.local_rank)
     splits = resolve_data(cfg.data, val_fraction=cfg.val_fraction, seed=cfg.seed, data_root=cfg.data_root,
                           classes=cfg.classes)

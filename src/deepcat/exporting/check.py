@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ from PIL import Image
 
 from deepcat.data.images import BadImage, load_image
 from deepcat.errors import DeepcatError
-from deepcat.runtime import pixels
+from deepcat.inference.onnx_model import pixels
 
 # Bounds a failed check is measured against (the deploy issue's acceptance bounds).
 FP32_MAX_ABS_DIFF = 1e-4
@@ -21,7 +22,7 @@ INT8_MAX_ACCURACY_DROP = 0.01
 def run_images(run_dir: Path, meta: dict[str, Any], *, split: str, limit: int, seed: int = 0
                ) -> tuple[np.ndarray, np.ndarray]:
     """Up to `limit` images of the run's `split` (falling back to val, test, train) as (N, 3, H, W) pixels."""
-    from deepcat.runs import run_splits
+    from deepcat.run_folder import run_splits
 
     splits = run_splits(run_dir)
     order = [split] + [s for s in ("val", "test", "train") if s != split]
@@ -42,25 +43,37 @@ def run_images(run_dir: Path, meta: dict[str, Any], *, split: str, limit: int, s
     return np.stack(batch), np.asarray(labels)
 
 
-def compare(reference: np.ndarray, exported: np.ndarray, labels: np.ndarray, *, kind: str) -> dict[str, Any]:
+@dataclass
+class ExportCheck:
+    """An exported file against PyTorch on the same images."""
+
+    images: int
+    max_abs_diff: float          # of probabilities
+    top1_agreement: float
+    accuracy_pytorch: float
+    accuracy_exported: float
+    passed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def compare(reference: np.ndarray, exported: np.ndarray, labels: np.ndarray, *, kind: str) -> ExportCheck:
     """Max |diff| of probabilities, top-1 agreement and both accuracies; raises when out of bounds."""
     ref_top, exp_top = reference.argmax(1), exported.argmax(1)
-    report = {
-        "images": int(len(labels)),
-        "max_abs_diff": float(np.abs(reference - exported).max()),
-        "top1_agreement": float((ref_top == exp_top).mean()),
-        "accuracy_pytorch": float((ref_top == labels).mean()),
-        "accuracy_exported": float((exp_top == labels).mean()),
-    }
+    report = ExportCheck(images=int(len(labels)), max_abs_diff=float(np.abs(reference - exported).max()),
+                         top1_agreement=float((ref_top == exp_top).mean()),
+                         accuracy_pytorch=float((ref_top == labels).mean()),
+                         accuracy_exported=float((exp_top == labels).mean()), passed=False)
     if kind == "int8":
-        ok = (report["top1_agreement"] >= INT8_MIN_AGREEMENT
-              and report["accuracy_pytorch"] - report["accuracy_exported"] <= INT8_MAX_ACCURACY_DROP)
+        ok = (report.top1_agreement >= INT8_MIN_AGREEMENT
+              and report.accuracy_pytorch - report.accuracy_exported <= INT8_MAX_ACCURACY_DROP)
         bound = f"top-1 agreement >= {INT8_MIN_AGREEMENT:.0%} and accuracy within {INT8_MAX_ACCURACY_DROP:.0%}"
     else:
-        ok = report["max_abs_diff"] <= FP32_MAX_ABS_DIFF
+        ok = report.max_abs_diff <= FP32_MAX_ABS_DIFF
         bound = f"max |diff| of probabilities <= {FP32_MAX_ABS_DIFF}"
-    report["passed"] = bool(ok)
+    report.passed = bool(ok)
     if not ok:
-        raise DeepcatError(f"the {kind} export disagrees with PyTorch beyond its bound ({bound}): {report}. "
+        raise DeepcatError(f"the {kind} export disagrees with PyTorch beyond its bound ({bound}): {report.to_dict()}. "
                            f"The file is kept for inspection; do not deploy it")
     return report

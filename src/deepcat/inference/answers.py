@@ -1,6 +1,6 @@
 """What a prediction is, where its images come from, and the batching loop both runtimes share.
 
-No torch here: `deepcat predict MODEL.onnx` and the server use it through `runtime.py`.
+No torch here: `deepcat predict MODEL.onnx` and the server use it through `onnx_model.py`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from PIL import Image
 from deepcat.data.images import BadImage, is_image_file, load_image, to_rgb
 from deepcat.errors import DeepcatError
 
-ImageInput = str | Path | Image.Image | np.ndarray
+InputItem = str | Path | Image.Image | np.ndarray
 UNKNOWN = "unknown"  # the label of an image unlike every training class (energy score below threshold)
 
 
@@ -52,7 +52,7 @@ def decide(row: np.ndarray, classes: list[str], *, top_k: int, score: float | No
             "threshold": threshold}
 
 
-def as_pil(item: ImageInput) -> Image.Image:
+def as_pil(item: InputItem) -> Image.Image:
     if isinstance(item, (str, Path)):
         return load_image(item)
     if isinstance(item, np.ndarray):
@@ -62,7 +62,7 @@ def as_pil(item: ImageInput) -> Image.Image:
     raise DeepcatError(f"cannot predict on a {type(item).__name__}; pass a path, a PIL image or an array")
 
 
-def predict_batches(items: Sequence[ImageInput], *, prepare: Callable[[Image.Image], Any],
+def predict_batches(items: Sequence[InputItem], *, prepare: Callable[[Image.Image], Any],
                     infer: Callable[[list[Any]], tuple[np.ndarray, np.ndarray | None]], classes: list[str],
                     top_k: int, threshold: float | None = None, batch_size: int = 32,
                     progress: bool = False) -> list[Prediction]:

@@ -13,7 +13,7 @@ from deepcat.data.transforms import Preprocess
 
 INPUT = "pixels"
 OUTPUT = "probabilities"
-ENERGY = "energy"  # logsumexp of the logits: the `unknown` score (see calibration.py)
+ENERGY = "energy"  # logsumexp of the logits: the `unknown` score (see evaluation/calibration.py)
 
 
 class Deployable(nn.Module):

@@ -104,17 +104,14 @@ def overlay(image: Image.Image, heatmap: np.ndarray, alpha: float = 0.45) -> Ima
     return Image.blend(image.convert("RGB"), Image.fromarray(colours).resize(image.size), alpha)
 
 
-def explain(run: str | Path, images: Sequence[str | Path | Image.Image], *, target: str | None = None,
-            output: str | Path | None = None) -> list[Explanation]:
-    """Grad-CAM for each image: of `target` (a class name) or of the predicted class.
-    With `output`, writes one PNG per image there (image, heatmap overlay, label).
-
-    >>> deepcat.explain("runs/pets", ["cat.jpg"], output="explain/")
-    """
-    from deepcat.calibration import Calibration
+def explain_run(run: str | Path, images: Sequence[str | Path | Image.Image], *, target: str | None = None,
+                output: str | Path | None = None) -> list[Explanation]:
+    """Grad-CAM for each image (`deepcat.explain`): of `target` (a class name) or of the predicted class.
+    With `output`, writes one PNG per image there (image, heatmap overlay, label)."""
+    from deepcat.evaluation.calibration import Calibration
     from deepcat.data.transforms import eval_transform
-    from deepcat.prediction import as_pil
-    from deepcat.runs import load_model
+    from deepcat.inference.answers import as_pil
+    from deepcat.run_folder import load_model
 
     model, meta = load_model(run)
     model = model.float()
@@ -156,7 +153,7 @@ def _panel(crop: Image.Image, heatmap: np.ndarray, side: int) -> tuple[Image.Ima
 
 def save_explanations(results: list[Explanation], out: Path) -> list[Path]:
     """One PNG per explanation: the crop and the overlay side by side, titled with the class."""
-    from deepcat.plots import plot_image_grid
+    from deepcat.evaluation.plots import plot_image_grid
 
     out.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -173,8 +170,8 @@ def worst_mistakes(model: nn.Module, samples: Samples, probs: np.ndarray, labels
                    pre: Preprocess, path: Path, *, count: int = 8) -> list[dict]:
     """The `count` most confident wrong answers, each shown next to its Grad-CAM, as one PNG."""
     from deepcat.data.transforms import eval_transform
-    from deepcat.plots import plot_image_grid
-    from deepcat.prediction import as_pil
+    from deepcat.evaluation.plots import plot_image_grid
+    from deepcat.inference.answers import as_pil
 
     wrong = np.flatnonzero(probs.argmax(1) != labels)
     wrong = wrong[np.argsort(-probs[wrong].max(1))][:count]

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepcat.export.graph import ENERGY, INPUT, OUTPUT, Deployable, metadata_props
+from deepcat.exporting.graph import ENERGY, INPUT, OUTPUT, Deployable, metadata_props
 
 
 def set_metadata(path: Path, meta: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from deepcat.data.images import to_rgb
-from deepcat.prediction import ImageInput, Prediction, predict_batches
+from deepcat.inference.answers import InputItem, Prediction, predict_batches
 
 RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST,
             "lanczos": Image.LANCZOS, "box": Image.BOX, "hamming": Image.HAMMING}
@@ -70,7 +70,7 @@ class OnnxClassifier:
         """Energy score below which the answer is `unknown` (None: never)."""
         return (self.meta.get("calibration") or {}).get("threshold")
 
-    def predict(self, images: Sequence[ImageInput], *, top_k: int = 5, reject: bool = True, batch_size: int = 32,
+    def predict(self, images: Sequence[InputItem], *, top_k: int = 5, reject: bool = True, batch_size: int = 32,
                 progress: bool = False) -> list[Prediction]:
         """Same answers and shape as `deepcat.load(run).predict`, from ONNX Runtime."""
         return predict_batches(list(images), prepare=lambda image: pixels(image, self.meta),

@@ -31,10 +31,19 @@ from deepcat.errors import DeepcatError
 from deepcat.models.create import ModelSpec, build
 
 
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temporary name, then rename: a reader (or a resumed run) never sees half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
 def save_weights(model: nn.Module, path: Path) -> None:
     from safetensors.torch import save_model
 
-    save_model(model, str(path))
+    tmp = path.with_name(path.name + ".tmp")
+    save_model(model, str(tmp))
+    tmp.replace(path)
 
 
 def write_model_json(run_dir: Path, *, spec: ModelSpec, classes: list[str], preprocess: Preprocess,
@@ -89,16 +98,6 @@ def load_model(run_dir: str | Path, *, which: str = "best") -> tuple[nn.Module, 
         raise DeepcatError(f"{weights} is missing; the run may have stopped before its first epoch ended")
     load_into(model, str(weights))
     return model.eval(), meta
-
-
-def append_metrics(run_dir: Path, row: dict[str, float]) -> None:
-    path = run_dir / "metrics.csv"
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
 
 
 def write_split(run_dir: Path, splits: DataSplits) -> None:

@@ -10,6 +10,7 @@ whole network k times would be the textbook recipe; this is the fast one (second
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,33 @@ from deepcat.data.loader import BadImageLog, batches, eval_loader
 from deepcat.data.sources import DataSplits, Samples, combined
 from deepcat.data.transforms import Preprocess
 from deepcat.errors import DeepcatError
+
+
+@dataclass
+class Suspect:
+    """One image whose given label its out-of-fold probabilities contradict."""
+
+    index: int                      # row in the combined train + val + test samples
+    item: str
+    split: str
+    given: str
+    suggested: str
+    given_probability: float
+    suggested_probability: float
+
+
+@dataclass
+class LabelErrors:
+    """Suspected label errors, most suspicious first; `to_dict()` is label_issues.json."""
+
+    images: int
+    oof_accuracy: float             # accuracy of the out-of-fold probabilities
+    suspects: list[Suspect]
+    samples: Samples = field(repr=False)  # what `index` points into (for the image grid)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"images": self.images, "oof_accuracy": self.oof_accuracy,
+                "suspects": [asdict(s) for s in self.suspects]}
 
 
 @torch.no_grad()
@@ -61,11 +89,11 @@ def out_of_fold_probs(features: np.ndarray, labels: np.ndarray, *, folds: int = 
 
 
 def find_label_errors(run: str | Path, splits: DataSplits, *, folds: int = 5, progress: bool = True
-                      ) -> dict[str, Any]:
+                      ) -> LabelErrors:
     """Suspected label errors of `splits` (every split), most suspicious first, using `run`'s features."""
     from cleanlab.filter import find_label_issues
 
-    from deepcat.runs import load_model
+    from deepcat.run_folder import load_model
 
     model, meta = load_model(run)
     if list(splits.classes) != list(meta["classes"]):
@@ -78,43 +106,27 @@ def find_label_errors(run: str | Path, splits: DataSplits, *, folds: int = 5, pr
     probs = out_of_fold_probs(features, labels, folds=folds)
     ranked = find_label_issues(labels, probs, return_indices_ranked_by="self_confidence")
     classes = meta["classes"]
-    suspects = [{"index": int(i), "item": names[i], "split": where[i], "given": classes[labels[i]],
-                 "suggested": classes[int(probs[i].argmax())], "given_probability": float(probs[i, labels[i]]),
-                 "suggested_probability": float(probs[i].max())} for i in ranked]
-    return {"images": int(len(labels)), "oof_accuracy": float((probs.argmax(1) == labels).mean()),
-            "suspects": suspects, "_samples": samples}
+    suspects = [Suspect(int(i), names[i], where[i], classes[labels[i]], classes[int(probs[i].argmax())],
+                        float(probs[i, labels[i]]), float(probs[i].max())) for i in ranked]
+    return LabelErrors(int(len(labels)), float((probs.argmax(1) == labels).mean()), suspects, samples)
 
 
-def print_suspects(result: dict[str, Any], limit: int = 20) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"suspected label errors: {len(result['suspects'])} of {result['images']} images "
-                        f"(out-of-fold accuracy {result['oof_accuracy']:.3f})")
-    for col in ("image", "split", "given", "suggested", "p(given)", "p(suggested)"):
-        table.add_column(col)
-    for s in result["suspects"][:limit]:
-        table.add_row(s["item"], s["split"], s["given"], f"[bold]{s['suggested']}[/bold]",
-                      f"{s['given_probability']:.3f}", f"{s['suggested_probability']:.3f}")
-    Console().print(table)
-
-
-def save(result: dict[str, Any], out: Path, *, grid: int = 32) -> tuple[Path, Path]:
+def save(result: LabelErrors, out: Path, *, grid: int = 32) -> tuple[Path, Path]:
     """label_issues.json and label_issues.png (the top `grid` suspects with given -> suggested labels)."""
     from PIL import Image
 
-    from deepcat.plots import plot_image_grid
-    from deepcat.prediction import as_pil
+    from deepcat.evaluation.plots import plot_image_grid
+    from deepcat.inference.answers import as_pil
 
     out.mkdir(parents=True, exist_ok=True)
-    samples = result["_samples"]
-    top = result["suspects"][:grid]
-    images = [Image.fromarray(samples.items[s["index"]]) if samples.in_memory else as_pil(samples.items[s["index"]])
+    samples = result.samples
+    top = result.suspects[:grid]
+    images = [Image.fromarray(samples.items[s.index]) if samples.in_memory else as_pil(samples.items[s.index])
               for s in top]
-    titles = [f"{s['given']} -> {s['suggested']}\n{Path(s['item']).name}" for s in top]
+    titles = [f"{s.given} -> {s.suggested}\n{Path(s.item).name}" for s in top]
     png = out / "label_issues.png"
     if top:
         plot_image_grid(images, titles, png, title="Suspected label errors: given -> suggested")
     path = out / "label_issues.json"
-    path.write_text(json.dumps({k: v for k, v in result.items() if not k.startswith("_")}, indent=2))
+    path.write_text(json.dumps(result.to_dict(), indent=2))
     return path, png

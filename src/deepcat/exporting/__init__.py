@@ -2,8 +2,5 @@
 
 Every export puts preprocessing into the model (normalisation and softmax in the graph,
 sizes and classes in the metadata) and checks itself against PyTorch before it returns.
+The public function is `deepcat.export`; formats are registered in `formats.py`.
 """
-
-from deepcat.export.api import FORMATS, export
-
-__all__ = ["FORMATS", "export"]

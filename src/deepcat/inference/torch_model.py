@@ -9,11 +9,10 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from deepcat.calibration import Calibration
+from deepcat.evaluation.calibration import Calibration
 from deepcat.data.transforms import Preprocess, eval_transform
-from deepcat.prediction import ImageInput, Prediction, expand_inputs, predict_batches
+from deepcat.inference.answers import InputItem, Prediction, predict_batches
 
-__all__ = ["Classifier", "Prediction", "expand_inputs", "load", "pretrained_cat_dog"]
 
 @dataclass
 class Classifier:
@@ -42,7 +41,7 @@ class Classifier:
         probs = (logits / self.calibration.temperature).softmax(-1)
         return (self.reduce(probs) if self.reduce else probs), logits.logsumexp(-1)
 
-    def predict(self, images: ImageInput | Sequence[ImageInput], *, top_k: int = 5, reject: bool = True,
+    def predict(self, images: InputItem | Sequence[InputItem], *, top_k: int = 5, reject: bool = True,
                 batch_size: int = 32, progress: bool = False) -> Prediction | list[Prediction]:
         """Predict one image (path, PIL image or HxWx3 array) or a list of them. With `reject`, an image
         whose energy score is below the run's threshold is labelled `unknown`.
@@ -60,7 +59,7 @@ class Classifier:
 
 def pretrained_cat_dog() -> Classifier:
     """ImageNet EfficientNet-Lite0 (weights ship offline) answering cat, dog or neither."""
-    from deepcat.imagenet import CAT_DOG_NEITHER, cat_dog_neither
+    from deepcat.inference.imagenet import CAT_DOG_NEITHER, cat_dog_neither
     from deepcat.models.create import create_model, default_preprocess
 
     model, spec = create_model(name="tf_efficientnet_lite0", num_classes=1000, image_size=224, pretrained=True)
@@ -68,15 +67,9 @@ def pretrained_cat_dog() -> Classifier:
     return Classifier(model, CAT_DOG_NEITHER, pre, "imagenet-efficientnet-lite0", reduce=cat_dog_neither)
 
 
-def load(run: str | Path | None = None, *, which: str = "best") -> Classifier:
-    """A trained run's classifier; with no run, the pretrained cat / dog / neither classifier.
-
-    >>> clf = deepcat.load("runs/smallcnn-digits")
-    >>> clf.predict(["a.png", "b.png"], top_k=3)
-    """
-    if run is None:
-        return pretrained_cat_dog()
-    from deepcat.runs import load_model
+def load_run(run: str | Path, *, which: str = "best") -> Classifier:
+    """A trained run's classifier (`deepcat.load(run)`)."""
+    from deepcat.run_folder import load_model
 
     model, meta = load_model(run, which=which)
     return Classifier(model, meta["classes"], Preprocess.from_dict(meta["preprocess"]), Path(run).name,

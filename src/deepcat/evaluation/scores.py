@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,22 +40,43 @@ def collect_logits(model: nn.Module, loader: DataLoader, *, device: torch.device
     return torch.cat(logits_out).numpy(), torch.cat(labels).numpy()
 
 
-def compute_metrics(probs: np.ndarray, labels: np.ndarray, classes: list[str], *, top_k: int = 5) -> dict[str, Any]:
+@dataclass
+class Evaluation:
+    """A model's scores on one split; `to_dict()` is the JSON file (`test_metrics.json`, `evaluation/metrics.json`)."""
+
+    data: str
+    split: str
+    images: int
+    accuracy: float
+    top_k: int
+    top_k_accuracy: float
+    ece: float                                     # expected calibration error at the run's temperature
+    per_class: dict[str, dict[str, float]]         # class -> precision, recall, f1, support
+    confusion_matrix: list[list[int]]              # rows: true class, columns: predicted
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out[f"top{self.top_k}_accuracy"] = out.pop("top_k_accuracy")
+        return out
+
+
+def compute_metrics(probs: np.ndarray, labels: np.ndarray, classes: list[str], *, data: str, split: str,
+                    top_k: int = 5) -> Evaluation:
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    from deepcat.evaluation.calibration import expected_calibration_error
 
     pred = probs.argmax(1)
     k = min(top_k, len(classes))
     top = np.argsort(-probs, axis=1)[:, :k]
     precision, recall, f1, support = precision_recall_fscore_support(
         labels, pred, labels=range(len(classes)), zero_division=0)
-    return {
-        "images": int(len(labels)),
-        "accuracy": float((pred == labels).mean()),
-        f"top{k}_accuracy": float((top == labels[:, None]).any(1).mean()),
-        "per_class": {c: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-                      for c, p, r, f, s in zip(classes, precision, recall, f1, support)},
-        "confusion_matrix": confusion_matrix(labels, pred, labels=range(len(classes))).tolist(),
-    }
+    return Evaluation(
+        data=data, split=split, images=int(len(labels)), accuracy=float((pred == labels).mean()), top_k=k,
+        top_k_accuracy=float((top == labels[:, None]).any(1).mean()), ece=expected_calibration_error(probs, labels),
+        per_class={c: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+                   for c, p, r, f, s in zip(classes, precision, recall, f1, support)},
+        confusion_matrix=confusion_matrix(labels, pred, labels=range(len(classes))).tolist())
 
 
 def pick_eval_samples(splits: DataSplits, run_classes: list[str]) -> tuple[str, Samples]:
@@ -69,21 +91,6 @@ def pick_eval_samples(splits: DataSplits, run_classes: list[str]) -> tuple[str, 
     return name, Samples(samples.items, remap[samples.labels], samples.ids)
 
 
-def print_metrics(metrics: dict[str, Any], title: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    for col in ("class", "precision", "recall", "f1", "support"):
-        table.add_column(col, justify="right" if col != "class" else "left")
-    for c, m in metrics["per_class"].items():
-        table.add_row(c, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"]))
-    Console().print(table)
-    topk = next(k for k in metrics if k.startswith("top"))
-    print(f"accuracy {metrics['accuracy']:.4f}   {topk.replace('_', ' ')} {metrics[topk]:.4f}   "
-          f"calibration error (ECE) {metrics['ece']:.4f}   images {metrics['images']}")
-
-
 def logits_of(model: nn.Module, samples: Samples, *, pre: Preprocess, device: torch.device,
               dtype: torch.dtype | None, batch_size: int = 256, workers: int | None = None, progress: bool = True,
               desc: str = "score") -> tuple[np.ndarray, np.ndarray]:
@@ -94,33 +101,24 @@ def logits_of(model: nn.Module, samples: Samples, *, pre: Preprocess, device: to
 
 
 def score(logits: np.ndarray, labels: np.ndarray, *, classes: list[str], temperature: float, json_path: Path,
-          png_path: Path, title: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+          png_path: Path, title: str, data: str, split: str) -> Evaluation:
     """Metrics (with the ECE at `temperature`) saved as JSON and as a confusion-matrix PNG."""
-    from deepcat.calibration import expected_calibration_error, softmax
-    from deepcat.plots import plot_confusion
+    from deepcat.evaluation.calibration import softmax
+    from deepcat.evaluation.plots import plot_confusion
 
-    probs = softmax(logits, temperature)
-    metrics = {**(extra or {}), **compute_metrics(probs, labels, classes),
-               "ece": expected_calibration_error(probs, labels)}
-    json_path.write_text(json.dumps(metrics, indent=2))
-    plot_confusion(np.array(metrics["confusion_matrix"]), classes, png_path,
-                   title=f"{title}: accuracy {metrics['accuracy']:.3f}")
+    metrics = compute_metrics(softmax(logits, temperature), labels, classes, data=data, split=split)
+    json_path.write_text(json.dumps(metrics.to_dict(), indent=2))
+    plot_confusion(np.array(metrics.confusion_matrix), classes, png_path,
+                   title=f"{title}: accuracy {metrics.accuracy:.3f}")
     return metrics
 
 
-def evaluate(run: str | Path, *, data: str | None = None, batch_size: int = 256, device: str = "auto",
-             amp: str = "auto", which: str = "best", quiet: bool = False) -> dict[str, Any]:
-    """Evaluate a run on DATA (default: the run's own test split, else its val split).
+def evaluate_run(run_dir: Path, *, data: str | None, batch_size: int, device: str, amp: str, which: str,
+                 progress: bool) -> Evaluation:
+    """Score a run on DATA (default: its own test split, else val); writes RUN/evaluation/."""
+    from deepcat.evaluation.calibration import Calibration
+    from deepcat.run_folder import load_model, read_config, run_splits
 
-    Writes `evaluation/metrics.json` and `evaluation/confusion_matrix.png` in the run folder.
-
-    >>> metrics = deepcat.evaluate("runs/smallcnn-digits")
-    >>> metrics["accuracy"]
-    """
-    from deepcat.calibration import Calibration
-    from deepcat.runs import load_model, read_config, run_splits
-
-    run_dir = Path(run)
     model, meta = load_model(run_dir, which=which)
     cal = Calibration.from_dict(meta.get("calibration"))
     data_name = data or read_config(run_dir)["data"]
@@ -129,11 +127,7 @@ def evaluate(run: str | Path, *, data: str | None = None, batch_size: int = 256,
     out = run_dir / "evaluation"
     out.mkdir(exist_ok=True)
     logits, labels = logits_of(model, samples, pre=Preprocess.from_dict(meta["preprocess"]), device=dev,
-                               dtype=amp_dtype(amp, dev), batch_size=batch_size, progress=not quiet)
-    metrics = score(logits, labels, classes=meta["classes"], temperature=cal.temperature,
-                    json_path=out / "metrics.json", png_path=out / "confusion_matrix.png",
-                    title=f"{data_name} ({split_name})", extra={"data": data_name, "split": split_name})
-    if not quiet:
-        print_metrics(metrics, f"{run_dir.name} on {data_name} ({split_name})")
-        print(f"saved {out / 'metrics.json'} and {out / 'confusion_matrix.png'}")
-    return metrics
+                               dtype=amp_dtype(amp, dev), batch_size=batch_size, progress=progress)
+    return score(logits, labels, classes=meta["classes"], temperature=cal.temperature,
+                 json_path=out / "metrics.json", png_path=out / "confusion_matrix.png",
+                 title=f"{data_name} ({split_name})", data=data_name, split=split_name)

@@ -1,0 +1,215 @@
+"""The Python API: one function per `deepcat` command, with the same options, typed and keyword-only.
+
+The CLI (`cli.py`) parses flags into these calls and prints what they return; a test walks both and
+fails when they differ. Each function is the front of one layer: data/ (check), training/ (train,
+lr_find), evaluation/ (evaluate, explain, report), inference/ (predict, load), export/, serving/.
+Heavy libraries load inside each function, so `import deepcat` stays instant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from typing_extensions import Unpack
+
+from deepcat.config import TrainConfig, TrainOptions
+from deepcat.data.audit.findings import NEAR_DUPLICATE_BITS
+from deepcat.serving.limits import Limits
+
+if TYPE_CHECKING:
+    from deepcat.data.audit import Audit, CleanSplit
+    from deepcat.evaluation.explain import Explanation
+    from deepcat.evaluation.label_errors import LabelErrors
+    from deepcat.evaluation.scores import Evaluation
+    from deepcat.exporting.export import ExportResult
+    from deepcat.inference.answers import InputItem, Prediction
+    from deepcat.inference.onnx_model import OnnxClassifier
+    from deepcat.inference.torch_model import Classifier
+    from deepcat.training.lr_find import LrFind
+
+
+def train(data: str | None = None, *, config: str | Path | None = None, resume: str | Path | None = None,
+          callbacks: list[Any] | None = None, progress: bool = True, **options: Unpack[TrainOptions]) -> Path:
+    """Train a classifier and return its run folder. `options` are the fields of `TrainConfig` (flags of
+    `deepcat train`); `config` is a YAML file of them (arguments win). After fitting, the best weights are
+    calibrated, scored on the test split and reported (`report.html`).
+
+    >>> run = deepcat.train("pets", model="resnet18", epochs=5)
+    >>> deepcat.train(resume=run)  # continue an interrupted run
+    """
+    from deepcat.config import resolve_config
+    from deepcat.evaluation.finish import after_training
+    from deepcat.training.checkpoint import resume_point
+    from deepcat.training.loop import fit
+
+    if data is not None:
+        options["data"] = data
+    if resume:
+        cfg, state = resume_point(Path(resume), dict(options))
+    else:
+        cfg, state = resolve_config(config_file=config, **options), None
+    fitted = fit(cfg, state=state, run_dir=Path(resume) if resume else None, callbacks=callbacks, progress=progress)
+    if fitted.is_main:
+        after_training(fitted.run_dir, fitted.splits, progress=progress)
+    return fitted.run_dir
+
+
+def evaluate(run: str | Path, data: str | None = None, *, batch_size: int = 256, device: str = "auto",
+             amp: str = "auto", which: str = "best", progress: bool = True) -> Evaluation:
+    """Score a run on DATA (default: its own test split, else val); writes RUN/evaluation/.
+
+    >>> deepcat.evaluate("runs/smallcnn-digits").accuracy
+    """
+    from deepcat.evaluation.scores import evaluate_run
+
+    return evaluate_run(Path(run), data=data, batch_size=batch_size, device=device, amp=amp, which=which,
+                        progress=progress)
+
+
+def load(model: str | Path | None = None, *, which: str = "best") -> Classifier | OnnxClassifier:
+    """A classifier to call `.predict` on: a run folder (PyTorch), an exported .onnx/.ort file (ONNX Runtime,
+    torch is not imported), or with neither the pretrained cat / dog / neither model.
+
+    >>> deepcat.load("runs/pets").predict("cat.jpg").label
+    >>> deepcat.load("runs/pets/export/model.onnx").predict(["a.jpg", "b.jpg"])
+    """
+    if model is not None and str(model).endswith((".onnx", ".ort")):
+        from deepcat.inference.onnx_model import load_onnx
+
+        return load_onnx(model)
+    from deepcat.inference.torch_model import load_run, pretrained_cat_dog
+
+    return pretrained_cat_dog() if model is None else load_run(model, which=which)
+
+
+def predict(model: str | Path | None, inputs: Sequence[InputItem], *, top_k: int = 3, reject: bool = True,
+            batch_size: int = 32, progress: bool = False) -> list[Prediction]:
+    """Label files, folders or globs (or in-memory images) with a run, an exported model, or (model None) the
+    pretrained cat / dog / neither model. With `reject`, inputs below the calibrated threshold are `unknown`.
+
+    >>> [p.label for p in deepcat.predict("runs/pets", ["photos/"])]
+    """
+    from deepcat.inference.answers import expand_inputs
+
+    items = expand_inputs(inputs)
+    return load(model).predict(items, top_k=top_k, reject=reject, batch_size=batch_size, progress=progress)
+
+
+def export(run: str | Path, *, format: str = "onnx", output: str | Path | None = None,
+           calibration_images: int | None = None, check_images: int = 500, progress: bool = True) -> ExportResult:
+    """Write a deployable model (format: onnx, onnx-int8, ort, torchscript) and check it against PyTorch on the
+    run's validation images; a check out of bounds raises DeepcatError. The run's report lists the file.
+
+    >>> deepcat.export("runs/pets", format="onnx-int8").path
+    """
+    from deepcat.evaluation.finish import after_export
+    from deepcat.exporting.export import export_run
+
+    result = export_run(Path(run), format=format, output=output, calibration_images=calibration_images,
+                        check_images=check_images, progress=progress)
+    after_export(run)
+    return result
+
+
+def serve(model: str | Path | None = None, *, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
+          reject: bool = True, limits: Limits | None = None) -> None:
+    """Serve a run (exported to ONNX on first use), an .onnx/.ort file, or the pretrained cat / dog / neither model:
+    the REST API and the web page, until interrupted. `api_key` defaults to $DEEPCAT_API_KEY.
+
+    >>> deepcat.serve("runs/pets", port=8080, limits=Limits(max_batch=16))
+    """
+    import os
+    import sys
+
+    import uvicorn
+
+    from deepcat.errors import DeepcatError
+    from deepcat.exporting.export import serving_model
+    from deepcat.serving.app import create_app
+
+    if model is None or (Path(model) / "model.json").is_file():
+        model = serving_model(model)
+    elif not (str(model).endswith((".onnx", ".ort")) and Path(model).is_file()):
+        raise DeepcatError(f"{model} is neither a run folder nor an .onnx/.ort file")
+    api_key = api_key or os.environ.get("DEEPCAT_API_KEY")
+    app = create_app(Path(model), limits=limits or Limits(), api_key=api_key, reject=reject)
+    print(f"serving {model} on http://{host}:{port} (docs at /docs){' with an API key' if api_key else ''}",
+          file=sys.stderr)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@dataclass
+class CheckResult:
+    """What `deepcat check` found and wrote."""
+
+    audit: Audit
+    audit_path: Path                          # audit.json
+    clean: CleanSplit | None = None           # with fix=True: the cleaned split CSV
+    label_errors: LabelErrors | None = None   # with labels=RUN
+
+
+def check(data: str, *, val_fraction: float = TrainConfig.val_fraction, seed: int = TrainConfig.seed,
+          classes: str | None = TrainConfig.classes, near: int = NEAR_DUPLICATE_BITS, fix: bool = False,
+          labels: str | Path | None = None, output: str | Path | None = None, progress: bool = True) -> CheckResult:
+    """Audit DATA as `deepcat.train` would split it (same val_fraction and seed): unreadable files, duplicates,
+    leaks, imbalance. `fix` writes a cleaned split CSV (your files are never touched); `labels=RUN` finds likely
+    mislabelled images with a run trained on DATA. Files go to `output` (default: checks/<data name>).
+
+    >>> found = deepcat.check("pets").audit
+    >>> found.count("leak"), found.unreadable
+    """
+    from deepcat.data import audit
+    from deepcat.data.sources import resolve_data
+
+    splits = resolve_data(data, val_fraction=val_fraction, seed=seed, classes=classes)
+    out = Path(output or Path("checks") / splits.name)
+    found = audit.audit(splits, near=near, progress=progress)
+    audit.write_json(found, out / "audit.json")
+    result = CheckResult(found, out / "audit.json")
+    if fix:
+        result.clean = audit.fix_split(splits, found, out / "clean.csv")
+    if labels:
+        from deepcat.evaluation.finish import check_labels
+
+        result.label_errors = check_labels(labels, splits, progress=progress)
+    return result
+
+
+def explain(run: str | Path, images: Sequence[InputItem], *, target: str | None = None,
+            output: str | Path | None = None) -> list[Explanation]:
+    """Grad-CAM for each image (files, folders, globs or in-memory images): where the network found evidence for
+    `target` (a class name) or for the class it predicted. With `output`, one PNG per image is written there.
+
+    >>> deepcat.explain("runs/pets", ["cat.jpg"], output="explain/")[0].label
+    """
+    from deepcat.evaluation.explain import explain_run
+    from deepcat.inference.answers import expand_inputs
+
+    return explain_run(Path(run), expand_inputs(images), target=target, output=output)
+
+
+def report(run: str | Path) -> Path:
+    """(Re)write RUN/report.html from the run folder's files and return its path."""
+    from deepcat.evaluation.finish import write_report
+
+    return write_report(run)
+
+
+def lr_find(data: str | None = None, *, config: str | Path | None = None, steps: int = 100, start_lr: float = 1e-6,
+            end_lr: float = 10.0, plot: str | Path | None = "lr_find.png", progress: bool = True,
+            **options: Unpack[TrainOptions]) -> LrFind:
+    """Raise the lr exponentially over `steps` batches and suggest the one where the loss falls fastest
+    (as fastai's `lr_find`); the options are `train`'s.
+
+    >>> deepcat.lr_find("digits").suggested_lr
+    """
+    from deepcat.config import resolve_config
+    from deepcat.training.lr_find import sweep
+
+    if data is not None:
+        options["data"] = data
+    return sweep(resolve_config(config_file=config, **options), start_lr=start_lr, end_lr=end_lr, steps=steps,
+                 plot=plot, progress=progress)

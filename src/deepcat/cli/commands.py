@@ -1,0 +1,129 @@
+"""One function per verb: parsed flags in, a call of the Python API, what it returned printed. Nothing else."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from deepcat import api
+from deepcat.config import TrainConfig
+from deepcat.errors import DeepcatError
+from deepcat.serving.limits import Limits
+
+CHECK_SPLIT = ("val_fraction", "seed", "classes")  # check splits DATA as train would
+
+
+def _fields(args: argparse.Namespace, cls: type, only: tuple[str, ...] | None = None) -> dict:
+    """The flags that mirror `cls`'s fields (or the fields `only`) and were given."""
+    names = set(only) if only else {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in vars(args).items() if k in names and v is not None}
+
+
+def train(args: argparse.Namespace) -> int:
+    try:
+        run = api.train(config=args.config, resume=args.resume, **_fields(args, TrainConfig))
+    except KeyboardInterrupt:
+        print("\ninterrupted: the last finished epoch is saved; continue with "
+              "`deepcat train --resume RUN` (RUN is the run folder printed above)", file=sys.stderr)
+        return 130
+    print(run)
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from deepcat.cli.tables import print_evaluation
+
+    metrics = api.evaluate(args.run, args.data, batch_size=args.batch_size, device=args.device, amp=args.amp,
+                           which=args.which, progress=not args.json)
+    if args.json:
+        print(json.dumps(metrics.to_dict(), indent=2))
+    else:
+        print_evaluation(metrics, f"{Path(args.run).name} on {metrics.data} ({metrics.split})")
+        print(f"saved {Path(args.run) / 'evaluation'}/metrics.json and confusion_matrix.png")
+    return 0
+
+
+def _is_model(path: str) -> bool:
+    """A run folder or an exported model file, as the first of predict's inputs."""
+    return (Path(path) / "model.json").is_file() or (path.endswith((".onnx", ".ort")) and Path(path).is_file())
+
+
+def predict(args: argparse.Namespace) -> int:
+    from deepcat.cli.tables import print_predictions
+
+    inputs = list(args.inputs)
+    model = inputs.pop(0) if inputs and _is_model(inputs[0]) else None
+    if not inputs:
+        raise DeepcatError("no images given: deepcat predict [RUN | MODEL.onnx] IMAGE [IMAGE ...]")
+    classifier = api.load(model)
+    from deepcat.inference.answers import expand_inputs
+
+    files = expand_inputs(inputs)
+    predictions = classifier.predict(files, top_k=args.top_k, reject=args.reject, batch_size=args.batch_size,
+                                     progress=len(files) > 64 and not args.json)
+    if args.json:
+        print(json.dumps({"model": classifier.name, "predictions": [p.to_dict() for p in predictions]}, indent=2))
+    else:
+        print_predictions(predictions, classifier.name, args.top_k)
+    return 1 if all(p.error for p in predictions) else 0
+
+
+def export(args: argparse.Namespace) -> int:
+    result = api.export(args.run, format=args.format, output=args.output, calibration_images=args.calibration_images,
+                        check_images=args.check_images, progress=not args.quiet)
+    check = result.check
+    speed = f", {result.ms_batch1:.2f} ms per image here" if result.ms_batch1 else ""
+    print(f"{result.format}: {result.path} ({result.bytes / 1e6:.2f} MB{speed})\n"
+          f"checked on {check.images} validation images: max |diff| {check.max_abs_diff:.2e}, "
+          f"top-1 agreement {check.top1_agreement:.2%}, accuracy PyTorch {check.accuracy_pytorch:.2%} "
+          f"vs exported {check.accuracy_exported:.2%}")
+    return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    api.serve(args.model, host=args.host, port=args.port, api_key=args.api_key, reject=args.reject,
+              limits=Limits(**_fields(args, Limits)))
+    return 0
+
+
+def check(args: argparse.Namespace) -> int:
+    from deepcat.cli.tables import print_audit, print_suspects
+
+    result = api.check(args.data, **_fields(args, TrainConfig, CHECK_SPLIT), near=args.near, fix=args.fix, labels=args.labels,
+                       output=args.output, progress=not args.quiet)
+    print_audit(result.audit)
+    print(f"findings: {result.audit_path}")
+    if result.clean is not None:
+        clean = result.clean
+        print(f"cleaned split: {clean.path} ({clean.kept} kept, {clean.dropped} dropped: "
+              f"{', '.join(f'{k} {v}' for k, v in clean.reasons.items() if v)}); "
+              f"train on it with `deepcat train {clean.path}`")
+    if result.label_errors is not None:
+        print_suspects(result.label_errors, limit=args.top)
+        run = Path(args.labels)
+        print(f"suspected label errors: {run / 'label_issues.json'}, {run / 'label_issues.png'}; "
+              f"report: {run / 'report.html'}")
+    return 0
+
+
+def explain(args: argparse.Namespace) -> int:
+    out = args.output or f"{args.run.rstrip('/')}/explain"
+    for r in api.explain(args.run, args.images, target=args.target, output=out):
+        print(f"{r.source}: predicted {r.predicted}; Grad-CAM of {r.label} ({r.probability:.3f})")
+    print(f"heatmaps in {out}")
+    return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    print(api.report(args.run))
+    return 0
+
+
+def lr_find(args: argparse.Namespace) -> int:
+    result = api.lr_find(config=args.config, steps=args.steps, start_lr=args.start_lr, end_lr=args.end_lr,
+                         plot=args.plot, **_fields(args, TrainConfig))
+    print(f"suggested learning rate: {result.suggested_lr:.2e}  (plot: {result.plot})")
+    return 0

@@ -1,0 +1,156 @@
+"""`build_parser`: one sub-parser per verb of the Python API. Flags that mirror a dataclass (TrainConfig, the
+server's Limits) are generated from its fields, so their names, types, defaults and help live in one place."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from collections.abc import Collection
+
+from deepcat.cli import commands
+from deepcat.config import TrainConfig
+from deepcat.data.audit.findings import NEAR_DUPLICATE_BITS
+from deepcat.serving.limits import Limits
+
+CLI_ONLY = {"json": "print JSON instead of a table", "quiet": "no progress bars", "top": "rows to print"}
+
+
+def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, *, only: Collection[str] | None = None,
+                        skip: Collection[str] = ()) -> None:
+    """One flag per field of the dataclass `cls`, typed, with its default and help. Booleans get --x/--no-x."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip or (only is not None and f.name not in only):
+            continue
+        kind = hints[f.name]
+        if isinstance(kind, types.UnionType):  # X | None
+            kind = next(a for a in typing.get_args(kind) if a is not type(None))
+        help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
+        flag = "--" + f.name.replace("_", "-")
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            parser.add_argument(flag, type=kind, default=None, choices=f.metadata.get("choices"), help=help_text,
+                                metavar=None if f.metadata.get("choices") else f.name.upper())
+
+
+def _train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a classifier; prints the run folder",
+                       description="Train a classifier on DATA. Every option can also live in a YAML --config.")
+    p.add_argument("data", nargs="?", metavar="DATA", help=TrainConfig.help_of("data") + " (default: digits)")
+    p.add_argument("--config", help="YAML file of options (command-line flags win)")
+    p.add_argument("--resume", metavar="RUN", help="continue an interrupted run folder (only --epochs may change)")
+    add_dataclass_flags(p, TrainConfig, skip=("data",))
+    p.set_defaults(func=commands.train)
+
+
+def _evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="accuracy, per-class metrics and confusion matrix of a run")
+    p.add_argument("run", metavar="RUN", help="run folder printed by `deepcat train`")
+    p.add_argument("data", nargs="?", metavar="DATA", help="data to evaluate on (default: the run's test split)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="auto", help=TrainConfig.help_of("device"))
+    p.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "off"), help=TrainConfig.help_of("amp"))
+    p.add_argument("--which", default="best", choices=("best", "last"), help="weights: best val accuracy, or last")
+    p.add_argument("--json", action="store_true", help=CLI_ONLY["json"])
+    p.set_defaults(func=commands.evaluate)
+
+
+def _predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="label images; with no RUN, the pretrained cat / dog / neither model",
+                       description="deepcat predict [RUN | MODEL.onnx] IMAGES...: files, folders or globs. "
+                                   "An exported .onnx/.ort runs on ONNX Runtime without loading torch.")
+    p.add_argument("inputs", nargs="+", metavar="[RUN | MODEL.onnx] IMAGES")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--reject", action=argparse.BooleanOptionalAction, default=True,
+                   help="answer `unknown` below the run's calibrated threshold (--no-reject: always a class)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--json", action="store_true", help=CLI_ONLY["json"])
+    p.set_defaults(func=commands.predict)
+
+
+def _export(sub: argparse._SubParsersAction) -> None:
+    from deepcat.exporting.formats import FORMATS
+
+    p = sub.add_parser("export", help="ONNX (fp32, int8), .ort for Android, or TorchScript; checked against PyTorch")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--format", default="onnx", choices=FORMATS.names())
+    p.add_argument("--output", help="file to write (default: RUN/export/model.<format>)")
+    p.add_argument("--calibration-images", type=int, help="int8: training images to calibrate on (auto: by size)")
+    p.add_argument("--check-images", type=int, default=500, help="validation images the check compares on")
+    p.add_argument("--quiet", action="store_true", help=CLI_ONLY["quiet"])
+    p.set_defaults(func=commands.export)
+
+
+def _serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="REST API and web page for a run or an exported model",
+                       description="Serve RUN, MODEL.onnx, or (with neither) the pretrained cat / dog / neither model.")
+    p.add_argument("model", nargs="?", metavar="RUN | MODEL.onnx")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", help="require this key in X-API-Key (default: $DEEPCAT_API_KEY, else none)")
+    p.add_argument("--reject", action=argparse.BooleanOptionalAction, default=True, help="answer `unknown` "
+                   "below the model's threshold (--no-reject: never)")
+    add_dataclass_flags(p, Limits)
+    p.set_defaults(func=commands.serve)
+
+
+def _check(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("check", help="audit data: unreadable files, duplicates, leaks, imbalance; label errors",
+                       description="Audit DATA as `deepcat train` would split it. --fix writes a cleaned split CSV "
+                                   "(your files are not touched); --labels RUN finds likely mislabelled images.")
+    p.add_argument("data", metavar="DATA", help=TrainConfig.help_of("data"))
+    add_dataclass_flags(p, TrainConfig, only=commands.CHECK_SPLIT)
+    p.add_argument("--near", type=int, default=NEAR_DUPLICATE_BITS,
+                   help="perceptual-hash bits within which images are near duplicates")
+    p.add_argument("--fix", action="store_true", help="write clean.csv: duplicates, leaks, conflicts and "
+                   "unreadable files removed")
+    p.add_argument("--labels", metavar="RUN", help="find label errors with this run's network (trained on DATA)")
+    p.add_argument("--output", "--out", help="folder for audit.json and clean.csv (default: checks/<data name>)")
+    p.add_argument("--top", type=int, default=20, help="suspected label errors to print")
+    p.add_argument("--quiet", action="store_true", help=CLI_ONLY["quiet"])
+    p.set_defaults(func=commands.check)
+
+
+def _explain(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("explain", help="Grad-CAM heatmaps: where the model looked")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("images", nargs="+", metavar="IMAGES", help="files, folders or globs")
+    p.add_argument("--target", help="class to explain (default: the predicted class)")
+    p.add_argument("--output", help="folder for the PNGs (default: RUN/explain)")
+    p.set_defaults(func=commands.explain)
+
+
+def _report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="(re)write RUN/report.html: data, curves, metrics, calibration, mistakes")
+    p.add_argument("run", metavar="RUN")
+    p.set_defaults(func=commands.report)
+
+
+def _lr_find(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("lr-find", help="sweep the learning rate and suggest one")
+    p.add_argument("data", nargs="?", metavar="DATA", help=TrainConfig.help_of("data"))
+    p.add_argument("--config", help="YAML file of options")
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--start-lr", type=float, default=1e-6)
+    p.add_argument("--end-lr", type=float, default=10.0)
+    p.add_argument("--plot", default="lr_find.png", help="where to save the loss-vs-lr plot")
+    add_dataclass_flags(p, TrainConfig, skip=("data",))
+    p.set_defaults(func=commands.lr_find)
+
+
+VERBS = (_train, _evaluate, _predict, _export, _serve, _check, _explain, _report, _lr_find)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from deepcat import __version__
+
+    parser = argparse.ArgumentParser(prog="deepcat", description="Train, evaluate and use image classifiers "
+                                     "from a folder of labelled images.")
+    parser.add_argument("--version", action="version", version=f"deepcat {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in VERBS:
+        add(sub)
+    return parser

@@ -1,0 +1,62 @@
+"""What the CLI prints: rich tables of the API's results."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from deepcat.data.audit import Audit
+    from deepcat.evaluation.label_errors import LabelErrors
+    from deepcat.evaluation.scores import Evaluation
+    from deepcat.inference.answers import Prediction
+
+
+def print_evaluation(metrics: Evaluation, title: str) -> None:
+    table = Table(title=title)
+    for col in ("class", "precision", "recall", "f1", "support"):
+        table.add_column(col, justify="right" if col != "class" else "left")
+    for c, m in metrics.per_class.items():
+        table.add_row(c, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"]))
+    Console().print(table)
+    print(f"accuracy {metrics.accuracy:.4f}   top{metrics.top_k} accuracy {metrics.top_k_accuracy:.4f}   "
+          f"calibration error (ECE) {metrics.ece:.4f}   images {metrics.images}")
+
+
+def print_predictions(predictions: list[Prediction], model: str, top_k: int) -> None:
+    table = Table(title=f"predictions ({model})")
+    for col in ("image", "label", "probability", f"top {top_k}"):
+        table.add_column(col)
+    for p in predictions:
+        if p.error:
+            table.add_row(p.source, "[red]error[/red]", "", p.error)
+        else:
+            top = ", ".join(f"{lab} {prob:.3f}" for lab, prob in p.top)
+            label = (f"[yellow]unknown[/yellow] (< {p.threshold:.3f})" if p.label == "unknown"
+                     else f"[bold]{p.label}[/bold]")
+            table.add_row(p.source, label, f"{p.probability:.3f}", top)
+    Console().print(table)
+
+
+def print_audit(found: Audit) -> None:
+    table = Table(title=f"audit of {found.data}: {found.images} images, {len(found.classes)} classes, "
+                        f"sizes {found.sizes.get('summary', '')}")
+    table.add_column("finding")
+    table.add_column("count", justify="right")
+    table.add_column("example")
+    for name, n, example in found.rows():
+        table.add_row(name, str(n), example, style="bold red" if n and "leak" in name else None)
+    Console().print(table)
+
+
+def print_suspects(found: LabelErrors, limit: int = 20) -> None:
+    table = Table(title=f"suspected label errors: {len(found.suspects)} of {found.images} images "
+                        f"(out-of-fold accuracy {found.oof_accuracy:.3f})")
+    for col in ("image", "split", "given", "suggested", "p(given)", "p(suggested)"):
+        table.add_column(col)
+    for s in found.suspects[:limit]:
+        table.add_row(s.item, s.split, s.given, f"[bold]{s.suggested}[/bold]", f"{s.given_probability:.3f}",
+                      f"{s.suggested_probability:.3f}")
+    Console().print(table)

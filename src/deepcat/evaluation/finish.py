@@ -1,0 +1,130 @@
+"""After a model exists: the one home of everything that judges a trained run and writes its report.
+
+Training only fits; the public `train` calls `after_training` on rank 0 when fitting is done, `export`
+calls `after_export`, and `check --labels` calls `check_labels`. Nothing below the front imports the
+report, Grad-CAM or label-error code except this module.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from deepcat.data.sources import DataSplits
+from deepcat.data.transforms import Preprocess
+from deepcat.device import amp_dtype, pick_device
+from deepcat.errors import DeepcatError
+from deepcat.evaluation import calibration
+from deepcat.evaluation.label_errors import LabelErrors
+from deepcat.evaluation.scores import Evaluation, logits_of, score
+from deepcat.run_folder import load_model, read_config, update_model_json
+
+LABEL_CHECK_MAX_IMAGES = 20_000  # above this, label errors wait for `deepcat check DATA --labels RUN`
+
+
+@dataclass
+class RunContext:
+    """What scoring a run's model needs, read back from its folder (config.yaml and model.json)."""
+
+    run_dir: Path
+    pre: Preprocess
+    device: torch.device
+    dtype: torch.dtype | None
+    workers: int | None
+    accept: float
+    progress: bool
+
+    @classmethod
+    def of(cls, run_dir: Path, meta: dict[str, Any], *, progress: bool) -> RunContext:
+        cfg = read_config(run_dir)
+        device = pick_device(cfg.get("device", "auto"))
+        return cls(run_dir, Preprocess.from_dict(meta["preprocess"]), device, amp_dtype(cfg.get("amp", "auto"), device),
+                   cfg.get("workers"), cfg.get("accept", calibration.DEFAULT_ACCEPT), progress)
+
+    @property
+    def scoring(self) -> dict[str, Any]:
+        """Keyword arguments of `logits_of`."""
+        return dict(pre=self.pre, device=self.device, dtype=self.dtype, workers=self.workers, progress=self.progress)
+
+
+def after_training(run_dir: Path, splits: DataSplits, *, progress: bool = True) -> None:
+    """Calibrate the best weights on val, score them on test (else val) with the worst mistakes, look for
+    label errors on small data, and write report.html."""
+    model, meta = load_model(run_dir)
+    ctx = RunContext.of(run_dir, meta, progress=progress)
+    cal = calibrate(model, splits, ctx)
+    name = "test" if splits.test is not None else "val" if splits.val is not None else None
+    if name is not None:
+        score_held_out(model, splits, name, cal, ctx)
+    total = sum(len(part) for part in (splits.train, splits.val, splits.test) if part is not None)
+    if total <= LABEL_CHECK_MAX_IMAGES:
+        try:
+            check_labels(run_dir, splits, progress=progress, report=False)
+        except DeepcatError as e:
+            print(f"label errors not checked: {e}", file=sys.stderr)
+    print(f"report: {write_report(run_dir)}", file=sys.stderr)
+
+
+def calibrate(model: nn.Module, splits: DataSplits, ctx: RunContext) -> calibration.Calibration:
+    """Temperature and `unknown` threshold fitted on val, saved in model.json (none without a val split)."""
+    if splits.val is None:
+        return calibration.Calibration()
+    cal = calibration.fit(*logits_of(model, splits.val, desc="calibrate", **ctx.scoring), accept=ctx.accept)
+    update_model_json(ctx.run_dir, calibration=cal.to_dict())
+    return cal
+
+
+def score_held_out(model: nn.Module, splits: DataSplits, name: str, cal: calibration.Calibration,
+                   ctx: RunContext) -> Evaluation:
+    """Metrics, calibration report and the most confident mistakes on the `name` split."""
+    from deepcat.evaluation.explain import worst_mistakes
+    from deepcat.evaluation.plots import plot_rejection, plot_reliability
+
+    run_dir, samples = ctx.run_dir, splits.split(name)
+    logits, labels = logits_of(model, samples, **ctx.scoring)
+    metrics = score(logits, labels, classes=splits.classes, temperature=cal.temperature,
+                    json_path=run_dir / f"{name}_metrics.json", png_path=run_dir / "confusion_matrix.png",
+                    title=f"{splits.name} {name}", data=splits.name, split=name)
+    cal_report = {"split": name, **calibration.report(logits, labels, cal)}
+    (run_dir / "calibration.json").write_text(json.dumps(cal_report, indent=2))
+    plot_reliability(cal_report, run_dir / "reliability.png")
+    plot_rejection(cal_report, run_dir / "rejection.png")
+    print(f"{name} accuracy {metrics.accuracy:.4f} (best weights); calibration error (ECE) "
+          f"{cal_report['ece_before']:.4f} -> {cal_report['ece_after']:.4f} at temperature "
+          f"{cal.temperature:.2f}", file=sys.stderr)
+    if len(labels) == len(samples):  # no unreadable images: rows line up with samples
+        mistakes = worst_mistakes(model.cpu(), samples, calibration.softmax(logits, cal.temperature), labels,
+                                  splits.classes, ctx.pre, run_dir / "mistakes.png")
+        (run_dir / "mistakes.json").write_text(json.dumps(mistakes, indent=2))
+    return metrics
+
+
+def check_labels(run_dir: str | Path, splits: DataSplits, *, progress: bool = True,
+                 report: bool = True) -> LabelErrors:
+    """Suspected label errors of `splits` with the run's network, saved in the run folder (JSON and a grid)."""
+    from deepcat.evaluation.label_errors import find_label_errors, save
+
+    found = find_label_errors(run_dir, splits, progress=progress)
+    save(found, Path(run_dir))
+    if report:
+        write_report(run_dir)
+    return found
+
+
+def after_export(run_dir: str | Path) -> Path:
+    """The report's export section lists every exported file's size and check."""
+    return write_report(run_dir)
+
+
+def write_report(run_dir: str | Path) -> Path:
+    from deepcat.evaluation.report import write_report as write
+
+    return write(run_dir)
+
+

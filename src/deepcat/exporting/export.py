@@ -1,0 +1,127 @@
+"""`export_run`: write a run's deployable model file and prove it matches PyTorch."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from deepcat.data.transforms import Preprocess
+from deepcat.exporting.check import ExportCheck, compare, run_images
+from deepcat.exporting.formats import FORMATS, CalibrationImages, torch_probabilities
+from deepcat.exporting.graph import Deployable, metadata
+
+HELD_OUT_IMAGES = 200  # training images (not calibration ones) int8 must agree on before the check
+
+
+@dataclass
+class ExportResult:
+    """What `deepcat.export` wrote and how well it matches PyTorch; `to_dict()` is the `*.check.json` file."""
+
+    path: str
+    format: str
+    bytes: int
+    check: ExportCheck
+    precision: dict[str, Any] | None = None   # int8: segments kept in float, held-out agreement
+    ms_batch1: float | None = None           # median ms for one image here (ONNX formats)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"path": self.path, "format": self.format, "bytes": self.bytes, "check": self.check.to_dict()}
+        if self.precision is not None:
+            out["precision"] = self.precision
+        if self.ms_batch1 is not None:
+            out["ms_batch1"] = self.ms_batch1
+        return out
+
+
+def _ms_per_image(session: Any, one: np.ndarray, repeats: int = 20) -> float:
+    """Median milliseconds for one image through an ONNX Runtime classifier here (shown in the report)."""
+    import statistics
+    import time
+
+    session.probabilities(one)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        session.probabilities(one)
+        times.append(time.perf_counter() - started)
+    return 1000 * statistics.median(times)
+
+
+def export_run(run_dir: Path, *, format: str, output: str | Path | None, calibration_images: int | None,
+               check_images: int, progress: bool) -> ExportResult:
+    """Export a run's best weights and check the file against PyTorch on the run's validation images."""
+    from deepcat.run_folder import load_model
+
+    chosen = FORMATS.get(format)
+    model, run_meta = load_model(run_dir)
+    pre = Preprocess.from_dict(run_meta["preprocess"])
+    digest = hashlib.sha256((run_dir / "best.safetensors").read_bytes()).hexdigest()[:12]
+    cal = run_meta.get("calibration")
+    meta = metadata(name=run_dir.name, classes=run_meta["classes"], pre=pre, version=digest,
+                    source=run_meta["model"]["name"], calibration=cal)
+    checks, labels = run_images(run_dir, meta, split="val", limit=check_images)
+    if calibration_images is None:  # ONNX Runtime's percentile calibration holds every activation of every
+        # image in memory: 256 images at 224 px took 17 GB with EfficientNet-Lite0; 64 take 5 GB
+        calibration_images = int(min(256, max(32, 64 * (224 / pre.input_size) ** 2)))
+    out = Path(output) if output else run_dir / "export" / chosen.filename
+    net = Deployable(model.float(), pre, temperature=(cal or {}).get("temperature", 1.0))
+    count = calibration_images
+
+    def training_images() -> tuple[np.ndarray, np.ndarray]:
+        """Calibration images and, disjoint from them, held-out images for choosing what stays float."""
+        images = run_images(run_dir, meta, split="train", limit=count + HELD_OUT_IMAGES, seed=1)[0]
+        calibrate = max(1, min(count, len(images) // 2))
+        return images[:calibrate], images[calibrate:]
+
+    return export_checked(net, meta, format=format, out=out, checks=checks, labels=labels,
+                          calibration=training_images, quiet=not progress)
+
+
+def export_checked(net: Deployable, meta: dict[str, Any], *, format: str, out: Path, checks: np.ndarray,
+                   labels: np.ndarray, calibration: CalibrationImages, quiet: bool = False) -> ExportResult:
+    """Write `net` as `format` to `out`, then compare it with PyTorch on `checks` (raises when out of bounds)."""
+    chosen = FORMATS.get(format)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    reference = torch_probabilities(net, checks)
+    written = chosen.write(net, meta, out, torch.from_numpy(checks[:2]), calibration, quiet)
+    report = compare(reference, written.probabilities(checks), labels, kind=chosen.precision)
+    result = ExportResult(str(out), format, out.stat().st_size, report, written.precision,
+                          _ms_per_image(written.session, checks[:1]) if written.session is not None else None)
+    (out.parent / f"{out.name}.check.json").write_text(json.dumps(result.to_dict(), indent=2))
+    return result
+
+
+def export_pretrained_cat_dog(path: Path) -> Path:
+    """The no-training cat / dog / neither classifier as ONNX (ImageNet EfficientNet-Lite0, summed classes)."""
+    from deepcat.exporting.onnx_formats import export_onnx
+    from deepcat.inference.imagenet import cat_dog_neither
+    from deepcat.inference.torch_model import pretrained_cat_dog
+
+    clf = pretrained_cat_dog()
+    meta = metadata(name=clf.name, classes=clf.classes, pre=clf.preprocess, version="imagenet",
+                    source="tf_efficientnet_lite0")
+    net = Deployable(clf.model, clf.preprocess, reduce=cat_dog_neither)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    size = clf.preprocess.input_size
+    return export_onnx(net, torch.rand(2, 3, size, size) * 255, path, meta)
+
+
+def serving_model(run: str | Path | None) -> Path:
+    """The ONNX file to serve for a run (exported on first use), or the cached pretrained cat/dog model."""
+    if run is None:
+        path = Path.home() / ".cache" / "deepcat" / "cat-dog-neither.onnx"
+        if not path.is_file():
+            print(f"exporting the pretrained cat / dog / neither model to {path} (once)", file=sys.stderr)
+            export_pretrained_cat_dog(path)
+        return path
+    path = Path(run) / "export" / FORMATS.get("onnx").filename
+    if not path.is_file():
+        export_run(Path(run), format="onnx", output=None, calibration_images=None, check_images=500, progress=True)
+    return path

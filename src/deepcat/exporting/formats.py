@@ -1,0 +1,121 @@
+"""Export formats by name (`FORMATS`): each writes a `Deployable` to a file and returns a way to run that file,
+so `export_checked` can compare it with PyTorch. A new format is one `FORMATS.add(name, ExportFormat(...))`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from deepcat.registry import Registry
+
+if TYPE_CHECKING:  # torch loads when a format is written, so the CLI can list the formats at once
+    import torch
+
+    from deepcat.exporting.graph import Deployable
+
+CalibrationImages = Callable[[], tuple[np.ndarray, np.ndarray]]  # () -> (calibration images, held-out images)
+
+
+@dataclass
+class Written:
+    """An exported file and how to run it: (N, 3, H, W) pixels -> (N, C) probabilities."""
+
+    probabilities: Callable[[np.ndarray], np.ndarray]
+    session: Any = None                                   # the ONNX Runtime classifier, timed for the report
+    precision: dict[str, Any] | None = None               # int8: which segments stayed float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    filename: str                                         # default file name in RUN/export/
+    precision: str                                        # "fp32" or "int8": which check bound applies
+    write: Callable[[Deployable, dict[str, Any], Path, torch.Tensor, CalibrationImages, bool], Written]
+
+
+FORMATS: Registry[ExportFormat] = Registry("export format")
+
+
+def torch_probabilities(net: Any, batch: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        return torch.cat([net(torch.from_numpy(chunk))[0]
+                          for chunk in np.array_split(batch, max(1, len(batch) // 64))]).numpy()
+
+
+def _onnx_session(path: Path) -> Written:
+    from deepcat.inference.onnx_model import load_onnx
+
+    session = load_onnx(path)
+    return Written(session.probabilities, session)
+
+
+def write_onnx(net: Deployable, meta: dict[str, Any], out: Path, example: torch.Tensor,
+               calibration: CalibrationImages, quiet: bool) -> Written:
+    from deepcat.exporting.onnx_formats import export_onnx
+
+    if not quiet:
+        print(f"exporting ONNX to {out}", file=sys.stderr)
+    export_onnx(net, example, out, meta)
+    return _onnx_session(out)
+
+
+def write_int8(net: Deployable, meta: dict[str, Any], out: Path, example: torch.Tensor,
+               calibration: CalibrationImages, quiet: bool) -> Written:
+    """fp32 ONNX beside it first, then static int8 with mixed precision chosen on held-out images."""
+    from deepcat.exporting.onnx_formats import quantize_int8
+
+    fp32 = out.parent / FORMATS.get("onnx").filename
+    write_onnx(net, meta, fp32, example, calibration, quiet)
+    images, held_out = calibration()
+    if not quiet:
+        print(f"quantising to int8, calibrated on {len(images)} training images", file=sys.stderr)
+    precision = quantize_int8(fp32, out, images, meta, held_out=held_out)
+    if not quiet and precision["float_segments"]:
+        print(f"kept the first {precision['float_segments']} of {precision['segments']} segments in float "
+              f"to reach {precision['held_out_agreement']:.1%} agreement on {len(held_out)} held-out "
+              "training images", file=sys.stderr)
+    written = _onnx_session(out)
+    written.precision = precision
+    return written
+
+
+def write_ort(net: Deployable, meta: dict[str, Any], out: Path, example: torch.Tensor,
+              calibration: CalibrationImages, quiet: bool) -> Written:
+    """The int8 model in ONNX Runtime Mobile's format, for Android."""
+    from deepcat.exporting.onnx_formats import to_ort_format
+
+    int8 = out.parent / FORMATS.get("onnx-int8").filename
+    precision = write_int8(net, meta, int8, example, calibration, quiet).precision
+    to_ort_format(int8, out)
+    written = _onnx_session(out)
+    written.precision = precision
+    return written
+
+
+def write_torchscript(net: Deployable, meta: dict[str, Any], out: Path, example: torch.Tensor,
+                      calibration: CalibrationImages, quiet: bool) -> Written:
+    import torch
+
+    with warnings.catch_warnings():  # TorchScript is deprecated upstream; still the format asked for
+        warnings.simplefilter("ignore", FutureWarning)
+        with torch.no_grad():  # trace the inference graph
+            traced = torch.jit.trace(net, example)
+        torch.jit.save(traced, str(out), _extra_files={"deepcat.json": json.dumps(meta)})
+        loaded = torch.jit.load(str(out))
+    return Written(lambda batch: torch_probabilities(loaded, batch))
+
+
+FORMATS.add("onnx", ExportFormat("model.onnx", "fp32", write_onnx))
+FORMATS.add("onnx-int8", ExportFormat("model.int8.onnx", "int8", write_int8))
+FORMATS.add("ort", ExportFormat("model.int8.ort", "int8", write_ort))
+FORMATS.add("torchscript", ExportFormat("model.torchscript.pt", "fp32", write_torchscript))
