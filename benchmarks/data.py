@@ -78,7 +78,9 @@ def main() -> None:
     from deepcat.data.loader import make_loader
     from deepcat.data.sources import Samples, resolve_data
     from deepcat.data.tensor_batches import TensorBatches
-    from deepcat.data.transforms import Preprocess, train_transform
+    from deepcat.inputs import input_kind
+    from deepcat.inputs.image import Preprocess
+    from deepcat.inputs.image_tensors import train_transform
     from deepcat.models.create import create_model
     from deepcat.models.small_cnn import SmallCNN
 
@@ -89,7 +91,7 @@ def main() -> None:
         pre = Preprocess(224, 256)
         augment = train_transform(pre, augment="light", hflip=True, small_images=False)
         for workers in (0, 2):
-            loader = make_loader(samples, augment, batch_size=32, shuffle=True, workers=workers)
+            loader = make_loader(samples, augment, input_kind(), batch_size=32, shuffle=True, workers=workers)
             rows.append({"pipeline": f"photos 640x480 JPEG -> 224 px, DataLoader, {workers} workers",
                          "images_per_s": rate(loader, 6)})
         lite0, _ = create_model(name="tf_efficientnet_lite0", num_classes=10, image_size=224)
@@ -101,7 +103,7 @@ def main() -> None:
     fast = TensorBatches(fm, small, batch_size=128, shuffle=True, augment="light", hflip=True)
     rows.append({"pipeline": "Fashion-MNIST, whole-batch tensor path (deepcat's default)",
                  "images_per_s": rate(fast, 100)})
-    per_image = make_loader(fm, train_transform(small, augment="light", hflip=True, small_images=True),
+    per_image = make_loader(fm, train_transform(small, augment="light", hflip=True, small_images=True), input_kind(),
                             batch_size=128, shuffle=True, workers=0)
     rows.append({"pipeline": "Fashion-MNIST, per-image torchvision path (before)", "images_per_s": rate(per_image, 20)})
     rows.append({"pipeline": "consumed: small CNN training step, 28 px, bf16 (baseline)",

@@ -37,7 +37,7 @@ REAL_WEIGHTS = ("tf_efficientnet_lite0",)  # the ResNets here are random-init: a
 def photo_crops(n: int, seed: int, meta: dict) -> np.ndarray:
     from skimage import data
 
-    from deepcat.inference.onnx_model import pixels
+    from deepcat.inputs.image import pixels
 
     photos = [getattr(data, name)() for name in ("astronaut", "coffee", "chelsea", "rocket", "cat")]  # ImageNet-like
     photos = [Image.fromarray(p[..., :3]) for p in photos]
@@ -86,7 +86,7 @@ def flops_per_image(model: torch.nn.Module, size: int) -> float:
 
 
 def build(name: str):
-    from deepcat.data.transforms import Preprocess
+    from deepcat.inputs.image import Preprocess
     from deepcat.models.create import create_model, default_preprocess
     from deepcat.inference.torch_model import pretrained_cat_dog
 

@@ -42,7 +42,7 @@ def main() -> None:
     import deepcat
     from deepcat.evaluation import calibration
     from deepcat.data.sources import resolve_data
-    from deepcat.data.transforms import Preprocess
+    from deepcat.inputs.image import Preprocess
     from deepcat.evaluation.scores import logits_of
     from deepcat.run_folder import load_model
 

@@ -25,15 +25,15 @@ def cli_options() -> dict[str, set[str]]:
 
 def result_types() -> dict:
     """The names `deepcat.api` imports only for type checkers (its results), to resolve its annotations."""
-    from deepcat.data.audit import Audit, CleanSplit
-    from deepcat.evaluation.explain import Explanation
-    from deepcat.evaluation.label_errors import LabelErrors
-    from deepcat.evaluation.scores import Evaluation
-    from deepcat.exporting.export import ExportResult
-    from deepcat.inference.answers import InputItem, Prediction
-    from deepcat.inference.onnx_model import OnnxClassifier
-    from deepcat.inference.torch_model import Classifier
-    from deepcat.training.lr_find import LrFind
+    from deepcat.data.audit import Audit, CleanSplit  # noqa: F401
+    from deepcat.evaluation.explain import Explanation  # noqa: F401
+    from deepcat.evaluation.label_errors import LabelErrors  # noqa: F401
+    from deepcat.evaluation.scores import Evaluation  # noqa: F401
+    from deepcat.exporting.export import ExportResult  # noqa: F401
+    from deepcat.inference.answers import InputItem, Prediction  # noqa: F401
+    from deepcat.inference.onnx_model import OnnxClassifier  # noqa: F401
+    from deepcat.inference.torch_model import Classifier  # noqa: F401
+    from deepcat.training.lr_find import LrFind  # noqa: F401
 
     return dict(locals())
 

@@ -51,7 +51,7 @@ def test_audit_reports_each_planted_flaw(flawed):
     near = [g for g in found.duplicates if "near.jpg" in str(g["members"])]
     assert len(near) == 1 and not near[0]["exact"]  # re-encoded as JPEG: found by the perceptual hash
     assert found.classes == {"digit0": 28, "digit1": 27, "digit7": 28}
-    assert len(found.grayscale) == found.images - 1  # all readable ones, the RGB JPEG of gray pixels too
+    assert len(found.flags["grayscale"]) == found.images - 1  # all readable ones, the RGB JPEG of gray pixels too
 
 
 def test_fix_writes_a_clean_split_that_trains(flawed, tmp_path):
@@ -97,4 +97,4 @@ def test_fashion_mnist_subset_leak_of_a_slightly_changed_copy():
     found = audit(splits, progress=False, workers=1)
     leak = [g for g in found.duplicates if g["kind"] == "leak" and "fashion-mnist[99999]" in str(g["members"])]
     assert len(leak) == 1 and not leak[0]["exact"]
-    assert found.unreadable == [] and len(found.grayscale) == found.images
+    assert found.unreadable == [] and len(found.flags["grayscale"]) == found.images

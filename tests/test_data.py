@@ -114,17 +114,19 @@ def test_tensor_batches_match_the_per_image_pipeline():
     batches are crops of the reflect-padded image, flipped or not."""
     import torch
 
-    from deepcat.data.loader import BadImageLog, batches, make_loader
+    from deepcat.data.loader import BadInputLog, batches, make_loader
     from deepcat.data.sources import Samples
     from deepcat.data.tensor_batches import TensorBatches, fits
-    from deepcat.data.transforms import Preprocess, eval_transform
+    from deepcat.inputs import input_kind
+    from deepcat.inputs.image import Preprocess
+    from deepcat.inputs.image_tensors import eval_transform
 
     rng = np.random.default_rng(0)
     samples = Samples(rng.integers(0, 256, (10, 28, 28), dtype=np.uint8), np.arange(10) % 3)
     pre = Preprocess(28, 28, "bilinear", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
     assert fits(samples, pre, "light") and not fits(samples, pre, "strong")
     fast = next(iter(TensorBatches(samples, pre, batch_size=10, shuffle=False)))[0]
-    slow = next(batches(make_loader(samples, eval_transform(pre), batch_size=10, shuffle=False), BadImageLog()))[0]
+    slow = next(batches(make_loader(samples, eval_transform(pre), input_kind(), batch_size=10, shuffle=False), BadInputLog()))[0]
     assert torch.allclose(fast, slow, atol=1e-6)
 
     torch.manual_seed(0)

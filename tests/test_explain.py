@@ -8,7 +8,7 @@ from PIL import Image
 
 import deepcat
 from deepcat.cli import main
-from deepcat.data.transforms import eval_transform
+from deepcat.inputs.image_tensors import eval_transform
 from deepcat.evaluation.explain import grad_cam
 from deepcat.inference.torch_model import pretrained_cat_dog
 

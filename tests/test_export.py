@@ -106,7 +106,7 @@ def test_onnx_keeps_the_small_cnn_test_time_flip(tmp_path):
     """The exported graph is the inference graph: smallcnn's mirror averaging is inside it."""
     import torch
 
-    from deepcat.data.transforms import Preprocess
+    from deepcat.inputs.image import Preprocess
     from deepcat.exporting.graph import Deployable, metadata
     from deepcat.exporting.onnx_formats import export_onnx
     from deepcat.models.small_cnn import SmallCNN

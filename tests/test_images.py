@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deepcat.data.images import BadImage, load_image
+from deepcat.inputs import BadInput
+from deepcat.inputs.image import load_image
 
 
 def test_grayscale_palette_alpha_and_16bit_become_rgb(tmp_path):
@@ -35,9 +36,9 @@ def test_exif_rotation_is_applied(tmp_path):
 
 
 def test_truncated_and_non_image_files_name_the_file(tmp_path, truncated_jpg):
-    with pytest.raises(BadImage, match="truncated.jpg"):
+    with pytest.raises(BadInput, match="truncated.jpg"):
         load_image(truncated_jpg)
     text = tmp_path / "notes.jpg"
     text.write_text("not an image")
-    with pytest.raises(BadImage, match="notes.jpg: not an image"):
+    with pytest.raises(BadInput, match="notes.jpg: not an image"):
         load_image(text)

@@ -2,7 +2,7 @@ import pytest
 import torch
 from PIL import Image
 
-from deepcat.data.transforms import eval_transform
+from deepcat.inputs.image_tensors import eval_transform
 from deepcat.errors import DeepcatError
 from deepcat.inference.imagenet import CAT_CLASSES
 from deepcat.models import create_model, default_preprocess

@@ -130,7 +130,7 @@ def test_unreadable_image_is_skipped_with_one_warning(digits_folder, truncated_j
     run = deepcat.train(data=str(digits_folder), model="smallcnn", output=str(tmp_path), name="r", epochs=2,
                         batch_size=16, val_fraction=0.3, workers=0, progress=False)
     err = capfd.readouterr().err
-    assert err.count("skipping unreadable image") == 1 and "zz_broken.jpg" in err
+    assert err.count("skipping unreadable input") == 1 and "zz_broken.jpg" in err
     assert (run / "best.safetensors").is_file()
 
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 
 from deepcat.data.sources import DataSplits, resolve_data
-from deepcat.data.transforms import Preprocess
+from deepcat.inputs.image import Preprocess
 from deepcat.errors import DeepcatError
 from deepcat.models.create import ModelSpec, build
 
@@ -48,7 +48,8 @@ def save_weights(model: nn.Module, path: Path) -> None:
 
 def write_model_json(run_dir: Path, *, spec: ModelSpec, classes: list[str], preprocess: Preprocess,
                      extra: dict[str, Any] | None = None) -> None:
-    meta = {"model": asdict(spec), "classes": classes, "preprocess": preprocess.to_dict(), **(extra or {})}
+    meta = {"model": asdict(spec), "classes": classes, "input_kind": preprocess.kind, "preprocess": preprocess.to_dict(),
+            **(extra or {})}
     (run_dir / "model.json").write_text(json.dumps(meta, indent=2))
 
 

@@ -1,41 +1,35 @@
-"""Dataset and DataLoader: unreadable images are skipped with one warning per file."""
+"""Dataset and DataLoader for any kind of input: unreadable files are skipped with one warning per file."""
 
 from __future__ import annotations
 
 import os
 import sys
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
-from torchvision import tv_tensors
 
-from deepcat.data.images import BadImage, load_image
 from deepcat.data.sources import Samples
-from deepcat.data.transforms import Preprocess
+from deepcat.inputs import BadInput, InputKind, input_kind
 
 
-class ImageDataset(Dataset):
-    """Yields (image tensor, label), or (None, reason) for an image that cannot be read."""
+class InputDataset(Dataset):
+    """Yields (input tensor, label), or (None, reason) for a file that cannot be read."""
 
-    def __init__(self, samples: Samples, transform: Callable):
-        self.samples, self.transform = samples, transform
+    def __init__(self, samples: Samples, transform: Callable, kind: InputKind):
+        self.samples, self.transform, self.kind = samples, transform, kind
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, i: int):
         item = self.samples.items[i]
-        if self.samples.in_memory:
-            pixels = torch.from_numpy(item)  # (H, W) or (H, W, 3) uint8
-            pixels = pixels.unsqueeze(0).expand(3, -1, -1) if pixels.ndim == 2 else pixels.permute(2, 0, 1)
-            image = tv_tensors.Image(pixels)
-        else:
-            try:
-                image = load_image(item)
-            except BadImage as e:
-                return None, str(e)
-        return self.transform(image), int(self.samples.labels[i])
+        try:
+            decoded = self.kind.from_memory(item) if self.samples.in_memory else self.kind.read(item)
+        except BadInput as e:
+            return None, str(e)
+        return self.transform(decoded), int(self.samples.labels[i])
 
 
 def collate_skipping_bad(batch: list) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -48,7 +42,7 @@ def collate_skipping_bad(batch: list) -> tuple[torch.Tensor, torch.Tensor, list[
     return x, y, bad
 
 
-class BadImageLog:
+class BadInputLog:
     """Prints one warning line per unreadable file, the first time it is met."""
 
     def __init__(self, quiet: bool = False) -> None:
@@ -60,7 +54,7 @@ class BadImageLog:
             if reason not in self.seen:
                 self.seen.add(reason)
                 if not self.quiet:
-                    print(f"warning: skipping unreadable image {reason}", file=sys.stderr)
+                    print(f"warning: skipping unreadable input {reason}", file=sys.stderr)
 
 
 def default_workers(samples: Samples, requested: int | None) -> int:
@@ -69,22 +63,23 @@ def default_workers(samples: Samples, requested: int | None) -> int:
     return 0 if samples.in_memory else min(4, os.cpu_count() or 1)
 
 
-def eval_loader(samples: Samples, pre: Preprocess, *, batch_size: int, workers: int | None = None):
-    """Evaluation batches: whole-tensor batches for in-memory images at the input size, else the DataLoader."""
+def eval_loader(samples: Samples, pre: Any, *, batch_size: int, workers: int | None = None):
+    """Evaluation batches: whole-tensor batches for in-memory images at the input size, else the DataLoader.
+    `pre` is the kind's preprocessing (it names its kind)."""
     from deepcat.data import tensor_batches
-    from deepcat.data.transforms import eval_transform
 
     if tensor_batches.fits(samples, pre):
         return tensor_batches.TensorBatches(samples, pre, batch_size=batch_size, shuffle=False)
-    return make_loader(samples, eval_transform(pre), batch_size=batch_size, shuffle=False, workers=workers)
+    kind = input_kind(pre.kind)
+    return make_loader(samples, kind.eval_transform(pre), kind, batch_size=batch_size, shuffle=False, workers=workers)
 
 
-def make_loader(samples: Samples, transform: Callable, *, batch_size: int, shuffle: bool, seed: int = 0,
-                workers: int | None = None, rank: int = 0, world_size: int = 1,
+def make_loader(samples: Samples, transform: Callable, kind: InputKind, *, batch_size: int, shuffle: bool,
+                seed: int = 0, workers: int | None = None, rank: int = 0, world_size: int = 1,
                 drop_last: bool = False) -> DataLoader:
     """One loader for every use. Training shuffles through a DistributedSampler (world size 1 when
     not distributed) so one process and N processes see the same global order."""
-    dataset = ImageDataset(samples, transform)
+    dataset = InputDataset(samples, transform, kind)
     sampler = (DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed,
                                   drop_last=drop_last) if shuffle else None)
     # Workers are not persistent: fresh ones each epoch are seeded from the epoch's seed, so a resumed
@@ -94,7 +89,7 @@ def make_loader(samples: Samples, transform: Callable, *, batch_size: int, shuff
                       pin_memory=torch.cuda.is_available())
 
 
-def batches(loader: DataLoader, log: BadImageLog) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def batches(loader: DataLoader, log: BadInputLog) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Iterate (x, y), warning about bad images and dropping empty batches."""
     for x, y, bad in loader:
         log.report(bad)

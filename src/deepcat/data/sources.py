@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from deepcat.data.images import is_image_file
 from deepcat.errors import DeepcatError
+from deepcat.inputs import InputKind, input_kind, kind_of_files
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -56,6 +56,7 @@ class DataSplits:
     native_size: int | None = None
     mirror_safe: bool = True  # False where a flip changes the label (digits)
     notes: list[str] = field(default_factory=list)
+    input_kind: str = "image"  # which `deepcat.inputs` kind the items are
 
     def split(self, name: str) -> Samples | None:
         return {"train": self.train, "val": self.val, "test": self.test}[name]
@@ -88,21 +89,22 @@ def stratified_split(samples: Samples, fraction: float, seed: int) -> tuple[Samp
     return samples.subset(np.sort(keep)), samples.subset(np.sort(held))
 
 
-def _class_folders(root: Path) -> dict[str, list[str]]:
-    found = {}
-    for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        found[sub.name] = sorted(str(p) for p in sub.rglob("*") if is_image_file(p))
-    return found
+def _class_folders(root: Path, kind: InputKind | None = None) -> tuple[dict[str, list[str]], InputKind]:
+    """Class name -> its files of the data's kind (chosen from the files themselves unless given)."""
+    listing = {sub.name: [p for p in sub.rglob("*") if p.is_file() and not p.name.startswith(".")]
+               for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))}
+    kind = kind or kind_of_files([p for files in listing.values() for p in files])
+    return {name: sorted(str(p) for p in files if kind.is_file(p)) for name, files in listing.items()}, kind
 
 
-def _check_classes(found: dict[str, list[str]], where: Path) -> None:
+def _check_classes(found: dict[str, list[str]], where: Path, kind: InputKind) -> None:
     if not found:
         raise DeepcatError(f"{where} has no class subfolders. Put images in one folder per class, "
                            f"e.g. {where}/cat/*.jpg and {where}/dog/*.jpg")
     empty = [name for name, files in found.items() if not files]
     if empty:
-        raise DeepcatError(f"class folder {where / empty[0]} has no images (.jpg, .png, ...). "
-                           f"Add images or remove the folder")
+        raise DeepcatError(f"class folder {where / empty[0]} has no {kind.name}s ({', '.join(sorted(kind.suffixes))}). "
+                           f"Add some or remove the folder")
     if len(found) < 2:
         only = next(iter(found))
         raise DeepcatError(f"{where} has a single class ({only!r}); a classifier needs at least two "
@@ -123,20 +125,20 @@ def _samples_from(found: dict[str, list[str]], classes: list[str], where: Path) 
 def from_folder(root: Path, *, val_fraction: float, seed: int) -> DataSplits:
     splits = {s: root / s for s in SPLIT_NAMES if (root / s).is_dir()}
     if "train" in splits:
-        train_found = _class_folders(splits["train"])
-        _check_classes(train_found, splits["train"])
+        train_found, kind = _class_folders(splits["train"])
+        _check_classes(train_found, splits["train"], kind)
         classes = list(train_found)
         train = _samples_from(train_found, classes, splits["train"])
-        parts = {s: _samples_from(_class_folders(p), classes, p) for s, p in splits.items() if s != "train"}
+        parts = {s: _samples_from(_class_folders(p, kind)[0], classes, p) for s, p in splits.items() if s != "train"}
         val = parts.get("val")
         if val is None:
             train, val = stratified_split(train, val_fraction, seed)
-        return DataSplits(root.name, classes, train, val, parts.get("test"))
-    found = _class_folders(root)
-    _check_classes(found, root)
+        return DataSplits(root.name, classes, train, val, parts.get("test"), input_kind=kind.name)
+    found, kind = _class_folders(root)
+    _check_classes(found, root, kind)
     classes = list(found)
     train, val = stratified_split(_samples_from(found, classes, root), val_fraction, seed)
-    return DataSplits(root.name, classes, train, val)
+    return DataSplits(root.name, classes, train, val, input_kind=kind.name)
 
 
 def from_csv(path: Path, *, val_fraction: float, seed: int) -> DataSplits:
@@ -170,22 +172,15 @@ def from_csv(path: Path, *, val_fraction: float, seed: int) -> DataSplits:
     train, val = parts["train"], parts.get("val")
     if val is None:
         train, val = stratified_split(train, val_fraction, seed)
-    return DataSplits(path.stem, classes, train, val, parts.get("test"))
+    kind = kind_of_files([Path(p) for p in train.items])
+    return DataSplits(path.stem, classes, train, val, parts.get("test"), input_kind=kind.name)
 
 
 def _with_size(splits: DataSplits) -> DataSplits:
-    """Peek at a few image headers: small images (<= 64 px) get the small-image recipe."""
-    from PIL import Image
-
-    sides = []
-    for path in splits.train.items[:: max(1, len(splits.train) // 8)][:8]:
-        try:
-            with Image.open(path) as img:
-                sides.append(max(img.size))
-        except OSError:
-            continue
-    if sides and max(sides) <= 64:
-        splits.small_images, splits.native_size = True, max(sides)
+    """Peek at a few files: small images (<= 64 px) get the small-image recipe."""
+    side = input_kind(splits.input_kind).native_size(splits.train.items)
+    if side is not None and side <= 64:
+        splits.small_images, splits.native_size = True, side
     return splits
 
 
@@ -210,7 +205,7 @@ def only_classes(splits: DataSplits, names: list[str]) -> DataSplits:
         return kept
 
     return DataSplits(splits.name, list(names), keep(splits.train), keep(splits.val), keep(splits.test),
-                      splits.small_images, splits.native_size, splits.mirror_safe, splits.notes)
+                      splits.small_images, splits.native_size, splits.mirror_safe, splits.notes, splits.input_kind)
 
 
 def resolve_data(data: str, *, val_fraction: float = 0.2, seed: int = 0, data_root: str | None = None,

@@ -16,12 +16,12 @@ import torch.nn.functional as F
 from torch.utils.data import DistributedSampler
 
 from deepcat.data.sources import Samples
-from deepcat.data.transforms import Preprocess
+from deepcat.inputs.image import Preprocess
 
 
 def fits(samples: Samples, pre: Preprocess, augment: str = "none") -> bool:
     """The fast path applies: images in memory, already at the model's input size, no RandAugment."""
-    if not samples.in_memory or augment not in ("none", "light"):
+    if pre.kind != "image" or not samples.in_memory or augment not in ("none", "light"):
         return False
     h, w = samples.items.shape[1:3]
     return h == w == pre.input_size == pre.resize

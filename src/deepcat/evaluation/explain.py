@@ -21,7 +21,8 @@ import torch.nn as nn
 from PIL import Image
 
 from deepcat.data.sources import Samples
-from deepcat.data.transforms import Preprocess
+from deepcat.inputs import preprocess_of
+from deepcat.inputs.image import Preprocess
 from deepcat.errors import DeepcatError
 
 
@@ -109,23 +110,24 @@ def explain_run(run: str | Path, images: Sequence[str | Path | Image.Image], *, 
     """Grad-CAM for each image (`deepcat.explain`): of `target` (a class name) or of the predicted class.
     With `output`, writes one PNG per image there (image, heatmap overlay, label)."""
     from deepcat.evaluation.calibration import Calibration
-    from deepcat.data.transforms import eval_transform
-    from deepcat.inference.answers import as_pil
+    from deepcat.inference.answers import decoded
+    from deepcat.inputs import kind_of_meta
     from deepcat.run_folder import load_model
 
     model, meta = load_model(run)
     model = model.float()
-    classes, pre = meta["classes"], Preprocess.from_dict(meta["preprocess"])
+    classes, pre = meta["classes"], preprocess_of(meta)
     if target is not None and target not in classes:
         from deepcat.errors import did_you_mean
 
         raise DeepcatError(f"class {target!r} is not one of the run's classes{did_you_mean(target, classes)}: "
                            f"{', '.join(classes)}")
     temperature = Calibration.from_dict(meta.get("calibration")).temperature
-    transform = eval_transform(pre)
+    kind = kind_of_meta(meta)
+    transform = kind.eval_transform(pre)
     results = []
     for item in images:
-        picture = as_pil(item)
+        picture = decoded(item, kind)
         x = transform(picture)[None]
         heat, probs = grad_cam(model, x, None if target is None else classes.index(target), temperature)
         crop = Image.fromarray(_unnormalise(x[0], pre))
@@ -169,16 +171,16 @@ def save_explanations(results: list[Explanation], out: Path) -> list[Path]:
 def worst_mistakes(model: nn.Module, samples: Samples, probs: np.ndarray, labels: np.ndarray, classes: list[str],
                    pre: Preprocess, path: Path, *, count: int = 8) -> list[dict]:
     """The `count` most confident wrong answers, each shown next to its Grad-CAM, as one PNG."""
-    from deepcat.data.transforms import eval_transform
     from deepcat.evaluation.plots import plot_image_grid
-    from deepcat.inference.answers import as_pil
+    from deepcat.inputs import input_kind
 
     wrong = np.flatnonzero(probs.argmax(1) != labels)
     wrong = wrong[np.argsort(-probs[wrong].max(1))][:count]
     if len(wrong) == 0:
         return []
-    transform = eval_transform(pre)
-    x = torch.stack([transform(Image.fromarray(samples.items[i]) if samples.in_memory else as_pil(samples.items[i]))
+    kind = input_kind(pre.kind)
+    transform = kind.eval_transform(pre)
+    x = torch.stack([transform(kind.from_memory(samples.items[i]) if samples.in_memory else kind.read(samples.items[i]))
                      for i in wrong])
     heat, _ = grad_cam(model.float(), x)                                  # one pass for all of them
     pictures, titles, listed = [], [], []

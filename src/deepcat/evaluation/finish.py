@@ -17,7 +17,8 @@ import torch
 import torch.nn as nn
 
 from deepcat.data.sources import DataSplits
-from deepcat.data.transforms import Preprocess
+from deepcat.inputs import preprocess_of
+from deepcat.inputs.image import Preprocess
 from deepcat.device import amp_dtype, pick_device
 from deepcat.errors import DeepcatError
 from deepcat.evaluation import calibration
@@ -44,7 +45,7 @@ class RunContext:
     def of(cls, run_dir: Path, meta: dict[str, Any], *, progress: bool) -> RunContext:
         cfg = read_config(run_dir)
         device = pick_device(cfg.get("device", "auto"))
-        return cls(run_dir, Preprocess.from_dict(meta["preprocess"]), device, amp_dtype(cfg.get("amp", "auto"), device),
+        return cls(run_dir, preprocess_of(meta), device, amp_dtype(cfg.get("amp", "auto"), device),
                    cfg.get("workers"), cfg.get("accept", calibration.DEFAULT_ACCEPT), progress)
 
     @property

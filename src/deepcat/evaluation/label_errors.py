@@ -18,9 +18,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from deepcat.data.loader import BadImageLog, batches, eval_loader
+from deepcat.data.loader import BadInputLog, batches, eval_loader
 from deepcat.data.sources import DataSplits, Samples, combined
-from deepcat.data.transforms import Preprocess
+from deepcat.inputs import preprocess_of
+from deepcat.inputs.image import Preprocess
 from deepcat.errors import DeepcatError
 
 
@@ -45,6 +46,7 @@ class LabelErrors:
     oof_accuracy: float             # accuracy of the out-of-fold probabilities
     suspects: list[Suspect]
     samples: Samples = field(repr=False)  # what `index` points into (for the image grid)
+    input_kind: str = "image"
 
     def to_dict(self) -> dict[str, Any]:
         return {"images": self.images, "oof_accuracy": self.oof_accuracy,
@@ -65,7 +67,7 @@ def embeddings(model: nn.Module, samples: Samples, pre: Preprocess, *, batch_siz
     labels = []
     model.eval()
     try:
-        for x, y in tqdm(batches(loader, BadImageLog(quiet=True)), total=len(loader), desc="features", leave=False,
+        for x, y in tqdm(batches(loader, BadInputLog(quiet=True)), total=len(loader), desc="features", leave=False,
                          disable=not progress):
             model(x)
             labels.append(y)
@@ -100,7 +102,7 @@ def find_label_errors(run: str | Path, splits: DataSplits, *, folds: int = 5, pr
         raise DeepcatError(f"{run} was trained on classes {meta['classes']}, the data has {splits.classes}; "
                            f"check labels with a run trained on this data")
     samples, names, where = combined(splits)
-    features, labels = embeddings(model, samples, Preprocess.from_dict(meta["preprocess"]), progress=progress)
+    features, labels = embeddings(model, samples, preprocess_of(meta), progress=progress)
     if len(labels) != len(samples):
         raise DeepcatError("some images are unreadable; run `deepcat check DATA` and fix them first")
     probs = out_of_fold_probs(features, labels, folds=folds)
@@ -108,20 +110,21 @@ def find_label_errors(run: str | Path, splits: DataSplits, *, folds: int = 5, pr
     classes = meta["classes"]
     suspects = [Suspect(int(i), names[i], where[i], classes[labels[i]], classes[int(probs[i].argmax())],
                         float(probs[i, labels[i]]), float(probs[i].max())) for i in ranked]
-    return LabelErrors(int(len(labels)), float((probs.argmax(1) == labels).mean()), suspects, samples)
+    return LabelErrors(int(len(labels)), float((probs.argmax(1) == labels).mean()), suspects, samples,
+                       splits.input_kind)
 
 
 def save(result: LabelErrors, out: Path, *, grid: int = 32) -> tuple[Path, Path]:
     """label_issues.json and label_issues.png (the top `grid` suspects with given -> suggested labels)."""
-    from PIL import Image
 
     from deepcat.evaluation.plots import plot_image_grid
-    from deepcat.inference.answers import as_pil
+    from deepcat.inputs import input_kind
 
     out.mkdir(parents=True, exist_ok=True)
     samples = result.samples
     top = result.suspects[:grid]
-    images = [Image.fromarray(samples.items[s.index]) if samples.in_memory else as_pil(samples.items[s.index])
+    kind = input_kind(result.input_kind)
+    images = [kind.from_memory(samples.items[s.index]) if samples.in_memory else kind.read(samples.items[s.index])
               for s in top]
     titles = [f"{s.given} -> {s.suggested}\n{Path(s.item).name}" for s in top]
     png = out / "label_issues.png"

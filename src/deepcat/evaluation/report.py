@@ -69,8 +69,7 @@ def _data_section(run_dir: Path, cfg: dict[str, Any], audit: dict[str, Any] | No
             ["leaks across train/val/test (groups)", counts["leak"]],
             ["same image with different labels (groups)", counts["label_conflict"]],
             ["duplicates within a class (groups)", counts["duplicate"]],
-            ["tiny / huge / odd-shaped", f"{audit['tiny_count']} / {audit['huge_count']} / {audit['odd_shape_count']}"],
-            ["grayscale", audit["grayscale_count"]], ["EXIF-rotated (applied)", audit["exif_rotated_count"]]]
+            *([audit["flag_labels"].get(key, key), n] for key, n in audit["flag_counts"].items())]
     out.append("<h3>Audit</h3>" + _table(["finding", "count"], rows))
     if counts["leak"]:
         out.append(f'<p class="warn">{counts["leak"]} groups of identical or near-identical images sit in more than '

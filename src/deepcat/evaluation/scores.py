@@ -13,16 +13,17 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from deepcat.data.loader import BadImageLog, batches, eval_loader
+from deepcat.data.loader import BadInputLog, batches, eval_loader
 from deepcat.data.sources import DataSplits, Samples
-from deepcat.data.transforms import Preprocess
+from deepcat.inputs import preprocess_of
+from deepcat.inputs.image import Preprocess
 from deepcat.device import amp_dtype, autocast, pick_device
 from deepcat.errors import DeepcatError
 
 
 @torch.no_grad()
 def collect_logits(model: nn.Module, loader: DataLoader, *, device: torch.device, dtype: torch.dtype | None,
-                   log: BadImageLog, desc: str = "eval", progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                   log: BadInputLog, desc: str = "eval", progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Logits (N, C) as float32 and labels (N,) over a loader; unreadable images are skipped."""
     model.eval()
     logits_out, labels = [], []
@@ -96,7 +97,7 @@ def logits_of(model: nn.Module, samples: Samples, *, pre: Preprocess, device: to
               desc: str = "score") -> tuple[np.ndarray, np.ndarray]:
     """Logits and labels of `model` on `samples`, preprocessed for evaluation."""
     loader = eval_loader(samples, pre, batch_size=batch_size, workers=workers)
-    return collect_logits(model.to(device), loader, device=device, dtype=dtype, log=BadImageLog(), desc=desc,
+    return collect_logits(model.to(device), loader, device=device, dtype=dtype, log=BadInputLog(), desc=desc,
                           progress=progress)
 
 
@@ -126,7 +127,7 @@ def evaluate_run(run_dir: Path, *, data: str | None, batch_size: int, device: st
     dev = pick_device(device)
     out = run_dir / "evaluation"
     out.mkdir(exist_ok=True)
-    logits, labels = logits_of(model, samples, pre=Preprocess.from_dict(meta["preprocess"]), device=dev,
+    logits, labels = logits_of(model, samples, pre=preprocess_of(meta), device=dev,
                                dtype=amp_dtype(amp, dev), batch_size=batch_size, progress=progress)
     return score(logits, labels, classes=meta["classes"], temperature=cal.temperature,
                  json_path=out / "metrics.json", png_path=out / "confusion_matrix.png",

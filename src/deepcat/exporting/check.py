@@ -7,11 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from deepcat.data.images import BadImage, load_image
 from deepcat.errors import DeepcatError
-from deepcat.inference.onnx_model import pixels
+from deepcat.inputs import BadInput, kind_of_meta
 
 # Bounds a failed check is measured against (the deploy issue's acceptance bounds).
 FP32_MAX_ABS_DIFF = 1e-4
@@ -21,7 +19,8 @@ INT8_MAX_ACCURACY_DROP = 0.01
 
 def run_images(run_dir: Path, meta: dict[str, Any], *, split: str, limit: int, seed: int = 0
                ) -> tuple[np.ndarray, np.ndarray]:
-    """Up to `limit` images of the run's `split` (falling back to val, test, train) as (N, 3, H, W) pixels."""
+    """Up to `limit` inputs of the run's `split` (falling back to val, test, train) as the model's raw input
+    (images: (N, 3, H, W) pixels), decoded by the run's input kind."""
     from deepcat.run_folder import run_splits
 
     splits = run_splits(run_dir)
@@ -29,17 +28,18 @@ def run_images(run_dir: Path, meta: dict[str, Any], *, split: str, limit: int, s
     samples = next(splits.split(s) for s in order if splits.split(s) is not None)
     rng = np.random.default_rng(seed)
     index = rng.permutation(len(samples))[:limit]
+    kind = kind_of_meta(meta)
     batch, labels = [], []
     for i in index:
         item = samples.items[i]
         try:
-            image = Image.fromarray(item) if samples.in_memory else load_image(item)
-        except BadImage:
+            decoded = kind.from_memory(item) if samples.in_memory else kind.read(item)
+        except BadInput:
             continue
-        batch.append(pixels(image, meta))
+        batch.append(kind.to_model_input(decoded, meta))
         labels.append(int(samples.labels[i]))
     if not batch:
-        raise DeepcatError(f"no readable images in {run_dir}'s data to check the export with")
+        raise DeepcatError(f"no readable inputs in {run_dir}'s data to check the export with")
     return np.stack(batch), np.asarray(labels)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepcat.data.transforms import Preprocess
+from deepcat.inputs import preprocess_of
 from deepcat.exporting.check import ExportCheck, compare, run_images
 from deepcat.exporting.formats import FORMATS, CalibrationImages, torch_probabilities
 from deepcat.exporting.graph import Deployable, metadata
@@ -61,7 +61,7 @@ def export_run(run_dir: Path, *, format: str, output: str | Path | None, calibra
 
     chosen = FORMATS.get(format)
     model, run_meta = load_model(run_dir)
-    pre = Preprocess.from_dict(run_meta["preprocess"])
+    pre = preprocess_of(run_meta)
     digest = hashlib.sha256((run_dir / "best.safetensors").read_bytes()).hexdigest()[:12]
     cal = run_meta.get("calibration")
     meta = metadata(name=run_dir.name, classes=run_meta["classes"], pre=pre, version=digest,
@@ -109,8 +109,7 @@ def export_pretrained_cat_dog(path: Path) -> Path:
                     source="tf_efficientnet_lite0")
     net = Deployable(clf.model, clf.preprocess, reduce=cat_dog_neither)
     path.parent.mkdir(parents=True, exist_ok=True)
-    size = clf.preprocess.input_size
-    return export_onnx(net, torch.rand(2, 3, size, size) * 255, path, meta)
+    return export_onnx(net, clf.kind.example(clf.preprocess, 2), path, meta)
 
 
 def serving_model(run: str | Path | None) -> Path:

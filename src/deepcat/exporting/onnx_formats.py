@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepcat.exporting.graph import ENERGY, INPUT, OUTPUT, Deployable, metadata_props
+from deepcat.exporting.graph import ENERGY, OUTPUT, Deployable, metadata_props
 
 
 def set_metadata(path: Path, meta: dict[str, Any]) -> None:
@@ -26,7 +26,7 @@ def export_onnx(net: Deployable, example: torch.Tensor, path: Path, meta: dict[s
     """fp32 ONNX with a dynamic batch axis, via torch.export (the maintained exporter)."""
     batch = torch.export.Dim("batch", min=1, max=4096)
     with torch.no_grad():  # the inference graph (a model may branch on it: smallcnn's test-time flip)
-        program = torch.onnx.export(net, (example,), dynamo=True, input_names=[INPUT], output_names=[OUTPUT, ENERGY],
+        program = torch.onnx.export(net, (example,), dynamo=True, input_names=[meta["input"]["name"]], output_names=[OUTPUT, ENERGY],
                                     dynamic_shapes=({0: batch},), verbose=False)
     program.save(str(path), external_data=False)
     set_metadata(path, meta)
@@ -101,8 +101,8 @@ class _Calibration:
     """Feeds ONNX Runtime's calibrator batches of training images (onnxruntime's CalibrationDataReader).
     `set_range` lets it collect in strides, so calibration memory stays one stride of activations."""
 
-    def __init__(self, pixels: np.ndarray, batch_size: int = 16):
-        self.pixels, self.batch_size = pixels, batch_size
+    def __init__(self, pixels: np.ndarray, input_name: str, batch_size: int = 16):
+        self.pixels, self.input_name, self.batch_size = pixels, input_name, batch_size
         self.set_range(0, len(pixels))
 
     def __len__(self) -> int:
@@ -114,14 +114,15 @@ class _Calibration:
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         batch = next(self.batches, None)
-        return None if batch is None else {INPUT: batch}
+        return None if batch is None else {self.input_name: batch}
 
 
 def _top1(path: Path, pixels: np.ndarray) -> np.ndarray:
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return np.concatenate([session.run([OUTPUT], {INPUT: chunk})[0].argmax(1)
+    name = session.get_inputs()[0].name
+    return np.concatenate([session.run([OUTPUT], {name: chunk})[0].argmax(1)
                            for chunk in np.array_split(pixels, max(1, len(pixels) // 32))])
 
 
@@ -162,7 +163,7 @@ def quantize_int8(fp32: Path, path: Path, calibration: np.ndarray, meta: dict[st
         for floated in range(len(runs) + 1):
             keep_float = sorted(set(sensitive).union(*runs[:floated]))
             with contextlib.redirect_stdout(io.StringIO()):  # ONNX Runtime prints its progress
-                quantize_static(str(prepared), str(path), Reader(calibration), quant_format=QuantFormat.QDQ,
+                quantize_static(str(prepared), str(path), Reader(calibration, meta["input"]["name"]), quant_format=QuantFormat.QDQ,
                                 op_types_to_quantize=QUANTIZED_OPS, calibrate_method=CalibrationMethod.Percentile,
                                 per_channel=True, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
                                 nodes_to_exclude=keep_float, calibration_cache_path=Path(tmp) / "ranges.json",

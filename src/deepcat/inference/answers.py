@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from deepcat.data.images import BadImage, is_image_file, load_image, to_rgb
 from deepcat.errors import DeepcatError
+from deepcat.inputs import BadInput, InputKind, all_suffixes
 
 InputItem = str | Path | Image.Image | np.ndarray
 UNKNOWN = "unknown"  # the label of an image unlike every training class (energy score below threshold)
@@ -52,21 +52,16 @@ def decide(row: np.ndarray, classes: list[str], *, top_k: int, score: float | No
             "threshold": threshold}
 
 
-def as_pil(item: InputItem) -> Image.Image:
-    if isinstance(item, (str, Path)):
-        return load_image(item)
-    if isinstance(item, np.ndarray):
-        return to_rgb(Image.fromarray(item))
-    if isinstance(item, Image.Image):
-        return to_rgb(item)
-    raise DeepcatError(f"cannot predict on a {type(item).__name__}; pass a path, a PIL image or an array")
+def decoded(item: InputItem, kind: InputKind) -> Any:
+    """A path read from disk, or an in-memory item (array, PIL image) taken as it is, by `kind`'s rules."""
+    return kind.read(item) if isinstance(item, (str, Path)) else kind.from_memory(item)
 
 
-def predict_batches(items: Sequence[InputItem], *, prepare: Callable[[Image.Image], Any],
+def predict_batches(items: Sequence[InputItem], *, kind: InputKind, prepare: Callable[[Any], Any],
                     infer: Callable[[list[Any]], tuple[np.ndarray, np.ndarray | None]], classes: list[str],
                     top_k: int, threshold: float | None = None, batch_size: int = 32,
                     progress: bool = False) -> list[Prediction]:
-    """Decode, prepare and classify `items` in batches; an unreadable image gets `error`, not an exception.
+    """Decode, prepare and classify `items` in batches; an unreadable input gets `error`, not an exception.
     `infer` maps prepared images to (probabilities, energy scores); below `threshold` the label is `unknown`."""
     from tqdm import tqdm
 
@@ -76,9 +71,9 @@ def predict_batches(items: Sequence[InputItem], *, prepare: Callable[[Image.Imag
         for item in items[start:start + batch_size]:
             pred = Prediction(source=str(item) if isinstance(item, (str, Path)) else type(item).__name__)
             try:
-                prepared.append(prepare(as_pil(item)))
+                prepared.append(prepare(decoded(item, kind)))
                 pending.append(pred)
-            except BadImage as e:
+            except BadInput as e:
                 pred.error = str(e)
             results.append(pred)
         if prepared:
@@ -90,20 +85,27 @@ def predict_batches(items: Sequence[InputItem], *, prepare: Callable[[Image.Imag
     return results
 
 
-def expand_inputs(patterns: Sequence[str]) -> list[str]:
-    """Files, folders (searched recursively for images) and globs, in the order given."""
-    found: list[str] = []
+def expand_inputs(patterns: Sequence[InputItem]) -> list[InputItem]:
+    """Files, folders (searched recursively for inputs deepcat reads) and globs, in the order given; in-memory
+    items (arrays, PIL images) pass through."""
+    suffixes = set(all_suffixes())
+    found: list[InputItem] = []
     for pattern in patterns:
+        if not isinstance(pattern, (str, Path)):
+            found.append(pattern)
+            continue
         path = Path(pattern)
         if path.is_dir():
-            found += sorted(str(p) for p in path.rglob("*") if is_image_file(p))
+            found += sorted(str(p) for p in path.rglob("*")
+                            if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith("."))
         elif path.exists():
             found.append(str(path))
         else:
-            matches = sorted(glob.glob(pattern, recursive=True))
+            matches = sorted(glob.glob(str(pattern), recursive=True))
             if not matches:
                 raise DeepcatError(f"no such file, folder or glob match: {pattern}")
             found += matches
     if not found:
-        raise DeepcatError(f"no images found in {', '.join(patterns)}")
+        raise DeepcatError(f"no input files ({', '.join(sorted(suffixes))}) found in "
+                           f"{', '.join(map(str, patterns))}")
     return found

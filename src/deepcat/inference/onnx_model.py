@@ -16,29 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from deepcat.data.images import to_rgb
 from deepcat.inference.answers import InputItem, Prediction, predict_batches
-
-RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST,
-            "lanczos": Image.LANCZOS, "box": Image.BOX, "hamming": Image.HAMMING}
-
-
-def pixels(image: Image.Image, meta: dict[str, Any]) -> np.ndarray:
-    """(3, H, W) float32 RGB in 0..255: shorter side to `resize`, centre crop `input_size` (as torchvision)."""
-    image = to_rgb(image)
-    w, h = image.size
-    size, crop = meta["resize"], meta["input_size"]
-    if w <= h:
-        new_w, new_h = size, int(size * h / w)
-    else:
-        new_w, new_h = int(size * w / h), size
-    if (new_w, new_h) != (w, h):
-        image = image.resize((new_w, new_h), RESAMPLE[meta["interpolation"]])
-    top, left = int(round((new_h - crop) / 2.0)), int(round((new_w - crop) / 2.0))
-    image = image.crop((left, top, left + crop, top + crop))
-    return np.asarray(image, dtype=np.float32).transpose(2, 0, 1).copy()
+from deepcat.inputs import kind_of_meta
 
 
 @dataclass
@@ -73,7 +53,8 @@ class OnnxClassifier:
     def predict(self, images: Sequence[InputItem], *, top_k: int = 5, reject: bool = True, batch_size: int = 32,
                 progress: bool = False) -> list[Prediction]:
         """Same answers and shape as `deepcat.load(run).predict`, from ONNX Runtime."""
-        return predict_batches(list(images), prepare=lambda image: pixels(image, self.meta),
+        kind = kind_of_meta(self.meta)
+        return predict_batches(list(images), kind=kind, prepare=lambda item: kind.to_model_input(item, self.meta),
                                infer=lambda batch: self.infer(np.stack(batch)),
                                classes=self.classes, top_k=top_k, batch_size=batch_size, progress=progress,
                                threshold=self.threshold if reject else None)

@@ -10,7 +10,8 @@ import torch
 import torch.nn as nn
 
 from deepcat.evaluation.calibration import Calibration
-from deepcat.data.transforms import Preprocess, eval_transform
+from deepcat.inputs import input_kind, preprocess_of
+from deepcat.inputs.image import Preprocess
 from deepcat.inference.answers import InputItem, Prediction, predict_batches
 
 
@@ -26,7 +27,8 @@ class Classifier:
     calibration: Calibration = field(default_factory=Calibration)  # temperature and `unknown` threshold
 
     def __post_init__(self) -> None:
-        self.transform = eval_transform(self.preprocess)
+        self.kind = input_kind(self.preprocess.kind)
+        self.transform = self.kind.eval_transform(self.preprocess)
         self.model.eval()
 
     @torch.no_grad()
@@ -50,7 +52,7 @@ class Classifier:
         'cat'
         """
         single = not isinstance(images, (list, tuple))
-        results = predict_batches([images] if single else list(images), prepare=self.transform,
+        results = predict_batches([images] if single else list(images), kind=self.kind, prepare=self.transform,
                                   infer=lambda batch: tuple(t.numpy() for t in self.infer(torch.stack(batch))),
                                   classes=self.classes, top_k=top_k, batch_size=batch_size, progress=progress,
                                   threshold=self.calibration.threshold if reject else None)
@@ -72,5 +74,5 @@ def load_run(run: str | Path, *, which: str = "best") -> Classifier:
     from deepcat.run_folder import load_model
 
     model, meta = load_model(run, which=which)
-    return Classifier(model, meta["classes"], Preprocess.from_dict(meta["preprocess"]), Path(run).name,
+    return Classifier(model, meta["classes"], preprocess_of(meta), Path(run).name,
                       calibration=Calibration.from_dict(meta.get("calibration")))

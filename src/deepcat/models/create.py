@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from deepcat.data.transforms import Preprocess
+from deepcat.inputs.image import Preprocess
 from deepcat.errors import DeepcatError, did_you_mean
 from deepcat.models import efficientnet_lite0, layer_stack, small_cnn  # noqa: F401 - registers models
 from deepcat.models.registry import MODELS, NEW_RUN_KWARGS

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import io
+from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
-from deepcat.data.images import to_rgb
-from deepcat.inference.onnx_model import pixels
+from deepcat.inputs import BadInput, kind_of_meta
 
 
 class RequestError(Exception):
@@ -19,27 +17,13 @@ class RequestError(Exception):
         self.status, self.kind, self.detail = status, kind, detail
 
 
-def decode(data: bytes, meta: dict, *, max_bytes: int, max_pixels: int, name: str = "image") -> np.ndarray:
-    """Bytes -> (3, H, W) model pixels, refusing empty, oversized, bomb, non-image and truncated input."""
-    if not data:
-        raise RequestError(400, "empty_body", f"{name}: the request had no image bytes")
+def decode(data: bytes, meta: dict[str, Any], *, max_bytes: int, max_pixels: int, name: str = "input") -> np.ndarray:
+    """Request bytes -> the model's raw input, by the model's input kind; refuses empty, oversized, bomb,
+    unreadable and truncated input as a RequestError."""
     if len(data) > max_bytes:
         raise RequestError(413, "too_many_bytes", f"{name}: {len(data)} bytes is over the limit of {max_bytes}")
+    kind = kind_of_meta(meta)
     try:
-        image = Image.open(io.BytesIO(data))  # reads the header only
-    except UnidentifiedImageError:
-        raise RequestError(415, "unsupported_image", f"{name}: not an image format deepcat reads "
-                                                     f"(JPEG, PNG, WebP, GIF, BMP, TIFF)") from None
-    except Image.DecompressionBombError as e:  # PIL's own check, at twice its pixel limit
-        raise RequestError(413, "too_many_pixels", f"{name}: {e}") from None
-    except Exception as e:  # noqa: BLE001 - a malformed header of any kind is the client's error
-        raise RequestError(400, "corrupt_image", f"{name}: cannot read the image header ({e})") from None
-    width, height = image.size
-    if width * height > max_pixels:  # refused before decoding: a decompression bomb never expands
-        raise RequestError(413, "too_many_pixels",
-                           f"{name}: {width}x{height} = {width * height} pixels is over the limit of {max_pixels}")
-    try:
-        image.load()
-        return pixels(to_rgb(image), meta)
-    except Exception as e:  # noqa: BLE001 - truncated or malformed data of any kind
-        raise RequestError(400, "corrupt_image", f"{name}: cannot decode the image ({e})") from None
+        return kind.to_model_input(kind.decode_bytes(data, name, max_pixels), meta)
+    except BadInput as e:
+        raise RequestError(e.status, e.reason, str(e)) from None

@@ -19,7 +19,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from deepcat.config import TrainConfig
-from deepcat.data.loader import BadImageLog, batches, eval_loader
+from deepcat.data.loader import BadInputLog, batches, eval_loader
 from deepcat.data.sources import DataSplits
 from deepcat.errors import DeepcatError
 from deepcat.evaluation.calibration import softmax
@@ -122,7 +122,7 @@ def _epochs(s: Setup, run_dir: Path, state: dict[str, Any] | None, dist: distrib
     callbacks = [*([stopper] if stopper else []), *callbacks, *saving]  # the checkpoint sees every epoch last
     val_loader = (eval_loader(s.splits.val, s.pre, batch_size=256, workers=cfg.workers)
                   if s.splits.val is not None and dist.is_main else None)
-    log, net, frozen = BadImageLog(), model, None
+    log, net, frozen = BadInputLog(), model, None
     fire(callbacks, "on_fit_start", run_dir=run_dir, config=cfg)
     for epoch in range(at.epoch, cfg.epochs):
         seed_everything(cfg.seed * 1000 + epoch)  # augmentation and order depend only on (seed, epoch)
@@ -171,7 +171,7 @@ def _set_phase(s: Setup, frozen: bool, dist: distributed.Dist) -> nn.Module:
     return nn.parallel.DistributedDataParallel(s.model, device_ids=[s.device.index] if s.device.type == "cuda" else None)
 
 
-def _validate(s: Setup, model: nn.Module, loader: Any, log: BadImageLog, *, progress: bool) -> dict[str, float]:
+def _validate(s: Setup, model: nn.Module, loader: Any, log: BadInputLog, *, progress: bool) -> dict[str, float]:
     logits, labels = collect_logits(model, loader, device=s.device, dtype=s.dtype, log=log, desc="val",
                                     progress=progress)
     probs = softmax(logits)                                                   # (N, C)
@@ -180,7 +180,7 @@ def _validate(s: Setup, model: nn.Module, loader: Any, log: BadImageLog, *, prog
 
 
 def _train_epoch(s: Setup, net: nn.Module, *, epoch: int, step: int, scaler: torch.amp.GradScaler, ema: Any,
-                 log: BadImageLog, callbacks: list[Any], progress: bool) -> tuple[dict[str, float], int]:
+                 log: BadInputLog, callbacks: list[Any], progress: bool) -> tuple[dict[str, float], int]:
     """One pass over the training data; returns the epoch's train metrics and the new global step."""
     cfg = s.cfg
     steps_per_epoch = len(s.train_loader) // cfg.accumulate

@@ -9,7 +9,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from deepcat.config import TrainConfig
-from deepcat.data.loader import BadImageLog, batches
+from deepcat.data.loader import BadInputLog, batches
 from deepcat.training import distributed
 from deepcat.training.setup import forward_loss, prepare, set_frozen
 from deepcat.training.optim import set_lr
@@ -33,7 +33,7 @@ def sweep(cfg: TrainConfig, *, start_lr: float, end_lr: float, steps: int, plot:
         set_frozen(s.model, True)  # the lr that matters first is the head's
     s.model.train()
     lrs, losses, smooth = [], [], 0.0
-    log, step = BadImageLog(), 0
+    log, step = BadInputLog(), 0
     bar = tqdm(total=steps, desc="lr-find", disable=not progress)
     while step < steps:
         for x, y in batches(s.train_loader, log):

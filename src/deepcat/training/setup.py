@@ -15,7 +15,8 @@ from deepcat.config import TrainConfig
 from deepcat.data import tensor_batches
 from deepcat.data.loader import make_loader
 from deepcat.data.sources import DataSplits, resolve_data
-from deepcat.data.transforms import Preprocess, train_transform
+from deepcat.inputs import input_kind
+from deepcat.inputs.image import Preprocess
 from deepcat.device import amp_dtype, autocast, pick_device
 from deepcat.errors import DeepcatError
 from deepcat.models.create import ModelSpec, classifier_of, create_model, default_preprocess
@@ -80,8 +81,9 @@ def prepare(cfg: TrainConfig, dist: distributed.Dist) -> Setup:
             splits.train, pre, batch_size=per_process, shuffle=True, augment=cfg.augment, hflip=bool(cfg.hflip),
             seed=cfg.seed, rank=dist.rank, world_size=dist.world_size, drop_last=drop_last)
     else:
-        augment = train_transform(pre, augment=cfg.augment, hflip=bool(cfg.hflip), small_images=splits.small_images)
-        train_loader = make_loader(splits.train, augment, batch_size=per_process, shuffle=True, seed=cfg.seed,
+        kind = input_kind(splits.input_kind)
+        augment = kind.train_transform(pre, augment=cfg.augment, hflip=bool(cfg.hflip), small_images=splits.small_images)
+        train_loader = make_loader(splits.train, augment, kind, batch_size=per_process, shuffle=True, seed=cfg.seed,
                                    workers=cfg.workers, rank=dist.rank, world_size=dist.world_size,
                                    drop_last=drop_last)
     model.to(device)

@@ -7,8 +7,6 @@ from typing import Any
 
 NEAR_DUPLICATE_BITS = 4   # pHash distance at or under which two images are near-duplicate candidates
 NEAR_DUPLICATE_MAE = 6    # ... confirmed when their 16x16 grayscale thumbnails differ by at most this (0..255)
-ODD_ASPECT = 3.0          # longer side over shorter side
-HUGE_PIXELS = 40_000_000
 MAX_LISTED = 50           # findings of one kind listed in full in the JSON and table
 
 
@@ -22,12 +20,10 @@ class Audit:
     splits: dict[str, int]
     unreadable: list[dict[str, Any]] = field(default_factory=list)
     duplicates: list[dict[str, Any]] = field(default_factory=list)   # groups, each with a kind
-    tiny: list[str] = field(default_factory=list)
-    huge: list[str] = field(default_factory=list)
-    odd_shape: list[str] = field(default_factory=list)
-    grayscale: list[str] = field(default_factory=list)
-    exif_rotated: list[str] = field(default_factory=list)
+    flags: dict[str, list[str]] = field(default_factory=dict)        # the input kind's findings: flag -> items
+    flag_labels: dict[str, str] = field(default_factory=dict)         # flag -> what it means, for people
     sizes: dict[str, Any] = field(default_factory=dict)
+    input_kind: str = "image"
 
     def count(self, kind: str) -> int:
         return sum(1 for g in self.duplicates if g["kind"] == kind)
@@ -41,9 +37,8 @@ class Audit:
         out = asdict(self)
         out["imbalance"] = self.imbalance
         out["counts"] = {k: self.count(k) for k in ("leak", "label_conflict", "duplicate")}
-        for key in ("tiny", "huge", "odd_shape", "grayscale", "exif_rotated"):
-            out[f"{key}_count"] = len(out[key])
-            out[key] = out[key][:MAX_LISTED]
+        out["flag_counts"] = {key: len(items) for key, items in self.flags.items()}
+        out["flags"] = {key: items[:MAX_LISTED] for key, items in self.flags.items()}
         return out
 
     def rows(self) -> list[tuple[str, int, str]]:
@@ -60,7 +55,11 @@ class Audit:
             second = next((m for m in members if m[key] != members[0][key]), members[1])
             return " = ".join(f"{m['item']} ({m['label']}, {m['split']})" for m in (members[0], second))
 
-        gray_all = len(self.grayscale) == self.images
+        def flag_row(key: str, items: list[str]) -> tuple[str, int, str]:
+            if len(items) == self.images:  # a property of the whole set (all grayscale), not a finding
+                return f"{self.flag_labels.get(key, key)} (the whole set)", 0, first(items)
+            return self.flag_labels.get(key, key), len(items), first(items)
+
         return [
             ("unreadable or truncated", len(self.unreadable),
              f"{self.unreadable[0]['item']}: {self.unreadable[0]['error']}" if self.unreadable else ""),
@@ -69,12 +68,7 @@ class Audit:
             ("duplicate within a class", self.count("duplicate"), group_example("duplicate")),
             (f"class imbalance (largest / smallest = {self.imbalance:.1f})", int(self.imbalance >= 3),
              ", ".join(f"{k} {v}" for k, v in self.classes.items())),
-            ("tiny images", len(self.tiny), first(self.tiny)),
-            ("huge images", len(self.huge), first(self.huge)),
-            (f"odd shape (aspect > {ODD_ASPECT:g})", len(self.odd_shape), first(self.odd_shape)),
-            ("grayscale" + (" (the whole set)" if gray_all else ""), 0 if gray_all else len(self.grayscale),
-             first(self.grayscale)),
-            ("EXIF rotation (deepcat applies it)", len(self.exif_rotated), first(self.exif_rotated)),
+            *(flag_row(key, items) for key, items in self.flags.items()),
         ]
 
     def summary_lines(self) -> list[str]:

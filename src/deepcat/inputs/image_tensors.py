@@ -1,37 +1,13 @@
-"""Preprocessing (travels with the model) and augmentation presets (training only).
-
-`Preprocess` is saved in every checkpoint and export; prediction, evaluation and
-serving rebuild their transform from it and never restate sizes or statistics.
-"""
+"""The image kind's tensor side: eval and training transforms (torchvision), and the normalisation that sits
+inside every exported graph. `Preprocess` (in `image.py`) decides them all; nothing here restates sizes."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
+import torch.nn as nn
 from torchvision.transforms import InterpolationMode, v2
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass
-class Preprocess:
-    """How raw RGB pixels become the model's input: resize shorter side, centre crop, normalise."""
-
-    input_size: int
-    resize: int
-    interpolation: str = "bilinear"
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "mean": list(self.mean), "std": list(self.std)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Preprocess:
-        return cls(d["input_size"], d["resize"], d["interpolation"], tuple(d["mean"]), tuple(d["std"]))
-
+from deepcat.inputs.image import Preprocess
 
 def _interp(pre: Preprocess) -> InterpolationMode:
     return InterpolationMode(pre.interpolation)
@@ -45,7 +21,7 @@ def eval_transform(pre: Preprocess) -> v2.Compose:
     """Resize the shorter side to `resize`, centre-crop `input_size`, normalise.
 
     Resizing happens before ToImage so a PIL image is resized by PIL, exactly as the
-    torch-free ONNX path (`inference/onnx_model.py`), the server and the exported models' consumers do.
+    torch-free ONNX path (`image.pixels`), the server and the exported models' consumers do.
     """
     return v2.Compose([v2.Resize(pre.resize, interpolation=_interp(pre), antialias=True),
                        v2.CenterCrop(pre.input_size), v2.ToImage(), *_to_float(pre)])
@@ -64,3 +40,16 @@ def train_transform(pre: Preprocess, *, augment: str, hflip: bool, small_images:
     flips = [v2.RandomHorizontalFlip()] if hflip else []
     strong = [v2.RandAugment(num_ops=2, magnitude=9, interpolation=_interp(pre))] if augment == "strong" else []
     return v2.Compose([v2.ToImage(), *geometry, *flips, *strong, *_to_float(pre)])
+
+
+class Normalise(nn.Module):
+    """(B, 3, H, W) float32 RGB in 0..255 -> the network's normalised input; the first layer of every export."""
+
+    def __init__(self, pre: Preprocess):
+        super().__init__()
+        # (x / 255 - mean) / std == (x - 255 mean) / (255 std)
+        self.register_buffer("shift", torch.tensor(pre.mean).view(1, 3, 1, 1) * 255.0)
+        self.register_buffer("scale", 1.0 / (torch.tensor(pre.std).view(1, 3, 1, 1) * 255.0))
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return (pixels - self.shift) * self.scale

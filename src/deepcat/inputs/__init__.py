@@ -1,0 +1,105 @@
+"""Kinds of input: all that deepcat assumes about what it classifies, behind one small interface per kind.
+
+Splits, training, evaluation, calibration, export, serving and the report are shared; an `InputKind` says
+how a file of that kind is recognised, decoded, checked by the audit, turned into the model's input (with
+numpy alone, for ONNX Runtime and the server, and with torch for training), and what the exported graph
+takes. Images are the first kind (`image.py`); a new kind is one module that adds itself to `INPUT_KINDS`.
+
+The kind is chosen by the data (the files' suffixes, or a built-in data set) and saved in model.json and
+in the exported model's metadata (`input_kind`), so every consumer decodes as training did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deepcat.registry import Registry
+
+
+class BadInput(Exception):
+    """An input that cannot be read; str() names the file (or request part) and the reason. `status` and `reason`
+    say how the server answers it (a 4xx and a short machine-readable kind)."""
+
+    def __init__(self, detail: str, *, status: int = 400, reason: str = "corrupt_input"):
+        super().__init__(detail)
+        self.status, self.reason = status, reason
+
+
+@dataclass
+class Facts:
+    """What the audit's one pass learns about one input; `error` is set when it could not be read."""
+
+    content: str = ""          # hash of the bytes (or array): exact duplicates
+    fingerprint: int = 0       # 64-bit perceptual hash: near-duplicate candidates
+    thumb: bytes = b""         # a small rendering that confirms a near-duplicate pair
+    traits: dict[str, Any] = field(default_factory=dict)  # kind-specific: size, colour, duration, ...
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class InputKind:
+    """One kind of input. Numpy-only members serve ONNX Runtime and the server; the tensor members (transforms,
+    front end, example) import torch when called."""
+
+    name: str
+    suffixes: frozenset[str]                                          # files of this kind
+    media_types: tuple[str, ...]                                      # raw request bodies accepted (prefixes)
+    read: Callable[[str | Path], Any]                                 # file -> decoded item; BadInput names it
+    from_memory: Callable[[Any], Any]                                 # array / object -> decoded item
+    decode_bytes: Callable[[bytes, str, int], Any]                    # (body, name, max_size) -> decoded item
+    preprocess: Callable[[dict[str, Any]], Any]                       # model.json "preprocess" -> its dataclass
+    to_model_input: Callable[[Any, dict[str, Any]], np.ndarray]       # decoded + metadata -> float32 input
+    eval_transform: Callable[[Any], Callable[[Any], Any]]             # preprocess -> (decoded -> tensor)
+    train_transform: Callable[..., Callable[[Any], Any]]              # preprocess, augment, hflip, small -> same
+    front_end: Callable[[Any], Any]                                   # preprocess -> nn.Module inside the graph
+    example: Callable[[Any, int], Any]                                # (preprocess, batch) -> a model input tensor
+    input_spec: Callable[[Any], dict[str, Any]]                       # the export metadata's "input"
+    inspect_file: Callable[[str], Facts]                              # the audit's pass over one file
+    inspect_array: Callable[[np.ndarray], Facts]                      # ... over one in-memory item
+    flags: Callable[[list[Facts], list[str]], tuple[dict[str, Any], dict[str, list[str]]]]
+    # ^ the audit's kind-specific findings: (summary of sizes, {flag: [names]}); FLAG_LABELS names each flag
+    flag_labels: dict[str, str]
+    native_size: Callable[[Sequence[str]], int | None]                # a few files' largest side (None: n/a)
+
+    def is_file(self, path: Path) -> bool:
+        return path.is_file() and path.suffix.lower() in self.suffixes and not path.name.startswith(".")
+
+
+INPUT_KINDS: Registry[InputKind] = Registry("input kind")
+DEFAULT_KIND = "image"  # runs and exports saved before kinds existed are images
+
+
+def input_kind(name: str | None = None) -> InputKind:
+    """The kind called `name` (default: images). Importing the kinds here keeps the registry complete."""
+    from deepcat.inputs import image  # noqa: F401 - registers the image kind
+
+    return INPUT_KINDS.get(name or DEFAULT_KIND)
+
+
+def kind_of_meta(meta: dict[str, Any]) -> InputKind:
+    """The kind a model.json or an export's metadata was saved with."""
+    return input_kind(meta.get("input_kind"))
+
+
+def preprocess_of(meta: dict[str, Any]) -> Any:
+    """The preprocessing dataclass of a model.json (`meta["preprocess"]`), of the kind it was saved with."""
+    return kind_of_meta(meta).preprocess(meta["preprocess"])
+
+
+def kind_of_files(paths: Sequence[Path]) -> InputKind:
+    """The kind most of `paths` belong to (a folder of photos with a stray .txt is still photos)."""
+    input_kind()
+    counts = {name: sum(kind.suffixes.__contains__(p.suffix.lower()) for p in paths)
+              for name, kind in INPUT_KINDS.items()}
+    best = max(counts, key=counts.__getitem__)
+    return INPUT_KINDS.get(best if counts[best] else DEFAULT_KIND)
+
+
+def all_suffixes() -> list[str]:
+    input_kind()
+    return sorted({s for _, kind in INPUT_KINDS.items() for s in kind.suffixes})
