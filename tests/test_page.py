@@ -35,14 +35,21 @@ def chrome(download_dir: Path):
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
-def classify_in_page(url: str, image: Path, profile: Path) -> dict:
-    """Open the page, wait for its model, upload `image`, wait for the answer; what the page shows."""
+def classify_in_page(url: str, image: Path, profile: Path, api_key: str | None = None) -> dict:
+    """Open the page (typing `api_key` when it asks), wait for its model, upload `image`, wait for the answer;
+    what the page shows."""
     from selenium.webdriver.common.by import By
 
     driver = chrome(profile)
     try:
         driver.get(url)
         deadline = time.time() + 60
+        if api_key is not None:
+            while not driver.find_element(By.ID, "keyform").is_displayed():
+                assert time.time() < deadline, "the page did not ask for the API key"
+                time.sleep(0.2)
+            driver.find_element(By.ID, "key").send_keys(api_key)
+            driver.find_element(By.CSS_SELECTOR, "#keyform button").click()
         while driver.find_element(By.TAG_NAME, "body").get_attribute("data-ready") != "true":
             assert time.time() < deadline, "the page did not load the model"
             time.sleep(0.2)
@@ -68,6 +75,15 @@ def test_page_classifies_in_the_browser_like_the_server(cat_dog_model, chelsea_j
     assert server_label == "cat"
     assert shown["label"] == server_label and "in your browser" in shown["mode"]
     assert shown["bars"] == 3  # cat, dog, neither
+
+
+@pytest.mark.slow
+@needs_browser
+def test_page_behind_an_api_key_asks_for_it_and_still_classifies_in_the_browser(cat_dog_model, chelsea_jpg,
+                                                                                tmp_path):
+    with Server(create_app(cat_dog_model, api_key="s3cret")) as url:
+        shown = classify_in_page(url, chelsea_jpg, tmp_path / "profile", api_key="s3cret")
+    assert shown["label"] == "cat" and "in your browser" in shown["mode"]
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ import struct
 import threading
 import time
 import zlib
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -164,3 +165,6 @@ def test_api_key(model_path):
         allowed = httpx.post(f"{url}/v1/predict", content=png, headers={"content-type": "image/png",
                                                                          "x-api-key": "s3cret"})
         assert allowed.status_code == 200
+        assert httpx.get(f"{url}/model.onnx").status_code == 401  # the model file is behind the key too
+        model = httpx.get(f"{url}/model.onnx", headers={"x-api-key": "s3cret"})
+        assert model.status_code == 200 and model.content == Path(model_path).read_bytes()

@@ -1,19 +1,21 @@
 """The REST API: `create_app(model.onnx)` -> FastAPI application (run it with uvicorn).
 
-    POST /v1/predict         one image, as multipart field `file` or as the raw body
-    POST /v1/predict/batch   several images, multipart fields `files`
+    POST /v1/predict         one input, as multipart field `file` or as the raw body
+    POST /v1/predict/batch   several inputs, multipart fields `files`
     GET  /v1/model           classes, input size, metadata, limits
     GET  /health, /ready     liveness, readiness
     GET  /metrics            Prometheus: requests, latency, batch sizes, errors by kind
     GET  /                   a page that classifies in the browser (onnxruntime-web) or via this server
+
+Request parsing and the API key are in `requests.py`; decoding is the model's input kind's (`errors.decode`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +23,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from deepcat.inference.answers import decide
-from deepcat.inference.onnx_model import load_onnx
+from deepcat.inference.onnx_model import OnnxClassifier, load_onnx
+from deepcat.inputs import kind_of_meta
+from deepcat.serving import requests
 from deepcat.serving.batcher import MicroBatcher
 from deepcat.serving.errors import RequestError, decode
 from deepcat.serving.limits import Limits
 from deepcat.serving.metrics import Metrics
 
 PAGE = Path(__file__).parent / "page"
-IMAGE_BODY = {"requestBody": {"content": {
-    "multipart/form-data": {"schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}},
-    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-    "image/jpeg": {"schema": {"type": "string", "format": "binary"}}}}}
-BATCH_BODY = {"requestBody": {"content": {"multipart/form-data": {"schema": {"type": "object", "properties": {
-    "files": {"type": "array", "items": {"type": "string", "format": "binary"}}}}}}}}
 
 
 def default_web_assets() -> Path:
@@ -41,30 +39,70 @@ def default_web_assets() -> Path:
     return Path(__file__).resolve().parents[3] / "web" / "node_modules" / "onnxruntime-web" / "dist"
 
 
+@dataclass
+class Served:
+    """One served model and what its routes share."""
+
+    path: Path
+    classifier: OnnxClassifier
+    limits: Limits
+    api_key: str | None
+    threshold: float | None
+    web_assets: Path
+    metrics: Metrics = field(default_factory=Metrics)
+    batcher: MicroBatcher | None = None
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.classifier.meta
+
+    async def classify(self, inputs: list[tuple[str, bytes]], top_k: int) -> list[dict[str, Any]]:
+        """Decode (off the event loop), batch with other requests, and answer each input."""
+        prepared = await asyncio.to_thread(
+            lambda: [decode(data, self.meta, max_bytes=self.limits.max_bytes, max_pixels=self.limits.max_pixels,
+                            name=name) for name, data in inputs])
+        rows = await asyncio.gather(*(self.batcher.submit(p) for p in prepared))
+        results = []
+        for (name, _), (row, score) in zip(inputs, rows):
+            answer = decide(row, self.meta["classes"], top_k=top_k, score=score, threshold=self.threshold)
+            answer["top"] = [{"label": label, "probability": p} for label, p in answer["top"]]
+            results.append({"source": name, **answer})
+        return results
+
+    def answer(self, results: dict[str, Any]) -> dict[str, Any]:
+        return {"model": self.meta["name"], "version": self.meta.get("version"), **results}
+
+
 def create_app(model_path: str | Path, *, limits: Limits | None = None, api_key: str | None = None,
                web_assets: Path | None = None, reject: bool = True) -> FastAPI:
     """A FastAPI app serving one exported model; preprocessing comes from the model's own metadata.
-    With `reject`, images below the model's calibrated threshold are answered `unknown`."""
-    limits = limits or Limits()
-    model_path = Path(model_path)
+    With `reject`, inputs below the model's calibrated threshold are answered `unknown`."""
     classifier = load_onnx(model_path)
-    meta = classifier.meta
-    threshold = classifier.threshold if reject else None
-    metrics = Metrics()
-    web_assets = web_assets or default_web_assets()
-    state: dict[str, Any] = {}
+    served = Served(Path(model_path), classifier, limits or Limits(), api_key,
+                    classifier.threshold if reject else None, web_assets or default_web_assets())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        batcher = MicroBatcher(classifier.infer, max_batch=limits.max_batch,
-                               max_wait=limits.max_wait_ms / 1000, on_batch=metrics.batch_size.observe)
-        batcher.start()
-        state["batcher"] = batcher
+        served.batcher = MicroBatcher(classifier.infer, max_batch=served.limits.max_batch,
+                                      max_wait=served.limits.max_wait_ms / 1000,
+                                      on_batch=served.metrics.batch_size.observe)
+        served.batcher.start()
         yield
-        await batcher.stop()
+        await served.batcher.stop()
 
+    meta = served.meta
     app = FastAPI(title="deepcat", version=str(meta.get("deepcat_version", "")), lifespan=lifespan,
-                  description=f"Image classifier {meta['name']}: {', '.join(meta['classes'][:20])}")
+                  description=f"{kind_of_meta(meta).name.capitalize()} classifier {meta['name']}: "
+                              f"{', '.join(meta['classes'][:20])}")
+    _observe(app, served.metrics)
+    _prediction_routes(app, served)
+    _info_routes(app, served)
+    _page_routes(app, served)
+    return app
+
+
+def _observe(app: FastAPI, metrics: Metrics) -> None:
+    """Every refusal as a JSON error, and every request counted and timed in /metrics."""
 
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError) -> JSONResponse:
@@ -80,67 +118,35 @@ def create_app(model_path: str | Path, *, limits: Limits | None = None, api_key:
         metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - started)
         return response
 
-    def authorise(request: Request) -> None:
-        if api_key is None:
-            return
-        given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
-        if not secrets.compare_digest(given.encode(), api_key.encode()):
-            raise RequestError(401, "unauthorised", "missing or wrong API key: send it as the X-API-Key header")
 
-    async def classify(images: list[tuple[str, bytes]], top_k: int) -> list[dict[str, Any]]:
-        prepared = await asyncio.to_thread(  # decoding stays off the event loop
-            lambda: [decode(data, meta, max_bytes=limits.max_bytes, max_pixels=limits.max_pixels, name=name)
-                     for name, data in images])
-        rows = await asyncio.gather(*(state["batcher"].submit(p) for p in prepared))
-        results = []
-        for (name, _), (row, score) in zip(images, rows):
-            answer = decide(row, meta["classes"], top_k=top_k, score=score, threshold=threshold)
-            answer["top"] = [{"label": label, "probability": p} for label, p in answer["top"]]
-            results.append({"source": name, **answer})
-        return results
+def _prediction_routes(app: FastAPI, served: Served) -> None:
+    media_types = kind_of_meta(served.meta).media_types
+    refusals = requests.error_responses(400, 401, 413, 415, 422)
 
-    async def read_images(request: Request, *, field: str, many: bool) -> list[tuple[str, bytes]]:
-        content_type = request.headers.get("content-type", "")
-        if content_type.startswith("multipart/form-data"):
-            form = await request.form(max_files=limits.max_files + 1)
-            uploads = [u for u in form.getlist(field) if hasattr(u, "read")]
-            if not uploads:
-                raise RequestError(400, "empty_body", f"multipart body has no file field named {field!r}")
-            if len(uploads) > (limits.max_files if many else 1):
-                raise RequestError(413, "batch_too_large", f"{len(uploads)} files; the limit is "
-                                   f"{limits.max_files if many else 1} (use /v1/predict/batch for several)")
-            return [(u.filename or f"file{i}", await u.read(limits.max_bytes + 1)) for i, u in enumerate(uploads)]
-        if many:
-            raise RequestError(415, "unsupported_media_type", "send the images as multipart/form-data fields 'files'")
-        if content_type and not content_type.startswith(("image/", "application/octet-stream")):
-            raise RequestError(415, "unsupported_media_type", f"content type {content_type!r}: send an image "
-                               f"(image/*, application/octet-stream) or multipart/form-data")
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limits.max_bytes:
-                raise RequestError(413, "too_many_bytes", f"body is over the limit of {limits.max_bytes} bytes")
-        return [("body", bytes(body))]
-
-    def answer(results: Any) -> dict[str, Any]:
-        return {"model": meta["name"], "version": meta.get("version"), **results}
-
-    @app.post("/v1/predict", openapi_extra=IMAGE_BODY, summary="Classify one image")
+    @app.post("/v1/predict", openapi_extra=requests.single_body(media_types), responses=refusals,
+              summary="Classify one input")
     async def predict(request: Request, top_k: int = 5) -> dict[str, Any]:
-        authorise(request)
-        [result] = await classify(await read_images(request, field="file", many=False), top_k)
-        return answer(result)
+        requests.authorise(request, served.api_key)
+        inputs = await requests.read_inputs(request, field="file", many=False, limits=served.limits,
+                                            media_types=media_types)
+        [result] = await served.classify(inputs, top_k)
+        return served.answer(result)
 
-    @app.post("/v1/predict/batch", openapi_extra=BATCH_BODY, summary="Classify several images")
+    @app.post("/v1/predict/batch", openapi_extra=requests.BATCH_BODY, responses=refusals,
+              summary="Classify several inputs")
     async def predict_batch(request: Request, top_k: int = 5) -> dict[str, Any]:
-        authorise(request)
-        return answer({"predictions": await classify(await read_images(request, field="files", many=True), top_k)})
+        requests.authorise(request, served.api_key)
+        inputs = await requests.read_inputs(request, field="files", many=True, limits=served.limits,
+                                            media_types=media_types)
+        return served.answer({"predictions": await served.classify(inputs, top_k)})
 
-    @app.get("/v1/model", summary="Classes, preprocessing and limits")
+
+def _info_routes(app: FastAPI, served: Served) -> None:
+    @app.get("/v1/model", summary="Classes, preprocessing and limits", responses=requests.error_responses(401))
     async def model_info(request: Request) -> dict[str, Any]:
-        authorise(request)
-        return {**meta, "threshold": threshold, "limits": limits.__dict__, "file": model_path.name,
-                "bytes": model_path.stat().st_size}
+        requests.authorise(request, served.api_key)
+        return {**served.meta, "threshold": served.threshold, "limits": served.limits.__dict__,
+                "file": served.path.name, "bytes": served.path.stat().st_size}
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -148,27 +154,32 @@ def create_app(model_path: str | Path, *, limits: Limits | None = None, api_key:
 
     @app.get("/ready")
     async def ready() -> JSONResponse:
-        ok = "batcher" in state
+        ok = served.batcher is not None
         return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=Response,
+             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
     async def prometheus() -> Response:
-        return Response(metrics.render(), media_type=metrics.content_type)
+        return Response(served.metrics.render(), media_type=served.metrics.content_type)
+
+
+def _page_routes(app: FastAPI, served: Served) -> None:
+    """The page, the model file it runs in the browser (behind the API key when one is set), and onnxruntime-web."""
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(PAGE / "index.html")
 
     @app.get("/model.onnx", include_in_schema=False)
-    async def model_file() -> FileResponse:
-        return FileResponse(model_path, media_type="application/octet-stream")
+    async def model_file(request: Request) -> FileResponse:
+        requests.authorise(request, served.api_key)
+        return FileResponse(served.path, media_type="application/octet-stream")
 
     @app.get("/ort/{name}", include_in_schema=False)
     async def ort_web(name: str) -> FileResponse:
-        path = (web_assets / name).resolve()
-        if path.parent != web_assets.resolve() or not path.is_file():
+        assets = served.web_assets
+        path = (assets / name).resolve()
+        if path.parent != assets.resolve() or not path.is_file():
             raise RequestError(404, "not_found", f"{name}: onnxruntime-web file not found (npm ci --prefix web)")
         media = "application/wasm" if name.endswith(".wasm") else "text/javascript"
         return FileResponse(path, media_type=media)
-
-    return app
