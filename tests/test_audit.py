@@ -98,3 +98,33 @@ def test_fashion_mnist_subset_leak_of_a_slightly_changed_copy():
     leak = [g for g in found.duplicates if g["kind"] == "leak" and "fashion-mnist[99999]" in str(g["members"])]
     assert len(leak) == 1 and not leak[0]["exact"]
     assert found.unreadable == [] and len(found.flags["grayscale"]) == found.images
+
+
+def test_a_group_can_be_a_leak_and_a_label_conflict_at_once(tmp_path):
+    """A training image, its byte copy in val under the same label, and a resized copy in val under another:
+    one group, counted as a leak and as a label conflict; the two identical files are marked exact; --fix keeps
+    no copy of the image in two splits."""
+    write_digits(tmp_path / "imgs", classes=(0, 1), per_class=12, size=32)
+    original = tmp_path / "imgs/digit0/000.png"
+    shutil.copy(original, tmp_path / "imgs/copy.png")
+    Image.open(original).resize((40, 40), Image.BILINEAR).save(tmp_path / "imgs/resized.png")
+    rows = [[str(p), p.parent.name, "train"] for p in sorted((tmp_path / "imgs").glob("digit*/*.png"))]
+    rows += [[str(p), "digit1" if p.parent.name == "digit0" else "digit0", "val"]
+             for p in sorted((tmp_path / "imgs").glob("digit*/01*.png"))]  # other images, so val has both labels
+    rows += [[str(tmp_path / "imgs/copy.png"), "digit0", "val"], [str(tmp_path / "imgs/resized.png"), "digit1", "val"]]
+    with (tmp_path / "data.csv").open("w", newline="") as f:
+        csv.writer(f).writerows([["path", "label", "split"], *rows])
+    splits = resolve_data(str(tmp_path / "data.csv"))
+    found = audit(splits, progress=False, workers=1)
+    [group] = [g for g in found.duplicates if any(m["item"].endswith("resized.png") for m in g["members"])]
+    assert group["kinds"] == ["leak", "label_conflict"] and found.count("leak") >= 1
+    assert found.count("label_conflict") >= 1
+    exact = {Path(m["item"]).name: m["exact"] for m in group["members"]}
+    assert exact == {"000.png": True, "copy.png": True, "resized.png": False}
+    summary = "\n".join(found.summary_lines())
+    assert "leak across train/val/test: " in summary and "leak across train/val/test: 0" not in summary
+    fix_split(splits, found, tmp_path / "clean.csv")
+    with (tmp_path / "clean.csv").open() as f:
+        kept = [(Path(r["path"]).name, r["split"]) for r in csv.DictReader(f)]
+    members = {"000.png", "copy.png", "resized.png"}
+    assert len({split for name, split in kept if name in members}) <= 1  # no copy in two splits

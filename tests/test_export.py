@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 import pytest
 
 import deepcat
@@ -123,3 +124,27 @@ def test_onnx_keeps_the_small_cnn_test_time_flip(tmp_path):
         one_view = net(torch.from_numpy(pixels))[0].numpy()
     exported = load_onnx(path).probabilities(pixels)
     assert np.abs(exported - reference).max() < 1e-5 < np.abs(exported - one_view).max()
+
+
+def test_the_check_measures_the_export_even_when_the_temperature_saturates(digits_run, tmp_path):
+    """A run whose temperature sits at a sharp bound answers 0 or 1 exactly; the check compares probabilities
+    at temperature 1 (from the logits), so int8's rounding still shows and fp32's bound still means something."""
+    import shutil
+
+    from deepcat.evaluation.calibration import softmax
+
+    sharp = tmp_path / "sharp"
+    shutil.copytree(digits_run, sharp)
+    meta = json.loads((sharp / "model.json").read_text())
+    meta["calibration"]["temperature"] = 0.01
+    (sharp / "model.json").write_text(json.dumps(meta))
+    int8 = export(sharp, format="onnx-int8", progress=False)
+    fp32 = json.loads((sharp / "export" / "model.onnx.check.json").read_text())["check"]
+    assert int8.check.top1_agreement >= 0.99 and int8.check.max_abs_diff > 1e-4  # rounding is measured
+    assert 0 < fp32["max_abs_diff"] <= 1e-4
+    clf = load_onnx(int8.path)
+    pixels = np.stack([np.asarray(Image.open(p).convert("RGB").resize((16, 16)), np.float32).transpose(2, 0, 1)
+                       for p in sorted((ROOT / "examples" / "digits").glob("*.png"))])
+    calibrated = clf.probabilities(pixels)
+    assert np.allclose(calibrated, softmax(clf.logits(pixels).astype(np.float64), 0.01), atol=1e-6)
+    assert calibrated.max() > 0.999  # saturated, as the run asks

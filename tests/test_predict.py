@@ -24,3 +24,24 @@ def test_cli_predict_missing_file_is_one_line(capsys):
     assert main(["predict", "no/such/file.jpg"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: no such file") and "Traceback" not in err
+
+
+def test_cli_table_shows_the_part_of_each_path_that_differs(chelsea_jpg, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    monkeypatch.setenv("COLUMNS", "160")
+    deep = tmp_path / "home" / "me" / "photos" / "holidays-2026-summer-by-the-sea" / "day-one"
+    for name in ("a/cat.jpg", "b/cat.jpg", "a/another-cat-with-a-long-name.jpg"):
+        (deep / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(chelsea_jpg, deep / name)
+    assert main(["predict", str(deep)]) == 0
+    out = capsys.readouterr().out
+    assert "a/cat.jpg" in out and "b/cat.jpg" in out and "another-cat-with-a-long-name.jpg" in out
+    assert "holidays" not in out  # the shared start of every path is left out
+
+
+def test_short_names_keep_just_enough_of_each_path():
+    from deepcat.cli.tables import short_names
+
+    assert short_names(["/x/a/img.png", "/x/b/img.png", "/x/a/other.png"]) == ["a/img.png", "b/img.png", "other.png"]
+    assert short_names(["img.png"]) == ["img.png"]

@@ -43,6 +43,7 @@ def train(data: str | None = None, *, config: str | Path | None = None, resume: 
     from deepcat.config import resolve_config
     from deepcat.evaluation.finish import after_training
     from deepcat.training.checkpoint import resume_point
+    from deepcat.training.loggers import log_run_folder
     from deepcat.training.loop import fit
 
     if data is not None:
@@ -54,6 +55,7 @@ def train(data: str | None = None, *, config: str | Path | None = None, resume: 
     fitted = fit(cfg, state=state, run_dir=Path(resume) if resume else None, callbacks=callbacks, progress=progress)
     if fitted.is_main:
         after_training(fitted.run_dir, fitted.splits, progress=progress)
+        log_run_folder(fitted.run_dir, cfg)
     return fitted.run_dir
 
 

@@ -63,6 +63,8 @@ class TrainConfig:
     output: str = _opt("runs", "folder that holds run folders")
     name: str | None = _opt(None, "run folder name (auto: model-data-time)")
     device: str = _opt("auto", "cpu, cuda, cuda:1, ... (auto: cuda when available)")
+    log: str | None = _opt(None, "experiment tracking: tensorboard (RUN/tensorboard) or mlflow", choices=("tensorboard", "mlflow"))
+    tracking_uri: str | None = _opt(None, "MLflow tracking URI (default: the local store ./mlflow.db, artefacts in ./mlruns)")
     data_root: str | None = _opt(None, "where built-in data sets are looked for and downloaded (auto: ~/.cache/deepcat)")
 
     @classmethod
@@ -114,6 +116,8 @@ class TrainOptions(TypedDict, total=False):
     name: str | None
     device: str
     data_root: str | None
+    log: str | None
+    tracking_uri: str | None
 
 
 def field_names() -> list[str]:
@@ -146,7 +150,8 @@ def check_value(name: str, value: Any, where: str) -> Any:
     ok = (isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))) or \
         (kind is float and isinstance(value, int) and not isinstance(value, bool))
     if not ok:
-        raise DeepcatError(f"{name} in {where} must be {'true or false' if kind is bool else 'a ' + kind.__name__}"
+        expected = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}[kind]
+        raise DeepcatError(f"{name} in {where} must be {expected}"
                            f"{' or null' if isinstance(hint, types.UnionType) else ''}; received {value!r}")
     return float(value) if kind is float else value
 
@@ -170,7 +175,7 @@ def resolve_config(*, config_file: str | Path | None = None, **overrides: Any) -
     cfg = TrainConfig(**values)
     for f in dataclasses.fields(TrainConfig):
         choices = f.metadata.get("choices")
-        if choices and getattr(cfg, f.name) not in choices:
+        if choices and getattr(cfg, f.name) not in choices and getattr(cfg, f.name) is not None:
             raise DeepcatError(f"{f.name} must be one of {', '.join(choices)}; received {getattr(cfg, f.name)!r}")
     if cfg.epochs < 1 or (cfg.batch_size is not None and cfg.batch_size < 1) or cfg.accumulate < 1:
         raise DeepcatError(f"epochs, batch_size and accumulate must be >= 1; received "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -25,18 +26,33 @@ def print_evaluation(metrics: Evaluation, title: str) -> None:
           f"calibration error (ECE) {metrics.ece:.4f}   images {metrics.images}")
 
 
+def short_names(sources: list[str]) -> list[str]:
+    """Each path as its shortest tail that no other path shares (`a/img.png`, `b/img.png`; else just `img.png`),
+    so the rows of a folder can be told apart however deep it lies."""
+    parts = [Path(s).parts or (s,) for s in sources]
+    names = []
+    for own in parts:
+        for k in range(1, len(own) + 1):
+            tail = own[-k:]
+            if sum(other[-k:] == tail for other in parts) == 1 or k == len(own):
+                names.append(str(Path(*tail)))
+                break
+    return names
+
+
 def print_predictions(predictions: list[Prediction], model: str, top_k: int) -> None:
     table = Table(title=f"predictions ({model})")
-    for col in ("image", "label", "probability", f"top {top_k}"):
+    table.add_column("input", overflow="fold")
+    for col in ("label", "probability", f"top {top_k}"):
         table.add_column(col)
-    for p in predictions:
+    for name, p in zip(short_names([p.source for p in predictions]), predictions):
         if p.error:
-            table.add_row(p.source, "[red]error[/red]", "", p.error)
+            table.add_row(name, "[red]error[/red]", "", p.error)
         else:
             top = ", ".join(f"{lab} {prob:.3f}" for lab, prob in p.top)
             label = (f"[yellow]unknown[/yellow] (< {p.threshold:.3f})" if p.label == "unknown"
                      else f"[bold]{p.label}[/bold]")
-            table.add_row(p.source, label, f"{p.probability:.3f}", top)
+            table.add_row(name, label, f"{p.probability:.3f}", top)
     Console().print(table)
 
 

@@ -14,7 +14,7 @@ import torch
 
 from deepcat.inputs import preprocess_of
 from deepcat.exporting.check import ExportCheck, compare, run_images
-from deepcat.exporting.formats import FORMATS, CalibrationImages, torch_probabilities
+from deepcat.exporting.formats import FORMATS, CalibrationImages, torch_logits
 from deepcat.exporting.graph import Deployable, metadata
 
 HELD_OUT_IMAGES = 200  # training images (not calibration ones) int8 must agree on before the check
@@ -89,9 +89,9 @@ def export_checked(net: Deployable, meta: dict[str, Any], *, format: str, out: P
     """Write `net` as `format` to `out`, then compare it with PyTorch on `checks` (raises when out of bounds)."""
     chosen = FORMATS.get(format)
     out.parent.mkdir(parents=True, exist_ok=True)
-    reference = torch_probabilities(net, checks)
+    reference = torch_logits(net, checks)
     written = chosen.write(net, meta, out, torch.from_numpy(checks[:2]), calibration, quiet)
-    report = compare(reference, written.probabilities(checks), labels, kind=chosen.precision)
+    report = compare(reference, written.logits(checks), labels, kind=chosen.precision)
     result = ExportResult(str(out), format, out.stat().st_size, report, written.precision,
                           _ms_per_image(written.session, checks[:1]) if written.session is not None else None)
     (out.parent / f"{out.name}.check.json").write_text(json.dumps(result.to_dict(), indent=2))

@@ -26,9 +26,9 @@ CalibrationImages = Callable[[], tuple[np.ndarray, np.ndarray]]  # () -> (calibr
 
 @dataclass
 class Written:
-    """An exported file and how to run it: (N, 3, H, W) pixels -> (N, C) probabilities."""
+    """An exported file and how to run it: the raw input (images: (N, 3, H, W) pixels) -> (N, K) logits."""
 
-    probabilities: Callable[[np.ndarray], np.ndarray]
+    logits: Callable[[np.ndarray], np.ndarray]
     session: Any = None                                   # the ONNX Runtime classifier, timed for the report
     precision: dict[str, Any] | None = None               # int8: which segments stayed float
     extra: dict[str, Any] = field(default_factory=dict)
@@ -44,11 +44,11 @@ class ExportFormat:
 FORMATS: Registry[ExportFormat] = Registry("export format")
 
 
-def torch_probabilities(net: Any, batch: np.ndarray) -> np.ndarray:
+def torch_logits(net: Any, batch: np.ndarray) -> np.ndarray:
     import torch
 
     with torch.no_grad():
-        return torch.cat([net(torch.from_numpy(chunk))[0]
+        return torch.cat([net(torch.from_numpy(chunk))[2]
                           for chunk in np.array_split(batch, max(1, len(batch) // 64))]).numpy()
 
 
@@ -56,7 +56,7 @@ def _onnx_session(path: Path) -> Written:
     from deepcat.inference.onnx_model import load_onnx
 
     session = load_onnx(path)
-    return Written(session.probabilities, session)
+    return Written(session.logits, session)
 
 
 def write_onnx(net: Deployable, meta: dict[str, Any], out: Path, example: torch.Tensor,
@@ -112,7 +112,7 @@ def write_torchscript(net: Deployable, meta: dict[str, Any], out: Path, example:
             traced = torch.jit.trace(net, example)
         torch.jit.save(traced, str(out), _extra_files={"deepcat.json": json.dumps(meta)})
         loaded = torch.jit.load(str(out))
-    return Written(lambda batch: torch_probabilities(loaded, batch))
+    return Written(lambda batch: torch_logits(loaded, batch))
 
 
 FORMATS.add("onnx", ExportFormat("model.onnx", "fp32", write_onnx))

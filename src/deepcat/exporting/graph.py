@@ -14,11 +14,12 @@ from deepcat.inputs import input_kind
 
 OUTPUT = "probabilities"
 ENERGY = "energy"  # logsumexp of the logits: the `unknown` score (see evaluation/calibration.py)
+LOGITS = "logits"  # before temperature and softmax: what the export check compares (saturated probabilities hide errors)
 
 
 class Deployable(nn.Module):
-    """The raw input (images: (B, 3, H, W) float32 RGB in 0..255) -> (B, C) probabilities and (B,) energy;
-    the kind's front end (images: normalisation), the calibration temperature and softmax inside."""
+    """The raw input (images: (B, 3, H, W) float32 RGB in 0..255) -> (B, C) probabilities, (B,) energy and the
+    (B, K) logits; the kind's front end (images: normalisation), the calibration temperature and softmax inside."""
 
     def __init__(self, model: nn.Module, pre: Any,
                  reduce: Callable[[torch.Tensor], torch.Tensor] | None = None, temperature: float = 1.0):
@@ -27,10 +28,10 @@ class Deployable(nn.Module):
         self.model, self.reduce, self.temperature = model.eval(), reduce, float(temperature)
         self.eval()
 
-    def forward(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         logits = self.model(self.front_end(raw)).float()
         probs = (logits / self.temperature).softmax(-1)
-        return (self.reduce(probs) if self.reduce is not None else probs), logits.logsumexp(-1)
+        return (self.reduce(probs) if self.reduce is not None else probs), logits.logsumexp(-1), logits
 
 
 def metadata(*, name: str, classes: list[str], pre: Any, version: str, source: str,
@@ -42,7 +43,7 @@ def metadata(*, name: str, classes: list[str], pre: Any, version: str, source: s
     return {"name": name, "version": version, "source": source, "classes": classes, **pre.to_dict(),
             "calibration": calibration,
             "input_kind": pre.kind, "input": input_kind(pre.kind).input_spec(pre),
-            "output": {"name": OUTPUT, "kind": "probabilities"}, "score_output": ENERGY,
+            "output": {"name": OUTPUT, "kind": "probabilities"}, "score_output": ENERGY, "logits_output": LOGITS,
             "deepcat_version": __version__}
 
 

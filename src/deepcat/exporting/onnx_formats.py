@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepcat.exporting.graph import ENERGY, OUTPUT, Deployable, metadata_props
+from deepcat.exporting.graph import ENERGY, LOGITS, OUTPUT, Deployable, metadata_props
 
 
 def set_metadata(path: Path, meta: dict[str, Any]) -> None:
@@ -26,7 +26,7 @@ def export_onnx(net: Deployable, example: torch.Tensor, path: Path, meta: dict[s
     """fp32 ONNX with a dynamic batch axis, via torch.export (the maintained exporter)."""
     batch = torch.export.Dim("batch", min=1, max=4096)
     with torch.no_grad():  # the inference graph (a model may branch on it: smallcnn's test-time flip)
-        program = torch.onnx.export(net, (example,), dynamo=True, input_names=[meta["input"]["name"]], output_names=[OUTPUT, ENERGY],
+        program = torch.onnx.export(net, (example,), dynamo=True, input_names=[meta["input"]["name"]], output_names=[OUTPUT, ENERGY, LOGITS],
                                     dynamic_shapes=({0: batch},), verbose=False)
     program.save(str(path), external_data=False)
     set_metadata(path, meta)

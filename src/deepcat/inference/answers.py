@@ -52,6 +52,14 @@ def decide(row: np.ndarray, classes: list[str], *, top_k: int, score: float | No
             "threshold": threshold}
 
 
+def as_json(source: str, row: np.ndarray, score: float | None, *, meta: dict[str, Any], top_k: int,
+            threshold: float | None) -> dict[str, Any]:
+    """One answer as `POST /v1/predict` gives it (also from the Flask and Django examples)."""
+    answer = decide(row, meta["classes"], top_k=top_k, score=score, threshold=threshold)
+    answer["top"] = [{"label": label, "probability": p} for label, p in answer["top"]]
+    return {"source": source, **answer}
+
+
 def decoded(item: InputItem, kind: InputKind) -> Any:
     """A path read from disk, or an in-memory item (array, PIL image) taken as it is, by `kind`'s rules."""
     return kind.read(item) if isinstance(item, (str, Path)) else kind.from_memory(item)

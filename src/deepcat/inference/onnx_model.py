@@ -45,6 +45,11 @@ class OnnxClassifier:
         outputs = self.session.run(None, {self.session.get_inputs()[0].name: batch})
         return outputs[0], (outputs[1] if len(outputs) > 1 else None)
 
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """(B, K) logits before temperature and softmax (exports since the `logits` output was added)."""
+        [logits] = self.session.run(["logits"], {self.session.get_inputs()[0].name: batch})
+        return logits
+
     @property
     def threshold(self) -> float | None:
         """Energy score below which the answer is `unknown` (None: never)."""
@@ -58,6 +63,20 @@ class OnnxClassifier:
                                infer=lambda batch: self.infer(np.stack(batch)),
                                classes=self.classes, top_k=top_k, batch_size=batch_size, progress=progress,
                                threshold=self.threshold if reject else None)
+
+
+    def answer(self, data: bytes, *, name: str = "body", top_k: int = 5, reject: bool = True,
+               max_pixels: int = 40_000_000) -> dict[str, Any]:
+        """The JSON `deepcat serve` answers for one input's bytes, for embedding the model in another web app;
+        raises `BadInput` (with its HTTP status and reason) for bytes that are not a readable input."""
+        from deepcat.inference.answers import as_json
+
+        kind = kind_of_meta(self.meta)
+        raw = kind.to_model_input(kind.decode_bytes(data, name, max_pixels), self.meta)
+        probs, scores = self.infer(raw[None])
+        return {"model": self.name, "version": self.meta.get("version"),
+                **as_json(name, probs[0], None if scores is None else scores[0], meta=self.meta, top_k=top_k,
+                          threshold=self.threshold if reject else None)}
 
 
 def load_onnx(path: str | Path, *, threads: int | None = None) -> OnnxClassifier:

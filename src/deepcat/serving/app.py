@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 
-from deepcat.inference.answers import decide
+from deepcat.inference.answers import as_json
 from deepcat.inference.onnx_model import OnnxClassifier, load_onnx
 from deepcat.inputs import kind_of_meta
 from deepcat.serving import requests
@@ -32,10 +33,15 @@ from deepcat.serving.limits import Limits
 from deepcat.serving.metrics import Metrics
 
 PAGE = Path(__file__).parent / "page"
+TOP_K = Query(5, ge=1, le=1000, description="how many of the most likely classes to answer")
 
 
 def default_web_assets() -> Path:
-    """onnxruntime-web's files, installed by `npm ci --prefix web` in a checkout of deepcat."""
+    """onnxruntime-web's files: inside the installed package (a wheel ships them), else from
+    `npm ci --prefix web` in a checkout of deepcat."""
+    packaged = PAGE / "ort"
+    if (packaged / "ort.min.js").is_file():
+        return packaged
     return Path(__file__).resolve().parents[3] / "web" / "node_modules" / "onnxruntime-web" / "dist"
 
 
@@ -62,12 +68,8 @@ class Served:
             lambda: [decode(data, self.meta, max_bytes=self.limits.max_bytes, max_pixels=self.limits.max_pixels,
                             name=name) for name, data in inputs])
         rows = await asyncio.gather(*(self.batcher.submit(p) for p in prepared))
-        results = []
-        for (name, _), (row, score) in zip(inputs, rows):
-            answer = decide(row, self.meta["classes"], top_k=top_k, score=score, threshold=self.threshold)
-            answer["top"] = [{"label": label, "probability": p} for label, p in answer["top"]]
-            results.append({"source": name, **answer})
-        return results
+        return [as_json(name, row, score, meta=self.meta, top_k=top_k, threshold=self.threshold)
+                for (name, _), (row, score) in zip(inputs, rows)]
 
     def answer(self, results: dict[str, Any]) -> dict[str, Any]:
         return {"model": self.meta["name"], "version": self.meta.get("version"), **results}
@@ -109,6 +111,11 @@ def _observe(app: FastAPI, metrics: Metrics) -> None:
         metrics.errors.labels(kind=exc.kind).inc()
         return JSONResponse({"error": exc.kind, "detail": exc.detail}, status_code=exc.status)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_parameter(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return await request_error(request, RequestError(422, "invalid_parameter", detail))
+
     @app.middleware("http")
     async def observe(request: Request, call_next):
         started = time.perf_counter()
@@ -125,7 +132,7 @@ def _prediction_routes(app: FastAPI, served: Served) -> None:
 
     @app.post("/v1/predict", openapi_extra=requests.single_body(media_types), responses=refusals,
               summary="Classify one input")
-    async def predict(request: Request, top_k: int = 5) -> dict[str, Any]:
+    async def predict(request: Request, top_k: int = TOP_K) -> dict[str, Any]:
         requests.authorise(request, served.api_key)
         inputs = await requests.read_inputs(request, field="file", many=False, limits=served.limits,
                                             media_types=media_types)
@@ -134,7 +141,7 @@ def _prediction_routes(app: FastAPI, served: Served) -> None:
 
     @app.post("/v1/predict/batch", openapi_extra=requests.BATCH_BODY, responses=refusals,
               summary="Classify several inputs")
-    async def predict_batch(request: Request, top_k: int = 5) -> dict[str, Any]:
+    async def predict_batch(request: Request, top_k: int = TOP_K) -> dict[str, Any]:
         requests.authorise(request, served.api_key)
         inputs = await requests.read_inputs(request, field="files", many=True, limits=served.limits,
                                             media_types=media_types)

@@ -34,7 +34,8 @@ def single_body(media_types: tuple[str, ...]) -> dict[str, Any]:
 
 
 BATCH_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-    "type": "object", "required": ["files"], "properties": {"files": {"type": "array", "items": BINARY}}}}}}}
+    "type": "object", "required": ["files"],
+    "properties": {"files": {"type": "array", "minItems": 1, "items": BINARY}}}}}}}
 
 
 def authorise(request: Request, api_key: str | None) -> None:

@@ -60,6 +60,8 @@ def resume_point(run_dir: Path, options: dict[str, Any]) -> tuple[TrainConfig, d
     the data half way would not give the run the folder describes): an option that differs from it is an error,
     except `epochs`."""
     state = load_state(run_dir)
+    for stale in run_dir.glob("*.tmp"):  # half-written by a process killed while saving
+        stale.unlink()
     cfg = TrainConfig(**read_config(run_dir))
     changed = {k: v for k, v in options.items() if v is not None and k not in RESUMABLE and getattr(cfg, k) != v}
     if changed:

@@ -27,6 +27,7 @@ from deepcat.evaluation.scores import collect_logits
 from deepcat.run_folder import write_model_json, write_split
 from deepcat.training import distributed
 from deepcat.training.checkpoint import Checkpoint
+from deepcat.training.loggers import loggers_for
 from deepcat.training.events import EarlyStopping, StopTraining, check_callbacks, fire
 from deepcat.training.optim import lr_at, set_lr
 from deepcat.training.setup import Setup, forward_loss, prepare, seed_everything, set_frozen
@@ -118,7 +119,7 @@ def _epochs(s: Setup, run_dir: Path, state: dict[str, Any] | None, dist: distrib
         return {"epoch": at.epoch, "step": at.step, "best_acc": at.best_score, "history": at.history,
                 **{name: obj.state_dict() if obj is not None else None for name, obj in tensors.items()}}
 
-    saving = [Checkpoint(run_dir, resume_state)] if dist.is_main else []
+    saving = [*loggers_for(cfg, run_dir), Checkpoint(run_dir, resume_state)] if dist.is_main else []
     callbacks = [*([stopper] if stopper else []), *callbacks, *saving]  # the checkpoint sees every epoch last
     val_loader = (eval_loader(s.splits.val, s.pre, batch_size=256, workers=cfg.workers)
                   if s.splits.val is not None and dist.is_main else None)

@@ -22,7 +22,7 @@ import numpy as np
 
 from deepcat.data.audit.cache import audit_cached, write_json
 from deepcat.data.audit.duplicates import groups, near_pairs
-from deepcat.data.audit.findings import NEAR_DUPLICATE_BITS, NEAR_DUPLICATE_MAE, Audit
+from deepcat.data.audit.findings import GROUP_KINDS, NEAR_DUPLICATE_BITS, NEAR_DUPLICATE_MAE, Audit
 from deepcat.data.audit.fix import CleanSplit, fix_split
 from deepcat.data.audit.scan import scan
 from deepcat.data.sources import DataSplits, combined
@@ -50,7 +50,9 @@ def audit(splits: DataSplits, *, near: int = NEAR_DUPLICATE_BITS, workers: int =
 
 def _duplicate_groups(facts: list[Facts], good: np.ndarray, near: int, labels: np.ndarray, names: list[str],
                       where: list[str], classes: list[str]) -> list[dict[str, Any]]:
-    """Groups of identical or near-identical images, each a duplicate within a class, a label conflict or a leak."""
+    """Groups of identical or near-identical inputs. A group is a leak (in more than one split), a label conflict
+    (under more than one label), both at once, or else a duplicate within a class; `kind` is the first of those
+    that holds, `kinds` all of them. Each member says whether it is byte-identical (`exact`) to another."""
     content = np.array([facts[i].content for i in good])
     fingerprints = np.array([facts[i].fingerprint for i in good], dtype=np.uint64)
     pairs = near_pairs(fingerprints, near) if near >= 0 else None
@@ -61,11 +63,12 @@ def _duplicate_groups(facts: list[Facts], good: np.ndarray, near: int, labels: n
     found = []
     for g in groups(content, pairs):
         members = good[g]
-        labels_in = {int(labels[i]) for i in members}
-        splits_in = {where[i] for i in members}
-        kind = "label_conflict" if len(labels_in) > 1 else "leak" if len(splits_in) > 1 else "duplicate"
+        kinds = [kind for kind, holds in (("leak", len({where[i] for i in members}) > 1),
+                                          ("label_conflict", len({int(labels[i]) for i in members}) > 1)) if holds]
+        kinds = kinds or ["duplicate"]
+        copies = Counter(facts[i].content for i in members)
         found.append({
-            "kind": kind, "exact": len({facts[i].content for i in members}) == 1,
-            "members": [{"index": int(i), "item": names[i], "label": classes[labels[i]], "split": where[i]}
-                        for i in members]})
-    return sorted(found, key=lambda g: ("leak", "label_conflict", "duplicate").index(g["kind"]))
+            "kind": kinds[0], "kinds": kinds, "exact": len(copies) == 1,
+            "members": [{"index": int(i), "item": names[i], "label": classes[labels[i]], "split": where[i],
+                         "exact": copies[facts[i].content] > 1} for i in members]})
+    return sorted(found, key=lambda g: GROUP_KINDS.index(g["kind"]))

@@ -7,6 +7,7 @@ from typing import Any
 
 NEAR_DUPLICATE_BITS = 4   # pHash distance at or under which two images are near-duplicate candidates
 NEAR_DUPLICATE_MAE = 6    # ... confirmed when their 16x16 grayscale thumbnails differ by at most this (0..255)
+GROUP_KINDS = ("leak", "label_conflict", "duplicate")
 MAX_LISTED = 50           # findings of one kind listed in full in the JSON and table
 
 
@@ -26,7 +27,8 @@ class Audit:
     input_kind: str = "image"
 
     def count(self, kind: str) -> int:
-        return sum(1 for g in self.duplicates if g["kind"] == kind)
+        """Groups that are `kind` (a group can be a leak and a label conflict at once)."""
+        return sum(1 for g in self.duplicates if kind in g.get("kinds", [g["kind"]]))
 
     @property
     def imbalance(self) -> float:
@@ -36,7 +38,7 @@ class Audit:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["imbalance"] = self.imbalance
-        out["counts"] = {k: self.count(k) for k in ("leak", "label_conflict", "duplicate")}
+        out["counts"] = {k: self.count(k) for k in GROUP_KINDS}
         out["flag_counts"] = {key: len(items) for key, items in self.flags.items()}
         out["flags"] = {key: items[:MAX_LISTED] for key, items in self.flags.items()}
         return out
@@ -47,7 +49,7 @@ class Audit:
             return str(items[0]) if items else ""
 
         def group_example(kind: str) -> str:
-            g = next((g for g in self.duplicates if g["kind"] == kind), None)
+            g = next((g for g in self.duplicates if kind in g.get("kinds", [g["kind"]])), None)
             if g is None:
                 return ""
             members = g["members"]

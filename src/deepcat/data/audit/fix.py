@@ -36,7 +36,7 @@ def fix_split(splits: DataSplits, found: Audit, path: Path) -> CleanSplit:
     reasons = Counter(unreadable=len(drop))
     for g in found.duplicates:
         members = [m["index"] for m in g["members"]]
-        if g["kind"] == "label_conflict":
+        if "label_conflict" in g.get("kinds", [g["kind"]]):  # which label is right is unknown: drop every copy
             lost = members
         else:  # keep one copy, from the most held-out split present (test, then val, then train)
             keep = max(members, key=lambda i: (SPLIT_NAMES.index(where[i]), -i))

@@ -1,0 +1,100 @@
+"""Soak: 2,000 requests from 32 concurrent clients on loopback, one in five malformed, against `deepcat serve` in its
+own process. Every good request is answered 200, every bad one a 4xx JSON error; no 5xx, no dropped connection;
+resident memory after the run stays within 25% of its value after warm-up; /health still answers."""
+
+import asyncio
+import io
+import subprocess
+import sys
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+import deepcat
+from test_serving import bomb_png, digit_pngs, free_port
+
+REQUESTS, CLIENTS, WARM_UP = 2000, 32, 200
+
+
+def rss_kib(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def bad_requests(good: bytes) -> list[dict]:
+    """The malformed kinds, each a request that must be refused with a 4xx."""
+    rng = np.random.default_rng(0)
+    return [
+        {"content": b"", "headers": {"content-type": "image/png"}},                            # empty
+        {"content": b"just some text", "headers": {"content-type": "image/png"}},              # text
+        {"content": good[: len(good) // 2], "headers": {"content-type": "image/png"}},         # truncated image
+        {"content": rng.bytes(3000), "headers": {"content-type": "application/octet-stream"}},  # random bytes
+        {"content": good, "headers": {"content-type": "text/csv"}},                            # wrong type
+        {"content": bomb_png(), "headers": {"content-type": "image/png"}},                     # bomb header
+    ]
+
+
+async def fire(url: str, good: list[bytes], count: int) -> list[tuple[bool, int, bool]]:
+    """(was it good, status, JSON error body) of `count` requests from CLIENTS clients; exceptions propagate."""
+    bad = bad_requests(good[0])
+    queue: asyncio.Queue = asyncio.Queue()
+    for i in range(count):
+        queue.put_nowait(i)
+    results = []
+
+    async def client(http: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            i = queue.get_nowait()
+            is_good = i % 5 != 0
+            kwargs = ({"files": {"file": (f"{i}.png", io.BytesIO(good[i % len(good)]), "image/png")}} if is_good
+                      else bad[(i // 5) % len(bad)])
+            response = await http.post(f"{url}/v1/predict", **kwargs)
+            is_json_error = not is_good and "error" in response.json()
+            results.append((is_good, response.status_code, is_json_error))
+
+    limits = httpx.Limits(max_connections=CLIENTS)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+        await asyncio.gather(*(client(http) for _ in range(CLIENTS)))
+    return results
+
+
+@pytest.mark.slow
+def test_soak_2000_requests_32_clients_one_in_five_malformed(tmp_path):
+    run = deepcat.train("digits", output=str(tmp_path), name="d", epochs=1, audit=False, progress=False)
+    model = deepcat.export(run, format="onnx", progress=False).path
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "deepcat", "serve", model, "--port", str(port),
+                               "--max-bytes", "200000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.time() < deadline and server.poll() is None, "the server did not start"
+            time.sleep(0.2)
+        good = digit_pngs(50)
+        asyncio.run(fire(url, good, WARM_UP))
+        warm = rss_kib(server.pid)
+        started = time.perf_counter()
+        results = asyncio.run(fire(url, good, REQUESTS))
+        seconds = time.perf_counter() - started
+        after = rss_kib(server.pid)
+        assert httpx.get(f"{url}/health").json() == {"status": "ok"}
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert len(results) == REQUESTS
+    statuses = {s for _, s, _ in results}
+    assert all(s == 200 for is_good, s, _ in results if is_good), statuses
+    assert all(400 <= s < 500 and is_json for is_good, s, is_json in results if not is_good), statuses
+    assert sum(not is_good for is_good, _, _ in results) == REQUESTS // 5
+    assert after <= 1.25 * warm, f"resident memory grew from {warm} KiB to {after} KiB"
+    print(f"soak: {REQUESTS} requests in {seconds:.1f} s, RSS {warm} -> {after} KiB")
