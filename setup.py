@@ -11,7 +11,9 @@ from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).parent
 ORT_DIST = ROOT / "web" / "node_modules" / "onnxruntime-web" / "dist"
-ORT_FILES = ("ort.min.js", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")  # what the page loads
+# What the page loads: ort.min.js picks the JSEP build (seen in Chromium), the plain one where JSEP is unavailable.
+ORT_FILES = ("ort.min.js", "ort-wasm-simd-threaded.jsep.mjs", "ort-wasm-simd-threaded.jsep.wasm",
+             "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
 
 
 class BuildWithWebAssets(build_py):
