@@ -34,6 +34,7 @@ def result_types() -> dict:
     from deepcat.inference.onnx_model import OnnxClassifier  # noqa: F401
     from deepcat.inference.torch_model import Classifier  # noqa: F401
     from deepcat.training.lr_find import LrFind  # noqa: F401
+    from deepcat.tuning.results import TuneResult  # noqa: F401
 
     return dict(locals())
 

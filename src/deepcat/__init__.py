@@ -15,15 +15,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-VERBS = ("train", "evaluate", "predict", "export", "serve", "check", "explain", "report", "lr_find")
-__all__ = ["train", "evaluate", "predict", "export", "serve", "check", "explain", "report", "lr_find", "load",
+VERBS = ("train", "evaluate", "predict", "export", "serve", "check", "explain", "report", "lr_find", "tune")
+__all__ = ["train", "evaluate", "predict", "export", "serve", "check", "explain", "report", "lr_find", "tune", "load",
            "TrainConfig", "DeepcatError"]
 
 _LAZY = {**{verb: "deepcat.api" for verb in (*VERBS, "load")},
          "TrainConfig": "deepcat.config", "DeepcatError": "deepcat.errors"}
 
 if TYPE_CHECKING:
-    from deepcat.api import check, evaluate, explain, export, load, lr_find, predict, report, serve, train
+    from deepcat.api import check, evaluate, explain, export, load, lr_find, predict, report, serve, train, tune
     from deepcat.config import TrainConfig
     from deepcat.errors import DeepcatError
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from deepcat.inference.onnx_model import OnnxClassifier
     from deepcat.inference.torch_model import Classifier
     from deepcat.training.lr_find import LrFind
+    from deepcat.tuning.results import TuneResult
 
 
 def train(data: str | None = None, *, config: str | Path | None = None, resume: str | Path | None = None,
@@ -215,3 +216,61 @@ def lr_find(data: str | None = None, *, config: str | Path | None = None, steps:
         options["data"] = data
     return sweep(resolve_config(config_file=config, **options), start_lr=start_lr, end_lr=end_lr, steps=steps,
                  plot=plot, progress=progress)
+
+
+def tune(data: str | None = None, *, config: str | Path | None = None, budget: str | None = None,
+         trials: int | None = None, space: str | Path | None = None, workers: int = 1, storage: str | None = None,
+         study: str | None = None, pruning: bool = True, progress: bool = True,
+         **options: Unpack[TrainOptions]) -> TuneResult:
+    """Search training options with Optuna (TPE, seeded; poor trials pruned from their per-epoch validation
+    accuracy) for `budget` ("30m", "2h") or `trials`, whichever ends first. `options` are fixed, the rest of
+    `space` (a YAML file, or the default for the data's model) is searched. The study lives in
+    tunes/STUDY/study.db, or in `storage` (e.g. postgresql://...) shared by processes on many machines;
+    `workers` runs that many trial processes here. The same call again continues the study.
+
+    >>> result = deepcat.tune("digits", trials=20)
+    >>> result.best_value, result.best_config   # tunes/digits/best.yaml: `deepcat train --config` it
+    """
+    import multiprocessing
+    import time
+
+    from deepcat.config import resolve_config
+    from deepcat.data.sources import resolve_data
+    from deepcat.errors import DeepcatError
+    from deepcat.training.recipe import resolve_auto
+    from deepcat.tuning.results import write_results
+    from deepcat.tuning.search import Budget, open_study, parse_budget, run_search
+    from deepcat.tuning.space import default_space, read_space, without_fixed
+
+    if data is not None:
+        options["data"] = data
+    if budget is None and trials is None:
+        raise DeepcatError("say how long to search: --budget 30m (wall time) or --trials N, or both")
+    if workers < 1:
+        raise DeepcatError(f"workers must be >= 1; received {workers}")
+    cfg = resolve_config(config_file=config, **options)
+    splits = resolve_data(cfg.data, val_fraction=cfg.val_fraction, seed=cfg.seed, data_root=cfg.data_root,
+                          classes=cfg.classes)
+    auto = resolve_auto(cfg, splits)
+    searched = read_space(space) if space else default_space(small_images=splits.small_images, epochs=cfg.epochs,
+                                                              lr=float(auto.lr))
+    searched = without_fixed(searched, {k: v for k, v in options.items() if v is not None})
+    name = study or splits.name
+    folder = Path("tunes") / name
+    plan = dict(base=cfg.to_dict(), space=searched, folder=folder, study_name=name, storage=storage,
+                budget=Budget(trials, parse_budget(budget), time.perf_counter()), seed=cfg.seed, pruning=pruning,
+                classes=len(splits.classes))
+    helpers = [multiprocessing.get_context("spawn").Process(target=run_search, kwargs={**plan, "progress": False})
+               for _ in range(workers - 1)]
+    for helper in helpers:
+        helper.start()
+    run_search(**plan, progress=progress)
+    for helper in helpers:
+        helper.join()
+    result = write_results(open_study(name=name, storage=storage or f"sqlite:///{folder.resolve() / 'study.db'}",
+                                      seed=cfg.seed, pruning=pruning), folder)
+    if result.best_run is not None and not (result.best_run / "report.html").is_file():
+        from deepcat.evaluation.finish import after_training
+
+        after_training(result.best_run, splits, progress=progress)  # the winner, calibrated and reported
+    return result

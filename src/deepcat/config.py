@@ -30,6 +30,7 @@ class TrainConfig:
     data: str = _opt("digits", "folder, split folder, CSV of path,label, or built-in: digits, fashion-mnist, oxford-pets")
     classes: str | None = _opt(None, "comma-separated class names to train on (default: all of DATA's classes)")
     model: str = _opt("auto", "timm name (resnet18, efficientnet_b0, ...), googlenet, smallcnn, a layers YAML file, or auto")
+    model_width: int | None = _opt(None, "channels of the first stage of deepcat's own CNN (auto: 16)")
     pretrained: bool | None = _opt(None, "start from ImageNet weights (auto: yes for photo models, no for smallcnn)")
     weights: str | None = _opt(None, "local weights file (.pth/.safetensors) to start from")
     epochs: int = _opt(10, "passes over the training data")
@@ -84,6 +85,7 @@ class TrainOptions(TypedDict, total=False):
     data: str
     classes: str | None
     model: str
+    model_width: int | None
     pretrained: bool | None
     weights: str | None
     epochs: int

@@ -127,3 +127,14 @@ def lr_find(args: argparse.Namespace) -> int:
                          plot=args.plot, **_fields(args, TrainConfig))
     print(f"suggested learning rate: {result.suggested_lr:.2e}  (plot: {result.plot})")
     return 0
+
+
+def tune(args: argparse.Namespace) -> int:
+    result = api.tune(config=args.config, budget=args.budget, trials=args.trials, space=args.space,
+                      workers=args.workers, storage=args.storage, study=args.study, pruning=args.pruning,
+                      **{k: v for k, v in _fields(args, TrainConfig).items() if k != "workers"})
+    print(f"{result.trials} trials ({result.complete} finished, {result.pruned} pruned, {result.failed} failed)")
+    if result.best_run is not None:
+        print(f"best validation accuracy {result.best_value:.4f}: {result.best_run}\n"
+              f"reproduce it: deepcat train --config {result.best_config}\nreport: {result.folder / 'report.html'}")
+    return 0

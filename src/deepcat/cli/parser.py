@@ -141,7 +141,28 @@ def _lr_find(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=commands.lr_find)
 
 
-VERBS = (_train, _evaluate, _predict, _export, _serve, _check, _explain, _report, _lr_find)
+def _tune(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("tune", help="search hyper-parameters (Optuna) within a time or trial budget",
+                       description="Search the training options not given here, for --budget or --trials. The "
+                                   "study lives in tunes/STUDY/ (or --storage, shared by many machines); the same "
+                                   "command again continues it.")
+    p.add_argument("data", nargs="?", metavar="DATA", help=TrainConfig.help_of("data") + " (default: digits)")
+    p.add_argument("--config", help="YAML file of fixed options")
+    p.add_argument("--budget", help="wall time, e.g. 30m, 2h, 90s")
+    p.add_argument("--trials", type=int, help="trials in all (across every process on the study)")
+    p.add_argument("--space", help="YAML search space (default: one for the model auto picks)")
+    p.add_argument("--workers", type=int, default=1, help="trial processes on this machine (each trial loads its "
+                   "data with the train default)")
+    p.add_argument("--storage", help="shared study database, e.g. postgresql://user@host/db (default: SQLite in "
+                                     "tunes/STUDY/study.db)")
+    p.add_argument("--study", help="study name (default: the data's name)")
+    p.add_argument("--pruning", action=argparse.BooleanOptionalAction, default=True,
+                   help="stop poor trials early from their per-epoch validation accuracy")
+    add_dataclass_flags(p, TrainConfig, skip=("data", "workers"))
+    p.set_defaults(func=commands.tune)
+
+
+VERBS = (_train, _evaluate, _predict, _export, _serve, _check, _explain, _report, _lr_find, _tune)
 
 
 def build_parser() -> argparse.ArgumentParser:

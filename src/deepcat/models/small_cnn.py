@@ -59,7 +59,8 @@ class SmallCNN(nn.Module):
 
 @register_model("smallcnn", new_runs={"activation": "relu"})
 def smallcnn(num_classes: int, image_size: int, activation: str = "gelu", flip_average: bool = False,
-             **_: object) -> nn.Module:
+             width: int = 16, **_: object) -> nn.Module:
     """`activation` defaults to GELU for runs saved before ReLU became the default; new runs record "relu".
-    `flip_average`: average with the mirror image at inference, for data where a mirror keeps the label."""
-    return SmallCNN(num_classes, activation=activation, flip_average=flip_average)
+    `flip_average`: average with the mirror image at inference, for data where a mirror keeps the label.
+    `width`: channels of the first stage (each later stage doubles it)."""
+    return SmallCNN(num_classes, width=width, activation=activation, flip_average=flip_average)

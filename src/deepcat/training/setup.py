@@ -68,7 +68,8 @@ def prepare(cfg: TrainConfig, dist: distributed.Dist) -> Setup:
     seed_everything(cfg.seed)
     model, spec = create_model(name=cfg.model, num_classes=len(splits.classes), image_size=cfg.image_size or 224,
                                pretrained=bool(cfg.pretrained), weights=cfg.weights,
-                               options={"flip_average": bool(cfg.hflip)})
+                               options={"flip_average": bool(cfg.hflip),
+                                        **({"width": cfg.model_width} if cfg.model_width else {})})
     pre = default_preprocess(model, spec, image_size=cfg.image_size, native_size=splits.native_size)
     cfg = dataclasses.replace(cfg, image_size=pre.input_size)
     if cfg.batch_size % (dist.world_size * cfg.accumulate):

@@ -1,0 +1,113 @@
+"""`deepcat tune` on Fashion-MNIST: does the search beat the default recipe, and does pruning pay?
+
+One run, on a subset of the training images (the full 10,000-image test set):
+1. the default recipe (`deepcat.train`, E epochs) and its test accuracy;
+2. the tuned best (TPE with pruning, every trial E epochs, the rest of the default space searched) and its
+   test accuracy;
+3. at the same wall-clock budget, TPE with pruning against TPE without: trials finished, best validation
+   accuracy, and the time each takes to reach the unpruned search's best.
+
+    python benchmarks/tune.py                      # ~17 min on 2 cores
+    python benchmarks/tune.py --budget 60 --train-images 2000 --epochs 3   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import report  # noqa: E402
+
+
+def write_subset(folder: Path, train_images: int, seed: int) -> str:
+    """Fashion-MNIST IDX files: `train_images` training images (stratified by chance), the whole test set."""
+    from deepcat.data.builtin import DEBIAN_FASHION_MNIST, _find_idx, read_idx
+
+    stems = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+    arrays = [read_idx(_find_idx(DEBIAN_FASHION_MNIST, s)) for s in stems]
+    keep = np.sort(np.random.default_rng(seed).choice(len(arrays[0]), train_images, replace=False))
+    arrays[0], arrays[1] = arrays[0][keep], arrays[1][keep]
+    folder.mkdir(parents=True, exist_ok=True)
+    for stem, array in zip(stems, arrays):
+        header = bytes([0, 0, 8, array.ndim]) + b"".join(n.to_bytes(4, "big") for n in array.shape)
+        (folder / stem).write_bytes(header + array.astype(np.uint8).tobytes())
+    return f"fashion-mnist:{folder}"
+
+
+def test_accuracy(run: Path) -> float:
+    return json.loads((run / "test_metrics.json").read_text())["accuracy"]
+
+
+def best_over_time(result) -> list[tuple[float, float]]:
+    """(seconds since the study's first trial started, best validation accuracy so far) at each finished trial."""
+    import optuna
+
+    study = optuna.load_study(study_name=result.study, storage=f"sqlite:///{(result.folder / 'study.db').resolve()}")
+    done = sorted((t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE),
+                  key=lambda t: t.datetime_complete)
+    start = min(t.datetime_start for t in study.trials)
+    curve, best = [], -1.0
+    for t in done:
+        best = max(best, t.value)
+        curve.append(((t.datetime_complete - start).total_seconds(), best))
+    return curve
+
+
+def seconds_to_reach(curve: list[tuple[float, float]], target: float) -> float | None:
+    return next((s for s, best in curve if best >= target - 1e-9), None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train-images", type=int, default=6000)
+    parser.add_argument("--epochs", type=int, default=8, help="the default recipe's epochs; the search's most")
+    parser.add_argument("--budget", type=float, default=420, help="seconds for each search")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "tune.json"))
+    args = parser.parse_args()
+    out = Path(args.out).resolve()
+
+    import deepcat
+
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chdir(tmp)
+        data = write_subset(Path(tmp) / "fmnist", args.train_images, args.seed)
+        fixed = dict(epochs=args.epochs, audit=False, progress=False, seed=args.seed)
+        started = time.perf_counter()
+        default = deepcat.train(data, name="default", **fixed)
+        default_seconds = time.perf_counter() - started
+        searches = {}
+        for pruning in (True, False):
+            started = time.perf_counter()
+            result = deepcat.tune(data, budget=f"{args.budget}s", study="pruned" if pruning else "unpruned",
+                                  pruning=pruning, **fixed)
+            searches[pruning] = (result, time.perf_counter() - started, best_over_time(result))
+        target = searches[False][0].best_value
+        rows = [{"contestant": f"default recipe ({args.epochs} epochs)", "trials": 1, "finished": 1, "pruned": 0,
+                 "best val accuracy": None, "test accuracy": test_accuracy(default), "seconds": default_seconds,
+                 "s to unpruned best": None}]
+        for pruning, (result, seconds, curve) in searches.items():
+            rows.append({"contestant": f"TPE {'with' if pruning else 'without'} pruning ({args.budget:.0f} s budget)",
+                         "trials": result.trials, "finished": result.complete, "pruned": result.pruned,
+                         "best val accuracy": result.best_value, "test accuracy": test_accuracy(result.best_run),
+                         "seconds": seconds, "s to unpruned best": seconds_to_reach(curve, target),
+                         "best params": json.dumps(result.best_params)})
+        pruned_time, unpruned_time = rows[1]["s to unpruned best"], rows[2]["s to unpruned best"]
+        report("tune", rows, out, train_images=args.train_images, test_images=10000, epochs=args.epochs,
+               budget_seconds=args.budget,
+               targets={"tuned beats default": rows[1]["test accuracy"] > rows[0]["test accuracy"],
+                        "pruning reaches the unpruned best in at most half the time":
+                            pruned_time is not None and pruned_time <= 0.5 * unpruned_time,
+                        "time ratio pruned / unpruned": None if pruned_time is None else pruned_time / unpruned_time})
+
+
+if __name__ == "__main__":
+    main()

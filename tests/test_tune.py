@@ -1,0 +1,130 @@
+"""deepcat tune on real digits, 1 epoch a trial: files, failures, continuation, a bad space, best.yaml, and two
+processes sharing one study on a real PostgreSQL server."""
+
+import csv
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+import deepcat
+from deepcat.cli import main
+
+FAST = dict(epochs=1, batch_size=64, audit=False, progress=False)
+
+
+def trial_rows(folder: Path) -> list[dict]:
+    return list(csv.DictReader((folder / "trials.csv").open()))
+
+
+def test_search_runs_to_its_trial_count_writes_every_file_and_continues(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = deepcat.tune("digits", trials=3, **FAST)
+    folder = tmp_path / "tunes" / "digits"
+    assert result.trials == 3 and result.folder == Path("tunes/digits")
+    assert [int(r["number"]) for r in trial_rows(folder)] == [0, 1, 2]
+    assert {"value", "state", "params_lr", "seconds"} <= set(trial_rows(folder)[0])
+    assert (folder / "study.db").is_file() and (folder / "report.html").read_text().count("data:image/png") >= 2
+    assert result.best_value == max(float(r["value"]) for r in trial_rows(folder) if r["state"] == "COMPLETE")
+    best = tmp_path / result.best_run
+    assert (best / "report.html").is_file() and (best / "calibration.json").is_file()  # the winner is judged
+    assert deepcat.evaluate(best, progress=False).accuracy > 0.2  # 10 classes; one epoch
+
+    again = deepcat.tune("digits", trials=5, **FAST)  # the same call continues the study
+    assert again.trials == 5 and [int(r["number"]) for r in trial_rows(folder)] == [0, 1, 2, 3, 4]
+
+
+def test_best_yaml_retrains_to_the_same_configuration(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = deepcat.tune("digits", trials=2, study="s", **FAST)
+    assert main(["train", "--config", str(result.best_config), "--name", "again"]) == 0
+    strip = ("output", "name")
+    best = {k: v for k, v in yaml.safe_load((tmp_path / result.best_run / "config.yaml").read_text()).items()
+            if k not in strip}
+    again = {k: v for k, v in yaml.safe_load((tmp_path / "runs" / "again" / "config.yaml").read_text()).items()
+             if k not in strip}
+    assert again == best
+
+
+def test_a_diverging_learning_rate_fails_its_trials_and_the_study_goes_on(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "space.yaml").write_text("lr: {low: 50, high: 500, log: true}\n")
+    result = deepcat.tune("digits", trials=3, space=tmp_path / "space.yaml", optimizer="sgd", **FAST)
+    assert result.trials == 3 and result.complete + result.pruned + result.failed == 3
+    assert result.failed + result.pruned >= 2
+    errors = [r["error"] for r in trial_rows(tmp_path / "tunes" / "digits") if r["state"] == "FAIL"]
+    assert all("training loss diverged" in e for e in errors), errors
+
+
+@pytest.mark.parametrize("content, message", [
+    ("lr: {low: 0.1, high: 0.01}\n", "lr in {path} needs low < high"),
+    ("lrr: [0.1]\n", "unknown config key 'lrr' in {path}. Did you mean: lr"),
+    ("epochs: {low: two, high: 5}\n", "epochs in {path} (epochs) must be a whole number"),
+    ("data: [digits]\n", "data in {path} cannot be searched"),
+])
+def test_a_bad_space_file_is_one_line_and_exit_2(tmp_path, capsys, content, message):
+    path = tmp_path / "space.yaml"
+    path.write_text(content)
+    assert main(["tune", "digits", "--trials", "1", "--space", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message.format(path=path) in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+# PostgreSQL: Debian's server, started as the postgres user in a folder of its own.
+
+def _pg_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    return found[-1].parent if found else None
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    pg = _pg_bin()
+    if pg is None:
+        pytest.skip("needs Debian's postgresql package (.ci/run installs it)")
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    data = Path(tempfile.mkdtemp(prefix="deepcat-pg-", dir="/tmp"))
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("postgres")
+        os.chown(data, user.pw_uid, user.pw_gid)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    subprocess.run([*as_postgres, str(pg / "initdb"), "-D", str(data / "db"), "-A", "trust", "-U", "postgres"],
+                   check=True, capture_output=True)
+    subprocess.run([*as_postgres, str(pg / "pg_ctl"), "-D", str(data / "db"), "-w", "-l", str(data / "log"), "-o",
+                    f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True)
+    try:
+        subprocess.run([str(pg / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "optuna"],
+                       check=True, capture_output=True)
+        yield f"postgresql://postgres@127.0.0.1:{port}/optuna"
+    finally:
+        subprocess.run([*as_postgres, str(pg / "pg_ctl"), "-D", str(data / "db"), "-m", "fast", "stop"],
+                       capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_two_processes_share_one_study_on_postgresql_and_keep_the_cap(postgres, tmp_path):
+    command = [sys.executable, "-m", "deepcat", "tune", "digits", "--trials", "5", "--storage", postgres,
+               "--study", "shared", "--epochs", "1", "--batch-size", "64", "--no-audit"]
+    workers = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+               for _ in range(2)]
+    for worker in workers:
+        assert worker.wait(timeout=600) == 0, worker.stderr.read().decode()[-2000:]
+    import optuna
+
+    study = optuna.load_study(study_name="shared", storage=postgres.replace("postgresql://", "postgresql+psycopg://"))
+    counted = [t for t in study.trials if not t.user_attrs.get("over_cap")]
+    assert sorted(t.number for t in counted) == [0, 1, 2, 3, 4]              # distinct, and the cap held
+    workers_seen = {t.user_attrs.get("worker") for t in counted if t.user_attrs.get("worker")}
+    assert len(workers_seen) == 2                                            # both processes made trials
+    assert len(trial_rows(tmp_path / "tunes" / "shared")) == 5
+
