@@ -239,7 +239,7 @@ def tune(data: str | None = None, *, config: str | Path | None = None, budget: s
     from deepcat.errors import DeepcatError
     from deepcat.training.recipe import resolve_auto
     from deepcat.tuning.results import write_results
-    from deepcat.tuning.search import Budget, open_study, parse_budget, run_search
+    from deepcat.tuning.search import Budget, parse_budget, run_search
     from deepcat.tuning.space import default_space, read_space, without_fixed
 
     if data is not None:
@@ -264,11 +264,10 @@ def tune(data: str | None = None, *, config: str | Path | None = None, budget: s
                for _ in range(workers - 1)]
     for helper in helpers:
         helper.start()
-    run_search(**plan, progress=progress)
+    searched_study = run_search(**plan, progress=progress)
     for helper in helpers:
         helper.join()
-    result = write_results(open_study(name=name, storage=storage or f"sqlite:///{folder.resolve() / 'study.db'}",
-                                      seed=cfg.seed, pruning=pruning), folder)
+    result = write_results(searched_study, folder)  # reads the storage: the helpers' trials are in it too
     if result.best_run is not None and not (result.best_run / "report.html").is_file():
         from deepcat.evaluation.finish import after_training
 

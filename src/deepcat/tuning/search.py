@@ -101,14 +101,12 @@ def _storage(url: str, attempts: int = 5) -> Any:
     import optuna
     import sqlalchemy.exc
 
-    for attempt in range(attempts):
+    for _ in range(attempts - 1):
         try:
             return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=3 * HEARTBEAT_S)
         except sqlalchemy.exc.SQLAlchemyError:
-            if attempt == attempts - 1:
-                raise
             time.sleep(0.5 + random.random())
-    raise AssertionError("unreachable")
+    return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=3 * HEARTBEAT_S)
 
 
 def objective(base: dict[str, Any], space: Space, trials_dir: Path, cap: int | None, classes: int) -> Any:
