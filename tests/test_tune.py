@@ -128,3 +128,42 @@ def test_two_processes_share_one_study_on_postgresql_and_keep_the_cap(postgres, 
     assert len(workers_seen) == 2                                            # both processes made trials
     assert len(trial_rows(tmp_path / "tunes" / "shared")) == 5
 
+
+
+@pytest.mark.slow
+def test_workers_run_trials_in_several_processes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = deepcat.tune("digits", trials=4, workers=2, **FAST)
+    rows = trial_rows(tmp_path / "tunes" / "digits")
+    assert result.trials == 4 and sorted(int(r["number"]) for r in rows) == [0, 1, 2, 3]
+    assert len({r["user_attrs_worker"] for r in rows}) == 2                   # the helper made trials too
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_trial_fails_that_trial_and_the_study_goes_on(tmp_path, monkeypatch):
+    import signal
+    import time
+
+    import optuna
+
+    from deepcat.tuning import search
+
+    worker = subprocess.Popen([sys.executable, "-m", "deepcat", "tune", "digits", "--trials", "3", "--epochs", "50",
+                               "--batch-size", "64", "--no-audit"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    started = tmp_path / "tunes" / "digits" / "trials" / "trial-0000"
+    deadline = time.monotonic() + 120
+    while not started.exists() and worker.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert started.exists(), "the worker never started its first trial"
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait()
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(search, "HEARTBEAT_S", 1)       # a 3 s grace instead of 30, so the test need not wait
+    time.sleep(4)
+    result = deepcat.tune("digits", trials=3, **FAST)
+    study = optuna.load_study(study_name="digits", storage=f"sqlite:///{tmp_path / 'tunes/digits/study.db'}")
+    assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE", "COMPLETE"]
+    assert result.failed == 1 and result.complete == 2
+    assert "stopped sending heartbeats" in trial_rows(tmp_path / "tunes" / "digits")[0]["error"]

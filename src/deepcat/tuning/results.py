@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 NOT_REPRODUCED = ("output", "name")  # where the best trial's run lived, not how it trained
+STOPPED = "its worker stopped sending heartbeats (killed, or its machine lost); the study went on"
 
 
 @dataclass
@@ -39,7 +40,7 @@ def write_results(study: Any, folder: Path) -> TuneResult:
     if len(rows):
         rows = rows[rows["number"].isin([t.number for t in trials])]
         rows["seconds"] = rows.pop("duration").dt.total_seconds()
-        rows["error"] = [t.user_attrs.get("error", "") for t in trials]
+        rows["error"] = [t.user_attrs.get("error", STOPPED if t.state == TrialState.FAIL else "") for t in trials]
         rows = rows.drop(columns=[c for c in rows.columns if c in ("user_attrs_error", "user_attrs_over_cap")])
     rows.to_csv(folder / "trials.csv", index=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
