@@ -1,0 +1,98 @@
+"""Sound clips: every format libsndfile writes is read back as mono 16 kHz, bad files name themselves, and the
+log-mel front end puts a pure tone in the mel band of its frequency (and exports to ONNX unchanged)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from deepcat.inputs import BadInput
+from deepcat.inputs.audio import SAMPLE_RATE, AudioPreprocess, decode_bytes, fit_length, read_clip
+
+
+def tone(freq: float, seconds: float, rate: int, channels: int = 1) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    wave = 0.5 * np.sin(2 * np.pi * freq * t).astype(np.float32)
+    return np.stack([wave] * channels, axis=1) if channels > 1 else wave
+
+
+@pytest.mark.parametrize("suffix, fmt, subtype", [
+    (".wav", "WAV", "PCM_16"), (".wav", "WAV", "PCM_U8"), (".wav", "WAV", "FLOAT"), (".flac", "FLAC", "PCM_16"),
+    (".ogg", "OGG", "VORBIS"), (".mp3", "MP3", "MPEG_LAYER_III"),
+])
+def test_every_format_reads_as_mono_16k(tmp_path, suffix, fmt, subtype):
+    path = tmp_path / f"clip{suffix}"
+    sf.write(path, tone(440, 0.5, 44_100, channels=2), 44_100, format=fmt, subtype=subtype)  # stereo, 44.1 kHz
+    clip = read_clip(path)
+    assert clip.dtype == np.float32 and clip.ndim == 1
+    assert abs(len(clip) - SAMPLE_RATE // 2) < 0.01 * SAMPLE_RATE   # mp3 and vorbis pad a little
+    spectrum = np.abs(np.fft.rfft(clip))
+    assert abs(np.argmax(spectrum) * SAMPLE_RATE / len(clip) - 440) < 5    # still a 440 Hz tone
+
+
+def test_a_truncated_file_and_a_text_file_named_wav_name_themselves(tmp_path):
+    good = tmp_path / "good.wav"
+    sf.write(good, tone(300, 1.0, 16_000), 16_000)
+    truncated = tmp_path / "truncated.wav"
+    truncated.write_bytes(good.read_bytes()[:30])                      # the header cut short
+    text = tmp_path / "notes.wav"
+    text.write_text("this is not a sound")
+    for path in (truncated, text):
+        with pytest.raises(BadInput, match=path.name):
+            read_clip(path)
+    with pytest.raises(BadInput) as refused:
+        decode_bytes(text.read_bytes(), "upload", max_seconds=60)
+    assert refused.value.status == 415
+
+
+def test_clips_are_padded_or_cropped_to_the_clip_length():
+    assert np.array_equal(fit_length(np.ones(3, np.float32), 7), [0, 0, 1, 1, 1, 0, 0])
+    assert np.array_equal(fit_length(np.arange(10, dtype=np.float32), 4), [3, 4, 5, 6])
+
+
+def test_a_pure_tone_lands_in_its_mel_band():
+    import torch
+
+    from deepcat.inputs.audio_tensors import LogMel, hz_to_mel, mel_to_hz
+
+    pre = AudioPreprocess(n_mels=40)
+    front = LogMel(pre).eval()
+    edges = mel_to_hz(np.linspace(hz_to_mel(0), hz_to_mel(SAMPLE_RATE / 2), pre.n_mels + 2))
+    for band in (5, 20, 33):
+        freq = float(edges[band + 1])                                   # the centre of mel band `band`
+        with torch.no_grad():
+            mel = front(torch.from_numpy(tone(freq, 1.0, SAMPLE_RATE))[None])
+        assert mel.shape == (1, 1, pre.n_mels, 101)
+        assert int(mel[0, 0, :, 20:80].mean(-1).argmax()) == band
+
+
+def test_the_front_end_exports_to_onnx_unchanged(tmp_path):
+    import onnxruntime as ort
+    import torch
+
+    from deepcat.inputs.audio_tensors import LogMel
+
+    front = LogMel(AudioPreprocess()).eval()
+    clip = torch.from_numpy(np.random.default_rng(0).normal(0, 0.1, (2, SAMPLE_RATE)).astype(np.float32))
+    path = Path(tmp_path) / "front.onnx"
+    torch.onnx.export(front, (clip,), dynamo=True, input_names=["samples"],
+                      dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=64)},)).save(str(path))
+    [out] = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"samples": clip.numpy()})
+    with torch.no_grad():
+        assert np.abs(out - front(clip).numpy()).max() < 1e-3
+
+
+def test_spec_augment_masks_only_while_training():
+    import torch
+
+    from deepcat.inputs.audio_tensors import LogMel
+
+    front = LogMel(AudioPreprocess())
+    clip = torch.from_numpy(tone(1000, 1.0, SAMPLE_RATE))[None].repeat(4, 1)
+    torch.manual_seed(0)
+    front.train()
+    masked = front(clip)
+    front.eval()
+    plain = front(clip)
+    assert not torch.equal(masked, plain) and (masked == plain).float().mean() > 0.5
