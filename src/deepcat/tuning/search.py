@@ -2,7 +2,7 @@
 
 Each trial is an ordinary training run (the fit loop; the winner alone is then calibrated and reported) with
 its own run folder (tunes/NAME/trials/trial-0007). The fit
-loop reports each epoch's validation accuracy through the callback events; the pruner (successive halving)
+loop reports each epoch's validation accuracy through the callback events; the pruner (Hyperband)
 stops poor trials early. A trial that fails (a diverging loss, out of memory, bad input) is recorded with its
 error and the study goes on. The study lives in tunes/NAME/study.db (SQLite) unless `storage` names a database
 that several `deepcat tune` processes on several machines share; heartbeats fail the trials of a killed worker,
@@ -87,7 +87,10 @@ def open_study(*, name: str, storage: str, seed: int, pruning: bool) -> Any:
         if storage.startswith("postgresql://"):  # SQLAlchemy's default driver is psycopg2; deepcat ships psycopg 3
             storage = "postgresql+psycopg://" + storage.removeprefix("postgresql://")
         rdb = _storage(storage)
-    pruner = (optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3) if pruning
+    # Hyperband: brackets of successive halving from different first rungs, so a trial that starts slowly
+    # (a high lr early in a one-cycle schedule) is not always judged after its first epoch. Plain successive
+    # halving from epoch 1 pruned 9 of 10 trials in one benchmark seed and kept a worse one than the default.
+    pruner = (optuna.pruners.HyperbandPruner(min_resource=1, max_resource="auto", reduction_factor=3) if pruning
               else optuna.pruners.NopPruner())
     return optuna.create_study(study_name=name, storage=rdb, direction="maximize", load_if_exists=True,
                                sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner)
