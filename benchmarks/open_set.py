@@ -1,15 +1,20 @@
-"""How well "unknown" works, measured honestly: train on some classes, hold two out, and score the held-out
-classes' test images as the unknowns. Compares the two rejection scores deepcat could use (calibrated
-maximum softmax probability, energy) by AUROC, and reports the share of unknowns the saved threshold rejects.
+"""How well "unknown" works, measured honestly, for every score deepcat could use.
 
-    python benchmarks/open_set.py --data digits                       # ~30 s on 2 cores
-    python benchmarks/open_set.py --data fashion-mnist --epochs 5     # ~5 min
+Train the default recipe on all classes but two, then score:
+- near unknowns: the two held-out classes' test images (same data set, never trained on);
+- far unknowns: inputs of another kind (a Fashion-MNIST model sees digits and uniform noise; a digits model
+  sees Fashion-MNIST, noise and crops of scikit-image's photos).
+For each score (msp, energy, knn, mahalanobis): AUROC known-vs-unknown, and the share of unknowns rejected at the
+threshold that accepts 95% of known validation images; what it costs: the exported ONNX file's size and
+ONNX Runtime's ms per image at batch 1.
+
+    python benchmarks/open_set.py --data digits                 # ~1 min on 2 cores
+    python benchmarks/open_set.py --data fashion-mnist          # ~5 min
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -21,68 +26,124 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import report  # noqa: E402
 
 HELD_OUT = {"digits": ("8", "9"), "fashion-mnist": ("bag", "ankle-boot")}
+FAR_IMAGES = 1000
 
 
-def log_msp(logits: np.ndarray, t: float) -> np.ndarray:
-    """log of the calibrated top probability, in float64 and log space: no ties at probability 1.0."""
-    z = logits.astype(np.float64) / t
-    m = z.max(1)
-    return -np.log(np.exp(z - m[:, None]).sum(1))
+def far_sets(data: str, rng: np.random.Generator) -> dict[str, "object"]:
+    """Unknowns of another kind, as in-memory samples (the run's preprocessing resizes them)."""
+    from deepcat.data.sources import Samples, resolve_data
+
+    def take(samples, n):
+        return samples.subset(rng.permutation(len(samples))[:n])
+
+    size = 8 if data == "digits" else 28
+    noise = rng.integers(0, 256, (FAR_IMAGES, size, size), dtype=np.uint8)
+    sets = {"noise": Samples(noise, np.zeros(FAR_IMAGES, dtype=np.int64))}
+    if data == "digits":
+        sets["fashion-mnist"] = take(resolve_data("fashion-mnist").test, FAR_IMAGES)
+        sets["photos"] = photo_crops(rng)
+    else:
+        sets["digits"] = resolve_data("digits").test
+    return sets
+
+
+def photo_crops(rng: np.random.Generator, per_photo: int = 50):
+    """Grey square crops of scikit-image's sample photos (cat, astronaut, coffee, ...)."""
+    import skimage.data
+    from skimage.color import rgb2gray
+
+    from deepcat.data.sources import Samples
+
+    crops = []
+    for name in ("chelsea", "astronaut", "coffee", "rocket", "camera", "coins", "moon", "page", "text", "horse"):
+        image = getattr(skimage.data, name)()
+        grey = (rgb2gray(image[..., :3]) * 255 if image.ndim == 3 else image.astype(float)).astype(np.uint8)
+        for _ in range(per_photo):
+            side = int(rng.integers(32, min(grey.shape) // 2))
+            y, x = rng.integers(0, grey.shape[0] - side), rng.integers(0, grey.shape[1] - side)
+            from PIL import Image
+
+            crops.append(np.asarray(Image.fromarray(grey[y:y + side, x:x + side]).resize((8, 8), Image.BILINEAR)))
+    return Samples(np.stack(crops), np.zeros(len(crops), dtype=np.int64))
+
+
+def export_cost(model, meta: dict, score, path: Path) -> tuple[float, float]:
+    """The ONNX file's size in MB with `score` inside, and ONNX Runtime's median ms per image at batch 1."""
+    from deepcat.exporting.graph import Deployable, metadata
+    from deepcat.exporting.onnx_formats import export_onnx
+    from deepcat.inference.onnx_model import load_onnx
+    from deepcat.inputs import input_kind, preprocess_of
+
+    pre = preprocess_of(meta)
+    net = Deployable(model.float(), pre, temperature=meta["calibration"]["temperature"], unknown=score)
+    export_onnx(net, input_kind(pre.kind).example(pre, 2), path,
+                metadata(name="open", classes=meta["classes"], pre=pre, version="bench", source="bench"))
+    clf = load_onnx(path, threads=2)
+    one = input_kind(pre.kind).example(pre, 1).numpy()
+    times = []
+    for _ in range(200):
+        started = time.perf_counter()
+        clf.infer(one)
+        times.append(time.perf_counter() - started)
+    return path.stat().st_size / 1e6, float(np.median(times[20:]) * 1e3)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="digits", choices=tuple(HELD_OUT))
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's own")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
 
     import torch
 
     import deepcat
-    from deepcat.evaluation import calibration
     from deepcat.data.sources import resolve_data
-    from deepcat.inputs.image import Preprocess
-    from deepcat.evaluation.scores import logits_of
+    from deepcat.evaluation import calibration
+    from deepcat.evaluation.scores import features_of
+    from deepcat.inference.unknown_score import SCORES, fit_score
+    from deepcat.inputs import preprocess_of
     from deepcat.run_folder import load_model
 
     full = resolve_data(args.data)
     held_out = HELD_OUT[args.data]
     known = [c for c in full.classes if c not in held_out]
+    rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
+        options = {} if args.epochs is None else {"epochs": args.epochs}
         started = time.perf_counter()
-        run = deepcat.train(data=args.data, classes=",".join(known), epochs=args.epochs, output=tmp, name="open",
-                            progress=False)
+        run = deepcat.train(data=args.data, classes=",".join(known), output=tmp, name="open", progress=False,
+                            **options)
         seconds = time.perf_counter() - started
         model, meta = load_model(run)
-        cal = calibration.Calibration.from_dict(meta["calibration"])
-        pre = Preprocess.from_dict(meta["preprocess"])
+        splits = resolve_data(args.data, classes=",".join(known))
+        kw = dict(classes=len(known), pre=preprocess_of(meta), device=torch.device("cpu"), dtype=None,
+                  progress=False)
         held = np.isin(np.array(full.classes)[full.test.labels], held_out)
-        known_test = resolve_data(args.data, classes=",".join(known)).test
-        kw = dict(pre=pre, device=torch.device("cpu"), dtype=None, progress=False)
-        known_logits, known_labels = logits_of(model, known_test, **kw)
-        unknown_logits, _ = logits_of(model, full.test.subset(np.flatnonzero(held)), **kw)
-        cal_report = json.loads((run / "calibration.json").read_text())
-    t = cal.temperature
-    known_probs, unknown_probs = calibration.softmax(known_logits, t), calibration.softmax(unknown_logits, t)
-    row = {
-        "data": args.data, "held_out": "+".join(held_out), "known_test": len(known_labels),
-        "unknown_test": len(unknown_logits), "epochs": args.epochs, "train_seconds": seconds,
-        "known_accuracy": float((known_probs.argmax(1) == known_labels).mean()),
-        "auroc_msp": calibration.auroc(calibration.max_probability(known_probs),
-                                       calibration.max_probability(unknown_probs)),
-        "auroc_log_msp": calibration.auroc(log_msp(known_logits, t), log_msp(unknown_logits, t)),
-        "auroc_energy": calibration.auroc(calibration.energy_score(known_logits, t),
-                                          calibration.energy_score(unknown_logits, t)),
-        "threshold": cal.threshold,
-        "auroc_energy_t1": calibration.auroc(calibration.energy_score(known_logits),
-                                             calibration.energy_score(unknown_logits)),
-        "known_accepted": float(1 - cal.rejects(calibration.energy_score(known_logits)).mean()),
-        "unknown_rejected": float(cal.rejects(calibration.energy_score(unknown_logits)).mean()),
-        "ece_before": cal_report["ece_before"], "ece_after": cal_report["ece_after"], "temperature": t,
-    }
+        sets = {"train": splits.train, "val": splits.val, "known": splits.test,
+                "near": full.test.subset(np.flatnonzero(held)), **far_sets(args.data, rng)}
+        outputs = {name: features_of(model, samples, **kw) for name, samples in sets.items()}
+        rows = []
+        for kind in SCORES:
+            score = fit_score(kind, torch.from_numpy(outputs["train"][0]), torch.from_numpy(outputs["train"][2]))
+            with torch.no_grad():
+                scored = {name: score(torch.from_numpy(f), torch.from_numpy(lg)).numpy()
+                          for name, (f, lg, _) in outputs.items()}
+            threshold = np.quantile(scored["val"], 0.05)
+            size_mb, ms = export_cost(model, meta, score, Path(tmp) / f"{kind}.onnx")
+            row = {"data": args.data, "score": kind, "known accepted": float((scored["known"] >= threshold).mean())}
+            for name in ["near", *far_sets_names(args.data)]:
+                row[f"AUROC {name}"] = calibration.auroc(scored["known"], scored[name])
+                row[f"rejected {name}"] = float((scored[name] < threshold).mean())
+            rows.append({**row, "onnx MB": size_mb, "ms/image": ms})
     out = args.out or Path(__file__).parent / "results" / f"open_set_{args.data}.json"
-    report("open_set", [row], out)
+    report("open_set", rows, out, held_out=list(held_out), train_seconds=seconds,
+           known_test=len(outputs["known"][2]), near_test=len(outputs["near"][2]),
+           far_test={name: len(outputs[name][2]) for name in far_sets_names(args.data)})
+
+
+def far_sets_names(data: str) -> list[str]:
+    return ["noise", "fashion-mnist", "photos"] if data == "digits" else ["noise", "digits"]
 
 
 if __name__ == "__main__":

@@ -96,3 +96,22 @@ def test_spec_augment_masks_only_while_training():
     front.eval()
     plain = front(clip)
     assert not torch.equal(masked, plain) and (masked == plain).float().mean() > 0.5
+
+
+@pytest.mark.skipif(__import__("shutil").which("espeak-ng") is None,
+                    reason="needs Debian's espeak-ng (.ci/run installs it)")
+def test_spoken_digits_are_generated_deterministically_with_unheard_test_voices(tmp_path, monkeypatch):
+    from deepcat.data import spoken_digits
+
+    monkeypatch.setattr(spoken_digits, "ACCENTS", ("en-us", "en-gb"))
+    monkeypatch.setattr(spoken_digits, "TRAIN_VARIANTS", ("m1",))
+    monkeypatch.setattr(spoken_digits, "TEST_VARIANTS", ("f1",))
+    first = spoken_digits.generate(tmp_path / "a", progress=False)
+    second = spoken_digits.generate(tmp_path / "b", progress=False)
+    clips = sorted(p.relative_to(first) for p in first.rglob("*.wav"))
+    assert len(clips) == 2 * 10 * 2 * spoken_digits.RENDITIONS
+    assert all((first / c).read_bytes() == (second / c).read_bytes() for c in clips)      # deterministic
+    voices = {split: {c.name.rsplit("-", 1)[0] for c in clips if c.parts[0] == split} for split in ("train", "test")}
+    assert voices["train"].isdisjoint(voices["test"])
+    clip = read_clip(first / clips[0])
+    assert len(clip) == SAMPLE_RATE and np.abs(clip).max() > 0.05                         # a word, not silence

@@ -35,10 +35,12 @@ def chrome(download_dir: Path):
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
-def classify_in_page(url: str, image: Path, profile: Path, api_key: str | None = None) -> dict:
-    """Open the page (typing `api_key` when it asks), wait for its model, upload `image`, wait for the answer;
-    what the page shows."""
+def classify_in_page(url: str, image: Path, profile: Path, api_key: str | None = None,
+                     coverage: str | None = None) -> dict:
+    """Open the page (typing `api_key` when it asks), wait for its model, upload `image` (asking for the
+    prediction set at `coverage`), wait for the answer; what the page shows."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
 
     driver = chrome(profile)
     try:
@@ -53,11 +55,14 @@ def classify_in_page(url: str, image: Path, profile: Path, api_key: str | None =
         while driver.find_element(By.TAG_NAME, "body").get_attribute("data-ready") != "true":
             assert time.time() < deadline, "the page did not load the model"
             time.sleep(0.2)
+        if coverage is not None:
+            Select(driver.find_element(By.ID, "coverage")).select_by_visible_text(coverage)
         driver.find_element(By.ID, "file").send_keys(str(image))
         while not driver.find_element(By.TAG_NAME, "body").get_attribute("data-classified"):
             assert time.time() < deadline, "the page did not classify the image"
             time.sleep(0.2)
         shown = {"label": driver.find_element(By.ID, "label").text, "mode": driver.find_element(By.ID, "mode").text,
+                 "set": driver.find_element(By.ID, "set").text,
                  "bars": len(driver.find_elements(By.CSS_SELECTOR, "#bars .bar"))}
         driver.save_screenshot(str(profile.parent / "page.png"))
         return shown
@@ -88,8 +93,9 @@ def test_page_behind_an_api_key_asks_for_it_and_still_classifies_in_the_browser(
 
 @pytest.mark.slow
 @needs_browser
-def test_page_answers_unknown_like_the_server(tmp_path):
-    """A digits model trained on 0-7, shown an 8 it rejects: the page (in-browser energy score) says unknown."""
+def test_page_answers_unknown_and_prediction_sets_like_the_server(tmp_path):
+    """A digits model trained on 0-7, shown an 8 it rejects: the page (the `unknown` score computed in the
+    browser) says unknown; shown a 3 with coverage 0.95, it shows the server's prediction set."""
     import numpy as np
     from PIL import Image
 
@@ -111,3 +117,11 @@ def test_page_answers_unknown_like_the_server(tmp_path):
         shown = classify_in_page(url, photo, tmp_path / "profile")
     assert server.json()["label"] == "unknown"
     assert shown["label"] == "unknown" and "in your browser" in shown["mode"]
+
+    three = tmp_path / "three.png"
+    Image.fromarray(digit_images(3, 1)[0]).save(three)
+    with Server(create_app(model)) as url:
+        server = httpx.post(f"{url}/v1/predict?coverage=0.95", content=three.read_bytes(),
+                            headers={"content-type": "image/png"}).json()
+        shown = classify_in_page(url, three, tmp_path / "profile3", coverage="0.95")
+    assert shown["set"].startswith("95% set: {" + ", ".join(server["set"]) + "}") and "in your browser" in shown["mode"]

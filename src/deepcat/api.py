@@ -89,16 +89,19 @@ def load(model: str | Path | None = None, *, which: str = "best") -> Classifier 
 
 
 def predict(model: str | Path | None, inputs: Sequence[InputItem], *, top_k: int = 3, reject: bool = True,
-            batch_size: int = 32, progress: bool = False) -> list[Prediction]:
+            coverage: float | None = None, batch_size: int = 32, progress: bool = False) -> list[Prediction]:
     """Label files, folders or globs (or in-memory images) with a run, an exported model, or (model None) the
-    pretrained cat / dog / neither model. With `reject`, inputs below the calibrated threshold are `unknown`.
+    pretrained cat / dog / neither model. With `reject`, inputs below the calibrated threshold are `unknown`;
+    with `coverage` (0.50 to 0.99), each answer has the set of classes that holds the true one that often.
 
     >>> [p.label for p in deepcat.predict("runs/pets", ["photos/"])]
+    >>> [p.set for p in deepcat.predict("runs/pets", ["photos/"], coverage=0.9)]
     """
     from deepcat.inference.answers import expand_inputs
 
     items = expand_inputs(inputs)
-    return load(model).predict(items, top_k=top_k, reject=reject, batch_size=batch_size, progress=progress)
+    return load(model).predict(items, top_k=top_k, reject=reject, coverage=coverage, batch_size=batch_size,
+                               progress=progress)
 
 
 def export(run: str | Path, *, format: str = "onnx", output: str | Path | None = None,

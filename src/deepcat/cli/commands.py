@@ -62,8 +62,8 @@ def predict(args: argparse.Namespace) -> int:
     from deepcat.inference.answers import expand_inputs
 
     files = expand_inputs(inputs)
-    predictions = classifier.predict(files, top_k=args.top_k, reject=args.reject, batch_size=args.batch_size,
-                                     progress=len(files) > 64 and not args.json)
+    predictions = classifier.predict(files, top_k=args.top_k, reject=args.reject, coverage=args.coverage,
+                                     batch_size=args.batch_size, progress=len(files) > 64 and not args.json)
     if args.json:
         print(json.dumps({"model": classifier.name, "predictions": [p.to_dict() for p in predictions]}, indent=2))
     else:

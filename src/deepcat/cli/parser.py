@@ -66,6 +66,8 @@ def _predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--reject", action=argparse.BooleanOptionalAction, default=True,
                    help="answer `unknown` below the run's calibrated threshold (--no-reject: always a class)")
+    p.add_argument("--coverage", type=float, help="also answer the set of classes that holds the true one with "
+                   "this probability (0.50 to 0.99, e.g. 0.9), fitted on the run's validation images")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--json", action="store_true", help=CLI_ONLY["json"])
     p.set_defaults(func=commands.predict)

@@ -43,7 +43,8 @@ def short_names(sources: list[str]) -> list[str]:
 def print_predictions(predictions: list[Prediction], model: str, top_k: int) -> None:
     table = Table(title=f"predictions ({model})")
     table.add_column("input", overflow="fold")
-    for col in ("label", "probability", f"top {top_k}"):
+    sets = any(p.set is not None for p in predictions)
+    for col in ("label", "probability", f"top {top_k}") + (("set",) if sets else ()):
         table.add_column(col)
     for name, p in zip(short_names([p.source for p in predictions]), predictions):
         if p.error:
@@ -52,7 +53,8 @@ def print_predictions(predictions: list[Prediction], model: str, top_k: int) -> 
             top = ", ".join(f"{lab} {prob:.3f}" for lab, prob in p.top)
             label = (f"[yellow]unknown[/yellow] (< {p.threshold:.3f})" if p.label == "unknown"
                      else f"[bold]{p.label}[/bold]")
-            table.add_row(name, label, f"{p.probability:.3f}", top)
+            shown = () if not sets else ("{" + ", ".join(p.set) + "}" if p.set else "{} (no class is likely enough)",)
+            table.add_row(name, label, f"{p.probability:.3f}", top, *shown)
     Console().print(table)
 
 

@@ -1,16 +1,15 @@
-"""Confidence a user can read as a probability, and "none of the above".
+"""Confidence a user can read as a probability, "none of the above", and sets with a coverage guarantee.
 
-- Temperature scaling (Guo et al., 2017): one scalar T fitted on validation logits by
-  minimising the negative log-likelihood; probabilities become softmax(logits / T).
-  It never changes the top-1 answer.
-- Expected calibration error over 15 equal-width confidence bins, and the reliability
-  diagram's bins, before and after.
-- Rejection: the score is the energy logsumexp(logits) (Liu et al., 2020; higher = more
-  like the training classes), and the threshold is the quantile of validation scores that
-  accepts `accept` of known images. Energy over the maximum softmax probability (MSP):
-  measured on held-out classes (`benchmarks/open_set.py`, digits 8 and 9 held out) AUROC
-  0.994 against 0.646, because a sharp temperature rounds many MSPs to exactly 1.0 and a
-  tie cannot rank. The exported graph outputs the energy beside the probabilities.
+- Temperature scaling (Guo et al., 2017): one scalar T fitted on validation logits by minimising the negative
+  log-likelihood, with a weak prior on log T (sigma 0.5) so that a small validation split cannot drive T to its
+  bound; a split with no mistakes says nothing about over-confidence, so T stays 1.0 with a note. The ECE
+  "after" is judged out of sample: on the test split, or cross-fitted over folds of val when there is none.
+- Rejection: a score from `deepcat.inference.unknown_score` (higher = more like the training data) and the
+  threshold that accepts `accept` of the validation images.
+- Prediction sets (split conformal, the least-ambiguous-set rule of Sadinle et al., 2019): a class is in the
+  set when -log of its calibrated probability is at most the quantile of the true class's -log probability on
+  validation; such sets hold the true class with probability >= the coverage asked for, and are the smallest
+  on average. An empty set means no class is plausible enough at that coverage.
 
 No torch in this file: numpy and scipy only, so the exported model's consumers can use it.
 """
@@ -33,18 +32,64 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return e / e.sum(1, keepdims=True)
 
 
+LOG_T_PRIOR = 0.5      # sd of the prior on log T: negligible at 10,000 images, decisive at 50
+CROSS_FIT_FOLDS = 5
+COVERAGES = tuple(round(0.5 + 0.01 * i, 2) for i in range(50))  # 0.50 .. 0.99: what --coverage accepts
+REPORTED_COVERAGES = (0.8, 0.9, 0.95)
+
+
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """The T > 0 minimising the NLL of softmax(logits / T) on (logits, labels); a 1-D bounded search."""
+    """The T > 0 minimising the NLL of softmax(logits / T) on (logits, labels) plus the prior on log T;
+    1.0 when every image is right (nothing to judge over-confidence by)."""
     from scipy.optimize import minimize_scalar
 
     logits = logits.astype(np.float64)
+    if (logits.argmax(1) == labels).all():
+        return 1.0
 
-    def nll(log_t: float) -> float:
+    def penalised_nll(log_t: float) -> float:
         z = logits / np.exp(log_t)
         z = z - z.max(1, keepdims=True)
-        return float((np.log(np.exp(z).sum(1)) - z[np.arange(len(labels)), labels]).mean())
+        nll = (np.log(np.exp(z).sum(1)) - z[np.arange(len(labels)), labels]).sum()
+        return float(nll + log_t ** 2 / (2 * LOG_T_PRIOR ** 2))
 
-    return float(np.exp(minimize_scalar(nll, bounds=(-3.0, 3.0), method="bounded").x))
+    return float(np.exp(minimize_scalar(penalised_nll, bounds=(-3.0, 3.0), method="bounded").x))
+
+
+def cross_fitted_probs(logits: np.ndarray, labels: np.ndarray, folds: int = CROSS_FIT_FOLDS,
+                       seed: int = 0) -> np.ndarray:
+    """Each image's probabilities at a temperature fitted on the other folds: for judging calibration on the
+    images it was fitted on, without flattering it."""
+    order = np.random.default_rng(seed).permutation(len(labels))
+    probs = np.empty(logits.shape, dtype=np.float64)
+    for part in np.array_split(order, min(folds, len(labels))):
+        rest = np.setdiff1d(order, part)
+        t = fit_temperature(logits[rest], labels[rest]) if len(rest) else 1.0
+        probs[part] = softmax(logits[part].astype(np.float64), t)
+    return probs
+
+
+def neg_log_probs(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """-log softmax(logits / T), in float64: the conformal score of every class (no ties at probability 1)."""
+    z = logits.astype(np.float64) / temperature
+    m = z.max(1, keepdims=True)
+    return np.log(np.exp(z - m).sum(1, keepdims=True)) + m - z
+
+
+def conformal_quantiles(logits: np.ndarray, labels: np.ndarray, temperature: float) -> dict[str, float | None]:
+    """Coverage ("0.90") -> the largest -log probability a class may have and be in the set; None means every
+    class (too few validation images to promise that coverage)."""
+    true = np.sort(neg_log_probs(logits, temperature)[np.arange(len(labels)), labels])
+    n, out = len(true), {}
+    for coverage in COVERAGES:
+        rank = int(np.ceil((n + 1) * coverage))  # the finite-sample correction of split conformal
+        out[f"{coverage:.2f}"] = float(true[rank - 1]) if rank <= n else None
+    return out
+
+
+def prediction_sets(neg_log_p: np.ndarray, limit: float | None) -> np.ndarray:
+    """(N, C) booleans: which classes are in each set."""
+    return neg_log_p <= (np.inf if limit is None else limit)
 
 
 def reliability_bins(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> dict[str, list[float]]:
@@ -66,26 +111,17 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
     return float((gap * count).sum() / max(count.sum(), 1))
 
 
-def max_probability(probs: np.ndarray) -> np.ndarray:
-    """The baseline rejection score (MSP), kept for comparison in the benchmark."""
-    return probs.max(1)
-
-
-def energy_score(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Negative free energy T * logsumexp(logits / T) (Liu et al., 2020); higher means more known."""
-    z = logits.astype(np.float64) / temperature
-    m = z.max(1)
-    return temperature * (m + np.log(np.exp(z - m[:, None]).sum(1)))
-
-
 @dataclass
 class Calibration:
-    """What is saved with a model (model.json and the ONNX metadata): temperature and rejection rule."""
+    """What is saved with a model (model.json and the ONNX metadata): temperature, rejection rule, sets."""
 
     temperature: float = 1.0
-    threshold: float | None = None          # energy below which the answer is `unknown`
-    score: str = "energy"
+    threshold: float | None = None          # score below which the answer is `unknown`
+    score: str = "energy"                   # which score (deepcat.inference.unknown_score); energy in old runs
     target_accept: float = DEFAULT_ACCEPT    # share of known validation images the threshold accepts
+    images: int = 0                         # validation images all of this rests on
+    note: str | None = None                 # why the temperature was kept at 1.0, if it was
+    conformal: dict[str, float | None] | None = None  # coverage -> set limit (see `conformal_quantiles`)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -94,18 +130,45 @@ class Calibration:
     def from_dict(cls, values: dict[str, Any] | None) -> Calibration:
         return cls(**values) if values else cls()
 
-    def rejects(self, energy: np.ndarray) -> np.ndarray:
-        """True where the energy scores (N,) fall below the threshold."""
+    def rejects(self, scores: np.ndarray) -> np.ndarray:
+        """True where the scores (N,) fall below the threshold."""
         if self.threshold is None:
-            return np.zeros(len(energy), dtype=bool)
-        return np.asarray(energy) < self.threshold
+            return np.zeros(len(scores), dtype=bool)
+        return np.asarray(scores) < self.threshold
+
+    def set_limit(self, coverage: float) -> float:
+        """The set limit for `coverage` (inf: every class); raises when the model has none or `coverage` is
+        off the grid."""
+        from deepcat.errors import DeepcatError
+
+        return set_limit(self.conformal, coverage, DeepcatError)
 
 
-def fit(val_logits: np.ndarray, val_labels: np.ndarray, *, accept: float = DEFAULT_ACCEPT) -> Calibration:
-    """Temperature, then the threshold that accepts `accept` of the validation images."""
+def set_limit(conformal: dict[str, float | None] | None, coverage: float, error: type[Exception]) -> float:
+    """The one lookup every runtime uses (the model's metadata carries `conformal`); inf: every class."""
+    if not conformal:
+        raise error("this model has no prediction sets: it was trained without a validation split (or before "
+                    "deepcat had them); retrain it to use coverage")
+    key = f"{coverage:.2f}"
+    if key not in conformal or abs(float(key) - coverage) > 1e-9:
+        raise error(f"coverage must be one of 0.50, 0.51, ..., 0.99; received {coverage}")
+    limit = conformal[key]
+    return float("inf") if limit is None else float(limit)
+
+
+NO_MISTAKES = ("every validation image was classified right, so over-confidence cannot be measured; the "
+               "temperature stays 1.0 (more validation images would let it be fitted)")
+
+
+def fit(val_logits: np.ndarray, val_labels: np.ndarray, scores: np.ndarray, *, score: str,
+        accept: float = DEFAULT_ACCEPT) -> Calibration:
+    """Temperature, the `unknown` threshold that accepts `accept` of the validation `scores`, and the
+    conformal set limits, all from the validation split."""
     t = fit_temperature(val_logits, val_labels)
-    scores = energy_score(val_logits)
-    return Calibration(temperature=t, threshold=float(np.quantile(scores, 1.0 - accept)), target_accept=accept)
+    note = NO_MISTAKES if (val_logits.argmax(1) == val_labels).all() else None
+    return Calibration(temperature=t, threshold=float(np.quantile(scores, 1.0 - accept)), score=score,
+                       target_accept=accept, images=int(len(val_labels)), note=note,
+                       conformal=conformal_quantiles(val_logits, val_labels, t))
 
 
 def auroc(known_scores: np.ndarray, unknown_scores: np.ndarray) -> float:
@@ -125,19 +188,38 @@ def tradeoff(scores: np.ndarray, correct: np.ndarray, points: int = 41) -> dict[
             "accuracy": np.asarray(accuracy, float).tolist()}
 
 
-def report(logits: np.ndarray, labels: np.ndarray, cal: Calibration) -> dict[str, Any]:
-    """ECE and reliability bins before and after, share accepted, and the accept/accuracy trade-off,
-    on held-out (test) logits."""
-    before, after = softmax(logits), softmax(logits, cal.temperature)
-    energy = energy_score(logits)
-    kept = ~cal.rejects(energy)
-    return {"temperature": cal.temperature, "threshold": cal.threshold, "target_accept": cal.target_accept,
-            "images": int(len(labels)),
+def coverage_table(logits: np.ndarray, labels: np.ndarray, cal: Calibration) -> list[dict[str, float]]:
+    """Measured coverage and mean set size at the reported coverages, on held-out logits."""
+    if not cal.conformal:
+        return []
+    scores, rows = neg_log_probs(logits, cal.temperature), []
+    for coverage in REPORTED_COVERAGES:
+        sets = prediction_sets(scores, cal.conformal[f"{coverage:.2f}"])
+        rows.append({"coverage": coverage, "measured": float(sets[np.arange(len(labels)), labels].mean()),
+                     "mean_size": float(sets.sum(1).mean()), "empty": float((sets.sum(1) == 0).mean())})
+    return rows
+
+
+def report(logits: np.ndarray, labels: np.ndarray, scores: np.ndarray, cal: Calibration, *,
+           fitted_on: bool) -> dict[str, Any]:
+    """ECE and reliability bins before and after, share accepted, the accept/accuracy trade-off and the
+    prediction sets' coverage, on the logits and `unknown` scores of one split. `fitted_on`: the split is
+    the one the temperature was fitted on, so "after" is cross-fitted over its folds."""
+    before = softmax(logits)
+    after = cross_fitted_probs(logits, labels) if fitted_on else softmax(logits, cal.temperature)
+    kept = ~cal.rejects(scores)
+    correct = softmax(logits, cal.temperature).argmax(1) == labels
+    return {"temperature": cal.temperature, "threshold": cal.threshold, "score": cal.score,
+            "target_accept": cal.target_accept, "images": int(len(labels)), "calibration_images": cal.images,
+            "note": cal.note,
+            "ece_after_measured_on": (f"the fitting images, cross-fitted over {CROSS_FIT_FOLDS} folds"
+                                      if fitted_on else "images the temperature was not fitted on"),
             "ece_before": expected_calibration_error(before, labels),
             "ece_after": expected_calibration_error(after, labels),
             "accepted": float(kept.mean()),
-            "accuracy_all": float((after.argmax(1) == labels).mean()),
-            "accuracy_accepted": float((after.argmax(1) == labels)[kept].mean()) if kept.any() else None,
-            "tradeoff": tradeoff(energy, after.argmax(1) == labels),
+            "accuracy_all": float(correct.mean()),
+            "accuracy_accepted": float(correct[kept].mean()) if kept.any() else None,
+            "tradeoff": tradeoff(scores, correct),
+            "coverage": coverage_table(logits, labels, cal),
             "reliability_before": reliability_bins(before, labels),
             "reliability_after": reliability_bins(after, labels)}

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -23,10 +24,13 @@ from deepcat.device import amp_dtype, pick_device
 from deepcat.errors import DeepcatError
 from deepcat.evaluation import calibration
 from deepcat.evaluation.label_errors import LabelErrors
-from deepcat.evaluation.scores import Evaluation, logits_of, score
+from deepcat.evaluation.scores import Evaluation, features_of, score
+from deepcat.inference.unknown_score import (DEFAULT_SCORE, FEATURE_SCORES, UnknownScore, bank_size,
+                                             classifier_layer, fit_score, save_score)
 from deepcat.run_folder import load_model, read_config, update_model_json
 
 LABEL_CHECK_MAX_IMAGES = 20_000  # above this, label errors wait for `deepcat check DATA --labels RUN`
+FIT_IMAGES = 20_000  # training images whose features fit the class means and covariance of the `unknown` score
 
 
 @dataclass
@@ -59,10 +63,10 @@ def after_training(run_dir: Path, splits: DataSplits, *, progress: bool = True) 
     label errors on small data, and write report.html."""
     model, meta = load_model(run_dir)
     ctx = RunContext.of(run_dir, meta, progress=progress)
-    cal = calibrate(model, splits, ctx)
+    cal, unknown = calibrate(model, splits, ctx)
     name = "test" if splits.test is not None else "val" if splits.val is not None else None
     if name is not None:
-        score_held_out(model, splits, name, cal, ctx)
+        score_held_out(model, splits, name, cal, unknown, ctx)
     total = sum(len(part) for part in (splits.train, splits.val, splits.test) if part is not None)
     if total <= LABEL_CHECK_MAX_IMAGES:
         try:
@@ -72,27 +76,48 @@ def after_training(run_dir: Path, splits: DataSplits, *, progress: bool = True) 
     print(f"report: {write_report(run_dir)}", file=sys.stderr)
 
 
-def calibrate(model: nn.Module, splits: DataSplits, ctx: RunContext) -> calibration.Calibration:
-    """Temperature and `unknown` threshold fitted on val, saved in model.json (none without a val split)."""
+def calibrate(model: nn.Module, splits: DataSplits, ctx: RunContext
+              ) -> tuple[calibration.Calibration, UnknownScore]:
+    """Temperature, the `unknown` score (fitted on training features) with its threshold, and the conformal
+    set limits, fitted on val and saved in model.json (none without a val split)."""
     if splits.val is None:
-        return calibration.Calibration()
-    cal = calibration.fit(*logits_of(model, splits.val, desc="calibrate", **ctx.scoring), accept=ctx.accept)
+        return calibration.Calibration(), UnknownScore("energy")
+    classes = len(splits.classes)
+    kind = DEFAULT_SCORE if classifier_layer(model, classes=classes) is not None else "energy"
+    features, logits, labels = features_of(model, splits.val, classes=classes, desc="calibrate", **ctx.scoring)
+    unknown = UnknownScore(kind)
+    if kind in FEATURE_SCORES:  # a bounded sample of training images' features is what the score compares with
+        size = bank_size(features.shape[1]) if kind == "knn" else FIT_IMAGES  # knn carries its sample
+        sample = np.random.default_rng(0).permutation(len(splits.train))[:size]
+        train_features, _, train_labels = features_of(model, splits.train.subset(np.sort(sample)), classes=classes,
+                                                      desc="training features", **ctx.scoring)
+        unknown = fit_score(kind, torch.from_numpy(train_features), torch.from_numpy(train_labels))
+        save_score(unknown, ctx.run_dir)
+    cal = calibration.fit(logits, labels, unknown_scores(unknown, features, logits), score=kind, accept=ctx.accept)
+    if cal.note:
+        print(f"calibration: {cal.note}", file=sys.stderr)
     update_model_json(ctx.run_dir, calibration=cal.to_dict())
-    return cal
+    return cal, unknown
+
+
+def unknown_scores(unknown: UnknownScore, features: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return unknown(torch.from_numpy(features), torch.from_numpy(logits)).numpy()
 
 
 def score_held_out(model: nn.Module, splits: DataSplits, name: str, cal: calibration.Calibration,
-                   ctx: RunContext) -> Evaluation:
-    """Metrics, calibration report and the most confident mistakes on the `name` split."""
+                   unknown: UnknownScore, ctx: RunContext) -> Evaluation:
+    """Metrics, calibration report (with prediction-set coverage) and the most confident mistakes on `name`."""
     from deepcat.evaluation.explain import worst_mistakes
     from deepcat.evaluation.plots import plot_rejection, plot_reliability
 
     run_dir, samples = ctx.run_dir, splits.split(name)
-    logits, labels = logits_of(model, samples, **ctx.scoring)
+    features, logits, labels = features_of(model, samples, classes=len(splits.classes), **ctx.scoring)
     metrics = score(logits, labels, classes=splits.classes, temperature=cal.temperature,
                     json_path=run_dir / f"{name}_metrics.json", png_path=run_dir / "confusion_matrix.png",
                     title=f"{splits.name} {name}", data=splits.name, split=name)
-    cal_report = {"split": name, **calibration.report(logits, labels, cal)}
+    cal_report = {"split": name, **calibration.report(logits, labels, unknown_scores(unknown, features, logits),
+                                                      cal, fitted_on=name == "val")}
     (run_dir / "calibration.json").write_text(json.dumps(cal_report, indent=2))
     plot_reliability(cal_report, run_dir / "reliability.png")
     plot_rejection(cal_report, run_dir / "rejection.png")

@@ -115,7 +115,7 @@ def plot_rejection(report: dict, path: Path) -> None:
     if report.get("threshold") is not None:
         ax.axvline(report["threshold"], color="red", linestyle="--",
                    label=f"threshold {report['threshold']:.3f} (accepts {report['accepted']:.1%})")
-    ax.set(xlabel="energy threshold (logsumexp of the logits)", ylabel="share", ylim=(0, 1.02),
+    ax.set(xlabel=f"threshold on the `unknown` score ({report.get('score', 'energy')})", ylabel="share", ylim=(0, 1.02),
            title="Rejecting 'unknown': the trade-off")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left")

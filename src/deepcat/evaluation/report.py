@@ -94,24 +94,45 @@ def _evaluation_section(run_dir: Path) -> str:
             + _img(run_dir / "confusion_matrix.png", "confusion matrix"))
 
 
+SCORE_NAMES = {"knn": "distance to the nearest training images' features (k-nearest neighbours)",
+               "mahalanobis": "Mahalanobis distance to the class means of the training features",
+               "energy": "energy score (logsumexp of the logits)", "msp": "largest softmax probability"}
+
+
 def _calibration_section(run_dir: Path, cal: dict[str, Any] | None) -> str:
     if cal is None or cal.get("threshold") is None:
         return "<h2>Calibration</h2><p class='muted'>Needs a validation split.</p>"
     rejected = 1 - cal["accepted"]
-    return (f"<h2>Calibration</h2><p>Temperature scaling fitted on the validation split: T = {cal['temperature']:.3f}. "
+    rests_on = cal.get("calibration_images")
+    note = f" <b>{html.escape(cal['note'])}</b>" if cal.get("note") else ""
+    return ("<h2>Calibration</h2><p>Temperature scaling fitted on the validation split"
+            + (f" ({rests_on} images)" if rests_on else "") + f": T = {cal['temperature']:.3f}.{note} "
             f"Expected calibration error (15 bins) on the {cal['split']} split: <b>{cal['ece_before']:.4f}</b> before, "
-            f"<b>{cal['ece_after']:.4f}</b> after. Top-1 answers do not change.</p>"
+            f"<b>{cal['ece_after']:.4f}</b> after, measured on "
+            f"{html.escape(cal.get('ece_after_measured_on', 'the ' + cal['split'] + ' split'))}. "
+            f"Top-1 answers do not change.</p>"
             + _img(run_dir / "reliability.png", "reliability diagram")
+            + _sets_section(cal)
             + "<h2>Unknown inputs</h2>"
-            f"<p>An image whose energy score (logsumexp of the logits) is below <b>{cal['threshold']:.3f}</b> is "
-            f"answered "
-            f"<code>unknown</code> (predict, Python API, ONNX metadata, server, web page; <code>--no-reject</code> "
-            f"turns it off). The threshold accepts {cal.get('target_accept', 0.95):.0%} of known validation "
-            f"images; on the "
-            f"{cal['split']} split it "
+            f"<p>An image whose {SCORE_NAMES.get(cal.get('score', 'energy'), cal.get('score'))} scores below "
+            f"<b>{cal['threshold']:.3f}</b> is answered "
+            f"<code>unknown</code> (predict, Python API, ONNX graph and metadata, server, web page; "
+            f"<code>--no-reject</code> turns it off). The threshold accepts {cal.get('target_accept', 0.95):.0%} of "
+            f"known validation images; on the {cal['split']} split it "
             f"accepts {cal['accepted']:.1%} (rejects {rejected:.1%}), and accuracy on the accepted images is "
             f"{(cal['accuracy_accepted'] or 0):.4f} against {cal['accuracy_all']:.4f} on all.</p>"
             + _img(run_dir / "rejection.png", "rejection trade-off"))
+
+
+def _sets_section(cal: dict[str, Any]) -> str:
+    rows = [[f"{r['coverage']:.0%}", f"{r['measured']:.1%}", f"{r['mean_size']:.2f}", f"{r['empty']:.1%}"]
+            for r in cal.get("coverage") or []]
+    if not rows:
+        return ""
+    return ("<h2>Prediction sets</h2><p><code>deepcat predict RUN IMAGE --coverage 0.9</code> answers the set of "
+            "classes that holds the true class at least 90% of the time (split conformal prediction on the "
+            f"validation split). Measured on the {cal['split']} split:</p>"
+            + _table(["coverage asked", "coverage measured", "mean set size", "empty sets"], rows))
 
 
 def _mistakes_section(run_dir: Path) -> str:
@@ -150,7 +171,8 @@ def _export_section(run_dir: Path) -> str:
 
 
 def _model_card(cfg: dict[str, Any], meta: dict[str, Any], cal: dict[str, Any] | None) -> str:
-    threshold_note = f"(energy threshold {cal['threshold']:.2f})" if cal and cal.get("threshold") else ""
+    threshold_note = (f"({cal.get('score', 'energy')} threshold {cal['threshold']:.2f})"
+                      if cal and cal.get("threshold") else "")
     classes = ", ".join(meta["classes"])
     return (f"<h2>Model card</h2><table>"
             f"<tr><th>Model</th><td>{html.escape(meta['model']['name'])}, {meta['preprocess']['input_size']} px input"
@@ -159,7 +181,7 @@ def _model_card(cfg: dict[str, Any], meta: dict[str, Any], cal: dict[str, Any] |
             f"<tr><th>Intended use</th><td>Sorting images into exactly these classes, on images like the training "
             f"data (same kind of camera, framing and content).</td></tr>"
             f"<tr><th>Limits</th><td>It knows nothing outside these classes: other inputs are answered "
-            f"<code>unknown</code> only when its energy score is low "
+            f"<code>unknown</code> only when they score low "
             f"{threshold_note}, and a confident wrong answer "
             f"on an unfamiliar image remains possible. Accuracy was measured on the held-out split above, which "
             f"shares the training data's sources and biases. Not for decisions about people.</td></tr></table>")

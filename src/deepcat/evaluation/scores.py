@@ -21,24 +21,33 @@ from deepcat.device import amp_dtype, autocast, pick_device
 from deepcat.errors import DeepcatError
 
 
-@torch.no_grad()
 def collect_logits(model: nn.Module, loader: DataLoader, *, device: torch.device, dtype: torch.dtype | None,
                    log: BadInputLog, desc: str = "eval", progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Logits (N, C) as float32 and labels (N,) over a loader; unreadable images are skipped."""
+    (logits,), labels = collect_outputs(model, loader, device=device, dtype=dtype, log=log, desc=desc,
+                                        progress=progress)
+    return logits, labels
+
+
+def collect_outputs(model: nn.Module, loader: DataLoader, *, device: torch.device, dtype: torch.dtype | None,
+                    log: BadInputLog, desc: str = "eval", progress: bool = True
+                    ) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each of the model's outputs (one tensor, or a tuple: `WithFeatures` gives features and logits) as
+    float32 arrays, and the labels, over a loader; unreadable images are skipped."""
     model.eval()
-    logits_out, labels = [], []
+    outputs, labels = [], []
     channels_last = next(model.parameters()).is_contiguous(memory_format=torch.channels_last)
     for x, y in tqdm(batches(loader, log), total=len(loader), desc=desc, leave=False, disable=not progress):
         x = x.to(device, non_blocking=True)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(device, dtype):
-            logits = model(x)
-        logits_out.append(logits.float().cpu())
+        with torch.no_grad(), autocast(device, dtype):
+            out = model(x)
+        outputs.append([t.float().cpu() for t in (out if isinstance(out, tuple) else (out,))])
         labels.append(y)
-    if not logits_out:
+    if not outputs:
         raise DeepcatError("no readable images to evaluate")
-    return torch.cat(logits_out).numpy(), torch.cat(labels).numpy()
+    return [torch.cat(column).numpy() for column in zip(*outputs)], torch.cat(labels).numpy()
 
 
 @dataclass
@@ -99,6 +108,19 @@ def logits_of(model: nn.Module, samples: Samples, *, pre: Preprocess, device: to
     loader = eval_loader(samples, pre, batch_size=batch_size, workers=workers)
     return collect_logits(model.to(device), loader, device=device, dtype=dtype, log=BadInputLog(), desc=desc,
                           progress=progress)
+
+
+def features_of(model: nn.Module, samples: Samples, *, classes: int, pre: Preprocess, device: torch.device,
+                dtype: torch.dtype | None, batch_size: int = 256, workers: int | None = None, progress: bool = True,
+                desc: str = "features") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Penultimate features, logits and labels of `model` on `samples` in one pass (see `WithFeatures`)."""
+    from deepcat.inference.unknown_score import WithFeatures, classifier_layer
+
+    loader = eval_loader(samples, pre, batch_size=batch_size, workers=workers)
+    tapped = WithFeatures(model, classifier_layer(model, classes=classes)).to(device)
+    (features, logits), labels = collect_outputs(tapped, loader, device=device,
+                                                 dtype=dtype, log=BadInputLog(), desc=desc, progress=progress)
+    return features, logits, labels
 
 
 def score(logits: np.ndarray, labels: np.ndarray, *, classes: list[str], temperature: float, json_path: Path,

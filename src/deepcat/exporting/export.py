@@ -57,6 +57,7 @@ def _ms_per_image(session: Any, one: np.ndarray, repeats: int = 20) -> float:
 def export_run(run_dir: Path, *, format: str, output: str | Path | None, calibration_images: int | None,
                check_images: int, progress: bool) -> ExportResult:
     """Export a run's best weights and check the file against PyTorch on the run's validation images."""
+    from deepcat.inference.unknown_score import load_score
     from deepcat.run_folder import load_model
 
     chosen = FORMATS.get(format)
@@ -71,7 +72,8 @@ def export_run(run_dir: Path, *, format: str, output: str | Path | None, calibra
         # image in memory: 256 images at 224 px took 17 GB with EfficientNet-Lite0; 64 take 5 GB
         calibration_images = int(min(256, max(32, 64 * (224 / pre.input_size) ** 2)))
     out = Path(output) if output else run_dir / "export" / chosen.filename
-    net = Deployable(model.float(), pre, temperature=(cal or {}).get("temperature", 1.0))
+    net = Deployable(model.float(), pre, temperature=(cal or {}).get("temperature", 1.0),
+                     unknown=load_score((cal or {}).get("score", "energy"), run_dir))
     count = calibration_images
 
     def training_images() -> tuple[np.ndarray, np.ndarray]:

@@ -10,40 +10,47 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from deepcat.inference.unknown_score import UnknownScore, WithFeatures, classifier_layer
 from deepcat.inputs import input_kind
 
 OUTPUT = "probabilities"
-ENERGY = "energy"  # logsumexp of the logits: the `unknown` score (see evaluation/calibration.py)
+SCORE = "unknown_score"  # higher = more like the training data; below the threshold: `unknown`
 LOGITS = "logits"  # before temperature and softmax: what the export check compares (saturated probabilities hide errors)
 
 
 class Deployable(nn.Module):
-    """The raw input (images: (B, 3, H, W) float32 RGB in 0..255) -> (B, C) probabilities, (B,) energy and the
-    (B, K) logits; the kind's front end (images: normalisation), the calibration temperature and softmax inside."""
+    """The raw input (images: (B, 3, H, W) float32 RGB in 0..255) -> (B, C) probabilities, (B,) `unknown`
+    score and the (B, K) logits; the kind's front end (images: normalisation), the calibration temperature,
+    softmax and the score (deepcat.inference.unknown_score; energy when none is given) inside."""
 
-    def __init__(self, model: nn.Module, pre: Any,
-                 reduce: Callable[[torch.Tensor], torch.Tensor] | None = None, temperature: float = 1.0):
+    def __init__(self, model: nn.Module, pre: Any, reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 temperature: float = 1.0, unknown: UnknownScore | None = None):
         super().__init__()
         self.front_end = input_kind(pre.kind).front_end(pre)
         self.model, self.reduce, self.temperature = model.eval(), reduce, float(temperature)
+        self.unknown = unknown or UnknownScore("energy")
+        head = classifier_layer(model, features=self.unknown.feature_dim) if self.unknown.feature_dim else None
+        self.with_features = WithFeatures(model, head)
         self.eval()
 
     def forward(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        logits = self.model(self.front_end(raw)).float()
+        x = self.front_end(raw)
+        features, logits = self.with_features(x)
         probs = (logits / self.temperature).softmax(-1)
-        return (self.reduce(probs) if self.reduce is not None else probs), logits.logsumexp(-1), logits
+        return (self.reduce(probs) if self.reduce is not None else probs), self.unknown(features, logits), logits
 
 
 def metadata(*, name: str, classes: list[str], pre: Any, version: str, source: str,
              calibration: dict[str, Any] | None = None) -> dict[str, Any]:
     """What a consumer needs to feed the model and read its answer; stored as JSON under the key `deepcat`.
-    `calibration.threshold`: below this energy (second output) the answer is `unknown`."""
+    `calibration.threshold`: below this score (second output) the answer is `unknown`; `calibration.conformal`:
+    the prediction sets' limits (see deepcat.evaluation.calibration)."""
     from deepcat import __version__
 
     return {"name": name, "version": version, "source": source, "classes": classes, **pre.to_dict(),
             "calibration": calibration,
             "input_kind": pre.kind, "input": input_kind(pre.kind).input_spec(pre),
-            "output": {"name": OUTPUT, "kind": "probabilities"}, "score_output": ENERGY, "logits_output": LOGITS,
+            "output": {"name": OUTPUT, "kind": "probabilities"}, "score_output": SCORE, "logits_output": LOGITS,
             "deepcat_version": __version__}
 
 

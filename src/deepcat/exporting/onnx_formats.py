@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepcat.exporting.graph import ENERGY, LOGITS, OUTPUT, Deployable, metadata_props
+from deepcat.exporting.graph import SCORE, LOGITS, OUTPUT, Deployable, metadata_props
 
 
 def set_metadata(path: Path, meta: dict[str, Any]) -> None:
@@ -26,7 +26,7 @@ def export_onnx(net: Deployable, example: torch.Tensor, path: Path, meta: dict[s
     """fp32 ONNX with a dynamic batch axis, via torch.export (the maintained exporter)."""
     batch = torch.export.Dim("batch", min=1, max=4096)
     with torch.no_grad():  # the inference graph (a model may branch on it: smallcnn's test-time flip)
-        program = torch.onnx.export(net, (example,), dynamo=True, input_names=[meta["input"]["name"]], output_names=[OUTPUT, ENERGY, LOGITS],
+        program = torch.onnx.export(net, (example,), dynamo=True, input_names=[meta["input"]["name"]], output_names=[OUTPUT, SCORE, LOGITS],
                                     dynamic_shapes=({0: batch},), verbose=False)
     program.save(str(path), external_data=False)
     set_metadata(path, meta)
@@ -78,6 +78,26 @@ def sensitive_nodes(model_path: Path, limit: float = AMPLIFYING_WEIGHT) -> list[
 SEGMENTS = 8
 SEARCH_AGREEMENT = 0.995  # on held-out images, above the export check's 99% so the check is not a coin toss
 WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
+
+
+def score_nodes(model_path: Path) -> list[str]:
+    """Nodes that compute the `unknown` score alone (not the logits): they stay float, because its threshold was
+    fitted on float features and a similarity to 8-bit training features would move it."""
+    import onnx
+
+    graph = onnx.load(str(model_path)).graph
+    producer = {out: node for node in graph.node for out in node.output}
+
+    def ancestors(tensor: str) -> set[str]:
+        found, stack = set(), [tensor]
+        while stack:
+            node = producer.get(stack.pop())
+            if node is not None and node.name not in found:
+                found.add(node.name)
+                stack.extend(node.input)
+        return found
+
+    return sorted(ancestors(SCORE) - ancestors(LOGITS))
 
 
 def segments(model_path: Path, count: int = SEGMENTS) -> list[list[str]]:
@@ -158,7 +178,7 @@ def quantize_int8(fp32: Path, path: Path, calibration: np.ndarray, meta: dict[st
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
         reference = _top1(fp32, held_out) if held_out is not None and len(held_out) else None
-        sensitive, runs = sensitive_nodes(prepared), segments(prepared)
+        sensitive, runs = sensitive_nodes(prepared) + score_nodes(prepared), segments(prepared)
         stride = next(n for n in range(min(16, len(calibration)), 0, -1) if len(calibration) % n == 0)
         for floated in range(len(runs) + 1):
             keep_float = sorted(set(sensitive).union(*runs[:floated]))

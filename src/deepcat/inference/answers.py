@@ -18,14 +18,15 @@ from deepcat.errors import DeepcatError
 from deepcat.inputs import BadInput, InputKind, all_suffixes
 
 InputItem = str | Path | Image.Image | np.ndarray
-UNKNOWN = "unknown"  # the label of an image unlike every training class (energy score below threshold)
+UNKNOWN = "unknown"  # the label of an input unlike every training class (`unknown` score below threshold)
 
 
 @dataclass
 class Prediction:
     """The answer for one image: best label (or `unknown`), its probability and the top-k; or why it failed.
 
-    `score` is the energy (logsumexp of the logits) the rejection rule compares with `threshold`."""
+    `score` is the `unknown` score the rejection rule compares with `threshold`; `set`, when a coverage was
+    asked for, is the prediction set: the classes that hold the true one with that probability."""
 
     source: str
     label: str | None = None
@@ -33,29 +34,36 @@ class Prediction:
     top: list[tuple[str, float]] = field(default_factory=list)
     score: float | None = None
     threshold: float | None = None
+    set: list[str] | None = None
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "label": self.label, "probability": self.probability,
                 "top": [{"label": lab, "probability": p} for lab, p in self.top], "score": self.score,
-                "threshold": self.threshold, "error": self.error}
+                "threshold": self.threshold, **({} if self.set is None else {"set": self.set}), "error": self.error}
 
 
 def decide(row: np.ndarray, classes: list[str], *, top_k: int, score: float | None,
-           threshold: float | None) -> dict[str, Any]:
-    """One row of probabilities and its energy score -> label (or `unknown` when the score is below
-    `threshold`), probability and top-k. The one rule `predict`, the ONNX runtime and the server share."""
-    top = np.argsort(-row)[:max(1, min(top_k, len(classes)))]
+           threshold: float | None, set_limit: float | None = None) -> dict[str, Any]:
+    """One row of probabilities and its `unknown` score -> label (or `unknown` when the score is below
+    `threshold`), probability, top-k and, with `set_limit`, the prediction set (classes whose -log probability
+    is at most the limit, most probable first). The one rule `predict`, the ONNX runtime and the server share."""
+    order = np.argsort(-row)
+    top = order[:max(1, min(top_k, len(classes)))]
     rejected = threshold is not None and score is not None and score < threshold
-    return {"label": UNKNOWN if rejected else classes[top[0]], "probability": float(row[top[0]]),
-            "top": [(classes[i], float(row[i])) for i in top], "score": None if score is None else float(score),
-            "threshold": threshold}
+    answer = {"label": UNKNOWN if rejected else classes[top[0]], "probability": float(row[top[0]]),
+              "top": [(classes[i], float(row[i])) for i in top], "score": None if score is None else float(score),
+              "threshold": threshold}
+    if set_limit is not None:
+        with np.errstate(divide="ignore"):
+            answer["set"] = [classes[i] for i in order if -np.log(np.float64(row[i])) <= set_limit]
+    return answer
 
 
 def as_json(source: str, row: np.ndarray, score: float | None, *, meta: dict[str, Any], top_k: int,
-            threshold: float | None) -> dict[str, Any]:
+            threshold: float | None, set_limit: float | None = None) -> dict[str, Any]:
     """One answer as `POST /v1/predict` gives it (also from the Flask and Django examples)."""
-    answer = decide(row, meta["classes"], top_k=top_k, score=score, threshold=threshold)
+    answer = decide(row, meta["classes"], top_k=top_k, score=score, threshold=threshold, set_limit=set_limit)
     answer["top"] = [{"label": label, "probability": p} for label, p in answer["top"]]
     return {"source": source, **answer}
 
@@ -67,10 +75,11 @@ def decoded(item: InputItem, kind: InputKind) -> Any:
 
 def predict_batches(items: Sequence[InputItem], *, kind: InputKind, prepare: Callable[[Any], Any],
                     infer: Callable[[list[Any]], tuple[np.ndarray, np.ndarray | None]], classes: list[str],
-                    top_k: int, threshold: float | None = None, batch_size: int = 32,
-                    progress: bool = False) -> list[Prediction]:
+                    top_k: int, threshold: float | None = None, set_limit: float | None = None,
+                    batch_size: int = 32, progress: bool = False) -> list[Prediction]:
     """Decode, prepare and classify `items` in batches; an unreadable input gets `error`, not an exception.
-    `infer` maps prepared images to (probabilities, energy scores); below `threshold` the label is `unknown`."""
+    `infer` maps prepared images to (probabilities, `unknown` scores); below `threshold` the label is `unknown`;
+    `set_limit` (from a coverage) adds prediction sets."""
     from tqdm import tqdm
 
     results: list[Prediction] = []
@@ -88,7 +97,8 @@ def predict_batches(items: Sequence[InputItem], *, kind: InputKind, prepare: Cal
             probs, scores = infer(prepared)                                   # (B, C), (B,)
             for i, (pred, row) in enumerate(zip(pending, probs)):
                 score = None if scores is None else scores[i]
-                for key, value in decide(row, classes, top_k=top_k, score=score, threshold=threshold).items():
+                for key, value in decide(row, classes, top_k=top_k, score=score, threshold=threshold,
+                                         set_limit=set_limit).items():
                     setattr(pred, key, value)
     return results
 

@@ -2,7 +2,7 @@
 
 The model carries its own preprocessing in its metadata (key `deepcat`, JSON) and has
 normalisation, temperature and softmax inside the graph (calibrated probabilities, and the
-energy score as a second output): a consumer resizes the shorter side to `resize`,
+`unknown` score as a second output): a consumer resizes the shorter side to `resize`,
 centre-crops `input_size`, and feeds float32 RGB pixels in 0..255, NCHW.
 This module is that consumer; the server and `deepcat predict MODEL.onnx` use it.
 """
@@ -41,7 +41,7 @@ class OnnxClassifier:
         return self.infer(batch)[0]
 
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """(B, 3, H, W) float32 pixels in 0..255 -> (B, C) probabilities and (B,) energy scores."""
+        """(B, 3, H, W) float32 pixels in 0..255 -> (B, C) probabilities and (B,) `unknown` scores."""
         outputs = self.session.run(None, {self.session.get_inputs()[0].name: batch})
         return outputs[0], (outputs[1] if len(outputs) > 1 else None)
 
@@ -52,21 +52,29 @@ class OnnxClassifier:
 
     @property
     def threshold(self) -> float | None:
-        """Energy score below which the answer is `unknown` (None: never)."""
+        """`unknown` score below which the answer is `unknown` (None: never)."""
         return (self.meta.get("calibration") or {}).get("threshold")
 
-    def predict(self, images: Sequence[InputItem], *, top_k: int = 5, reject: bool = True, batch_size: int = 32,
-                progress: bool = False) -> list[Prediction]:
+    def set_limit(self, coverage: float | None) -> float | None:
+        """The prediction sets' limit for `coverage` (None: no sets asked for)."""
+        from deepcat.errors import DeepcatError
+        from deepcat.evaluation.calibration import set_limit
+
+        if coverage is None:
+            return None
+        return set_limit((self.meta.get("calibration") or {}).get("conformal"), coverage, DeepcatError)
+
+    def predict(self, images: Sequence[InputItem], *, top_k: int = 5, reject: bool = True,
+                coverage: float | None = None, batch_size: int = 32, progress: bool = False) -> list[Prediction]:
         """Same answers and shape as `deepcat.load(run).predict`, from ONNX Runtime."""
         kind = kind_of_meta(self.meta)
         return predict_batches(list(images), kind=kind, prepare=lambda item: kind.to_model_input(item, self.meta),
                                infer=lambda batch: self.infer(np.stack(batch)),
                                classes=self.classes, top_k=top_k, batch_size=batch_size, progress=progress,
-                               threshold=self.threshold if reject else None)
-
+                               threshold=self.threshold if reject else None, set_limit=self.set_limit(coverage))
 
     def answer(self, data: bytes, *, name: str = "body", top_k: int = 5, reject: bool = True,
-               max_pixels: int = 40_000_000) -> dict[str, Any]:
+               coverage: float | None = None, max_pixels: int = 40_000_000) -> dict[str, Any]:
         """The JSON `deepcat serve` answers for one input's bytes, for embedding the model in another web app;
         raises `BadInput` (with its HTTP status and reason) for bytes that are not a readable input."""
         from deepcat.inference.answers import as_json
@@ -76,7 +84,7 @@ class OnnxClassifier:
         probs, scores = self.infer(raw[None])
         return {"model": self.name, "version": self.meta.get("version"),
                 **as_json(name, probs[0], None if scores is None else scores[0], meta=self.meta, top_k=top_k,
-                          threshold=self.threshold if reject else None)}
+                          threshold=self.threshold if reject else None, set_limit=self.set_limit(coverage))}
 
 
 def load_onnx(path: str | Path, *, threads: int | None = None) -> OnnxClassifier:

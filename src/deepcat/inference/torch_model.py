@@ -13,6 +13,7 @@ from deepcat.evaluation.calibration import Calibration
 from deepcat.inputs import input_kind, preprocess_of
 from deepcat.inputs.image import Preprocess
 from deepcat.inference.answers import InputItem, Prediction, predict_batches
+from deepcat.inference.unknown_score import UnknownScore, WithFeatures, classifier_layer, load_score
 
 
 @dataclass
@@ -24,12 +25,16 @@ class Classifier:
     preprocess: Preprocess
     name: str
     reduce: Callable[[torch.Tensor], torch.Tensor] | None = None  # maps model probs to `classes`
-    calibration: Calibration = field(default_factory=Calibration)  # temperature and `unknown` threshold
+    calibration: Calibration = field(default_factory=Calibration)  # temperature, `unknown` threshold, sets
+    unknown: UnknownScore | None = None                              # the `unknown` score (energy if None)
 
     def __post_init__(self) -> None:
         self.kind = input_kind(self.preprocess.kind)
         self.transform = self.kind.eval_transform(self.preprocess)
         self.model.eval()
+        self.unknown = self.unknown or UnknownScore("energy")
+        dim = self.unknown.feature_dim
+        self.with_features = WithFeatures(self.model, classifier_layer(self.model, features=dim) if dim else None)
 
     @torch.no_grad()
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
@@ -38,24 +43,27 @@ class Classifier:
 
     @torch.no_grad()
     def infer(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Calibrated probabilities (B, len(classes)) and energy scores (B,), as the exported graph outputs."""
-        logits = self.model(batch).float()
+        """Calibrated probabilities (B, len(classes)) and `unknown` scores (B,), as the exported graph outputs."""
+        features, logits = self.with_features(batch)
         probs = (logits / self.calibration.temperature).softmax(-1)
-        return (self.reduce(probs) if self.reduce else probs), logits.logsumexp(-1)
+        return (self.reduce(probs) if self.reduce else probs), self.unknown(features, logits)
 
     def predict(self, images: InputItem | Sequence[InputItem], *, top_k: int = 5, reject: bool = True,
-                batch_size: int = 32, progress: bool = False) -> Prediction | list[Prediction]:
+                coverage: float | None = None, batch_size: int = 32,
+                progress: bool = False) -> Prediction | list[Prediction]:
         """Predict one image (path, PIL image or HxWx3 array) or a list of them. With `reject`, an image
-        whose energy score is below the run's threshold is labelled `unknown`.
+        whose `unknown` score is below the run's threshold is labelled `unknown`; with `coverage` (0.5 to
+        0.99) each answer carries the prediction set that holds the true class that often.
 
-        >>> deepcat.load("runs/pets").predict("cat.jpg").label
-        'cat'
+        >>> deepcat.load("runs/pets").predict("cat.jpg", coverage=0.9).set
+        ['cat']
         """
         single = not isinstance(images, (list, tuple))
         results = predict_batches([images] if single else list(images), kind=self.kind, prepare=self.transform,
                                   infer=lambda batch: tuple(t.numpy() for t in self.infer(torch.stack(batch))),
                                   classes=self.classes, top_k=top_k, batch_size=batch_size, progress=progress,
-                                  threshold=self.calibration.threshold if reject else None)
+                                  threshold=self.calibration.threshold if reject else None,
+                                  set_limit=None if coverage is None else self.calibration.set_limit(coverage))
         return results[0] if single else results
 
 
@@ -74,5 +82,6 @@ def load_run(run: str | Path, *, which: str = "best") -> Classifier:
     from deepcat.run_folder import load_model
 
     model, meta = load_model(run, which=which)
-    return Classifier(model, meta["classes"], preprocess_of(meta), Path(run).name,
-                      calibration=Calibration.from_dict(meta.get("calibration")))
+    calibration = Calibration.from_dict(meta.get("calibration"))
+    return Classifier(model, meta["classes"], preprocess_of(meta), Path(run).name, calibration=calibration,
+                      unknown=load_score(calibration.score, Path(run)))

@@ -34,6 +34,8 @@ from deepcat.serving.metrics import Metrics
 
 PAGE = Path(__file__).parent / "page"
 TOP_K = Query(5, ge=1, le=1000, description="how many of the most likely classes to answer")
+COVERAGE = Query(None, ge=0.5, le=0.99, description="answer also the prediction set that holds the true class "
+                 "with this probability (0.50, 0.51, ..., 0.99)")
 
 
 def default_web_assets() -> Path:
@@ -62,14 +64,24 @@ class Served:
     def meta(self) -> dict[str, Any]:
         return self.classifier.meta
 
-    async def classify(self, inputs: list[tuple[str, bytes]], top_k: int) -> list[dict[str, Any]]:
+    async def classify(self, inputs: list[tuple[str, bytes]], top_k: int,
+                       coverage: float | None = None) -> list[dict[str, Any]]:
         """Decode (off the event loop), batch with other requests, and answer each input."""
+        limit = self.set_limit(coverage)
         prepared = await asyncio.to_thread(
             lambda: [decode(data, self.meta, max_bytes=self.limits.max_bytes, max_pixels=self.limits.max_pixels,
                             name=name) for name, data in inputs])
         rows = await asyncio.gather(*(self.batcher.submit(p) for p in prepared))
-        return [as_json(name, row, score, meta=self.meta, top_k=top_k, threshold=self.threshold)
+        return [as_json(name, row, score, meta=self.meta, top_k=top_k, threshold=self.threshold, set_limit=limit)
                 for (name, _), (row, score) in zip(inputs, rows)]
+
+    def set_limit(self, coverage: float | None) -> float | None:
+        from deepcat.errors import DeepcatError
+
+        try:
+            return self.classifier.set_limit(coverage)
+        except DeepcatError as e:
+            raise RequestError(422, "invalid_parameter", f"coverage: {e}") from None
 
     def answer(self, results: dict[str, Any]) -> dict[str, Any]:
         return {"model": self.meta["name"], "version": self.meta.get("version"), **results}
@@ -132,20 +144,21 @@ def _prediction_routes(app: FastAPI, served: Served) -> None:
 
     @app.post("/v1/predict", openapi_extra=requests.single_body(media_types), responses=refusals,
               summary="Classify one input")
-    async def predict(request: Request, top_k: int = TOP_K) -> dict[str, Any]:
+    async def predict(request: Request, top_k: int = TOP_K, coverage: float | None = COVERAGE) -> dict[str, Any]:
         requests.authorise(request, served.api_key)
         inputs = await requests.read_inputs(request, field="file", many=False, limits=served.limits,
                                             media_types=media_types)
-        [result] = await served.classify(inputs, top_k)
+        [result] = await served.classify(inputs, top_k, coverage)
         return served.answer(result)
 
     @app.post("/v1/predict/batch", openapi_extra=requests.BATCH_BODY, responses=refusals,
               summary="Classify several inputs")
-    async def predict_batch(request: Request, top_k: int = TOP_K) -> dict[str, Any]:
+    async def predict_batch(request: Request, top_k: int = TOP_K,
+                            coverage: float | None = COVERAGE) -> dict[str, Any]:
         requests.authorise(request, served.api_key)
         inputs = await requests.read_inputs(request, field="files", many=True, limits=served.limits,
                                             media_types=media_types)
-        return served.answer({"predictions": await served.classify(inputs, top_k)})
+        return served.answer({"predictions": await served.classify(inputs, top_k, coverage)})
 
 
 def _info_routes(app: FastAPI, served: Served) -> None:

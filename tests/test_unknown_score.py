@@ -1,0 +1,61 @@
+"""The `unknown` scores on known cases: features are the classifier's input, kNN and Mahalanobis rank
+training-like features above others, and the score computed inside the exported graph equals PyTorch's."""
+
+import numpy as np
+import pytest
+import torch
+
+from deepcat.inference.unknown_score import SCORES, WithFeatures, classifier_layer, fit_score
+from deepcat.models.small_cnn import SmallCNN
+
+
+def test_features_are_the_classifier_layers_input_in_one_pass():
+    model = SmallCNN(4, width=8, flip_average=True).eval()
+    x = torch.rand(3, 3, 16, 16)
+    with torch.no_grad():
+        features, logits = WithFeatures(model, classifier_layer(model, classes=4))(x)
+        expected = (model.features(x) + model.features(x.flip(-1))) / 2  # the test-time flip averages features
+        assert torch.allclose(features, expected) and torch.allclose(logits, model(x))
+
+
+def test_feature_scores_rank_training_like_inputs_above_others():
+    rng = torch.Generator().manual_seed(0)
+    centres = torch.randn(3, 16, generator=rng) * 4
+    labels = torch.arange(3).repeat(200)
+    train = centres[labels] + torch.randn(600, 16, generator=rng)
+    known = centres[torch.arange(3).repeat(50)] + torch.randn(150, 16, generator=rng)
+    far = torch.randn(150, 16, generator=rng) * 4 + 10
+    logits = torch.zeros(150, 3)
+    for kind in ("knn", "mahalanobis"):
+        score = fit_score(kind, train, labels)
+        with torch.no_grad():
+            assert score(known, logits).min() > score(far, logits).max(), kind
+        assert score.feature_dim == 16
+
+
+def test_the_knn_bank_is_bounded():
+    from deepcat.inference.unknown_score import BANK_FLOATS
+
+    score = fit_score("knn", torch.randn(20000, 512), torch.zeros(20000, dtype=torch.long))
+    assert score.bank.numel() <= BANK_FLOATS and np.allclose(score.bank.norm(dim=1).numpy(), 1, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", SCORES)
+def test_every_score_exports_inside_the_graph_with_any_batch_size(tmp_path, kind):
+    from deepcat.exporting.graph import Deployable, metadata
+    from deepcat.exporting.onnx_formats import export_onnx
+    from deepcat.inference.onnx_model import load_onnx
+    from deepcat.inputs.image import Preprocess
+
+    pre = Preprocess(8, 8)
+    model = SmallCNN(4, width=8).eval()
+    score = fit_score(kind, torch.randn(100, 64), torch.arange(4).repeat(25))
+    net = Deployable(model, pre, unknown=score)
+    path = export_onnx(net, torch.rand(2, 3, 8, 8) * 255, tmp_path / "m.onnx",
+                       metadata(name="m", classes=list("abcd"), pre=pre, version="1", source="test"))
+    for batch in (1, 5):
+        pixels = np.random.default_rng(batch).uniform(0, 255, (batch, 3, 8, 8)).astype(np.float32)
+        _, exported = load_onnx(path).infer(pixels)
+        with torch.no_grad():
+            expected = net(torch.from_numpy(pixels))[1].numpy()
+        assert exported.shape == (batch,) and np.allclose(exported, expected, atol=1e-4)
