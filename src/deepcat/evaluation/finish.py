@@ -90,7 +90,7 @@ def calibrate(model: nn.Module, splits: DataSplits, ctx: RunContext
         size = bank_size(features.shape[1]) if kind == "knn" else FIT_IMAGES  # knn carries its sample
         sample = np.random.default_rng(0).permutation(len(splits.train))[:size]
         train_features, _, train_labels = features_of(model, splits.train.subset(np.sort(sample)), classes=classes,
-                                                      desc="training features", **ctx.scoring)
+                                                      desc="training features", quiet=True, **ctx.scoring)
         unknown = fit_score(kind, torch.from_numpy(train_features), torch.from_numpy(train_labels))
         save_score(unknown, ctx.run_dir)
     cal = calibration.fit(logits, labels, unknown_scores(unknown, features, logits), score=kind, accept=ctx.accept)
