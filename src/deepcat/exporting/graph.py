@@ -10,7 +10,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from deepcat.inference.unknown_score import UnknownScore, WithFeatures, classifier_layer
+from deepcat.inference.unknown_score import UnknownScore, WithFeatures
 from deepcat.inputs import input_kind
 
 OUTPUT = "probabilities"
@@ -29,8 +29,7 @@ class Deployable(nn.Module):
         self.front_end = input_kind(pre.kind).front_end(pre)
         self.model, self.reduce, self.temperature = model.eval(), reduce, float(temperature)
         self.unknown = unknown or UnknownScore("energy")
-        head = classifier_layer(model, features=self.unknown.feature_dim) if self.unknown.feature_dim else None
-        self.with_features = WithFeatures(model, head)
+        self.with_features = WithFeatures.for_score(model, self.unknown)
         self.eval()
 
     def forward(self, raw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

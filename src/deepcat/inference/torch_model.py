@@ -13,7 +13,7 @@ from deepcat.evaluation.calibration import Calibration
 from deepcat.inputs import input_kind, preprocess_of
 from deepcat.inputs.image import Preprocess
 from deepcat.inference.answers import InputItem, Prediction, predict_batches
-from deepcat.inference.unknown_score import UnknownScore, WithFeatures, classifier_layer, load_score
+from deepcat.inference.unknown_score import UnknownScore, WithFeatures, load_score
 
 
 @dataclass
@@ -33,8 +33,7 @@ class Classifier:
         self.transform = self.kind.eval_transform(self.preprocess)
         self.model.eval()
         self.unknown = self.unknown or UnknownScore("energy")
-        dim = self.unknown.feature_dim
-        self.with_features = WithFeatures(self.model, classifier_layer(self.model, features=dim) if dim else None)
+        self.with_features = WithFeatures.for_score(self.model, self.unknown)
 
     @torch.no_grad()
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:

@@ -46,6 +46,13 @@ class WithFeatures(nn.Module):
         super().__init__()
         self.model, self.head = model, head
 
+    @classmethod
+    def for_score(cls, model: nn.Module, unknown: UnknownScore) -> WithFeatures:
+        """The tap a score needs: the classifier layer whose input has the score's feature length (none for
+        energy and msp)."""
+        dim = unknown.feature_dim
+        return cls(model, classifier_layer(model, features=dim) if dim else None)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.head is None:
             logits = self.model(x).float()
