@@ -100,14 +100,12 @@ def test_spec_augment_masks_only_while_training():
 
 @pytest.mark.skipif(__import__("shutil").which("espeak-ng") is None,
                     reason="needs Debian's espeak-ng (.ci/run installs it)")
-def test_spoken_digits_are_generated_deterministically_with_unheard_test_voices(tmp_path, monkeypatch):
+def test_spoken_digits_are_generated_deterministically_with_unheard_test_voices(tmp_path):
     from deepcat.data import spoken_digits
 
-    monkeypatch.setattr(spoken_digits, "ACCENTS", ("en-us", "en-gb"))
-    monkeypatch.setattr(spoken_digits, "TRAIN_VARIANTS", ("m1",))
-    monkeypatch.setattr(spoken_digits, "TEST_VARIANTS", ("f1",))
-    first = spoken_digits.generate(tmp_path / "a", progress=False)
-    second = spoken_digits.generate(tmp_path / "b", progress=False)
+    small = dict(accents=("en-us", "en-gb"), train_variants=("m1",), test_variants=("f1",), progress=False)
+    first = spoken_digits.generate(tmp_path / "a", **small)
+    second = spoken_digits.generate(tmp_path / "b", **small)
     clips = sorted(p.relative_to(first) for p in first.rglob("*.wav"))
     assert len(clips) == 2 * 10 * 2 * spoken_digits.RENDITIONS
     assert all((first / c).read_bytes() == (second / c).read_bytes() for c in clips)      # deterministic

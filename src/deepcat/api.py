@@ -253,7 +253,7 @@ def tune(data: str | None = None, *, config: str | Path | None = None, budget: s
         raise DeepcatError(f"workers must be >= 1; received {workers}")
     cfg = resolve_config(config_file=config, **options)
     splits = resolve_data(cfg.data, val_fraction=cfg.val_fraction, seed=cfg.seed, data_root=cfg.data_root,
-                          classes=cfg.classes)
+                          classes=cfg.classes, modality=cfg.modality)
     auto = resolve_auto(cfg, splits)
     searched = read_space(space) if space else default_space(small_images=splits.small_images, epochs=cfg.epochs,
                                                               lr=float(auto.lr))

@@ -27,7 +27,11 @@ def _opt(default: Any, help: str, **kw: Any) -> Any:
 class TrainConfig:
     """Everything that decides a training run. `auto` values are resolved from the data."""
 
-    data: str = _opt("digits", "folder, split folder, CSV of path,label, or built-in: digits, fashion-mnist, oxford-pets")
+    data: str = _opt("digits", "folder, split folder, CSV of path,label, or built-in: digits, fashion-mnist, "
+                               "oxford-pets, spoken-digits, speech-commands")
+    modality: str = _opt("auto", "kind of input: auto (from the files' suffixes), image or audio",
+                         choices=("auto", "image", "audio"))
+    clip_seconds: float = _opt(1.0, "sound: every clip is padded or cropped to this many seconds")
     classes: str | None = _opt(None, "comma-separated class names to train on (default: all of DATA's classes)")
     model: str = _opt("auto", "timm name (resnet18, efficientnet_b0, ...), googlenet, smallcnn, a layers YAML file, or auto")
     model_width: int | None = _opt(None, "channels of the first stage of deepcat's own CNN (auto: 16)")
@@ -83,6 +87,8 @@ class TrainOptions(TypedDict, total=False):
     """TrainConfig's fields as typed keyword arguments (`deepcat.train(**options)`); a test keeps the two equal."""
 
     data: str
+    modality: str
+    clip_seconds: float
     classes: str | None
     model: str
     model_width: int | None
@@ -182,6 +188,8 @@ def resolve_config(*, config_file: str | Path | None = None, **overrides: Any) -
     if cfg.epochs < 1 or (cfg.batch_size is not None and cfg.batch_size < 1) or cfg.accumulate < 1:
         raise DeepcatError(f"epochs, batch_size and accumulate must be >= 1; received "
                            f"epochs={cfg.epochs}, batch_size={cfg.batch_size}, accumulate={cfg.accumulate}")
+    if not 0.0 < cfg.clip_seconds <= 60.0:
+        raise DeepcatError(f"clip_seconds must be in (0, 60]; received {cfg.clip_seconds}")
     if not 0.0 <= cfg.val_fraction < 1.0:
         raise DeepcatError(f"val_fraction must be in [0, 1); received {cfg.val_fraction}")
     return cfg

@@ -82,8 +82,10 @@ def run_splits(run_dir: Path, data: str | None = None) -> DataSplits:
     cfg = read_config(run_dir)
     if data is None:
         return resolve_data(cfg["data"], val_fraction=cfg["val_fraction"], seed=cfg["seed"],
-                            data_root=cfg.get("data_root"), classes=cfg.get("classes"))
-    return resolve_data(data, val_fraction=0.0, seed=cfg["seed"], data_root=cfg.get("data_root"))
+                            data_root=cfg.get("data_root"), classes=cfg.get("classes"),
+                            modality=cfg.get("modality", "auto"))
+    return resolve_data(data, val_fraction=0.0, seed=cfg["seed"], data_root=cfg.get("data_root"),
+                        modality=read_model_json(run_dir).get("input_kind", "image"))
 
 
 def load_model(run_dir: str | Path, *, which: str = "best") -> tuple[nn.Module, dict[str, Any]]:
@@ -93,7 +95,7 @@ def load_model(run_dir: str | Path, *, which: str = "best") -> tuple[nn.Module, 
     run_dir = Path(run_dir)
     meta = read_model_json(run_dir)
     spec = ModelSpec(**meta["model"])
-    model = build(spec, image_size=meta["preprocess"]["input_size"])
+    model = build(spec, image_size=meta["preprocess"].get("input_size", 0))  # sound: no image size
     weights = run_dir / f"{which}.safetensors"
     if not weights.is_file():
         raise DeepcatError(f"{weights} is missing; the run may have stopped before its first epoch ended")

@@ -1,8 +1,9 @@
-"""Built-in data sets, by name: digits (embedded), fashion-mnist, oxford-pets.
+"""Built-in data sets, by name: digits (embedded), fashion-mnist, oxford-pets; for sound, spoken-digits
+(generated offline) and speech-commands.
 
-`digits` ships inside scikit-learn, so it needs no download. The others look in
-`data_root` (or a folder given as `name:PATH`), then in Debian's package for
-Fashion-MNIST, and only then download through torchvision.
+`digits` ships inside scikit-learn, so it needs no download; `spoken-digits` is generated once with
+espeak-ng into the data cache. The others look in `data_root` (or a folder given as `name:PATH`), then in
+Debian's package for Fashion-MNIST, and only then download (torchvision's downloader).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepcat.data.sources import DataSplits, Samples, stratified_split
+from deepcat.data.sources import DataSplits, Samples, from_folder, from_speech_commands, stratified_split
 from deepcat.errors import DeepcatError
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -99,8 +100,43 @@ def oxford_pets(arg: str | None, *, val_fraction: float, seed: int, data_root: s
     return DataSplits("oxford-pets", ["cat", "dog"], train, val, parts["test"])
 
 
+def spoken_digits(arg: str | None, *, val_fraction: float, seed: int, data_root: str | None) -> DataSplits:
+    """The words zero to nine in espeak-ng's voices (see `spoken_digits.py`); the test split's voices are
+    never heard in training. Generated into `data_root`/spoken-digits on first use (about a minute)."""
+    from deepcat.data import spoken_digits as generator
+
+    root = generator.generate(Path(arg).expanduser() if arg else default_root(data_root) / "spoken-digits")
+    splits = from_folder(root, val_fraction=val_fraction, seed=seed)
+    splits.name, splits.mirror_safe = "spoken-digits", False
+    return splits
+
+
+SPEECH_COMMANDS_URL = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
+
+
+def speech_commands(arg: str | None, *, val_fraction: float, seed: int, data_root: str | None) -> DataSplits:
+    """Google Speech Commands v0.02 (105,829 one-second clips of 35 words): its own validation and testing lists,
+    its background noise mixed into training. Looked for in `data_root`/speech-commands, else downloaded."""
+    root = Path(arg).expanduser() if arg else default_root(data_root) / "speech-commands"
+    if not (root / "testing_list.txt").is_file():
+        if arg:
+            raise DeepcatError(f"{root} is not a Speech Commands folder (no testing_list.txt)")
+        try:
+            from torchvision.datasets.utils import download_and_extract_archive
+
+            download_and_extract_archive(SPEECH_COMMANDS_URL, str(root))
+        except Exception as e:  # noqa: BLE001 - any download failure gets the same advice
+            raise DeepcatError(f"Speech Commands is not under {root} and could not be downloaded ({e}). "
+                               f"Extract speech_commands_v0.02.tar.gz there, or pass speech-commands:FOLDER") from None
+    splits = from_speech_commands(root)
+    splits.name, splits.mirror_safe = "speech-commands", False
+    return splits
+
+
 BUILTINS: dict[str, Callable[..., DataSplits]] = {
     "digits": digits,
     "fashion-mnist": fashion_mnist,
     "oxford-pets": oxford_pets,
+    "spoken-digits": spoken_digits,
+    "speech-commands": speech_commands,
 }

@@ -64,12 +64,15 @@ def default_workers(samples: Samples, requested: int | None) -> int:
 
 
 def eval_loader(samples: Samples, pre: Any, *, batch_size: int, workers: int | None = None):
-    """Evaluation batches: whole-tensor batches for in-memory images at the input size, else the DataLoader.
+    """Evaluation batches: whole-tensor batches for in-memory images at the input size and for sound clips that
+    fit in memory, else the DataLoader.
     `pre` is the kind's preprocessing (it names its kind)."""
-    from deepcat.data import tensor_batches
+    from deepcat.data import clip_batches, tensor_batches
 
     if tensor_batches.fits(samples, pre):
         return tensor_batches.TensorBatches(samples, pre, batch_size=batch_size, shuffle=False)
+    if clip_batches.fits(samples, pre):
+        return clip_batches.ClipBatches(samples, pre, batch_size=batch_size, shuffle=False, progress=False)
     kind = input_kind(pre.kind)
     return make_loader(samples, kind.eval_transform(pre), kind, batch_size=batch_size, shuffle=False, workers=workers)
 

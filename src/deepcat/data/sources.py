@@ -8,6 +8,7 @@ file paths or an in-memory uint8 array; both flow through the same Dataset.
 from __future__ import annotations
 
 import csv
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +58,7 @@ class DataSplits:
     mirror_safe: bool = True  # False where a flip changes the label (digits)
     notes: list[str] = field(default_factory=list)
     input_kind: str = "image"  # which `deepcat.inputs` kind the items are
+    noise: list[str] = field(default_factory=list)  # sound files mixed into training clips (Speech Commands')
 
     def split(self, name: str) -> Samples | None:
         return {"train": self.train, "val": self.val, "test": self.test}[name]
@@ -122,10 +124,12 @@ def _samples_from(found: dict[str, list[str]], classes: list[str], where: Path) 
     return Samples(items, np.asarray(labels, dtype=np.int64))
 
 
-def from_folder(root: Path, *, val_fraction: float, seed: int) -> DataSplits:
+def from_folder(root: Path, *, val_fraction: float, seed: int, kind: InputKind | None = None) -> DataSplits:
+    if (root / SPEECH_COMMANDS_TEST_LIST).is_file():
+        return from_speech_commands(root, kind=kind)
     splits = {s: root / s for s in SPLIT_NAMES if (root / s).is_dir()}
     if "train" in splits:
-        train_found, kind = _class_folders(splits["train"])
+        train_found, kind = _class_folders(splits["train"], kind)
         _check_classes(train_found, splits["train"], kind)
         classes = list(train_found)
         train = _samples_from(train_found, classes, splits["train"])
@@ -134,14 +138,45 @@ def from_folder(root: Path, *, val_fraction: float, seed: int) -> DataSplits:
         if val is None:
             train, val = stratified_split(train, val_fraction, seed)
         return DataSplits(root.name, classes, train, val, parts.get("test"), input_kind=kind.name)
-    found, kind = _class_folders(root)
+    found, kind = _class_folders(root, kind)
     _check_classes(found, root, kind)
     classes = list(found)
     train, val = stratified_split(_samples_from(found, classes, root), val_fraction, seed)
     return DataSplits(root.name, classes, train, val, input_kind=kind.name)
 
 
-def from_csv(path: Path, *, val_fraction: float, seed: int) -> DataSplits:
+SPEECH_COMMANDS_TEST_LIST = "testing_list.txt"
+SPEECH_COMMANDS_NOISE = "_background_noise_"
+
+
+def from_speech_commands(root: Path, *, kind: InputKind | None = None) -> DataSplits:
+    """Google Speech Commands' layout: one folder per word, `validation_list.txt` and `testing_list.txt` naming
+    the clips of those splits (by speaker, so no voice is in two splits), and `_background_noise_/`, whose clips
+    are mixed into training clips rather than learnt as a class."""
+    kind = kind or input_kind("audio")
+    found, _ = _class_folders(root, kind)
+    found.pop(SPEECH_COMMANDS_NOISE, None)
+    _check_classes(found, root, kind)
+    classes = list(found)
+    listed = {}
+    for split, name in (("val", "validation_list.txt"), ("test", SPEECH_COMMANDS_TEST_LIST)):
+        path = root / name
+        lines = path.read_text().split() if path.is_file() else []
+        missing = [line for line in lines if not (root / line).is_file()]
+        if missing:
+            raise DeepcatError(f"{path} names {len(missing)} clip(s) that are not there, e.g. {root / missing[0]}; "
+                               f"restore them or remove their lines")
+        listed[split] = {str(root / line) for line in lines}
+    everything = _samples_from(found, classes, root)
+    where = np.array(["test" if p in listed["test"] else "val" if p in listed["val"] else "train"
+                      for p in everything.items])
+    parts = {s: everything.subset(np.flatnonzero(where == s)) for s in SPLIT_NAMES}
+    noise = sorted(str(p) for p in (root / SPEECH_COMMANDS_NOISE).glob("*") if kind.is_file(p))
+    return DataSplits(root.name, classes, parts["train"], parts["val"] if len(parts["val"]) else None,
+                      parts["test"] if len(parts["test"]) else None, input_kind=kind.name, noise=noise)
+
+
+def from_csv(path: Path, *, val_fraction: float, seed: int, kind: InputKind | None = None) -> DataSplits:
     """CSV with columns path,label (and optionally split); relative paths are relative to the CSV."""
     with path.open(newline="") as f:
         reader = csv.DictReader(f)
@@ -172,7 +207,7 @@ def from_csv(path: Path, *, val_fraction: float, seed: int) -> DataSplits:
     train, val = parts["train"], parts.get("val")
     if val is None:
         train, val = stratified_split(train, val_fraction, seed)
-    kind = kind_of_files([Path(p) for p in train.items])
+    kind = kind or kind_of_files([Path(p) for p in train.items])
     return DataSplits(path.stem, classes, train, val, parts.get("test"), input_kind=kind.name)
 
 
@@ -204,19 +239,22 @@ def only_classes(splits: DataSplits, names: list[str]) -> DataSplits:
         kept.labels = remap[kept.labels]
         return kept
 
-    return DataSplits(splits.name, list(names), keep(splits.train), keep(splits.val), keep(splits.test),
-                      splits.small_images, splits.native_size, splits.mirror_safe, splits.notes, splits.input_kind)
+    return dataclasses.replace(splits, classes=list(names), train=keep(splits.train), val=keep(splits.val),
+                               test=keep(splits.test))
 
 
 def resolve_data(data: str, *, val_fraction: float = 0.2, seed: int = 0, data_root: str | None = None,
-                 classes: str | None = None) -> DataSplits:
+                 classes: str | None = None, modality: str = "auto") -> DataSplits:
     """The one entry point: DATA string -> DataSplits, or a DeepcatError saying what to pass.
-    `classes`: comma-separated names to keep (the others are left out)."""
-    splits = _resolve(data, val_fraction=val_fraction, seed=seed, data_root=data_root)
+    `classes`: comma-separated names to keep (the others are left out); `modality`: the input kind of a
+    folder or CSV (auto: the kind most of its files' suffixes belong to)."""
+    kind = None if modality in (None, "auto") else input_kind(modality)
+    splits = _resolve(data, val_fraction=val_fraction, seed=seed, data_root=data_root, kind=kind)
     return only_classes(splits, [c.strip() for c in classes.split(",") if c.strip()]) if classes else splits
 
 
-def _resolve(data: str, *, val_fraction: float, seed: int, data_root: str | None) -> DataSplits:
+def _resolve(data: str, *, val_fraction: float, seed: int, data_root: str | None,
+             kind: InputKind | None) -> DataSplits:
     from deepcat.data import builtin
 
     name, _, arg = data.partition(":")
@@ -227,7 +265,7 @@ def _resolve(data: str, *, val_fraction: float, seed: int, data_root: str | None
         raise DeepcatError(f"data not found: {data}. Pass a folder of class subfolders, a CSV of path,label, "
                            f"or a built-in name: {', '.join(builtin.BUILTINS)}")
     if path.is_dir():
-        return _with_size(from_folder(path, val_fraction=val_fraction, seed=seed))
+        return _with_size(from_folder(path, val_fraction=val_fraction, seed=seed, kind=kind))
     if path.suffix.lower() == ".csv":
-        return _with_size(from_csv(path, val_fraction=val_fraction, seed=seed))
+        return _with_size(from_csv(path, val_fraction=val_fraction, seed=seed, kind=kind))
     raise DeepcatError(f"{data} is a file but not a .csv; pass a folder of class subfolders or a CSV of path,label")

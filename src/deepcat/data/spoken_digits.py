@@ -65,8 +65,11 @@ def render(path: Path, voice: str, word: str, rendition: int) -> None:
     sf.write(path, np.clip(clip, -1, 1), SAMPLE_RATE, subtype="PCM_16")
 
 
-def generate(root: Path, *, progress: bool = True) -> Path:
-    """Write the data set under `root` (train/WORD/*.wav, test/WORD/*.wav) once; later calls return at once."""
+def generate(root: Path, *, words: tuple[str, ...] = WORDS, accents: tuple[str, ...] = ACCENTS,
+             train_variants: tuple[str, ...] = TRAIN_VARIANTS, test_variants: tuple[str, ...] = TEST_VARIANTS,
+             progress: bool = True) -> Path:
+    """Write the data set under `root` (train/WORD/*.wav, test/WORD/*.wav) once; later calls return at once.
+    Tests pass fewer words, accents and voices for a small set made the same way."""
     from tqdm import tqdm
 
     from deepcat.errors import DeepcatError
@@ -78,10 +81,10 @@ def generate(root: Path, *, progress: bool = True) -> Path:
         raise DeepcatError("spoken-digits is generated with espeak-ng: install it (Debian/Ubuntu: "
                            "apt-get install espeak-ng) or use a folder of your own clips")
     jobs = []
-    for split, variants in (("train", TRAIN_VARIANTS), ("test", TEST_VARIANTS)):
-        for word in WORDS:
+    for split, variants in (("train", train_variants), ("test", test_variants)):
+        for word in words:
             (root / split / word).mkdir(parents=True, exist_ok=True)
-            for accent in ACCENTS:
+            for accent in accents:
                 for variant in variants:
                     for rendition in range(RENDITIONS):
                         path = root / split / word / f"{accent}+{variant}-{rendition}.wav"

@@ -27,6 +27,26 @@ def fits(samples: Samples, pre: Preprocess, augment: str = "none") -> bool:
     return h == w == pre.input_size == pre.resize
 
 
+def shuffler(count: int, *, shuffle: bool, seed: int, rank: int, world_size: int,
+             drop_last: bool) -> DistributedSampler | None:
+    """The training order: a DistributedSampler (world size 1 when not distributed); None keeps the order."""
+    return (DistributedSampler(range(count), num_replicas=world_size, rank=rank, shuffle=True, seed=seed,
+                               drop_last=drop_last) if shuffle else None)
+
+
+def batch_count(sampler: DistributedSampler | None, count: int, batch_size: int, drop_last: bool) -> int:
+    n = len(sampler) if sampler is not None else count
+    return n // batch_size if drop_last else -(-n // batch_size)
+
+
+def batch_indices(sampler: DistributedSampler | None, count: int, batch_size: int,
+                  drop_last: bool) -> Iterator[torch.Tensor]:
+    """The indices of each batch, in the sampler's order for this epoch."""
+    order = torch.tensor(list(sampler)) if sampler is not None else torch.arange(count)
+    for start in range(0, batch_count(sampler, count, batch_size, drop_last) * batch_size, batch_size):
+        yield order[start:start + batch_size]
+
+
 class TensorBatches:
     def __init__(self, samples: Samples, pre: Preprocess, *, batch_size: int, shuffle: bool, augment: str = "none",
                  hflip: bool = False, seed: int = 0, rank: int = 0, world_size: int = 1, drop_last: bool = False):
@@ -37,17 +57,14 @@ class TensorBatches:
         self.pad = max(1, pre.input_size // 8)  # as train_transform's RandomCrop(padding=size // 8)
         self.mean = torch.tensor(pre.mean).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(pre.std).view(1, 3, 1, 1) * 255
-        self.sampler = (DistributedSampler(range(len(self.labels)), num_replicas=world_size, rank=rank, shuffle=True,
-                                           seed=seed, drop_last=drop_last) if shuffle else None)
+        self.sampler = shuffler(len(self.labels), shuffle=shuffle, seed=seed, rank=rank, world_size=world_size,
+                                drop_last=drop_last)
 
     def __len__(self) -> int:
-        n = len(self.sampler) if self.sampler is not None else len(self.labels)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return batch_count(self.sampler, len(self.labels), self.batch_size, self.drop_last)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[str]]]:
-        order = torch.tensor(list(self.sampler)) if self.sampler is not None else torch.arange(len(self.labels))
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
-            index = order[start:start + self.batch_size]
+        for index in batch_indices(self.sampler, len(self.labels), self.batch_size, self.drop_last):
             x = self.images[index].float()
             if self.augment == "light":
                 x = self._crop_and_flip(x)

@@ -130,7 +130,7 @@ def explain_run(run: str | Path, images: Sequence[str | Path | Image.Image], *, 
         picture = decoded(item, kind)
         x = transform(picture)[None]
         heat, probs = grad_cam(model, x, None if target is None else classes.index(target), temperature)
-        crop = Image.fromarray(_unnormalise(x[0], pre))
+        crop = Image.fromarray(kind.picture(x[0], pre))
         index = classes.index(target) if target is not None else int(probs[0].argmax())
         results.append(Explanation(str(item) if isinstance(item, (str, Path)) else type(item).__name__,
                                    classes[index], float(probs[0, index]), classes[int(probs[0].argmax())],
@@ -138,11 +138,6 @@ def explain_run(run: str | Path, images: Sequence[str | Path | Image.Image], *, 
     if output is not None:
         save_explanations(results, Path(output))
     return results
-
-
-def _unnormalise(x: torch.Tensor, pre: Preprocess) -> np.ndarray:
-    mean, std = torch.tensor(pre.mean).view(3, 1, 1), torch.tensor(pre.std).view(3, 1, 1)
-    return ((x * std + mean).clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy()
 
 
 def _panel(crop: Image.Image, heatmap: np.ndarray, side: int) -> tuple[Image.Image, Image.Image]:
@@ -186,12 +181,13 @@ def worst_mistakes(model: nn.Module, samples: Samples, probs: np.ndarray, labels
     pictures, titles, listed = [], [], []
     for k, i in enumerate(wrong):
         item = samples.items[i]
-        crop, cam = _panel(Image.fromarray(_unnormalise(x[k], pre)), heat[k], 96)
+        crop, cam = _panel(Image.fromarray(kind.picture(x[k], pre)), heat[k], 96)
         name = f"[{samples.ids[i]}]" if samples.in_memory else Path(item).name
         pred = classes[int(probs[i].argmax())]
         pictures += [crop, cam]
         titles += [f"{name}\ntrue {classes[labels[i]]}", f"said {pred} {probs[i].max():.2f}"]
         listed.append({"item": name, "true": classes[labels[i]], "predicted": pred,
                        "probability": float(probs[i].max())})
-    plot_image_grid(pictures, titles, path, columns=8, title="Most confident mistakes (image, Grad-CAM)")
+    shown = "log-mel spectrogram" if kind.name == "audio" else "image"
+    plot_image_grid(pictures, titles, path, columns=8, title=f"Most confident mistakes ({shown}, Grad-CAM)")
     return listed

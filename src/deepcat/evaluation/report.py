@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from deepcat.inputs import preprocess_of
+
 CSS = """
 body { font: 15px/1.5 system-ui, sans-serif; max-width: 1100px; margin: 2rem auto; padding: 0 1rem; color: #222; }
 h1 { margin-bottom: 0; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2rem; margin-top: 2.2rem; }
@@ -174,12 +176,16 @@ def _model_card(cfg: dict[str, Any], meta: dict[str, Any], cal: dict[str, Any] |
     threshold_note = (f"({cal.get('score', 'energy')} threshold {cal['threshold']:.2f})"
                       if cal and cal.get("threshold") else "")
     classes = ", ".join(meta["classes"])
+    sound = meta.get("input_kind") == "audio"
+    noun = "sound clips" if sound else "images"
+    source = ("same kind of microphone, speakers, loudness and background" if sound
+              else "same kind of camera, framing and content")
     return (f"<h2>Model card</h2><table>"
-            f"<tr><th>Model</th><td>{html.escape(meta['model']['name'])}, {meta['preprocess']['input_size']} px input"
+            f"<tr><th>Model</th><td>{html.escape(meta['model']['name'])}, {preprocess_of(meta).describe()}"
             f"{', ImageNet-pretrained' if cfg.get('pretrained') else ', trained from scratch'}</td></tr>"
             f"<tr><th>Data</th><td>{html.escape(str(cfg.get('data')))}; classes: {html.escape(classes)}</td></tr>"
-            f"<tr><th>Intended use</th><td>Sorting images into exactly these classes, on images like the training "
-            f"data (same kind of camera, framing and content).</td></tr>"
+            f"<tr><th>Intended use</th><td>Sorting {noun} into exactly these classes, on {noun} like the training "
+            f"data ({source}).</td></tr>"
             f"<tr><th>Limits</th><td>It knows nothing outside these classes: other inputs are answered "
             f"<code>unknown</code> only when they score low "
             f"{threshold_note}, and a confident wrong answer "

@@ -70,7 +70,7 @@ def export_run(run_dir: Path, *, format: str, output: str | Path | None, calibra
     checks, labels = run_images(run_dir, meta, split="val", limit=check_images)
     if calibration_images is None:  # ONNX Runtime's percentile calibration holds every activation of every
         # image in memory: 256 images at 224 px took 17 GB with EfficientNet-Lite0; 64 take 5 GB
-        calibration_images = int(min(256, max(32, 64 * (224 / pre.input_size) ** 2)))
+        calibration_images = int(min(256, max(32, 64 * (224 / getattr(pre, "input_size", 64)) ** 2)))  # sound: 256
     out = Path(output) if output else run_dir / "export" / chosen.filename
     net = Deployable(model.float(), pre, temperature=(cal or {}).get("temperature", 1.0),
                      unknown=load_score((cal or {}).get("score", "energy"), run_dir))

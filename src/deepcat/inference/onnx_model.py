@@ -74,13 +74,15 @@ class OnnxClassifier:
                                threshold=self.threshold if reject else None, set_limit=self.set_limit(coverage))
 
     def answer(self, data: bytes, *, name: str = "body", top_k: int = 5, reject: bool = True,
-               coverage: float | None = None, max_pixels: int = 40_000_000) -> dict[str, Any]:
+               coverage: float | None = None) -> dict[str, Any]:
         """The JSON `deepcat serve` answers for one input's bytes, for embedding the model in another web app;
         raises `BadInput` (with its HTTP status and reason) for bytes that are not a readable input."""
         from deepcat.inference.answers import as_json
 
+        from deepcat.serving.limits import Limits
+
         kind = kind_of_meta(self.meta)
-        raw = kind.to_model_input(kind.decode_bytes(data, name, max_pixels), self.meta)
+        raw = kind.to_model_input(kind.decode_bytes(data, name, getattr(Limits(), kind.size_limit)), self.meta)
         probs, scores = self.infer(raw[None])
         return {"model": self.name, "version": self.meta.get("version"),
                 **as_json(name, probs[0], None if scores is None else scores[0], meta=self.meta, top_k=top_k,

@@ -51,12 +51,14 @@ class InputKind:
     media_types: tuple[str, ...]                                      # raw request bodies accepted (prefixes)
     read: Callable[[str | Path], Any]                                 # file -> decoded item; BadInput names it
     from_memory: Callable[[Any], Any]                                 # array / object -> decoded item
-    decode_bytes: Callable[[bytes, str, int], Any]                    # (body, name, max_size) -> decoded item
+    decode_bytes: Callable[[bytes, str, int], Any]                    # (body, name, size limit) -> decoded item
     preprocess: Callable[[dict[str, Any]], Any]                       # model.json "preprocess" -> its dataclass
     to_model_input: Callable[[Any, dict[str, Any]], np.ndarray]       # decoded + metadata -> float32 input
     eval_transform: Callable[[Any], Callable[[Any], Any]]             # preprocess -> (decoded -> tensor)
-    train_transform: Callable[..., Callable[[Any], Any]]              # preprocess, augment, hflip, small -> same
+    train_transform: Callable[..., Callable[[Any], Any]]              # (preprocess, splits, augment, hflip) -> same
     front_end: Callable[[Any], Any]                                   # preprocess -> nn.Module inside the graph
+    picture: Callable[[Any, Any], np.ndarray]                         # (network input, preprocess) -> (H, W, 3) uint8
+    show: Callable[[Any], Any]                                        # decoded item -> what a plot draws for it
     example: Callable[[Any, int], Any]                                # (preprocess, batch) -> a model input tensor
     input_spec: Callable[[Any], dict[str, Any]]                       # the export metadata's "input"
     inspect_file: Callable[[str], Facts]                              # the audit's pass over one file
@@ -65,6 +67,8 @@ class InputKind:
     # ^ the audit's kind-specific findings: (summary of sizes, {flag: [names]}); FLAG_LABELS names each flag
     flag_labels: dict[str, str]
     native_size: Callable[[Sequence[str]], int | None]                # a few files' largest side (None: n/a)
+    size_limit: str = "max_pixels"                                    # the server limit decode_bytes is given
+    channels: int = 3                                                 # channels of what the network sees
 
     def is_file(self, path: Path) -> bool:
         return path.is_file() and path.suffix.lower() in self.suffixes and not path.name.startswith(".")
@@ -76,7 +80,7 @@ DEFAULT_KIND = "image"  # runs and exports saved before kinds existed are images
 
 def input_kind(name: str | None = None) -> InputKind:
     """The kind called `name` (default: images). Importing the kinds here keeps the registry complete."""
-    from deepcat.inputs import image  # noqa: F401 - registers the image kind
+    from deepcat.inputs import audio, image  # noqa: F401 - register the kinds
 
     return INPUT_KINDS.get(name or DEFAULT_KIND)
 

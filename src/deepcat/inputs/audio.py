@@ -6,14 +6,16 @@ model's first layer (`audio_tensors.LogMel`), so the exported graph takes raw sa
 
 from __future__ import annotations
 
+import hashlib
 import io
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from deepcat.inputs import BadInput
+from deepcat.inputs import INPUT_KINDS, BadInput, Facts, InputKind
 
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".mp3"})
 SAMPLE_RATE = 16_000
@@ -40,9 +42,13 @@ class AudioPreprocess:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def describe(self) -> str:
+        return f"{self.clip_seconds:g} s clips at {self.sample_rate // 1000} kHz, {self.n_mels}-band log-mel input"
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AudioPreprocess:
-        return cls(**d)
+        """From model.json's "preprocess" or an export's metadata (which holds other keys beside these)."""
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
 
 
 def to_mono_16k(samples: np.ndarray, rate: int) -> np.ndarray:
@@ -108,6 +114,177 @@ def fit_length(samples: np.ndarray, length: int) -> np.ndarray:
 
 
 def model_input(samples: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
-    """Decoded samples + metadata -> the exported graph's input: (samples,) float32 at 16 kHz, clip length."""
-    pre = AudioPreprocess.from_dict(meta["preprocess"])
-    return fit_length(samples, pre.samples).astype(np.float32)
+    """Decoded samples + an export's metadata -> the graph's input: (samples,) float32 at 16 kHz, clip length."""
+    return fit_length(samples, AudioPreprocess.from_dict(meta).samples).astype(np.float32)
+
+
+# The audit's pass: a content hash; a 16 x 16 loudness map (16 bands by 16 time slices, 0..255) as the
+# thumbnail that confirms near duplicates, and a 64-bit difference hash of it that proposes them; duration,
+# sample rate, channels, peak and loudness for the flags.
+
+SILENT_DBFS = -50.0       # a clip whose loudness (RMS) is below this holds no sound worth learning
+CLIPPED_FRACTION = 0.001  # ... more samples than this at full scale: the recording was clipped
+ODD_LENGTH = 2.0          # ... longer than twice, or shorter than half, the median clip
+
+
+def loudness_map(samples: np.ndarray) -> bytes:
+    """16 x 16 uint8: log energy in 16 frequency bands (linear in log frequency) over 16 equal slices of time."""
+    frames = np.array_split(samples.astype(np.float64), 16)
+    rows = []
+    for frame in frames:
+        power = np.abs(np.fft.rfft(frame, n=1024)) ** 2 if len(frame) else np.zeros(513)
+        edges = np.unique(np.geomspace(1, 513, 17).astype(int))
+        rows.append([power[a:b].sum() for a, b in zip(edges[:-1], edges[1:])] + [0.0] * (17 - len(edges)))
+    db = 10 * np.log10(np.asarray(rows).T + 1e-10)                                # (bands, slices)
+    return np.clip((db - db.max() + 80) / 80 * 255, 0, 255).astype(np.uint8).tobytes()
+
+
+def _difference_hash(thumb: bytes) -> int:
+    grid = np.frombuffer(thumb, np.uint8).reshape(16, 16).astype(np.float32)
+    small = grid.reshape(8, 2, 8, 2).mean((1, 3))                                 # (8, 8)
+    bits = (small > np.roll(small, -1, axis=1)).ravel()
+    return int(np.packbits(bits).view(">u8")[0])
+
+
+def _facts(samples: np.ndarray, content: str, traits: dict[str, Any]) -> Facts:
+    thumb = loudness_map(samples)
+    rms = float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) if len(samples) else 0.0
+    traits = {**traits, "loudness_dbfs": round(20 * np.log10(rms + 1e-10), 1),
+              "clipped": float(np.mean(np.abs(samples) >= 0.999)) if len(samples) else 0.0}
+    return Facts(content=content, fingerprint=_difference_hash(thumb), thumb=thumb, traits=traits)
+
+
+def inspect_file(path: str) -> Facts:
+    """Hash and inspect one sound file at its own rate: the declared length is checked against the samples
+    actually there, so a file cut short in copying is reported as truncated."""
+    import soundfile as sf
+
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        return Facts(error=f"cannot read: {e.strerror or e}")
+    content = hashlib.blake2b(data, digest_size=16).hexdigest()
+    if not data:
+        return Facts(content=content, error="empty file")
+    try:
+        with sf.SoundFile(io.BytesIO(data)) as f:
+            declared, rate, channels, subtype = f.frames, f.samplerate, f.channels, f.subtype
+            samples = f.read(dtype="float32", always_2d=True)
+    except Exception as e:  # noqa: BLE001 - libsndfile raises several types for a bad file; each is a finding
+        return Facts(content=content, error=f"unreadable sound file ({type(e).__name__}: {e})")
+    if len(samples) == 0:
+        return Facts(content=content, error="no samples in the file")
+    if declared > len(samples) or (subtype.startswith("PCM") and _wav_cut_short(data)):
+        return Facts(content=content, error=f"truncated: the header declares more audio than the file holds")
+    mono = samples.mean(axis=1)
+    return _facts(mono, content, {"seconds": len(mono) / rate, "rate": rate, "channels": channels})
+
+
+def _wav_cut_short(data: bytes) -> bool:
+    """A RIFF/WAVE file whose `data` chunk says it is longer than the bytes that follow it."""
+    if data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        return False
+    at = 12
+    while at + 8 <= len(data):
+        size = int.from_bytes(data[at + 4:at + 8], "little")
+        if data[at:at + 4] == b"data":
+            return at + 8 + size > len(data)
+        at += 8 + size + (size & 1)
+    return False
+
+
+def inspect_array(item: np.ndarray) -> Facts:
+    samples = from_memory(item)
+    return _facts(samples, hashlib.blake2b(samples.tobytes(), digest_size=16).hexdigest(),
+                  {"seconds": len(samples) / SAMPLE_RATE, "rate": SAMPLE_RATE, "channels": 1})
+
+
+FLAG_LABELS = {"silent": f"silent (quieter than {SILENT_DBFS:g} dBFS)",
+               "clipped": f"clipped (over {CLIPPED_FRACTION:.1%} of samples at full scale)",
+               "too_long": f"much longer than the median clip (over {ODD_LENGTH:g}x)",
+               "too_short": f"much shorter than the median clip (under 1/{ODD_LENGTH:g})",
+               "low_rate": f"sampled below {SAMPLE_RATE // 1000} kHz (upsampled: no sound above half its rate)"}
+
+
+def flags(facts: list[Facts], names: list[str]) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """Durations (min, median, max), sample rates and channels, and the silent, clipped, odd-length and
+    low-rate clips."""
+    found: dict[str, list[str]] = {key: [] for key in FLAG_LABELS}
+    if not facts:
+        return {}, found
+    seconds = np.array([f.traits["seconds"] for f in facts])
+    median = float(np.median(seconds))
+    for f, name in zip(facts, names):
+        t = f.traits
+        checks = {"silent": t["loudness_dbfs"] < SILENT_DBFS, "clipped": t["clipped"] > CLIPPED_FRACTION,
+                  "too_long": t["seconds"] > ODD_LENGTH * median, "too_short": t["seconds"] < median / ODD_LENGTH,
+                  "low_rate": t["rate"] < SAMPLE_RATE}
+        for key, hit in checks.items():
+            if hit:
+                found[key].append(name)
+    rates = {int(r): int(n) for r, n in zip(*np.unique([f.traits["rate"] for f in facts], return_counts=True))}
+    channels = {int(c): int(n) for c, n in zip(*np.unique([f.traits["channels"] for f in facts], return_counts=True))}
+    summary = {"min": float(seconds.min()), "median": median, "max": float(seconds.max()), "sample_rates": rates,
+               "channels": channels, "summary": f"{median:.2f} s median; sample rates "
+               + ", ".join(f"{r} Hz x{n}" for r, n in rates.items())}
+    return summary, found
+
+
+# The tensor side (audio_tensors.py) loads torch when these are called.
+
+def native_size(paths: Sequence[str]) -> int | None:
+    return None  # sizes are an image notion; every clip becomes `clip_seconds` of 16 kHz samples
+
+
+def eval_transform(pre: AudioPreprocess) -> Any:
+    from deepcat.inputs.audio_tensors import eval_transform as build
+
+    return build(pre)
+
+
+def train_transform(pre: AudioPreprocess, splits: Any, *, augment: str, hflip: bool) -> Any:
+    from deepcat.inputs.audio_tensors import train_transform as build
+
+    return build(pre, augment=augment, noise_files=splits.noise)
+
+
+def front_end(pre: AudioPreprocess) -> Any:
+    from deepcat.inputs.audio_tensors import LogMel
+
+    return LogMel(pre).eval()
+
+
+def picture(x: Any, pre: AudioPreprocess) -> np.ndarray:
+    """The network's input, a (1, n_mels, frames) log-mel spectrogram, as a picture: low pitches at the bottom,
+    magma colours over its own range."""
+    from matplotlib import colormaps
+
+    mel = x[0].detach().float().numpy()[::-1]
+    scaled = (mel - mel.min()) / max(float(mel.max() - mel.min()), 1e-6)
+    return (colormaps["magma"](scaled)[..., :3] * 255).astype(np.uint8)
+
+
+def show(samples: np.ndarray) -> np.ndarray:
+    """A decoded clip as its picture: the default front end's log-mel spectrogram."""
+    pre = AudioPreprocess()
+    return picture(eval_transform(pre)(samples), pre)
+
+
+def example(pre: AudioPreprocess, batch: int) -> Any:
+    import torch
+
+    return torch.randn(batch, pre.samples) * 0.1
+
+
+def input_spec(pre: AudioPreprocess) -> dict[str, Any]:
+    return {"name": "samples", "layout": "NT", "dtype": "float32", "range": [-1, 1], "sample_rate": pre.sample_rate,
+            "samples": pre.samples, "channels": "mono"}
+
+
+AUDIO = INPUT_KINDS.add("audio", InputKind(
+    name="audio", suffixes=AUDIO_SUFFIXES, media_types=("audio/",), read=read_clip, from_memory=from_memory,
+    decode_bytes=decode_bytes, preprocess=AudioPreprocess.from_dict, to_model_input=model_input,
+    eval_transform=eval_transform, train_transform=train_transform, front_end=front_end, picture=picture,
+    show=show, example=example,
+    input_spec=input_spec, inspect_file=inspect_file, inspect_array=inspect_array, flags=flags,
+    flag_labels=FLAG_LABELS, native_size=native_size, size_limit="max_seconds", channels=1))

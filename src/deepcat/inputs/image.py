@@ -46,6 +46,9 @@ class Preprocess:
     def to_dict(self) -> dict:
         return {**asdict(self), "mean": list(self.mean), "std": list(self.std)}
 
+    def describe(self) -> str:
+        return f"{self.input_size} px input"
+
     @classmethod
     def from_dict(cls, d: dict) -> Preprocess:
         return cls(d["input_size"], d["resize"], d["interpolation"], tuple(d["mean"]), tuple(d["std"]))
@@ -228,16 +231,24 @@ def eval_transform(pre: Preprocess) -> Any:
     return build(pre)
 
 
-def train_transform(pre: Preprocess, *, augment: str, hflip: bool, small_images: bool) -> Any:
+def train_transform(pre: Preprocess, splits: Any, *, augment: str, hflip: bool) -> Any:
     from deepcat.inputs.image_tensors import train_transform as build
 
-    return build(pre, augment=augment, hflip=hflip, small_images=small_images)
+    return build(pre, augment=augment, hflip=hflip, small_images=splits.small_images)
 
 
 def front_end(pre: Preprocess) -> Any:
     from deepcat.inputs.image_tensors import Normalise
 
     return Normalise(pre)
+
+
+def picture(x: Any, pre: Preprocess) -> np.ndarray:
+    """The network's input (3, H, W), normalised, back as the (H, W, 3) uint8 crop it saw."""
+    import torch
+
+    mean, std = torch.tensor(pre.mean).view(3, 1, 1), torch.tensor(pre.std).view(3, 1, 1)
+    return ((x * std + mean).clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy()
 
 
 def example(pre: Preprocess, batch: int) -> Any:
@@ -253,6 +264,6 @@ def input_spec(pre: Preprocess) -> dict[str, Any]:
 IMAGE = INPUT_KINDS.add("image", InputKind(
     name="image", suffixes=IMAGE_SUFFIXES, media_types=("image/",), read=load_image, from_memory=from_memory,
     decode_bytes=decode_bytes, preprocess=Preprocess.from_dict, to_model_input=pixels, eval_transform=eval_transform,
-    train_transform=train_transform, front_end=front_end, example=example, input_spec=input_spec,
+    train_transform=train_transform, front_end=front_end, picture=picture, show=lambda image: image, example=example, input_spec=input_spec,
     inspect_file=inspect_file, inspect_array=inspect_array, flags=flags, flag_labels=FLAG_LABELS,
     native_size=native_size))

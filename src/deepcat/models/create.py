@@ -17,7 +17,7 @@ import torch.nn as nn
 
 from deepcat.inputs.image import Preprocess
 from deepcat.errors import DeepcatError, did_you_mean
-from deepcat.models import efficientnet_lite0, layer_stack, small_cnn  # noqa: F401 - registers models
+from deepcat.models import efficientnet_lite0, keyword_cnn, layer_stack, small_cnn  # noqa: F401 - registers models
 from deepcat.models.registry import MODELS, NEW_RUN_KWARGS
 from deepcat.registry import Registry
 
@@ -154,15 +154,22 @@ def zero_new_head(model: nn.Module, left_out: list[str] | None = None) -> None:
 
 
 def create_model(*, name: str, num_classes: int, image_size: int, pretrained: bool = False,
-                 weights: str | None = None, options: dict[str, Any] | None = None) -> tuple[nn.Module, ModelSpec]:
+                 weights: str | None = None, options: dict[str, Any] | None = None,
+                 in_chans: int = 3) -> tuple[nn.Module, ModelSpec]:
     """Build `name` with a fresh `num_classes` head, starting from weights when asked. `options` are keyword
-    arguments for deepcat's own models (e.g. smallcnn's flip_average); other models ignore them.
+    arguments for deepcat's own models (e.g. smallcnn's flip_average); other models ignore them. `in_chans`:
+    the input's channels (1 for a spectrogram; timm adapts a pretrained stem by summing its RGB filters).
 
     >>> model, spec = create_model(name="resnet18", num_classes=2, image_size=224)
     """
     canonical, layers = resolve_name(name)
+    if in_chans != 3 and canonical in ("layers", "googlenet"):
+        raise DeepcatError(f"{name} takes RGB images; for {in_chans}-channel input (sound's spectrogram) use "
+                           f"dscnn (deepcat's keyword-spotting CNN), smallcnn or a timm model")
     own_options = (options or {}) if canonical in MODELS else {}
-    spec = ModelSpec(canonical, num_classes, layers, kwargs={**NEW_RUN_KWARGS.get(canonical, {}), **own_options})
+    channels = {"in_chans": in_chans} if in_chans != 3 else {}
+    spec = ModelSpec(canonical, num_classes, layers,
+                     kwargs={**NEW_RUN_KWARGS.get(canonical, {}), **own_options, **channels})
     if weights:
         model = build(spec, image_size=image_size)
         zero_new_head(model, load_matching(model, read_weights_file(weights), weights))
@@ -189,9 +196,14 @@ def create_model(*, name: str, num_classes: int, image_size: int, pretrained: bo
     return model, spec
 
 
-def default_preprocess(model: nn.Module, spec: ModelSpec, *, image_size: int | None,
-                       native_size: int | None) -> Preprocess:
-    """The model's own preprocessing (timm's pretrained config) or, for small CNNs, the data's size."""
+def default_preprocess(model: nn.Module, spec: ModelSpec, *, image_size: int | None, native_size: int | None,
+                       kind: str = "image", clip_seconds: float = 1.0) -> Any:
+    """Images: the model's own preprocessing (timm's pretrained config) or, for small CNNs, the data's size.
+    Sound: the clip length and deepcat's log-mel front end, whatever the model."""
+    if kind == "audio":
+        from deepcat.inputs.audio import AudioPreprocess
+
+        return AudioPreprocess(clip_seconds=clip_seconds)
     data_config = family_of(spec.name).data_config
     if data_config is None:
         size = image_size or native_size or 32

@@ -33,12 +33,13 @@ class Residual(nn.Module):
 
 
 class SmallCNN(nn.Module):
-    def __init__(self, num_classes: int, width: int = 16, activation: str = "relu", flip_average: bool = False):
+    def __init__(self, num_classes: int, width: int = 16, activation: str = "relu", flip_average: bool = False,
+                 in_chans: int = 3):
         super().__init__()
         self.flip_average = flip_average
         w, a = width, activation
         self.features = nn.Sequential(
-            conv_bn(3, w, a),                                                   # (B, w, H, W)
+            conv_bn(in_chans, w, a),                                            # (B, w, H, W)
             conv_bn(w, 2 * w, a), nn.MaxPool2d(2), Residual(2 * w, a),          # (B, 2w, H/2, W/2)
             conv_bn(2 * w, 4 * w, a), nn.MaxPool2d(2),                          # (B, 4w, H/4, W/4)
             conv_bn(4 * w, 8 * w, a), nn.MaxPool2d(2), Residual(8 * w, a),      # (B, 8w, H/8, W/8)
@@ -59,8 +60,8 @@ class SmallCNN(nn.Module):
 
 @register_model("smallcnn", new_runs={"activation": "relu"})
 def smallcnn(num_classes: int, image_size: int, activation: str = "gelu", flip_average: bool = False,
-             width: int = 16, **_: object) -> nn.Module:
+             width: int = 16, in_chans: int = 3, **_: object) -> nn.Module:
     """`activation` defaults to GELU for runs saved before ReLU became the default; new runs record "relu".
     `flip_average`: average with the mirror image at inference, for data where a mirror keeps the label.
     `width`: channels of the first stage (each later stage doubles it)."""
-    return SmallCNN(num_classes, width=width, activation=activation, flip_average=flip_average)
+    return SmallCNN(num_classes, width=width, activation=activation, flip_average=flip_average, in_chans=in_chans)

@@ -69,8 +69,7 @@ class Served:
         """Decode (off the event loop), batch with other requests, and answer each input."""
         limit = self.set_limit(coverage)
         prepared = await asyncio.to_thread(
-            lambda: [decode(data, self.meta, max_bytes=self.limits.max_bytes, max_pixels=self.limits.max_pixels,
-                            name=name) for name, data in inputs])
+            lambda: [decode(data, self.meta, limits=self.limits, name=name) for name, data in inputs])
         rows = await asyncio.gather(*(self.batcher.submit(p) for p in prepared))
         return [as_json(name, row, score, meta=self.meta, top_k=top_k, threshold=self.threshold, set_limit=limit)
                 for (name, _), (row, score) in zip(inputs, rows)]

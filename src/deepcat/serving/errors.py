@@ -17,13 +17,14 @@ class RequestError(Exception):
         self.status, self.kind, self.detail = status, kind, detail
 
 
-def decode(data: bytes, meta: dict[str, Any], *, max_bytes: int, max_pixels: int, name: str = "input") -> np.ndarray:
-    """Request bytes -> the model's raw input, by the model's input kind; refuses empty, oversized, bomb,
-    unreadable and truncated input as a RequestError."""
+def decode(data: bytes, meta: dict[str, Any], *, limits: Any, name: str = "input") -> np.ndarray:
+    """Request bytes -> the model's raw input, by the model's input kind; refuses empty, oversized (bytes, and the
+    kind's own limit: pixels, seconds), bomb, unreadable and truncated input as a RequestError."""
+    max_bytes = limits.max_bytes
     if len(data) > max_bytes:
         raise RequestError(413, "too_many_bytes", f"{name}: {len(data)} bytes is over the limit of {max_bytes}")
     kind = kind_of_meta(meta)
     try:
-        return kind.to_model_input(kind.decode_bytes(data, name, max_pixels), meta)
+        return kind.to_model_input(kind.decode_bytes(data, name, getattr(limits, kind.size_limit)), meta)
     except BadInput as e:
         raise RequestError(e.status, e.reason, str(e)) from None

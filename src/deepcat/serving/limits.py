@@ -13,6 +13,7 @@ def _opt(default: float, help: str) -> float:
 class Limits:
     max_bytes: int = _opt(10_000_000, "largest upload, in bytes")
     max_pixels: int = _opt(40_000_000, "largest image, in pixels, refused before decoding")
+    max_seconds: int = _opt(60, "longest sound clip, in seconds, refused before decoding")
     max_files: int = _opt(64, "most images in one batch request")
     max_batch: int = _opt(32, "largest micro-batch")
     max_wait_ms: float = _opt(5.0, "longest a request waits for its micro-batch to fill, in ms")

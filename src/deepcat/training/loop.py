@@ -84,7 +84,7 @@ def start_run(s: Setup, run_dir: Path | None, dist: distributed.Dist) -> Path:
         sizes = " / ".join(f"{len(part) if part is not None else 0} {name}"
                            for name, part in (("train", s.splits.train), ("val", s.splits.val), ("test", s.splits.test)))
         print(f"run folder: {run_dir}\ndata: {s.splits.name}, {len(s.splits.classes)} classes, {sizes}; "
-              f"model {s.spec.name}{' (pretrained)' if s.cfg.pretrained else ''}, {s.pre.input_size}px, "
+              f"model {s.spec.name}{' (pretrained)' if s.cfg.pretrained else ''}, {s.pre.describe()}, "
               f"batch {s.cfg.batch_size}", file=sys.stderr)
         if s.cfg.audit:
             _audit(s, run_dir)

@@ -2,6 +2,7 @@
 
 Small images (digits, Fashion-MNIST): deepcat's small CNN from scratch with SGD.
 Photos: fine-tune ImageNet EfficientNet-Lite0 (its weights ship offline) with AdamW.
+Sound: the keyword-spotting DS-CNN on the log-mel spectrogram, from scratch, with AdamW.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from deepcat.training.optim import OPTIMIZERS
 
 
 def resolve_auto(cfg: TrainConfig, splits: DataSplits) -> TrainConfig:
+    sound = splits.input_kind == "audio"
     model = cfg.model
     if model == "auto":
-        model = "smallcnn" if splits.small_images else "tf_efficientnet_lite0"
+        model = "dscnn" if sound else "smallcnn" if splits.small_images else "tf_efficientnet_lite0"
     canonical, _ = resolve_name(model)
     model = model if canonical == "layers" else canonical
     pretrained = cfg.pretrained
@@ -27,7 +29,9 @@ def resolve_auto(cfg: TrainConfig, splits: DataSplits) -> TrainConfig:
     optimizer = cfg.optimizer if cfg.optimizer != "auto" else ("sgd" if canonical == "smallcnn" else "adamw")
     image_size = cfg.image_size
     starts_pretrained = bool(pretrained or cfg.weights)
-    if image_size is None and splits.small_images and not starts_pretrained:
+    if sound:
+        image_size = None  # the clip length and the log-mel front end decide the input
+    elif image_size is None and splits.small_images and not starts_pretrained:
         image_size = max(16, splits.native_size or 32)
     elif image_size is None and not is_pretrainable(canonical):
         image_size = 64  # deepcat's own models on photos: small and fast; pass --image-size for more
@@ -36,6 +40,6 @@ def resolve_auto(cfg: TrainConfig, splits: DataSplits) -> TrainConfig:
     return dataclasses.replace(
         cfg, model=model, batch_size=batch_size, pretrained=bool(pretrained), optimizer=optimizer, image_size=image_size,
         lr=cfg.lr if cfg.lr is not None else OPTIMIZERS.get(optimizer).default_lr,
-        hflip=cfg.hflip if cfg.hflip is not None else splits.mirror_safe,
+        hflip=cfg.hflip if cfg.hflip is not None else (splits.mirror_safe and not sound),
         freeze_epochs=min(cfg.freeze_epochs, cfg.epochs - 1) if (pretrained or cfg.weights) else 0,
     )

@@ -12,7 +12,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from deepcat.config import TrainConfig
-from deepcat.data import tensor_batches
+from deepcat.data import clip_batches, tensor_batches
 from deepcat.data.loader import make_loader
 from deepcat.data.sources import DataSplits, resolve_data
 from deepcat.inputs import input_kind
@@ -63,15 +63,17 @@ def prepare(cfg: TrainConfig, dist: distributed.Dist) -> Setup:
         OPTIMIZERS.get(cfg.optimizer)
     device = pick_device(cfg.device, dist.local_rank)
     splits = resolve_data(cfg.data, val_fraction=cfg.val_fraction, seed=cfg.seed, data_root=cfg.data_root,
-                          classes=cfg.classes)
+                          classes=cfg.classes, modality=cfg.modality)
     cfg = resolve_auto(cfg, splits)
     seed_everything(cfg.seed)
+    kind = input_kind(splits.input_kind)
     model, spec = create_model(name=cfg.model, num_classes=len(splits.classes), image_size=cfg.image_size or 224,
-                               pretrained=bool(cfg.pretrained), weights=cfg.weights,
+                               pretrained=bool(cfg.pretrained), weights=cfg.weights, in_chans=kind.channels,
                                options={"flip_average": bool(cfg.hflip),
                                         **({"width": cfg.model_width} if cfg.model_width else {})})
-    pre = default_preprocess(model, spec, image_size=cfg.image_size, native_size=splits.native_size)
-    cfg = dataclasses.replace(cfg, image_size=pre.input_size)
+    pre = default_preprocess(model, spec, image_size=cfg.image_size, native_size=splits.native_size,
+                             kind=kind.name, clip_seconds=cfg.clip_seconds)
+    cfg = dataclasses.replace(cfg, image_size=getattr(pre, "input_size", None))
     if cfg.batch_size % (dist.world_size * cfg.accumulate):
         raise DeepcatError(f"batch_size {cfg.batch_size} must divide by processes x accumulate "
                            f"= {dist.world_size} x {cfg.accumulate}")
@@ -81,9 +83,12 @@ def prepare(cfg: TrainConfig, dist: distributed.Dist) -> Setup:
         train_loader = tensor_batches.TensorBatches(
             splits.train, pre, batch_size=per_process, shuffle=True, augment=cfg.augment, hflip=bool(cfg.hflip),
             seed=cfg.seed, rank=dist.rank, world_size=dist.world_size, drop_last=drop_last)
+    elif clip_batches.fits(splits.train, pre):  # sound clips that fit in memory: augment whole batches
+        train_loader = clip_batches.ClipBatches(
+            splits.train, pre, batch_size=per_process, shuffle=True, augment=cfg.augment, noise_files=splits.noise,
+            seed=cfg.seed, rank=dist.rank, world_size=dist.world_size, drop_last=drop_last)
     else:
-        kind = input_kind(splits.input_kind)
-        augment = kind.train_transform(pre, augment=cfg.augment, hflip=bool(cfg.hflip), small_images=splits.small_images)
+        augment = kind.train_transform(pre, splits, augment=cfg.augment, hflip=bool(cfg.hflip))
         train_loader = make_loader(splits.train, augment, kind, batch_size=per_process, shuffle=True, seed=cfg.seed,
                                    workers=cfg.workers, rank=dist.rank, world_size=dist.world_size,
                                    drop_last=drop_last)

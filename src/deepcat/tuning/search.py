@@ -125,6 +125,7 @@ def objective(base: dict[str, Any], space: Space, trials_dir: Path, cap: int | N
             trial.set_user_attr("over_cap", True)
             trial.study.stop()
             raise optuna.TrialPruned(f"the study already has its {cap} trials")
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # set first: pruned and failed trials keep it
         values = suggest(trial, space)
         cfg = resolve_config(**{**base, **values, "output": str(trials_dir), "name": f"trial-{trial.number:04d}"})
         try:
@@ -135,7 +136,6 @@ def objective(base: dict[str, Any], space: Space, trials_dir: Path, cap: int | N
             trial.set_user_attr("error", f"{type(e).__name__}: {e}")
             raise
         trial.set_user_attr("run", str(run))
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         rows = list(csv.DictReader((run / "metrics.csv").open()))
         return max(float(r.get("val_acc") or r["train_acc"]) for r in rows)
 
