@@ -22,7 +22,7 @@ def cat_dog_model(tmp_path_factory) -> Path:
     return export_pretrained_cat_dog(tmp_path_factory.mktemp("model") / "cat-dog-neither.onnx")
 
 
-def chrome(download_dir: Path):
+def chrome(download_dir: Path, flags: tuple[str, ...] = ()):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -30,7 +30,7 @@ def chrome(download_dir: Path):
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={download_dir}"):
+                 f"--user-data-dir={download_dir}", *flags):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 

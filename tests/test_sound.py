@@ -14,6 +14,7 @@ import soundfile as sf
 
 import deepcat
 from deepcat.inputs.audio import SAMPLE_RATE, read_clip
+from test_page import chrome, needs_browser
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
                                   reason="needs Debian's espeak-ng (.ci/run installs it)")
@@ -45,7 +46,7 @@ def test_a_folder_of_clips_trains_evaluates_and_reports_as_sound(speech_run):
     meta = json.loads((speech_run / "model.json").read_text())
     assert meta["input_kind"] == "audio" and meta["model"]["name"] == "dscnn"
     assert meta["preprocess"] == {"sample_rate": 16000, "clip_seconds": 1.0, "n_mels": 40, "window_ms": 25.0,
-                                  "hop_ms": 10.0, "log_floor": 1e-6}
+                                  "hop_ms": 10.0, "log_floor": 1e-6, "mean_normalise": True}
     test = json.loads((speech_run / "test_metrics.json").read_text())
     assert test["images"] == 36 and test["accuracy"] > 0.6           # voices never heard in training
     report = (speech_run / "report.html").read_text()
@@ -174,3 +175,54 @@ def test_the_audit_finds_what_is_wrong_with_sound(tmp_path):
     groups = [{Path(m["item"]).name for m in g["members"]} for g in found.duplicates]
     assert any({"0.wav", "copy.flac"} <= g for g in groups)                # same sound, other bytes
     assert found.sizes["sample_rates"] == {8000: 1, 16000: 16}
+
+
+@needs_espeak
+@needs_browser
+@pytest.mark.slow
+def test_the_page_hears_a_word_from_the_microphone_and_classifies_it_in_the_browser(speech_run, speech, tmp_path):
+    import time
+
+    from selenium.webdriver.common.by import By
+
+    from deepcat.serving.app import create_app
+    from test_serving import Server
+
+    model = deepcat.export(speech_run, format="onnx", progress=False).path
+    word = sf.read(next((speech / "train" / "six").glob("en-us+m1-*.wav")), dtype="int16")[0]
+    silence = np.zeros(SAMPLE_RATE, np.int16)
+    microphone = write_clip(tmp_path / "microphone.wav", np.concatenate([silence, word, silence]),
+                            subtype="PCM_16")                                # Chromium plays it in a loop
+    flags = ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+             f"--use-file-for-fake-audio-capture={microphone}", "--autoplay-policy=no-user-gesture-required")
+    with Server(create_app(model)) as url:
+        driver = chrome(tmp_path / "profile", flags)
+        try:
+            driver.get(url)
+            deadline = time.time() + 60
+            while driver.find_element(By.TAG_NAME, "body").get_attribute("data-ready") != "true":
+                assert time.time() < deadline, "the page did not load the model"
+                time.sleep(0.2)
+            assert driver.find_element(By.ID, "camera").text == "microphone"
+            driver.find_element(By.ID, "camera").click()
+            while driver.find_element(By.ID, "label").text != "six":
+                assert time.time() < deadline, f"the page heard {driver.find_element(By.ID, 'label').text!r}"
+                time.sleep(0.2)
+            assert "in your browser" in driver.find_element(By.ID, "mode").text
+        finally:
+            driver.quit()
+
+
+def test_the_kind_of_input_comes_from_the_files_or_from_modality(tmp_path):
+    from deepcat.data.sources import resolve_data
+
+    root = tmp_path / "mixed"
+    for word, freq in (("low", 200.0), ("high", 3000.0)):
+        for i in range(3):
+            write_clip(root / word / f"{i}.wav", tone(freq + 10 * i))
+    (root / "low" / "cover.png").write_bytes(b"\x89PNG")                 # a stray picture does not make it images
+    assert resolve_data(str(root)).input_kind == "audio"
+    with pytest.raises(deepcat.DeepcatError, match="has no images"):
+        resolve_data(str(root), modality="image")
+    with pytest.raises(deepcat.DeepcatError, match="clip_seconds"):
+        deepcat.train(data=str(root), clip_seconds=0, progress=False)

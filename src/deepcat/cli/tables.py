@@ -59,8 +59,8 @@ def print_predictions(predictions: list[Prediction], model: str, top_k: int) -> 
 
 
 def print_audit(found: Audit) -> None:
-    table = Table(title=f"audit of {found.data}: {found.images} images, {len(found.classes)} classes, "
-                        f"sizes {found.sizes.get('summary', '')}")
+    table = Table(title=f"audit of {found.data}: {found.images} {found.noun}, {len(found.classes)} classes, "
+                        f"{'durations' if found.input_kind == 'audio' else 'sizes'} {found.sizes.get('summary', '')}")
     table.add_column("finding")
     table.add_column("count", justify="right")
     table.add_column("example")

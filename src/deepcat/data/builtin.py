@@ -101,13 +101,21 @@ def oxford_pets(arg: str | None, *, val_fraction: float, seed: int, data_root: s
 
 
 def spoken_digits(arg: str | None, *, val_fraction: float, seed: int, data_root: str | None) -> DataSplits:
-    """The words zero to nine in espeak-ng's voices (see `spoken_digits.py`); the test split's voices are
-    never heard in training. Generated into `data_root`/spoken-digits on first use (about a minute)."""
+    """The words zero to nine in espeak-ng's voices (see `spoken_digits.py`); the validation and test splits'
+    voices are never heard in training. Generated into `data_root`/spoken-digits on first use (about a minute)."""
     from deepcat.data import spoken_digits as generator
 
     root = generator.generate(Path(arg).expanduser() if arg else default_root(data_root) / "spoken-digits")
-    splits = from_folder(root, val_fraction=val_fraction, seed=seed)
+    splits = from_folder(root, val_fraction=0.0, seed=seed)
     splits.name, splits.mirror_safe = "spoken-digits", False
+    if val_fraction > 0:  # validation voices, like the test's, are never heard in training: an honest val split
+        voices = np.array([Path(p).stem.split("+", 1)[1].rsplit("-", 1)[0] for p in splits.train.items])
+        names = sorted(set(voices))
+        rng = np.random.default_rng(seed)
+        held = set(rng.choice(names, size=max(1, round(val_fraction * len(names))), replace=False).tolist())
+        in_val = np.isin(voices, list(held))
+        everything = splits.train
+        splits.train, splits.val = everything.subset(np.flatnonzero(~in_val)), everything.subset(np.flatnonzero(in_val))
     return splits
 
 

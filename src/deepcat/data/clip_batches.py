@@ -22,10 +22,11 @@ MEMORY_BYTES = 2 * 2**30  # decoded float32 samples held for the fast path; larg
 
 
 def fits(samples: Samples, pre: object) -> bool:
-    return getattr(pre, "kind", None) == "audio" and len(samples) * pre.samples * 4 <= MEMORY_BYTES  # type: ignore[attr-defined]
+    return getattr(pre, "kind", None) == "audio" and len(samples) * pre.samples * 4 <= MEMORY_BYTES  # type: ignore
 
 
-def decode_all(samples: Samples, pre: AudioPreprocess, *, progress: bool = True) -> tuple[torch.Tensor, np.ndarray, list[str]]:
+def decode_all(samples: Samples, pre: AudioPreprocess, *,
+               progress: bool = True) -> tuple[torch.Tensor, np.ndarray, list[str]]:
     """(N', samples) float32 of every readable clip at the clip length, their positions, and why the others failed."""
     from tqdm import tqdm
 
@@ -39,7 +40,8 @@ def decode_all(samples: Samples, pre: AudioPreprocess, *, progress: bool = True)
             continue
         clips.append(fit_length(decoded, pre.samples))
         kept.append(i)
-    return torch.from_numpy(np.stack(clips) if clips else np.zeros((0, pre.samples), np.float32)), np.array(kept, int), bad
+    stacked = np.stack(clips) if clips else np.zeros((0, pre.samples), np.float32)
+    return torch.from_numpy(stacked), np.array(kept, int), bad
 
 
 class ClipBatches:

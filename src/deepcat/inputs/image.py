@@ -264,6 +264,7 @@ def input_spec(pre: Preprocess) -> dict[str, Any]:
 IMAGE = INPUT_KINDS.add("image", InputKind(
     name="image", suffixes=IMAGE_SUFFIXES, media_types=("image/",), read=load_image, from_memory=from_memory,
     decode_bytes=decode_bytes, preprocess=Preprocess.from_dict, to_model_input=pixels, eval_transform=eval_transform,
-    train_transform=train_transform, front_end=front_end, picture=picture, show=lambda image: image, example=example, input_spec=input_spec,
+    train_transform=train_transform, front_end=front_end, picture=picture, show=lambda image: image,
+    example=example, input_spec=input_spec,
     inspect_file=inspect_file, inspect_array=inspect_array, flags=flags, flag_labels=FLAG_LABELS,
     native_size=native_size))

@@ -18,7 +18,7 @@ def _fingerprint(splits: DataSplits, near: int) -> str:
     import os
 
     digest = hashlib.blake2b(digest_size=16)
-    digest.update(f"{splits.name}|{splits.classes}|{near}|{NEAR_DUPLICATE_MAE}|v3".encode())
+    digest.update(f"{splits.name}|{splits.classes}|{near}|{NEAR_DUPLICATE_MAE}|v4".encode())
     for name in SPLIT_NAMES:
         samples = splits.split(name)
         if samples is None:

@@ -73,8 +73,12 @@ class Audit:
             *(flag_row(key, items) for key, items in self.flags.items()),
         ]
 
+    @property
+    def noun(self) -> str:
+        return "clips" if self.input_kind == "audio" else "images"
+
     def summary_lines(self) -> list[str]:
-        lines = [f"audit of {self.data}: {self.images} images, {len(self.classes)} classes"]
+        lines = [f"audit of {self.data}: {self.images} {self.noun}, {len(self.classes)} classes"]
         lines += [f"  {name}: {n}" + (f"  e.g. {example}" if example else "")
                   for name, n, example in self.rows() if n]
         if len(lines) == 1:
