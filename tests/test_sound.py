@@ -226,3 +226,15 @@ def test_the_kind_of_input_comes_from_the_files_or_from_modality(tmp_path):
         resolve_data(str(root), modality="image")
     with pytest.raises(deepcat.DeepcatError, match="clip_seconds"):
         deepcat.train(data=str(root), clip_seconds=0, progress=False)
+
+
+def test_a_timm_model_reads_the_spectrogram_as_a_one_channel_image():
+    import torch
+
+    from deepcat.models.create import ModelSpec, build, create_model
+
+    model, spec = create_model(name="resnet18", num_classes=3, image_size=224, in_chans=1)
+    assert spec.kwargs == {"in_chans": 1}                                   # saved in model.json: rebuilds the same
+    spectrogram = torch.randn(2, 1, 40, 101)
+    assert model.eval()(spectrogram).shape == (2, 3)
+    assert build(ModelSpec(**{**spec.__dict__}), image_size=0).eval()(spectrogram).shape == (2, 3)
