@@ -21,8 +21,9 @@ from deepcat.inputs.audio_tensors import LogMel, augment_batch, noise_bank
 MEMORY_BYTES = 2 * 2**30  # decoded float32 samples held for the fast path; larger sets stream from disk
 
 
-def fits(samples: Samples, pre: object) -> bool:
-    return getattr(pre, "kind", None) == "audio" and len(samples) * pre.samples * 4 <= MEMORY_BYTES  # type: ignore
+def fits(samples: Samples, pre: AudioPreprocess) -> bool:
+    """The fast path applies: sound clips whose decoded samples fit in MEMORY_BYTES (`pre` names its kind)."""
+    return pre.kind == "audio" and len(samples) * pre.samples * 4 <= MEMORY_BYTES
 
 
 def decode_all(samples: Samples, pre: AudioPreprocess, *,
@@ -32,9 +33,9 @@ def decode_all(samples: Samples, pre: AudioPreprocess, *,
 
     kind = input_kind("audio")
     clips, kept, bad = [], [], []
-    for i, item in enumerate(tqdm(samples.items, desc="loading clips", leave=False, disable=not progress)):
+    for i in tqdm(range(len(samples)), desc="loading clips", leave=False, disable=not progress):
         try:
-            decoded = kind.from_memory(item) if samples.in_memory else kind.read(item)
+            decoded = samples.decode(i, kind)
         except BadInput as e:
             bad.append(str(e))
             continue

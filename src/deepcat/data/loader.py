@@ -24,9 +24,8 @@ class InputDataset(Dataset):
         return len(self.samples)
 
     def __getitem__(self, i: int):
-        item = self.samples.items[i]
         try:
-            decoded = self.kind.from_memory(item) if self.samples.in_memory else self.kind.read(item)
+            decoded = self.samples.decode(i, self.kind)
         except BadInput as e:
             return None, str(e)
         return self.transform(decoded), int(self.samples.labels[i])

@@ -43,6 +43,10 @@ class Samples:
     def in_memory(self) -> bool:
         return isinstance(self.items, np.ndarray)
 
+    def decode(self, i: int, kind: InputKind):
+        """Item `i` decoded by `kind` (an in-memory array, or a file read); a `BadInput` names what failed."""
+        return kind.from_memory(self.items[i]) if self.in_memory else kind.read(self.items[i])
+
 
 @dataclass
 class DataSplits:

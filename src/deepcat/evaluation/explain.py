@@ -175,7 +175,7 @@ def worst_mistakes(model: nn.Module, samples: Samples, probs: np.ndarray, labels
         return []
     kind = input_kind(pre.kind)
     transform = kind.eval_transform(pre)
-    x = torch.stack([transform(kind.from_memory(samples.items[i]) if samples.in_memory else kind.read(samples.items[i]))
+    x = torch.stack([transform(samples.decode(i, kind))
                      for i in wrong])
     heat, _ = grad_cam(model.float(), x)                                  # one pass for all of them
     pictures, titles, listed = [], [], []

@@ -124,8 +124,7 @@ def save(result: LabelErrors, out: Path, *, grid: int = 32) -> tuple[Path, Path]
     samples = result.samples
     top = result.suspects[:grid]
     kind = input_kind(result.input_kind)
-    images = [kind.show(kind.from_memory(samples.items[s.index]) if samples.in_memory else kind.read(samples.items[s.index]))
-              for s in top]
+    images = [kind.show(samples.decode(s.index, kind)) for s in top]
     titles = [f"{s.given} -> {s.suggested}\n{Path(s.item).name}" for s in top]
     png = out / "label_issues.png"
     if top:

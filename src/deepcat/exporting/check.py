@@ -31,9 +31,8 @@ def run_images(run_dir: Path, meta: dict[str, Any], *, split: str, limit: int, s
     kind = kind_of_meta(meta)
     batch, labels = [], []
     for i in index:
-        item = samples.items[i]
         try:
-            decoded = kind.from_memory(item) if samples.in_memory else kind.read(item)
+            decoded = samples.decode(i, kind)
         except BadInput:
             continue
         batch.append(kind.to_model_input(decoded, meta))

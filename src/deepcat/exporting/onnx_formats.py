@@ -80,44 +80,31 @@ SEARCH_AGREEMENT = 0.995  # on held-out images, above the export check's 99% so 
 WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
 
 
-def score_nodes(model_path: Path) -> list[str]:
-    """Nodes that compute the `unknown` score alone (not the logits): they stay float, because its threshold was
-    fitted on float features and a similarity to 8-bit training features would move it."""
-    import onnx
-
-    graph = onnx.load(str(model_path)).graph
+def _ancestors(graph: Any, tensor: str) -> set[str]:
+    """The names of the nodes `tensor` is computed from."""
     producer = {out: node for node in graph.node for out in node.output}
-
-    def ancestors(tensor: str) -> set[str]:
-        found, stack = set(), [tensor]
-        while stack:
-            node = producer.get(stack.pop())
-            if node is not None and node.name not in found:
-                found.add(node.name)
-                stack.extend(node.input)
-        return found
-
-    return sorted(ancestors(SCORE) - ancestors(LOGITS))
-
-
-def front_end_nodes(model_path: Path) -> list[str]:
-    """The nodes that compute the network's input from the graph's input (everything upstream of the first 2-D
-    convolution): they stay float. For images that is the normalisation; for sound, the log-mel spectrogram,
-    whose DFT and mel filterbank in int8 lose the quiet bands (spoken-digits: the check failed at 98.6%)."""
-    import onnx
-
-    graph = onnx.load(str(model_path)).graph
-    weights = {w.name: len(w.dims) for w in graph.initializer}
-    producer = {out: node for node in graph.node for out in node.output}
-    stem = next((n for n in graph.node if n.op_type == "Conv" and weights.get(n.input[1]) == 4), None)
-    found: set[str] = set()
-    stack = [stem.input[0]] if stem is not None else []
+    found, stack = set(), [tensor]
     while stack:
         node = producer.get(stack.pop())
         if node is not None and node.name not in found:
             found.add(node.name)
             stack.extend(node.input)
-    return sorted(found)
+    return found
+
+
+def score_nodes(graph: Any) -> list[str]:
+    """Nodes that compute the `unknown` score alone (not the logits): they stay float, because its threshold was
+    fitted on float features and a similarity to 8-bit training features would move it."""
+    return sorted(_ancestors(graph, SCORE) - _ancestors(graph, LOGITS))
+
+
+def front_end_nodes(graph: Any) -> list[str]:
+    """The nodes that compute the network's input from the graph's input (everything upstream of the first 2-D
+    convolution): they stay float. For images that is the normalisation; for sound, the log-mel spectrogram,
+    whose DFT and mel filterbank would round away the quiet bands in 8 bits."""
+    weights = {w.name: len(w.dims) for w in graph.initializer}
+    stem = next((n for n in graph.node if n.op_type == "Conv" and weights.get(n.input[1]) == 4), None)
+    return sorted(_ancestors(graph, stem.input[0])) if stem is not None else []
 
 
 def segments(model_path: Path, count: int = SEGMENTS) -> list[list[str]]:
@@ -182,6 +169,8 @@ def quantize_int8(fp32: Path, path: Path, calibration: np.ndarray, meta: dict[st
     import io
     import tempfile
 
+    import onnx
+
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -198,7 +187,8 @@ def quantize_int8(fp32: Path, path: Path, calibration: np.ndarray, meta: dict[st
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
         reference = _top1(fp32, held_out) if held_out is not None and len(held_out) else None
-        sensitive = sensitive_nodes(prepared) + score_nodes(prepared) + front_end_nodes(prepared)
+        graph = onnx.load(str(prepared)).graph
+        sensitive = sensitive_nodes(prepared) + score_nodes(graph) + front_end_nodes(graph)
         runs = segments(prepared)
         stride = next(n for n in range(min(16, len(calibration)), 0, -1) if len(calibration) % n == 0)
         for floated in range(len(runs) + 1):
