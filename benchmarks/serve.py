@@ -1,11 +1,15 @@
-"""Requests/s and p50/p99 latency on loopback at 1, 8, 32 and 128 concurrent clients, for `deepcat serve`
-(the pretrained cat / dog / neither model, ONNX Runtime, micro-batching) and, in the same run, the baseline
-most tutorials deploy: a Flask app running the same PyTorch model once per request
-(`benchmarks/flask_baseline.py`). Each level is bounded in requests and in seconds. The load generator
-shares the machine's 2 cores with the server.
+"""Answered requests/s, p50/p99 latency of the answered requests and refusals (503) on loopback at 1, 8, 32
+and 128 concurrent clients, for three servers of the same pretrained cat / dog / neither model, in one run:
+- `deepcat serve`: ONNX Runtime, micro-batching, load shedding past its wait budget;
+- FastAPI + the same ONNX file once per request (`benchmarks/fastapi_onnx_baseline.py`): what ONNX Runtime
+  alone gives, so the table separates it from what micro-batching and shedding add;
+- Flask + the PyTorch model once per request (`benchmarks/flask_baseline.py`): what most tutorials deploy.
+Each level runs for a fixed time with closed-loop clients; a client refused with 503 waits its `Retry-After`
+as a well-behaved client does. The load generator shares the machine's 2 cores with the server. Each server's
+peak resident memory is read from /proc.
 
     pip install flask   # the baseline's only extra
-    python benchmarks/serve.py              # ~5 min on 2 cores
+    python benchmarks/serve.py              # ~6 min on 2 cores
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import json
 import socket
 import statistics
 import subprocess
@@ -35,29 +40,62 @@ def photo() -> bytes:
     return buf.getvalue()
 
 
-async def load(url: str, body: bytes, *, clients: int, requests: int, seconds: float = 60) -> dict:
+async def post(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+               ) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 keep-alive request on an open connection -> status, headers, body. A few lines of asyncio
+    streams: the load generator shares the 2 cores with the server, so it must cost little (httpx with 128
+    connections took a large share of them and starved every server alike)."""
+    writer.write(request)
+    status_line, *lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in lines if ": " in line)
+    body = await reader.readexactly(int(headers.get("content-length", 0)))
+    return int(status_line.split()[1]), headers, body
+
+
+async def load(url: str, body: bytes, *, clients: int, seconds: float) -> dict:
+    """`clients` closed-loop clients for `seconds`, one keep-alive connection each: each sends the next request
+    when its last one is answered."""
+    host, port = url.removeprefix("http://").split(":")
+    request = (f"POST /v1/predict HTTP/1.1\r\nhost: {host}\r\ncontent-type: image/jpeg\r\n"
+               f"content-length: {len(body)}\r\n\r\n").encode() + body
     latencies: list[float] = []
-    labels: set[str] = set()
+    refused, labels = 0, set()
     deadline = time.perf_counter() + seconds
 
-    async def client(n: int, http: httpx.AsyncClient) -> None:
-        for _ in range(n):
-            if time.perf_counter() > deadline:
-                return
-            started = time.perf_counter()
-            r = await http.post(f"{url}/v1/predict", content=body, headers={"content-type": "image/jpeg"})
-            r.raise_for_status()
-            latencies.append(time.perf_counter() - started)
-            labels.add(r.json()["label"])
+    async def client() -> None:
+        nonlocal refused
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                status, headers, answer = await post(reader, writer, request)
+                if headers.get("connection") == "close":  # Flask's development server: one request per connection
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(host, int(port))
+                if status == 503:
+                    refused += 1
+                    await asyncio.sleep(float(headers.get("retry-after", 1)))
+                    continue
+                if status != 200:
+                    raise RuntimeError(f"HTTP {status}: {answer[:200]!r}")
+                latencies.append(time.perf_counter() - started)
+                labels.add(json.loads(answer)["label"])
+        finally:
+            writer.close()
 
-    async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=clients)) as http:
-        started = time.perf_counter()
-        await asyncio.gather(*(client(max(1, requests // clients), http) for _ in range(clients)))
-        wall = time.perf_counter() - started
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    wall = time.perf_counter() - started
     latencies.sort()
-    return {"clients": clients, "requests": len(latencies), "requests_per_s": len(latencies) / wall,
-            "p50_ms": 1000 * statistics.median(latencies), "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
-            "labels": ",".join(sorted(labels))}
+    return {"clients": clients, "answered": len(latencies), "refused_503": refused,
+            "requests_per_s": len(latencies) / wall, "p50_ms": 1000 * statistics.median(latencies),
+            "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))], "labels": ",".join(sorted(labels))}
+
+
+def peak_memory_mb(pid: int) -> float:
+    """The process's peak resident memory (VmHWM), in MB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) / 1024
 
 
 def start(command: list[str], url: str) -> subprocess.Popen:
@@ -83,30 +121,31 @@ def free_port() -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=256, help="requests per level (1 client: a quarter)")
-    parser.add_argument("--seconds", type=float, default=45, help="time bound per level")
+    parser.add_argument("--seconds", type=float, default=20, help="how long each level runs")
     parser.add_argument("--clients", default="1,8,32,128")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "serve.json"))
     args = parser.parse_args()
-    from deepcat.exporting.export import serving_model
+    from deepcat.serving.model_file import serving_model
 
     model = serving_model(None)
     body = photo()
-    servers = {"deepcat serve (ONNX Runtime, micro-batching)":
-               [sys.executable, "-m", "deepcat", "serve", str(model), "--port", "{port}"],
+    here = Path(__file__).parent
+    servers = {"deepcat serve (ONNX Runtime, micro-batching, shedding)":
+               [sys.executable, "-m", "deepcat", "serve", "--port", "{port}"],
+               "FastAPI + ONNX Runtime per request":
+               [sys.executable, str(here / "fastapi_onnx_baseline.py"), str(model), "{port}"],
                "Flask + PyTorch per request (baseline)":
-               [sys.executable, str(Path(__file__).parent / "flask_baseline.py"), "{port}"]}
-    rows, batch_sizes = [], {}
+               [sys.executable, str(here / "flask_baseline.py"), "{port}"]}
+    rows, batch_sizes, memory = [], {}, {}
     for name, template in servers.items():
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         server = start([part.format(port=port) for part in template], url)
         try:
-            asyncio.run(load(url, body, clients=1, requests=5))  # warm-up
+            asyncio.run(load(url, body, clients=1, seconds=2))  # warm-up
             for clients in (int(c) for c in args.clients.split(",")):
-                n = args.requests // 4 if clients == 1 else max(args.requests, clients)
-                rows.append({"server": name, **asyncio.run(load(url, body, clients=clients, requests=n,
-                                                                 seconds=args.seconds))})
+                rows.append({"server": name, **asyncio.run(load(url, body, clients=clients, seconds=args.seconds))})
+            memory[name] = peak_memory_mb(server.pid)
             if name.startswith("deepcat"):
                 metrics = httpx.get(f"{url}/metrics").text
                 count = next(float(r.split()[-1]) for r in metrics.splitlines()
@@ -118,11 +157,23 @@ def main() -> None:
             server.terminate()
             server.wait(10)
     by = {(r["server"].split()[0], r["clients"]): r for r in rows}
-    ratios = {f"{c}_clients": by[("deepcat", c)]["requests_per_s"] / by[("Flask", c)]["requests_per_s"]
-              for c in (int(c) for c in args.clients.split(","))}
-    report("serve", rows, args.out, model=str(model.name), mean_batch_size=batch_sizes,
-           deepcat_over_flask_requests_per_s=ratios)
-    print("deepcat / Flask requests/s: " + ", ".join(f"{k} {v:.1f}x" for k, v in ratios.items()))
+    levels = [int(c) for c in args.clients.split(",")]
+    ratios = {baseline: {f"{c}_clients": by[("deepcat", c)]["requests_per_s"] / by[(baseline, c)]["requests_per_s"]
+                         for c in levels} for baseline in ("FastAPI", "Flask")}
+    ours = [by[("deepcat", c)] for c in levels]
+    capacity = max(ours, key=lambda r: r["requests_per_s"])
+    overload = {"capacity_clients": capacity["clients"], "capacity_requests_per_s": capacity["requests_per_s"],
+                "capacity_p99_ms": capacity["p99_ms"],
+                "most_clients_share_of_capacity": ours[-1]["requests_per_s"] / capacity["requests_per_s"],
+                "most_clients_p99_over_capacity_p99": ours[-1]["p99_ms"] / capacity["p99_ms"]}
+    report("serve", rows, args.out, model=str(model.name), mean_batch_size=batch_sizes, peak_memory_mb=memory,
+           deepcat_over=ratios, past_capacity=overload)
+    for baseline, by_level in ratios.items():
+        print(f"deepcat / {baseline} requests/s: " + ", ".join(f"{k} {v:.1f}x" for k, v in by_level.items()))
+    print("at {} clients: {:.0%} of the best requests/s, p99 {:.1f}x the p99 at capacity ({} clients)".format(
+        levels[-1], overload["most_clients_share_of_capacity"], overload["most_clients_p99_over_capacity_p99"],
+        capacity["clients"]))
+    print("peak memory: " + ", ".join(f"{name.split()[0]} {mb:.0f} MB" for name, mb in memory.items()))
 
 
 if __name__ == "__main__":

@@ -43,7 +43,8 @@ def test_the_core_never_imports_the_fronts():
 
 
 def test_cli_help_and_the_onnx_path_do_not_import_torch():
-    code = ("import sys, deepcat.cli, deepcat.inference.onnx_model, deepcat.inputs.image, deepcat.serving.requests;"
+    code = ("import sys, deepcat.cli, deepcat.inference.onnx_model, deepcat.inputs.image, deepcat.serving.app, "
+            "deepcat.serving.model_file;"
             "deepcat.cli.build_parser(); print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

@@ -168,3 +168,47 @@ def test_api_key(model_path):
         assert httpx.get(f"{url}/model.onnx").status_code == 401  # the model file is behind the key too
         model = httpx.get(f"{url}/model.onnx", headers={"x-api-key": "s3cret"})
         assert model.status_code == 200 and model.content == Path(model_path).read_bytes()
+
+
+def test_past_capacity_requests_are_refused_at_once_with_503_and_retry_after(model_path):
+    """A 1 ms wait budget: once the finishing rate is known, a burst is shed but for what the idle server
+    admits, every admitted request is still answered right, and each refusal is counted in /metrics."""
+    images = digit_pngs(64)
+    expected = [p.label for p in load_onnx(model_path).predict([Image.open(io.BytesIO(b)) for b in images])]
+    app = create_app(model_path, limits=Limits(max_batch=4, max_wait_ms=20, max_queue_ms=1))
+
+    async def burst(url):
+        async with httpx.AsyncClient(timeout=60) as client:
+            return await asyncio.gather(*(client.post(f"{url}/v1/predict", content=b,
+                                                      headers={"content-type": "image/png"}) for b in images))
+
+    with Server(app) as url:
+        first = asyncio.run(burst(url))  # the rate is not known yet: all admitted
+        assert [r.status_code for r in first] == [200] * 64
+        second = asyncio.run(burst(url))
+        shed = [r for r in second if r.status_code == 503]
+        assert shed and all(r.headers["retry-after"] == "1" and r.json()["error"] == "overloaded" for r in shed)
+        answered = [(r.json()["label"], label) for r, label in zip(second, expected) if r.status_code == 200]
+        assert answered and all(got == want for got, want in answered)
+        metrics = httpx.get(f"{url}/metrics").text
+        assert f'deepcat_errors_total{{kind="overloaded"}} {float(len(shed))}' in metrics
+        time.sleep(2.1)  # the rate window has passed: a lone request is admitted
+        assert httpx.post(f"{url}/v1/predict", content=images[0], headers={"content-type": "image/png"}
+                          ).status_code == 200
+
+
+def test_the_server_process_never_imports_torch(model_path, tmp_path):
+    """`deepcat serve RUN` exports a run in a child process, so the serving process holds ONNX Runtime alone."""
+    import shutil
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    shutil.copytree(Path(model_path).parent.parent, run, ignore=shutil.ignore_patterns("export"))
+    code = ("import sys; from deepcat.serving.model_file import serving_model; "
+            "from deepcat.serving.app import create_app; "
+            f"path = serving_model({str(run)!r}); create_app(path); "
+            "assert 'torch' not in sys.modules, 'torch was imported'; print(path)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert Path(done.stdout.strip().splitlines()[-1]) == run / "export" / "model.onnx"

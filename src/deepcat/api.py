@@ -133,8 +133,8 @@ def serve(model: str | Path | None = None, *, host: str = "127.0.0.1", port: int
     import uvicorn
 
     from deepcat.errors import DeepcatError
-    from deepcat.exporting.export import serving_model
     from deepcat.serving.app import create_app
+    from deepcat.serving.model_file import serving_model
 
     if model is None or (Path(model) / "model.json").is_file():
         model = serving_model(model)

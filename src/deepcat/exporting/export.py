@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,17 +111,3 @@ def export_pretrained_cat_dog(path: Path) -> Path:
     net = Deployable(clf.model, clf.preprocess, reduce=cat_dog_neither)
     path.parent.mkdir(parents=True, exist_ok=True)
     return export_onnx(net, clf.kind.example(clf.preprocess, 2), path, meta)
-
-
-def serving_model(run: str | Path | None) -> Path:
-    """The ONNX file to serve for a run (exported on first use), or the cached pretrained cat/dog model."""
-    if run is None:
-        path = Path.home() / ".cache" / "deepcat" / "cat-dog-neither.onnx"
-        if not path.is_file():
-            print(f"exporting the pretrained cat / dog / neither model to {path} (once)", file=sys.stderr)
-            export_pretrained_cat_dog(path)
-        return path
-    path = Path(run) / "export" / FORMATS.get("onnx").filename
-    if not path.is_file():
-        export_run(Path(run), format="onnx", output=None, calibration_images=None, check_images=500, progress=True)
-    return path

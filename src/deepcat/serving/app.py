@@ -4,7 +4,7 @@
     POST /v1/predict/batch   several inputs, multipart fields `files`
     GET  /v1/model           classes, input size, metadata, limits
     GET  /health, /ready     liveness, readiness
-    GET  /metrics            Prometheus: requests, latency, batch sizes, errors by kind
+    GET  /metrics            Prometheus: requests, latency, batch sizes, errors by kind (503 "overloaded": shed)
     GET  /                   a page that classifies in the browser (onnxruntime-web) or via this server
 
 Request parsing and the API key are in `requests.py`; decoding is the model's input kind's (`errors.decode`).
@@ -27,6 +27,7 @@ from deepcat.inference.answers import as_json
 from deepcat.inference.onnx_model import OnnxClassifier, load_onnx
 from deepcat.inputs import kind_of_meta
 from deepcat.serving import requests
+from deepcat.serving.admission import Admission
 from deepcat.serving.batcher import MicroBatcher
 from deepcat.serving.errors import RequestError, decode
 from deepcat.serving.limits import Limits
@@ -59,6 +60,10 @@ class Served:
     web_assets: Path
     metrics: Metrics = field(default_factory=Metrics)
     batcher: MicroBatcher | None = None
+    admission: Admission = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.admission = Admission(budget_s=self.limits.max_queue_ms / 1000)
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -68,9 +73,10 @@ class Served:
                        coverage: float | None = None) -> list[dict[str, Any]]:
         """Decode (off the event loop), batch with other requests, and answer each input."""
         limit = self.set_limit(coverage)
-        prepared = await asyncio.to_thread(
-            lambda: [decode(data, self.meta, limits=self.limits, name=name) for name, data in inputs])
-        rows = await asyncio.gather(*(self.batcher.submit(p) for p in prepared))
+        with self.admission.admit(len(inputs)):
+            prepared = await asyncio.to_thread(
+                lambda: [decode(data, self.meta, limits=self.limits, name=name) for name, data in inputs])
+            rows = await asyncio.gather(*(self.batcher.submit(p) for p in prepared))
         return [as_json(name, row, score, meta=self.meta, top_k=top_k, threshold=self.threshold, set_limit=limit)
                 for (name, _), (row, score) in zip(inputs, rows)]
 
@@ -98,7 +104,8 @@ def create_app(model_path: str | Path, *, limits: Limits | None = None, api_key:
     async def lifespan(app: FastAPI):
         served.batcher = MicroBatcher(classifier.infer, max_batch=served.limits.max_batch,
                                       max_wait=served.limits.max_wait_ms / 1000,
-                                      on_batch=served.metrics.batch_size.observe)
+                                      on_batch=served.metrics.batch_size.observe,
+                                      admitted=lambda: served.admission.inside)
         served.batcher.start()
         yield
         await served.batcher.stop()
@@ -120,7 +127,7 @@ def _observe(app: FastAPI, metrics: Metrics) -> None:
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError) -> JSONResponse:
         metrics.errors.labels(kind=exc.kind).inc()
-        return JSONResponse({"error": exc.kind, "detail": exc.detail}, status_code=exc.status)
+        return JSONResponse({"error": exc.kind, "detail": exc.detail}, status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_parameter(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -139,7 +146,7 @@ def _observe(app: FastAPI, metrics: Metrics) -> None:
 
 def _prediction_routes(app: FastAPI, served: Served) -> None:
     media_types = kind_of_meta(served.meta).media_types
-    refusals = requests.error_responses(400, 401, 413, 415, 422)
+    refusals = requests.error_responses(400, 401, 413, 415, 422, 503)
 
     @app.post("/v1/predict", openapi_extra=requests.single_body(media_types), responses=refusals,
               summary="Classify one input")

@@ -2,6 +2,8 @@
 
 While one batch runs (in a worker thread, so the event loop stays free), new requests
 queue up and form the next batch: throughput rises with load, latency stays bounded.
+A batch does not wait for requests that do not exist: once it holds every input the server has admitted
+(`admitted()`), it runs at once, so a lone request pays no wait.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import numpy as np
 
 class MicroBatcher:
     def __init__(self, infer: Callable[[np.ndarray], tuple], *, max_batch: int = 32, max_wait: float = 0.005,
-                 on_batch: Callable[[int], None] | None = None):
+                 on_batch: Callable[[int], None] | None = None, admitted: Callable[[], int] | None = None):
         self.infer, self.max_batch, self.max_wait, self.on_batch = infer, max_batch, max_wait, on_batch
+        self.admitted = admitted
         self.queue: asyncio.Queue[tuple[np.ndarray, asyncio.Future]] = asyncio.Queue()
         self.task: asyncio.Task | None = None
 
@@ -40,6 +43,8 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.max_wait
         while len(items) < self.max_batch:
+            if self.admitted is not None and len(items) >= self.admitted():
+                break  # every admitted input is in this batch: nobody else to wait for
             if not self.queue.empty():
                 items.append(self.queue.get_nowait())
                 continue

@@ -12,9 +12,9 @@ from deepcat.inputs import BadInput, kind_of_meta
 class RequestError(Exception):
     """A client error: HTTP status, a short machine-readable kind and a sentence for people."""
 
-    def __init__(self, status: int, kind: str, detail: str):
+    def __init__(self, status: int, kind: str, detail: str, headers: dict[str, str] | None = None):
         super().__init__(detail)
-        self.status, self.kind, self.detail = status, kind, detail
+        self.status, self.kind, self.detail, self.headers = status, kind, detail, headers
 
 
 def decode(data: bytes, meta: dict[str, Any], *, limits: Any, name: str = "input") -> np.ndarray:

@@ -17,3 +17,5 @@ class Limits:
     max_files: int = _opt(64, "most images in one batch request")
     max_batch: int = _opt(32, "largest micro-batch")
     max_wait_ms: float = _opt(5.0, "longest a request waits for its micro-batch to fill, in ms")
+    max_queue_ms: float = _opt(250.0, "past capacity, refuse a request with 503 and Retry-After when its expected "
+                               "wait is over this, in ms (0: never refuse)")

@@ -20,7 +20,7 @@ ERROR_SCHEMA = {"type": "object", "required": ["error", "detail"],
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the 4xx answers a route gives, each a JSON `{"error", "detail"}` body."""
+    """OpenAPI entries for the refusals (4xx, 503) a route gives, each a JSON `{"error", "detail"}` body."""
     return {status: {"description": "refused", "content": {"application/json": {"schema": ERROR_SCHEMA}}}
             for status in statuses}
 
