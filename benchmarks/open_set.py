@@ -4,7 +4,7 @@ Train the default recipe on all classes but two, then score:
 - near unknowns: the two held-out classes' test images (same data set, never trained on);
 - far unknowns: inputs of another kind (a Fashion-MNIST model sees digits and uniform noise; a digits model
   sees Fashion-MNIST, noise and crops of scikit-image's photos).
-For each score (msp, energy, knn, mahalanobis): AUROC known-vs-unknown, and the share of unknowns rejected at the
+For each score (msp, energy, knn, mahalanobis, layers): AUROC known-vs-unknown, and the share of unknowns rejected at the
 threshold that accepts 95% of known validation images; what it costs: the exported ONNX file's size and
 ONNX Runtime's ms per image at batch 1.
 
@@ -101,7 +101,8 @@ def main() -> None:
     from deepcat.data.sources import resolve_data
     from deepcat.evaluation import calibration
     from deepcat.evaluation.scores import features_of
-    from deepcat.inference.unknown_score import SCORES, fit_score
+    from deepcat.evaluation.finish import unknown_scores
+    from deepcat.inference.unknown_score import SCORES, WithFeatures, fit_score, stage_names
     from deepcat.inputs import preprocess_of
     from deepcat.run_folder import load_model
 
@@ -123,12 +124,14 @@ def main() -> None:
         sets = {"train": splits.train, "val": splits.val, "known": splits.test,
                 "near": full.test.subset(np.flatnonzero(held)), **far_sets(args.data, rng)}
         outputs = {name: features_of(model, samples, **kw) for name, samples in sets.items()}
+        stages = WithFeatures(model, None, stage_names(model))
+        staged = {name: features_of(model, samples, tapped=stages, **kw) for name, samples in sets.items()}
         rows = []
         for kind in SCORES:
-            score = fit_score(kind, torch.from_numpy(outputs["train"][0]), torch.from_numpy(outputs["train"][2]))
-            with torch.no_grad():
-                scored = {name: score(torch.from_numpy(f), torch.from_numpy(lg)).numpy()
-                          for name, (f, lg, _) in outputs.items()}
+            use = staged if kind == "layers" else outputs
+            score = fit_score(kind, torch.from_numpy(use["train"][0]), torch.from_numpy(use["train"][2]),
+                              stages=stages.stages, sizes=stages.sizes)
+            scored = {name: unknown_scores(score, f, lg) for name, (f, lg, _) in use.items()}
             threshold = np.quantile(scored["val"], 0.05)
             size_mb, ms = export_cost(model, meta, score, Path(tmp) / f"{kind}.onnx")
             row = {"data": args.data, "score": kind, "known accepted": float((scored["known"] >= threshold).mean())}

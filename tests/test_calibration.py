@@ -95,7 +95,7 @@ def run_0_to_7(tmp_path_factory):
 def test_run_saves_calibration_and_improves_ece(run_0_to_7):
     meta = json.loads((run_0_to_7 / "model.json").read_text())
     assert meta["classes"] == [str(d) for d in range(8)]
-    assert meta["calibration"]["score"] == "mahalanobis" and meta["calibration"]["temperature"] > 0
+    assert meta["calibration"]["score"] == "layers" and meta["calibration"]["temperature"] > 0
     assert set(meta["calibration"]["conformal"]) >= {"0.80", "0.90", "0.95"}
     report = json.loads((run_0_to_7 / "calibration.json").read_text())
     assert report["ece_after"] < report["ece_before"]

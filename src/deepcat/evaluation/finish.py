@@ -25,8 +25,8 @@ from deepcat.errors import DeepcatError
 from deepcat.evaluation import calibration
 from deepcat.evaluation.label_errors import LabelErrors
 from deepcat.evaluation.scores import Evaluation, features_of, score
-from deepcat.inference.unknown_score import (DEFAULT_SCORE, FEATURE_SCORES, UnknownScore, bank_size,
-                                             classifier_layer, fit_score, save_score)
+from deepcat.inference.unknown_score import (DEFAULT_SCORE, FEATURE_SCORES, UnknownScore, WithFeatures, bank_size,
+                                             classifier_layer, fit_score, save_score, stage_names)
 from deepcat.run_folder import load_model, read_config, update_model_json
 
 LABEL_CHECK_MAX_IMAGES = 20_000  # above this, label errors wait for `deepcat check DATA --labels RUN`
@@ -83,15 +83,20 @@ def calibrate(model: nn.Module, splits: DataSplits, ctx: RunContext
     if splits.val is None:
         return calibration.Calibration(), UnknownScore("energy")
     classes = len(splits.classes)
-    kind = DEFAULT_SCORE if classifier_layer(model, classes=classes) is not None else "energy"
-    features, logits, labels = features_of(model, splits.val, classes=classes, desc="calibrate", **ctx.scoring)
+    head, stages = classifier_layer(model, classes=classes), stage_names(model)
+    kind = DEFAULT_SCORE if stages else "mahalanobis" if head is not None else "energy"
+    tapped = WithFeatures(model, head, stages)
+    features, logits, labels = features_of(model, splits.val, classes=classes, desc="calibrate", tapped=tapped,
+                                           **ctx.scoring)
     unknown = UnknownScore(kind)
     if kind in FEATURE_SCORES:  # a bounded sample of training images' features is what the score compares with
         size = bank_size(features.shape[1]) if kind == "knn" else FIT_IMAGES  # knn carries its sample
         sample = np.random.default_rng(0).permutation(len(splits.train))[:size]
         train_features, _, train_labels = features_of(model, splits.train.subset(np.sort(sample)), classes=classes,
-                                                      desc="training features", quiet=True, **ctx.scoring)
-        unknown = fit_score(kind, torch.from_numpy(train_features), torch.from_numpy(train_labels))
+                                                      desc="training features", quiet=True, tapped=tapped,
+                                                      **ctx.scoring)
+        unknown = fit_score(kind, torch.from_numpy(train_features), torch.from_numpy(train_labels), stages=stages,
+                            sizes=tapped.sizes)
         save_score(unknown, ctx.run_dir)
     cal = calibration.fit(logits, labels, unknown_scores(unknown, features, logits), score=kind, accept=ctx.accept)
     if cal.note:
@@ -100,9 +105,12 @@ def calibrate(model: nn.Module, splits: DataSplits, ctx: RunContext
     return cal, unknown
 
 
-def unknown_scores(unknown: UnknownScore, features: np.ndarray, logits: np.ndarray) -> np.ndarray:
+def unknown_scores(unknown: UnknownScore, features: np.ndarray, logits: np.ndarray, chunk: int = 1024
+                   ) -> np.ndarray:
+    """The score of every row, `chunk` rows at a time (the class-conditional distances hold B x C x D floats)."""
     with torch.no_grad():
-        return unknown(torch.from_numpy(features), torch.from_numpy(logits)).numpy()
+        return np.concatenate([unknown(torch.from_numpy(features[i:i + chunk]), torch.from_numpy(logits[i:i + chunk]))
+                               .numpy() for i in range(0, len(logits), chunk)])
 
 
 def score_held_out(model: nn.Module, splits: DataSplits, name: str, cal: calibration.Calibration,
@@ -112,7 +120,8 @@ def score_held_out(model: nn.Module, splits: DataSplits, name: str, cal: calibra
     from deepcat.evaluation.plots import plot_rejection, plot_reliability
 
     run_dir, samples = ctx.run_dir, splits.split(name)
-    features, logits, labels = features_of(model, samples, classes=len(splits.classes), **ctx.scoring)
+    features, logits, labels = features_of(model, samples, classes=len(splits.classes),
+                                           tapped=WithFeatures.for_score(model, unknown), **ctx.scoring)
     metrics = score(logits, labels, classes=splits.classes, temperature=cal.temperature,
                     json_path=run_dir / f"{name}_metrics.json", png_path=run_dir / "confusion_matrix.png",
                     title=f"{splits.name} {name}", data=splits.name, split=name)

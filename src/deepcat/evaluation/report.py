@@ -96,7 +96,8 @@ def _evaluation_section(run_dir: Path) -> str:
             + _img(run_dir / "confusion_matrix.png", "confusion matrix"))
 
 
-SCORE_NAMES = {"knn": "distance to the nearest training images' features (k-nearest neighbours)",
+SCORE_NAMES = {"layers": "relative Mahalanobis distances of the model's last two stages' features, summed",
+               "knn": "distance to the nearest training images' features (k-nearest neighbours)",
                "mahalanobis": "Mahalanobis distance to the class means of the training features",
                "energy": "energy score (logsumexp of the logits)", "msp": "largest softmax probability"}
 

@@ -112,15 +112,17 @@ def logits_of(model: nn.Module, samples: Samples, *, pre: Preprocess, device: to
 
 def features_of(model: nn.Module, samples: Samples, *, classes: int, pre: Preprocess, device: torch.device,
                 dtype: torch.dtype | None, batch_size: int = 256, workers: int | None = None, progress: bool = True,
-                desc: str = "features", quiet: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Penultimate features, logits and labels of `model` on `samples` in one pass (see `WithFeatures`);
-    `quiet`: unreadable inputs were already reported (the training split), skip them without a word."""
+                desc: str = "features", quiet: bool = False, tapped: nn.Module | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Penultimate features (or what `tapped`, a `WithFeatures` of `model`, captures), logits and labels of
+    `model` on `samples` in one pass; `quiet`: unreadable inputs were already reported (the training split),
+    skip them without a word."""
     from deepcat.inference.unknown_score import WithFeatures, classifier_layer
 
     loader = eval_loader(samples, pre, batch_size=batch_size, workers=workers)
-    tapped = WithFeatures(model, classifier_layer(model, classes=classes)).to(device)
-    (features, logits), labels = collect_outputs(tapped, loader, device=device,
-                                                 dtype=dtype, log=BadInputLog(quiet=quiet), desc=desc, progress=progress)
+    tapped = tapped if tapped is not None else WithFeatures(model, classifier_layer(model, classes=classes))
+    (features, logits), labels = collect_outputs(tapped.to(device), loader, device=device, dtype=dtype,
+                                                 log=BadInputLog(quiet=quiet), desc=desc, progress=progress)
     return features, logits, labels
 
 

@@ -2,16 +2,22 @@
 (PyTorch and the exported graph alike) so every runtime rejects the same inputs.
 
 Scores (higher = more like the training data), compared in `benchmarks/open_set.py`:
-- `mahalanobis` (the default): minus the smallest class-conditional Mahalanobis distance of the L2-normalised
-  features, with class means and one shared covariance (Lee et al., 2018). Measured on Fashion-MNIST with two
-  classes held out it ranked the held-out classes best (AUROC 0.917 against 0.889 for energy and 0.899 for
-  knn), and what the graph carries is small: C means and a D x D precision matrix;
+- `layers` (the default where the model names its stages): relative Mahalanobis distances (Ren et al., 2021:
+  the class-conditional distance less the distance to one Gaussian of all training features) of the pooled
+  outputs (mean and max over space) of the model's last two stages, each standardised on the training
+  features, summed. Held-out classes differ from known ones in mid-level texture and shape more than in the
+  penultimate features the classifier has squeezed; the relative distance discounts what every class shares.
+  The graph carries, per stage, C means, a mean and two D x D whitening matrices;
+- `mahalanobis` (the default for models without named stages): minus the smallest class-conditional
+  Mahalanobis distance of the L2-normalised penultimate features, with class means and one shared covariance
+  (Lee et al., 2018): C means and a D x D precision matrix;
 - `knn`: cosine similarity of the input's L2-normalised features to their nearest neighbour among a bounded
   sample of training features (Sun et al., 2022): best on far inputs (noise, another data set), weaker on
   held-out classes, and the graph carries the sample;
 - `energy`: logsumexp of the logits (Liu et al., 2020), the score before the feature scores existed;
 - `msp`: the largest softmax probability, the usual baseline.
-The features are the classifier's input (the last linear layer), captured by `WithFeatures`.
+The features are the classifier's input (the last linear layer), or for `layers` the pooled stage outputs,
+captured by `WithFeatures`.
 """
 
 from __future__ import annotations
@@ -21,9 +27,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-SCORES = ("knn", "mahalanobis", "energy", "msp")
-FEATURE_SCORES = ("knn", "mahalanobis")
-DEFAULT_SCORE = "mahalanobis"
+SCORES = ("layers", "knn", "mahalanobis", "energy", "msp")
+FEATURE_SCORES = ("layers", "knn", "mahalanobis")
+DEFAULT_SCORE = "layers"
 KNN_K = 1  # the nearest neighbour: k = 1 ranked unknowns better than 10 or 50 on Fashion-MNIST
 BANK_FLOATS = 1_000_000  # what the graph carries for `knn`: at most 4 MB of training features
 STATE_FILE = "unknown_score.pt"
@@ -38,22 +44,42 @@ def classifier_layer(model: nn.Module, *, classes: int | None = None, features: 
     return found[-1] if found else None
 
 
-class WithFeatures(nn.Module):
-    """model -> (features, logits): the classifier layer's input, captured as the model runs (one pass).
-    A model without a linear classifier layer gives (B, 0) features: only `energy` and `msp` apply to it."""
+def stage_names(model: nn.Module) -> list[str]:
+    """The modules whose outputs `layers` reads: the last two stages the model names (`ood_stages` on deepcat's
+    models, `feature_info` on timm's); none for a model that names no stages."""
+    names = getattr(model, "ood_stages", None)
+    if names is None and getattr(model, "feature_info", None) is not None:
+        try:
+            names = [info["module"] for info in model.feature_info][-2:]
+        except (TypeError, KeyError):
+            names = None
+    return list(names or [])
 
-    def __init__(self, model: nn.Module, head: nn.Linear | None):
+
+class WithFeatures(nn.Module):
+    """model -> (features, logits) in one pass: the classifier layer's input, or with `stages` the outputs of
+    those modules, each pooled to its mean and max over space (and averaged over the model's calls, as the
+    test-time flip calls the body twice) and concatenated (`sizes` then holds each stage's length).
+    A model without a linear classifier layer and no stages gives (B, 0) features: only `energy` and `msp`
+    apply to it."""
+
+    def __init__(self, model: nn.Module, head: nn.Linear | None, stages: list[str] | None = None):
         super().__init__()
-        self.model, self.head = model, head
+        self.model, self.head, self.stages = model, head, list(stages or [])
+        self.sizes: list[int] = []
 
     @classmethod
     def for_score(cls, model: nn.Module, unknown: UnknownScore) -> WithFeatures:
-        """The tap a score needs: the classifier layer whose input has the score's feature length (none for
-        energy and msp)."""
+        """The tap a score needs: its stages (`layers`), the classifier layer whose input has the score's
+        feature length (`knn`, `mahalanobis`), or none (energy, msp)."""
+        if unknown.stages:
+            return cls(model, None, unknown.stages)
         dim = unknown.feature_dim
         return cls(model, classifier_layer(model, features=dim) if dim else None)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.stages:
+            return self._stage_features(x)
         if self.head is None:
             logits = self.model(x).float()
             return logits[:, :0], logits  # (B, 0), the batch axis left symbolic for export
@@ -65,6 +91,28 @@ class WithFeatures(nn.Module):
             handle.remove()
         return seen[-1].flatten(1).float(), logits.float()
 
+    def _stage_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        seen: dict[str, list[torch.Tensor]] = {name: [] for name in self.stages}
+        handles = [self.model.get_submodule(name).register_forward_hook(
+            lambda _, __, out, name=name: seen[name].append(pooled(out))) for name in self.stages]
+        try:
+            logits = self.model(x)
+        finally:
+            for handle in handles:
+                handle.remove()
+        parts = [torch.stack(seen[name]).mean(0) for name in self.stages]
+        self.sizes = [p.shape[1] for p in parts]
+        return torch.cat(parts, 1).float(), logits.float()
+
+
+def pooled(out: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, 2C): mean and max over space; tokens (B, T, C): over the tokens; (B, C) twice."""
+    out = out.float()
+    if out.dim() == 2:
+        return torch.cat([out, out], 1)
+    axes = (1,) if out.dim() == 3 else tuple(range(2, out.dim()))
+    return torch.cat([out.mean(axes), out.amax(axes)], 1)
+
 
 def bank_size(feature_dim: int) -> int:
     """How many training images' features `knn` keeps: as many as fit in BANK_FLOATS."""
@@ -74,15 +122,26 @@ def bank_size(feature_dim: int) -> int:
 class UnknownScore(nn.Module):
     """(features, logits) -> (B,) score, higher = more like the training data."""
 
-    def __init__(self, kind: str, state: dict[str, torch.Tensor] | None = None):
+    def __init__(self, kind: str, state: dict[str, torch.Tensor] | None = None, stages: list[str] | None = None):
         super().__init__()
         if kind not in SCORES:
             raise ValueError(f"unknown score {kind!r}; choose from {', '.join(SCORES)}")
-        self.kind = kind
+        self.kind, self.stages = kind, list(stages or [])
         for name, value in (state or {}).items():
             self.register_buffer(name, value.float())
 
     def forward(self, features: torch.Tensor | None, logits: torch.Tensor) -> torch.Tensor:
+        if self.kind == "layers":
+            total, start = 0, 0
+            for i in range(len(self.stages)):
+                whiten = getattr(self, f"whiten_{i}")
+                part = features[:, start:start + whiten.shape[0]]
+                start += whiten.shape[0]
+                relative = relative_distance(part, getattr(self, f"means_{i}"), whiten, getattr(self, f"centre_{i}"),
+                                             getattr(self, f"centre_whiten_{i}"))
+                z = getattr(self, f"z_{i}")
+                total = total + (-relative - z[0]) / z[1]
+            return total
         if self.kind == "energy":
             return logits.logsumexp(-1)
         if self.kind == "msp":
@@ -96,18 +155,64 @@ class UnknownScore(nn.Module):
 
     @property
     def feature_dim(self) -> int | None:
-        """The length of the feature vectors the score reads (None: it reads the logits alone)."""
+        """The length of the classifier-input features the score reads (None: it reads the logits or stages)."""
         state = self.state()
-        return next(iter(state.values())).shape[-1] if state else None
+        return next(iter(state.values())).shape[-1] if state and not self.stages else None
 
     def state(self) -> dict[str, torch.Tensor]:
         return {name: buf for name, buf in self.named_buffers()}
 
 
-def fit_score(kind: str, features: torch.Tensor | None, labels: torch.Tensor, *, seed: int = 0) -> UnknownScore:
-    """The score's state from training features: class means and the shared covariance's inverse (mahalanobis,
-    shrunk a little towards the identity so it always inverts), or a bounded random sample (knn); energy and msp
-    need none."""
+def relative_distance(features: torch.Tensor, means: torch.Tensor, whiten: torch.Tensor, centre: torch.Tensor,
+                      centre_whiten: torch.Tensor) -> torch.Tensor:
+    """(B, D) -> (B,): the smallest class-conditional Mahalanobis distance less the distance to the Gaussian of
+    all training features, on L2-normalised features. Each distance is a sum of squares in a whitened space
+    (`whiten`: the Cholesky factor of the precision; `means`, `centre`: already whitened), not x'Px, whose
+    terms of both signs cancel: so float32 in PyTorch and in ONNX Runtime agree to 1e-5."""
+    features = nn.functional.normalize(features, dim=-1)
+    nearest = ((features @ whiten)[:, None, :] - means[None]).square().sum(-1).amin(-1)        # (B, C) -> (B,)
+    return nearest - (features @ centre_whiten - centre).square().sum(-1)
+
+
+def _whitening(centred: torch.Tensor) -> torch.Tensor:
+    """L with L L' = the inverse covariance of centred rows (shrunk a little towards the identity so it always
+    inverts): ||x L||^2 is x's Mahalanobis distance."""
+    return torch.linalg.cholesky(_precision(centred))
+
+
+def _precision(centred: torch.Tensor) -> torch.Tensor:
+    """The inverse covariance of centred rows, shrunk towards the identity so it always inverts: by 1e-3 of the
+    mean variance, more where there are fewer than 10 rows per dimension (a few hundred photos against 640
+    feature dimensions would otherwise give a near-singular fit that magnifies float noise)."""
+    covariance = centred.T @ centred / len(centred)
+    eye = torch.eye(len(covariance), dtype=covariance.dtype)
+    shrink = 1e-3 * max(1.0, 10 * len(covariance) / len(centred))
+    return torch.linalg.inv(covariance + shrink * covariance.diagonal().mean() * eye)
+
+
+def fit_score(kind: str, features: torch.Tensor | None, labels: torch.Tensor, *, seed: int = 0,
+              stages: list[str] | None = None, sizes: list[int] | None = None) -> UnknownScore:
+    """The score's state from training features: per stage, class means, the shared and the overall covariance's
+    inverses and the standardisation of the relative distance (layers: `features` are the stages' `sizes`
+    concatenated); class means and the shared covariance's inverse (mahalanobis); a bounded random sample (knn);
+    energy and msp need none."""
+    if kind == "layers":
+        state, start = {}, 0
+        classes = labels.unique(sorted=True)
+        for i, size in enumerate(sizes):
+            part = nn.functional.normalize(features[:, start:start + size].double(), dim=-1)
+            start += size
+            means = torch.stack([part[labels == c].mean(0) for c in classes])
+            centre = part.mean(0)
+            whiten = _whitening(part - means[torch.searchsorted(classes, labels)])
+            centre_whiten = _whitening(part - centre)
+            fitted = {"means": means @ whiten, "whiten": whiten, "centre": centre @ centre_whiten,
+                      "centre_whiten": centre_whiten}
+            relative = torch.cat([-relative_distance(part[j:j + 1024], *fitted.values())
+                                  for j in range(0, len(part), 1024)])  # B x C x D floats at a time
+            fitted["z"] = torch.stack([relative.mean(), relative.std().clamp_min(1e-6)])
+            state.update({f"{name}_{i}": value.float() for name, value in fitted.items()})
+        return UnknownScore(kind, state, stages)
     if kind == "knn":
         rows = torch.randperm(len(features), generator=torch.Generator().manual_seed(seed))
         bank = nn.functional.normalize(features[rows[:bank_size(features.shape[1])]].float(), dim=-1)
@@ -115,18 +220,17 @@ def fit_score(kind: str, features: torch.Tensor | None, labels: torch.Tensor, *,
     if kind == "mahalanobis":
         features = nn.functional.normalize(features.double(), dim=-1)
         means = torch.stack([features[labels == c].mean(0) for c in labels.unique(sorted=True)])
-        centred = features - means[torch.searchsorted(labels.unique(sorted=True), labels)]
-        covariance = centred.T @ centred / len(features)
-        shrunk = covariance + 1e-3 * covariance.diagonal().mean() * torch.eye(len(covariance), dtype=torch.float64)
-        return UnknownScore(kind, {"means": means.float(), "precision": torch.linalg.inv(shrunk).float()})
+        precision = _precision(features - means[torch.searchsorted(labels.unique(sorted=True), labels)])
+        return UnknownScore(kind, {"means": means.float(), "precision": precision.float()})
     return UnknownScore(kind)
 
 
 def save_score(score: UnknownScore, run_dir: Path) -> None:
-    torch.save(score.state(), run_dir / STATE_FILE)
+    torch.save({**score.state(), **({"stages": score.stages} if score.stages else {})}, run_dir / STATE_FILE)
 
 
 def load_score(kind: str, run_dir: Path) -> UnknownScore:
     path = run_dir / STATE_FILE
-    state = torch.load(path, weights_only=True) if kind in FEATURE_SCORES else None
-    return UnknownScore(kind, state)
+    state = torch.load(path, weights_only=True) if kind in FEATURE_SCORES else {}
+    stages = state.pop("stages", None)
+    return UnknownScore(kind, state, stages)
