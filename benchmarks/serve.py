@@ -6,7 +6,7 @@ and 128 concurrent clients, for three servers of the same pretrained cat / dog /
 - Flask + the PyTorch model once per request (`benchmarks/flask_baseline.py`): what most tutorials deploy.
 Each level runs for a fixed time with closed-loop clients; a client refused with 503 waits its `Retry-After`
 as a well-behaved client does. The load generator shares the machine's 2 cores with the server. Each server's
-peak resident memory is read from /proc.
+resident memory when ready and its peak under load are read from /proc.
 
     pip install flask   # the baseline's only extra
     python benchmarks/serve.py              # ~6 min on 2 cores
@@ -92,10 +92,10 @@ async def load(url: str, body: bytes, *, clients: int, seconds: float) -> dict:
             "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))], "labels": ",".join(sorted(labels))}
 
 
-def peak_memory_mb(pid: int) -> float:
-    """The process's peak resident memory (VmHWM), in MB."""
+def memory_mb(pid: int, field: str = "VmHWM") -> float:
+    """The process's peak (VmHWM) or current (VmRSS) resident memory, in MB."""
     status = Path(f"/proc/{pid}/status").read_text()
-    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM"))) / 1024
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith(field))) / 1024
 
 
 def start(command: list[str], url: str) -> subprocess.Popen:
@@ -136,16 +136,17 @@ def main() -> None:
                [sys.executable, str(here / "fastapi_onnx_baseline.py"), str(model), "{port}"],
                "Flask + PyTorch per request (baseline)":
                [sys.executable, str(here / "flask_baseline.py"), "{port}"]}
-    rows, batch_sizes, memory = [], {}, {}
+    rows, batch_sizes, memory, ready_memory = [], {}, {}, {}
     for name, template in servers.items():
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         server = start([part.format(port=port) for part in template], url)
         try:
+            ready_memory[name] = memory_mb(server.pid, "VmRSS")
             asyncio.run(load(url, body, clients=1, seconds=2))  # warm-up
             for clients in (int(c) for c in args.clients.split(",")):
                 rows.append({"server": name, **asyncio.run(load(url, body, clients=clients, seconds=args.seconds))})
-            memory[name] = peak_memory_mb(server.pid)
+            memory[name] = memory_mb(server.pid)
             if name.startswith("deepcat"):
                 metrics = httpx.get(f"{url}/metrics").text
                 count = next(float(r.split()[-1]) for r in metrics.splitlines()
@@ -166,14 +167,16 @@ def main() -> None:
                 "capacity_p99_ms": capacity["p99_ms"],
                 "most_clients_share_of_capacity": ours[-1]["requests_per_s"] / capacity["requests_per_s"],
                 "most_clients_p99_over_capacity_p99": ours[-1]["p99_ms"] / capacity["p99_ms"]}
-    report("serve", rows, args.out, model=str(model.name), mean_batch_size=batch_sizes, peak_memory_mb=memory,
+    report("serve", rows, args.out, model=str(model.name), mean_batch_size=batch_sizes,
+           memory_when_ready_mb=ready_memory, peak_memory_mb=memory,
            deepcat_over=ratios, past_capacity=overload)
     for baseline, by_level in ratios.items():
         print(f"deepcat / {baseline} requests/s: " + ", ".join(f"{k} {v:.1f}x" for k, v in by_level.items()))
     print("at {} clients: {:.0%} of the best requests/s, p99 {:.1f}x the p99 at capacity ({} clients)".format(
         levels[-1], overload["most_clients_share_of_capacity"], overload["most_clients_p99_over_capacity_p99"],
         capacity["clients"]))
-    print("peak memory: " + ", ".join(f"{name.split()[0]} {mb:.0f} MB" for name, mb in memory.items()))
+    print("memory when ready / peak under load: " + ", ".join(
+        f"{name.split()[0]} {ready_memory[name]:.0f} / {mb:.0f} MB" for name, mb in memory.items()))
 
 
 if __name__ == "__main__":
