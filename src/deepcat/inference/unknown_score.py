@@ -168,7 +168,8 @@ def relative_distance(features: torch.Tensor, means: torch.Tensor, whiten: torch
     """(B, D) -> (B,): the smallest class-conditional Mahalanobis distance less the distance to the Gaussian of
     all training features, on L2-normalised features. Each distance is a sum of squares in a whitened space
     (`whiten`: the Cholesky factor of the precision; `means`, `centre`: already whitened), not x'Px, whose
-    terms of both signs cancel: so float32 in PyTorch and in ONNX Runtime agree to 1e-5."""
+    terms of both signs cancel: on a trained Fashion-MNIST model, PyTorch and ONNX Runtime then agree to 5e-5 on
+    scores that spread over 12."""
     features = nn.functional.normalize(features, dim=-1)
     nearest = ((features @ whiten)[:, None, :] - means[None]).square().sum(-1).amin(-1)        # (B, C) -> (B,)
     return nearest - (features @ centre_whiten - centre).square().sum(-1)
