@@ -1,7 +1,8 @@
 """Inference speed at 224 px for EfficientNet-Lite0, ResNet-18 and ResNet-50: PyTorch eager fp32 (baseline),
 deepcat's PyTorch path (bf16 autocast, channels_last, inference mode), ONNX Runtime fp32 and ONNX Runtime
-static int8, in one run; images/s at batch 32, ms at batch 1, int8 agreement with PyTorch, and the share of
-the machine's peak reached (FLOPs per image from torch.utils.flop_counter; peak = cores x clock x FLOPs per
+static int8 (every layer, and as `deepcat export` writes it: float where int8 misses its check), in one run,
+ONNX Runtime pinned to PyTorch's thread count; images/s at batch 32, ms at batch 1, int8 agreement with
+PyTorch, and the share of the machine's peak reached (FLOPs per image from torch.utils.flop_counter; peak = cores x clock x FLOPs per
 cycle of the instruction set used: AVX-512 FMA for fp32, AMX for bf16 and int8).
 
 EfficientNet-Lite0 has real ImageNet weights (offline); the ResNets are random-init (no offline weights),
@@ -119,7 +120,8 @@ def bench_model(name: str, tmp: Path, peaks: dict[str, float]) -> list[dict]:
         mixed = tmp / f"{name}.mixed.onnx"
         precision = quantize_int8(fp32, mixed, calibration, meta, held_out=photo_crops(200, seed=3, meta=meta))
         paths["onnx-int8-mixed"] = mixed
-    sessions = {fmt: load_onnx(path) for fmt, path in paths.items()}
+    threads = torch.get_num_threads()  # ONNX Runtime gets the same thread count as PyTorch
+    sessions = {fmt: load_onnx(path, threads=threads) for fmt, path in paths.items()}
     files = {fmt: path.stat().st_size for fmt, path in paths.items()}
     agreement = {}
     for fmt, session in sessions.items():  # measured, not enforced: this is a benchmark, not an export
