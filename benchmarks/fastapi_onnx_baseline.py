@@ -27,7 +27,7 @@ app = FastAPI()
 
 
 def classify(body: bytes) -> dict:
-    batch = pixels(decode_bytes(body, "upload", 40_000_000), meta)[None]
+    batch = pixels(decode_bytes(body, "upload", 40_000_000, meta), meta)[None]
     probabilities = session.run(None, {session.get_inputs()[0].name: batch})[0][0]
     best = int(np.argmax(probabilities))
     return {"label": meta["classes"][best], "probability": float(probabilities[best])}

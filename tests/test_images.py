@@ -42,3 +42,26 @@ def test_truncated_and_non_image_files_name_the_file(tmp_path, truncated_jpg):
     text.write_text("not an image")
     with pytest.raises(BadInput, match="notes.jpg: not an image"):
         load_image(text)
+
+
+def test_a_large_jpeg_request_is_decoded_at_reduced_scale_to_nearly_the_same_model_input():
+    """A photo four times the model's resize decodes at 1/2 or 1/4 scale (never below the resize); what the model
+    sees differs from a full decode by about as much as JPEG's own rounding."""
+    import io
+
+    from skimage import data
+
+    from deepcat.inputs.image import decode_bytes, pixels
+
+    meta = {"resize": 256, "input_size": 224, "interpolation": "bicubic"}
+    big = Image.fromarray(data.chelsea()).resize((1804, 1200), Image.BICUBIC)  # shorter side 1200 >= 2 x 256
+    buf = io.BytesIO()
+    big.save(buf, format="JPEG", quality=90)
+    reduced = decode_bytes(buf.getvalue(), "photo.jpg", 40_000_000, meta)
+    full = decode_bytes(buf.getvalue(), "photo.jpg", 40_000_000)
+    assert full.size == (1804, 1200) and 256 <= min(reduced.size) < 600
+    gap = np.abs(pixels(reduced, meta) - pixels(full, meta))
+    assert gap.mean() < 2.0 and np.percentile(gap, 99) < 16, (gap.mean(), np.percentile(gap, 99))
+    small = io.BytesIO()
+    Image.fromarray(data.chelsea()).save(small, format="JPEG")  # 451x300: under twice the resize, decoded whole
+    assert decode_bytes(small.getvalue(), "cat.jpg", 40_000_000, meta).size == (451, 300)

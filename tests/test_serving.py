@@ -79,7 +79,8 @@ def model_path(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(model_path):
-    app = create_app(model_path, limits=Limits(max_bytes=200_000, max_files=8, max_batch=32, max_wait_ms=20))
+    app = create_app(model_path, limits=Limits(max_bytes=200_000, max_files=8, max_batch=32, max_wait_ms=20,
+                                               max_queue_ms=0))  # shedding has its own test
     with Server(app) as url:
         yield url
 
@@ -113,7 +114,7 @@ def test_64_concurrent_requests_are_answered_in_batches(server, model_path):
                                                       headers={"content-type": "image/png"}) for b in images))
 
     responses = asyncio.run(send_all())
-    assert [r.status_code for r in responses] == [200] * 64
+    assert [r.status_code for r in responses] == [200] * 64, [r.text for r in responses if r.status_code != 200][:3]
     assert [r.json()["label"] for r in responses] == expected
     metrics = httpx.get(f"{server}/metrics").text
     count = float(next(line.split()[-1] for line in metrics.splitlines() if line.startswith("deepcat_batch_size_count")))
@@ -212,7 +213,7 @@ def test_past_capacity_requests_are_refused_at_once_with_503_and_retry_after(mod
         refused = len(shed) + sum(r.status_code == 503 for r in first)
         metrics = httpx.get(f"{url}/metrics").text
         assert f'deepcat_errors_total{{kind="overloaded"}} {float(refused)}' in metrics
-        time.sleep(2.1)  # the rate window has passed: a lone request is admitted
+        time.sleep(2.1)  # idle again: a lone request is admitted, whatever the rate
         assert httpx.post(f"{url}/v1/predict", content=images[0], headers={"content-type": "image/png"}
                           ).status_code == 200
 
@@ -232,3 +233,36 @@ def test_the_server_process_never_imports_torch(model_path, tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert Path(done.stdout.strip().splitlines()[-1]) == run / "export" / "model.onnx"
+
+
+def test_a_run_is_served_in_int8_only_when_its_int8_file_passed_its_check(model_path, tmp_path):
+    import json
+    import shutil
+
+    from deepcat.errors import DeepcatError
+    from deepcat.serving.model_file import serving_model
+
+    run = tmp_path / "run"
+    shutil.copytree(Path(model_path).parent.parent, run)
+    fp32 = run / "export" / "model.onnx"
+    assert serving_model(run) == fp32  # no int8 export yet
+    with pytest.raises(DeepcatError, match="--format onnx-int8"):
+        serving_model(run, "int8")
+    int8 = Path(export(run, format="onnx-int8", progress=False).path)
+    assert serving_model(run) == serving_model(run, "int8") == int8
+    assert serving_model(run, "fp32") == fp32
+    check = run / "export" / "model.int8.onnx.check.json"
+    found = json.loads(check.read_text())
+    check.write_text(json.dumps({**found, "bytes": found["bytes"] + 1}))  # the check was of another file
+    assert serving_model(run) == fp32
+    check.unlink()
+    assert serving_model(run) == fp32
+
+
+def test_the_finishing_rate_counts_busy_time_only():
+    """Ten inputs finished in 0.1 s of work, then the server sat idle for 1.5 s: its rate is ~100/s, not ~6/s."""
+    gate = Admission(budget_s=0.25)
+    gate.finished.extend([10.0 + i / 100 for i in range(10)])  # busy from 9.99 to 10.09
+    gate.idle.append((10.09, 11.6))
+    assert 90 < gate.rate(11.6) < 120
+    assert 90 < gate.rate(30.0) < 120  # long after: nothing finished lately, the last rate measured stands

@@ -121,9 +121,10 @@ def export(run: str | Path, *, format: str = "onnx", output: str | Path | None =
 
 
 def serve(model: str | Path | None = None, *, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
-          reject: bool = True, limits: Limits | None = None) -> None:
+          reject: bool = True, precision: str = "auto", limits: Limits | None = None) -> None:
     """Serve a run (exported to ONNX on first use), an .onnx/.ort file, or the pretrained cat / dog / neither model:
-    the REST API and the web page, until interrupted. `api_key` defaults to $DEEPCAT_API_KEY.
+    the REST API and the web page, until interrupted. `api_key` defaults to $DEEPCAT_API_KEY. `precision`: a run's
+    int8 export is served when it passed its check (auto), or choose fp32 or int8.
 
     >>> deepcat.serve("runs/pets", port=8080, limits=Limits(max_batch=16))
     """
@@ -137,7 +138,7 @@ def serve(model: str | Path | None = None, *, host: str = "127.0.0.1", port: int
     from deepcat.serving.model_file import serving_model
 
     if model is None or (Path(model) / "model.json").is_file():
-        model = serving_model(model)
+        model = serving_model(model, precision)
     elif not (str(model).endswith((".onnx", ".ort")) and Path(model).is_file()):
         raise DeepcatError(f"{model} is neither a run folder nor an .onnx/.ort file")
     api_key = api_key or os.environ.get("DEEPCAT_API_KEY")

@@ -85,7 +85,7 @@ def export(args: argparse.Namespace) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     api.serve(args.model, host=args.host, port=args.port, api_key=args.api_key, reject=args.reject,
-              limits=Limits(**_fields(args, Limits)))
+              precision=args.precision, limits=Limits(**_fields(args, Limits)))
     return 0
 
 

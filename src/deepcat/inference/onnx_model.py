@@ -82,7 +82,8 @@ class OnnxClassifier:
         from deepcat.serving.limits import Limits
 
         kind = kind_of_meta(self.meta)
-        raw = kind.to_model_input(kind.decode_bytes(data, name, getattr(Limits(), kind.size_limit)), self.meta)
+        raw = kind.to_model_input(kind.decode_bytes(data, name, getattr(Limits(), kind.size_limit), self.meta),
+                                  self.meta)
         probs, scores = self.infer(raw[None])
         return {"model": self.name, "version": self.meta.get("version"),
                 **as_json(name, probs[0], None if scores is None else scores[0], meta=self.meta, top_k=top_k,

@@ -51,7 +51,8 @@ class InputKind:
     media_types: tuple[str, ...]                                      # raw request bodies accepted (prefixes)
     read: Callable[[str | Path], Any]                                 # file -> decoded item; BadInput names it
     from_memory: Callable[[Any], Any]                                 # array / object -> decoded item
-    decode_bytes: Callable[[bytes, str, int], Any]                    # (body, name, size limit) -> decoded item
+    decode_bytes: Callable[[bytes, str, int, dict[str, Any]], Any]    # (body, name, size limit, model metadata) ->
+    #                                                                   decoded item, possibly reduced for the model
     preprocess: Callable[[dict[str, Any]], Any]                       # model.json "preprocess" -> its dataclass
     to_model_input: Callable[[Any, dict[str, Any]], np.ndarray]       # decoded + metadata -> float32 input
     eval_transform: Callable[[Any], Callable[[Any], Any]]             # preprocess -> (decoded -> tensor)

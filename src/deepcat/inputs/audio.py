@@ -89,8 +89,9 @@ def from_memory(item: Any) -> np.ndarray:
     return array.astype(np.float32)
 
 
-def decode_bytes(data: bytes, name: str, max_seconds: int) -> np.ndarray:
-    """A request body -> samples; refuses what is not sound (415) and clips far longer than any model needs."""
+def decode_bytes(data: bytes, name: str, max_seconds: int, meta: dict[str, Any] | None = None) -> np.ndarray:
+    """A request body -> samples; refuses what is not sound (415) and clips far longer than any model needs.
+    (`meta`, the model's metadata, is part of the kinds' contract; sound is decoded whole whatever the model.)"""
     import soundfile as sf
 
     try:

@@ -93,9 +93,13 @@ def from_memory(item: Any) -> Image.Image:
     raise BadInput(f"cannot read a {type(item).__name__} as an image; pass a path, a PIL image or an array")
 
 
-def decode_bytes(data: bytes, name: str, max_pixels: int) -> Image.Image:
+def decode_bytes(data: bytes, name: str, max_pixels: int, meta: dict[str, Any] | None = None) -> Image.Image:
     """Request bytes -> RGB image, refusing empty, non-image, bomb and truncated input; the pixel count is
-    checked from the header, before decoding, so a decompression bomb never expands."""
+    checked from the header, before decoding, so a decompression bomb never expands.
+
+    A JPEG at least twice the model's `resize` on its shorter side is decoded at 1/2, 1/4 or 1/8 scale (libjpeg's
+    DCT scaling, PIL's `draft`), never below `resize`: a 12-megapixel phone photo decodes in a fraction of the
+    time, and the resize to the model's input that follows sees nearly the same pixels."""
     if not data:
         raise BadInput(f"{name}: the request had no image bytes", reason="empty_body")
     try:
@@ -111,6 +115,8 @@ def decode_bytes(data: bytes, name: str, max_pixels: int) -> Image.Image:
     if width * height > max_pixels:
         raise BadInput(f"{name}: {width}x{height} = {width * height} pixels is over the limit of {max_pixels}",
                        status=413, reason="too_many_pixels")
+    if meta is not None and image.format == "JPEG" and min(width, height) >= 2 * meta["resize"]:
+        image.draft(image.mode, (meta["resize"], meta["resize"]))  # the largest reduction keeping both sides >= it
     try:
         image.load()
         return to_rgb(image)

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,12 +73,14 @@ class Served:
 
     async def classify(self, inputs: list[tuple[str, bytes]], top_k: int,
                        coverage: float | None = None) -> list[dict[str, Any]]:
-        """Decode (off the event loop), batch with other requests, and answer each input."""
+        """Batch with other requests (each input is decoded in its batch's worker thread), and answer each input."""
         limit = self.set_limit(coverage)
+
+        def preparing(name: str, data: bytes) -> Callable[[], Any]:
+            return lambda: decode(data, self.meta, limits=self.limits, name=name)
+
         with self.admission.admit(len(inputs)):
-            prepared = await asyncio.to_thread(
-                lambda: [decode(data, self.meta, limits=self.limits, name=name) for name, data in inputs])
-            rows = await asyncio.gather(*(self.batcher.submit(p) for p in prepared))
+            rows = await asyncio.gather(*(self.batcher.submit(preparing(name, data)) for name, data in inputs))
         return [as_json(name, row, score, meta=self.meta, top_k=top_k, threshold=self.threshold, set_limit=limit)
                 for (name, _), (row, score) in zip(inputs, rows)]
 
@@ -96,14 +100,16 @@ def create_app(model_path: str | Path, *, limits: Limits | None = None, api_key:
                web_assets: Path | None = None, reject: bool = True) -> FastAPI:
     """A FastAPI app serving one exported model; preprocessing comes from the model's own metadata.
     With `reject`, inputs below the model's calibrated threshold are answered `unknown`."""
-    classifier = load_onnx(model_path)
-    served = Served(Path(model_path), classifier, limits or Limits(), api_key,
+    limits = limits or Limits()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    classifier = load_onnx(model_path, threads=max(1, cores // max(1, limits.workers)))
+    served = Served(Path(model_path), classifier, limits, api_key,
                     classifier.threshold if reject else None, web_assets or default_web_assets())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         served.batcher = MicroBatcher(classifier.infer, max_batch=served.limits.max_batch,
-                                      max_wait=served.limits.max_wait_ms / 1000,
+                                      max_wait=served.limits.max_wait_ms / 1000, workers=max(1, served.limits.workers),
                                       on_batch=served.metrics.batch_size.observe,
                                       admitted=lambda: served.admission.inside)
         served.batcher.start()

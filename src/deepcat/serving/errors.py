@@ -25,6 +25,6 @@ def decode(data: bytes, meta: dict[str, Any], *, limits: Any, name: str = "input
         raise RequestError(413, "too_many_bytes", f"{name}: {len(data)} bytes is over the limit of {max_bytes}")
     kind = kind_of_meta(meta)
     try:
-        return kind.to_model_input(kind.decode_bytes(data, name, getattr(limits, kind.size_limit)), meta)
+        return kind.to_model_input(kind.decode_bytes(data, name, getattr(limits, kind.size_limit), meta), meta)
     except BadInput as e:
         raise RequestError(e.status, e.reason, str(e)) from None
