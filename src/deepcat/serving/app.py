@@ -140,14 +140,35 @@ def _observe(app: FastAPI, metrics: Metrics) -> None:
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         return await request_error(request, RequestError(422, "invalid_parameter", detail))
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        started = time.perf_counter()
-        response = await call_next(request)
-        endpoint = request.scope.get("route").path if request.scope.get("route") else "unmatched"
-        metrics.requests.labels(endpoint=endpoint, status=str(response.status_code)).inc()
-        metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(Observe, metrics=metrics)
+
+
+class Observe:
+    """Counts and times every HTTP request for /metrics. Plain ASGI, not `@app.middleware("http")`: Starlette's
+    BaseHTTPMiddleware wraps each request and response in extra tasks and streams, work a server shedding
+    load past its capacity pays on every request and every refusal."""
+
+    def __init__(self, app: Any, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started, status = time.perf_counter(), 500
+
+        async def sending(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = scope.get("route")  # set by the router once a route matched
+            endpoint = route.path if route is not None else "unmatched"
+            self.metrics.requests.labels(endpoint=endpoint, status=str(status)).inc()
+            self.metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - started)
 
 
 def _prediction_routes(app: FastAPI, served: Served) -> None:
