@@ -3,8 +3,8 @@
 Each batch runs in a worker thread (the event loop stays free), and up to `workers` batches run at once: one
 decodes its inputs while another is inside ONNX Runtime. Decoding happens in the batch's own thread, so a
 request costs one thread hop. Measured on 2 CPU cores (`benchmarks/serve.py`, EfficientNet-Lite0 int8): three
-workers with one ONNX Runtime thread each and batches of up to 4 answered 1.4-1.5x the requests/s of one
-worker with two threads and batches of 32, at 8, 32 and 128 clients; a lone request took 1.3x longer.
+workers with one ONNX Runtime thread each and batches of up to 4 answered 1.3-1.5x the requests/s of one
+worker with two threads and batches of 32, at 8, 32 and 128 clients; a lone request took 1.4x longer.
 On a CPU a bigger batch does not make an image cheaper; running several at once fills the cores.
 
 A batch does not wait for requests that do not exist: once it holds every input the server has admitted

@@ -2,7 +2,7 @@
 imports torch, so it holds the ONNX model's memory and no more (about 0.9 GB less).
 
 A run's int8 file is served when it passed its export check (`deepcat export RUN --format onnx-int8`): on 2
-CPU cores int8 EfficientNet-Lite0 answered 1.2-1.3x the requests/s of fp32 (`benchmarks/serve.py`; decoding
+CPU cores int8 EfficientNet-Lite0 answered 1.3-1.6x the requests/s of fp32 (`benchmarks/serve.py`; decoding
 the JPEG costs as much as int8 inference)."""
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def serving_model(run: str | Path | None, precision: str = "auto") -> Path:
                                f"printed above); run `deepcat export {run or ''}` to see it alone")
     if run is not None and precision == "auto":
         print(f"serving fp32; `deepcat export {run} --format onnx-int8` writes an int8 file, served instead when "
-              "it passes its check (about 1.3x the requests/s on a CPU)", file=sys.stderr)
+              "it passes its check (about 1.5x the requests/s on a CPU)", file=sys.stderr)
     return path
 
 
