@@ -178,8 +178,8 @@ def test_admission_admits_everything_until_it_knows_the_finishing_rate():
 
     gate = Admission(budget_s=1e-9)
     with gate.admit(1), gate.admit(100):  # nothing finished yet: no rate, no refusal
-        assert gate.rate(time.monotonic()) is None
-    assert gate.rate(time.monotonic()) is not None and gate.inside == 0
+        assert gate.rate() is None
+    assert gate.rate() is not None and gate.inside == 0
     with gate.admit(1):  # idle: admitted whatever the rate
         with pytest.raises(RequestError) as refused:
             with gate.admit(1):
@@ -261,8 +261,15 @@ def test_a_run_is_served_in_int8_only_when_its_int8_file_passed_its_check(model_
 
 def test_the_finishing_rate_counts_busy_time_only():
     """Ten inputs finished in 0.1 s of work, then the server sat idle for 1.5 s: its rate is ~100/s, not ~6/s."""
-    gate = Admission(budget_s=0.25)
-    gate.finished.extend([10.0 + i / 100 for i in range(10)])  # busy from 9.99 to 10.09
-    gate.idle.append((10.09, 11.6))
-    assert 90 < gate.rate(11.6) < 120
-    assert 90 < gate.rate(30.0) < 120  # long after: nothing finished lately, the last rate measured stands
+    now = [10.0]
+    gate = Admission(budget_s=0.25, clock=lambda: now[0])
+    for _ in range(10):  # one input after another, 10 ms of work each
+        with gate.admit(1):
+            now[0] += 0.01
+    now[0] += 1.5
+    assert 90 < gate.rate() < 120
+    now[0] += 30  # long after: nothing finished lately, the last rate measured stands
+    assert 90 < gate.rate() < 120
+    with gate.admit(1):  # busy again: the idle 31.5 s are not in the rate
+        now[0] += 0.01
+    assert 90 < gate.rate() < 120

@@ -13,6 +13,7 @@ from deepcat.cli import commands
 from deepcat.config import TrainConfig
 from deepcat.data.audit.findings import NEAR_DUPLICATE_BITS
 from deepcat.serving.limits import Limits
+from deepcat.serving.model_file import PRECISIONS
 
 CLI_ONLY = {"json": "print JSON instead of a table", "quiet": "no progress bars", "top": "rows to print"}
 
@@ -95,7 +96,7 @@ def _serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--api-key", help="require this key in X-API-Key (default: $DEEPCAT_API_KEY, else none)")
     p.add_argument("--reject", action=argparse.BooleanOptionalAction, default=True, help="answer `unknown` "
                    "below the model's threshold (--no-reject: never)")
-    p.add_argument("--precision", choices=("auto", "fp32", "int8"), default="auto", help="for a RUN: auto serves "
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="for a RUN: auto serves "
                    "its int8 export when that passed its check (`deepcat export RUN --format onnx-int8`), else fp32")
     add_dataclass_flags(p, Limits)
     p.set_defaults(func=commands.serve)

@@ -16,8 +16,8 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -75,12 +75,9 @@ class Served:
                        coverage: float | None = None) -> list[dict[str, Any]]:
         """Batch with other requests (each input is decoded in its batch's worker thread), and answer each input."""
         limit = self.set_limit(coverage)
-
-        def preparing(name: str, data: bytes) -> Callable[[], Any]:
-            return lambda: decode(data, self.meta, limits=self.limits, name=name)
-
         with self.admission.admit(len(inputs)):
-            rows = await asyncio.gather(*(self.batcher.submit(preparing(name, data)) for name, data in inputs))
+            rows = await asyncio.gather(*(self.batcher.submit(partial(decode, data, self.meta, limits=self.limits,
+                                                                      name=name)) for name, data in inputs))
         return [as_json(name, row, score, meta=self.meta, top_k=top_k, threshold=self.threshold, set_limit=limit)
                 for (name, _), (row, score) in zip(inputs, rows)]
 

@@ -30,8 +30,11 @@ class MicroBatcher:
         self.on_batch, self.admitted = on_batch, admitted
         self.queue: asyncio.Queue[tuple[Prepare, asyncio.Future]] = asyncio.Queue()
         self.task: asyncio.Task | None = None
-        self.running: set[asyncio.Task] = set()
-        self.in_batches = 0  # inputs inside running batches
+        self.running: dict[asyncio.Task, int] = {}  # each running batch and its size
+
+    def in_batches(self) -> int:
+        """Inputs inside running batches."""
+        return sum(self.running.values())
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._run())
@@ -54,7 +57,7 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.max_wait
         while len(items) < self.max_batch:
-            if self.admitted is not None and len(items) >= self.admitted() - self.in_batches:
+            if self.admitted is not None and len(items) >= self.admitted() - self.in_batches():
                 break  # every admitted input is in this batch or a running one: nobody else to wait for
             if not self.queue.empty():
                 items.append(self.queue.get_nowait())
@@ -76,10 +79,9 @@ class MicroBatcher:
             if not live:
                 free.release()
                 continue
-            self.in_batches += len(live)
             task = asyncio.get_running_loop().create_task(self._batch(live, free))
-            self.running.add(task)
-            task.add_done_callback(self.running.discard)
+            self.running[task] = len(live)
+            task.add_done_callback(self.running.pop)
 
     async def _batch(self, live: list[tuple[Prepare, asyncio.Future]], free: asyncio.Semaphore) -> None:
         """Decode and infer one batch in a worker thread; each request gets its row, or its own decoding error."""
@@ -88,7 +90,6 @@ class MicroBatcher:
         except Exception as e:  # noqa: BLE001 - every waiting request gets the failure
             ready, failed, outputs = [], [(f, e) for _, f in live], None
         finally:
-            self.in_batches -= len(live)
             free.release()
         for future, error in failed:
             if not future.done():

@@ -16,6 +16,7 @@ from deepcat.errors import DeepcatError
 from deepcat.exporting.formats import FORMATS
 
 CAT_DOG_NEITHER = Path.home() / ".cache" / "deepcat" / "cat-dog-neither.onnx"
+PRECISIONS = ("auto", "fp32", "int8")
 
 
 def passed_check(path: Path) -> bool:
@@ -31,10 +32,10 @@ def serving_model(run: str | Path | None, precision: str = "auto") -> Path:
     """The ONNX file to serve for a run, or the cached pretrained cat / dog / neither model (fp32: it has no
     check images offline). `precision`: auto (the run's int8 when it passed its check, else fp32), fp32 or int8.
     The fp32 file is exported first when missing; an int8 one never is (quantising takes minutes)."""
-    if precision not in ("auto", "fp32", "int8"):
-        raise DeepcatError(f"precision {precision!r}: choose auto, fp32 or int8")
+    if precision not in PRECISIONS:
+        raise DeepcatError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    int8 = Path(run or "") / "export" / FORMATS.get("onnx-int8").filename
     if run is not None and precision != "fp32":
-        int8 = Path(run) / "export" / FORMATS.get("onnx-int8").filename
         if passed_check(int8):
             return int8
         if precision == "int8":
@@ -53,7 +54,9 @@ def serving_model(run: str | Path | None, precision: str = "auto") -> Path:
         if child.exitcode != 0 or not path.is_file():
             raise DeepcatError(f"exporting {run or 'the pretrained model'} to {path} failed (the reason is "
                                f"printed above); run `deepcat export {run or ''}` to see it alone")
-    if run is not None and precision == "auto":
+    if run is not None and precision == "auto" and int8.is_file():
+        print(f"serving fp32: {int8} did not pass its check (see {int8.name}.check.json)", file=sys.stderr)
+    elif run is not None and precision == "auto":
         print(f"serving fp32; `deepcat export {run} --format onnx-int8` writes an int8 file, served instead when "
               "it passes its check (about 1.5x the requests/s on a CPU)", file=sys.stderr)
     return path
