@@ -4,6 +4,8 @@ model consumes in a training step, on the same machine, in one run:
 - photos: 256 photo-sized JPEGs (640x480, from scikit-image's sample photos), decoded, randomly cropped,
   flipped and normalised by deepcat's DataLoader (0 and 2 worker processes), against EfficientNet-Lite0
   training steps at 224 px (bf16 autocast, channels_last, batch 32);
+- phone photos: 48 JPEGs of 4032x3024, the same pipeline decoding each whole, and at reduced scale as deepcat's
+  training does (libjpeg's DCT scaling, keeping the shorter side >= twice the 256 px resize);
 - small images: Fashion-MNIST through the whole-batch tensor path and through the per-image path it
   replaces, against the small CNN's training steps at 28 px (batch 128).
 
@@ -69,6 +71,20 @@ def write_photos(root: Path, count: int) -> list[str]:
     return paths
 
 
+def write_phone_photos(root: Path, count: int) -> list[str]:
+    """12-megapixel JPEGs, as a phone writes them (scikit-image's photos, upscaled)."""
+    from PIL import Image
+    from skimage import data
+
+    root.mkdir()
+    photos = [Image.fromarray(getattr(data, n)()[..., :3]).resize((4032, 3024), Image.BICUBIC)
+              for n in ("astronaut", "coffee", "chelsea", "rocket")]
+    paths = [str(root / f"{i}.jpg") for i in range(count)]
+    for i, path in enumerate(paths):
+        photos[i % len(photos)].save(path, quality=90)
+    return paths
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "data.json"))
@@ -94,6 +110,13 @@ def main() -> None:
             loader = make_loader(samples, augment, input_kind(), batch_size=32, shuffle=True, workers=workers)
             rows.append({"pipeline": f"photos 640x480 JPEG -> 224 px, DataLoader, {workers} workers",
                          "images_per_s": rate(loader, 6)})
+        phones = write_phone_photos(Path(tmp) / "phone", 48)
+        for min_side, how in ((None, "decoded whole (baseline)"),
+                              (2 * pre.resize, "decoded at reduced scale (deepcat)")):
+            loader = make_loader(Samples(phones, np.zeros(len(phones), dtype=np.int64)), augment, input_kind(),
+                                 batch_size=16, shuffle=True, workers=2, min_side=min_side)
+            rows.append({"pipeline": f"phone photos 4032x3024 JPEG -> 224 px, 2 workers, {how}",
+                         "images_per_s": rate(loader, 2)})
         lite0, _ = create_model(name="tf_efficientnet_lite0", num_classes=10, image_size=224)
         rows.append({"pipeline": "consumed: EfficientNet-Lite0 training step, 224 px, bf16 (baseline)",
                      "images_per_s": train_rate(lite0, 32, 224, steps=4)})

@@ -65,3 +65,15 @@ def test_a_large_jpeg_request_is_decoded_at_reduced_scale_to_nearly_the_same_mod
     small = io.BytesIO()
     Image.fromarray(data.chelsea()).save(small, format="JPEG")  # 451x300: under twice the resize, decoded whole
     assert decode_bytes(small.getvalue(), "cat.jpg", 40_000_000, meta).size == (451, 300)
+
+
+def test_training_reads_a_large_jpeg_at_reduced_scale_keeping_twice_the_resize(tmp_path):
+    from skimage import data
+
+    photo = tmp_path / "photo.jpg"
+    Image.fromarray(data.chelsea()).resize((2048, 1536), Image.BICUBIC).save(photo, quality=90)
+    assert load_image(photo).size == (2048, 1536)
+    assert load_image(photo, min_side=512).size == (1024, 768)  # 1/2 scale: 1/4 would go below 512
+    png = tmp_path / "photo.png"
+    Image.open(photo).save(png)
+    assert load_image(png, min_side=512).size == (2048, 1536)  # only JPEG decodes at reduced scale

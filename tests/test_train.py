@@ -135,16 +135,18 @@ def test_unreadable_image_is_skipped_with_one_warning(digits_folder, truncated_j
 
 
 def test_fine_tune_freezes_then_unfreezes(digits_folder, tmp_path):
-    """Pretrained EfficientNet-Lite0 (offline weights): epoch 1 trains the head only, epoch 2 everything."""
+    """Pretrained EfficientNet-Lite0 (offline weights): epoch 1 trains the head only, on backbone features
+    computed once in eval mode (batch-norm statistics untouched), epoch 2 everything."""
     from deepcat.models import create_model
 
     class StemAfterEachEpoch:
         def __init__(self):
-            self.stems, self.heads = [], []
+            self.stems, self.heads, self.norms = [], [], []
 
         def on_epoch_end(self, *, model, **_):
             self.stems.append(model.conv_stem.weight.detach().clone())
             self.heads.append(model.classifier.weight.detach().clone())
+            self.norms.append(model.bn1.running_mean.clone())
 
     seen = StemAfterEachEpoch()
     run = deepcat.train(data=str(digits_folder), model="efficientnet_lite0", output=str(tmp_path), name="ft",
@@ -153,8 +155,51 @@ def test_fine_tune_freezes_then_unfreezes(digits_folder, tmp_path):
     assert "model: tf_efficientnet_lite0" in cfg and "pretrained: true" in cfg and "freeze_epochs: 1" in cfg
     start, _ = create_model(name="tf_efficientnet_lite0", num_classes=3, image_size=64, pretrained=True)
     assert torch.equal(seen.stems[0], start.conv_stem.weight)  # epoch 1: backbone frozen
-    assert not torch.equal(seen.heads[0], seen.heads[1])
+    assert torch.equal(seen.norms[0], start.bn1.running_mean)  # ... and never run in training mode
+    assert not torch.equal(seen.heads[0], seen.heads[1]) and seen.heads[0].abs().sum() > 0  # the zero head learnt
     assert not torch.equal(seen.stems[1], start.conv_stem.weight)  # epoch 2: everything learns
+    assert not torch.equal(seen.norms[1], start.bn1.running_mean)
+
+
+def test_cached_features_are_what_the_classifier_sees(digits_folder):
+    """The frozen epochs' features, through the head alone, give the whole model's logits, in the data's order."""
+    from deepcat.config import TrainConfig
+    from deepcat.data.loader import BadInputLog, eval_loader
+    from deepcat.training import head_features
+    from deepcat.training.distributed import Dist
+    from deepcat.training.setup import prepare
+
+    s = prepare(TrainConfig(data=str(digits_folder), model="efficientnet_lite0", image_size=64, batch_size=16,
+                            epochs=2), Dist())
+    assert head_features.applies(s, Dist()) and not head_features.applies(s, Dist(0, 0, 2))  # one process only
+    assert s.train_loader.dataset.min_side == 2 * s.pre.resize  # large JPEGs read at reduced scale
+    cached = head_features.feature_batches(s, BadInputLog(), progress=False)
+    assert cached.features.shape == (len(s.splits.train), 1280) and len(cached) == len(s.train_loader)
+    assert cached.labels.tolist() == s.splits.train.labels.tolist()
+    x, _, _ = next(iter(eval_loader(s.splits.train, s.pre, batch_size=8)))
+    head = head_features.HeadOnly(s.model).eval()
+    torch.nn.init.normal_(head.head.weight)  # a zero head would match anything
+    with torch.no_grad():
+        torch.testing.assert_close(head(cached.features[:8]), s.model.eval()(x), atol=1e-4, rtol=1e-4)
+
+
+def test_progressive_resizing_grows_the_unfrozen_epochs_to_full_size():
+    from types import SimpleNamespace
+
+    from deepcat.config import TrainConfig
+    from deepcat.training.setup import epoch_input_size, forward_loss
+
+    cfg = TrainConfig(epochs=5, freeze_epochs=1, image_size=224, progressive=0.5)
+    assert [epoch_input_size(cfg, e) for e in range(5)] == [None, 128, 160, 192, None]
+    off = TrainConfig(epochs=5, freeze_epochs=1, image_size=224)
+    assert {epoch_input_size(off, e) for e in range(5)} == {None}
+    seen = []
+    s = SimpleNamespace(device=torch.device("cpu"), pre=SimpleNamespace(kind="image"), cfg=off, mixup=None, dtype=None,
+                        loss_fn=torch.nn.CrossEntropyLoss())
+    net = lambda x: seen.append(x.shape) or torch.zeros(len(x), 3, requires_grad=True)  # noqa: E731
+    forward_loss(s, net, torch.rand(2, 3, 224, 224), torch.tensor([0, 1]), 128)
+    forward_loss(s, net, torch.rand(2, 3, 224, 224), torch.tensor([0, 1]))
+    assert seen == [(2, 3, 128, 128), (2, 3, 224, 224)]
 
 
 def test_lr_find_suggests_a_rate_where_the_loss_falls(tmp_path):

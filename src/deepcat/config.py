@@ -39,6 +39,10 @@ class TrainConfig:
     weights: str | None = _opt(None, "local weights file (.pth/.safetensors) to start from")
     epochs: int = _opt(10, "passes over the training data")
     freeze_epochs: int = _opt(1, "epochs training only the new head before unfreezing (pretrained models)")
+    head_from_features: bool = _opt(True, "frozen epochs train the head on backbone features computed once "
+                                          "(no augmentation, batch norm fixed) instead of running the backbone each")
+    progressive: float = _opt(1.0, "progressive resizing of photos: the first unfrozen epoch trains at this share of "
+                                   "the input size, growing to full size by the last epoch (1 = off)")
     batch_size: int | None = _opt(None, "global batch size, split across processes under torchrun "
                                         "(auto: a power of 2 from 16 to 128 giving ~32 steps per epoch or more)")
     image_size: int | None = _opt(None, "input size in pixels (auto: the model's, or the data's for small images)")
@@ -96,6 +100,8 @@ class TrainOptions(TypedDict, total=False):
     weights: str | None
     epochs: int
     freeze_epochs: int
+    head_from_features: bool
+    progressive: float
     batch_size: int | None
     image_size: int | None
     lr: float | None

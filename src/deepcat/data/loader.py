@@ -17,15 +17,15 @@ from deepcat.inputs import BadInput, InputKind, input_kind
 class InputDataset(Dataset):
     """Yields (input tensor, label), or (None, reason) for a file that cannot be read."""
 
-    def __init__(self, samples: Samples, transform: Callable, kind: InputKind):
-        self.samples, self.transform, self.kind = samples, transform, kind
+    def __init__(self, samples: Samples, transform: Callable, kind: InputKind, min_side: int | None = None):
+        self.samples, self.transform, self.kind, self.min_side = samples, transform, kind, min_side
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, i: int):
         try:
-            decoded = self.samples.decode(i, self.kind)
+            decoded = self.samples.decode(i, self.kind, self.min_side)
         except BadInput as e:
             return None, str(e)
         return self.transform(decoded), int(self.samples.labels[i])
@@ -78,10 +78,10 @@ def eval_loader(samples: Samples, pre: Any, *, batch_size: int, workers: int | N
 
 def make_loader(samples: Samples, transform: Callable, kind: InputKind, *, batch_size: int, shuffle: bool,
                 seed: int = 0, workers: int | None = None, rank: int = 0, world_size: int = 1,
-                drop_last: bool = False) -> DataLoader:
+                drop_last: bool = False, min_side: int | None = None) -> DataLoader:
     """One loader for every use. Training shuffles through a DistributedSampler (world size 1 when
-    not distributed) so one process and N processes see the same global order."""
-    dataset = InputDataset(samples, transform, kind)
+    not distributed) so one process and N processes see the same global order. `min_side`: see `Samples.decode`."""
+    dataset = InputDataset(samples, transform, kind, min_side)
     sampler = (DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed,
                                   drop_last=drop_last) if shuffle else None)
     # Workers are not persistent: fresh ones each epoch are seeded from the epoch's seed, so a resumed

@@ -43,9 +43,12 @@ class Samples:
     def in_memory(self) -> bool:
         return isinstance(self.items, np.ndarray)
 
-    def decode(self, i: int, kind: InputKind):
-        """Item `i` decoded by `kind` (an in-memory array, or a file read); a `BadInput` names what failed."""
-        return kind.from_memory(self.items[i]) if self.in_memory else kind.read(self.items[i])
+    def decode(self, i: int, kind: InputKind, min_side: int | None = None):
+        """Item `i` decoded by `kind` (an in-memory array, or a file read); a `BadInput` names what failed.
+        `min_side` (images): a large JPEG may be decoded at reduced scale, its shorter side kept >= it."""
+        if self.in_memory:
+            return kind.from_memory(self.items[i])
+        return kind.read(self.items[i], min_side) if min_side else kind.read(self.items[i])
 
 
 @dataclass

@@ -49,7 +49,7 @@ class InputKind:
     name: str
     suffixes: frozenset[str]                                          # files of this kind
     media_types: tuple[str, ...]                                      # raw request bodies accepted (prefixes)
-    read: Callable[[str | Path], Any]                                 # file -> decoded item; BadInput names it
+    read: Callable[..., Any]                                          # (file[, min_side]) -> item; BadInput names it
     from_memory: Callable[[Any], Any]                                 # array / object -> decoded item
     decode_bytes: Callable[[bytes, str, int, dict[str, Any]], Any]    # (body, name, size limit, model metadata) ->
     #                                                                   decoded item, possibly reduced for the model

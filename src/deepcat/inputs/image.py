@@ -70,10 +70,22 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB") if img.mode != "RGB" else img
 
 
-def load_image(path: str | Path) -> Image.Image:
-    """Fully decode `path` (so truncated files fail here, not later) as upright RGB."""
+def reduce_jpeg(image: Image.Image, side: int) -> None:
+    """Before decoding: a JPEG at least twice `side` on its shorter side is decoded at 1/2, 1/4 or 1/8 scale
+    (libjpeg's DCT scaling, PIL's `draft`), the largest reduction keeping both sides >= `side`. A 12-megapixel
+    phone photo decodes in a fraction of the time, and the resize to the model's input that follows sees nearly
+    the same pixels."""
+    if image.format == "JPEG" and min(image.size) >= 2 * side:
+        image.draft(image.mode, (side, side))
+
+
+def load_image(path: str | Path, min_side: int | None = None) -> Image.Image:
+    """Fully decode `path` (so truncated files fail here, not later) as upright RGB; with `min_side`, a large
+    JPEG at reduced scale (`reduce_jpeg`)."""
     try:
         with Image.open(path) as img:
+            if min_side:
+                reduce_jpeg(img, min_side)
             img.load()
             return to_rgb(img)
     except FileNotFoundError:
@@ -95,11 +107,8 @@ def from_memory(item: Any) -> Image.Image:
 
 def decode_bytes(data: bytes, name: str, max_pixels: int, meta: dict[str, Any] | None = None) -> Image.Image:
     """Request bytes -> RGB image, refusing empty, non-image, bomb and truncated input; the pixel count is
-    checked from the header, before decoding, so a decompression bomb never expands.
-
-    A JPEG at least twice the model's `resize` on its shorter side is decoded at 1/2, 1/4 or 1/8 scale (libjpeg's
-    DCT scaling, PIL's `draft`), never below `resize`: a 12-megapixel phone photo decodes in a fraction of the
-    time, and the resize to the model's input that follows sees nearly the same pixels."""
+    checked from the header, before decoding, so a decompression bomb never expands. With the model's `meta`, a
+    large JPEG is decoded at reduced scale, never below its `resize` (`reduce_jpeg`)."""
     if not data:
         raise BadInput(f"{name}: the request had no image bytes", reason="empty_body")
     try:
@@ -115,8 +124,8 @@ def decode_bytes(data: bytes, name: str, max_pixels: int, meta: dict[str, Any] |
     if width * height > max_pixels:
         raise BadInput(f"{name}: {width}x{height} = {width * height} pixels is over the limit of {max_pixels}",
                        status=413, reason="too_many_pixels")
-    if meta is not None and image.format == "JPEG" and min(width, height) >= 2 * meta["resize"]:
-        image.draft(image.mode, (meta["resize"], meta["resize"]))  # the largest reduction keeping both sides >= it
+    if meta is not None:
+        reduce_jpeg(image, meta["resize"])
     try:
         image.load()
         return to_rgb(image)

@@ -25,12 +25,12 @@ from deepcat.errors import DeepcatError
 from deepcat.evaluation.calibration import softmax
 from deepcat.evaluation.scores import collect_logits
 from deepcat.run_folder import write_model_json, write_split
-from deepcat.training import distributed
+from deepcat.training import distributed, head_features
 from deepcat.training.checkpoint import Checkpoint
 from deepcat.training.loggers import loggers_for
 from deepcat.training.events import EarlyStopping, StopTraining, check_callbacks, fire
 from deepcat.training.optim import lr_at, set_lr
-from deepcat.training.setup import Setup, forward_loss, prepare, seed_everything, set_frozen
+from deepcat.training.setup import Setup, epoch_input_size, forward_loss, prepare, seed_everything, set_frozen
 
 
 @dataclass
@@ -123,17 +123,22 @@ def _epochs(s: Setup, run_dir: Path, state: dict[str, Any] | None, dist: distrib
     callbacks = [*([stopper] if stopper else []), *callbacks, *saving]  # the checkpoint sees every epoch last
     val_loader = (eval_loader(s.splits.val, s.pre, batch_size=256, workers=cfg.workers)
                   if s.splits.val is not None and dist.is_main else None)
-    log, net, frozen = BadInputLog(), model, None
+    log, net, frozen, features = BadInputLog(), model, None, None
     fire(callbacks, "on_fit_start", run_dir=run_dir, config=cfg)
     for epoch in range(at.epoch, cfg.epochs):
         seed_everything(cfg.seed * 1000 + epoch)  # augmentation and order depend only on (seed, epoch)
-        s.train_loader.sampler.set_epoch(epoch)
         if frozen != (epoch < cfg.freeze_epochs):
             frozen = epoch < cfg.freeze_epochs
             net = _set_phase(s, frozen, dist)
         fire(callbacks, "on_epoch_start", epoch=epoch)
         started = time.perf_counter()
-        row, at.step = _train_epoch(s, net, epoch=epoch, step=at.step, scaler=scaler, ema=ema, log=log,
+        loader = s.train_loader
+        if frozen and head_features.applies(s, dist):  # the head learns from backbone features computed once
+            if features is None:
+                features = head_features.feature_batches(s, log, progress=progress)
+            net, loader = head_features.HeadOnly(model), features
+        loader.sampler.set_epoch(epoch)
+        row, at.step = _train_epoch(s, net, loader, epoch=epoch, step=at.step, scaler=scaler, ema=ema, log=log,
                                     callbacks=callbacks, progress=progress)
         eval_model = ema.module if ema is not None else model
         if val_loader is not None:
@@ -180,17 +185,19 @@ def _validate(s: Setup, model: nn.Module, loader: Any, log: BadInputLog, *, prog
             "val_acc": float((probs.argmax(1) == labels).mean())}
 
 
-def _train_epoch(s: Setup, net: nn.Module, *, epoch: int, step: int, scaler: torch.amp.GradScaler, ema: Any,
-                 log: BadInputLog, callbacks: list[Any], progress: bool) -> tuple[dict[str, float], int]:
-    """One pass over the training data; returns the epoch's train metrics and the new global step."""
+def _train_epoch(s: Setup, net: nn.Module, loader: Any, *, epoch: int, step: int, scaler: torch.amp.GradScaler,
+                 ema: Any, log: BadInputLog, callbacks: list[Any], progress: bool) -> tuple[dict[str, float], int]:
+    """One pass over the training data (or, for `net` the head alone, their features); returns the epoch's train
+    metrics and the new global step. The schedule counts the training loader's steps either way."""
     cfg = s.cfg
     steps_per_epoch = len(s.train_loader) // cfg.accumulate
     net.train()
     seen, loss_sum, correct = 0, 0.0, 0
-    bar = tqdm(total=len(s.train_loader), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
-               dynamic_ncols=True)
-    for i, (x, y) in enumerate(batches(s.train_loader, log)):
-        logits, loss = forward_loss(s, net, x, y)
+    size = epoch_input_size(cfg, epoch)
+    bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}" + (f" at {size} px" if size else ""),
+               disable=not progress, dynamic_ncols=True)
+    for i, (x, y) in enumerate(batches(loader, log)):
+        logits, loss = forward_loss(s, net, x, y, size)
         scaler.scale(loss / cfg.accumulate).backward()
         if (i + 1) % cfg.accumulate == 0:
             set_lr(s.optimizer, lr_at(step, peak=float(cfg.lr), steps_per_epoch=steps_per_epoch, epochs=cfg.epochs,

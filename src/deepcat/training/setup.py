@@ -89,9 +89,12 @@ def prepare(cfg: TrainConfig, dist: distributed.Dist) -> Setup:
             seed=cfg.seed, rank=dist.rank, world_size=dist.world_size, drop_last=drop_last)
     else:
         augment = kind.train_transform(pre, splits, augment=cfg.augment, hflip=bool(cfg.hflip))
+        # Photos: a large JPEG is decoded at reduced scale, keeping twice the resize so a random crop still has
+        # full detail (a 12-megapixel photo at 1/4 scale).
+        min_side = 2 * pre.resize if isinstance(pre, Preprocess) else None
         train_loader = make_loader(splits.train, augment, kind, batch_size=per_process, shuffle=True, seed=cfg.seed,
                                    workers=cfg.workers, rank=dist.rank, world_size=dist.world_size,
-                                   drop_last=drop_last)
+                                   drop_last=drop_last, min_side=min_side)
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -109,10 +112,24 @@ def prepare(cfg: TrainConfig, dist: distributed.Dist) -> Setup:
                  optimizer, mixup)
 
 
-def forward_loss(s: Setup, net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits, loss) for one batch: device transfer, memory format, mixup, autocast."""
+def epoch_input_size(cfg: TrainConfig, epoch: int) -> int | None:
+    """Progressive resizing: the side photos are shrunk to in `epoch` (None: full size). The unfrozen epochs grow
+    linearly from `cfg.progressive` of the input size to all of it in the last, in steps of 32 px."""
+    unfrozen, k = cfg.epochs - cfg.freeze_epochs, epoch - cfg.freeze_epochs
+    if cfg.progressive >= 1 or not cfg.image_size or k < 0 or k >= unfrozen - 1:
+        return None
+    share = cfg.progressive + (1 - cfg.progressive) * k / (unfrozen - 1)
+    return max(32, round(cfg.image_size * share / 32) * 32)
+
+
+def forward_loss(s: Setup, net: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, loss) for one batch: device transfer, progressive resizing to `size`, memory format, mixup,
+    autocast."""
     x, y = x.to(s.device, non_blocking=True), y.to(s.device, non_blocking=True)
-    if s.cfg.channels_last:
+    if size is not None and x.ndim == 4 and s.pre.kind == "image" and x.shape[-1] > size:
+        x = nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    if s.cfg.channels_last and x.ndim == 4:  # (not the head's features)
         x = x.contiguous(memory_format=torch.channels_last)
     target = y
     if s.mixup is not None:  # timm's Mixup needs an even batch; an odd last batch gets one-hot targets

@@ -1,0 +1,181 @@
+"""Fine-tuning a pretrained photo model on a CPU: deepcat against the plain PyTorch loop that timm's and fastai's
+documentation teach, on the same photo-like task, weights, epochs and threads, in one run.
+
+The task: Fashion-MNIST, `--per-class` training images of each of the 10 classes written as PNG files, read and
+resized to EfficientNet-Lite0's 224 px input by every contestant (real photos of clothes, upscaled). All start
+from the same ImageNet weights (the packaged EfficientNet-Lite0 file). Contestants, each 1 frozen + `--unfrozen`
+epochs at batch 32, AdamW with a one-cycle schedule per phase, fp32:
+
+- the plain loop: timm's model and its training transform (`timm.data.create_transform`: random resized crop,
+  flip, colour jitter) through a DataLoader (2 workers), a head epoch with the backbone frozen (its forward runs
+  every step), then every layer at 224 px;
+- `deepcat.train` with the frozen epoch as round 1 ran it (the backbone each step: `head_from_features=False`);
+- `deepcat.train` as it is now: the head learns from backbone features computed once;
+- the same with progressive resizing (`progressive=0.5`: the unfrozen epochs grow from 128 px to 224 px).
+
+deepcat trains on the same images as the loop (`val_fraction=0`, no data audit). Test accuracy on
+`--test-per-class` images of each class is measured after every epoch with the clock stopped. Reported: images/s
+in the frozen and unfrozen phases, the training time, and the time to the plain loop's final accuracy (less
+`--tolerance`), and its ratio to the loop's.
+
+    python benchmarks/finetune.py            # ~30 min on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import report  # noqa: E402
+from finetune_vs_scratch import write_subset  # noqa: E402
+from train_speed import Clock  # noqa: E402
+
+BATCH = 32
+
+
+def lite0_transform(*, is_training: bool):
+    """timm's own transform for the model's data config, as timm's documentation builds it."""
+    import timm
+    import timm.data
+
+    config = timm.data.resolve_data_config(model=timm.create_model("tf_efficientnet_lite0"))
+    return timm.data.create_transform(**config, is_training=is_training)
+
+
+def test_tensors(folder: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """The test images as Lite0's evaluation sees them (resize 256, centre crop 224, its mean and std)."""
+    from torchvision import datasets
+
+    test = datasets.ImageFolder(str(folder), lite0_transform(is_training=False))
+    x = torch.stack([test[i][0] for i in range(len(test))])
+    return x, torch.tensor(test.targets), test.classes
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    was_training = model.training
+    model.eval()
+    correct = sum((model(x[i:i + 64]).argmax(1) == y[i:i + 64]).sum().item() for i in range(0, len(x), 64))
+    model.train(was_training)
+    return correct / len(y)
+
+
+def plain_loop(train_dir: Path, test: tuple, *, unfrozen: int, seed: int) -> dict:
+    """timm + torchvision, as their documentation teaches: a head epoch on the frozen backbone, then everything."""
+    import timm
+    from torchvision import datasets
+
+    from deepcat.models import efficientnet_lite0
+
+    torch.manual_seed(seed)
+    model = timm.create_model("tf_efficientnet_lite0", num_classes=10)
+    weights = {k: v for k, v in efficientnet_lite0.load_state_dict().items() if not k.startswith("classifier.")}
+    model.load_state_dict(weights, strict=False)  # timm.create_model(pretrained=True) where the hub is reachable
+    data = datasets.ImageFolder(str(train_dir), lite0_transform(is_training=True))
+    loader = torch.utils.data.DataLoader(data, batch_size=BATCH, shuffle=True, num_workers=2, drop_last=True)
+    loss_fn = nn.CrossEntropyLoss()
+    clock, curve, phases = Clock(), [], []
+    for phase, epochs, lr in (("frozen", 1, 2e-3), ("unfrozen", unfrozen, 1e-3)):
+        for name, p in model.named_parameters():
+            p.requires_grad_(phase == "unfrozen" or name.startswith("classifier."))
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=5e-4)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * len(loader))
+        for _ in range(epochs):
+            started, images = clock.elapsed(), 0
+            model.train()
+            for x, y in loader:
+                loss = loss_fn(model(x), y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                images += len(y)
+            phases.append((phase, images, clock.elapsed() - started))
+            with clock.pause():
+                curve.append((clock.elapsed(), accuracy(model, *test[:2])))
+    return summarise("plain PyTorch loop (timm + torchvision, fp32, 224 px, backbone forward in the head epoch)",
+                     curve, phases)
+
+
+def deepcat_run(data: Path, test: tuple, *, unfrozen: int, seed: int, name: str, **options) -> dict:
+    """`deepcat.train` on `data`'s train/ and test/ folders; its own evaluation at the end is off the clock."""
+    import json
+
+    import deepcat
+
+    clock, curve, phases = Clock(), [], []
+    x, y, classes = test
+
+    class Watch:
+        def on_epoch_start(self, *, epoch, **_):
+            self.started, self.epoch, self.batches = clock.elapsed(), epoch, 0
+
+        def on_batch_end(self, **_):
+            self.batches += 1
+
+        def on_epoch_end(self, *, model, **_):
+            phase = "frozen" if self.epoch < 1 else "unfrozen"
+            phases.append((phase, self.batches * BATCH, clock.elapsed() - self.started))
+            with clock.pause():
+                curve.append((clock.elapsed(), accuracy(model, x, y)))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        clock.started = time.perf_counter()
+        run = deepcat.train(data=str(data), model="tf_efficientnet_lite0", pretrained=True, epochs=1 + unfrozen,
+                            freeze_epochs=1, batch_size=BATCH, val_fraction=0.0, audit=False, workers=2, seed=seed,
+                            output=tmp, name="run", callbacks=[Watch()], progress=False, **options)
+        assert json.loads((run / "model.json").read_text())["classes"] == classes, "class order differs from the test's"
+    return summarise(name, curve, phases)
+
+
+def summarise(name: str, curve: list[tuple[float, float]], phases: list[tuple[str, int, float]]) -> dict:
+    row: dict = {"contestant": name}
+    for phase in ("frozen", "unfrozen"):
+        done = [(n, s) for p, n, s in phases if p == phase]
+        row[f"{phase}_images_per_s"] = sum(n for n, _ in done) / sum(s for _, s in done)
+    row.update(training_seconds=curve[-1][0], final_test_accuracy=curve[-1][1],
+               best_test_accuracy=max(a for _, a in curve), curve=curve)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--per-class", type=int, default=60)
+    parser.add_argument("--test-per-class", type=int, default=50)
+    parser.add_argument("--unfrozen", type=int, default=3)
+    parser.add_argument("--tolerance", type=float, default=0.01)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "finetune.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "fashion-subset"
+        write_subset(data, args.per_class, args.test_per_class, args.seed)
+        test = test_tensors(data / "test")
+        common = {"unfrozen": args.unfrozen, "seed": args.seed}
+        rows = [plain_loop(data / "train", test, **common),
+                deepcat_run(data, test, **common, head_from_features=False,
+                            name="deepcat.train, frozen epoch as in round 1 (backbone every step)"),
+                deepcat_run(data, test, **common, name="deepcat.train (head on features computed once)"),
+                deepcat_run(data, test, **common, progressive=0.5,
+                            name="deepcat.train, features + progressive resizing from 0.5")]
+    target = rows[0]["final_test_accuracy"] - args.tolerance
+    for row in rows:
+        row["s_to_target"] = next((t for t, acc in row["curve"] if acc >= target), None)
+        row["speed_up_to_target"] = (rows[0]["s_to_target"] / row["s_to_target"]) if row["s_to_target"] else None
+    table = [{k: v for k, v in r.items() if k != "curve"} for r in rows]
+    report("finetune", table, args.out, target_accuracy=target, per_class=args.per_class,
+           test_per_class=args.test_per_class, curves=[{"contestant": r["contestant"], "curve": r["curve"]}
+                                                       for r in rows])
+
+
+if __name__ == "__main__":
+    main()
