@@ -13,7 +13,7 @@ import torch
 
 from deepcat.inputs import preprocess_of
 from deepcat.exporting.check import ExportCheck, compare, run_images
-from deepcat.exporting.formats import FORMATS, CalibrationImages, torch_logits
+from deepcat.exporting.formats import FORMATS, CalibrationImages, check_file, torch_logits
 from deepcat.exporting.graph import Deployable, metadata
 
 HELD_OUT_IMAGES = 200  # training images (not calibration ones) int8 must agree on before the check
@@ -90,14 +90,14 @@ def export_checked(net: Deployable, meta: dict[str, Any], *, format: str, out: P
     """Write `net` as `format` to `out`, then compare it with PyTorch on `checks` (raises when out of bounds)."""
     chosen = FORMATS.get(format)
     out.parent.mkdir(parents=True, exist_ok=True)
-    check_file = out.parent / f"{out.name}.check.json"
-    check_file.unlink(missing_ok=True)  # a file that fails its check must not keep an earlier file's pass
+    checked = check_file(out)
+    checked.unlink(missing_ok=True)  # a file that fails its check must not keep an earlier file's pass
     reference = torch_logits(net, checks)
     written = chosen.write(net, meta, out, torch.from_numpy(checks[:2]), calibration, quiet)
     report = compare(reference, written.logits(checks), labels, kind=chosen.precision)
     result = ExportResult(str(out), format, out.stat().st_size, report, written.precision,
                           _ms_per_image(written.session, checks[:1]) if written.session is not None else None)
-    check_file.write_text(json.dumps(result.to_dict(), indent=2))
+    checked.write_text(json.dumps(result.to_dict(), indent=2))
     return result
 
 

@@ -44,6 +44,11 @@ class ExportFormat:
 FORMATS: Registry[ExportFormat] = Registry("export format")
 
 
+def check_file(path: Path) -> Path:
+    """Where `deepcat export` records how the file at `path` compared with PyTorch."""
+    return path.parent / f"{path.name}.check.json"
+
+
 def torch_logits(net: Any, batch: np.ndarray) -> np.ndarray:
     import torch
 

@@ -98,15 +98,16 @@ def create_app(model_path: str | Path, *, limits: Limits | None = None, api_key:
     """A FastAPI app serving one exported model; preprocessing comes from the model's own metadata.
     With `reject`, inputs below the model's calibrated threshold are answered `unknown`."""
     limits = limits or Limits()
+    workers = max(1, limits.workers)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    classifier = load_onnx(model_path, threads=max(1, cores // max(1, limits.workers)))
+    classifier = load_onnx(model_path, threads=max(1, cores // workers))
     served = Served(Path(model_path), classifier, limits, api_key,
                     classifier.threshold if reject else None, web_assets or default_web_assets())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         served.batcher = MicroBatcher(classifier.infer, max_batch=served.limits.max_batch,
-                                      max_wait=served.limits.max_wait_ms / 1000, workers=max(1, served.limits.workers),
+                                      max_wait=served.limits.max_wait_ms / 1000, workers=workers,
                                       on_batch=served.metrics.batch_size.observe,
                                       admitted=lambda: served.admission.inside)
         served.batcher.start()

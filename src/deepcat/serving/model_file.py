@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from deepcat.errors import DeepcatError
-from deepcat.exporting.formats import FORMATS
+from deepcat.exporting.formats import FORMATS, check_file
 
 CAT_DOG_NEITHER = Path.home() / ".cache" / "deepcat" / "cat-dog-neither.onnx"
 PRECISIONS = ("auto", "fp32", "int8")
@@ -21,10 +21,10 @@ PRECISIONS = ("auto", "fp32", "int8")
 
 def passed_check(path: Path) -> bool:
     """`path` passed the check `deepcat export` ran on it: its `.check.json` says so, for this very file."""
-    check_file = path.parent / f"{path.name}.check.json"
-    if not (path.is_file() and check_file.is_file()):
+    checked = check_file(path)
+    if not (path.is_file() and checked.is_file()):
         return False
-    found = json.loads(check_file.read_text())
+    found = json.loads(checked.read_text())
     return bool(found["check"]["passed"]) and found["bytes"] == path.stat().st_size
 
 
@@ -34,16 +34,15 @@ def serving_model(run: str | Path | None, precision: str = "auto") -> Path:
     The fp32 file is exported first when missing; an int8 one never is (quantising takes minutes)."""
     if precision not in PRECISIONS:
         raise DeepcatError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
-    int8 = Path(run or "") / "export" / FORMATS.get("onnx-int8").filename
-    if run is not None and precision != "fp32":
-        if passed_check(int8):
-            return int8
-        if precision == "int8":
-            raise DeepcatError(f"{run} has no int8 export that passed its check: run `deepcat export {run} "
-                               f"--format onnx-int8` (it refuses a file that disagrees with PyTorch), or serve fp32")
-    elif run is None and precision == "int8":
+    if run is None and precision == "int8":
         raise DeepcatError("the pretrained cat / dog / neither model is served in fp32: it has no check images "
                            "offline to prove an int8 file with")
+    int8 = None if run is None else Path(run) / "export" / FORMATS.get("onnx-int8").filename
+    if int8 is not None and precision != "fp32" and passed_check(int8):
+        return int8
+    if precision == "int8":
+        raise DeepcatError(f"{run} has no int8 export that passed its check: run `deepcat export {run} "
+                           f"--format onnx-int8` (it refuses a file that disagrees with PyTorch), or serve fp32")
     path = CAT_DOG_NEITHER if run is None else Path(run) / "export" / FORMATS.get("onnx").filename
     if not path.is_file():
         if run is None:
@@ -54,9 +53,9 @@ def serving_model(run: str | Path | None, precision: str = "auto") -> Path:
         if child.exitcode != 0 or not path.is_file():
             raise DeepcatError(f"exporting {run or 'the pretrained model'} to {path} failed (the reason is "
                                f"printed above); run `deepcat export {run or ''}` to see it alone")
-    if run is not None and precision == "auto" and int8.is_file():
-        print(f"serving fp32: {int8} did not pass its check (see {int8.name}.check.json)", file=sys.stderr)
-    elif run is not None and precision == "auto":
+    if int8 is not None and precision == "auto" and int8.is_file():
+        print(f"serving fp32: {int8} did not pass its check (see {check_file(int8)})", file=sys.stderr)
+    elif int8 is not None and precision == "auto":
         print(f"serving fp32; `deepcat export {run} --format onnx-int8` writes an int8 file, served instead when "
               "it passes its check (about 1.5x the requests/s on a CPU)", file=sys.stderr)
     return path

@@ -124,6 +124,7 @@ def _epochs(s: Setup, run_dir: Path, state: dict[str, Any] | None, dist: distrib
     val_loader = (eval_loader(s.splits.val, s.pre, batch_size=256, workers=cfg.workers)
                   if s.splits.val is not None and dist.is_main else None)
     log, net, frozen, features = BadInputLog(), model, None, None
+    from_features = head_features.applies(s, dist)  # frozen epochs: the head learns from features computed once
     fire(callbacks, "on_fit_start", run_dir=run_dir, config=cfg)
     for epoch in range(at.epoch, cfg.epochs):
         seed_everything(cfg.seed * 1000 + epoch)  # augmentation and order depend only on (seed, epoch)
@@ -133,7 +134,7 @@ def _epochs(s: Setup, run_dir: Path, state: dict[str, Any] | None, dist: distrib
         fire(callbacks, "on_epoch_start", epoch=epoch)
         started = time.perf_counter()
         loader = s.train_loader
-        if frozen and head_features.applies(s, dist):  # the head learns from backbone features computed once
+        if frozen and from_features:
             if features is None:
                 features = head_features.feature_batches(s, log, progress=progress)
             net, loader = head_features.HeadOnly(model), features
