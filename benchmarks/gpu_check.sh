@@ -2,7 +2,11 @@
 # Every deepcat command once through CUDA on small data, then benchmarks/gpu.py: the one prepared script for a
 # lent GPU machine, whose python3 already has torch, timm, onnx and onnxruntime. What it lacks travels beside the
 # checkout: .whl/ (the other dependencies as wheels for its Python) and .gpu/ (Debian's Fashion-MNIST IDX files).
-# Each step runs even when one before it failed; the summary at the end names the failures.
+# Each step runs even when one before it failed; the summary at the end names the failures. The wheels are the
+# dependencies that machine's image lacks (fastapi and its pydantic, starlette and opentelemetry-api; uvicorn,
+# httptools, python-multipart, imagehash, PyWavelets, cleanlab, termcolor, optuna, SQLAlchemy, alembic, Mako,
+# colorlog, soundfile, cffi, pycparser, soxr), fetched here with `pip download --no-deps --only-binary=:all:
+# --python-version 3.12 --platform manylinux_2_28_x86_64 ... -d .whl NAME==VERSION`.
 #
 #     OUT=/tmp/gpu-out bash benchmarks/gpu_check.sh      # ~6 min on one H100/H200
 set -u

@@ -43,7 +43,8 @@ def test_search_runs_to_its_trial_count_writes_every_file_and_continues(tmp_path
 
 def test_best_yaml_retrains_to_the_same_configuration(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = deepcat.tune("digits", trials=2, study="s", **FAST)
+    result = deepcat.tune("digits", trials=2, study="s", output="searches", **FAST)
+    assert result.folder == Path("searches/s") and result.best_run.parent == Path("searches/s/trials")
     assert main(["train", "--config", str(result.best_config), "--name", "again"]) == 0
     strip = ("output", "name")
     best = {k: v for k, v in yaml.safe_load((tmp_path / result.best_run / "config.yaml").read_text()).items()

@@ -229,8 +229,8 @@ def tune(data: str | None = None, *, config: str | Path | None = None, budget: s
     """Search training options with Optuna (TPE, seeded; poor trials pruned from their per-epoch validation
     accuracy) for `budget` ("30m", "2h") or `trials`, whichever ends first. `options` are fixed, the rest of
     `space` (a YAML file, or the default for the data's model) is searched. The study lives in
-    tunes/STUDY/study.db, or in `storage` (e.g. postgresql://...) shared by processes on many machines;
-    `workers` runs that many trial processes here. The same call again continues the study.
+    tunes/STUDY/study.db (OUTPUT/STUDY/ when `output` is given), or in `storage` (e.g. postgresql://...) shared
+    by processes on many machines; `workers` runs that many trial processes here. The same call again continues the study.
 
     >>> result = deepcat.tune("digits", trials=20)
     >>> result.best_value, result.best_config   # tunes/digits/best.yaml: `deepcat train --config` it
@@ -260,7 +260,7 @@ def tune(data: str | None = None, *, config: str | Path | None = None, budget: s
                                                               lr=float(auto.lr))
     searched = without_fixed(searched, {k: v for k, v in options.items() if v is not None})
     name = study or splits.name
-    folder = Path("tunes") / name
+    folder = Path(options.get("output") or "tunes") / name
     plan = dict(base=cfg.to_dict(), space=searched, folder=folder, study_name=name, storage=storage,
                 budget=Budget(trials, parse_budget(budget), time.perf_counter()), seed=cfg.seed, pruning=pruning,
                 classes=len(splits.classes))

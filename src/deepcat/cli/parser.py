@@ -149,8 +149,8 @@ def _lr_find(sub: argparse._SubParsersAction) -> None:
 def _tune(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tune", help="search hyper-parameters (Optuna) within a time or trial budget",
                        description="Search the training options not given here, for --budget or --trials. The "
-                                   "study lives in tunes/STUDY/ (or --storage, shared by many machines); the same "
-                                   "command again continues it.")
+                                   "study lives in tunes/STUDY/ (OUTPUT/STUDY/ with --output; or --storage, a "
+                                   "database shared by many machines); the same command again continues it.")
     p.add_argument("data", nargs="?", metavar="DATA", help=TrainConfig.help_of("data") + " (default: digits)")
     p.add_argument("--config", help="YAML file of fixed options")
     p.add_argument("--budget", help="wall time, e.g. 30m, 2h, 90s")

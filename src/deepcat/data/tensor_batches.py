@@ -1,6 +1,7 @@
 """The fast path for small in-memory images (digits, Fashion-MNIST, CIFAR-sized arrays): the whole set is one
 uint8 tensor, and each batch is augmented at once (pad-and-crop, flip) with tensor ops instead of image by
-image through PIL. Measured on Fashion-MNIST (`benchmarks/data.py`): ~40x the per-image pipeline's rate.
+image through PIL. Measured on Fashion-MNIST (`benchmarks/data.py`, 2 cores): about 65x the per-image
+pipeline's rate (91,700 against 1,409 images/s).
 
 Same contract as the DataLoader it replaces: yields (x, y, bad) with x normalised float32 NCHW, the order
 from a DistributedSampler (one process and N processes see the same global order), `set_epoch` via
