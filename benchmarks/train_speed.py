@@ -17,7 +17,7 @@ clock stopped, on all 10,000 test images. deepcat's time includes its own work: 
 (reported separately as `after_training_seconds`). The summary rows give each contestant's median and range
 over the repeats.
 
-    python benchmarks/train_speed.py              # ~50 min on 2 cores
+    python benchmarks/train_speed.py              # ~2 h 10 min on 2 cores
     python benchmarks/train_speed.py --only deepcat --repeats 1
 """
 
