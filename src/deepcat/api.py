@@ -230,7 +230,8 @@ def tune(data: str | None = None, *, config: str | Path | None = None, budget: s
     accuracy) for `budget` ("30m", "2h") or `trials`, whichever ends first. `options` are fixed, the rest of
     `space` (a YAML file, or the default for the data's model) is searched. The study lives in
     tunes/STUDY/study.db (OUTPUT/STUDY/ when `output` is given), or in `storage` (e.g. postgresql://...) shared
-    by processes on many machines; `workers` runs that many trial processes here. The same call again continues the study.
+    by processes on many machines; `workers` runs that many trial processes here. The same call again continues
+    the study.
 
     >>> result = deepcat.tune("digits", trials=20)
     >>> result.best_value, result.best_config   # tunes/digits/best.yaml: `deepcat train --config` it
