@@ -134,31 +134,55 @@ def test_unreadable_image_is_skipped_with_one_warning(digits_folder, truncated_j
     assert (run / "best.safetensors").is_file()
 
 
-def test_fine_tune_freezes_then_unfreezes(digits_folder, tmp_path):
+@pytest.mark.parametrize("unfreeze", [0.5, 1.0])
+def test_fine_tune_freezes_then_unfreezes(digits_folder, tmp_path, unfreeze):
     """Pretrained EfficientNet-Lite0 (offline weights): epoch 1 trains the head only, on backbone features
-    computed once in eval mode (batch-norm statistics untouched), epoch 2 everything."""
+    computed once in eval mode (batch-norm statistics untouched); epoch 2 the later half of the layer groups by
+    default, the early ones (stem to blocks.3) untouched, batch norm included; with `unfreeze=1` everything."""
     from deepcat.models import create_model
 
-    class StemAfterEachEpoch:
+    class AfterEachEpoch:
         def __init__(self):
-            self.stems, self.heads, self.norms = [], [], []
+            self.stems, self.heads, self.norms, self.early, self.late = [], [], [], [], []
 
         def on_epoch_end(self, *, model, **_):
             self.stems.append(model.conv_stem.weight.detach().clone())
             self.heads.append(model.classifier.weight.detach().clone())
             self.norms.append(model.bn1.running_mean.clone())
+            self.early.append(model.blocks[3][2].bn3.running_var.clone())
+            self.late.append(model.blocks[4][0].conv_pw.weight.detach().clone())
 
-    seen = StemAfterEachEpoch()
+    seen = AfterEachEpoch()
     run = deepcat.train(data=str(digits_folder), model="efficientnet_lite0", output=str(tmp_path), name="ft",
-                        epochs=2, freeze_epochs=1, image_size=64, batch_size=16, callbacks=[seen], progress=False)
+                        epochs=2, freeze_epochs=1, image_size=64, batch_size=16, callbacks=[seen], progress=False,
+                        unfreeze=unfreeze)
     cfg = (run / "config.yaml").read_text()
     assert "model: tf_efficientnet_lite0" in cfg and "pretrained: true" in cfg and "freeze_epochs: 1" in cfg
+    assert f"unfreeze: {unfreeze}" in cfg
     start, _ = create_model(name="tf_efficientnet_lite0", num_classes=3, image_size=64, pretrained=True)
     assert torch.equal(seen.stems[0], start.conv_stem.weight)  # epoch 1: backbone frozen
     assert torch.equal(seen.norms[0], start.bn1.running_mean)  # ... and never run in training mode
     assert not torch.equal(seen.heads[0], seen.heads[1]) and seen.heads[0].abs().sum() > 0  # the zero head learnt
-    assert not torch.equal(seen.stems[1], start.conv_stem.weight)  # epoch 2: everything learns
-    assert not torch.equal(seen.norms[1], start.bn1.running_mean)
+    assert not torch.equal(seen.late[1], start.blocks[4][0].conv_pw.weight)  # epoch 2: the later half learns
+    everything = unfreeze == 1.0
+    assert torch.equal(seen.stems[1], start.conv_stem.weight) != everything  # ... and the early layers only with 1
+    assert torch.equal(seen.norms[1], start.bn1.running_mean) != everything
+    assert torch.equal(seen.early[1], start.blocks[3][2].bn3.running_var) != everything
+
+
+def test_early_layers_follow_timm_groups_and_spare_the_head():
+    from deepcat.models import create_model
+    from deepcat.models.create import early_layers
+
+    lite0, _ = create_model(name="tf_efficientnet_lite0", num_classes=3, image_size=64)
+    assert early_layers(lite0, 1.0) == []
+    half = early_layers(lite0, 0.5)  # 18 groups: the stem, 16 blocks, the head conv with the classifier
+    assert half[:2] == ["conv_stem", "bn1"] and half[-1].startswith("blocks.3.2.")
+    assert not any(name.startswith(("blocks.4", "conv_head", "classifier")) for name in half)
+    assert "classifier" not in early_layers(lite0, 0.0)  # the head always learns
+    cnn, _ = create_model(name="smallcnn", num_classes=3, image_size=28)  # no timm groups: top-level children
+    names = [name for name, _ in cnn.named_children()]
+    assert early_layers(cnn, 0.5) == names[:round(len(names) / 2)]
 
 
 def test_cached_features_are_what_the_classifier_sees(digits_folder):

@@ -223,3 +223,19 @@ def classifier_of(model: nn.Module) -> nn.Module:
         if isinstance(getattr(model, attr, None), nn.Module):
             return getattr(model, attr)
     return list(model.children())[-1]
+
+
+def early_layers(model: nn.Module, share_trained: float) -> list[str]:
+    """Names of the modules before the last `share_trained` of the model's layer groups, in forward order: timm's
+    own groups (its `group_matcher`, as layer-wise learning-rate decay uses; a block each for EfficientNet, 18 in
+    all for Lite0), else the model's top-level children. The head is never among them."""
+    if share_trained >= 1:
+        return []
+    if hasattr(model, "group_matcher"):
+        from timm.models import group_modules
+
+        groups = [names for names in group_modules(model, model.group_matcher(coarse=False)).values()]
+    else:
+        groups = [[name] for name, _ in model.named_children()]
+    frozen = groups[:max(0, min(len(groups) - 1, round(len(groups) * (1 - share_trained))))]
+    return [name for names in frozen for name in names]

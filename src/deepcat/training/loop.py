@@ -30,7 +30,8 @@ from deepcat.training.checkpoint import Checkpoint
 from deepcat.training.loggers import loggers_for
 from deepcat.training.events import EarlyStopping, StopTraining, check_callbacks, fire
 from deepcat.training.optim import lr_at, set_lr
-from deepcat.training.setup import Setup, epoch_input_size, forward_loss, prepare, seed_everything, set_frozen
+from deepcat.training.setup import (Setup, epoch_input_size, forward_loss, prepare, seed_everything, set_frozen,
+                                   train_mode)
 
 
 @dataclass
@@ -172,7 +173,7 @@ def _restore(state: dict[str, Any], tensors: dict[str, Any]) -> Progress:
 def _set_phase(s: Setup, frozen: bool, dist: distributed.Dist) -> nn.Module:
     """Freeze (head only) or unfreeze the model; under DDP, wrap it anew (DDP registers the trainable parameters
     when it is built)."""
-    set_frozen(s.model, frozen)
+    set_frozen(s.model, frozen, s.cfg.unfreeze)
     if not dist.enabled:
         return s.model
     return nn.parallel.DistributedDataParallel(s.model, device_ids=[s.device.index] if s.device.type == "cuda" else None)
@@ -192,7 +193,7 @@ def _train_epoch(s: Setup, net: nn.Module, loader: Any, *, epoch: int, step: int
     metrics and the new global step. The schedule counts the training loader's steps either way."""
     cfg = s.cfg
     steps_per_epoch = len(s.train_loader) // cfg.accumulate
-    net.train()
+    train_mode(net)
     seen, loss_sum, correct = 0, 0.0, 0
     size = epoch_input_size(cfg, epoch)
     bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}" + (f" at {size} px" if size else ""),

@@ -42,4 +42,5 @@ def resolve_auto(cfg: TrainConfig, splits: DataSplits) -> TrainConfig:
         lr=cfg.lr if cfg.lr is not None else OPTIMIZERS.get(optimizer).default_lr,
         hflip=cfg.hflip if cfg.hflip is not None else (splits.mirror_safe and not sound),
         freeze_epochs=min(cfg.freeze_epochs, cfg.epochs - 1) if (pretrained or cfg.weights) else 0,
+        unfreeze=cfg.unfreeze if starts_pretrained else 1.0,
     )

@@ -19,7 +19,7 @@ from deepcat.inputs import input_kind
 from deepcat.inputs.image import Preprocess
 from deepcat.device import amp_dtype, autocast, pick_device
 from deepcat.errors import DeepcatError
-from deepcat.models.create import ModelSpec, classifier_of, create_model, default_preprocess
+from deepcat.models.create import ModelSpec, classifier_of, create_model, default_preprocess, early_layers
 from deepcat.training import distributed
 from deepcat.training.losses import LOSSES, build_loss, inverse_frequency
 from deepcat.training.optim import OPTIMIZERS, build_optimizer
@@ -32,11 +32,24 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def set_frozen(model: nn.Module, frozen: bool) -> None:
-    """Frozen: only the classifier head learns (batch-norm statistics still adapt)."""
+def set_frozen(model: nn.Module, frozen: bool, unfreeze: float = 1.0) -> None:
+    """Frozen: only the classifier head learns. Unfrozen: the last `unfreeze` of the layer groups learn; the
+    earlier ones keep their weights and run without gradients. Batch norm that does not learn keeps its statistics
+    too (`train_mode`)."""
     head = {id(p) for p in classifier_of(model).parameters()}
+    early = {id(p) for name in early_layers(model, unfreeze) for p in model.get_submodule(name).parameters()}
     for p in model.parameters():
-        p.requires_grad_(not frozen or id(p) in head)
+        p.requires_grad_(id(p) in head if frozen else id(p) not in early)
+
+
+def train_mode(model: nn.Module) -> None:
+    """Training mode, but batch norm whose weights do not learn (the layers `unfreeze` leaves out) keeps its
+    ImageNet statistics, as in evaluation: they are what the frozen weights were trained with."""
+    model.train()
+    for m in model.modules():
+        params = list(m.parameters(recurse=False))
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and params and not any(p.requires_grad for p in params):
+            m.eval()
 
 
 @dataclasses.dataclass

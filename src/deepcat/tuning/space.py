@@ -37,7 +37,8 @@ FIXED = ("data", "classes", "output", "name", "device", "data_root", "seed", "wo
 
 def default_space(*, small_images: bool, epochs: int, lr: float) -> Space:
     """Around the `auto` recipe: lr on a log scale around its value, regularisation and augmentation, batch size,
-    epochs up to the budget's; for the small CNN its width, for pretrained models the freeze and a few bodies."""
+    epochs up to the budget's; for the small CNN its width, for pretrained models the freeze, how much to
+    unfreeze and a few bodies."""
     space: Space = {
         "lr": Range(lr / 5, lr * 3, log=True),
         "weight_decay": Range(1e-5, 5e-3, log=True),
@@ -54,6 +55,7 @@ def default_space(*, small_images: bool, epochs: int, lr: float) -> Space:
         space["model_width"] = [16, 24, 32]
     else:
         space["freeze_epochs"] = Range(0, 2)
+        space["unfreeze"] = [0.25, 0.5, 1.0]
         space["model"] = ["tf_efficientnet_lite0", "mobilenetv3_large_100", "resnet18"]
     return space
 
