@@ -225,17 +225,19 @@ def classifier_of(model: nn.Module) -> nn.Module:
     return list(model.children())[-1]
 
 
-def early_layers(model: nn.Module, share_trained: float) -> list[str]:
-    """Names of the modules before the last `share_trained` of the model's layer groups, in forward order: timm's
-    own groups (its `group_matcher`, as layer-wise learning-rate decay uses; a block each for EfficientNet, 18 in
-    all for Lite0), else the model's top-level children. The head is never among them."""
+def early_parameters(model: nn.Module, share_trained: float) -> set[str]:
+    """Names of the parameters before the last `share_trained` of the model's layer groups, in forward order:
+    timm's own groups (its `group_matcher`, as layer-wise learning-rate decay uses; a block each for EfficientNet,
+    18 in all for Lite0), else the model's top-level children that hold parameters. The head is never among them."""
     if share_trained >= 1:
-        return []
+        return set()
     if hasattr(model, "group_matcher"):
-        from timm.models import group_modules
+        from timm.models import group_parameters
 
-        groups = [names for names in group_modules(model, model.group_matcher(coarse=False)).values()]
+        groups = list(group_parameters(model, model.group_matcher(coarse=False)).values())
     else:
-        groups = [[name] for name, _ in model.named_children()]
+        groups = [[f"{child}.{name}" for name, _ in module.named_parameters()] for child, module in
+                  model.named_children()]
+    groups = [names for names in groups if names]
     frozen = groups[:max(0, min(len(groups) - 1, round(len(groups) * (1 - share_trained))))]
-    return [name for names in frozen for name in names]
+    return {name for names in frozen for name in names}

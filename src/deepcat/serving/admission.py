@@ -49,15 +49,20 @@ class Admission:
         rate = self.rate()
         return 0.0 if rate is None else (self.inside + count) / rate
 
-    @contextlib.contextmanager
-    def admit(self, count: int) -> Iterator[None]:
-        """Hold `count` inputs inside the server, or refuse them with 503 when their wait would exceed the budget."""
+    def check(self, count: int) -> None:
+        """Refuse `count` more inputs with 503 when their wait would exceed the budget. Called before a request's
+        body is read too, so that past capacity a refusal costs as little as it can."""
         if self.budget_s > 0 and self.inside > 0:
             wait = self.expected_wait(count)
             if wait > self.budget_s:
                 raise RequestError(503, "overloaded", f"the server is at capacity: the wait would be about "
                                    f"{wait * 1000:.0f} ms, over its {self.budget_s * 1000:.0f} ms budget; retry "
                                    f"after {RETRY_AFTER_S} s", headers={"Retry-After": str(RETRY_AFTER_S)})
+
+    @contextlib.contextmanager
+    def admit(self, count: int) -> Iterator[None]:
+        """Hold `count` inputs inside the server, or refuse them with 503 when their wait would exceed the budget."""
+        self.check(count)
         if self.inside == 0:
             self.busy_since = self.clock()
         self.inside += count

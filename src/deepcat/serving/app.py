@@ -177,6 +177,7 @@ def _prediction_routes(app: FastAPI, served: Served) -> None:
               summary="Classify one input")
     async def predict(request: Request, top_k: int = TOP_K, coverage: float | None = COVERAGE) -> dict[str, Any]:
         requests.authorise(request, served.api_key)
+        served.admission.check(1)  # past capacity, refuse before reading the body
         inputs = await requests.read_inputs(request, field="file", many=False, limits=served.limits,
                                             media_types=media_types)
         [result] = await served.classify(inputs, top_k, coverage)

@@ -19,7 +19,8 @@ from deepcat.inputs import input_kind
 from deepcat.inputs.image import Preprocess
 from deepcat.device import amp_dtype, autocast, pick_device
 from deepcat.errors import DeepcatError
-from deepcat.models.create import ModelSpec, classifier_of, create_model, default_preprocess, early_layers
+from deepcat.models.create import (ModelSpec, classifier_of, create_model, default_preprocess,
+                                   early_parameters)
 from deepcat.training import distributed
 from deepcat.training.losses import LOSSES, build_loss, inverse_frequency
 from deepcat.training.optim import OPTIMIZERS, build_optimizer
@@ -37,9 +38,9 @@ def set_frozen(model: nn.Module, frozen: bool, unfreeze: float = 1.0) -> None:
     earlier ones keep their weights and run without gradients. Batch norm that does not learn keeps its statistics
     too (`train_mode`)."""
     head = {id(p) for p in classifier_of(model).parameters()}
-    early = {id(p) for name in early_layers(model, unfreeze) for p in model.get_submodule(name).parameters()}
-    for p in model.parameters():
-        p.requires_grad_(id(p) in head if frozen else id(p) not in early)
+    early = early_parameters(model, unfreeze)
+    for name, p in model.named_parameters():
+        p.requires_grad_(id(p) in head if frozen else name not in early)
 
 
 def train_mode(model: nn.Module) -> None:
