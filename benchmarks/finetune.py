@@ -22,7 +22,7 @@ in the frozen and unfrozen phases, the training time, and the time to each plain
 `--tolerance`), with its ratio to that loop's own time; each contestant runs once per seed (`--seeds`: the
 subset and the training seed), and the summary gives the median [min, max] over the seeds.
 
-    python benchmarks/finetune.py            # ~35 min on 2 cores
+    python benchmarks/finetune.py            # ~45 min on 2 cores
 """
 
 from __future__ import annotations

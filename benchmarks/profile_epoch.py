@@ -11,7 +11,7 @@ over a training step, against the seconds the profiler gives them) beside a larg
 practical ceiling; the epochs the recipe runs against the epochs that fit in 90 s; and the seconds the recipe's
 convolutions alone would take at that ceiling.
 
-    python benchmarks/profile_epoch.py            # ~3 min on 2 cores
+    python benchmarks/profile_epoch.py            # ~1 min on 2 cores
 """
 
 from __future__ import annotations
