@@ -182,10 +182,11 @@ def one_seed(args: argparse.Namespace, seed: int) -> list[dict]:
         target = baseline["final_test_accuracy"] - args.tolerance
         reached = {id(row): next((t for t, acc in row["curve"] if acc >= target), None) for row in rows}
         for row in rows:
-            row["seed"] = seed
             row[f"target_{short}"] = target
             row[f"s_to_{short}_final"] = reached[id(row)]
             row[f"speed_up_vs_{short}"] = reached[id(baseline)] / reached[id(row)] if reached[id(row)] else None
+    for row in rows:
+        row["seed"] = seed
     return rows
 
 

@@ -43,7 +43,7 @@ class TrainConfig:
                                           "(no augmentation, batch norm fixed) instead of running the backbone each")
     unfreeze: float = _opt(0.5, "share of a pretrained model's layer groups trained after the frozen epochs, from "
                                 "the head down (1 = all); the earlier layers keep their pretrained weights and run "
-                                "without gradients: 2.4x faster epochs on a CPU")
+                                "without gradients (Lite0 on 2 CPU cores: 2.3x faster unfrozen epochs)")
     progressive: float = _opt(1.0, "progressive resizing of photos: the first unfrozen epoch trains at this share of "
                                    "the input size, growing to full size by the last epoch (1 = off)")
     batch_size: int | None = _opt(None, "global batch size, split across processes under torchrun "

@@ -239,5 +239,5 @@ def early_parameters(model: nn.Module, share_trained: float) -> set[str]:
         groups = [[f"{child}.{name}" for name, _ in module.named_parameters()] for child, module in
                   model.named_children()]
     groups = [names for names in groups if names]
-    frozen = groups[:max(0, min(len(groups) - 1, round(len(groups) * (1 - share_trained))))]
+    frozen = groups[:min(len(groups) - 1, round(len(groups) * (1 - share_trained)))]
     return {name for names in frozen for name in names}
