@@ -10,6 +10,21 @@ import torch
 from PIL import Image
 
 
+def pytest_addoption(parser):
+    parser.addoption("--bf16", choices=("native", "on", "off"), default="native",
+                     help="what `--amp auto` takes the CPU to compute natively: its real answer (native), or forced "
+                          "either way, so the precision-sensitive tests (-m precision) run both paths on any CPU")
+
+
+@pytest.fixture(autouse=True)
+def _forced_bf16(request, monkeypatch):
+    """`pytest --bf16 on|off`: `--amp auto` trains and evaluates in bf16 (emulated where the CPU lacks it: slower,
+    still correct) or in fp32, whatever this CPU has."""
+    forced = request.config.getoption("--bf16")
+    if forced != "native":
+        monkeypatch.setattr("deepcat.device.native_bf16", lambda device: forced == "on")
+
+
 @pytest.fixture(autouse=True)
 def _two_threads():
     """Tests run as CI does: 2 threads, and leave torch's global state as they found it."""

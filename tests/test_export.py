@@ -16,6 +16,8 @@ from deepcat import export
 from deepcat.exporting.check import compare
 from deepcat.inference.onnx_model import load_onnx
 
+pytestmark = pytest.mark.precision  # parity and calibration through bf16 or fp32 training: CI runs both
+
 ROOT = Path(__file__).parent.parent
 
 

@@ -8,6 +8,8 @@ import torch
 from deepcat.inference.unknown_score import SCORES, WithFeatures, classifier_layer, fit_score
 from deepcat.models.small_cnn import SmallCNN
 
+pytestmark = pytest.mark.precision  # parity and calibration through bf16 or fp32 training: CI runs both
+
 
 def test_features_are_the_classifier_layers_input_in_one_pass():
     model = SmallCNN(4, width=8, flip_average=True).eval()

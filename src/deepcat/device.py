@@ -26,11 +26,18 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
         if device.type != "cuda":
             raise DeepcatError("amp fp16 needs a GPU; on a CPU use --amp bf16 or --amp off")
         return torch.float16
-    bf16_ok = (torch.cuda.is_bf16_supported() if device.type == "cuda"
-               else torch.ops.mkldnn._is_mkldnn_bf16_supported())
     if amp == "bf16":
         return torch.bfloat16
-    return torch.bfloat16 if bf16_ok else (torch.float16 if device.type == "cuda" else None)
+    return torch.bfloat16 if native_bf16(device) else (torch.float16 if device.type == "cuda" else None)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bf16 natively (CPUs: AVX512-BF16 or AMX); `--amp auto` uses bf16 only then, since
+    emulated bf16 runs about 5x slower than fp32. The one place the CPU's kind changes training's arithmetic: tests
+    force either answer here (`pytest --bf16 on|off`)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
