@@ -123,8 +123,22 @@ def test_a_group_can_be_a_leak_and_a_label_conflict_at_once(tmp_path):
     assert exact == {"000.png": True, "copy.png": True, "resized.png": False}
     summary = "\n".join(found.summary_lines())
     assert "leak across train/val/test: " in summary and "leak across train/val/test: 0" not in summary
+    leak_line = next(line for line in summary.splitlines() if "leak across" in line)
+    for name, is_exact in exact.items():  # every member shown, the byte-identical ones marked
+        assert f"{name} (" in leak_line and (f"{name} (digit0, train, exact copy)" in leak_line
+                                             or f"{name} (digit0, val, exact copy)" in leak_line) == is_exact
     fix_split(splits, found, tmp_path / "clean.csv")
     with (tmp_path / "clean.csv").open() as f:
         kept = [(Path(r["path"]).name, r["split"]) for r in csv.DictReader(f)]
     members = {"000.png", "copy.png", "resized.png"}
     assert len({split for name, split in kept if name in members}) <= 1  # no copy in two splits
+
+
+def test_a_large_group_shows_its_first_members_and_how_many_more():
+    from deepcat.data.audit.findings import MAX_SHOWN, group_line
+
+    members = [{"item": f"{i}.jpg", "label": "cat", "split": "train", "exact": i < 2} for i in range(6)]
+    members[3]["split"] = "val"  # the member that makes the leak is shown right after the first
+    line = group_line(members, "split")
+    assert line.startswith("0.jpg (cat, train, exact copy) = 3.jpg (cat, val) = 1.jpg (cat, train, exact copy)")
+    assert line.count(" = ") == MAX_SHOWN - 1 and line.endswith(f" and {6 - MAX_SHOWN} more")

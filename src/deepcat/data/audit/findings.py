@@ -9,6 +9,7 @@ NEAR_DUPLICATE_BITS = 4   # pHash distance at or under which two images are near
 NEAR_DUPLICATE_MAE = 6    # ... confirmed when their 16x16 grayscale thumbnails differ by at most this (0..255)
 GROUP_KINDS = ("leak", "label_conflict", "duplicate")
 MAX_LISTED = 50           # findings of one kind listed in full in the JSON and table
+MAX_SHOWN = 4             # members of a group shown in the terminal table's example
 
 
 @dataclass
@@ -50,12 +51,7 @@ class Audit:
 
         def group_example(kind: str) -> str:
             g = next((g for g in self.duplicates if kind in g.get("kinds", [g["kind"]])), None)
-            if g is None:
-                return ""
-            members = g["members"]
-            key = "split" if kind == "leak" else "label"  # show two members that differ in what matters
-            second = next((m for m in members if m[key] != members[0][key]), members[1])
-            return " = ".join(f"{m['item']} ({m['label']}, {m['split']})" for m in (members[0], second))
+            return "" if g is None else group_line(g["members"], "split" if kind == "leak" else "label")
 
         def flag_row(key: str, items: list[str]) -> tuple[str, int, str]:
             if len(items) == self.images:  # a property of the whole set (all grayscale), not a finding
@@ -84,3 +80,14 @@ class Audit:
         if len(lines) == 1:
             lines[0] += "; no problems found"
         return lines
+
+
+def group_line(members: list[dict[str, Any]], key: str) -> str:
+    """A group as one line of the table: up to MAX_SHOWN members, those that differ in `key` (split for a leak,
+    label for a conflict) first, each byte-identical copy marked, then "and N more"."""
+    ordered = [members[0], *(m for m in members[1:] if m[key] != members[0][key]),
+               *(m for m in members[1:] if m[key] == members[0][key])]
+    shown = [f"{m['item']} ({m['label']}, {m['split']}{', exact copy' if m.get('exact') else ''})"
+             for m in ordered[:MAX_SHOWN]]
+    more = len(members) - len(shown)
+    return " = ".join(shown) + (f" and {more} more" if more else "")
