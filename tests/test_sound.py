@@ -11,6 +11,7 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
+import yaml
 
 import deepcat
 from deepcat.inputs.audio import SAMPLE_RATE, read_clip
@@ -238,3 +239,20 @@ def test_a_timm_model_reads_the_spectrogram_as_a_one_channel_image():
     spectrogram = torch.randn(2, 1, 40, 101)
     assert model.eval()(spectrogram).shape == (2, 3)
     assert build(ModelSpec(**{**spec.__dict__}), image_size=0).eval()(spectrogram).shape == (2, 3)
+
+
+@needs_espeak
+@pytest.mark.slow
+def test_tune_on_sound_searches_the_sound_recipe(speech, tmp_path, monkeypatch):
+    """The default space follows the model `auto` picks for the kind: the DS-CNN's width, not photo bodies."""
+    import csv
+
+    monkeypatch.chdir(tmp_path)
+    result = deepcat.tune(str(speech), trials=1, epochs=1, batch_size=8, audit=False, progress=False)
+    [row] = list(csv.DictReader((tmp_path / result.folder / "trials.csv").open()))
+    searched = {key.removeprefix("params_") for key in row if key.startswith("params_")}
+    assert {"lr", "augment", "model_width"} <= searched
+    assert not searched & {"model", "freeze_epochs", "unfreeze"}  # the photo space's keys
+    assert row["params_augment"] in ("none", "light") and int(row["params_model_width"]) in (32, 64, 96)
+    trial = yaml.safe_load((tmp_path / result.best_run / "config.yaml").read_text())
+    assert trial["model"] == "dscnn" and trial["model_width"] == int(row["params_model_width"])

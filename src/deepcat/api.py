@@ -257,8 +257,8 @@ def tune(data: str | None = None, *, config: str | Path | None = None, budget: s
     splits = resolve_data(cfg.data, val_fraction=cfg.val_fraction, seed=cfg.seed, data_root=cfg.data_root,
                           classes=cfg.classes, modality=cfg.modality)
     auto = resolve_auto(cfg, splits)
-    searched = read_space(space) if space else default_space(small_images=splits.small_images, epochs=cfg.epochs,
-                                                              lr=float(auto.lr))
+    searched = read_space(space) if space else default_space(
+        model=auto.model, pretrained=bool(auto.pretrained or auto.weights), epochs=cfg.epochs, lr=float(auto.lr))
     searched = without_fixed(searched, {k: v for k, v in options.items() if v is not None})
     name = study or splits.name
     folder = Path(options.get("output") or "tunes") / name

@@ -35,10 +35,24 @@ FIXED = ("data", "classes", "output", "name", "device", "data_root", "seed", "wo
          "tracking_uri", "weights")  # where the run lives and what it is about: never searched
 
 
-def default_space(*, small_images: bool, epochs: int, lr: float) -> Space:
-    """Around the `auto` recipe: lr on a log scale around its value, regularisation and augmentation, batch size,
-    epochs up to the budget's; for the small CNN its width, for pretrained models the freeze, how much to
-    unfreeze and a few bodies."""
+# Around each `auto` model: what else varies with it. Chosen by the model the recipe picked for the data's kind
+# (small images: the small CNN; sound: the DS-CNN; photos: a pretrained body), so a search stays on the kind's path.
+MODEL_SPACES: dict[str, Space] = {
+    # RandAugment ("strong") leaves the whole-batch tensor path for the per-image one: measured on 6,000
+    # Fashion-MNIST images, an epoch took 34 s against 8 s, so a time budget buys a quarter of the trials.
+    "smallcnn": {"augment": ["none", "light"], "model_width": [16, 24, 32]},
+    # Sound has one augmentation preset (noise, shifts, SpecAugment: "light" and "strong" are the same); the
+    # DS-CNN's width runs from below DS-CNN-S (64) towards DS-CNN-M (172).
+    "dscnn": {"augment": ["none", "light"], "model_width": [32, 64, 96]},
+}
+PRETRAINED_SPACE: Space = {"freeze_epochs": Range(0, 2), "unfreeze": [0.25, 0.5, 1.0],
+                           "model": ["tf_efficientnet_lite0", "mobilenetv3_large_100", "resnet18"]}
+
+
+def default_space(*, model: str, pretrained: bool, epochs: int, lr: float) -> Space:
+    """Around the `auto` recipe (`model`, as `resolve_auto` chose it for the data): lr on a log scale around its
+    value, regularisation and augmentation, batch size, epochs up to the budget's; for deepcat's own CNNs (small
+    images, sound) their width, for pretrained models the freeze, how much to unfreeze and a few bodies."""
     space: Space = {
         "lr": Range(lr / 5, lr * 3, log=True),
         "weight_decay": Range(1e-5, 5e-3, log=True),
@@ -48,16 +62,7 @@ def default_space(*, small_images: bool, epochs: int, lr: float) -> Space:
         "batch_size": [32, 64, 128],
         "epochs": Range(max(1, epochs // 3), epochs),
     }
-    if small_images:
-        # RandAugment ("strong") leaves the whole-batch tensor path for the per-image one: measured on 6,000
-        # Fashion-MNIST images, an epoch took 34 s against 8 s, so a time budget buys a quarter of the trials.
-        space["augment"] = ["none", "light"]
-        space["model_width"] = [16, 24, 32]
-    else:
-        space["freeze_epochs"] = Range(0, 2)
-        space["unfreeze"] = [0.25, 0.5, 1.0]
-        space["model"] = ["tf_efficientnet_lite0", "mobilenetv3_large_100", "resnet18"]
-    return space
+    return {**space, **(PRETRAINED_SPACE if pretrained else MODEL_SPACES.get(model, {}))}
 
 
 def read_space(path: str | Path) -> Space:
