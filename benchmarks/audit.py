@@ -24,7 +24,7 @@ def main() -> None:
     from PIL import Image
 
     from deepcat.data.audit import audit
-    from deepcat.data.sources import resolve_data
+    from deepcat.data.resolve import resolve_data
 
     rows = []
     splits = resolve_data("fashion-mnist")

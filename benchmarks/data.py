@@ -103,7 +103,8 @@ def main() -> None:
     torch.set_num_threads(min(2, torch.get_num_threads()))
 
     from deepcat.data.loader import make_loader
-    from deepcat.data.sources import Samples, resolve_data
+    from deepcat.data.resolve import resolve_data
+    from deepcat.data.sources import Samples
     from deepcat.data.tensor_batches import TensorBatches
     from deepcat.inputs import input_kind
     from deepcat.inputs.image import Preprocess

@@ -22,7 +22,7 @@ from common import report  # noqa: E402
 
 
 def write_subset(root: Path, per_class: int, test_per_class: int, seed: int) -> list[str]:
-    from deepcat.data.sources import resolve_data
+    from deepcat.data.resolve import resolve_data
 
     splits = resolve_data("fashion-mnist", val_fraction=0.0)
     rng = np.random.default_rng(seed)

@@ -61,7 +61,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import deepcat
-    from deepcat.data.sources import resolve_data
+    from deepcat.data.resolve import resolve_data
     from deepcat.evaluation.label_errors import find_label_errors
 
     splits = resolve_data(args.data, val_fraction=0.0)

@@ -31,7 +31,8 @@ FAR_IMAGES = 1000
 
 def far_sets(data: str, rng: np.random.Generator) -> dict[str, "object"]:
     """Unknowns of another kind, as in-memory samples (the run's preprocessing resizes them)."""
-    from deepcat.data.sources import Samples, resolve_data
+    from deepcat.data.resolve import resolve_data
+    from deepcat.data.sources import Samples
 
     def take(samples, n):
         return samples.subset(rng.permutation(len(samples))[:n])
@@ -98,7 +99,7 @@ def main() -> None:
     import torch
 
     import deepcat
-    from deepcat.data.sources import resolve_data
+    from deepcat.data.resolve import resolve_data
     from deepcat.evaluation import calibration
     from deepcat.evaluation.scores import features_of
     from deepcat.evaluation.finish import unknown_scores

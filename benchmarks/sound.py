@@ -83,7 +83,7 @@ def main() -> None:
     import deepcat
     from deepcat.data import spoken_digits
     from deepcat.data.builtin import default_root
-    from deepcat.data.sources import resolve_data
+    from deepcat.data.resolve import resolve_data
     from deepcat.inference.onnx_model import load_onnx
 
     root = spoken_digits.generate(default_root(None) / "spoken-digits")

@@ -35,7 +35,7 @@ def deepcat_run(data: str, extra: list[str]) -> dict:
 def logistic_baseline(data: str) -> dict:
     from sklearn.linear_model import LogisticRegression
 
-    from deepcat.data.sources import resolve_data
+    from deepcat.data.resolve import resolve_data
 
     splits = resolve_data(data, val_fraction=0.0)
     x_train = splits.train.items.reshape(len(splits.train), -1) / 255.0

@@ -68,7 +68,7 @@ class Clock:
 
 
 def test_tensors(normalise: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
-    from deepcat.data.sources import resolve_data
+    from deepcat.data.resolve import resolve_data
 
     test = resolve_data("fashion-mnist", val_fraction=0.0).test
     x = torch.from_numpy(test.items).float().div(255).sub(normalise[0]).div(normalise[1])[:, None]
@@ -145,7 +145,7 @@ class ExamplesNet(nn.Module):
 
 
 def train_tensors(normalise: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
-    from deepcat.data.sources import resolve_data
+    from deepcat.data.resolve import resolve_data
 
     train = resolve_data("fashion-mnist", val_fraction=0.0).train
     x = torch.from_numpy(train.items).float().div(255).sub(normalise[0]).div(normalise[1])[:, None]

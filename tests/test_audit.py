@@ -12,7 +12,8 @@ from conftest import write_digits
 from deepcat.cli import main
 from deepcat.data.audit import audit, fix_split, near_pairs
 from deepcat.data.builtin import DEBIAN_FASHION_MNIST
-from deepcat.data.sources import Samples, resolve_data
+from deepcat.data.resolve import resolve_data
+from deepcat.data.sources import Samples
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from PIL import Image
 
 import deepcat
 from deepcat.evaluation import calibration
+from deepcat.inference.calibrated import set_limit
 from deepcat import export
 from deepcat.inference.onnx_model import load_onnx
 from deepcat.serving.app import create_app
@@ -77,7 +78,7 @@ def test_conformal_sets_cover_what_they_promise(coverage):
     measured = sets[np.arange(8000), labels[held]].mean()
     assert abs(measured - coverage) < 0.015 and 1 < sets.sum(1).mean() < 10
     with pytest.raises(Exception, match="0.50, 0.51"):
-        calibration.set_limit(limits, 0.905, ValueError)
+        set_limit(limits, 0.905, ValueError)
 
 
 def digit_images(digit: int, count: int) -> list[np.ndarray]:

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import write_digits
 from deepcat.data.builtin import DEBIAN_FASHION_MNIST, read_idx
-from deepcat.data.sources import resolve_data
+from deepcat.data.resolve import resolve_data
 from deepcat.errors import DeepcatError
 
 

@@ -133,7 +133,7 @@ def test_the_check_measures_the_export_even_when_the_temperature_saturates(digit
     at temperature 1 (from the logits), so int8's rounding still shows and fp32's bound still means something."""
     import shutil
 
-    from deepcat.evaluation.calibration import softmax
+    from deepcat.inference.calibrated import softmax
 
     sharp = tmp_path / "sharp"
     shutil.copytree(digits_run, sharp)

@@ -12,7 +12,7 @@ from deepcat.cli import main
 
 def write_flipped(root: Path, count: int = 600, fraction: float = 0.05) -> set[str]:
     """`count` real digits as PNGs in class folders, `fraction` of them in a wrong folder; their file names."""
-    from deepcat.data.sources import resolve_data
+    from deepcat.data.resolve import resolve_data
 
     digits = resolve_data("digits", val_fraction=0.0).train
     rng = np.random.default_rng(0)

@@ -121,7 +121,7 @@ def test_the_speech_commands_layout_makes_its_splits_and_mixes_its_noise(tmp_pat
     import torch
 
     from deepcat.data.clip_batches import ClipBatches
-    from deepcat.data.sources import resolve_data
+    from deepcat.data.resolve import resolve_data
     from deepcat.inputs.audio import AudioPreprocess
 
     root = tmp_path / "speech_commands"
@@ -153,7 +153,7 @@ def test_the_speech_commands_layout_makes_its_splits_and_mixes_its_noise(tmp_pat
 
 def test_the_audit_finds_what_is_wrong_with_sound(tmp_path):
     from deepcat.data import audit
-    from deepcat.data.sources import resolve_data
+    from deepcat.data.resolve import resolve_data
 
     root = tmp_path / "clips"
     for i in range(6):
@@ -215,7 +215,7 @@ def test_the_page_hears_a_word_from_the_microphone_and_classifies_it_in_the_brow
 
 
 def test_the_kind_of_input_comes_from_the_files_or_from_modality(tmp_path):
-    from deepcat.data.sources import resolve_data
+    from deepcat.data.resolve import resolve_data
 
     root = tmp_path / "mixed"
     for word, freq in (("low", 200.0), ("high", 3000.0)):

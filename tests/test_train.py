@@ -301,7 +301,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
 
 def test_auto_recipe_picks_by_image_size(digits_folder):
     from deepcat.config import resolve_config
-    from deepcat.data.sources import resolve_data
+    from deepcat.data.resolve import resolve_data
     from deepcat.training.recipe import resolve_auto
 
     splits = resolve_data(str(digits_folder))  # 16 px images: the small-image recipe
@@ -310,3 +310,24 @@ def test_auto_recipe_picks_by_image_size(digits_folder):
     tuned = resolve_auto(resolve_config(data=str(digits_folder), model="efficientnet_lite0"), splits)
     assert (tuned.model, tuned.pretrained, tuned.image_size, tuned.freeze_epochs) == \
         ("tf_efficientnet_lite0", True, None, 1)  # None: the pretrained model's own 224 px
+
+
+def test_model_json_is_versioned_and_an_old_run_without_a_version_still_loads(tmp_path):
+    import json
+
+    from deepcat.errors import DeepcatError
+    from deepcat.inputs.image import Preprocess
+    from deepcat.models.create import ModelSpec
+    from deepcat.run_folder import MODEL_JSON_VERSION, read_model_json, update_model_json, write_model_json
+
+    write_model_json(tmp_path, spec=ModelSpec("smallcnn", 2), classes=["a", "b"], preprocess=Preprocess(16, 16))
+    update_model_json(tmp_path, calibration={"temperature": 1.5})
+    meta = read_model_json(tmp_path)
+    assert meta["format_version"] == MODEL_JSON_VERSION and meta["calibration"] == {"temperature": 1.5}
+    assert [p.name for p in tmp_path.iterdir()] == ["model.json"]  # written under a temporary name, then renamed
+    del meta["format_version"]  # as runs saved before the version was written
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    assert read_model_json(tmp_path)["classes"] == ["a", "b"]
+    (tmp_path / "model.json").write_text(json.dumps({**meta, "format_version": MODEL_JSON_VERSION + 1}))
+    with pytest.raises(DeepcatError, match="upgrade deepcat"):
+        read_model_json(tmp_path)

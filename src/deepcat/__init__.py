@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from deepcat.version import __version__ as __version__
+
 VERBS = ("train", "evaluate", "predict", "export", "serve", "check", "explain", "report", "lr_find", "tune")
 __all__ = ["train", "evaluate", "predict", "export", "serve", "check", "explain", "report", "lr_find", "tune", "load",
            "TrainConfig", "DeepcatError"]

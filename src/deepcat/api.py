@@ -17,7 +17,12 @@ from typing_extensions import Unpack
 
 from deepcat.config import TrainConfig, TrainOptions
 from deepcat.data.audit.findings import NEAR_DUPLICATE_BITS
+from deepcat.run_folder import model_source
 from deepcat.serving.limits import Limits
+from deepcat.serving.model_file import PRECISIONS
+
+__all__ = ["NEAR_DUPLICATE_BITS", "PRECISIONS", "CheckResult", "Limits", "check", "evaluate", "explain", "export",
+           "export_formats", "load", "lr_find", "model_source", "predict", "report", "serve", "train", "tune"]
 
 if TYPE_CHECKING:
     from deepcat.data.audit import Audit, CleanSplit
@@ -79,7 +84,7 @@ def load(model: str | Path | None = None, *, which: str = "best") -> Classifier 
     >>> deepcat.load("runs/pets").predict("cat.jpg").label
     >>> deepcat.load("runs/pets/export/model.onnx").predict(["a.jpg", "b.jpg"])
     """
-    if model is not None and str(model).endswith((".onnx", ".ort")):
+    if model is not None and model_source(model) == "exported":
         from deepcat.inference.onnx_model import load_onnx
 
         return load_onnx(model)
@@ -88,11 +93,22 @@ def load(model: str | Path | None = None, *, which: str = "best") -> Classifier 
     return pretrained_cat_dog() if model is None else load_run(model, which=which)
 
 
-def predict(model: str | Path | None, inputs: Sequence[InputItem], *, top_k: int = 3, reject: bool = True,
-            coverage: float | None = None, batch_size: int = 32, progress: bool = False) -> list[Prediction]:
-    """Label files, folders or globs (or in-memory images) with a run, an exported model, or (model None) the
-    pretrained cat / dog / neither model. With `reject`, inputs below the calibrated threshold are `unknown`;
-    with `coverage` (0.50 to 0.99), each answer has the set of classes that holds the true one that often.
+def predict(model: str | Path | Classifier | OnnxClassifier | None, inputs: Sequence[InputItem], *, top_k: int = 3,
+            reject: bool = True, coverage: float | None = None, batch_size: int = 32,
+            progress: bool = False) -> list[Prediction]:
+    """Label files, folders or globs (or in-memory images) with a run, an exported model, a classifier from
+    `load`, or (model None) the pretrained cat / dog / neither model. With `reject`, inputs below the calibrated
+    threshold are `unknown`; with `coverage` (0.50 to 0.99), each answer has the set of classes that holds the
+    true one that often. `progress` shows a bar when there are more than 64 inputs.
+
+    Args:
+        model: a run folder, an .onnx/.ort file, a loaded classifier, or None.
+        inputs: files, folders, globs, or in-memory items (numpy arrays, PIL images).
+        top_k: classes listed in each answer; reject: answer `unknown` below the threshold; coverage: also answer
+            a prediction set; batch_size: inputs per forward pass.
+
+    Returns:
+        One `Prediction` per input, in order (an unreadable file's has `error` set).
 
     >>> [p.label for p in deepcat.predict("runs/pets", ["photos/"])]
     >>> [p.set for p in deepcat.predict("runs/pets", ["photos/"], coverage=0.9)]
@@ -100,8 +116,16 @@ def predict(model: str | Path | None, inputs: Sequence[InputItem], *, top_k: int
     from deepcat.inference.answers import expand_inputs
 
     items = expand_inputs(inputs)
-    return load(model).predict(items, top_k=top_k, reject=reject, coverage=coverage, batch_size=batch_size,
-                               progress=progress)
+    classifier = load(model) if model is None or isinstance(model, (str, Path)) else model
+    return classifier.predict(items, top_k=top_k, reject=reject, coverage=coverage, batch_size=batch_size,
+                              progress=progress and len(items) > 64)
+
+
+def export_formats() -> list[str]:
+    """The names `export(format=...)` accepts."""
+    from deepcat.exporting.formats import FORMATS
+
+    return FORMATS.names()
 
 
 def export(run: str | Path, *, format: str = "onnx", output: str | Path | None = None,
@@ -137,9 +161,9 @@ def serve(model: str | Path | None = None, *, host: str = "127.0.0.1", port: int
     from deepcat.serving.app import create_app
     from deepcat.serving.model_file import serving_model
 
-    if model is None or (Path(model) / "model.json").is_file():
+    if model is None or model_source(model) == "run":
         model = serving_model(model, precision)
-    elif not (str(model).endswith((".onnx", ".ort")) and Path(model).is_file()):
+    elif not (model_source(model) == "exported" and Path(model).is_file()):
         raise DeepcatError(f"{model} is neither a run folder nor an .onnx/.ort file")
     api_key = api_key or os.environ.get("DEEPCAT_API_KEY")
     app = create_app(Path(model), limits=limits or Limits(), api_key=api_key, reject=reject)
@@ -159,9 +183,10 @@ class CheckResult:
 
 
 def check(data: str, *, val_fraction: float = TrainConfig.val_fraction, seed: int = TrainConfig.seed,
-          classes: str | None = TrainConfig.classes, near: int = NEAR_DUPLICATE_BITS, fix: bool = False,
+          classes: str | None = TrainConfig.classes, data_root: str | None = TrainConfig.data_root,
+          modality: str = TrainConfig.modality, near: int = NEAR_DUPLICATE_BITS, fix: bool = False,
           labels: str | Path | None = None, output: str | Path | None = None, progress: bool = True) -> CheckResult:
-    """Audit DATA as `deepcat.train` would split it (same val_fraction and seed): unreadable files, duplicates,
+    """Audit DATA as `deepcat.train` would split it (the same split options): unreadable files, duplicates,
     leaks, imbalance. `fix` writes a cleaned split CSV (your files are never touched); `labels=RUN` finds likely
     mislabelled images with a run trained on DATA. Files go to `output` (default: checks/<data name>).
 
@@ -169,9 +194,10 @@ def check(data: str, *, val_fraction: float = TrainConfig.val_fraction, seed: in
     >>> found.count("leak"), found.unreadable
     """
     from deepcat.data import audit
-    from deepcat.data.sources import resolve_data
+    from deepcat.data.resolve import splits_of
 
-    splits = resolve_data(data, val_fraction=val_fraction, seed=seed, classes=classes)
+    splits = splits_of(dict(data=data, val_fraction=val_fraction, seed=seed, classes=classes, data_root=data_root,
+                            modality=modality))
     out = Path(output or Path("checks") / splits.name)
     found = audit.audit(splits, near=near, progress=progress)
     audit.write_json(found, out / "audit.json")
@@ -240,7 +266,7 @@ def tune(data: str | None = None, *, config: str | Path | None = None, budget: s
     import time
 
     from deepcat.config import resolve_config
-    from deepcat.data.sources import resolve_data
+    from deepcat.data.resolve import splits_of
     from deepcat.errors import DeepcatError
     from deepcat.training.recipe import resolve_auto
     from deepcat.tuning.results import write_results
@@ -254,8 +280,7 @@ def tune(data: str | None = None, *, config: str | Path | None = None, budget: s
     if workers < 1:
         raise DeepcatError(f"workers must be >= 1; received {workers}")
     cfg = resolve_config(config_file=config, **options)
-    splits = resolve_data(cfg.data, val_fraction=cfg.val_fraction, seed=cfg.seed, data_root=cfg.data_root,
-                          classes=cfg.classes, modality=cfg.modality)
+    splits = splits_of(cfg.to_dict())
     auto = resolve_auto(cfg, splits)
     searched = read_space(space) if space else default_space(
         model=auto.model, pretrained=bool(auto.pretrained or auto.weights), epochs=cfg.epochs, lr=float(auto.lr))

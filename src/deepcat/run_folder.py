@@ -12,6 +12,10 @@
       calibration.json, reliability.png   temperature, ECE before/after, rejection threshold
       audit.json           data audit findings (see data/audit.py)
       report.html          everything above in one page
+      export/model.onnx    what `deepcat export` writes (one file per format), each beside its FILE.check.json
+
+Nothing heavy loads with this module (torch, the data sources and the model zoo load inside the functions that
+need them), so the server and `deepcat predict MODEL.onnx` can read a run's layout without torch.
 """
 
 from __future__ import annotations
@@ -20,15 +24,42 @@ import csv
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.nn as nn
-
-from deepcat.data.sources import DataSplits, resolve_data
-from deepcat.inputs.image import Preprocess
 from deepcat.errors import DeepcatError
-from deepcat.models.create import ModelSpec, build
+
+if TYPE_CHECKING:
+    import torch.nn as nn
+
+    from deepcat.data.sources import DataSplits
+
+__all__ = ["EXPORTED_SUFFIXES", "MODEL_JSON_VERSION", "ONNX_FILE", "ONNX_INT8_FILE", "atomic_write", "check_file",
+           "export_file", "load_model", "model_source", "load_state", "read_config", "read_model_json", "run_splits", "save_state", "save_weights",
+           "update_model_json", "write_model_json", "write_split"]
+
+MODEL_JSON_VERSION = 1    # model.json's format; runs saved before it had one read as version 1
+ONNX_FILE = "model.onnx"  # RUN/export/: the fp32 ONNX file, and the int8 one `deepcat serve` prefers once checked
+ONNX_INT8_FILE = "model.int8.onnx"
+
+
+EXPORTED_SUFFIXES = (".onnx", ".ort")  # files `deepcat.load`, `predict` and `serve` run with ONNX Runtime
+
+
+def model_source(path: str | Path) -> str | None:
+    """What `path` names as a model: "run" (a run folder), "exported" (an .onnx/.ort file, by its name), or None."""
+    if (Path(path) / "model.json").is_file():
+        return "run"
+    return "exported" if str(path).endswith(EXPORTED_SUFFIXES) else None
+
+
+def export_file(run_dir: str | Path, filename: str) -> Path:
+    """Where `deepcat export` writes `filename` for a run."""
+    return Path(run_dir) / "export" / filename
+
+
+def check_file(path: Path) -> Path:
+    """Where `deepcat export` records how the file at `path` compared with PyTorch."""
+    return path.parent / f"{path.name}.check.json"
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -46,26 +77,33 @@ def save_weights(model: nn.Module, path: Path) -> None:
     tmp.replace(path)
 
 
-def write_model_json(run_dir: Path, *, spec: ModelSpec, classes: list[str], preprocess: Preprocess,
+def write_model_json(run_dir: Path, *, spec: Any, classes: list[str], preprocess: Any,
                      extra: dict[str, Any] | None = None) -> None:
-    meta = {"model": asdict(spec), "classes": classes, "input_kind": preprocess.kind, "preprocess": preprocess.to_dict(),
-            **(extra or {})}
-    (run_dir / "model.json").write_text(json.dumps(meta, indent=2))
+    """model.json: the architecture (`ModelSpec`), class names and the input kind's preprocessing, versioned."""
+    meta = {"format_version": MODEL_JSON_VERSION, "model": asdict(spec), "classes": classes,
+            "input_kind": preprocess.kind, "preprocess": preprocess.to_dict(), **(extra or {})}
+    atomic_write(run_dir / "model.json", json.dumps(meta, indent=2).encode())
 
 
 def update_model_json(run_dir: Path, **values: Any) -> None:
     """Add or replace top-level keys of model.json (e.g. the calibration fitted after training)."""
     meta = read_model_json(run_dir)
     meta.update(values)
-    (run_dir / "model.json").write_text(json.dumps(meta, indent=2))
+    atomic_write(Path(run_dir) / "model.json", json.dumps(meta, indent=2).encode())
 
 
 def read_model_json(run_dir: Path) -> dict[str, Any]:
+    """A run's model.json; one from a newer deepcat (a format version above this one's) is refused."""
     path = Path(run_dir) / "model.json"
     if not path.is_file():
         raise DeepcatError(f"{run_dir} is not a deepcat run folder (no model.json). "
                            f"Pass the folder that `deepcat train` printed, e.g. runs/smallcnn-digits-...")
-    return json.loads(path.read_text())
+    meta = json.loads(path.read_text())
+    version = meta.get("format_version", 1)
+    if not isinstance(version, int) or version > MODEL_JSON_VERSION:
+        raise DeepcatError(f"{path} has format version {version!r}, newer than this deepcat reads "
+                           f"({MODEL_JSON_VERSION}): upgrade deepcat (pip install -U deepcat)")
+    return meta
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:
@@ -79,11 +117,11 @@ def read_config(run_dir: Path) -> dict[str, Any]:
 
 def run_splits(run_dir: Path, data: str | None = None) -> DataSplits:
     """The run's own data split as in training; or `data` (another DATA argument) used whole, unsplit."""
+    from deepcat.data.resolve import resolve_data, splits_of
+
     cfg = read_config(run_dir)
     if data is None:
-        return resolve_data(cfg["data"], val_fraction=cfg["val_fraction"], seed=cfg["seed"],
-                            data_root=cfg.get("data_root"), classes=cfg.get("classes"),
-                            modality=cfg.get("modality", "auto"))
+        return splits_of(cfg)
     return resolve_data(data, val_fraction=0.0, seed=cfg["seed"], data_root=cfg.get("data_root"),
                         modality=read_model_json(run_dir).get("input_kind", "image"))
 
@@ -91,6 +129,8 @@ def run_splits(run_dir: Path, data: str | None = None) -> DataSplits:
 def load_model(run_dir: str | Path, *, which: str = "best") -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the architecture from model.json and load `which` (best|last) weights, in eval mode."""
     from safetensors.torch import load_model as load_into
+
+    from deepcat.models.create import ModelSpec, build
 
     run_dir = Path(run_dir)
     meta = read_model_json(run_dir)
@@ -118,12 +158,16 @@ def write_split(run_dir: Path, splits: DataSplits) -> None:
 
 
 def save_state(run_dir: Path, state: dict[str, Any]) -> None:
+    import torch
+
     tmp = run_dir / "state.pt.tmp"
     torch.save(state, tmp)
     tmp.replace(run_dir / "state.pt")  # atomic: an interrupt never leaves a half-written state
 
 
 def load_state(run_dir: Path) -> dict[str, Any]:
+    import torch
+
     path = run_dir / "state.pt"
     if not path.is_file():
         raise DeepcatError(f"cannot resume {run_dir}: no state.pt (no epoch finished yet). Start it again instead")

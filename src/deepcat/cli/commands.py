@@ -11,9 +11,8 @@ from pathlib import Path
 from deepcat import api
 from deepcat.config import TrainConfig
 from deepcat.errors import DeepcatError
-from deepcat.serving.limits import Limits
 
-CHECK_SPLIT = ("val_fraction", "seed", "classes")  # check splits DATA as train would
+CHECK_SPLIT = ("val_fraction", "seed", "classes", "data_root", "modality")  # check splits DATA as train would
 
 
 def _fields(args: argparse.Namespace, cls: type, only: tuple[str, ...] | None = None) -> dict:
@@ -46,24 +45,16 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _is_model(path: str) -> bool:
-    """A run folder or an exported model file, as the first of predict's inputs."""
-    return (Path(path) / "model.json").is_file() or (path.endswith((".onnx", ".ort")) and Path(path).is_file())
-
-
 def predict(args: argparse.Namespace) -> int:
     from deepcat.cli.tables import print_predictions
 
     inputs = list(args.inputs)
-    model = inputs.pop(0) if inputs and _is_model(inputs[0]) else None
+    model = inputs.pop(0) if inputs and api.model_source(inputs[0]) is not None else None
     if not inputs:
         raise DeepcatError("no images given: deepcat predict [RUN | MODEL.onnx] IMAGE [IMAGE ...]")
     classifier = api.load(model)
-    from deepcat.inference.answers import expand_inputs
-
-    files = expand_inputs(inputs)
-    predictions = classifier.predict(files, top_k=args.top_k, reject=args.reject, coverage=args.coverage,
-                                     batch_size=args.batch_size, progress=len(files) > 64 and not args.json)
+    predictions = api.predict(classifier, inputs, top_k=args.top_k, reject=args.reject, coverage=args.coverage,
+                              batch_size=args.batch_size, progress=not args.json)
     if args.json:
         print(json.dumps({"model": classifier.name, "predictions": [p.to_dict() for p in predictions]}, indent=2))
     else:
@@ -85,7 +76,7 @@ def export(args: argparse.Namespace) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     api.serve(args.model, host=args.host, port=args.port, api_key=args.api_key, reject=args.reject,
-              precision=args.precision, limits=Limits(**_fields(args, Limits)))
+              precision=args.precision, limits=api.Limits(**_fields(args, api.Limits)))
     return 0
 
 

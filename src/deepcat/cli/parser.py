@@ -11,9 +11,7 @@ from collections.abc import Collection
 
 from deepcat.cli import commands
 from deepcat.config import TrainConfig
-from deepcat.data.audit.findings import NEAR_DUPLICATE_BITS
-from deepcat.serving.limits import Limits
-from deepcat.serving.model_file import PRECISIONS
+from deepcat.api import NEAR_DUPLICATE_BITS, PRECISIONS, Limits, export_formats
 
 CLI_ONLY = {"json": "print JSON instead of a table", "quiet": "no progress bars", "top": "rows to print"}
 
@@ -75,11 +73,9 @@ def _predict(sub: argparse._SubParsersAction) -> None:
 
 
 def _export(sub: argparse._SubParsersAction) -> None:
-    from deepcat.exporting.formats import FORMATS
-
     p = sub.add_parser("export", help="ONNX (fp32, int8), .ort for Android, or TorchScript; checked against PyTorch")
     p.add_argument("run", metavar="RUN")
-    p.add_argument("--format", default="onnx", choices=FORMATS.names())
+    p.add_argument("--format", default="onnx", choices=export_formats())
     p.add_argument("--output", help="file to write (default: RUN/export/model.<format>)")
     p.add_argument("--calibration-images", type=int, help="int8: training images to calibrate on (auto: by size)")
     p.add_argument("--check-images", type=int, default=500, help="validation images the check compares on")
@@ -171,7 +167,7 @@ VERBS = (_train, _evaluate, _predict, _export, _serve, _check, _explain, _report
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from deepcat import __version__
+    from deepcat.version import __version__
 
     parser = argparse.ArgumentParser(prog="deepcat", description="Train, evaluate and use image classifiers "
                                      "from a folder of labelled images.")

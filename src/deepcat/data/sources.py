@@ -218,7 +218,7 @@ def from_csv(path: Path, *, val_fraction: float, seed: int, kind: InputKind | No
     return DataSplits(path.stem, classes, train, val, parts.get("test"), input_kind=kind.name)
 
 
-def _with_size(splits: DataSplits) -> DataSplits:
+def with_native_size(splits: DataSplits) -> DataSplits:
     """Peek at a few files: small images (<= 64 px) get the small-image recipe."""
     side = input_kind(splits.input_kind).native_size(splits.train.items)
     if side is not None and side <= 64:
@@ -248,31 +248,3 @@ def only_classes(splits: DataSplits, names: list[str]) -> DataSplits:
 
     return dataclasses.replace(splits, classes=list(names), train=keep(splits.train), val=keep(splits.val),
                                test=keep(splits.test))
-
-
-def resolve_data(data: str, *, val_fraction: float = 0.2, seed: int = 0, data_root: str | None = None,
-                 classes: str | None = None, modality: str = "auto") -> DataSplits:
-    """The one entry point: DATA string -> DataSplits, or a DeepcatError saying what to pass.
-    `classes`: comma-separated names to keep (the others are left out); `modality`: the input kind of a
-    folder or CSV (auto: the kind most of its files' suffixes belong to)."""
-    kind = None if modality in (None, "auto") else input_kind(modality)
-    splits = _resolve(data, val_fraction=val_fraction, seed=seed, data_root=data_root, kind=kind)
-    return only_classes(splits, [c.strip() for c in classes.split(",") if c.strip()]) if classes else splits
-
-
-def _resolve(data: str, *, val_fraction: float, seed: int, data_root: str | None,
-             kind: InputKind | None) -> DataSplits:
-    from deepcat.data import builtin
-
-    name, _, arg = data.partition(":")
-    if name in builtin.BUILTINS:
-        return builtin.BUILTINS[name](arg or None, val_fraction=val_fraction, seed=seed, data_root=data_root)
-    path = Path(data).expanduser()
-    if not path.exists():
-        raise DeepcatError(f"data not found: {data}. Pass a folder of class subfolders, a CSV of path,label, "
-                           f"or a built-in name: {', '.join(builtin.BUILTINS)}")
-    if path.is_dir():
-        return _with_size(from_folder(path, val_fraction=val_fraction, seed=seed, kind=kind))
-    if path.suffix.lower() == ".csv":
-        return _with_size(from_csv(path, val_fraction=val_fraction, seed=seed, kind=kind))
-    raise DeepcatError(f"{data} is a file but not a .csv; pass a folder of class subfolders or a CSV of path,label")

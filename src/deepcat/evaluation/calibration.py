@@ -11,27 +11,19 @@
   validation; such sets hold the true class with probability >= the coverage asked for, and are the smallest
   on average. An empty set means no class is plausible enough at that coverage.
 
-No torch in this file: numpy and scipy only, so the exported model's consumers can use it.
+This file fits; `deepcat.inference.calibrated` holds what a fitted calibration means when a model predicts (the
+saved `Calibration`, softmax at a temperature, set limits), which every runtime reads. No torch here either.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
+from deepcat.inference.calibrated import DEFAULT_ACCEPT, Calibration, neg_log_probs, prediction_sets, softmax
+
 ECE_BINS = 15
-DEFAULT_ACCEPT = 0.95
-
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = logits / temperature
-    z = z - z.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
-
-
 LOG_T_PRIOR = 0.5      # sd of the prior on log T: negligible at 10,000 images, decisive at 50
 CROSS_FIT_FOLDS = 5
 COVERAGES = tuple(round(0.5 + 0.01 * i, 2) for i in range(50))  # 0.50 .. 0.99: what --coverage accepts
@@ -69,13 +61,6 @@ def cross_fitted_probs(logits: np.ndarray, labels: np.ndarray, folds: int = CROS
     return probs
 
 
-def neg_log_probs(logits: np.ndarray, temperature: float) -> np.ndarray:
-    """-log softmax(logits / T), in float64: the conformal score of every class (no ties at probability 1)."""
-    z = logits.astype(np.float64) / temperature
-    m = z.max(1, keepdims=True)
-    return np.log(np.exp(z - m).sum(1, keepdims=True)) + m - z
-
-
 def conformal_quantiles(logits: np.ndarray, labels: np.ndarray, temperature: float) -> dict[str, float | None]:
     """Coverage ("0.90") -> the largest -log probability a class may have and be in the set; None means every
     class (too few validation images to promise that coverage)."""
@@ -85,11 +70,6 @@ def conformal_quantiles(logits: np.ndarray, labels: np.ndarray, temperature: flo
         rank = int(np.ceil((n + 1) * coverage))  # the finite-sample correction of split conformal
         out[f"{coverage:.2f}"] = float(true[rank - 1]) if rank <= n else None
     return out
-
-
-def prediction_sets(neg_log_p: np.ndarray, limit: float | None) -> np.ndarray:
-    """(N, C) booleans: which classes are in each set."""
-    return neg_log_p <= (np.inf if limit is None else limit)
 
 
 def reliability_bins(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> dict[str, list[float]]:
@@ -109,51 +89,6 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
     count = np.asarray(b["count"])
     gap = np.abs(np.asarray(b["accuracy"]) - np.asarray(b["confidence"]))
     return float((gap * count).sum() / max(count.sum(), 1))
-
-
-@dataclass
-class Calibration:
-    """What is saved with a model (model.json and the ONNX metadata): temperature, rejection rule, sets."""
-
-    temperature: float = 1.0
-    threshold: float | None = None          # score below which the answer is `unknown`
-    score: str = "energy"                   # which score (deepcat.inference.unknown_score); energy in old runs
-    target_accept: float = DEFAULT_ACCEPT    # share of known validation images the threshold accepts
-    images: int = 0                         # validation images all of this rests on
-    note: str | None = None                 # why the temperature was kept at 1.0, if it was
-    conformal: dict[str, float | None] | None = None  # coverage -> set limit (see `conformal_quantiles`)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any] | None) -> Calibration:
-        return cls(**values) if values else cls()
-
-    def rejects(self, scores: np.ndarray) -> np.ndarray:
-        """True where the scores (N,) fall below the threshold."""
-        if self.threshold is None:
-            return np.zeros(len(scores), dtype=bool)
-        return np.asarray(scores) < self.threshold
-
-    def set_limit(self, coverage: float) -> float:
-        """The set limit for `coverage` (inf: every class); raises when the model has none or `coverage` is
-        off the grid."""
-        from deepcat.errors import DeepcatError
-
-        return set_limit(self.conformal, coverage, DeepcatError)
-
-
-def set_limit(conformal: dict[str, float | None] | None, coverage: float, error: type[Exception]) -> float:
-    """The one lookup every runtime uses (the model's metadata carries `conformal`); inf: every class."""
-    if not conformal:
-        raise error("this model has no prediction sets: it was trained without a validation split (or before "
-                    "deepcat had them); retrain it to use coverage")
-    key = f"{coverage:.2f}"
-    if key not in conformal or abs(float(key) - coverage) > 1e-9:
-        raise error(f"coverage must be one of 0.50, 0.51, ..., 0.99; received {coverage}")
-    limit = conformal[key]
-    return float("inf") if limit is None else float(limit)
 
 
 NO_MISTAKES = ("every validation image was classified right, so over-confidence cannot be measured; the "

@@ -61,7 +61,7 @@ def compare(reference: np.ndarray, exported: np.ndarray, labels: np.ndarray, *, 
     """Max |diff| of probabilities at temperature 1, top-1 agreement and both accuracies, from the logits of
     PyTorch and of the file; raises when out of bounds. At temperature 1, not the calibrated one: a sharp
     temperature rounds probabilities to 0 and 1, where any export would match."""
-    from deepcat.evaluation.calibration import softmax
+    from deepcat.inference.calibrated import softmax
 
     ref_top, exp_top = reference.argmax(1), exported.argmax(1)
     diff = np.abs(softmax(reference.astype(np.float64)) - softmax(exported.astype(np.float64))).max()

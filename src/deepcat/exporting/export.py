@@ -13,8 +13,9 @@ import torch
 
 from deepcat.inputs import preprocess_of
 from deepcat.exporting.check import ExportCheck, compare, run_images
-from deepcat.exporting.formats import FORMATS, CalibrationImages, check_file, torch_logits
+from deepcat.exporting.formats import FORMATS, CalibrationImages, torch_logits
 from deepcat.exporting.graph import Deployable, metadata
+from deepcat.run_folder import check_file
 
 HELD_OUT_IMAGES = 200  # training images (not calibration ones) int8 must agree on before the check
 

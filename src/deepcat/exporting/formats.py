@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from deepcat.registry import Registry
+from deepcat.run_folder import ONNX_FILE, ONNX_INT8_FILE
 
 if TYPE_CHECKING:  # torch loads when a format is written, so the CLI can list the formats at once
     import torch
@@ -42,11 +43,6 @@ class ExportFormat:
 
 
 FORMATS: Registry[ExportFormat] = Registry("export format")
-
-
-def check_file(path: Path) -> Path:
-    """Where `deepcat export` records how the file at `path` compared with PyTorch."""
-    return path.parent / f"{path.name}.check.json"
 
 
 def torch_logits(net: Any, batch: np.ndarray) -> np.ndarray:
@@ -120,7 +116,7 @@ def write_torchscript(net: Deployable, meta: dict[str, Any], out: Path, example:
     return Written(lambda batch: torch_logits(loaded, batch))
 
 
-FORMATS.add("onnx", ExportFormat("model.onnx", "fp32", write_onnx))
-FORMATS.add("onnx-int8", ExportFormat("model.int8.onnx", "int8", write_int8))
+FORMATS.add("onnx", ExportFormat(ONNX_FILE, "fp32", write_onnx))
+FORMATS.add("onnx-int8", ExportFormat(ONNX_INT8_FILE, "int8", write_int8))
 FORMATS.add("ort", ExportFormat("model.int8.ort", "int8", write_ort))
 FORMATS.add("torchscript", ExportFormat("model.torchscript.pt", "fp32", write_torchscript))

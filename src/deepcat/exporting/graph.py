@@ -44,7 +44,7 @@ def metadata(*, name: str, classes: list[str], pre: Any, version: str, source: s
     """What a consumer needs to feed the model and read its answer; stored as JSON under the key `deepcat`.
     `calibration.threshold`: below this score (second output) the answer is `unknown`; `calibration.conformal`:
     the prediction sets' limits (see deepcat.evaluation.calibration)."""
-    from deepcat import __version__
+    from deepcat.version import __version__
 
     return {"name": name, "version": version, "source": source, "classes": classes, **pre.to_dict(),
             "calibration": calibration,

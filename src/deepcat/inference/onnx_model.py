@@ -58,7 +58,7 @@ class OnnxClassifier:
     def set_limit(self, coverage: float | None) -> float | None:
         """The prediction sets' limit for `coverage` (None: no sets asked for)."""
         from deepcat.errors import DeepcatError
-        from deepcat.evaluation.calibration import set_limit
+        from deepcat.inference.calibrated import set_limit
 
         if coverage is None:
             return None
@@ -79,11 +79,8 @@ class OnnxClassifier:
         raises `BadInput` (with its HTTP status and reason) for bytes that are not a readable input."""
         from deepcat.inference.answers import as_json
 
-        from deepcat.serving.limits import Limits
-
         kind = kind_of_meta(self.meta)
-        raw = kind.to_model_input(kind.decode_bytes(data, name, getattr(Limits(), kind.size_limit), self.meta),
-                                  self.meta)
+        raw = kind.to_model_input(kind.decode_bytes(data, name, kind.default_limit, self.meta), self.meta)
         probs, scores = self.infer(raw[None])
         return {"model": self.name, "version": self.meta.get("version"),
                 **as_json(name, probs[0], None if scores is None else scores[0], meta=self.meta, top_k=top_k,

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from deepcat.evaluation.calibration import Calibration
+from deepcat.inference.calibrated import Calibration
 from deepcat.inputs import input_kind, preprocess_of
 from deepcat.inputs.image import Preprocess
 from deepcat.inference.answers import InputItem, Prediction, predict_batches

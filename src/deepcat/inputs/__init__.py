@@ -68,6 +68,7 @@ class InputKind:
     # ^ the audit's kind-specific findings: (summary of sizes, {flag: [names]}); FLAG_LABELS names each flag
     flag_labels: dict[str, str]
     native_size: Callable[[Sequence[str]], int | None]                # a few files' largest side (None: n/a)
+    default_limit: int                                                # decode_bytes' size limit unless a server sets it
     size_limit: str = "max_pixels"                                    # the server limit decode_bytes is given
     channels: int = 3                                                 # channels of what the network sees
 
@@ -81,7 +82,7 @@ DEFAULT_KIND = "image"  # runs and exports saved before kinds existed are images
 
 def input_kind(name: str | None = None) -> InputKind:
     """The kind called `name` (default: images). Importing the kinds here keeps the registry complete."""
-    from deepcat.inputs import audio, image  # noqa: F401 - register the kinds
+    from deepcat.inputs import audio_kind, image_kind  # noqa: F401 - register the kinds
 
     return INPUT_KINDS.get(name or DEFAULT_KIND)
 

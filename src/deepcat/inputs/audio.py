@@ -6,7 +6,6 @@ model's first layer (`audio_tensors.LogMel`), so the exported graph takes raw sa
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 from collections.abc import Sequence
@@ -16,7 +15,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from deepcat.inputs import INPUT_KINDS, BadInput, Facts, InputKind
+from deepcat.inputs import BadInput, Facts
+
+MAX_SECONDS = 60  # the longest clip decoded by default
 
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".mp3"})
 SAMPLE_RATE = 16_000
@@ -234,65 +235,10 @@ def flags(facts: list[Facts], names: list[str]) -> tuple[dict[str, Any], dict[st
     return summary, found
 
 
-# The tensor side (audio_tensors.py) loads torch when these are called.
-
 def native_size(paths: Sequence[str]) -> int | None:
     return None  # sizes are an image notion; every clip becomes `clip_seconds` of 16 kHz samples
-
-
-def eval_transform(pre: AudioPreprocess) -> Any:
-    from deepcat.inputs.audio_tensors import eval_transform as build
-
-    return build(pre)
-
-
-def train_transform(pre: AudioPreprocess, splits: Any, *, augment: str, hflip: bool) -> Any:
-    from deepcat.inputs.audio_tensors import train_transform as build
-
-    return build(pre, augment=augment, noise_files=splits.noise)
-
-
-def front_end(pre: AudioPreprocess) -> Any:
-    from deepcat.inputs.audio_tensors import LogMel
-
-    return LogMel(pre).eval()
-
-
-def picture(x: Any, pre: AudioPreprocess) -> np.ndarray:
-    """The network's input, a (1, n_mels, frames) log-mel spectrogram, as a picture: low pitches at the bottom,
-    magma colours over its own range."""
-    from matplotlib import colormaps
-
-    mel = x[0].detach().float().numpy()[::-1]
-    scaled = (mel - mel.min()) / max(float(mel.max() - mel.min()), 1e-6)
-    return (colormaps["magma"](scaled)[..., :3] * 255).astype(np.uint8)
-
-
-@functools.cache
-def _default_transform() -> Any:
-    return eval_transform(AudioPreprocess())  # built once: its DFT basis is the costly part
-
-
-def show(samples: np.ndarray) -> np.ndarray:
-    """A decoded clip as its picture: the default front end's log-mel spectrogram."""
-    return picture(_default_transform()(samples), AudioPreprocess())
-
-
-def example(pre: AudioPreprocess, batch: int) -> Any:
-    import torch
-
-    return torch.randn(batch, pre.samples) * 0.1
 
 
 def input_spec(pre: AudioPreprocess) -> dict[str, Any]:
     return {"name": "samples", "layout": "NT", "dtype": "float32", "range": [-1, 1], "sample_rate": pre.sample_rate,
             "samples": pre.samples, "channels": "mono"}
-
-
-AUDIO = INPUT_KINDS.add("audio", InputKind(
-    name="audio", suffixes=AUDIO_SUFFIXES, media_types=("audio/",), read=read_clip, from_memory=from_memory,
-    decode_bytes=decode_bytes, preprocess=AudioPreprocess.from_dict, to_model_input=model_input,
-    eval_transform=eval_transform, train_transform=train_transform, front_end=front_end, picture=picture,
-    show=show, example=example,
-    input_spec=input_spec, inspect_file=inspect_file, inspect_array=inspect_array, flags=flags,
-    flag_labels=FLAG_LABELS, native_size=native_size, size_limit="max_seconds", channels=1))

@@ -19,7 +19,9 @@ from typing import Any, ClassVar
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from deepcat.inputs import INPUT_KINDS, BadInput, Facts, InputKind
+from deepcat.inputs import BadInput, Facts
+
+MAX_PIXELS = 40_000_000  # the largest image decoded by default: a decompression bomb is refused before it
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -240,46 +242,5 @@ def native_size(paths: Sequence[str]) -> int | None:
     return max(sides) if sides else None
 
 
-def eval_transform(pre: Preprocess) -> Any:
-    from deepcat.inputs.image_tensors import eval_transform as build
-
-    return build(pre)
-
-
-def train_transform(pre: Preprocess, splits: Any, *, augment: str, hflip: bool) -> Any:
-    from deepcat.inputs.image_tensors import train_transform as build
-
-    return build(pre, augment=augment, hflip=hflip, small_images=splits.small_images)
-
-
-def front_end(pre: Preprocess) -> Any:
-    from deepcat.inputs.image_tensors import Normalise
-
-    return Normalise(pre)
-
-
-def picture(x: Any, pre: Preprocess) -> np.ndarray:
-    """The network's input (3, H, W), normalised, back as the (H, W, 3) uint8 crop it saw."""
-    import torch
-
-    mean, std = torch.tensor(pre.mean).view(3, 1, 1), torch.tensor(pre.std).view(3, 1, 1)
-    return ((x * std + mean).clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy()
-
-
-def example(pre: Preprocess, batch: int) -> Any:
-    import torch
-
-    return torch.rand(batch, 3, pre.input_size, pre.input_size) * 255
-
-
 def input_spec(pre: Preprocess) -> dict[str, Any]:
     return {"name": "pixels", "layout": "NCHW", "dtype": "float32", "range": [0, 255], "color": "RGB"}
-
-
-IMAGE = INPUT_KINDS.add("image", InputKind(
-    name="image", suffixes=IMAGE_SUFFIXES, media_types=("image/",), read=load_image, from_memory=from_memory,
-    decode_bytes=decode_bytes, preprocess=Preprocess.from_dict, to_model_input=pixels, eval_transform=eval_transform,
-    train_transform=train_transform, front_end=front_end, picture=picture, show=lambda image: image,
-    example=example, input_spec=input_spec,
-    inspect_file=inspect_file, inspect_array=inspect_array, flags=flags, flag_labels=FLAG_LABELS,
-    native_size=native_size))

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from deepcat.inputs.audio import MAX_SECONDS
+from deepcat.inputs.image import MAX_PIXELS
+
 
 def _opt(default: float, help: str) -> float:
     return field(default=default, metadata={"help": help})
@@ -12,8 +15,8 @@ def _opt(default: float, help: str) -> float:
 @dataclass
 class Limits:
     max_bytes: int = _opt(10_000_000, "largest upload, in bytes")
-    max_pixels: int = _opt(40_000_000, "largest image, in pixels, refused before decoding")
-    max_seconds: int = _opt(60, "longest sound clip, in seconds, refused before decoding")
+    max_pixels: int = _opt(MAX_PIXELS, "largest image, in pixels, refused before decoding")
+    max_seconds: int = _opt(MAX_SECONDS, "longest sound clip, in seconds, refused before decoding")
     max_files: int = _opt(64, "most images in one batch request")
     max_batch: int = _opt(4, "largest micro-batch (on a CPU a bigger batch does not make an input cheaper)")
     workers: int = _opt(3, "micro-batches run at once, each with CPU cores / workers ONNX Runtime threads "

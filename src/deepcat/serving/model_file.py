@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from deepcat.errors import DeepcatError
-from deepcat.exporting.formats import FORMATS, check_file
+from deepcat.run_folder import ONNX_FILE, ONNX_INT8_FILE, check_file, export_file
 
 CAT_DOG_NEITHER = Path.home() / ".cache" / "deepcat" / "cat-dog-neither.onnx"
 PRECISIONS = ("auto", "fp32", "int8")
@@ -37,13 +37,13 @@ def serving_model(run: str | Path | None, precision: str = "auto") -> Path:
     if run is None and precision == "int8":
         raise DeepcatError("the pretrained cat / dog / neither model is served in fp32: it has no check images "
                            "offline to prove an int8 file with")
-    int8 = None if run is None else Path(run) / "export" / FORMATS.get("onnx-int8").filename
+    int8 = None if run is None else export_file(run, ONNX_INT8_FILE)
     if int8 is not None and precision != "fp32" and passed_check(int8):
         return int8
     if precision == "int8":
         raise DeepcatError(f"{run} has no int8 export that passed its check: run `deepcat export {run} "
                            f"--format onnx-int8` (it refuses a file that disagrees with PyTorch), or serve fp32")
-    path = CAT_DOG_NEITHER if run is None else Path(run) / "export" / FORMATS.get("onnx").filename
+    path = CAT_DOG_NEITHER if run is None else export_file(run, ONNX_FILE)
     if not path.is_file():
         if run is None:
             print(f"exporting the pretrained cat / dog / neither model to {path} (once)", file=sys.stderr)

@@ -22,7 +22,7 @@ from deepcat.config import TrainConfig
 from deepcat.data.loader import BadInputLog, batches, eval_loader
 from deepcat.data.sources import DataSplits
 from deepcat.errors import DeepcatError
-from deepcat.evaluation.calibration import softmax
+from deepcat.inference.calibrated import softmax
 from deepcat.evaluation.scores import collect_logits
 from deepcat.run_folder import write_model_json, write_split
 from deepcat.training import distributed, head_features

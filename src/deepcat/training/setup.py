@@ -14,7 +14,8 @@ from torch.utils.data import DataLoader
 from deepcat.config import TrainConfig
 from deepcat.data import clip_batches, tensor_batches
 from deepcat.data.loader import make_loader
-from deepcat.data.sources import DataSplits, resolve_data
+from deepcat.data.resolve import splits_of
+from deepcat.data.sources import DataSplits
 from deepcat.inputs import input_kind
 from deepcat.inputs.image import Preprocess
 from deepcat.device import amp_dtype, autocast, pick_device
@@ -76,8 +77,7 @@ def prepare(cfg: TrainConfig, dist: distributed.Dist) -> Setup:
     if cfg.optimizer != "auto":
         OPTIMIZERS.get(cfg.optimizer)
     device = pick_device(cfg.device, dist.local_rank)
-    splits = resolve_data(cfg.data, val_fraction=cfg.val_fraction, seed=cfg.seed, data_root=cfg.data_root,
-                          classes=cfg.classes, modality=cfg.modality)
+    splits = splits_of(cfg.to_dict())
     cfg = resolve_auto(cfg, splits)
     seed_everything(cfg.seed)
     kind = input_kind(splits.input_kind)

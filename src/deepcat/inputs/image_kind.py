@@ -1,0 +1,57 @@
+"""The image kind, registered as `INPUT_KINDS["image"]`: `image.py`'s numpy side (decoding, the audit's checks,
+the model's raw input) and `image_tensors.py`'s torch side (transforms, the graph's normalisation), which loads
+when one of its members is first called, so ONNX Runtime and the server run images without torch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from deepcat.inputs import INPUT_KINDS, InputKind
+from deepcat.inputs.image import (FLAG_LABELS, IMAGE_SUFFIXES, MAX_PIXELS, Preprocess, decode_bytes, flags,
+                                  from_memory, input_spec, inspect_array, inspect_file, load_image, native_size,
+                                  pixels)
+
+__all__ = ["IMAGE"]
+
+
+def eval_transform(pre: Preprocess) -> Any:
+    from deepcat.inputs.image_tensors import eval_transform as build
+
+    return build(pre)
+
+
+def train_transform(pre: Preprocess, splits: Any, *, augment: str, hflip: bool) -> Any:
+    from deepcat.inputs.image_tensors import train_transform as build
+
+    return build(pre, augment=augment, hflip=hflip, small_images=splits.small_images)
+
+
+def front_end(pre: Preprocess) -> Any:
+    from deepcat.inputs.image_tensors import Normalise
+
+    return Normalise(pre)
+
+
+def picture(x: Any, pre: Preprocess) -> np.ndarray:
+    """The network's input (3, H, W), normalised, back as the (H, W, 3) uint8 crop it saw."""
+    import torch
+
+    mean, std = torch.tensor(pre.mean).view(3, 1, 1), torch.tensor(pre.std).view(3, 1, 1)
+    return ((x * std + mean).clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy()
+
+
+def example(pre: Preprocess, batch: int) -> Any:
+    import torch
+
+    return torch.rand(batch, 3, pre.input_size, pre.input_size) * 255
+
+
+IMAGE = INPUT_KINDS.add("image", InputKind(
+    name="image", suffixes=IMAGE_SUFFIXES, media_types=("image/",), read=load_image, from_memory=from_memory,
+    decode_bytes=decode_bytes, preprocess=Preprocess.from_dict, to_model_input=pixels, eval_transform=eval_transform,
+    train_transform=train_transform, front_end=front_end, picture=picture, show=lambda image: image,
+    example=example, input_spec=input_spec,
+    inspect_file=inspect_file, inspect_array=inspect_array, flags=flags, flag_labels=FLAG_LABELS,
+    native_size=native_size, default_limit=MAX_PIXELS))
