@@ -79,3 +79,20 @@ def truncated_jpg(tmp_path: Path, chelsea_jpg: Path) -> Path:
     raw = chelsea_jpg.read_bytes()
     path.write_bytes(raw[: len(raw) // 3])
     return path
+
+
+def assert_deployed_threshold_holds(run: Path) -> None:
+    """Calibration is fitted on what the deployed model computes (fp32), whatever the run trained in: the exported
+    file's scores of the run's validation inputs put the share asked for above its threshold."""
+    import json
+
+    import deepcat
+    from deepcat.exporting.check import run_images
+    from deepcat.inference.onnx_model import load_onnx
+
+    onnx = load_onnx(deepcat.export(run, format="onnx", progress=False).path)
+    val, _ = run_images(run, onnx.meta, split="val", limit=10_000)
+    _, scores = onnx.infer(val)
+    accepted = float(np.mean(scores >= onnx.threshold))
+    target = json.loads((run / "model.json").read_text())["calibration"]["target_accept"]
+    assert abs(accepted - target) <= 1.5 / len(val), (accepted, target, len(val))

@@ -15,6 +15,7 @@ from deepcat.inference.calibrated import set_limit
 from deepcat import export
 from deepcat.inference.onnx_model import load_onnx
 from deepcat.serving.app import create_app
+from conftest import assert_deployed_threshold_holds
 
 pytestmark = pytest.mark.precision  # parity and calibration through bf16 or fp32 training: CI runs both
 
@@ -144,6 +145,10 @@ def test_unseen_digits_get_the_same_unknown_and_sets_from_pytorch_onnx_and_the_s
             answer = client.post("/v1/predict", content=png.getvalue(), headers={"content-type": "image/png"}).json()
         assert answer["label"] == expected
         assert answer["score"] < onnx.threshold
+
+
+def test_the_deployed_fp32_model_accepts_the_share_of_validation_images_its_threshold_promises(run_0_to_7):
+    assert_deployed_threshold_holds(run_0_to_7)
 
 
 def test_a_model_that_gets_every_validation_image_right_is_not_made_certain(tmp_path):

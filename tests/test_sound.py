@@ -15,6 +15,7 @@ import yaml
 
 import deepcat
 from deepcat.inputs.audio import SAMPLE_RATE, read_clip
+from conftest import assert_deployed_threshold_holds
 from test_page import chrome, needs_browser
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
@@ -69,6 +70,13 @@ def test_onnx_agrees_with_pytorch_on_every_test_clip(speech_run, speech):
         assert deepcat.export(speech_run, format="onnx-int8", progress=False).check.top1_agreement >= 0.99
     except deepcat.DeepcatError as refused:
         assert "disagrees with PyTorch beyond its bound" in str(refused)
+
+
+@needs_espeak
+@pytest.mark.slow
+@pytest.mark.precision
+def test_the_exported_sound_model_accepts_what_its_threshold_promises(speech_run):
+    assert_deployed_threshold_holds(speech_run)
 
 
 @needs_espeak
@@ -196,7 +204,10 @@ def test_the_page_hears_a_word_from_the_microphone_and_classifies_it_in_the_brow
                             subtype="PCM_16")                                # Chromium plays it in a loop
     flags = ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
              f"--use-file-for-fake-audio-capture={microphone}", "--autoplay-policy=no-user-gesture-required")
-    with Server(create_app(model)) as url:
+    # The page classifies only windows louder than silence. The `unknown` gate is off here (it is the image page
+    # test's subject): on this 3-word model, trained for seconds, the word replayed through Chromium's fake
+    # microphone sometimes scored under the threshold, and the test is about hearing and classifying.
+    with Server(create_app(model, reject=False)) as url:
         driver = chrome(tmp_path / "profile", flags)
         try:
             driver.get(url)

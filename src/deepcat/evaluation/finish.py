@@ -20,7 +20,7 @@ import torch.nn as nn
 from deepcat.data.sources import DataSplits
 from deepcat.inputs import preprocess_of
 from deepcat.inputs.image import Preprocess
-from deepcat.device import amp_dtype, pick_device
+from deepcat.device import pick_device
 from deepcat.errors import DeepcatError
 from deepcat.evaluation import calibration
 from deepcat.evaluation.label_errors import LabelErrors
@@ -47,10 +47,12 @@ class RunContext:
 
     @classmethod
     def of(cls, run_dir: Path, meta: dict[str, Any], *, progress: bool) -> RunContext:
+        """Always fp32, whatever the run trained in: what is fitted here (the temperature, the `unknown` score's
+        statistics and threshold, the set limits) and the test metrics describe the model as it is deployed, and
+        every runtime that uses them (ONNX, the server, `load`) computes in fp32."""
         cfg = read_config(run_dir)
-        device = pick_device(cfg.get("device", "auto"))
-        return cls(run_dir, preprocess_of(meta), device, amp_dtype(cfg.get("amp", "auto"), device),
-                   cfg.get("workers"), cfg.get("accept", calibration.DEFAULT_ACCEPT), progress)
+        return cls(run_dir, preprocess_of(meta), pick_device(cfg.get("device", "auto")), None, cfg.get("workers"),
+                   cfg.get("accept", calibration.DEFAULT_ACCEPT), progress)
 
     @property
     def scoring(self) -> dict[str, Any]:
