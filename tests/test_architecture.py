@@ -20,7 +20,7 @@ ALLOWED = {
     "cli": {"api", "config", "errors", "version"},
     "api": {"config", "data", "errors", "evaluation", "exporting", "inference", "run_folder", "serving", "training",
             "tuning"},
-    "tuning": {"config", "errors", "training"},
+    "tuning": {"config", "data", "errors", "training"},
     "training": {"config", "data", "device", "errors", "evaluation", "inference", "inputs", "models", "registry",
                  "run_folder"},
     "evaluation": {"data", "device", "errors", "inference", "inputs", "models", "run_folder"},

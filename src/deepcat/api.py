@@ -262,44 +262,15 @@ def tune(data: str | None = None, *, config: str | Path | None = None, budget: s
     >>> result = deepcat.tune("digits", trials=20)
     >>> result.best_value, result.best_config   # tunes/digits/best.yaml: `deepcat train --config` it
     """
-    import multiprocessing
-    import time
-
     from deepcat.config import resolve_config
-    from deepcat.data.resolve import splits_of
-    from deepcat.errors import DeepcatError
-    from deepcat.training.recipe import resolve_auto
-    from deepcat.tuning.results import write_results
-    from deepcat.tuning.search import Budget, parse_budget, run_search
-    from deepcat.tuning.space import default_space, read_space, without_fixed
+    from deepcat.evaluation.finish import after_training
+    from deepcat.tuning.study import Search, search
 
     if data is not None:
         options["data"] = data
-    if budget is None and trials is None:
-        raise DeepcatError("say how long to search: --budget 30m (wall time) or --trials N, or both")
-    if workers < 1:
-        raise DeepcatError(f"workers must be >= 1; received {workers}")
-    cfg = resolve_config(config_file=config, **options)
-    splits = splits_of(cfg.to_dict())
-    auto = resolve_auto(cfg, splits)
-    searched = read_space(space) if space else default_space(
-        model=auto.model, pretrained=bool(auto.pretrained or auto.weights), epochs=cfg.epochs, lr=float(auto.lr))
-    searched = without_fixed(searched, {k: v for k, v in options.items() if v is not None})
-    name = study or splits.name
-    folder = Path(options.get("output") or "tunes") / name
-    plan = dict(base=cfg.to_dict(), space=searched, folder=folder, study_name=name, storage=storage,
-                budget=Budget(trials, parse_budget(budget), time.perf_counter()), seed=cfg.seed, pruning=pruning,
-                classes=len(splits.classes))
-    helpers = [multiprocessing.get_context("spawn").Process(target=run_search, kwargs={**plan, "progress": False})
-               for _ in range(workers - 1)]
-    for helper in helpers:
-        helper.start()
-    searched_study = run_search(**plan, progress=progress)
-    for helper in helpers:
-        helper.join()
-    result = write_results(searched_study, folder)  # reads the storage: the helpers' trials are in it too
+    fixed = {k: v for k, v in options.items() if v is not None}
+    result, splits = search(resolve_config(config_file=config, **options), fixed,
+                            Search(budget, trials, space, workers, storage, study, pruning), progress=progress)
     if result.best_run is not None and not (result.best_run / "report.html").is_file():
-        from deepcat.evaluation.finish import after_training
-
         after_training(result.best_run, splits, progress=progress)  # the winner, calibrated and reported
     return result

@@ -1,4 +1,4 @@
-"""`run_search`: an Optuna study over deepcat training runs, on one machine or many.
+"""`run_search`: one process's share of an Optuna study over deepcat training runs, on one machine or many.
 
 Each trial is an ordinary training run (the fit loop; the winner alone is then calibrated and reported) with
 its own run folder (tunes/NAME/trials/trial-0007). The fit
@@ -142,23 +142,39 @@ def objective(base: dict[str, Any], space: Space, trials_dir: Path, cap: int | N
     return run_trial
 
 
-def run_search(*, base: dict[str, Any], space: Space, folder: Path, study_name: str, storage: str | None,
-               budget: Budget, seed: int, pruning: bool, classes: int, progress: bool) -> Any:
+@dataclass(frozen=True)
+class StudyPlan:
+    """One study, as every worker process runs it (picklable: helpers get it through `spawn`)."""
+
+    base: dict[str, Any]     # the training configuration the trials start from (fixed options included)
+    space: Space             # what they vary
+    folder: Path             # tunes/NAME: study.db, trials/, the results
+    study_name: str
+    storage: str | None      # a database URL shared by several processes or machines; None: folder/study.db
+    budget: Budget
+    seed: int
+    pruning: bool
+    classes: int             # for the divergence bound
+
+
+def run_search(plan: StudyPlan, *, progress: bool) -> Any:
     """Optimise until the trial cap (across every process on this study) or the time budget; Ctrl-C stops
     cleanly, keeping every finished trial."""
     from optuna.study import MaxTrialsCallback
 
-    folder.mkdir(parents=True, exist_ok=True)
-    study = open_study(name=study_name, storage=storage or f"sqlite:///{folder.resolve() / 'study.db'}", seed=seed,
-                       pruning=pruning)
+    plan.folder.mkdir(parents=True, exist_ok=True)
+    study = open_study(name=plan.study_name, seed=plan.seed, pruning=plan.pruning,
+                       storage=plan.storage or f"sqlite:///{plan.folder.resolve() / 'study.db'}")
+    budget = plan.budget
     callbacks: list[Any] = [_Progress(budget, enabled=progress)]
     if budget.trials is not None:  # the cap holds across every process on the study
         if len(study.get_trials(deepcopy=False)) >= budget.trials:
             return study
         callbacks.insert(0, MaxTrialsCallback(budget.trials, states=None))
     try:
-        study.optimize(objective(base, space, folder / "trials", budget.trials, classes), n_trials=budget.trials, timeout=budget.left(),
-                       catch=(Exception,), callbacks=callbacks, gc_after_trial=True)
+        study.optimize(objective(plan.base, plan.space, plan.folder / "trials", budget.trials, plan.classes),
+                       n_trials=budget.trials, timeout=budget.left(), catch=(Exception,), callbacks=callbacks,
+                       gc_after_trial=True)
     except KeyboardInterrupt:
         print("\ninterrupted: finished trials are kept; run the same command to continue", file=sys.stderr)
     return study

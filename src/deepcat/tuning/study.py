@@ -1,0 +1,61 @@
+"""A whole search: the plan from the options (the data's splits, the `auto` recipe, its default space less what the
+user fixed), `workers` processes sharing one study, and the results files. `api.tune` only translates to this
+and has the winner judged."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from deepcat.config import TrainConfig
+from deepcat.data.resolve import splits_of
+from deepcat.data.sources import DataSplits
+from deepcat.errors import DeepcatError
+from deepcat.training.recipe import resolve_auto
+from deepcat.tuning.results import TuneResult, write_results
+from deepcat.tuning.search import Budget, StudyPlan, parse_budget, run_search
+from deepcat.tuning.space import default_space, read_space, without_fixed
+
+__all__ = ["Search", "search"]
+
+
+@dataclass(frozen=True)
+class Search:
+    """How long and where to search (`deepcat tune`'s own options; the training options are the config)."""
+
+    budget: str | None = None        # wall time: "30m", "2h"
+    trials: int | None = None        # a trial count across every process on the study
+    space: str | Path | None = None  # a YAML space file; None: the default around the auto recipe
+    workers: int = 1                 # trial processes on this machine
+    storage: str | None = None       # a database URL shared by processes on many machines
+    study: str | None = None         # the study's name (default: the data's)
+    pruning: bool = True
+
+
+def search(cfg: TrainConfig, fixed: dict[str, Any], how: Search, *, progress: bool) -> tuple[TuneResult, DataSplits]:
+    """Run the study and write its results; `fixed` are the options given explicitly (never searched). Returns
+    the results and the data's splits (the winner is judged on them)."""
+    if how.budget is None and how.trials is None:
+        raise DeepcatError("say how long to search: --budget 30m (wall time) or --trials N, or both")
+    if how.workers < 1:
+        raise DeepcatError(f"workers must be >= 1; received {how.workers}")
+    splits = splits_of(cfg.to_dict())
+    auto = resolve_auto(cfg, splits)
+    space = read_space(how.space) if how.space else default_space(
+        model=auto.model, pretrained=bool(auto.pretrained or auto.weights), epochs=cfg.epochs, lr=float(auto.lr))
+    name = how.study or splits.name
+    folder = Path(cfg.output if "output" in fixed else "tunes") / name
+    plan = StudyPlan(base=cfg.to_dict(), space=without_fixed(space, fixed), folder=folder, study_name=name,
+                     storage=how.storage, budget=Budget(how.trials, parse_budget(how.budget), time.perf_counter()),
+                     seed=cfg.seed, pruning=how.pruning, classes=len(splits.classes))
+    helpers = [multiprocessing.get_context("spawn").Process(target=run_search, args=(plan,), kwargs={"progress": False})
+               for _ in range(how.workers - 1)]
+    for helper in helpers:
+        helper.start()
+    study = run_search(plan, progress=progress)
+    for helper in helpers:
+        helper.join()
+    return write_results(study, folder), splits  # reads the storage: the helpers' trials are in it too
