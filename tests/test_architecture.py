@@ -26,7 +26,7 @@ ALLOWED = {
     "evaluation": {"data", "device", "errors", "inference", "inputs", "models", "run_folder"},
     "exporting": {"errors", "inference", "inputs", "registry", "run_folder", "version"},
     "serving": {"errors", "inference", "inputs", "run_folder"},
-    "inference": {"errors", "inputs", "models", "run_folder"},
+    "inference": {"errors", "inputs", "models", "registry", "run_folder"},
     "run_folder": {"data", "errors", "models"},
     "models": {"errors", "inputs", "registry"},
     "data": {"errors", "inputs"},

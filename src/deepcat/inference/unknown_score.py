@@ -22,13 +22,16 @@ captured by `WithFeatures`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
 
-SCORES = ("layers", "knn", "mahalanobis", "energy", "msp")
-FEATURE_SCORES = ("layers", "knn", "mahalanobis")
+from deepcat.registry import Registry
+
 DEFAULT_SCORE = "layers"
 KNN_K = 1  # the nearest neighbour: k = 1 ranked unknowns better than 10 or 50 on Fashion-MNIST
 BANK_FLOATS = 1_000_000  # what the graph carries for `knn`: at most 4 MB of training features
@@ -124,34 +127,13 @@ class UnknownScore(nn.Module):
 
     def __init__(self, kind: str, state: dict[str, torch.Tensor] | None = None, stages: list[str] | None = None):
         super().__init__()
-        if kind not in SCORES:
-            raise ValueError(f"unknown score {kind!r}; choose from {', '.join(SCORES)}")
+        SCORE_KINDS.get(kind)  # an unknown name is an error naming the nearest one
         self.kind, self.stages = kind, list(stages or [])
         for name, value in (state or {}).items():
             self.register_buffer(name, value.float())
 
-    def forward(self, features: torch.Tensor | None, logits: torch.Tensor) -> torch.Tensor:
-        if self.kind == "layers":
-            total, start = 0, 0
-            for i in range(len(self.stages)):
-                whiten = getattr(self, f"whiten_{i}")
-                part = features[:, start:start + whiten.shape[0]]
-                start += whiten.shape[0]
-                relative = relative_distance(part, getattr(self, f"means_{i}"), whiten, getattr(self, f"centre_{i}"),
-                                             getattr(self, f"centre_whiten_{i}"))
-                z = getattr(self, f"z_{i}")
-                total = total + (-relative - z[0]) / z[1]
-            return total
-        if self.kind == "energy":
-            return logits.logsumexp(-1)
-        if self.kind == "msp":
-            return logits.softmax(-1).amax(-1)
-        if self.kind == "knn":
-            similarity = nn.functional.normalize(features, dim=-1) @ self.bank.T          # (B, N)
-            return similarity.topk(min(KNN_K, len(self.bank)), dim=-1).values[:, -1]
-        centred = nn.functional.normalize(features, dim=-1)[:, None, :] - self.means[None]  # (B, C, D)
-        distance = ((centred @ self.precision) * centred).sum(-1)                        # (B, C)
-        return -distance.amin(-1)
+    def forward(self, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        return SCORE_KINDS.get(self.kind).forward(self, features, logits)
 
     @property
     def feature_dim(self) -> int | None:
@@ -191,39 +173,12 @@ def _precision(centred: torch.Tensor) -> torch.Tensor:
     return torch.linalg.inv(covariance + shrink * covariance.diagonal().mean() * eye)
 
 
-def fit_score(kind: str, features: torch.Tensor | None, labels: torch.Tensor, *, seed: int = 0,
+def fit_score(kind: str, features: torch.Tensor, labels: torch.Tensor, *, seed: int = 0,
               stages: list[str] | None = None, sizes: list[int] | None = None) -> UnknownScore:
-    """The score's state from training features: per stage, class means, the shared and the overall covariance's
-    inverses and the standardisation of the relative distance (layers: `features` are the stages' `sizes`
-    concatenated); class means and the shared covariance's inverse (mahalanobis); a bounded random sample (knn);
-    energy and msp need none."""
-    if kind == "layers":
-        state, start = {}, 0
-        classes = labels.unique(sorted=True)
-        for i, size in enumerate(sizes):
-            part = nn.functional.normalize(features[:, start:start + size].double(), dim=-1)
-            start += size
-            means = torch.stack([part[labels == c].mean(0) for c in classes])
-            centre = part.mean(0)
-            whiten = _whitening(part - means[torch.searchsorted(classes, labels)])
-            centre_whiten = _whitening(part - centre)
-            fitted = {"means": means @ whiten, "whiten": whiten, "centre": centre @ centre_whiten,
-                      "centre_whiten": centre_whiten}
-            relative = torch.cat([-relative_distance(part[j:j + 1024], *fitted.values())
-                                  for j in range(0, len(part), 1024)])  # B x C x D floats at a time
-            fitted["z"] = torch.stack([relative.mean(), relative.std().clamp_min(1e-6)])
-            state.update({f"{name}_{i}": value.float() for name, value in fitted.items()})
-        return UnknownScore(kind, state, stages)
-    if kind == "knn":
-        rows = torch.randperm(len(features), generator=torch.Generator().manual_seed(seed))
-        bank = nn.functional.normalize(features[rows[:bank_size(features.shape[1])]].float(), dim=-1)
-        return UnknownScore(kind, {"bank": bank})
-    if kind == "mahalanobis":
-        features = nn.functional.normalize(features.double(), dim=-1)
-        means = torch.stack([features[labels == c].mean(0) for c in labels.unique(sorted=True)])
-        precision = _precision(features - means[torch.searchsorted(labels.unique(sorted=True), labels)])
-        return UnknownScore(kind, {"means": means.float(), "precision": precision.float()})
-    return UnknownScore(kind)
+    """The score's state from training features (for `layers`, the stages' `sizes` concatenated), by its kind."""
+    score = SCORE_KINDS.get(kind)
+    fitted = score.fit(features, labels, seed=seed, sizes=sizes or [])
+    return UnknownScore(kind, fitted, stages if score.reads_stages else None)
 
 
 def save_score(score: UnknownScore, run_dir: Path) -> None:
@@ -232,6 +187,95 @@ def save_score(score: UnknownScore, run_dir: Path) -> None:
 
 def load_score(kind: str, run_dir: Path) -> UnknownScore:
     path = run_dir / STATE_FILE
-    state = torch.load(path, weights_only=True) if kind in FEATURE_SCORES else {}
+    state = torch.load(path, weights_only=True) if SCORE_KINDS.get(kind).reads_features else {}
     stages = state.pop("stages", None)
     return UnknownScore(kind, state, stages)
+
+
+# The kinds of score, by name: each its fit (training features -> the buffers the graph carries) and its forward.
+Fit = Callable[..., dict[str, torch.Tensor]]            # (features, labels, *, seed, sizes) -> state
+
+
+@dataclass(frozen=True)
+class ScoreKind:
+    fit: Fit
+    forward: Callable[[UnknownScore, torch.Tensor, torch.Tensor], torch.Tensor]  # (score, features, logits) -> (B,)
+    reads_features: bool = True                          # False: from the logits alone, nothing to fit
+    reads_stages: bool = False                           # True: the pooled outputs of the model's named stages
+
+
+SCORE_KINDS: Registry[ScoreKind] = Registry("unknown score")
+
+
+def _no_state(features: torch.Tensor, labels: torch.Tensor, **_: Any) -> dict[str, torch.Tensor]:
+    return {}
+
+
+def _fit_layers(features: torch.Tensor, labels: torch.Tensor, *, sizes: list[int], **_: Any
+                ) -> dict[str, torch.Tensor]:
+    """Per stage: class means, the shared and the overall covariance's whitening, the relative distance's
+    standardisation."""
+    state, start = {}, 0
+    classes = labels.unique(sorted=True)
+    for i, size in enumerate(sizes):
+        part = nn.functional.normalize(features[:, start:start + size].double(), dim=-1)
+        start += size
+        means = torch.stack([part[labels == c].mean(0) for c in classes])
+        centre = part.mean(0)
+        whiten = _whitening(part - means[torch.searchsorted(classes, labels)])
+        centre_whiten = _whitening(part - centre)
+        fitted = {"means": means @ whiten, "whiten": whiten, "centre": centre @ centre_whiten,
+                  "centre_whiten": centre_whiten}
+        relative = torch.cat([-relative_distance(part[j:j + 1024], *fitted.values())
+                              for j in range(0, len(part), 1024)])  # B x C x D floats at a time
+        fitted["z"] = torch.stack([relative.mean(), relative.std().clamp_min(1e-6)])
+        state.update({f"{name}_{i}": value.float() for name, value in fitted.items()})
+    return state
+
+
+def _layers(score: UnknownScore, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    total: Any = 0
+    start = 0
+    for i in range(len(score.stages)):
+        whiten = getattr(score, f"whiten_{i}")
+        part = features[:, start:start + whiten.shape[0]]
+        start += whiten.shape[0]
+        relative = relative_distance(part, getattr(score, f"means_{i}"), whiten, getattr(score, f"centre_{i}"),
+                                     getattr(score, f"centre_whiten_{i}"))
+        z = getattr(score, f"z_{i}")
+        total = total + (-relative - z[0]) / z[1]
+    return total
+
+
+def _fit_knn(features: torch.Tensor, labels: torch.Tensor, *, seed: int, **_: Any) -> dict[str, torch.Tensor]:
+    """A bounded random sample of training features."""
+    rows = torch.randperm(len(features), generator=torch.Generator().manual_seed(seed))
+    return {"bank": nn.functional.normalize(features[rows[:bank_size(features.shape[1])]].float(), dim=-1)}
+
+
+def _knn(score: UnknownScore, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    similarity = nn.functional.normalize(features, dim=-1) @ score.bank.T          # (B, N)
+    return similarity.topk(min(KNN_K, len(score.bank)), dim=-1).values[:, -1]
+
+
+def _fit_mahalanobis(features: torch.Tensor, labels: torch.Tensor, **_: Any) -> dict[str, torch.Tensor]:
+    """Class means and the shared covariance's inverse."""
+    features = nn.functional.normalize(features.double(), dim=-1)
+    classes = labels.unique(sorted=True)
+    means = torch.stack([features[labels == c].mean(0) for c in classes])
+    precision = _precision(features - means[torch.searchsorted(classes, labels)])
+    return {"means": means.float(), "precision": precision.float()}
+
+
+def _mahalanobis(score: UnknownScore, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    centred = nn.functional.normalize(features, dim=-1)[:, None, :] - score.means[None]  # (B, C, D)
+    return -((centred @ score.precision) * centred).sum(-1).amin(-1)                    # (B, C) -> (B,)
+
+
+SCORE_KINDS.add("layers", ScoreKind(_fit_layers, _layers, reads_stages=True))
+SCORE_KINDS.add("knn", ScoreKind(_fit_knn, _knn))
+SCORE_KINDS.add("mahalanobis", ScoreKind(_fit_mahalanobis, _mahalanobis))
+SCORE_KINDS.add("energy", ScoreKind(_no_state, lambda score, features, logits: logits.logsumexp(-1), False))
+SCORE_KINDS.add("msp", ScoreKind(_no_state, lambda score, features, logits: logits.softmax(-1).amax(-1), False))
+SCORES = tuple(SCORE_KINDS.names())
+FEATURE_SCORES = tuple(name for name, kind in SCORE_KINDS.items() if kind.reads_features)
