@@ -30,9 +30,16 @@ def main() -> None:
     splits = resolve_data("fashion-mnist")
     started = time.perf_counter()
     found = audit(splits, progress=False)
-    rows.append({"data": "fashion-mnist (in memory)", "images": found.images, "seconds": time.perf_counter() - started,
-                 "leak_groups": found.count("leak"), "conflict_groups": found.count("label_conflict"),
-                 "duplicate_groups": found.count("duplicate")})
+    rows.append(
+        {
+            "data": "fashion-mnist (in memory)",
+            "images": found.images,
+            "seconds": time.perf_counter() - started,
+            "leak_groups": found.count("leak"),
+            "conflict_groups": found.count("label_conflict"),
+            "duplicate_groups": found.count("duplicate"),
+        }
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("train", "val", "test"):
             samples = splits.split(name)
@@ -50,9 +57,16 @@ def main() -> None:
         rows.append({"data": "decode every PNG once (baseline, 1 process)", "images": len(paths), "seconds": decode})
         started = time.perf_counter()
         found = audit(files, progress=False)
-        rows.append({"data": "fashion-mnist (70,000 PNG files)", "images": found.images,
-                     "seconds": time.perf_counter() - started, "leak_groups": found.count("leak"),
-                     "conflict_groups": found.count("label_conflict"), "duplicate_groups": found.count("duplicate")})
+        rows.append(
+            {
+                "data": "fashion-mnist (70,000 PNG files)",
+                "images": found.images,
+                "seconds": time.perf_counter() - started,
+                "leak_groups": found.count("leak"),
+                "conflict_groups": found.count("label_conflict"),
+                "duplicate_groups": found.count("duplicate"),
+            }
+        )
     report("audit", rows, args.out)
 
 

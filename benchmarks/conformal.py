@@ -37,15 +37,16 @@ def resampled_coverage(run: Path, repeats: int = RESAMPLES) -> dict[float, float
     import torch
 
     from deepcat.evaluation.calibration import COVERAGES, conformal_quantiles, neg_log_probs
-    from deepcat.evaluation.scores import logits_of
+    from deepcat.evaluation.scores import Scoring, logits_of
     from deepcat.inputs import preprocess_of
     from deepcat.run_folder import load_model, run_splits
 
     model, meta = load_model(run)
     splits = run_splits(run)
-    kw = dict(pre=preprocess_of(meta), device=torch.device("cpu"), dtype=None, progress=False)
-    (val_logits, val_labels), (test_logits, test_labels) = (logits_of(model, part, **kw)
-                                                            for part in (splits.val, splits.test))
+    how = Scoring(preprocess_of(meta), torch.device("cpu"), progress=False)
+    (val_logits, val_labels), (test_logits, test_labels) = (
+        logits_of(model, part, how) for part in (splits.val, splits.test)
+    )
     logits, labels = np.concatenate([val_logits, test_logits]), np.concatenate([val_labels, test_labels])
     temperature = meta["calibration"]["temperature"]
     true_scores = neg_log_probs(logits, temperature)[np.arange(len(labels)), labels]
@@ -64,8 +65,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--digits-seeds", type=int, default=5)
     parser.add_argument("--fashion-seeds", type=int, default=1)
-    parser.add_argument("--fashion-epochs", type=int, default=5, help="coverage holds at any accuracy; 5 of the "
-                        "recipe's 10 epochs keep the run short")
+    parser.add_argument(
+        "--fashion-epochs",
+        type=int,
+        default=5,
+        help="coverage holds at any accuracy; 5 of the recipe's 10 epochs keep the run short",
+    )
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "conformal.json"))
     args = parser.parse_args()
 
@@ -78,33 +83,53 @@ def main() -> None:
             resampled: dict[float, list[float]] = {}
             for seed in range(seeds):
                 epochs = {"epochs": args.fashion_epochs} if data == "fashion-mnist" else {}
-                run = deepcat.train(data=data, seed=seed, output=tmp, name=f"{data}-{seed}", progress=False,
-                                    **epochs)
+                run = deepcat.train(data=data, seed=seed, output=tmp, name=f"{data}-{seed}", progress=False, **epochs)
                 cal = json.loads((run / "calibration.json").read_text())
                 accuracy = json.loads((run / "test_metrics.json").read_text())["accuracy"]
                 for r in cal["coverage"]:
-                    rows.append({"data": data, "seed": seed, "test images": cal["images"],
-                                 "val images": cal["calibration_images"], "test accuracy": accuracy,
-                                 "coverage asked": r["coverage"], "coverage measured": r["measured"],
-                                 "mean set size": r["mean_size"], "empty sets": r["empty"]})
+                    rows.append(
+                        {
+                            "data": data,
+                            "seed": seed,
+                            "test images": cal["images"],
+                            "val images": cal["calibration_images"],
+                            "test accuracy": accuracy,
+                            "coverage asked": r["coverage"],
+                            "coverage measured": r["measured"],
+                            "mean set size": r["mean_size"],
+                            "empty sets": r["empty"],
+                        }
+                    )
                     measured.setdefault(r["coverage"], []).append(r["measured"])
                 again = resampled_coverage(run)
                 for coverage in measured:
                     resampled.setdefault(coverage, []).append(again[coverage])
-                    rows.append({"data": data, "seed": f"{seed} resampled x{RESAMPLES}", "coverage asked": coverage,
-                                 "coverage measured": again[coverage]})
-            summary[data] = {f"{c:.2f}": {"mean measured": float(np.mean(m)), "runs": len(m),
-                                           "within 1.5 points": bool(abs(np.mean(m) - c) <= TOLERANCE),
-                                           "mean resampled": float(np.mean(resampled[c])),
-                                           "resampled within 1.5 points": bool(abs(np.mean(resampled[c]) - c)
-                                                                               <= TOLERANCE)}
-                             for c, m in measured.items()}
+                    rows.append(
+                        {
+                            "data": data,
+                            "seed": f"{seed} resampled x{RESAMPLES}",
+                            "coverage asked": coverage,
+                            "coverage measured": again[coverage],
+                        }
+                    )
+            summary[data] = {
+                f"{c:.2f}": {
+                    "mean measured": float(np.mean(m)),
+                    "runs": len(m),
+                    "within 1.5 points": bool(abs(np.mean(m) - c) <= TOLERANCE),
+                    "mean resampled": float(np.mean(resampled[c])),
+                    "resampled within 1.5 points": bool(abs(np.mean(resampled[c]) - c) <= TOLERANCE),
+                }
+                for c, m in measured.items()
+            }
     report("conformal", rows, args.out, summary=summary)
     for data, levels in summary.items():
         for coverage, s in levels.items():
-            print(f"{data} coverage {coverage}: mean measured {s['mean measured']:.4f} over {s['runs']} run(s)"
-                  f"{'' if s['within 1.5 points'] else '  (MISS: more than 1.5 points away)'}; resampled "
-                  f"{s['mean resampled']:.4f}{'' if s['resampled within 1.5 points'] else '  (MISS)'}")
+            print(
+                f"{data} coverage {coverage}: mean measured {s['mean measured']:.4f} over {s['runs']} run(s)"
+                f"{'' if s['within 1.5 points'] else '  (MISS: more than 1.5 points away)'}; resampled "
+                f"{s['mean resampled']:.4f}{'' if s['resampled within 1.5 points'] else '  (MISS)'}"
+            )
 
 
 if __name__ == "__main__":

@@ -88,8 +88,10 @@ def write_phone_photos(root: Path, count: int) -> list[str]:
     from skimage import data
 
     root.mkdir()
-    photos = [Image.fromarray(getattr(data, n)()[..., :3]).resize((4032, 3024), Image.BICUBIC)
-              for n in ("astronaut", "coffee", "chelsea", "rocket")]
+    photos = [
+        Image.fromarray(getattr(data, n)()[..., :3]).resize((4032, 3024), Image.BICUBIC)
+        for n in ("astronaut", "coffee", "chelsea", "rocket")
+    ]
     paths = [str(root / f"{i}.jpg") for i in range(count)]
     for i, path in enumerate(paths):
         photos[i % len(photos)].save(path, quality=90)
@@ -103,6 +105,7 @@ def main() -> None:
     torch.set_num_threads(min(2, torch.get_num_threads()))
 
     from deepcat.data.loader import make_loader
+    from deepcat.data.order import Order
     from deepcat.data.resolve import resolve_data
     from deepcat.data.sources import Samples
     from deepcat.data.tensor_batches import TensorBatches
@@ -119,30 +122,60 @@ def main() -> None:
         pre = Preprocess(224, 256)
         augment = train_transform(pre, augment="light", hflip=True, small_images=False)
         for workers in (0, 2):
-            loader = make_loader(samples, augment, input_kind(), batch_size=32, shuffle=True, workers=workers)
-            rows.append({"pipeline": f"photos 640x480 JPEG -> 224 px, DataLoader, {workers} workers",
-                         "images_per_s": rate(loader, 6)})
+            loader = make_loader(samples, augment, input_kind(), Order(32, shuffle=True), workers=workers)
+            rows.append(
+                {
+                    "pipeline": f"photos 640x480 JPEG -> 224 px, DataLoader, {workers} workers",
+                    "images_per_s": rate(loader, 6),
+                }
+            )
         phones = write_phone_photos(Path(tmp) / "phone", 96)
-        for min_side, how in ((None, "decoded whole (baseline)"),
-                              (2 * pre.resize, "decoded at reduced scale (deepcat)")):
-            loader = make_loader(Samples(phones, np.zeros(len(phones), dtype=np.int64)), augment, input_kind(),
-                                 batch_size=16, shuffle=True, workers=2, min_side=min_side)
-            rows.append({"pipeline": f"phone photos 4032x3024 JPEG -> 224 px, 2 workers, {how}",
-                         "images_per_s": rate(loader, 5)})
+        for min_side, how in (
+            (None, "decoded whole (baseline)"),
+            (2 * pre.resize, "decoded at reduced scale (deepcat)"),
+        ):
+            loader = make_loader(
+                Samples(phones, np.zeros(len(phones), dtype=np.int64)),
+                augment,
+                input_kind(),
+                Order(16, shuffle=True),
+                workers=2,
+                min_side=min_side,
+            )
+            rows.append(
+                {
+                    "pipeline": f"phone photos 4032x3024 JPEG -> 224 px, 2 workers, {how}",
+                    "images_per_s": rate(loader, 5),
+                }
+            )
         lite0, _ = create_model(name="tf_efficientnet_lite0", num_classes=10, image_size=224)
-        rows.append({"pipeline": f"consumed: EfficientNet-Lite0 training step, 224 px, {precision()} (baseline)",
-                     "images_per_s": train_rate(lite0, 32, 224, steps=4)})
+        rows.append(
+            {
+                "pipeline": f"consumed: EfficientNet-Lite0 training step, 224 px, {precision()} (baseline)",
+                "images_per_s": train_rate(lite0, 32, 224, steps=4),
+            }
+        )
 
     fm = resolve_data("fashion-mnist").train
     small = Preprocess(28, 28, "bilinear", (0.5,) * 3, (0.5,) * 3)
-    fast = TensorBatches(fm, small, batch_size=128, shuffle=True, augment="light", hflip=True)
-    rows.append({"pipeline": "Fashion-MNIST, whole-batch tensor path (deepcat's default)",
-                 "images_per_s": rate(fast, 100)})
-    per_image = make_loader(fm, train_transform(small, augment="light", hflip=True, small_images=True), input_kind(),
-                            batch_size=128, shuffle=True, workers=0)
+    fast = TensorBatches(fm, small, Order(128, shuffle=True), augment="light", hflip=True)
+    rows.append(
+        {"pipeline": "Fashion-MNIST, whole-batch tensor path (deepcat's default)", "images_per_s": rate(fast, 100)}
+    )
+    per_image = make_loader(
+        fm,
+        train_transform(small, augment="light", hflip=True, small_images=True),
+        input_kind(),
+        Order(128, shuffle=True),
+        workers=0,
+    )
     rows.append({"pipeline": "Fashion-MNIST, per-image torchvision path (before)", "images_per_s": rate(per_image, 20)})
-    rows.append({"pipeline": f"consumed: small CNN training step, 28 px, {precision()} (baseline)",
-                 "images_per_s": train_rate(SmallCNN(10), 128, 28, steps=20)})
+    rows.append(
+        {
+            "pipeline": f"consumed: small CNN training step, 28 px, {precision()} (baseline)",
+            "images_per_s": train_rate(SmallCNN(10), 128, 28, steps=20),
+        }
+    )
     report("data", rows, args.out)
 
 

@@ -67,7 +67,7 @@ def test_tensors(folder: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     was_training = model.training
     model.eval()
-    correct = sum((model(x[i:i + 64]).argmax(1) == y[i:i + 64]).sum().item() for i in range(0, len(x), 64))
+    correct = sum((model(x[i : i + 64]).argmax(1) == y[i : i + 64]).sum().item() for i in range(0, len(x), 64))
     model.train(was_training)
     return correct / len(y)
 
@@ -76,9 +76,14 @@ def deepcat_recipe_transform():
     """deepcat's photo augmentation, written out: random resized crop of 35-100% of the image, flip."""
     from torchvision import transforms
 
-    return transforms.Compose([
-        transforms.RandomResizedCrop(224, scale=(0.35, 1.0), interpolation=transforms.InterpolationMode.BICUBIC),
-        transforms.RandomHorizontalFlip(), transforms.ToTensor(), transforms.Normalize((0.5,) * 3, (0.5,) * 3)])
+    return transforms.Compose(
+        [
+            transforms.RandomResizedCrop(224, scale=(0.35, 1.0), interpolation=transforms.InterpolationMode.BICUBIC),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize((0.5,) * 3, (0.5,) * 3),
+        ]
+    )
 
 
 def plain_loop(train_dir: Path, test: tuple, *, unfrozen: int, seed: int, same_recipe: bool) -> dict:
@@ -149,9 +154,23 @@ def deepcat_run(data: Path, test: tuple, *, unfrozen: int, seed: int, name: str,
 
     with tempfile.TemporaryDirectory() as tmp:
         clock.started = time.perf_counter()
-        run = deepcat.train(data=str(data), model="tf_efficientnet_lite0", pretrained=True, epochs=1 + unfrozen,
-                            freeze_epochs=1, batch_size=BATCH, val_fraction=0.0, audit=False, workers=2, seed=seed,
-                            output=tmp, name="run", callbacks=[Watch()], progress=False, **options)
+        run = deepcat.train(
+            data=str(data),
+            model="tf_efficientnet_lite0",
+            pretrained=True,
+            epochs=1 + unfrozen,
+            freeze_epochs=1,
+            batch_size=BATCH,
+            val_fraction=0.0,
+            audit=False,
+            workers=2,
+            seed=seed,
+            output=tmp,
+            name="run",
+            callbacks=[Watch()],
+            progress=False,
+            **options,
+        )
         assert json.loads((run / "model.json").read_text())["classes"] == classes, "class order differs from the test's"
     return summarise(name, curve, phases)
 
@@ -161,8 +180,12 @@ def summarise(name: str, curve: list[tuple[float, float]], phases: list[tuple[st
     for phase in ("frozen", "unfrozen"):
         done = [(n, s) for p, n, s in phases if p == phase]
         row[f"{phase}_images_per_s"] = sum(n for n, _ in done) / sum(s for _, s in done)
-    row.update(training_seconds=curve[-1][0], final_test_accuracy=curve[-1][1],
-               best_test_accuracy=max(a for _, a in curve), curve=curve)
+    row.update(
+        training_seconds=curve[-1][0],
+        final_test_accuracy=curve[-1][1],
+        best_test_accuracy=max(a for _, a in curve),
+        curve=curve,
+    )
     return row
 
 
@@ -173,11 +196,17 @@ def one_seed(args: argparse.Namespace, seed: int) -> list[dict]:
         write_subset(data, args.per_class, args.test_per_class, seed)
         test = test_tensors(data / "test")
         common = {"unfrozen": args.unfrozen, "seed": seed}
-        rows = [plain_loop(data / "train", test, **common, same_recipe=False),
-                plain_loop(data / "train", test, **common, same_recipe=True),
-                deepcat_run(data, test, **common, name="deepcat.train (default: head on features computed once, "
-                                                        "the later half of the layers unfrozen)"),
-                deepcat_run(data, test, **common, unfreeze=1.0, name="deepcat.train, unfreeze=1 (every layer)")]
+        rows = [
+            plain_loop(data / "train", test, **common, same_recipe=False),
+            plain_loop(data / "train", test, **common, same_recipe=True),
+            deepcat_run(
+                data,
+                test,
+                **common,
+                name="deepcat.train (default: head on features computed once, the later half of the layers unfrozen)",
+            ),
+            deepcat_run(data, test, **common, unfreeze=1.0, name="deepcat.train, unfreeze=1 (every layer)"),
+        ]
     for short, baseline in (("timm_loop", rows[0]), ("same_recipe_loop", rows[1])):
         target = baseline["final_test_accuracy"] - args.tolerance
         reached = {id(row): next((t for t, acc in row["curve"] if acc >= target), None) for row in rows}
@@ -208,16 +237,31 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     runs = [row for seed in args.seeds for row in one_seed(args, seed)]
-    keys = ("frozen_images_per_s", "unfrozen_images_per_s", "training_seconds", "final_test_accuracy",
-            "s_to_timm_loop_final", "speed_up_vs_timm_loop", "s_to_same_recipe_loop_final",
-            "speed_up_vs_same_recipe_loop")
+    keys = (
+        "frozen_images_per_s",
+        "unfrozen_images_per_s",
+        "training_seconds",
+        "final_test_accuracy",
+        "s_to_timm_loop_final",
+        "speed_up_vs_timm_loop",
+        "s_to_same_recipe_loop_final",
+        "speed_up_vs_same_recipe_loop",
+    )
     names = list(dict.fromkeys(r["contestant"] for r in runs))
-    summary = [{"contestant": name, **{key: spread([r[key] for r in runs if r["contestant"] == name]) for key in keys}}
-               for name in names]
-    report("finetune", [{k: v for k, v in r.items() if k != "curve"} for r in runs], args.out,
-           summary_median_min_max=summary, per_class=args.per_class, test_per_class=args.test_per_class,
-           seeds=args.seeds, curves=[{"contestant": r["contestant"], "seed": r["seed"], "curve": r["curve"]}
-                                     for r in runs])
+    summary = [
+        {"contestant": name, **{key: spread([r[key] for r in runs if r["contestant"] == name]) for key in keys}}
+        for name in names
+    ]
+    report(
+        "finetune",
+        [{k: v for k, v in r.items() if k != "curve"} for r in runs],
+        args.out,
+        summary_median_min_max=summary,
+        per_class=args.per_class,
+        test_per_class=args.test_per_class,
+        seeds=args.seeds,
+        curves=[{"contestant": r["contestant"], "seed": r["seed"], "curve": r["curve"]} for r in runs],
+    )
     for row in summary:
         print(row)
 

@@ -39,13 +39,26 @@ def run(data: Path, out: Path, *, pretrained: bool, epochs: int, image_size: int
     import deepcat
 
     started = time.perf_counter()
-    run_dir = deepcat.train(data=str(data), model="tf_efficientnet_lite0", pretrained=pretrained, epochs=epochs,
-                            image_size=image_size, val_fraction=0.2, output=str(out),
-                            name="pretrained" if pretrained else "scratch", progress=False)
+    run_dir = deepcat.train(
+        data=str(data),
+        model="tf_efficientnet_lite0",
+        pretrained=pretrained,
+        epochs=epochs,
+        image_size=image_size,
+        val_fraction=0.2,
+        output=str(out),
+        name="pretrained" if pretrained else "scratch",
+        progress=False,
+    )
     metrics = json.loads((run_dir / "test_metrics.json").read_text())
-    return {"start": "ImageNet (fine-tune)" if pretrained else "random init (scratch)", "epochs": epochs,
-            "image_size": image_size, "test_images": metrics["images"], "test_accuracy": metrics["accuracy"],
-            "train_seconds": time.perf_counter() - started}
+    return {
+        "start": "ImageNet (fine-tune)" if pretrained else "random init (scratch)",
+        "epochs": epochs,
+        "image_size": image_size,
+        "test_images": metrics["images"],
+        "test_accuracy": metrics["accuracy"],
+        "train_seconds": time.perf_counter() - started,
+    }
 
 
 def main() -> None:
@@ -60,8 +73,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "fashion-subset"
         write_subset(data, args.per_class, args.test_per_class, args.seed)
-        rows = [run(data, Path(tmp) / "runs", pretrained=p, epochs=args.epochs, image_size=args.image_size)
-                for p in (True, False)]
+        rows = [
+            run(data, Path(tmp) / "runs", pretrained=p, epochs=args.epochs, image_size=args.image_size)
+            for p in (True, False)
+        ]
     report("finetune_vs_scratch", rows, args.out, per_class=args.per_class)
 
 

@@ -54,18 +54,31 @@ def main() -> None:
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     rows = []
     for compiled in (False, True):
-        rows.append({"measure": f"ResNet-50 training, bf16, channels_last{', torch.compile' if compiled else ''}",
-                     "device": name, "batch": batch, "image_size": size,
-                     "images_per_s": resnet50_rate(device, compiled=compiled, batch=batch, steps=steps, size=size)})
+        rows.append(
+            {
+                "measure": f"ResNet-50 training, bf16, channels_last{', torch.compile' if compiled else ''}",
+                "device": name,
+                "batch": batch,
+                "image_size": size,
+                "images_per_s": resnet50_rate(device, compiled=compiled, batch=batch, steps=steps, size=size),
+            }
+        )
     from train_speed import deepcat_contestant
 
     if not args.quick:
         for val_fraction in (None, 0.0):
             result = deepcat_contestant(seed=0, val_fraction=val_fraction)
-            rows.append({"measure": result["contestant"], "device": name, "epochs": result["epochs"],
-                         "best_test_accuracy": result["best_test_accuracy"], "s_to_93": result["s_to_93"],
-                         "training_seconds": result["training_seconds"],
-                         "after_training_seconds": result["after_training_seconds"]})
+            rows.append(
+                {
+                    "measure": result["contestant"],
+                    "device": name,
+                    "epochs": result["epochs"],
+                    "best_test_accuracy": result["best_test_accuracy"],
+                    "s_to_93": result["s_to_93"],
+                    "training_seconds": result["training_seconds"],
+                    "after_training_seconds": result["after_training_seconds"],
+                }
+            )
     report("gpu", rows, args.out)
 
 

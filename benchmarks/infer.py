@@ -2,8 +2,8 @@
 PyTorch bf16 autocast with channels_last (only on a CPU with native bf16), ONNX Runtime fp32 and ONNX Runtime
 static int8 (every layer, and as `deepcat export` writes it: float where int8 misses its check), in one run,
 ONNX Runtime pinned to PyTorch's thread count; images/s at batch 32, ms at batch 1, int8 agreement with
-PyTorch, and the share of the machine's peak reached (FLOPs per image from torch.utils.flop_counter; peak = cores x clock x FLOPs per
-cycle of the instruction set the CPU has: AVX-512 or AVX2 FMA for fp32, AMX for bf16 and int8).
+PyTorch, and the share of the machine's peak reached (FLOPs per image from torch.utils.flop_counter; peak = cores x
+clock x FLOPs per cycle of the instruction set the CPU has: AVX-512 or AVX2 FMA for fp32, AMX for bf16 and int8).
 
 EfficientNet-Lite0 has real ImageNet weights (offline); the ResNets are random-init (no offline weights),
 which does not change their speed; their int8 agreement is measured but a random network's answers
@@ -79,9 +79,11 @@ def peak_flops() -> dict[str, float | None]:
         pass
     hz, cores = mhz * 1e6, os.cpu_count() or 1
     lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
-    return {"fp32": cores * hz * 2 * lanes * 2,
-            "bf16": cores * hz * 2048 if "amx_bf16" in flags else None,
-            "int8": cores * hz * 4096 if "amx_int8" in flags else None}
+    return {
+        "fp32": cores * hz * 2 * lanes * 2,
+        "bf16": cores * hz * 2048 if "amx_bf16" in flags else None,
+        "int8": cores * hz * 4096 if "amx_int8" in flags else None,
+    }
 
 
 def flops_per_image(model: torch.nn.Module, size: int) -> float:
@@ -93,9 +95,9 @@ def flops_per_image(model: torch.nn.Module, size: int) -> float:
 
 
 def build(name: str):
+    from deepcat.inference.torch_model import pretrained_cat_dog
     from deepcat.inputs.image import Preprocess
     from deepcat.models.create import create_model, default_preprocess
-    from deepcat.inference.torch_model import pretrained_cat_dog
 
     if name == "tf_efficientnet_lite0":
         clf = pretrained_cat_dog()
@@ -149,11 +151,14 @@ def bench_model(name: str, tmp: Path, peaks: dict[str, float]) -> list[dict]:
     runners = {"PyTorch eager fp32 (baseline)": (eager, None, "fp32")}
     if amp_dtype("auto", torch.device("cpu")) == torch.bfloat16:  # emulated bf16 ran 5x slower than fp32 here
         runners["PyTorch bf16 autocast, channels_last"] = (bf16_torch, None, "bf16")
-    runners |= {"ONNX Runtime fp32": (sessions["onnx"].probabilities, "onnx", "fp32"),
-               "ONNX Runtime int8 (static QDQ)": (sessions["onnx-int8"].probabilities, "onnx-int8", "int8")}
+    runners |= {
+        "ONNX Runtime fp32": (sessions["onnx"].probabilities, "onnx", "fp32"),
+        "ONNX Runtime int8 (static QDQ)": (sessions["onnx-int8"].probabilities, "onnx-int8", "int8"),
+    }
     if "onnx-int8-mixed" in sessions:
-        label = (f"ONNX Runtime int8 as exported ({precision['float_segments']} of {precision['segments']} "
-                 "segments float)")
+        label = (
+            f"ONNX Runtime int8 as exported ({precision['float_segments']} of {precision['segments']} segments float)"
+        )
         runners[label] = (sessions["onnx-int8-mixed"].probabilities, "onnx-int8-mixed", "int8")
     batch32, batch1 = checks[:32], checks[:1]
     rows, base = [], None
@@ -161,13 +166,21 @@ def bench_model(name: str, tmp: Path, peaks: dict[str, float]) -> list[dict]:
         t32 = median_seconds(fn, batch32, repeats=5)
         t1 = median_seconds(fn, batch1, repeats=20)
         base = base or (t32, t1)
-        rows.append({"model": name, "runtime": runtime, "images_per_s_batch32": 32 / t32, "ms_batch1": 1000 * t1,
-                     "speedup_batch32": base[0] / t32, "speedup_batch1": base[1] / t1,
-                     "gflop_per_image": flops / 1e9,
-                     "peak_share": flops * 32 / t32 / peaks[precision] if peaks[precision] else None,
-                     "top1_agreement": float(agreement[fmt][0]) if fmt else None,
-                     "max_abs_diff": float(agreement[fmt][1]) if fmt else None,
-                     "file_mb": files[fmt] / 1e6 if fmt else None})
+        rows.append(
+            {
+                "model": name,
+                "runtime": runtime,
+                "images_per_s_batch32": 32 / t32,
+                "ms_batch1": 1000 * t1,
+                "speedup_batch32": base[0] / t32,
+                "speedup_batch1": base[1] / t1,
+                "gflop_per_image": flops / 1e9,
+                "peak_share": flops * 32 / t32 / peaks[precision] if peaks[precision] else None,
+                "top1_agreement": float(agreement[fmt][0]) if fmt else None,
+                "max_abs_diff": float(agreement[fmt][1]) if fmt else None,
+                "file_mb": files[fmt] / 1e6 if fmt else None,
+            }
+        )
     return rows
 
 
@@ -182,8 +195,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):
             rows += bench_model(name, Path(tmp), peaks)
-    report("infer", rows, args.out, threads=torch.get_num_threads(), check_images=200,
-           peak_flops=peaks, targets={"lite0 int8 speedup_batch32": 10, "lite0 int8 ms_batch1": 5})
+    report(
+        "infer",
+        rows,
+        args.out,
+        threads=torch.get_num_threads(),
+        check_images=200,
+        peak_flops=peaks,
+        targets={"lite0 int8 speedup_batch32": 10, "lite0 int8 ms_batch1": 5},
+    )
 
 
 if __name__ == "__main__":

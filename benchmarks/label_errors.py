@@ -24,8 +24,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import report  # noqa: E402
 
 
-def write_flipped(root: Path, items: np.ndarray, labels: np.ndarray, classes: list[str], *, fraction: float,
-                  seed: int) -> set[str]:
+def write_flipped(
+    root: Path, items: np.ndarray, labels: np.ndarray, classes: list[str], *, fraction: float, seed: int
+) -> set[str]:
     """Images as PNG files in class folders, `fraction` of them in a wrong folder (chosen at random);
     returns the file names of the flipped ones."""
     rng = np.random.default_rng(seed)
@@ -47,8 +48,14 @@ def measure(found: dict, flipped: set[str]) -> dict:
     k = len(flipped)
     hits_at_k = len(set(ranked[:k]) & flipped)
     hits = len(set(ranked) & flipped)
-    return {"flipped": k, "flagged": len(ranked), "precision_at_k": hits_at_k / max(min(k, len(ranked)), 1),
-            "recall_at_k": hits_at_k / k, "precision_flagged": hits / max(len(ranked), 1), "recall_flagged": hits / k}
+    return {
+        "flipped": k,
+        "flagged": len(ranked),
+        "precision_at_k": hits_at_k / max(min(k, len(ranked)), 1),
+        "recall_at_k": hits_at_k / k,
+        "precision_flagged": hits / max(len(ranked), 1),
+        "recall_flagged": hits / k,
+    }
 
 
 def main() -> None:
@@ -68,20 +75,27 @@ def main() -> None:
     items, labels = splits.train.items, splits.train.labels
     if args.data == "fashion-mnist":
         rng = np.random.default_rng(args.seed)
-        keep = np.concatenate([rng.choice(np.flatnonzero(labels == c), args.per_class, replace=False)
-                               for c in range(len(splits.classes))])
+        keep = np.concatenate(
+            [rng.choice(np.flatnonzero(labels == c), args.per_class, replace=False) for c in range(len(splits.classes))]
+        )
         items, labels = items[keep], labels[keep]
     with tempfile.TemporaryDirectory() as tmp:
-        flipped = write_flipped(Path(tmp) / "data", items, labels, splits.classes, fraction=args.fraction,
-                                seed=args.seed)
+        flipped = write_flipped(
+            Path(tmp) / "data", items, labels, splits.classes, fraction=args.fraction, seed=args.seed
+        )
         started = time.perf_counter()
         run = deepcat.train(data=str(Path(tmp) / "data"), output=tmp, name="flipped", progress=False)
         train_seconds = time.perf_counter() - started
         started = time.perf_counter()
         found = find_label_errors(run, resolve_data(str(Path(tmp) / "data"), val_fraction=0.2), progress=False)
-        row = {"data": args.data, "images": len(items), **measure(found.to_dict(), flipped),
-               "oof_accuracy": found["oof_accuracy"], "train_seconds": train_seconds,
-               "find_seconds": time.perf_counter() - started}
+        row = {
+            "data": args.data,
+            "images": len(items),
+            **measure(found.to_dict(), flipped),
+            "oof_accuracy": found["oof_accuracy"],
+            "train_seconds": train_seconds,
+            "find_seconds": time.perf_counter() - started,
+        }
     out = args.out or Path(__file__).parent / "results" / f"label_errors_{args.data}.json"
     report("label_errors", [row], out)
 

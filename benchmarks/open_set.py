@@ -4,8 +4,8 @@ Train the default recipe on all classes but two, then score:
 - near unknowns: the two held-out classes' test images (same data set, never trained on);
 - far unknowns: inputs of another kind (a Fashion-MNIST model sees digits and uniform noise; a digits model
   sees Fashion-MNIST, noise and crops of scikit-image's photos).
-For each score (msp, energy, knn, mahalanobis, layers): AUROC known-vs-unknown, and the share of unknowns rejected at the
-threshold that accepts 95% of known validation images; what it costs: the exported ONNX file's size and
+For each score (msp, energy, knn, mahalanobis, layers): AUROC known-vs-unknown, and the share of unknowns rejected at
+the threshold that accepts 95% of known validation images; what it costs: the exported ONNX file's size and
 ONNX Runtime's ms per image at batch 1.
 
     python benchmarks/open_set.py --data digits                 # ~1 min on 2 cores
@@ -29,7 +29,7 @@ HELD_OUT = {"digits": ("8", "9"), "fashion-mnist": ("bag", "ankle-boot")}
 FAR_IMAGES = 1000
 
 
-def far_sets(data: str, rng: np.random.Generator) -> dict[str, "object"]:
+def far_sets(data: str, rng: np.random.Generator) -> dict[str, object]:
     """Unknowns of another kind, as in-memory samples (the run's preprocessing resizes them)."""
     from deepcat.data.resolve import resolve_data
     from deepcat.data.sources import Samples
@@ -64,7 +64,7 @@ def photo_crops(rng: np.random.Generator, per_photo: int = 50):
             y, x = rng.integers(0, grey.shape[0] - side), rng.integers(0, grey.shape[1] - side)
             from PIL import Image
 
-            crops.append(np.asarray(Image.fromarray(grey[y:y + side, x:x + side]).resize((8, 8), Image.BILINEAR)))
+            crops.append(np.asarray(Image.fromarray(grey[y : y + side, x : x + side]).resize((8, 8), Image.BILINEAR)))
     return Samples(np.stack(crops), np.zeros(len(crops), dtype=np.int64))
 
 
@@ -77,8 +77,12 @@ def export_cost(model, meta: dict, score, path: Path) -> tuple[float, float]:
 
     pre = preprocess_of(meta)
     net = Deployable(model.float(), pre, temperature=meta["calibration"]["temperature"], unknown=score)
-    export_onnx(net, input_kind(pre.kind).example(pre, 2), path,
-                metadata(name="open", classes=meta["classes"], pre=pre, version="bench", source="bench"))
+    export_onnx(
+        net,
+        input_kind(pre.kind).example(pre, 2),
+        path,
+        metadata(name="open", classes=meta["classes"], pre=pre, version="bench", source="bench"),
+    )
     clf = load_onnx(path, threads=2)
     one = input_kind(pre.kind).example(pre, 1).numpy()
     times = []
@@ -101,8 +105,8 @@ def main() -> None:
     import deepcat
     from deepcat.data.resolve import resolve_data
     from deepcat.evaluation import calibration
-    from deepcat.evaluation.scores import features_of
     from deepcat.evaluation.finish import unknown_scores
+    from deepcat.evaluation.scores import Scoring, features_of
     from deepcat.inference.unknown_score import SCORES, WithFeatures, fit_score, stage_names
     from deepcat.inputs import preprocess_of
     from deepcat.run_folder import load_model
@@ -114,24 +118,34 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         options = {} if args.epochs is None else {"epochs": args.epochs}
         started = time.perf_counter()
-        run = deepcat.train(data=args.data, classes=",".join(known), output=tmp, name="open", progress=False,
-                            **options)
+        run = deepcat.train(data=args.data, classes=",".join(known), output=tmp, name="open", progress=False, **options)
         seconds = time.perf_counter() - started
         model, meta = load_model(run)
         splits = resolve_data(args.data, classes=",".join(known))
-        kw = dict(classes=len(known), pre=preprocess_of(meta), device=torch.device("cpu"), dtype=None,
-                  progress=False)
+        how = Scoring(preprocess_of(meta), torch.device("cpu"), progress=False)
         held = np.isin(np.array(full.classes)[full.test.labels], held_out)
-        sets = {"train": splits.train, "val": splits.val, "known": splits.test,
-                "near": full.test.subset(np.flatnonzero(held)), **far_sets(args.data, rng)}
-        outputs = {name: features_of(model, samples, **kw) for name, samples in sets.items()}
+        sets = {
+            "train": splits.train,
+            "val": splits.val,
+            "known": splits.test,
+            "near": full.test.subset(np.flatnonzero(held)),
+            **far_sets(args.data, rng),
+        }
+        outputs = {name: features_of(model, samples, how, classes=len(known)) for name, samples in sets.items()}
         stages = WithFeatures(model, None, stage_names(model))
-        staged = {name: features_of(model, samples, tapped=stages, **kw) for name, samples in sets.items()}
+        staged = {
+            name: features_of(model, samples, how, classes=len(known), tapped=stages) for name, samples in sets.items()
+        }
         rows = []
         for kind in SCORES:
             use = staged if kind == "layers" else outputs
-            score = fit_score(kind, torch.from_numpy(use["train"][0]), torch.from_numpy(use["train"][2]),
-                              stages=stages.stages, sizes=stages.sizes)
+            score = fit_score(
+                kind,
+                torch.from_numpy(use["train"][0]),
+                torch.from_numpy(use["train"][2]),
+                stages=stages.stages,
+                sizes=stages.sizes,
+            )
             scored = {name: unknown_scores(score, f, lg) for name, (f, lg, _) in use.items()}
             threshold = np.quantile(scored["val"], 0.05)
             size_mb, ms = export_cost(model, meta, score, Path(tmp) / f"{kind}.onnx")
@@ -141,9 +155,16 @@ def main() -> None:
                 row[f"rejected {name}"] = float((scored[name] < threshold).mean())
             rows.append({**row, "onnx MB": size_mb, "ms/image": ms})
     out = args.out or Path(__file__).parent / "results" / f"open_set_{args.data}.json"
-    report("open_set", rows, out, held_out=list(held_out), train_seconds=seconds,
-           known_test=len(outputs["known"][2]), near_test=len(outputs["near"][2]),
-           far_test={name: len(outputs[name][2]) for name in far_sets_names(args.data)})
+    report(
+        "open_set",
+        rows,
+        out,
+        held_out=list(held_out),
+        train_seconds=seconds,
+        known_test=len(outputs["known"][2]),
+        near_test=len(outputs["near"][2]),
+        far_test={name: len(outputs[name][2]) for name in far_sets_names(args.data)},
+    )
 
 
 def far_sets_names(data: str) -> list[str]:

@@ -28,12 +28,23 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import report  # noqa: E402
 
 GROUPS = (  # operator name fragment -> group; the first match wins
-    ("convolution", "convolution"), ("conv2d", "convolution"), ("mkldnn_conv", "convolution"),
-    ("batch_norm", "batch norm"), ("native_batch_norm", "batch norm"),
-    ("relu", "activation and pooling"), ("pool", "activation and pooling"), ("threshold", "activation and pooling"),
-    ("addmm", "linear"), ("linear", "linear"), ("mm", "linear"),
-    ("cross_entropy", "loss"), ("log_softmax", "loss"), ("nll_loss", "loss"),
-    ("optimizer", "optimiser"), ("_foreach", "optimiser"), ("sgd", "optimiser"),
+    ("convolution", "convolution"),
+    ("conv2d", "convolution"),
+    ("mkldnn_conv", "convolution"),
+    ("batch_norm", "batch norm"),
+    ("native_batch_norm", "batch norm"),
+    ("relu", "activation and pooling"),
+    ("pool", "activation and pooling"),
+    ("threshold", "activation and pooling"),
+    ("addmm", "linear"),
+    ("linear", "linear"),
+    ("mm", "linear"),
+    ("cross_entropy", "loss"),
+    ("log_softmax", "loss"),
+    ("nll_loss", "loss"),
+    ("optimizer", "optimiser"),
+    ("_foreach", "optimiser"),
+    ("sgd", "optimiser"),
 )
 
 
@@ -94,8 +105,12 @@ def main() -> None:
         s.optimizer.zero_grad(set_to_none=True)
         t4 = time.perf_counter()
         if timed:
-            for name, seconds in (("batch and augmentation", t1 - t0), ("forward and loss", t2 - t1),
-                                  ("backward", t3 - t2), ("optimiser step", t4 - t3)):
+            for name, seconds in (
+                ("batch and augmentation", t1 - t0),
+                ("forward and loss", t2 - t1),
+                ("backward", t3 - t2),
+                ("optimiser step", t4 - t3),
+            ):
                 phases[name] += seconds
 
     model.train()
@@ -123,18 +138,36 @@ def main() -> None:
     flops = conv_flops_per_image(step, cfg.batch_size)
     conv_seconds_per_image = groups["convolution"] / profiled * step_seconds / cfg.batch_size
     epoch = epoch_train + val_seconds
-    rows = [{"part": f"training phase: {name}", "seconds_per_epoch": t / args.steps * steps_per_epoch,
-             "share": t / sum(phases.values())} for name, t in phases.items()]
-    rows += [{"part": f"operator group: {name}", "seconds_per_epoch": t / profiled * epoch_train,
-              "share": t / profiled} for name, t in sorted(groups.items(), key=lambda kv: -kv[1])]
-    rows.append({"part": "validation (with test-time flip)", "seconds_per_epoch": val_seconds,
-                 "share": val_seconds / epoch})
+    rows = [
+        {
+            "part": f"training phase: {name}",
+            "seconds_per_epoch": t / args.steps * steps_per_epoch,
+            "share": t / sum(phases.values()),
+        }
+        for name, t in phases.items()
+    ]
+    rows += [
+        {"part": f"operator group: {name}", "seconds_per_epoch": t / profiled * epoch_train, "share": t / profiled}
+        for name, t in sorted(groups.items(), key=lambda kv: -kv[1])
+    ]
+    rows.append(
+        {"part": "validation (with test-time flip)", "seconds_per_epoch": val_seconds, "share": val_seconds / epoch}
+    )
     ceiling = matmul_gflops()
     summary = {
-        "recipe": {"model": cfg.model, "epochs": cfg.epochs, "batch_size": cfg.batch_size, "optimizer": cfg.optimizer,
-                   "amp": str(s.dtype), "train_images": len(s.splits.train), "val_images": len(s.splits.val)},
-        "epoch_seconds": epoch, "recipe_seconds": epoch * cfg.epochs,
-        "epochs_in_budget": args.budget / epoch, "budget_seconds": args.budget,
+        "recipe": {
+            "model": cfg.model,
+            "epochs": cfg.epochs,
+            "batch_size": cfg.batch_size,
+            "optimizer": cfg.optimizer,
+            "amp": str(s.dtype),
+            "train_images": len(s.splits.train),
+            "val_images": len(s.splits.val),
+        },
+        "epoch_seconds": epoch,
+        "recipe_seconds": epoch * cfg.epochs,
+        "epochs_in_budget": args.budget / epoch,
+        "budget_seconds": args.budget,
         "conv_gflop_per_image_train": flops / 1e9,
         "conv_gflops_per_s": flops / conv_seconds_per_image / 1e9,
         "matmul_gflops_per_s": ceiling,

@@ -30,8 +30,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import report  # noqa: E402
 
 
-def mfcc_features(clip: np.ndarray, *, rate: int = 16_000, n_mels: int = 40, n_mfcc: int = 13,
-                  slices: int = 10) -> np.ndarray:
+def mfcc_features(
+    clip: np.ndarray, *, rate: int = 16_000, n_mels: int = 40, n_mfcc: int = 13, slices: int = 10
+) -> np.ndarray:
     """A fixed-length summary of one clip's MFCCs (numpy and scipy only)."""
     from scipy.fft import dct
 
@@ -40,9 +41,9 @@ def mfcc_features(clip: np.ndarray, *, rate: int = 16_000, n_mels: int = 40, n_m
     window, hop, n_fft = 400, 160, 512
     padded = np.pad(clip, (window // 2, window // 2))
     frames = np.lib.stride_tricks.sliding_window_view(padded, window)[::hop] * np.hanning(window)
-    power = np.abs(np.fft.rfft(frames, n=n_fft)) ** 2                          # (frames, bins)
+    power = np.abs(np.fft.rfft(frames, n=n_fft)) ** 2  # (frames, bins)
     mel = np.log(np.maximum(power @ mel_filterbank(n_mels, n_fft, rate).T, 1e-6))
-    mfcc = dct(mel, type=2, axis=1, norm="ortho")[:, :n_mfcc]                # (frames, 13)
+    mfcc = dct(mel, type=2, axis=1, norm="ortho")[:, :n_mfcc]  # (frames, 13)
     delta = np.gradient(mfcc, axis=0)
     both = np.concatenate([mfcc, delta], axis=1)
     sliced = np.stack([part.mean(0) for part in np.array_split(mfcc, slices)]).ravel()
@@ -63,15 +64,25 @@ def baselines(splits) -> list[dict]:
 
     (train, y_train), (test, y_test) = load_clips(splits.train), load_clips(splits.test)
     rows = []
-    for name, model in (("MFCC + logistic regression", LogisticRegression(max_iter=3000, C=1.0)),
-                        ("MFCC + RBF SVM", SVC(C=10.0, gamma="scale"))):
+    for name, model in (
+        ("MFCC + logistic regression", LogisticRegression(max_iter=3000, C=1.0)),
+        ("MFCC + RBF SVM", SVC(C=10.0, gamma="scale")),
+    ):
         started = time.perf_counter()
         x_train = np.stack([mfcc_features(c) for c in train])
         pipeline = make_pipeline(StandardScaler(), model).fit(x_train, y_train)
         seconds = time.perf_counter() - started
         accuracy = float((pipeline.predict(np.stack([mfcc_features(c) for c in test])) == y_test).mean())
-        rows.append({"method": name, "train clips": len(y_train), "test clips": len(y_test),
-                     "test accuracy (unheard voices)": accuracy, "training s": seconds, "finished run s": seconds})
+        rows.append(
+            {
+                "method": name,
+                "train clips": len(y_train),
+                "test clips": len(y_test),
+                "test accuracy (unheard voices)": accuracy,
+                "training s": seconds,
+                "finished run s": seconds,
+            }
+        )
     return rows
 
 
@@ -96,10 +107,17 @@ def main() -> None:
         finished = time.perf_counter() - started
         epochs = list(csv.DictReader((run / "metrics.csv").open()))
         test = json.loads((run / "test_metrics.json").read_text())
-        rows.insert(0, {"method": "deepcat train spoken-digits (DS-CNN, 10 epochs)", "train clips": len(splits.train),
-                        "test clips": test["images"],
-                        "test accuracy (unheard voices)": test["accuracy"],
-                        "training s": sum(float(e["seconds"]) for e in epochs), "finished run s": finished})
+        rows.insert(
+            0,
+            {
+                "method": "deepcat train spoken-digits (DS-CNN, 10 epochs)",
+                "train clips": len(splits.train),
+                "test clips": test["images"],
+                "test accuracy (unheard voices)": test["accuracy"],
+                "training s": sum(float(e["seconds"]) for e in epochs),
+                "finished run s": finished,
+            },
+        )
         clips = sorted(str(p) for p in (root / "test").rglob("*.wav"))
         fp32 = deepcat.export(run, format="onnx", progress=False)
         torch_side = deepcat.load(run).predict(clips, top_k=len(words))
@@ -109,8 +127,15 @@ def main() -> None:
             int8 = deepcat.export(run, format="onnx-int8", progress=False).to_dict()["check"]
         except deepcat.DeepcatError as refused:
             int8 = {"refused": str(refused)}
-    report("sound", rows, args.out, onnx_fp32_max_abs_diff_test_clips=parity, onnx_fp32_test_clips=len(clips),
-           onnx_int8_check=int8, epochs=[{k: float(v) for k, v in e.items() if v} for e in epochs])
+    report(
+        "sound",
+        rows,
+        args.out,
+        onnx_fp32_max_abs_diff_test_clips=parity,
+        onnx_fp32_test_clips=len(clips),
+        onnx_int8_check=int8,
+        epochs=[{k: float(v) for k, v in e.items() if v} for e in epochs],
+    )
     print(f"ONNX fp32 vs PyTorch on {len(clips)} test clips: max |diff| of probabilities {parity:.2e}")
     print(f"int8: {int8}")
 

@@ -19,8 +19,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import report  # noqa: E402
 
 ROOT = Path(__file__).parent.parent
-DEEPCAT = [sys.executable, "-m", "deepcat"] if not (Path(sys.executable).parent / "deepcat").is_file() else \
-    [str(Path(sys.executable).parent / "deepcat")]
+DEEPCAT = (
+    [sys.executable, "-m", "deepcat"]
+    if not (Path(sys.executable).parent / "deepcat").is_file()
+    else [str(Path(sys.executable).parent / "deepcat")]
+)
 
 
 def median_seconds(command: list[str], repeats: int = 7) -> float:

@@ -22,14 +22,22 @@ from common import report  # noqa: E402
 def deepcat_run(data: str, extra: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as out:
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "deepcat", "train", data, "--output", out, *extra],
-                              capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "deepcat", "train", data, "--output", out, *extra],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         seconds = time.perf_counter() - started
         run = Path(done.stdout.strip())
         metrics = json.loads((run / "test_metrics.json").read_text())
         epochs = len((run / "metrics.csv").read_text().splitlines()) - 1
-    return {"method": f"deepcat train {data} {' '.join(extra)}".strip(), "epochs": epochs,
-            "test_accuracy": metrics["accuracy"], "wall_seconds": seconds}
+    return {
+        "method": f"deepcat train {data} {' '.join(extra)}".strip(),
+        "epochs": epochs,
+        "test_accuracy": metrics["accuracy"],
+        "wall_seconds": seconds,
+    }
 
 
 def logistic_baseline(data: str) -> dict:
@@ -43,8 +51,12 @@ def logistic_baseline(data: str) -> dict:
     started = time.perf_counter()
     model = LogisticRegression(max_iter=200).fit(x_train, splits.train.labels)
     accuracy = float((model.predict(x_test) == splits.test.labels).mean())
-    return {"method": "scikit-learn LogisticRegression on pixels (baseline)", "epochs": None,
-            "test_accuracy": accuracy, "wall_seconds": time.perf_counter() - started}
+    return {
+        "method": "scikit-learn LogisticRegression on pixels (baseline)",
+        "epochs": None,
+        "test_accuracy": accuracy,
+        "wall_seconds": time.perf_counter() - started,
+    }
 
 
 def main() -> None:

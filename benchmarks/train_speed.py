@@ -83,10 +83,10 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, rgb: bool = 
     dtype = amp_dtype("auto", device)
     correct = 0
     for i in range(0, len(x), 1000):
-        xb = x[i:i + 1000].to(device)
+        xb = x[i : i + 1000].to(device)
         xb = xb.expand(-1, 3, -1, -1) if rgb else xb
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            correct += (model(xb).argmax(1).cpu() == y[i:i + 1000]).sum().item()
+            correct += (model(xb).argmax(1).cpu() == y[i : i + 1000]).sum().item()
     model.train()
     return correct / len(y)
 
@@ -116,17 +116,35 @@ def deepcat_contestant(seed: int, val_fraction: float | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         clock.started = time.perf_counter()
         options = {} if val_fraction is None else {"val_fraction": val_fraction}
-        run = deepcat.train(data="fashion-mnist", output=tmp, name="speed", callbacks=[TestAccuracy()],
-                            progress=False, seed=seed, **options)
+        run = deepcat.train(
+            data="fashion-mnist",
+            output=tmp,
+            name="speed",
+            callbacks=[TestAccuracy()],
+            progress=False,
+            seed=seed,
+            **options,
+        )
         total = clock.elapsed()
         cal_file = run / "calibration.json"
         cal = json.loads(cal_file.read_text()) if cal_file.is_file() else {}
-    name = "deepcat.train('fashion-mnist') (default recipe)" if val_fraction is None else \
-        f"deepcat.train('fashion-mnist', val_fraction={val_fraction:g})"
-    return {"contestant": name, "train_images": 48_000 if val_fraction is None else 60_000, "epochs": len(curve),
-            "ece_before": cal.get("ece_before"), "ece_after": cal.get("ece_after"),
-            "best_test_accuracy": max(a for _, a in curve), "training_seconds": curve[-1][0],
-            "after_training_seconds": total - curve[-1][0], **times_to(curve), "curve": curve}
+    name = (
+        "deepcat.train('fashion-mnist') (default recipe)"
+        if val_fraction is None
+        else f"deepcat.train('fashion-mnist', val_fraction={val_fraction:g})"
+    )
+    return {
+        "contestant": name,
+        "train_images": 48_000 if val_fraction is None else 60_000,
+        "epochs": len(curve),
+        "ece_before": cal.get("ece_before"),
+        "ece_after": cal.get("ece_after"),
+        "best_test_accuracy": max(a for _, a in curve),
+        "training_seconds": curve[-1][0],
+        "after_training_seconds": total - curve[-1][0],
+        **times_to(curve),
+        "curve": curve,
+    }
 
 
 class ExamplesNet(nn.Module):
@@ -175,9 +193,16 @@ def examples_contestant(seed: int, epochs: int = 14) -> dict:
         with clock.pause():
             curve.append((clock.elapsed(), accuracy(model, tx, ty)))
         scheduler.step()
-    return {"contestant": "pytorch/examples mnist/main.py as upstream (baseline)", "train_images": len(y),
-            "epochs": len(curve), "best_test_accuracy": max(a for _, a in curve), "training_seconds": curve[-1][0],
-            "after_training_seconds": 0.0, **times_to(curve), "curve": curve}
+    return {
+        "contestant": "pytorch/examples mnist/main.py as upstream (baseline)",
+        "train_images": len(y),
+        "epochs": len(curve),
+        "best_test_accuracy": max(a for _, a in curve),
+        "training_seconds": curve[-1][0],
+        "after_training_seconds": 0.0,
+        **times_to(curve),
+        "curve": curve,
+    }
 
 
 def conv_bn(cin: int, cout: int) -> nn.Sequential:
@@ -189,9 +214,18 @@ class StrongNet(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.body = nn.Sequential(conv_bn(1, 32), conv_bn(32, 32), nn.MaxPool2d(2), conv_bn(32, 64), conv_bn(64, 64),
-                                  nn.MaxPool2d(2), conv_bn(64, 128), conv_bn(128, 128), nn.AdaptiveAvgPool2d(1),
-                                  nn.Flatten())
+        self.body = nn.Sequential(
+            conv_bn(1, 32),
+            conv_bn(32, 32),
+            nn.MaxPool2d(2),
+            conv_bn(32, 64),
+            conv_bn(64, 64),
+            nn.MaxPool2d(2),
+            conv_bn(64, 128),
+            conv_bn(128, 128),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
         self.head = nn.Linear(128, 10)
 
     def forward(self, x):
@@ -217,25 +251,33 @@ def strong_contestant(seed: int, budget: float) -> dict:
             if progress >= 1:
                 break
             for group in optimizer.param_groups:  # one-cycle: 30% warm-up, then cosine down to zero
-                group["lr"] = 0.1 * (progress / 0.3 if progress < 0.3
-                                     else 0.5 * (1 + math.cos(math.pi * (progress - 0.3) / 0.7)))
-            index = order[i:i + 128]
+                group["lr"] = 0.1 * (
+                    progress / 0.3 if progress < 0.3 else 0.5 * (1 + math.cos(math.pi * (progress - 0.3) / 0.7))
+                )
+            index = order[i : i + 128]
             dy, dx = np.random.randint(0, 7, 2)
-            xb = padded[index, :, dy:dy + 28, dx:dx + 28]      # one crop offset per batch: simple, hand-written
+            xb = padded[index, :, dy : dy + 28, dx : dx + 28]  # one crop offset per batch: simple, hand-written
             if np.random.rand() < 0.5:
                 xb = xb.flip(-1)
             with torch.autocast("cpu", dtype=CPU_AMP, enabled=CPU_AMP is not None):
-                loss = F.cross_entropy(model(xb.contiguous(memory_format=torch.channels_last)), y[index],
-                                       label_smoothing=0.1)
+                loss = F.cross_entropy(
+                    model(xb.contiguous(memory_format=torch.channels_last)), y[index], label_smoothing=0.1
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
         with clock.pause():
             curve.append((clock.elapsed(), accuracy(model, tx, ty)))
-    return {"contestant": "strong hand-written recipe (ResNet 32/64/128, one-cycle over deepcat's budget) "
-            "(baseline)", "train_images": len(y), "epochs": len(curve),
-            "best_test_accuracy": max(a for _, a in curve), "training_seconds": curve[-1][0],
-            "after_training_seconds": 0.0, **times_to(curve), "curve": curve}
+    return {
+        "contestant": "strong hand-written recipe (ResNet 32/64/128, one-cycle over deepcat's budget) (baseline)",
+        "train_images": len(y),
+        "epochs": len(curve),
+        "best_test_accuracy": max(a for _, a in curve),
+        "training_seconds": curve[-1][0],
+        "after_training_seconds": 0.0,
+        **times_to(curve),
+        "curve": curve,
+    }
 
 
 def summary(rows: list[dict]) -> list[dict]:
@@ -247,8 +289,14 @@ def summary(rows: list[dict]) -> list[dict]:
         row = {"contestant": f"{name}: median [min, max] of {len(runs)}"}
         for key in ("best_test_accuracy", "training_seconds", *(f"s_to_{round(t * 100)}" for t in TARGETS)):
             values = [r[key] for r in runs if r[key] is not None]
-            row[key] = (f"{np.median(values):.4g} [{min(values):.4g}, {max(values):.4g}]"
-                        + (f" ({len(values)} of {len(runs)})" if len(values) < len(runs) else "")) if values else None
+            row[key] = (
+                (
+                    f"{np.median(values):.4g} [{min(values):.4g}, {max(values):.4g}]"
+                    + (f" ({len(values)} of {len(runs)})" if len(values) < len(runs) else "")
+                )
+                if values
+                else None
+            )
         out.append(row)
     return out
 
@@ -270,9 +318,14 @@ def main() -> None:
         if args.only in (None, "strong"):
             rows.append(strong_contestant(seed=repeat, budget=ours["training_seconds"]))
     table = [{k: v for k, v in r.items() if k != "curve"} for r in rows]
-    report("train_speed", table + summary(rows), args.out, torch_threads=2,
-           curves=[{"contestant": r["contestant"], "curve": r["curve"]} for r in rows],
-           targets={"deepcat s_to_93": 90})
+    report(
+        "train_speed",
+        table + summary(rows),
+        args.out,
+        torch_threads=2,
+        curves=[{"contestant": r["contestant"], "curve": r["curve"]} for r in rows],
+        targets={"deepcat s_to_93": 90},
+    )
 
 
 if __name__ == "__main__":

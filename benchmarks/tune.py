@@ -51,8 +51,9 @@ def best_over_time(result) -> list[tuple[float, float]]:
     import optuna
 
     study = optuna.load_study(study_name=result.study, storage=f"sqlite:///{(result.folder / 'study.db').resolve()}")
-    done = sorted((t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE),
-                  key=lambda t: t.datetime_complete)
+    done = sorted(
+        (t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE), key=lambda t: t.datetime_complete
+    )
     start = min(t.datetime_start for t in study.trials)
     curve, best = [], -1.0
     for t in done:
@@ -72,22 +73,42 @@ def one_seed(data: str, seed: int, epochs: int, budget: float) -> list[dict]:
     fixed = dict(epochs=epochs, audit=False, progress=False, seed=seed)
     started = time.perf_counter()
     default = deepcat.train(data, name=f"default-{seed}", **fixed)
-    rows = [{"seed": seed, "contestant": f"default recipe ({epochs} epochs)", "trials": 1, "finished": 1,
-             "pruned": 0, "best val accuracy": None, "test accuracy": test_accuracy(default),
-             "seconds": time.perf_counter() - started, "s to unpruned best": None}]
+    rows = [
+        {
+            "seed": seed,
+            "contestant": f"default recipe ({epochs} epochs)",
+            "trials": 1,
+            "finished": 1,
+            "pruned": 0,
+            "best val accuracy": None,
+            "test accuracy": test_accuracy(default),
+            "seconds": time.perf_counter() - started,
+            "s to unpruned best": None,
+        }
+    ]
     searches = {}
     for pruning in (True, False):
         started = time.perf_counter()
-        result = deepcat.tune(data, budget=f"{budget}s", study=f"{'pruned' if pruning else 'unpruned'}-{seed}",
-                              pruning=pruning, **fixed)
+        result = deepcat.tune(
+            data, budget=f"{budget}s", study=f"{'pruned' if pruning else 'unpruned'}-{seed}", pruning=pruning, **fixed
+        )
         searches[pruning] = (result, time.perf_counter() - started, best_over_time(result))
     target = searches[False][0].best_value
     for pruning, (result, seconds, curve) in searches.items():
-        rows.append({"seed": seed, "contestant": f"TPE {'with' if pruning else 'without'} pruning ({budget:.0f} s)",
-                     "trials": result.trials, "finished": result.complete, "pruned": result.pruned,
-                     "best val accuracy": result.best_value, "test accuracy": test_accuracy(result.best_run),
-                     "seconds": seconds, "s to unpruned best": seconds_to_reach(curve, target),
-                     "best params": json.dumps(result.best_params)})
+        rows.append(
+            {
+                "seed": seed,
+                "contestant": f"TPE {'with' if pruning else 'without'} pruning ({budget:.0f} s)",
+                "trials": result.trials,
+                "finished": result.complete,
+                "pruned": result.pruned,
+                "best val accuracy": result.best_value,
+                "test accuracy": test_accuracy(result.best_run),
+                "seconds": seconds,
+                "s to unpruned best": seconds_to_reach(curve, target),
+                "best params": json.dumps(result.best_params),
+            }
+        )
     return rows
 
 
@@ -105,18 +126,30 @@ def main() -> None:
         os.chdir(tmp)
         data = write_subset(Path(tmp) / "fmnist", args.train_images, seed=0)
         rows = [row for seed in args.seeds for row in one_seed(data, seed, args.epochs, args.budget)]
-    per_seed = [rows[i:i + 3] for i in range(0, len(rows), 3)]
-    ratios = [None if p["s to unpruned best"] is None else p["s to unpruned best"] / u["s to unpruned best"]
-              for _, p, u in per_seed]
+    per_seed = [rows[i : i + 3] for i in range(0, len(rows), 3)]
+    ratios = [
+        None if p["s to unpruned best"] is None else p["s to unpruned best"] / u["s to unpruned best"]
+        for _, p, u in per_seed
+    ]
     reached = [r for r in ratios if r is not None]
     median_ratio = float(np.median(reached)) if len(reached) == len(ratios) else None
-    report("tune", rows, out, train_images=args.train_images, test_images=10000, epochs=args.epochs,
-           budget_seconds=args.budget, seeds=args.seeds, time_ratio_pruned_to_unpruned=ratios,
-           targets={"tuned beats default (every seed)": all(p["test accuracy"] > d["test accuracy"]
-                                                            for d, p, _ in per_seed),
-                    "pruning reaches the unpruned best in at most half the time (median over seeds)":
-                        median_ratio is not None and median_ratio <= 0.5,
-                    "median time ratio pruned / unpruned": median_ratio})
+    report(
+        "tune",
+        rows,
+        out,
+        train_images=args.train_images,
+        test_images=10000,
+        epochs=args.epochs,
+        budget_seconds=args.budget,
+        seeds=args.seeds,
+        time_ratio_pruned_to_unpruned=ratios,
+        targets={
+            "tuned beats default (every seed)": all(p["test accuracy"] > d["test accuracy"] for d, p, _ in per_seed),
+            "pruning reaches the unpruned best in at most half the time (median over seeds)": median_ratio is not None
+            and median_ratio <= 0.5,
+            "median time ratio pruned / unpruned": median_ratio,
+        },
+    )
 
 
 if __name__ == "__main__":

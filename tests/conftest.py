@@ -11,9 +11,13 @@ from PIL import Image
 
 
 def pytest_addoption(parser):
-    parser.addoption("--bf16", choices=("native", "on", "off"), default="native",
-                     help="what `--amp auto` takes the CPU to compute natively: its real answer (native), or forced "
-                          "either way, so the precision-sensitive tests (-m precision) run both paths on any CPU")
+    parser.addoption(
+        "--bf16",
+        choices=("native", "on", "off"),
+        default="native",
+        help="what `--amp auto` takes the CPU to compute natively: its real answer (native), or forced "
+        "either way, so the precision-sensitive tests (-m precision) run both paths on any CPU",
+    )
 
 
 @pytest.fixture(autouse=True)

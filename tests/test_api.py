@@ -1,8 +1,8 @@
 """The Python API and the CLI are one product: the same verbs, the same options."""
 
 import argparse
-import importlib
 import dataclasses
+import importlib
 import inspect
 import typing
 
@@ -13,9 +13,9 @@ from deepcat import api
 from deepcat.cli import build_parser
 from deepcat.config import TrainConfig, TrainOptions
 
-CLI_ONLY = {"json", "quiet", "top", "help"}         # how the CLI prints, not what is done
-API_ONLY = {"progress", "callbacks"}               # how Python shows progress and hooks into training
-API_ONLY_VERBS = {"load"}                          # a classifier object has no command-line form
+CLI_ONLY = {"json", "quiet", "top", "help"}  # how the CLI prints, not what is done
+API_ONLY = {"progress", "callbacks"}  # how Python shows progress and hooks into training
+API_ONLY_VERBS = {"load"}  # a classifier object has no command-line form
 
 
 def cli_options() -> dict[str, set[str]]:

@@ -18,11 +18,31 @@ ALLOWED = {
     "__init__": {"api", "config", "errors", "version"},
     "__main__": {"cli"},
     "cli": {"api", "config", "errors", "version"},
-    "api": {"config", "data", "errors", "evaluation", "exporting", "inference", "run_folder", "serving", "training",
-            "tuning"},
+    "api": {
+        "config",
+        "data",
+        "errors",
+        "evaluation",
+        "exporting",
+        "inference",
+        "run_folder",
+        "serving",
+        "training",
+        "tuning",
+    },
     "tuning": {"config", "data", "errors", "training"},
-    "training": {"config", "data", "device", "errors", "evaluation", "inference", "inputs", "models", "registry",
-                 "run_folder"},
+    "training": {
+        "config",
+        "data",
+        "device",
+        "errors",
+        "evaluation",
+        "inference",
+        "inputs",
+        "models",
+        "registry",
+        "run_folder",
+    },
     "evaluation": {"data", "device", "errors", "inference", "inputs", "models", "run_folder"},
     "exporting": {"errors", "inference", "inputs", "registry", "run_folder", "version"},
     "serving": {"errors", "inference", "inputs", "run_folder"},
@@ -40,20 +60,26 @@ ALLOWED = {
 # Named exceptions, each with its reason: (importing file, part imported).
 EXCEPTIONS = {
     ("serving/model_file.py", "exporting"): "a run without an ONNX file is exported in a child process; the "
-                                           "server process never imports it (test_serving checks it has no torch)",
+    "server process never imports it (test_serving checks it has no torch)",
 }
 # The fronts may name (for type annotations only) the result types of the parts the API calls.
 TYPE_ONLY = {"cli": ALLOWED["api"]}
 JUDGING = ("deepcat.evaluation.report", "deepcat.evaluation.explain", "deepcat.evaluation.label_errors")
-FRONTS = ("api.py", "cli/", "evaluation/finish.py", "evaluation/report.py", "evaluation/explain.py",
-          "evaluation/label_errors.py")
+FRONTS = (
+    "api.py",
+    "cli/",
+    "evaluation/finish.py",
+    "evaluation/report.py",
+    "evaluation/explain.py",
+    "evaluation/label_errors.py",
+)
 
 
 @dataclass(frozen=True)
 class Import:
-    target: str        # the deepcat module imported (a module when `from pkg import module` names one)
+    target: str  # the deepcat module imported (a module when `from pkg import module` names one)
     line: int
-    type_only: bool    # inside `if TYPE_CHECKING:`
+    type_only: bool  # inside `if TYPE_CHECKING:`
 
 
 def module_name(path: Path) -> str:
@@ -119,9 +145,15 @@ def test_the_reader_sees_every_form_of_import():
     """)
     modules = {"deepcat.data.sources", "deepcat.serving.limits", "deepcat.inputs.image", "deepcat.models.create"}
     found = {(i.target, i.type_only) for i in imports(source, "deepcat.serving.app", modules=modules)}
-    assert found == {("deepcat.errors", False), ("deepcat.data.sources", False), ("deepcat.data.loader", False),
-                     ("deepcat.serving.limits", False), ("deepcat.inputs.image", False),
-                     ("deepcat.training.loop", True), ("deepcat.models.create", False)}
+    assert found == {
+        ("deepcat.errors", False),
+        ("deepcat.data.sources", False),
+        ("deepcat.data.loader", False),
+        ("deepcat.serving.limits", False),
+        ("deepcat.inputs.image", False),
+        ("deepcat.training.loop", True),
+        ("deepcat.models.create", False),
+    }
 
 
 def test_every_import_follows_the_table():
@@ -143,7 +175,7 @@ def test_the_table_has_no_circles():
     seen: dict[str, int] = {}
 
     def visit(name: str, trail: tuple[str, ...]) -> None:
-        assert name not in trail, f"a circle: {' -> '.join(trail[trail.index(name):] + (name,))}"
+        assert name not in trail, f"a circle: {' -> '.join(trail[trail.index(name) :] + (name,))}"
         if seen.get(name):
             return
         for other in ALLOWED[name]:
@@ -157,9 +189,17 @@ def test_the_table_has_no_circles():
 def test_no_module_takes_part_in_an_import_circle():
     """Module by module, lazy imports included; a type-only import runs nothing and a submodule reading its own
     package's door (`from deepcat.inputs import BadInput` in inputs/image.py) is how Python packages work."""
-    graph = {m: {i.target for i in imports_of(p) if not i.type_only and i.target in MODULES and i.target != m
-                 and not (MODULES[i.target].name == "__init__.py" and m.startswith(i.target + "."))}
-             for m, p in MODULES.items()}
+    graph = {
+        m: {
+            i.target
+            for i in imports_of(p)
+            if not i.type_only
+            and i.target in MODULES
+            and i.target != m
+            and not (MODULES[i.target].name == "__init__.py" and m.startswith(i.target + "."))
+        }
+        for m, p in MODULES.items()
+    }
     state: dict[str, str] = {}
     circles = []
 
@@ -167,7 +207,7 @@ def test_no_module_takes_part_in_an_import_circle():
         state[m] = "open"
         for n in sorted(graph[m]):
             if state.get(n) == "open":
-                circles.append(" -> ".join(trail[trail.index(n):] + [n]))
+                circles.append(" -> ".join(trail[trail.index(n) :] + [n]))
             elif n not in state:
                 visit(n, trail + [n])
         state[m] = "done"
@@ -184,16 +224,21 @@ def test_only_finish_imports_the_report_gradcam_and_label_errors():
         rel = path.relative_to(SRC).as_posix()
         if rel.startswith(FRONTS):
             continue
-        bad = {i.target for i in imports_of(path)
-               if i.target.startswith(JUDGING) or i.target == "deepcat.evaluation.finish"}
+        bad = {
+            i.target
+            for i in imports_of(path)
+            if i.target.startswith(JUDGING) or i.target == "deepcat.evaluation.finish"
+        }
         if bad:
             offenders[rel] = sorted(bad)
     assert offenders == {}
 
 
 def test_cli_help_and_the_onnx_path_do_not_import_torch():
-    code = ("import sys, deepcat.cli, deepcat.inference.onnx_model, deepcat.inputs.image, deepcat.serving.app, "
-            "deepcat.serving.model_file, deepcat.run_folder; from deepcat.inputs import input_kind; input_kind();"
-            "deepcat.cli.build_parser(); print('torch' in sys.modules)")
+    code = (
+        "import sys, deepcat.cli, deepcat.inference.onnx_model, deepcat.inputs.image, deepcat.serving.app, "
+        "deepcat.serving.model_file, deepcat.run_folder; from deepcat.inputs import input_kind; input_kind();"
+        "deepcat.cli.build_parser(); print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

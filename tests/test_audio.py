@@ -17,25 +17,32 @@ def tone(freq: float, seconds: float, rate: int, channels: int = 1) -> np.ndarra
     return np.stack([wave] * channels, axis=1) if channels > 1 else wave
 
 
-@pytest.mark.parametrize("suffix, fmt, subtype", [
-    (".wav", "WAV", "PCM_16"), (".wav", "WAV", "PCM_U8"), (".wav", "WAV", "FLOAT"), (".flac", "FLAC", "PCM_16"),
-    (".ogg", "OGG", "VORBIS"), (".mp3", "MP3", "MPEG_LAYER_III"),
-])
+@pytest.mark.parametrize(
+    "suffix, fmt, subtype",
+    [
+        (".wav", "WAV", "PCM_16"),
+        (".wav", "WAV", "PCM_U8"),
+        (".wav", "WAV", "FLOAT"),
+        (".flac", "FLAC", "PCM_16"),
+        (".ogg", "OGG", "VORBIS"),
+        (".mp3", "MP3", "MPEG_LAYER_III"),
+    ],
+)
 def test_every_format_reads_as_mono_16k(tmp_path, suffix, fmt, subtype):
     path = tmp_path / f"clip{suffix}"
     sf.write(path, tone(440, 0.5, 44_100, channels=2), 44_100, format=fmt, subtype=subtype)  # stereo, 44.1 kHz
     clip = read_clip(path)
     assert clip.dtype == np.float32 and clip.ndim == 1
-    assert abs(len(clip) - SAMPLE_RATE // 2) < 0.01 * SAMPLE_RATE   # mp3 and vorbis pad a little
+    assert abs(len(clip) - SAMPLE_RATE // 2) < 0.01 * SAMPLE_RATE  # mp3 and vorbis pad a little
     spectrum = np.abs(np.fft.rfft(clip))
-    assert abs(np.argmax(spectrum) * SAMPLE_RATE / len(clip) - 440) < 5    # still a 440 Hz tone
+    assert abs(np.argmax(spectrum) * SAMPLE_RATE / len(clip) - 440) < 5  # still a 440 Hz tone
 
 
 def test_a_truncated_file_and_a_text_file_named_wav_name_themselves(tmp_path):
     good = tmp_path / "good.wav"
     sf.write(good, tone(300, 1.0, 16_000), 16_000)
     truncated = tmp_path / "truncated.wav"
-    truncated.write_bytes(good.read_bytes()[:30])                      # the header cut short
+    truncated.write_bytes(good.read_bytes()[:30])  # the header cut short
     text = tmp_path / "notes.wav"
     text.write_text("this is not a sound")
     for path in (truncated, text):
@@ -60,8 +67,8 @@ def test_a_pure_tone_lands_in_its_mel_band():
     front = LogMel(pre).eval()
     edges = mel_to_hz(np.linspace(hz_to_mel(0), hz_to_mel(SAMPLE_RATE / 2), pre.n_mels + 2))
     for band in (5, 20, 33):
-        freq = float(edges[band + 1])                                   # the centre of mel band `band`
-        burst = fit_length(tone(freq, 0.6, SAMPLE_RATE), SAMPLE_RATE)   # in silence: bands are mean-normalised
+        freq = float(edges[band + 1])  # the centre of mel band `band`
+        burst = fit_length(tone(freq, 0.6, SAMPLE_RATE), SAMPLE_RATE)  # in silence: bands are mean-normalised
         with torch.no_grad():
             mel = front(torch.from_numpy(burst)[None])
         assert mel.shape == (1, 1, pre.n_mels, 101)
@@ -77,8 +84,13 @@ def test_the_front_end_exports_to_onnx_unchanged(tmp_path):
     front = LogMel(AudioPreprocess()).eval()
     clip = torch.from_numpy(np.random.default_rng(0).normal(0, 0.1, (2, SAMPLE_RATE)).astype(np.float32))
     path = Path(tmp_path) / "front.onnx"
-    torch.onnx.export(front, (clip,), dynamo=True, input_names=["samples"],
-                      dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=64)},)).save(str(path))
+    torch.onnx.export(
+        front,
+        (clip,),
+        dynamo=True,
+        input_names=["samples"],
+        dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=64)},),
+    ).save(str(path))
     [out] = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"samples": clip.numpy()})
     with torch.no_grad():
         assert np.abs(out - front(clip).numpy()).max() < 1e-3
@@ -99,8 +111,9 @@ def test_spec_augment_masks_only_while_training():
     assert not torch.equal(masked, plain) and (masked == plain).float().mean() > 0.5
 
 
-@pytest.mark.skipif(__import__("shutil").which("espeak-ng") is None,
-                    reason="needs Debian's espeak-ng (.ci/run installs it)")
+@pytest.mark.skipif(
+    __import__("shutil").which("espeak-ng") is None, reason="needs Debian's espeak-ng (.ci/run installs it)"
+)
 def test_spoken_digits_are_generated_deterministically_with_unheard_test_voices(tmp_path):
     from deepcat.data import spoken_digits
 
@@ -109,8 +122,8 @@ def test_spoken_digits_are_generated_deterministically_with_unheard_test_voices(
     second = spoken_digits.generate(tmp_path / "b", **small)
     clips = sorted(p.relative_to(first) for p in first.rglob("*.wav"))
     assert len(clips) == 2 * 10 * 2 * spoken_digits.RENDITIONS
-    assert all((first / c).read_bytes() == (second / c).read_bytes() for c in clips)      # deterministic
+    assert all((first / c).read_bytes() == (second / c).read_bytes() for c in clips)  # deterministic
     voices = {split: {c.name.rsplit("-", 1)[0] for c in clips if c.parts[0] == split} for split in ("train", "test")}
     assert voices["train"].isdisjoint(voices["test"])
     clip = read_clip(first / clips[0])
-    assert len(clip) == SAMPLE_RATE and np.abs(clip).max() > 0.05                         # a word, not silence
+    assert len(clip) == SAMPLE_RATE and np.abs(clip).max() > 0.05  # a word, not silence

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_digits
 from PIL import Image
 
-from conftest import write_digits
 from deepcat.cli import main
 from deepcat.data.audit import audit, fix_split, near_pairs
 from deepcat.data.builtin import DEBIAN_FASHION_MNIST
@@ -31,9 +31,9 @@ def flawed(tmp_path: Path, truncated_jpg: Path) -> Path:
         for i, img in enumerate(bunch.images[bunch.target == c][20:26]):
             pixels = np.clip(img * 16, 0, 255).astype(np.uint8)
             Image.fromarray(pixels, "L").resize((32, 32), Image.BILINEAR).save(val / f"digit{c}" / f"v{i}.png")
-    shutil.copy(root / "train/digit0/000.png", val / "digit0/leaked.png")             # leak: same bytes
-    shutil.copy(root / "train/digit1/000.png", root / "train/digit7/conflict.png")    # same image, two labels
-    shutil.copy(root / "train/digit7/003.png", root / "train/digit7/copy.png")        # duplicate within class
+    shutil.copy(root / "train/digit0/000.png", val / "digit0/leaked.png")  # leak: same bytes
+    shutil.copy(root / "train/digit1/000.png", root / "train/digit7/conflict.png")  # same image, two labels
+    shutil.copy(root / "train/digit7/003.png", root / "train/digit7/copy.png")  # duplicate within class
     Image.open(root / "train/digit0/005.png").convert("RGB").save(root / "train/digit0/near.jpg", quality=90)
     shutil.copy(truncated_jpg, root / "train/digit1/truncated.jpg")
     return root
@@ -47,8 +47,9 @@ def test_audit_reports_each_planted_flaw(flawed):
     assert {m["split"] for m in kinds["leak"]["members"]} == {"train", "val"}
     assert names["leak"] == ["000.png", "leaked.png"]
     assert names["label_conflict"] == ["000.png", "conflict.png"]
-    assert ["003.png", "copy.png"] in [sorted(Path(m["item"]).name for m in g["members"])
-                                       for g in found.duplicates if g["kind"] == "duplicate"]
+    assert ["003.png", "copy.png"] in [
+        sorted(Path(m["item"]).name for m in g["members"]) for g in found.duplicates if g["kind"] == "duplicate"
+    ]
     near = [g for g in found.duplicates if "near.jpg" in str(g["members"])]
     assert len(near) == 1 and not near[0]["exact"]  # re-encoded as JPEG: found by the perceptual hash
     assert found.classes == {"digit0": 28, "digit1": 27, "digit7": 28}
@@ -79,9 +80,9 @@ def test_check_cli_writes_json_and_clean_csv(flawed, tmp_path, capsys):
 def test_near_pairs_matches_brute_force():
     rng = np.random.default_rng(0)
     hashes = rng.integers(0, 2**63, 700, dtype=np.int64).astype(np.uint64)
-    hashes[100] = hashes[5] ^ np.uint64(0b1011)              # 3 bits apart
+    hashes[100] = hashes[5] ^ np.uint64(0b1011)  # 3 bits apart
     hashes[600] = hashes[7] ^ np.uint64(1 << 60 | 1 << 3 | 1 << 30 | 1 << 15)  # 4 bits, spread out
-    hashes[300] = hashes[9] ^ np.uint64(0b11111)             # 5 bits: not near
+    hashes[300] = hashes[9] ^ np.uint64(0b11111)  # 5 bits: not near
     distance = np.bitwise_count(hashes[:, None] ^ hashes[None, :])
     expected = np.argwhere(np.triu(distance <= 4, 1))
     assert near_pairs(hashes, 4).tolist() == expected.tolist() == [[5, 100], [7, 600]]
@@ -92,8 +93,9 @@ def test_fashion_mnist_subset_leak_of_a_slightly_changed_copy():
     splits = resolve_data("fashion-mnist")
     train, test = splits.train.subset(np.arange(1500)), splits.test.subset(np.arange(500))
     copy = np.clip(train.items[3].astype(int) + 4, 0, 255).astype(np.uint8)  # brighter: not the same bytes
-    test = Samples(np.concatenate([test.items, copy[None]]), np.r_[test.labels, train.labels[3]],
-                   np.r_[test.ids, 99999])
+    test = Samples(
+        np.concatenate([test.items, copy[None]]), np.r_[test.labels, train.labels[3]], np.r_[test.ids, 99999]
+    )
     splits.train, splits.val, splits.test = train, None, test
     found = audit(splits, progress=False, workers=1)
     leak = [g for g in found.duplicates if g["kind"] == "leak" and "fashion-mnist[99999]" in str(g["members"])]
@@ -110,8 +112,10 @@ def test_a_group_can_be_a_leak_and_a_label_conflict_at_once(tmp_path):
     shutil.copy(original, tmp_path / "imgs/copy.png")
     Image.open(original).resize((40, 40), Image.BILINEAR).save(tmp_path / "imgs/resized.png")
     rows = [[str(p), p.parent.name, "train"] for p in sorted((tmp_path / "imgs").glob("digit*/*.png"))]
-    rows += [[str(p), "digit1" if p.parent.name == "digit0" else "digit0", "val"]
-             for p in sorted((tmp_path / "imgs").glob("digit*/01*.png"))]  # other images, so val has both labels
+    rows += [
+        [str(p), "digit1" if p.parent.name == "digit0" else "digit0", "val"]
+        for p in sorted((tmp_path / "imgs").glob("digit*/01*.png"))
+    ]  # other images, so val has both labels
     rows += [[str(tmp_path / "imgs/copy.png"), "digit0", "val"], [str(tmp_path / "imgs/resized.png"), "digit1", "val"]]
     with (tmp_path / "data.csv").open("w", newline="") as f:
         csv.writer(f).writerows([["path", "label", "split"], *rows])
@@ -126,8 +130,11 @@ def test_a_group_can_be_a_leak_and_a_label_conflict_at_once(tmp_path):
     assert "leak across train/val/test: " in summary and "leak across train/val/test: 0" not in summary
     leak_line = next(line for line in summary.splitlines() if "leak across" in line)
     for name, is_exact in exact.items():  # every member shown, the byte-identical ones marked
-        assert f"{name} (" in leak_line and (f"{name} (digit0, train, exact copy)" in leak_line
-                                             or f"{name} (digit0, val, exact copy)" in leak_line) == is_exact
+        assert (
+            f"{name} (" in leak_line
+            and (f"{name} (digit0, train, exact copy)" in leak_line or f"{name} (digit0, val, exact copy)" in leak_line)
+            == is_exact
+        )
     fix_split(splits, found, tmp_path / "clean.csv")
     with (tmp_path / "clean.csv").open() as f:
         kept = [(Path(r["path"]).name, r["split"]) for r in csv.DictReader(f)]

@@ -6,16 +6,16 @@ import json
 
 import numpy as np
 import pytest
+from conftest import assert_deployed_threshold_holds
 from fastapi.testclient import TestClient
 from PIL import Image
 
 import deepcat
+from deepcat import export
 from deepcat.evaluation import calibration
 from deepcat.inference.calibrated import set_limit
-from deepcat import export
 from deepcat.inference.onnx_model import load_onnx
 from deepcat.serving.app import create_app
-from conftest import assert_deployed_threshold_holds
 
 pytestmark = pytest.mark.precision  # parity and calibration through bf16 or fp32 training: CI runs both
 
@@ -24,7 +24,7 @@ def test_fit_temperature_recovers_a_known_temperature():
     rng = np.random.default_rng(0)
     logits = rng.normal(0, 2, (20000, 5))
     labels = np.array([rng.choice(5, p=p) for p in calibration.softmax(logits)])  # calibrated by construction
-    over = logits * 2.5                                                            # an overconfident model
+    over = logits * 2.5  # an overconfident model
     t = calibration.fit_temperature(over, labels)
     assert t == pytest.approx(2.5, rel=0.05)
     before = calibration.expected_calibration_error(calibration.softmax(over), labels)
@@ -49,12 +49,12 @@ def test_a_split_with_no_mistakes_keeps_temperature_1_and_a_small_one_stays_off_
     rng = np.random.default_rng(2)
     labels = rng.integers(0, 3, 40)
     logits = rng.normal(0, 1, (40, 3))
-    logits[np.arange(40), labels] += 8                                       # every answer right
+    logits[np.arange(40), labels] += 8  # every answer right
     cal = calibration.fit(logits, labels, np.zeros(40), score="energy")
     assert cal.temperature == 1.0 and "cannot be measured" in cal.note and cal.images == 40
-    logits[0, (labels[0] + 1) % 3] += 20                                     # one confident mistake in 40
+    logits[0, (labels[0] + 1) % 3] += 20  # one confident mistake in 40
     t = calibration.fit_temperature(logits, labels)
-    assert np.exp(-3) * 1.5 < t < np.exp(3) / 1.5                            # the prior keeps it off the bounds
+    assert np.exp(-3) * 1.5 < t < np.exp(3) / 1.5  # the prior keeps it off the bounds
 
 
 def test_cross_fitted_probabilities_do_not_judge_the_temperature_on_its_own_images():
@@ -65,7 +65,8 @@ def test_cross_fitted_probabilities_do_not_judge_the_temperature_on_its_own_imag
     in_sample = calibration.softmax(logits, calibration.fit_temperature(logits, labels))
     assert not np.allclose(crossed, in_sample)
     assert calibration.expected_calibration_error(crossed, labels) < calibration.expected_calibration_error(
-        calibration.softmax(logits), labels)
+        calibration.softmax(logits), labels
+    )
 
 
 @pytest.mark.parametrize("coverage", [0.8, 0.9, 0.95])
@@ -92,8 +93,7 @@ def digit_images(digit: int, count: int) -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def run_0_to_7(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    return deepcat.train(data="digits", classes="0,1,2,3,4,5,6,7", output=str(out), name="d8", epochs=8,
-                         progress=False)
+    return deepcat.train(data="digits", classes="0,1,2,3,4,5,6,7", output=str(out), name="d8", epochs=8, progress=False)
 
 
 def test_run_saves_calibration_and_improves_ece(run_0_to_7):
@@ -122,7 +122,7 @@ def test_unseen_digits_get_the_same_unknown_and_sets_from_pytorch_onnx_and_the_s
     mixed = unseen[::4] + known[::4]
     torch_answers = [(p.label, p.set) for p in clf.predict(mixed, coverage=0.95)]
     assert [(p.label, p.set) for p in onnx.predict(mixed, coverage=0.95)] == torch_answers
-    assert {len(s) for _, s in torch_answers} != {1}        # sets are not just the top class
+    assert {len(s) for _, s in torch_answers} != {1}  # sets are not just the top class
     scores = [p.score for p in clf.predict(mixed)]
     assert np.allclose([p.score for p in onnx.predict(mixed)], scores, atol=1e-4)  # the score is in the graph
 
@@ -130,11 +130,13 @@ def test_unseen_digits_get_the_same_unknown_and_sets_from_pytorch_onnx_and_the_s
         for image, (label, members) in zip(mixed, torch_answers):
             png = io.BytesIO()
             Image.fromarray(image).save(png, format="PNG")
-            answer = client.post("/v1/predict?coverage=0.95", content=png.getvalue(),
-                                 headers={"content-type": "image/png"}).json()
+            answer = client.post(
+                "/v1/predict?coverage=0.95", content=png.getvalue(), headers={"content-type": "image/png"}
+            ).json()
             assert (answer["label"], answer["set"]) == (label, members)
-        refused = client.post("/v1/predict?coverage=0.905", content=png.getvalue(),
-                              headers={"content-type": "image/png"})
+        refused = client.post(
+            "/v1/predict?coverage=0.905", content=png.getvalue(), headers={"content-type": "image/png"}
+        )
         assert refused.status_code == 422 and "0.50, 0.51" in refused.json()["detail"]
 
     rejected = next(img for img, p in zip(unseen, clf.predict(unseen)) if p.label == "unknown")

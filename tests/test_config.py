@@ -7,13 +7,16 @@ from deepcat.cli import main
 from deepcat.errors import DeepcatError
 
 
-@pytest.mark.parametrize("line, message", [
-    ("epochs: ten", "epochs in {cfg} must be a whole number; received 'ten'"),
-    ("lr: [0.1, 0.2]", "lr in {cfg} must be a number or null; received [0.1, 0.2]"),
-    ("channels_last: maybe", "channels_last in {cfg} must be true or false; received 'maybe'"),
-    ("batch_size: 3.5", "batch_size in {cfg} must be a whole number or null; received 3.5"),
-    ("schedule: linear", "schedule must be one of onecycle, cosine; received 'linear'"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("epochs: ten", "epochs in {cfg} must be a whole number; received 'ten'"),
+        ("lr: [0.1, 0.2]", "lr in {cfg} must be a number or null; received [0.1, 0.2]"),
+        ("channels_last: maybe", "channels_last in {cfg} must be true or false; received 'maybe'"),
+        ("batch_size: 3.5", "batch_size in {cfg} must be a whole number or null; received 3.5"),
+        ("schedule: linear", "schedule must be one of onecycle, cosine; received 'linear'"),
+    ],
+)
 def test_a_wrong_value_in_a_config_file_is_one_line_and_exit_2(tmp_path, capsys, line, message):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(line + "\n")
@@ -32,8 +35,7 @@ def test_an_int_is_a_valid_float(tmp_path):
 
 
 def test_a_resumed_run_refuses_an_option_it_cannot_change(tmp_path, capsys):
-    run = deepcat.train("digits", output=str(tmp_path), name="r", epochs=1, batch_size=64, audit=False,
-                        progress=False)
+    run = deepcat.train("digits", output=str(tmp_path), name="r", epochs=1, batch_size=64, audit=False, progress=False)
     capsys.readouterr()
     assert main(["train", "--resume", str(run), "--lr", "0.01"]) == 2
     err = capsys.readouterr().err

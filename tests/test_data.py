@@ -3,8 +3,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import write_digits
+
 from deepcat.data.builtin import DEBIAN_FASHION_MNIST, read_idx
 from deepcat.data.resolve import resolve_data
 from deepcat.errors import DeepcatError
@@ -28,21 +28,25 @@ def test_train_val_test_folders(tmp_path):
 
 
 def test_csv_of_path_label(digits_folder):
-    rows = ["path,label"] + [f"{p.relative_to(digits_folder)},{p.parent.name}"
-                             for p in sorted(digits_folder.rglob("*.png"))]
+    rows = ["path,label"] + [
+        f"{p.relative_to(digits_folder)},{p.parent.name}" for p in sorted(digits_folder.rglob("*.png"))
+    ]
     (digits_folder / "labels.csv").write_text("\n".join(rows))
     splits = resolve_data(str(digits_folder / "labels.csv"), val_fraction=0.5)
     assert splits.classes == ["digit0", "digit1", "digit7"] and len(splits.train) == 45
     assert Path(splits.train.items[0]).is_file()
 
 
-@pytest.mark.parametrize("case, message", [
-    ("missing", "data not found"),
-    ("empty_class", "has no images"),
-    ("single_class", "single class"),
-    ("no_classes", "no class subfolders"),
-    ("csv_missing_column", "missing the column"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing", "data not found"),
+        ("empty_class", "has no images"),
+        ("single_class", "single class"),
+        ("no_classes", "no class subfolders"),
+        ("csv_missing_column", "missing the column"),
+    ],
+)
 def test_bad_data_says_what_to_do(tmp_path, digits_folder, case, message):
     if case == "missing":
         data = tmp_path / "nope"
@@ -115,6 +119,7 @@ def test_tensor_batches_match_the_per_image_pipeline():
     import torch
 
     from deepcat.data.loader import BadInputLog, batches, make_loader
+    from deepcat.data.order import Order
     from deepcat.data.sources import Samples
     from deepcat.data.tensor_batches import TensorBatches, fits
     from deepcat.inputs import input_kind
@@ -125,14 +130,14 @@ def test_tensor_batches_match_the_per_image_pipeline():
     samples = Samples(rng.integers(0, 256, (10, 28, 28), dtype=np.uint8), np.arange(10) % 3)
     pre = Preprocess(28, 28, "bilinear", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
     assert fits(samples, pre, "light") and not fits(samples, pre, "strong")
-    fast = next(iter(TensorBatches(samples, pre, batch_size=10, shuffle=False)))[0]
-    slow = next(batches(make_loader(samples, eval_transform(pre), input_kind(), batch_size=10, shuffle=False), BadInputLog()))[0]
+    fast = next(iter(TensorBatches(samples, pre, Order(10))))[0]
+    slow = next(batches(make_loader(samples, eval_transform(pre), input_kind(), Order(10)), BadInputLog()))[0]
     assert torch.allclose(fast, slow, atol=1e-6)
 
     torch.manual_seed(0)
-    x, y, _ = next(iter(TensorBatches(samples, pre, batch_size=10, shuffle=False, augment="light", hflip=True)))
+    x, y, _ = next(iter(TensorBatches(samples, pre, Order(10), augment="light", hflip=True)))
     padded = torch.nn.functional.pad(torch.from_numpy(samples.items).float()[:, None], (3, 3, 3, 3), mode="reflect")
     for i in range(10):
         image = x[i, 0] * 127.5 + 127.5
-        crops = [padded[i, 0, dy:dy + 28, dx:dx + 28] for dy in range(7) for dx in range(7)]
+        crops = [padded[i, 0, dy : dy + 28, dx : dx + 28] for dy in range(7) for dx in range(7)]
         assert any(torch.allclose(image, c, atol=1e-3) or torch.allclose(image, c.flip(-1), atol=1e-3) for c in crops)

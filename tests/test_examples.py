@@ -15,8 +15,9 @@ SEVEN = ROOT / "examples" / "digits" / "digit-7.png"
 
 @pytest.fixture(scope="module")
 def digits_model(tmp_path_factory) -> str:
-    run = deepcat.train("digits", output=str(tmp_path_factory.mktemp("runs")), name="d", epochs=3, audit=False,
-                        progress=False)
+    run = deepcat.train(
+        "digits", output=str(tmp_path_factory.mktemp("runs")), name="d", epochs=3, audit=False, progress=False
+    )
     return deepcat.export(run, format="onnx", progress=False).path
 
 
@@ -27,7 +28,9 @@ def served_answer(model: str) -> dict:
     from deepcat.serving.app import create_app
 
     with TestClient(create_app(model)) as client:
-        return client.post("/v1/predict?top_k=3", files={"file": ("digit-7.png", SEVEN.read_bytes(), "image/png")}).json()
+        return client.post(
+            "/v1/predict?top_k=3", files={"file": ("digit-7.png", SEVEN.read_bytes(), "image/png")}
+        ).json()
 
 
 def test_flask_app_answers_like_the_server(digits_model):

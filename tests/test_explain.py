@@ -8,9 +8,9 @@ from PIL import Image
 
 import deepcat
 from deepcat.cli import main
-from deepcat.inputs.image_tensors import eval_transform
 from deepcat.evaluation.explain import grad_cam
 from deepcat.inference.torch_model import pretrained_cat_dog
+from deepcat.inputs.image_tensors import eval_transform
 
 
 def test_heatmap_lands_on_the_cat(chelsea_jpg):

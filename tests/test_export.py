@@ -6,13 +6,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 import pytest
+from PIL import Image
 
 import deepcat
+from deepcat import export
 from deepcat.cli import main
 from deepcat.errors import DeepcatError
-from deepcat import export
 from deepcat.exporting.check import compare
 from deepcat.inference.onnx_model import load_onnx
 
@@ -65,11 +65,12 @@ def test_failed_check_is_an_error():
 
 def test_cli_predict_with_onnx_never_imports_torch(digits_run):
     path = export(digits_run, format="onnx", progress=False).path
-    code = ("import sys, runpy; sys.argv = ['deepcat', 'predict', %r, 'examples/digits', '--json', '--no-reject'];"
-            "from deepcat.cli import main; rc = main(sys.argv[1:]);"
-            "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)") % path
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=ROOT)
+    code = (
+        f"import sys, runpy; sys.argv = ['deepcat', 'predict', {path!r}, 'examples/digits', '--json', '--no-reject'];"
+        "from deepcat.cli import main; rc = main(sys.argv[1:]);"
+        "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     labels = [p["label"] for p in json.loads(done.stdout)["predictions"]]
     assert labels == ["0", "3", "5", "7", "9"]
@@ -109,9 +110,9 @@ def test_onnx_keeps_the_small_cnn_test_time_flip(tmp_path):
     """The exported graph is the inference graph: smallcnn's mirror averaging is inside it."""
     import torch
 
-    from deepcat.inputs.image import Preprocess
     from deepcat.exporting.graph import Deployable, metadata
     from deepcat.exporting.onnx_formats import export_onnx
+    from deepcat.inputs.image import Preprocess
     from deepcat.models.small_cnn import SmallCNN
 
     torch.manual_seed(0)
@@ -145,8 +146,12 @@ def test_the_check_measures_the_export_even_when_the_temperature_saturates(digit
     assert int8.check.top1_agreement >= 0.99 and int8.check.max_abs_diff > 1e-4  # rounding is measured
     assert 0 < fp32["max_abs_diff"] <= 1e-4
     clf = load_onnx(int8.path)
-    pixels = np.stack([np.asarray(Image.open(p).convert("RGB").resize((16, 16)), np.float32).transpose(2, 0, 1)
-                       for p in sorted((ROOT / "examples" / "digits").glob("*.png"))])
+    pixels = np.stack(
+        [
+            np.asarray(Image.open(p).convert("RGB").resize((16, 16)), np.float32).transpose(2, 0, 1)
+            for p in sorted((ROOT / "examples" / "digits").glob("*.png"))
+        ]
+    )
     calibrated = clf.probabilities(pixels)
     assert np.allclose(calibrated, softmax(clf.logits(pixels).astype(np.float64), 0.01), atol=1e-6)
     assert calibrated.max() > 0.999  # saturated, as the run asks

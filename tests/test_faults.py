@@ -16,17 +16,21 @@ OPTIONS = ["--epochs", "3", "--batch-size", "32", "--no-audit", "--seed", "3"]
 
 
 def test_sigkill_mid_epoch_resumes_to_the_uninterrupted_weights(tmp_path):
-    whole = deepcat.train("digits", output=str(tmp_path), name="whole", epochs=3, batch_size=32, audit=False,
-                          seed=3, progress=False)
+    whole = deepcat.train(
+        "digits", output=str(tmp_path), name="whole", epochs=3, batch_size=32, audit=False, seed=3, progress=False
+    )
     cut = tmp_path / "cut"
-    proc = subprocess.Popen([sys.executable, "-m", "deepcat", "train", "digits", "--output", str(tmp_path),
-                             "--name", "cut", *OPTIONS], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deepcat", "train", "digits", "--output", str(tmp_path), "--name", "cut", *OPTIONS],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     deadline = time.time() + 120
     while not re.search(r"epoch 2\s+train_loss", line := proc.stderr.readline().decode()):  # epoch 2 is saved
         assert line or proc.poll() is None, "training ended before epoch 2"
         assert time.time() < deadline
-    time.sleep(0.5)                                                    # well inside epoch 3 (about 2 s long)
+    time.sleep(0.5)  # well inside epoch 3 (about 2 s long)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     rows = (cut / "metrics.csv").read_text().splitlines()

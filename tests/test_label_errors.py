@@ -30,12 +30,26 @@ def test_flipped_digit_labels_are_found(tmp_path, capsys):
     flipped = write_flipped(tmp_path / "data")
     run = deepcat.train(data=str(tmp_path / "data"), output=str(tmp_path), name="r", epochs=8, progress=False)
     found = json.loads((run / "label_issues.json").read_text())  # written by training (small data)
-    top = {Path(s["item"]).name for s in found["suspects"][:len(flipped)]}
+    top = {Path(s["item"]).name for s in found["suspects"][: len(flipped)]}
     assert len(flipped) == 30
     assert len(top & flipped) >= 0.6 * len(flipped), sorted(top & flipped)  # precision = recall at k = 30
     assert (run / "label_issues.png").is_file()
 
-    assert main(["check", str(tmp_path / "data"), "--labels", str(run), "--quiet", "--top", "5",
-                 "--out", str(tmp_path / "check")]) == 0
+    assert (
+        main(
+            [
+                "check",
+                str(tmp_path / "data"),
+                "--labels",
+                str(run),
+                "--quiet",
+                "--top",
+                "5",
+                "--out",
+                str(tmp_path / "check"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "suspected label errors" in out and "report.html" in out

@@ -36,8 +36,9 @@ def test_mlflow_logs_parameters_metrics_and_the_run_folder(tmp_path, monkeypatch
     [logged] = client.search_runs([client.get_experiment_by_name("deepcat").experiment_id])
     assert logged.info.run_name == "ml" and logged.data.params["model"] == "smallcnn"
     history = client.get_metric_history(logged.info.run_id, "val_acc")
-    assert [(m.step, m.value) for m in history] == [(i + 1, pytest.approx(float(row["val_acc"])))
-                                                    for i, row in enumerate(metrics_csv(run))]
+    assert [(m.step, m.value) for m in history] == [
+        (i + 1, pytest.approx(float(row["val_acc"]))) for i, row in enumerate(metrics_csv(run))
+    ]
     artifacts = {a.path for a in client.list_artifacts(logged.info.run_id)}
     assert {"report.html", "best.safetensors", "model.json", "metrics.csv"} <= artifacts
     assert "state.pt" not in artifacts

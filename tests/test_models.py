@@ -2,9 +2,9 @@ import pytest
 import torch
 from PIL import Image
 
-from deepcat.inputs.image_tensors import eval_transform
 from deepcat.errors import DeepcatError
 from deepcat.inference.imagenet import CAT_CLASSES
+from deepcat.inputs.image_tensors import eval_transform
 from deepcat.models import create_model, default_preprocess
 from deepcat.models.efficientnet_lite0 import STAGE_SIZES, to_timm_keys
 
@@ -18,8 +18,10 @@ def test_models_build_with_a_new_head(name):
 
 def test_layer_stack_from_yaml(tmp_path):
     path = tmp_path / "net.yaml"
-    path.write_text("activation: gelu\nlayers:\n  - conv: 8\n  - pool: max\n  - conv: {channels: 16, stride: 2}\n"
-                    "  - linear: 32\n  - dropout: 0.1\n")
+    path.write_text(
+        "activation: gelu\nlayers:\n  - conv: 8\n  - pool: max\n  - conv: {channels: 16, stride: 2}\n"
+        "  - linear: 32\n  - dropout: 0.1\n"
+    )
     model, spec = create_model(name=str(path), num_classes=4, image_size=16)
     assert spec.name == "layers" and spec.layers["activation"] == "gelu"
     assert model(torch.zeros(1, 3, 16, 16)).shape == (1, 4)
@@ -52,7 +54,7 @@ def test_offline_pretrained_efficientnet_recognises_chelsea_the_cat(chelsea_jpg)
     with torch.no_grad():
         probs = model.eval()(x).softmax(-1)[0]
     assert int(probs.argmax()) in CAT_CLASSES
-    assert float(probs[CAT_CLASSES.start:CAT_CLASSES.stop].sum()) > 0.8
+    assert float(probs[CAT_CLASSES.start : CAT_CLASSES.stop].sum()) > 0.8
 
 
 def test_local_weights_file_loads_all_but_the_head(tmp_path):

@@ -1,7 +1,7 @@
 import json
 
-from deepcat.cli import main
 from deepcat import load
+from deepcat.cli import main
 
 
 def test_pretrained_cat_dog_neither(chelsea_jpg, coffee_jpg):

@@ -4,20 +4,29 @@ import re
 import time
 
 import pytest
-
-import deepcat
-from deepcat.cli import main
-from deepcat import export
 from test_page import CHROMEDRIVER, CHROMIUM, chrome
 
-SECTIONS = ("Data", "Audit", "Training", "Evaluation", "Calibration", "Unknown inputs", "Worst mistakes",
-            "Suspected label errors", "Export", "Model card")
+import deepcat
+from deepcat import export
+from deepcat.cli import main
+
+SECTIONS = (
+    "Data",
+    "Audit",
+    "Training",
+    "Evaluation",
+    "Calibration",
+    "Unknown inputs",
+    "Worst mistakes",
+    "Suspected label errors",
+    "Export",
+    "Model card",
+)
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    return deepcat.train(data="digits", output=str(tmp_path_factory.mktemp("runs")), name="d", epochs=3,
-                         progress=False)
+    return deepcat.train(data="digits", output=str(tmp_path_factory.mktemp("runs")), name="d", epochs=3, progress=False)
 
 
 # What each section holds once its part of the pipeline has run: a heading alone (written by every branch,
@@ -25,7 +34,11 @@ def run(tmp_path_factory):
 FILLED = {
     "Data": [r"<td>9</td><td class=\"n\">\d+</td>", r"<h3>Audit</h3>", r"leaks across train/val/test"],
     "Training": [r'alt="learning curves"', r"<td>model</td><td>smallcnn</td>"],
-    "Evaluation": [r"test split, 360 images", r'alt="confusion matrix"', r"(<tr><td>\d</td>(<td class=\"n\">[\d.]+</td>){4}</tr>){10}"],
+    "Evaluation": [
+        r"test split, 360 images",
+        r'alt="confusion matrix"',
+        r"(<tr><td>\d</td>(<td class=\"n\">[\d.]+</td>){4}</tr>){10}",
+    ],
     "Calibration": [r"T = \d+\.\d+", r"<b>0\.\d+</b> before", r'alt="reliability diagram"'],
     "Unknown inputs": [r"below <b>-?\d+\.\d+</b>", r'alt="rejection trade-off"'],
     "Worst mistakes": [r'alt="mistakes"', r"<th>predicted</th>"],
@@ -70,8 +83,9 @@ def test_report_renders_in_chromium(run, tmp_path):
             assert time.time() < deadline
             time.sleep(0.1)
         images = driver.find_elements(By.TAG_NAME, "img")
-        sizes = [driver.execute_script("return [arguments[0].naturalWidth, arguments[0].complete]", img)
-                 for img in images]
+        sizes = [
+            driver.execute_script("return [arguments[0].naturalWidth, arguments[0].complete]", img) for img in images
+        ]
         headings = [h.text for h in driver.find_elements(By.TAG_NAME, "h2")]
         driver.save_screenshot(str(tmp_path / "report.png"))
     finally:

@@ -65,8 +65,8 @@ def bomb_png(width: int = 50_000, height: int = 50_000) -> bytes:
     """A tiny PNG whose header claims 2.5 gigapixels: must be refused before decoding."""
     data = bytearray(png_bytes(np.zeros((8, 8), np.uint8)))
     ihdr = data.index(b"IHDR")
-    data[ihdr + 4: ihdr + 12] = struct.pack(">II", width, height)
-    data[ihdr + 17: ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr: ihdr + 17])))
+    data[ihdr + 4 : ihdr + 12] = struct.pack(">II", width, height)
+    data[ihdr + 17 : ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr : ihdr + 17])))
     return bytes(data)
 
 
@@ -79,8 +79,9 @@ def model_path(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(model_path):
-    app = create_app(model_path, limits=Limits(max_bytes=200_000, max_files=8, max_batch=32, max_wait_ms=20,
-                                               max_queue_ms=0))  # shedding has its own test
+    app = create_app(
+        model_path, limits=Limits(max_bytes=200_000, max_files=8, max_batch=32, max_wait_ms=20, max_queue_ms=0)
+    )  # shedding has its own test
     with Server(app) as url:
         yield url
 
@@ -93,8 +94,9 @@ def test_predict_single_batch_model_and_health(server, model_path):
     assert raw.json()["model"] == "digits" and len(raw.json()["top"]) == 5
     multipart = httpx.post(f"{server}/v1/predict?top_k=2", files={"file": ("d.png", images[1], "image/png")})
     assert multipart.json()["label"] == expected[1] and len(multipart.json()["top"]) == 2
-    batch = httpx.post(f"{server}/v1/predict/batch", files=[("files", (f"{i}.png", b, "image/png"))
-                                                            for i, b in enumerate(images)])
+    batch = httpx.post(
+        f"{server}/v1/predict/batch", files=[("files", (f"{i}.png", b, "image/png")) for i, b in enumerate(images)]
+    )
     assert [p["label"] for p in batch.json()["predictions"]] == expected
     info = httpx.get(f"{server}/v1/model").json()
     assert info["classes"] == [str(d) for d in range(10)] and info["input_size"] == 16
@@ -110,29 +112,35 @@ def test_64_concurrent_requests_are_answered_in_batches(server, model_path):
 
     async def send_all():
         async with httpx.AsyncClient(timeout=60) as client:
-            return await asyncio.gather(*(client.post(f"{server}/v1/predict", content=b,
-                                                      headers={"content-type": "image/png"}) for b in images))
+            return await asyncio.gather(
+                *(client.post(f"{server}/v1/predict", content=b, headers={"content-type": "image/png"}) for b in images)
+            )
 
     responses = asyncio.run(send_all())
     assert [r.status_code for r in responses] == [200] * 64, [r.text for r in responses if r.status_code != 200][:3]
     assert [r.json()["label"] for r in responses] == expected
     metrics = httpx.get(f"{server}/metrics").text
-    count = float(next(line.split()[-1] for line in metrics.splitlines() if line.startswith("deepcat_batch_size_count")))
+    count = float(
+        next(line.split()[-1] for line in metrics.splitlines() if line.startswith("deepcat_batch_size_count"))
+    )
     total = float(next(line.split()[-1] for line in metrics.splitlines() if line.startswith("deepcat_batch_size_sum")))
     assert total / count > 1.5, f"{total} images in {count} batches: no micro-batching"
     assert 'deepcat_requests_total{endpoint="/v1/predict",status="200"}' in metrics
 
 
-@pytest.mark.parametrize("case, status, kind", [
-    ("empty", 400, "empty_body"),
-    ("not_an_image", 415, "unsupported_image"),
-    ("truncated", 400, "corrupt_image"),
-    ("too_many_bytes", 413, "too_many_bytes"),
-    ("bomb", 413, "too_many_pixels"),
-    ("json", 415, "unsupported_media_type"),
-    ("batch_too_large", 413, "batch_too_large"),
-    ("multipart_without_file", 400, "empty_body"),
-])
+@pytest.mark.parametrize(
+    "case, status, kind",
+    [
+        ("empty", 400, "empty_body"),
+        ("not_an_image", 415, "unsupported_image"),
+        ("truncated", 400, "corrupt_image"),
+        ("too_many_bytes", 413, "too_many_bytes"),
+        ("bomb", 413, "too_many_pixels"),
+        ("json", 415, "unsupported_media_type"),
+        ("batch_too_large", 413, "batch_too_large"),
+        ("multipart_without_file", 400, "empty_body"),
+    ],
+)
 def test_bad_input_is_a_4xx_with_a_reason(server, case, status, kind, chelsea_jpg):
     png = digit_pngs(1)[0]
     url, kwargs = f"{server}/v1/predict", {"headers": {"content-type": "image/png"}}
@@ -149,8 +157,10 @@ def test_bad_input_is_a_4xx_with_a_reason(server, case, status, kind, chelsea_jp
     elif case == "json":
         kwargs = {"json": {"image": "x"}}
     elif case == "batch_too_large":
-        url, kwargs = f"{server}/v1/predict/batch", {"files": [("files", (f"{i}.png", png, "image/png"))
-                                                               for i in range(9)]}
+        url, kwargs = (
+            f"{server}/v1/predict/batch",
+            {"files": [("files", (f"{i}.png", png, "image/png")) for i in range(9)]},
+        )
     else:
         kwargs = {"files": {"other": ("x.png", png, "image/png")}}
     response = httpx.post(url, **kwargs)
@@ -164,8 +174,9 @@ def test_api_key(model_path):
         png = digit_pngs(1)[0]
         denied = httpx.post(f"{url}/v1/predict", content=png, headers={"content-type": "image/png"})
         assert denied.status_code == 401 and denied.json()["error"] == "unauthorised"
-        allowed = httpx.post(f"{url}/v1/predict", content=png, headers={"content-type": "image/png",
-                                                                         "x-api-key": "s3cret"})
+        allowed = httpx.post(
+            f"{url}/v1/predict", content=png, headers={"content-type": "image/png", "x-api-key": "s3cret"}
+        )
         assert allowed.status_code == 200
         assert httpx.get(f"{url}/model.onnx").status_code == 401  # the model file is behind the key too
         model = httpx.get(f"{url}/model.onnx", headers={"x-api-key": "s3cret"})
@@ -196,8 +207,9 @@ def test_past_capacity_requests_are_refused_at_once_with_503_and_retry_after(mod
 
     async def burst(url):
         async with httpx.AsyncClient(timeout=60) as client:
-            return await asyncio.gather(*(client.post(f"{url}/v1/predict", content=b,
-                                                      headers={"content-type": "image/png"}) for b in images))
+            return await asyncio.gather(
+                *(client.post(f"{url}/v1/predict", content=b, headers={"content-type": "image/png"}) for b in images)
+            )
 
     with Server(app) as url:
         # Warm-up: admitted until the rate is known. How many that is depends on how fast the client sends,
@@ -214,8 +226,9 @@ def test_past_capacity_requests_are_refused_at_once_with_503_and_retry_after(mod
         metrics = httpx.get(f"{url}/metrics").text
         assert f'deepcat_errors_total{{kind="overloaded"}} {float(refused)}' in metrics
         time.sleep(2.1)  # idle again: a lone request is admitted, whatever the rate
-        assert httpx.post(f"{url}/v1/predict", content=images[0], headers={"content-type": "image/png"}
-                          ).status_code == 200
+        assert (
+            httpx.post(f"{url}/v1/predict", content=images[0], headers={"content-type": "image/png"}).status_code == 200
+        )
 
 
 def test_the_server_process_never_imports_torch(model_path, tmp_path):
@@ -226,10 +239,12 @@ def test_the_server_process_never_imports_torch(model_path, tmp_path):
 
     run = tmp_path / "run"
     shutil.copytree(Path(model_path).parent.parent, run, ignore=shutil.ignore_patterns("export"))
-    code = ("import sys; from deepcat.serving.model_file import serving_model; "
-            "from deepcat.serving.app import create_app; "
-            f"path = serving_model({str(run)!r}); create_app(path); "
-            "assert 'torch' not in sys.modules, 'torch was imported'; print(path)")
+    code = (
+        "import sys; from deepcat.serving.model_file import serving_model; "
+        "from deepcat.serving.app import create_app; "
+        f"path = serving_model({str(run)!r}); create_app(path); "
+        "assert 'torch' not in sys.modules, 'torch was imported'; print(path)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert Path(done.stdout.strip().splitlines()[-1]) == run / "export" / "model.onnx"

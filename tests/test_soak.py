@@ -12,9 +12,9 @@ import time
 import httpx
 import numpy as np
 import pytest
+from test_serving import bomb_png, digit_pngs, free_port
 
 import deepcat
-from test_serving import bomb_png, digit_pngs, free_port
 
 REQUESTS, CLIENTS, WARM_UP = 2000, 32, 200
 
@@ -30,12 +30,12 @@ def bad_requests(good: bytes) -> list[dict]:
     """The malformed kinds, each a request that must be refused with a 4xx."""
     rng = np.random.default_rng(0)
     return [
-        {"content": b"", "headers": {"content-type": "image/png"}},                            # empty
-        {"content": b"just some text", "headers": {"content-type": "image/png"}},              # text
-        {"content": good[: len(good) // 2], "headers": {"content-type": "image/png"}},         # truncated image
+        {"content": b"", "headers": {"content-type": "image/png"}},  # empty
+        {"content": b"just some text", "headers": {"content-type": "image/png"}},  # text
+        {"content": good[: len(good) // 2], "headers": {"content-type": "image/png"}},  # truncated image
         {"content": rng.bytes(3000), "headers": {"content-type": "application/octet-stream"}},  # random bytes
-        {"content": good, "headers": {"content-type": "text/csv"}},                            # wrong type
-        {"content": bomb_png(), "headers": {"content-type": "image/png"}},                     # bomb header
+        {"content": good, "headers": {"content-type": "text/csv"}},  # wrong type
+        {"content": bomb_png(), "headers": {"content-type": "image/png"}},  # bomb header
     ]
 
 
@@ -51,8 +51,11 @@ async def fire(url: str, good: list[bytes], count: int) -> list[tuple[bool, int,
         while not queue.empty():
             i = queue.get_nowait()
             is_good = i % 5 != 0
-            kwargs = ({"files": {"file": (f"{i}.png", io.BytesIO(good[i % len(good)]), "image/png")}} if is_good
-                      else bad[(i // 5) % len(bad)])
+            kwargs = (
+                {"files": {"file": (f"{i}.png", io.BytesIO(good[i % len(good)]), "image/png")}}
+                if is_good
+                else bad[(i // 5) % len(bad)]
+            )
             response = await http.post(f"{url}/v1/predict", **kwargs)
             is_json_error = not is_good and "error" in response.json()
             results.append((is_good, response.status_code, is_json_error))
@@ -68,9 +71,23 @@ def test_soak_2000_requests_32_clients_one_in_five_malformed(tmp_path):
     run = deepcat.train("digits", output=str(tmp_path), name="d", epochs=1, audit=False, progress=False)
     model = deepcat.export(run, format="onnx", progress=False).path
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "deepcat", "serve", model, "--port", str(port),
-                               "--max-bytes", "200000", "--max-queue-ms", "0"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "deepcat",
+            "serve",
+            model,
+            "--port",
+            str(port),
+            "--max-bytes",
+            "200000",
+            "--max-queue-ms",
+            "0",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 60

@@ -12,14 +12,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 import yaml
-
-import deepcat
-from deepcat.inputs.audio import SAMPLE_RATE, read_clip
 from conftest import assert_deployed_threshold_holds
 from test_page import chrome, needs_browser
 
-needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
-                                  reason="needs Debian's espeak-ng (.ci/run installs it)")
+import deepcat
+from deepcat.inputs.audio import SAMPLE_RATE, read_clip
+
+needs_espeak = pytest.mark.skipif(
+    shutil.which("espeak-ng") is None, reason="needs Debian's espeak-ng (.ci/run installs it)"
+)
 WORDS = ("zero", "six", "nine")
 
 
@@ -28,16 +29,20 @@ def speech(tmp_path_factory) -> Path:
     """Three words in three accents: six training voices and two test voices that training never hears."""
     from deepcat.data import spoken_digits
 
-    return spoken_digits.generate(tmp_path_factory.mktemp("speech"), words=WORDS, accents=("en-us", "en-gb", "en-029"),
-                                  train_variants=("m1", "m3", "f1", "f2", "klatt", "adam"),
-                                  test_variants=("m7", "f5"), progress=False)
+    return spoken_digits.generate(
+        tmp_path_factory.mktemp("speech"),
+        words=WORDS,
+        accents=("en-us", "en-gb", "en-029"),
+        train_variants=("m1", "m3", "f1", "f2", "klatt", "adam"),
+        test_variants=("m7", "f5"),
+        progress=False,
+    )
 
 
 @pytest.fixture(scope="module")
 def speech_run(speech, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs")
-    return deepcat.train(data=str(speech), output=str(out), name="speech", epochs=12, batch_size=8,
-                         progress=False)
+    return deepcat.train(data=str(speech), output=str(out), name="speech", epochs=12, batch_size=8, progress=False)
 
 
 @needs_espeak
@@ -47,10 +52,17 @@ def test_a_folder_of_clips_trains_evaluates_and_reports_as_sound(speech_run):
 
     meta = json.loads((speech_run / "model.json").read_text())
     assert meta["input_kind"] == "audio" and meta["model"]["name"] == "dscnn"
-    assert meta["preprocess"] == {"sample_rate": 16000, "clip_seconds": 1.0, "n_mels": 40, "window_ms": 25.0,
-                                  "hop_ms": 10.0, "log_floor": 1e-6, "mean_normalise": True}
+    assert meta["preprocess"] == {
+        "sample_rate": 16000,
+        "clip_seconds": 1.0,
+        "n_mels": 40,
+        "window_ms": 25.0,
+        "hop_ms": 10.0,
+        "log_floor": 1e-6,
+        "mean_normalise": True,
+    }
     test = json.loads((speech_run / "test_metrics.json").read_text())
-    assert test["images"] == 36 and test["accuracy"] > 0.6           # voices never heard in training
+    assert test["images"] == 36 and test["accuracy"] > 0.6  # voices never heard in training
     report = (speech_run / "report.html").read_text()
     assert "1 s clips at 16 kHz, 40-band log-mel input" in report and "sound clips" in report
 
@@ -66,7 +78,7 @@ def test_onnx_agrees_with_pytorch_on_every_test_clip(speech_run, speech):
     onnx_side = load_onnx(fp32.path).predict(clips, top_k=3)
     diff = max(abs(a[1] - b[1]) for p, q in zip(torch_side, onnx_side) for a, b in zip(p.top, q.top))
     assert diff < 1e-4 and [p.label for p in torch_side] == [p.label for p in onnx_side]
-    try:                                                   # int8 passes the same check as images, or is refused
+    try:  # int8 passes the same check as images, or is refused
         assert deepcat.export(speech_run, format="onnx-int8", progress=False).check.top1_agreement >= 0.99
     except deepcat.DeepcatError as refused:
         assert "disagrees with PyTorch beyond its bound" in str(refused)
@@ -85,17 +97,22 @@ def test_predict_a_clip_from_the_cli_and_the_api(speech_run, speech):
     clip = next((speech / "train" / "six").glob("en-us+m1-*.wav"))
     assert deepcat.load(speech_run).predict([clip])[0].label == "six"
     samples = read_clip(clip)
-    assert deepcat.load(speech_run).predict([samples])[0].label == "six"                # an in-memory array
-    shown = subprocess.run([sys.executable, "-m", "deepcat", "predict", str(speech_run), str(clip)],
-                           capture_output=True, text=True, check=True).stdout
+    assert deepcat.load(speech_run).predict([samples])[0].label == "six"  # an in-memory array
+    shown = subprocess.run(
+        [sys.executable, "-m", "deepcat", "predict", str(speech_run), str(clip)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "six" in shown
 
 
 @needs_espeak
 @pytest.mark.slow
 def test_the_server_answers_audio_and_refuses_bad_audio(speech_run, speech):
-    from deepcat.serving.app import create_app
     from test_serving import Server
+
+    from deepcat.serving.app import create_app
 
     model = deepcat.export(speech_run, format="onnx", progress=False).path
     clip = next((speech / "train" / "nine").glob("en-gb+f1-*.wav"))
@@ -108,8 +125,11 @@ def test_the_server_answers_audio_and_refuses_bad_audio(speech_run, speech):
         assert raw.status_code == 200 and raw.json()["label"] == "nine"
         multipart = httpx.post(f"{url}/v1/predict", files={"file": ("c.flac", flac.getvalue(), "audio/flac")})
         assert multipart.json()["label"] == "nine"
-        for body, media, status in ((b"not a sound", "audio/wav", 415), (long_clip.getvalue(), "audio/wav", 413),
-                                    (clip.read_bytes(), "image/png", 415)):
+        for body, media, status in (
+            (b"not a sound", "audio/wav", 415),
+            (long_clip.getvalue(), "audio/wav", 413),
+            (clip.read_bytes(), "image/png", 415),
+        ):
             refused = httpx.post(f"{url}/v1/predict", content=body, headers={"content-type": media})
             assert refused.status_code == status, refused.text
         assert httpx.get(f"{url}/v1/model").json()["input"]["samples"] == SAMPLE_RATE
@@ -129,6 +149,7 @@ def test_the_speech_commands_layout_makes_its_splits_and_mixes_its_noise(tmp_pat
     import torch
 
     from deepcat.data.clip_batches import ClipBatches
+    from deepcat.data.order import Order
     from deepcat.data.resolve import resolve_data
     from deepcat.inputs.audio import AudioPreprocess
 
@@ -136,20 +157,21 @@ def test_the_speech_commands_layout_makes_its_splits_and_mixes_its_noise(tmp_pat
     for word, freq in (("yes", 300.0), ("no", 1200.0)):
         for speaker in range(5):
             write_clip(root / word / f"{speaker:08x}_nohash_0.wav", tone(freq * (1 + speaker / 50)))
-    write_clip(root / "_background_noise_" / "white_noise.wav",
-               np.random.default_rng(0).normal(0, 0.1, 3 * SAMPLE_RATE).astype(np.float32))
+    write_clip(
+        root / "_background_noise_" / "white_noise.wav",
+        np.random.default_rng(0).normal(0, 0.1, 3 * SAMPLE_RATE).astype(np.float32),
+    )
     (root / "validation_list.txt").write_text("yes/00000001_nohash_0.wav\nno/00000001_nohash_0.wav\n")
     (root / "testing_list.txt").write_text("yes/00000002_nohash_0.wav\nno/00000002_nohash_0.wav\n")
     (root / "README.md").write_text("not a clip")
     splits = resolve_data(str(root))
-    assert splits.input_kind == "audio" and sorted(splits.classes) == ["no", "yes"]      # the noise is no class
+    assert splits.input_kind == "audio" and sorted(splits.classes) == ["no", "yes"]  # the noise is no class
     assert (len(splits.train), len(splits.val), len(splits.test)) == (6, 2, 2)
     assert all("00000002" in Path(p).name for p in splits.test.items)
     assert [Path(p).name for p in splits.noise] == ["white_noise.wav"]
     pre = AudioPreprocess()
-    quiet = ClipBatches(splits.train, pre, batch_size=6, shuffle=False, progress=False)
-    noisy = ClipBatches(splits.train, pre, batch_size=6, shuffle=False, augment="light", noise_files=splits.noise,
-                        progress=False)
+    quiet = ClipBatches(splits.train, pre, Order(6), progress=False)
+    noisy = ClipBatches(splits.train, pre, Order(6), augment="light", noise_files=splits.noise, progress=False)
     assert len(noisy.noise) == 1
     torch.manual_seed(0)
     assert not torch.allclose(next(iter(quiet))[0], next(iter(noisy))[0])
@@ -165,15 +187,15 @@ def test_the_audit_finds_what_is_wrong_with_sound(tmp_path):
 
     root = tmp_path / "clips"
     for i in range(6):
-        write_clip(root / "low" / f"{i}.wav", tone(150 * 1.4 ** i))
-        write_clip(root / "high" / f"{i}.wav", tone(1500 * 1.3 ** i))
+        write_clip(root / "low" / f"{i}.wav", tone(150 * 1.4**i))
+        write_clip(root / "high" / f"{i}.wav", tone(1500 * 1.3**i))
     write_clip(root / "low" / "silent.wav", np.zeros(SAMPLE_RATE, np.float32))
     write_clip(root / "high" / "clipped.wav", np.clip(tone(2500, level=3.0), -1, 1))
     write_clip(root / "low" / "long.wav", tone(250, seconds=5.0))
     write_clip(root / "low" / "phone.wav", tone(220, rate=8000), rate=8000)
     write_clip(root / "high" / "copy.flac", sf.read(root / "high" / "0.wav")[0], format="FLAC")  # same sound
     whole = (root / "low" / "0.wav").read_bytes()
-    (root / "low" / "cut.wav").write_bytes(whole[: len(whole) // 2])                            # cut short
+    (root / "low" / "cut.wav").write_bytes(whole[: len(whole) // 2])  # cut short
     (root / "high" / "notes.wav").write_text("not a sound")
     found = audit.audit(resolve_data(str(root)), progress=False)
     unreadable = {Path(u["item"]).name: u["error"] for u in found.unreadable}
@@ -182,7 +204,7 @@ def test_the_audit_finds_what_is_wrong_with_sound(tmp_path):
     assert named["silent"] == {"silent.wav"} and named["clipped"] == {"clipped.wav"}
     assert named["too_long"] == {"long.wav"} and named["low_rate"] == {"phone.wav"}
     groups = [{Path(m["item"]).name for m in g["members"]} for g in found.duplicates]
-    assert any({"0.wav", "copy.flac"} <= g for g in groups)                # same sound, other bytes
+    assert any({"0.wav", "copy.flac"} <= g for g in groups)  # same sound, other bytes
     assert found.sizes["sample_rates"] == {8000: 1, 16000: 16}
 
 
@@ -193,17 +215,22 @@ def test_the_page_hears_a_word_from_the_microphone_and_classifies_it_in_the_brow
     import time
 
     from selenium.webdriver.common.by import By
+    from test_serving import Server
 
     from deepcat.serving.app import create_app
-    from test_serving import Server
 
     model = deepcat.export(speech_run, format="onnx", progress=False).path
     word = sf.read(next((speech / "train" / "six").glob("en-us+m1-*.wav")), dtype="int16")[0]
     silence = np.zeros(SAMPLE_RATE, np.int16)
-    microphone = write_clip(tmp_path / "microphone.wav", np.concatenate([silence, word, silence]),
-                            subtype="PCM_16")                                # Chromium plays it in a loop
-    flags = ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-             f"--use-file-for-fake-audio-capture={microphone}", "--autoplay-policy=no-user-gesture-required")
+    microphone = write_clip(
+        tmp_path / "microphone.wav", np.concatenate([silence, word, silence]), subtype="PCM_16"
+    )  # Chromium plays it in a loop
+    flags = (
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={microphone}",
+        "--autoplay-policy=no-user-gesture-required",
+    )
     # The page classifies only windows louder than silence. The `unknown` gate is off here (it is the image page
     # test's subject): on this 3-word model, trained for seconds, the word replayed through Chromium's fake
     # microphone sometimes scored under the threshold, and the test is about hearing and classifying.
@@ -232,7 +259,7 @@ def test_the_kind_of_input_comes_from_the_files_or_from_modality(tmp_path):
     for word, freq in (("low", 200.0), ("high", 3000.0)):
         for i in range(3):
             write_clip(root / word / f"{i}.wav", tone(freq + 10 * i))
-    (root / "low" / "cover.png").write_bytes(b"\x89PNG")                 # a stray picture does not make it images
+    (root / "low" / "cover.png").write_bytes(b"\x89PNG")  # a stray picture does not make it images
     assert resolve_data(str(root)).input_kind == "audio"
     with pytest.raises(deepcat.DeepcatError, match="has no images"):
         resolve_data(str(root), modality="image")
@@ -246,7 +273,7 @@ def test_a_timm_model_reads_the_spectrogram_as_a_one_channel_image():
     from deepcat.models.create import ModelSpec, build, create_model
 
     model, spec = create_model(name="resnet18", num_classes=3, image_size=224, in_chans=1)
-    assert spec.kwargs == {"in_chans": 1}                                   # saved in model.json: rebuilds the same
+    assert spec.kwargs == {"in_chans": 1}  # saved in model.json: rebuilds the same
     spectrogram = torch.randn(2, 1, 40, 101)
     assert model.eval()(spectrogram).shape == (2, 3)
     assert build(ModelSpec(**{**spec.__dict__}), image_size=0).eval()(spectrogram).shape == (2, 3)

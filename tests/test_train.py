@@ -13,8 +13,18 @@ FAST = dict(epochs=2, batch_size=32, progress=False)
 
 def test_digits_run_folder_holds_everything(tmp_path):
     run = deepcat.train(data="digits", output=str(tmp_path), name="r", epochs=3, progress=False)
-    for name in ("config.yaml", "model.json", "best.safetensors", "last.safetensors", "state.pt", "metrics.csv",
-                 "split.csv", "curves.png", "confusion_matrix.png", "test_metrics.json"):
+    for name in (
+        "config.yaml",
+        "model.json",
+        "best.safetensors",
+        "last.safetensors",
+        "state.pt",
+        "metrics.csv",
+        "split.csv",
+        "curves.png",
+        "confusion_matrix.png",
+        "test_metrics.json",
+    ):
         assert (run / name).is_file(), name
     meta = json.loads((run / "model.json").read_text())
     assert meta["classes"] == [str(d) for d in range(10)] and meta["preprocess"]["input_size"] == 16
@@ -53,8 +63,7 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path):
 
 
 def test_early_stopping_ends_the_run(tmp_path):
-    run = deepcat.train(data="digits", output=str(tmp_path), name="r", epochs=6, lr=1e-9, patience=1,
-                        progress=False)
+    run = deepcat.train(data="digits", output=str(tmp_path), name="r", epochs=6, lr=1e-9, patience=1, progress=False)
     val_acc = [float(line.split(",")[5]) for line in (run / "metrics.csv").read_text().splitlines()[1:]]
     assert len(val_acc) < 6 and val_acc[-1] <= max(val_acc[:-1])  # stopped after the first non-improving epoch
 
@@ -86,13 +95,15 @@ def test_mixup_cutmix_and_strong_augmentation_reach_the_batches():
     s = _setup(augment="strong", mixup=0.2, cutmix=1.0)
     assert (s.mixup.mixup_alpha, s.mixup.cutmix_alpha) == (0.2, 1.0)
     x, y, _ = next(iter(s.train_loader))
-    _, target = s.mixup(x, y)                                       # (B, C) soft targets
+    _, target = s.mixup(x, y)  # (B, C) soft targets
     assert target.shape == (32, 10) and (target.max(1).values < 0.99).all()
     assert any(isinstance(t, v2.RandAugment) for t in s.train_loader.dataset.transform.transforms)
     off = _setup(amp="off", channels_last=False)
     assert off.mixup is None and off.dtype is None
-    assert not next(off.model.parameters()).is_contiguous(memory_format=torch.channels_last) or \
-        next(off.model.parameters()).ndim < 4
+    assert (
+        not next(off.model.parameters()).is_contiguous(memory_format=torch.channels_last)
+        or next(off.model.parameters()).ndim < 4
+    )
 
 
 def test_cosine_schedule_and_accumulation_drive_the_steps(tmp_path):
@@ -103,14 +114,28 @@ def test_cosine_schedule_and_accumulation_drive_the_steps(tmp_path):
     run = deepcat.train(data="digits", output=str(tmp_path), name="r", schedule="cosine", accumulate=2, **FAST)
     state = torch.load(run / "state.pt", weights_only=False)
     steps_per_epoch = len(_setup(accumulate=2).train_loader) // 2
-    assert state["step"] == 2 * steps_per_epoch                    # one optimiser step per 2 batches
+    assert state["step"] == 2 * steps_per_epoch  # one optimiser step per 2 batches
     rows = list(csv.DictReader((run / "metrics.csv").open()))
-    for epoch, row in enumerate(rows, start=1):                     # the lr of each epoch's last step
-        expected = lr_at(epoch * steps_per_epoch - 1, peak=0.1, steps_per_epoch=steps_per_epoch, epochs=2,
-                         freeze_epochs=0, kind="cosine", warmup_epochs=0.3)
+    for epoch, row in enumerate(rows, start=1):  # the lr of each epoch's last step
+        expected = lr_at(
+            epoch * steps_per_epoch - 1,
+            peak=0.1,
+            steps_per_epoch=steps_per_epoch,
+            epochs=2,
+            freeze_epochs=0,
+            kind="cosine",
+            warmup_epochs=0.3,
+        )
         assert float(row["lr"]) == pytest.approx(expected)
-    onecycle = lr_at(steps_per_epoch - 1, peak=0.1, steps_per_epoch=steps_per_epoch, epochs=2, freeze_epochs=0,
-                     kind="onecycle", warmup_epochs=0.3)
+    onecycle = lr_at(
+        steps_per_epoch - 1,
+        peak=0.1,
+        steps_per_epoch=steps_per_epoch,
+        epochs=2,
+        freeze_epochs=0,
+        kind="onecycle",
+        warmup_epochs=0.3,
+    )
     assert float(rows[0]["lr"]) != pytest.approx(onecycle)
 
 
@@ -120,15 +145,24 @@ def test_ema_weights_are_the_ones_saved(tmp_path):
     saved = load_file(run / "last.safetensors")
     ema = {k.removeprefix("module."): v for k, v in state["ema"].items()}
     weight = next(k for k in saved if k.endswith("weight") and saved[k].ndim == 4)
-    assert torch.equal(saved[weight], ema[weight])                  # the averaged weights are what is kept
-    assert not torch.equal(saved[weight], state["model"][weight])   # and they differ from the raw ones
+    assert torch.equal(saved[weight], ema[weight])  # the averaged weights are what is kept
+    assert not torch.equal(saved[weight], state["model"][weight])  # and they differ from the raw ones
 
 
 def test_unreadable_image_is_skipped_with_one_warning(digits_folder, truncated_jpg, tmp_path, capfd):
     broken = digits_folder / "digit0" / "zz_broken.jpg"
     broken.write_bytes(truncated_jpg.read_bytes())
-    run = deepcat.train(data=str(digits_folder), model="smallcnn", output=str(tmp_path), name="r", epochs=2,
-                        batch_size=16, val_fraction=0.3, workers=0, progress=False)
+    run = deepcat.train(
+        data=str(digits_folder),
+        model="smallcnn",
+        output=str(tmp_path),
+        name="r",
+        epochs=2,
+        batch_size=16,
+        val_fraction=0.3,
+        workers=0,
+        progress=False,
+    )
     err = capfd.readouterr().err
     assert err.count("skipping unreadable input") == 1 and "zz_broken.jpg" in err
     assert (run / "best.safetensors").is_file()
@@ -153,9 +187,19 @@ def test_fine_tune_freezes_then_unfreezes(digits_folder, tmp_path, unfreeze):
             self.late.append(model.blocks[4][0].conv_pw.weight.detach().clone())
 
     seen = AfterEachEpoch()
-    run = deepcat.train(data=str(digits_folder), model="efficientnet_lite0", output=str(tmp_path), name="ft",
-                        epochs=2, freeze_epochs=1, image_size=64, batch_size=16, callbacks=[seen], progress=False,
-                        unfreeze=unfreeze)
+    run = deepcat.train(
+        data=str(digits_folder),
+        model="efficientnet_lite0",
+        output=str(tmp_path),
+        name="ft",
+        epochs=2,
+        freeze_epochs=1,
+        image_size=64,
+        batch_size=16,
+        callbacks=[seen],
+        progress=False,
+        unfreeze=unfreeze,
+    )
     cfg = (run / "config.yaml").read_text()
     assert "model: tf_efficientnet_lite0" in cfg and "pretrained: true" in cfg and "freeze_epochs: 1" in cfg
     assert f"unfreeze: {unfreeze}" in cfg
@@ -185,7 +229,7 @@ def test_early_parameters_follow_timm_groups_and_spare_the_head():
     cnn, _ = create_model(name="smallcnn", num_classes=3, image_size=28)  # no timm groups: top-level children
     holders = [child for child, module in cnn.named_children() if any(True for _ in module.parameters())]
     early = early_parameters(cnn, 0.5)
-    assert {name.split(".")[0] for name in early} == set(holders[:round(len(holders) / 2)])
+    assert {name.split(".")[0] for name in early} == set(holders[: round(len(holders) / 2)])
 
 
 @pytest.mark.precision
@@ -205,8 +249,12 @@ def test_cached_features_are_what_the_classifier_sees(digits_folder, amp):
     from deepcat.training.distributed import Dist
     from deepcat.training.setup import prepare
 
-    s = prepare(TrainConfig(data=str(digits_folder), model="efficientnet_lite0", image_size=64, batch_size=16,
-                            epochs=2, amp=amp), Dist())
+    s = prepare(
+        TrainConfig(
+            data=str(digits_folder), model="efficientnet_lite0", image_size=64, batch_size=16, epochs=2, amp=amp
+        ),
+        Dist(),
+    )
     assert (s.dtype is None) == (amp == "off")
     assert head_features.applies(s, Dist()) and not head_features.applies(s, Dist(0, 0, 2))  # one process only
     assert s.train_loader.dataset.min_side == 2 * s.pre.resize  # large JPEGs read at reduced scale
@@ -228,8 +276,15 @@ def test_cached_features_are_what_the_classifier_sees(digits_folder, amp):
         optimizer.step()
     with torch.no_grad():
         on_cached = head.eval()(cached.features).argmax(1)
-    fp32_logits, _ = collect_logits(model, eval_loader(s.splits.train, s.pre, batch_size=32), device=s.device,
-                                    dtype=None, log=BadInputLog(), desc="fp32", progress=False)
+    fp32_logits, _ = collect_logits(
+        model,
+        eval_loader(s.splits.train, s.pre, batch_size=32),
+        device=s.device,
+        dtype=None,
+        log=BadInputLog(),
+        desc="fp32",
+        progress=False,
+    )
     assert (on_cached == cached.labels).float().mean() > 0.95
     assert (torch.from_numpy(fp32_logits).argmax(1) == on_cached).float().mean() > 0.95  # as the export answers
 
@@ -245,8 +300,14 @@ def test_progressive_resizing_grows_the_unfrozen_epochs_to_full_size():
     off = TrainConfig(epochs=5, freeze_epochs=1, image_size=224)
     assert {epoch_input_size(off, e) for e in range(5)} == {None}
     seen = []
-    s = SimpleNamespace(device=torch.device("cpu"), pre=SimpleNamespace(kind="image"), cfg=off, mixup=None, dtype=None,
-                        loss_fn=torch.nn.CrossEntropyLoss())
+    s = SimpleNamespace(
+        device=torch.device("cpu"),
+        pre=SimpleNamespace(kind="image"),
+        cfg=off,
+        mixup=None,
+        dtype=None,
+        loss_fn=torch.nn.CrossEntropyLoss(),
+    )
     net = lambda x: seen.append(x.shape) or torch.zeros(len(x), 3, requires_grad=True)  # noqa: E731
     forward_loss(s, net, torch.rand(2, 3, 224, 224), torch.tensor([0, 1]), 128)
     forward_loss(s, net, torch.rand(2, 3, 224, 224), torch.tensor([0, 1]))
@@ -262,8 +323,25 @@ def test_lr_find_suggests_a_rate_where_the_loss_falls(tmp_path):
 
 
 def test_cli_train_evaluate_predict_round_trip(digits_folder, tmp_path, capsys):
-    assert main(["train", str(digits_folder), "--model", "smallcnn", "--epochs", "2", "--batch-size", "16",
-                 "--output", str(tmp_path), "--name", "cli"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(digits_folder),
+                "--model",
+                "smallcnn",
+                "--epochs",
+                "2",
+                "--batch-size",
+                "16",
+                "--output",
+                str(tmp_path),
+                "--name",
+                "cli",
+            ]
+        )
+        == 0
+    )
     run = tmp_path / "cli"
     assert capsys.readouterr().out.strip() == str(run)
     assert main(["evaluate", str(run), "--json"]) == 0
@@ -286,12 +364,15 @@ def test_config_file_and_unknown_key(tmp_path, capsys):
         deepcat.train(data="digits", loss="hinge")
 
 
-@pytest.mark.parametrize("args, message", [
-    (["train", "no/such/folder"], "data not found: no/such/folder"),
-    (["train", "digits", "--model", "resnet81"], "unknown model 'resnet81'. Did you mean: resnet18"),
-    (["train", "{tmp}/one.csv"], "missing the column(s) label"),
-    (["evaluate", "{tmp}"], "is not a deepcat run folder"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "no/such/folder"], "data not found: no/such/folder"),
+        (["train", "digits", "--model", "resnet81"], "unknown model 'resnet81'. Did you mean: resnet18"),
+        (["train", "{tmp}/one.csv"], "missing the column(s) label"),
+        (["evaluate", "{tmp}"], "is not a deepcat run folder"),
+    ],
+)
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
     (tmp_path / "one.csv").write_text("path\nx.png\n")
     assert main([a.replace("{tmp}", str(tmp_path)) for a in args]) == 2
@@ -308,8 +389,12 @@ def test_auto_recipe_picks_by_image_size(digits_folder):
     small = resolve_auto(resolve_config(data=str(digits_folder)), splits)
     assert (small.model, small.pretrained, small.image_size, small.optimizer) == ("smallcnn", False, 16, "sgd")
     tuned = resolve_auto(resolve_config(data=str(digits_folder), model="efficientnet_lite0"), splits)
-    assert (tuned.model, tuned.pretrained, tuned.image_size, tuned.freeze_epochs) == \
-        ("tf_efficientnet_lite0", True, None, 1)  # None: the pretrained model's own 224 px
+    assert (tuned.model, tuned.pretrained, tuned.image_size, tuned.freeze_epochs) == (
+        "tf_efficientnet_lite0",
+        True,
+        None,
+        1,
+    )  # None: the pretrained model's own 224 px
 
 
 def test_model_json_is_versioned_and_an_old_run_without_a_version_still_loads(tmp_path):

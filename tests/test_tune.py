@@ -47,10 +47,16 @@ def test_best_yaml_retrains_to_the_same_configuration(tmp_path, monkeypatch):
     assert result.folder == Path("searches/s") and result.best_run.parent == Path("searches/s/trials")
     assert main(["train", "--config", str(result.best_config), "--name", "again"]) == 0
     strip = ("output", "name")
-    best = {k: v for k, v in yaml.safe_load((tmp_path / result.best_run / "config.yaml").read_text()).items()
-            if k not in strip}
-    again = {k: v for k, v in yaml.safe_load((tmp_path / "runs" / "again" / "config.yaml").read_text()).items()
-             if k not in strip}
+    best = {
+        k: v
+        for k, v in yaml.safe_load((tmp_path / result.best_run / "config.yaml").read_text()).items()
+        if k not in strip
+    }
+    again = {
+        k: v
+        for k, v in yaml.safe_load((tmp_path / "runs" / "again" / "config.yaml").read_text()).items()
+        if k not in strip
+    }
     assert again == best
 
 
@@ -64,12 +70,15 @@ def test_a_diverging_learning_rate_fails_its_trials_and_the_study_goes_on(tmp_pa
     assert all("training loss diverged" in e for e in errors), errors
 
 
-@pytest.mark.parametrize("content, message", [
-    ("lr: {low: 0.1, high: 0.01}\n", "lr in {path} needs low < high"),
-    ("lrr: [0.1]\n", "unknown config key 'lrr' in {path}. Did you mean: lr"),
-    ("epochs: {low: two, high: 5}\n", "epochs in {path} (epochs) must be a whole number"),
-    ("data: [digits]\n", "data in {path} cannot be searched"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("lr: {low: 0.1, high: 0.01}\n", "lr in {path} needs low < high"),
+        ("lrr: [0.1]\n", "unknown config key 'lrr' in {path}. Did you mean: lr"),
+        ("epochs: {low: two, high: 5}\n", "epochs in {path} (epochs) must be a whole number"),
+        ("data: [digits]\n", "data in {path} cannot be searched"),
+    ],
+)
 def test_a_bad_space_file_is_one_line_and_exit_2(tmp_path, capsys, content, message):
     path = tmp_path / "space.yaml"
     path.write_text(content)
@@ -79,6 +88,7 @@ def test_a_bad_space_file_is_one_line_and_exit_2(tmp_path, capsys, content, mess
 
 
 # PostgreSQL: Debian's server, started as the postgres user in a folder of its own.
+
 
 def _pg_bin() -> Path | None:
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
@@ -98,37 +108,74 @@ def postgres():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    subprocess.run([*as_postgres, str(pg / "initdb"), "-D", str(data / "db"), "-A", "trust", "-U", "postgres"],
-                   check=True, capture_output=True)
-    subprocess.run([*as_postgres, str(pg / "pg_ctl"), "-D", str(data / "db"), "-w", "-l", str(data / "log"), "-o",
-                    f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True)
+    subprocess.run(
+        [*as_postgres, str(pg / "initdb"), "-D", str(data / "db"), "-A", "trust", "-U", "postgres"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *as_postgres,
+            str(pg / "pg_ctl"),
+            "-D",
+            str(data / "db"),
+            "-w",
+            "-l",
+            str(data / "log"),
+            "-o",
+            f"-p {port} -k {data} -c listen_addresses=127.0.0.1",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
     try:
-        subprocess.run([str(pg / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "optuna"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [str(pg / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "optuna"],
+            check=True,
+            capture_output=True,
+        )
         yield f"postgresql://postgres@127.0.0.1:{port}/optuna"
     finally:
-        subprocess.run([*as_postgres, str(pg / "pg_ctl"), "-D", str(data / "db"), "-m", "fast", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            [*as_postgres, str(pg / "pg_ctl"), "-D", str(data / "db"), "-m", "fast", "stop"], capture_output=True
+        )
         shutil.rmtree(data, ignore_errors=True)
 
 
 @pytest.mark.slow
 def test_two_processes_share_one_study_on_postgresql_and_keep_the_cap(postgres, tmp_path):
-    command = [sys.executable, "-m", "deepcat", "tune", "digits", "--trials", "3", "--storage", postgres,
-               "--study", "shared", "--epochs", "1", "--batch-size", "64", "--no-audit"]
-    workers = [subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-               for _ in range(2)]
+    command = [
+        sys.executable,
+        "-m",
+        "deepcat",
+        "tune",
+        "digits",
+        "--trials",
+        "3",
+        "--storage",
+        postgres,
+        "--study",
+        "shared",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--no-audit",
+    ]
+    workers = [
+        subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(2)
+    ]
     for worker in workers:
         assert worker.wait(timeout=600) == 0, worker.stderr.read().decode()[-2000:]
     import optuna
 
     study = optuna.load_study(study_name="shared", storage=postgres.replace("postgresql://", "postgresql+psycopg://"))
     counted = [t for t in study.trials if not t.user_attrs.get("over_cap")]
-    assert sorted(t.number for t in counted) == [0, 1, 2]                    # distinct, and the cap held
+    assert sorted(t.number for t in counted) == [0, 1, 2]  # distinct, and the cap held
     workers_seen = {t.user_attrs.get("worker") for t in counted if t.user_attrs.get("worker")}
-    assert len(workers_seen) == 2                                            # both processes made trials
+    assert len(workers_seen) == 2  # both processes made trials
     assert len(trial_rows(tmp_path / "tunes" / "shared")) == 3
-
 
 
 @pytest.mark.slow
@@ -137,7 +184,7 @@ def test_workers_run_trials_in_several_processes(tmp_path, monkeypatch):
     result = deepcat.tune("digits", trials=4, workers=2, **FAST)
     rows = trial_rows(tmp_path / "tunes" / "digits")
     assert result.trials == 4 and sorted(int(r["number"]) for r in rows) == [0, 1, 2, 3]
-    assert len({r["user_attrs_worker"] for r in rows}) == 2                   # the helper made trials too
+    assert len({r["user_attrs_worker"] for r in rows}) == 2  # the helper made trials too
 
 
 @pytest.mark.slow
@@ -149,9 +196,25 @@ def test_a_worker_killed_mid_trial_fails_that_trial_and_the_study_goes_on(tmp_pa
 
     from deepcat.tuning import search
 
-    worker = subprocess.Popen([sys.executable, "-m", "deepcat", "tune", "digits", "--trials", "3", "--epochs", "50",
-                               "--batch-size", "64", "--no-audit"], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "deepcat",
+            "tune",
+            "digits",
+            "--trials",
+            "3",
+            "--epochs",
+            "50",
+            "--batch-size",
+            "64",
+            "--no-audit",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     started = tmp_path / "tunes" / "digits" / "trials" / "trial-0000"
     deadline = time.monotonic() + 120
     while not started.exists() and worker.poll() is None and time.monotonic() < deadline:
@@ -161,7 +224,7 @@ def test_a_worker_killed_mid_trial_fails_that_trial_and_the_study_goes_on(tmp_pa
     worker.wait()
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(search, "HEARTBEAT_S", 1)       # a 3 s grace instead of 30, so the test need not wait
+    monkeypatch.setattr(search, "HEARTBEAT_S", 1)  # a 3 s grace instead of 30, so the test need not wait
     time.sleep(4)
     result = deepcat.tune("digits", trials=3, **FAST)
     study = optuna.load_study(study_name="digits", storage=f"sqlite:///{tmp_path / 'tunes/digits/study.db'}")

@@ -17,11 +17,27 @@ from typing import TYPE_CHECKING, Any
 from deepcat.version import __version__ as __version__
 
 VERBS = ("train", "evaluate", "predict", "export", "serve", "check", "explain", "report", "lr_find", "tune")
-__all__ = ["train", "evaluate", "predict", "export", "serve", "check", "explain", "report", "lr_find", "tune", "load",
-           "TrainConfig", "DeepcatError"]
+__all__ = [
+    "train",
+    "evaluate",
+    "predict",
+    "export",
+    "serve",
+    "check",
+    "explain",
+    "report",
+    "lr_find",
+    "tune",
+    "load",
+    "TrainConfig",
+    "DeepcatError",
+]
 
-_LAZY = {**{verb: "deepcat.api" for verb in (*VERBS, "load")},
-         "TrainConfig": "deepcat.config", "DeepcatError": "deepcat.errors"}
+_LAZY = {
+    **{verb: "deepcat.api" for verb in (*VERBS, "load")},
+    "TrainConfig": "deepcat.config",
+    "DeepcatError": "deepcat.errors",
+}
 
 if TYPE_CHECKING:
     from deepcat.api import check, evaluate, explain, export, load, lr_find, predict, report, serve, train, tune

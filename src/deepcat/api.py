@@ -21,8 +21,25 @@ from deepcat.run_folder import model_source
 from deepcat.serving.limits import Limits
 from deepcat.serving.model_file import PRECISIONS
 
-__all__ = ["NEAR_DUPLICATE_BITS", "PRECISIONS", "CheckResult", "Limits", "check", "evaluate", "explain", "export",
-           "export_formats", "load", "lr_find", "model_source", "predict", "report", "serve", "train", "tune"]
+__all__ = [
+    "NEAR_DUPLICATE_BITS",
+    "PRECISIONS",
+    "CheckResult",
+    "Limits",
+    "check",
+    "evaluate",
+    "explain",
+    "export",
+    "export_formats",
+    "load",
+    "lr_find",
+    "model_source",
+    "predict",
+    "report",
+    "serve",
+    "train",
+    "tune",
+]
 
 if TYPE_CHECKING:
     from deepcat.data.audit import Audit, CleanSplit
@@ -37,8 +54,15 @@ if TYPE_CHECKING:
     from deepcat.tuning.results import TuneResult
 
 
-def train(data: str | None = None, *, config: str | Path | None = None, resume: str | Path | None = None,
-          callbacks: list[Any] | None = None, progress: bool = True, **options: Unpack[TrainOptions]) -> Path:
+def train(
+    data: str | None = None,
+    *,
+    config: str | Path | None = None,
+    resume: str | Path | None = None,
+    callbacks: list[Any] | None = None,
+    progress: bool = True,
+    **options: Unpack[TrainOptions],
+) -> Path:
     """Train a classifier and return its run folder. `options` are the fields of `TrainConfig` (flags of
     `deepcat train`); `config` is a YAML file of them (arguments win). After fitting, the best weights are
     calibrated, scored on the test split and reported (`report.html`).
@@ -65,16 +89,25 @@ def train(data: str | None = None, *, config: str | Path | None = None, resume: 
     return fitted.run_dir
 
 
-def evaluate(run: str | Path, data: str | None = None, *, batch_size: int = 256, device: str = "auto",
-             amp: str = "auto", which: str = "best", progress: bool = True) -> Evaluation:
+def evaluate(
+    run: str | Path,
+    data: str | None = None,
+    *,
+    batch_size: int = 256,
+    device: str = "auto",
+    amp: str = "auto",
+    which: str = "best",
+    progress: bool = True,
+) -> Evaluation:
     """Score a run on DATA (default: its own test split, else val); writes RUN/evaluation/.
 
     >>> deepcat.evaluate("runs/smallcnn-digits").accuracy
     """
     from deepcat.evaluation.scores import evaluate_run
 
-    return evaluate_run(Path(run), data=data, batch_size=batch_size, device=device, amp=amp, which=which,
-                        progress=progress)
+    return evaluate_run(
+        Path(run), data=data, batch_size=batch_size, device=device, amp=amp, which=which, progress=progress
+    )
 
 
 def load(model: str | Path | None = None, *, which: str = "best") -> Classifier | OnnxClassifier:
@@ -93,9 +126,16 @@ def load(model: str | Path | None = None, *, which: str = "best") -> Classifier 
     return pretrained_cat_dog() if model is None else load_run(model, which=which)
 
 
-def predict(model: str | Path | Classifier | OnnxClassifier | None, inputs: Sequence[InputItem], *, top_k: int = 3,
-            reject: bool = True, coverage: float | None = None, batch_size: int = 32,
-            progress: bool = False) -> list[Prediction]:
+def predict(
+    model: str | Path | Classifier | OnnxClassifier | None,
+    inputs: Sequence[InputItem],
+    *,
+    top_k: int = 3,
+    reject: bool = True,
+    coverage: float | None = None,
+    batch_size: int = 32,
+    progress: bool = False,
+) -> list[Prediction]:
     """Label files, folders or globs (or in-memory images) with a run, an exported model, a classifier from
     `load`, or (model None) the pretrained cat / dog / neither model. With `reject`, inputs below the calibrated
     threshold are `unknown`; with `coverage` (0.50 to 0.99), each answer has the set of classes that holds the
@@ -117,8 +157,14 @@ def predict(model: str | Path | Classifier | OnnxClassifier | None, inputs: Sequ
 
     items = expand_inputs(inputs)
     classifier = load(model) if model is None or isinstance(model, (str, Path)) else model
-    return classifier.predict(items, top_k=top_k, reject=reject, coverage=coverage, batch_size=batch_size,
-                              progress=progress and len(items) > 64)
+    return classifier.predict(
+        items,
+        top_k=top_k,
+        reject=reject,
+        coverage=coverage,
+        batch_size=batch_size,
+        progress=progress and len(items) > 64,
+    )
 
 
 def export_formats() -> list[str]:
@@ -128,8 +174,15 @@ def export_formats() -> list[str]:
     return FORMATS.names()
 
 
-def export(run: str | Path, *, format: str = "onnx", output: str | Path | None = None,
-           calibration_images: int | None = None, check_images: int = 500, progress: bool = True) -> ExportResult:
+def export(
+    run: str | Path,
+    *,
+    format: str = "onnx",
+    output: str | Path | None = None,
+    calibration_images: int | None = None,
+    check_images: int = 500,
+    progress: bool = True,
+) -> ExportResult:
     """Write a deployable model (format: onnx, onnx-int8, ort, torchscript) and check it against PyTorch on the
     run's validation images; a check out of bounds raises DeepcatError. The run's report lists the file.
 
@@ -138,14 +191,28 @@ def export(run: str | Path, *, format: str = "onnx", output: str | Path | None =
     from deepcat.evaluation.finish import after_export
     from deepcat.exporting.export import export_run
 
-    result = export_run(Path(run), format=format, output=output, calibration_images=calibration_images,
-                        check_images=check_images, progress=progress)
+    result = export_run(
+        Path(run),
+        format=format,
+        output=output,
+        calibration_images=calibration_images,
+        check_images=check_images,
+        progress=progress,
+    )
     after_export(run)
     return result
 
 
-def serve(model: str | Path | None = None, *, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
-          reject: bool = True, precision: str = "auto", limits: Limits | None = None) -> None:
+def serve(
+    model: str | Path | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    api_key: str | None = None,
+    reject: bool = True,
+    precision: str = "auto",
+    limits: Limits | None = None,
+) -> None:
     """Serve a run (exported to ONNX on first use), an .onnx/.ort file, or the pretrained cat / dog / neither model:
     the REST API and the web page, until interrupted. `api_key` defaults to $DEEPCAT_API_KEY. `precision`: a run's
     int8 export is served when it passed its check (auto), or choose fp32 or int8.
@@ -167,8 +234,10 @@ def serve(model: str | Path | None = None, *, host: str = "127.0.0.1", port: int
         raise DeepcatError(f"{model} is neither a run folder nor an .onnx/.ort file")
     api_key = api_key or os.environ.get("DEEPCAT_API_KEY")
     app = create_app(Path(model), limits=limits or Limits(), api_key=api_key, reject=reject)
-    print(f"serving {model} on http://{host}:{port} (docs at /docs){' with an API key' if api_key else ''}",
-          file=sys.stderr)
+    print(
+        f"serving {model} on http://{host}:{port} (docs at /docs){' with an API key' if api_key else ''}",
+        file=sys.stderr,
+    )
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
@@ -177,15 +246,25 @@ class CheckResult:
     """What `deepcat check` found and wrote."""
 
     audit: Audit
-    audit_path: Path                          # audit.json
-    clean: CleanSplit | None = None           # with fix=True: the cleaned split CSV
-    label_errors: LabelErrors | None = None   # with labels=RUN
+    audit_path: Path  # audit.json
+    clean: CleanSplit | None = None  # with fix=True: the cleaned split CSV
+    label_errors: LabelErrors | None = None  # with labels=RUN
 
 
-def check(data: str, *, val_fraction: float = TrainConfig.val_fraction, seed: int = TrainConfig.seed,
-          classes: str | None = TrainConfig.classes, data_root: str | None = TrainConfig.data_root,
-          modality: str = TrainConfig.modality, near: int = NEAR_DUPLICATE_BITS, fix: bool = False,
-          labels: str | Path | None = None, output: str | Path | None = None, progress: bool = True) -> CheckResult:
+def check(
+    data: str,
+    *,
+    val_fraction: float = TrainConfig.val_fraction,
+    seed: int = TrainConfig.seed,
+    classes: str | None = TrainConfig.classes,
+    data_root: str | None = TrainConfig.data_root,
+    modality: str = TrainConfig.modality,
+    near: int = NEAR_DUPLICATE_BITS,
+    fix: bool = False,
+    labels: str | Path | None = None,
+    output: str | Path | None = None,
+    progress: bool = True,
+) -> CheckResult:
     """Audit DATA as `deepcat.train` would split it (the same split options): unreadable files, duplicates,
     leaks, imbalance. `fix` writes a cleaned split CSV (your files are never touched); `labels=RUN` finds likely
     mislabelled images with a run trained on DATA. Files go to `output` (default: checks/<data name>).
@@ -196,8 +275,9 @@ def check(data: str, *, val_fraction: float = TrainConfig.val_fraction, seed: in
     from deepcat.data import audit
     from deepcat.data.resolve import splits_of
 
-    splits = splits_of(dict(data=data, val_fraction=val_fraction, seed=seed, classes=classes, data_root=data_root,
-                            modality=modality))
+    splits = splits_of(
+        dict(data=data, val_fraction=val_fraction, seed=seed, classes=classes, data_root=data_root, modality=modality)
+    )
     out = Path(output or Path("checks") / splits.name)
     found = audit.audit(splits, near=near, progress=progress)
     audit.write_json(found, out / "audit.json")
@@ -211,8 +291,9 @@ def check(data: str, *, val_fraction: float = TrainConfig.val_fraction, seed: in
     return result
 
 
-def explain(run: str | Path, images: Sequence[InputItem], *, target: str | None = None,
-            output: str | Path | None = None) -> list[Explanation]:
+def explain(
+    run: str | Path, images: Sequence[InputItem], *, target: str | None = None, output: str | Path | None = None
+) -> list[Explanation]:
     """Grad-CAM for each image (files, folders, globs or in-memory images): where the network found evidence for
     `target` (a class name) or for the class it predicted. With `output`, one PNG per image is written there.
 
@@ -231,9 +312,17 @@ def report(run: str | Path) -> Path:
     return write_report(run)
 
 
-def lr_find(data: str | None = None, *, config: str | Path | None = None, steps: int = 100, start_lr: float = 1e-6,
-            end_lr: float = 10.0, plot: str | Path | None = "lr_find.png", progress: bool = True,
-            **options: Unpack[TrainOptions]) -> LrFind:
+def lr_find(
+    data: str | None = None,
+    *,
+    config: str | Path | None = None,
+    steps: int = 100,
+    start_lr: float = 1e-6,
+    end_lr: float = 10.0,
+    plot: str | Path | None = "lr_find.png",
+    progress: bool = True,
+    **options: Unpack[TrainOptions],
+) -> LrFind:
     """Raise the lr exponentially over `steps` batches and suggest the one where the loss falls fastest
     (as fastai's `lr_find`); the options are `train`'s.
 
@@ -244,14 +333,30 @@ def lr_find(data: str | None = None, *, config: str | Path | None = None, steps:
 
     if data is not None:
         options["data"] = data
-    return sweep(resolve_config(config_file=config, **options), start_lr=start_lr, end_lr=end_lr, steps=steps,
-                 plot=plot, progress=progress)
+    return sweep(
+        resolve_config(config_file=config, **options),
+        start_lr=start_lr,
+        end_lr=end_lr,
+        steps=steps,
+        plot=plot,
+        progress=progress,
+    )
 
 
-def tune(data: str | None = None, *, config: str | Path | None = None, budget: str | None = None,
-         trials: int | None = None, space: str | Path | None = None, workers: int = 1, storage: str | None = None,
-         study: str | None = None, pruning: bool = True, progress: bool = True,
-         **options: Unpack[TrainOptions]) -> TuneResult:
+def tune(
+    data: str | None = None,
+    *,
+    config: str | Path | None = None,
+    budget: str | None = None,
+    trials: int | None = None,
+    space: str | Path | None = None,
+    workers: int = 1,
+    storage: str | None = None,
+    study: str | None = None,
+    pruning: bool = True,
+    progress: bool = True,
+    **options: Unpack[TrainOptions],
+) -> TuneResult:
     """Search training options with Optuna (TPE, seeded; poor trials pruned from their per-epoch validation
     accuracy) for `budget` ("30m", "2h") or `trials`, whichever ends first. `options` are fixed, the rest of
     `space` (a YAML file, or the default for the data's model) is searched. The study lives in
@@ -269,8 +374,12 @@ def tune(data: str | None = None, *, config: str | Path | None = None, budget: s
     if data is not None:
         options["data"] = data
     fixed = {k: v for k, v in options.items() if v is not None}
-    result, splits = search(resolve_config(config_file=config, **options), fixed,
-                            Search(budget, trials, space, workers, storage, study, pruning), progress=progress)
+    result, splits = search(
+        resolve_config(config_file=config, **options),
+        fixed,
+        Search(budget, trials, space, workers, storage, study, pruning),
+        progress=progress,
+    )
     if result.best_run is not None and not (result.best_run / "report.html").is_file():
         after_training(result.best_run, splits, progress=progress)  # the winner, calibrated and reported
     return result

@@ -27,31 +27,50 @@ def _opt(default: Any, help: str, **kw: Any) -> Any:
 class TrainConfig:
     """Everything that decides a training run. `auto` values are resolved from the data."""
 
-    data: str = _opt("digits", "folder, split folder, CSV of path,label, or built-in: digits, fashion-mnist, "
-                               "oxford-pets, spoken-digits, speech-commands")
-    modality: str = _opt("auto", "kind of input: auto (from the files' suffixes), image or audio",
-                         choices=("auto", "image", "audio"))
+    data: str = _opt(
+        "digits",
+        "folder, split folder, CSV of path,label, or built-in: digits, fashion-mnist, "
+        "oxford-pets, spoken-digits, speech-commands",
+    )
+    modality: str = _opt(
+        "auto", "kind of input: auto (from the files' suffixes), image or audio", choices=("auto", "image", "audio")
+    )
     clip_seconds: float = _opt(1.0, "sound: every clip is padded or cropped to this many seconds")
     classes: str | None = _opt(None, "comma-separated class names to train on (default: all of DATA's classes)")
-    model: str = _opt("auto", "timm name (resnet18, efficientnet_b0, ...), googlenet, smallcnn, a layers YAML file, or auto")
+    model: str = _opt(
+        "auto", "timm name (resnet18, efficientnet_b0, ...), googlenet, smallcnn, a layers YAML file, or auto"
+    )
     model_width: int | None = _opt(None, "channels of the first stage of deepcat's own CNN (auto: 16)")
     pretrained: bool | None = _opt(None, "start from ImageNet weights (auto: yes for photo models, no for smallcnn)")
     weights: str | None = _opt(None, "local weights file (.pth/.safetensors) to start from")
     epochs: int = _opt(10, "passes over the training data")
     freeze_epochs: int = _opt(1, "epochs training only the new head before unfreezing (pretrained models)")
-    head_from_features: bool = _opt(True, "frozen epochs train the head on backbone features computed once "
-                                          "(no augmentation, batch norm fixed) instead of running the backbone each")
-    unfreeze: float = _opt(0.5, "share of a pretrained model's layer groups trained after the frozen epochs, from "
-                                "the head down (1 = all); the earlier layers keep their pretrained weights and run "
-                                "without gradients (Lite0 on 2 CPU cores: 2.3x faster unfrozen epochs)")
-    progressive: float = _opt(1.0, "progressive resizing of photos: the first unfrozen epoch trains at this share of "
-                                   "the input size, growing to full size by the last epoch (1 = off)")
-    batch_size: int | None = _opt(None, "global batch size, split across processes under torchrun "
-                                        "(auto: a power of 2 from 16 to 128 giving ~32 steps per epoch or more)")
+    head_from_features: bool = _opt(
+        True,
+        "frozen epochs train the head on backbone features computed once "
+        "(no augmentation, batch norm fixed) instead of running the backbone each",
+    )
+    unfreeze: float = _opt(
+        0.5,
+        "share of a pretrained model's layer groups trained after the frozen epochs, from "
+        "the head down (1 = all); the earlier layers keep their pretrained weights and run "
+        "without gradients (Lite0 on 2 CPU cores: 2.3x faster unfrozen epochs)",
+    )
+    progressive: float = _opt(
+        1.0,
+        "progressive resizing of photos: the first unfrozen epoch trains at this share of "
+        "the input size, growing to full size by the last epoch (1 = off)",
+    )
+    batch_size: int | None = _opt(
+        None,
+        "global batch size, split across processes under torchrun "
+        "(auto: a power of 2 from 16 to 128 giving ~32 steps per epoch or more)",
+    )
     image_size: int | None = _opt(None, "input size in pixels (auto: the model's, or the data's for small images)")
     lr: float | None = _opt(None, "peak learning rate (auto: 2e-3 AdamW, 0.1 SGD; see `deepcat lr-find`)")
-    optimizer: str = _opt("auto", "optimiser by registered name: adamw, sgd, ... "
-                                "(auto: sgd for smallcnn, adamw otherwise)")
+    optimizer: str = _opt(
+        "auto", "optimiser by registered name: adamw, sgd, ... (auto: sgd for smallcnn, adamw otherwise)"
+    )
     weight_decay: float = _opt(5e-4, "weight decay (decoupled for AdamW)")
     schedule: str = _opt("onecycle", "learning-rate schedule", choices=("onecycle", "cosine"))
     warmup_epochs: float = _opt(0.3, "warm-up length for the cosine schedule, in epochs")
@@ -75,9 +94,15 @@ class TrainConfig:
     output: str = _opt("runs", "folder that holds run folders")
     name: str | None = _opt(None, "run folder name (auto: model-data-time)")
     device: str = _opt("auto", "cpu, cuda, cuda:1, ... (auto: cuda when available)")
-    log: str | None = _opt(None, "experiment tracking: tensorboard (RUN/tensorboard) or mlflow", choices=("tensorboard", "mlflow"))
-    tracking_uri: str | None = _opt(None, "MLflow tracking URI (default: the local store ./mlflow.db, artefacts in ./mlruns)")
-    data_root: str | None = _opt(None, "where built-in data sets are looked for and downloaded (auto: ~/.cache/deepcat)")
+    log: str | None = _opt(
+        None, "experiment tracking: tensorboard (RUN/tensorboard) or mlflow", choices=("tensorboard", "mlflow")
+    )
+    tracking_uri: str | None = _opt(
+        None, "MLflow tracking URI (default: the local store ./mlflow.db, artefacts in ./mlruns)"
+    )
+    data_root: str | None = _opt(
+        None, "where built-in data sets are looked for and downloaded (auto: ~/.cache/deepcat)"
+    )
 
     @classmethod
     def help_of(cls, name: str) -> str:
@@ -147,8 +172,9 @@ def check_keys(values: dict[str, Any], where: str) -> None:
     valid = field_names()
     for key in values:
         if key not in valid:
-            raise DeepcatError(f"unknown config key {key!r} in {where}.{did_you_mean(key, valid)} "
-                               f"Valid keys: {', '.join(valid)}")
+            raise DeepcatError(
+                f"unknown config key {key!r} in {where}.{did_you_mean(key, valid)} Valid keys: {', '.join(valid)}"
+            )
 
 
 def value_type(name: str) -> type:
@@ -165,12 +191,15 @@ def check_value(name: str, value: Any, where: str) -> Any:
     if value is None and isinstance(hint, types.UnionType) and type(None) in typing.get_args(hint):
         return value
     kind = value_type(name)
-    ok = (isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))) or \
-        (kind is float and isinstance(value, int) and not isinstance(value, bool))
+    ok = (isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))) or (
+        kind is float and isinstance(value, int) and not isinstance(value, bool)
+    )
     if not ok:
         expected = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}[kind]
-        raise DeepcatError(f"{name} in {where} must be {expected}"
-                           f"{' or null' if isinstance(hint, types.UnionType) else ''}; received {value!r}")
+        raise DeepcatError(
+            f"{name} in {where} must be {expected}"
+            f"{' or null' if isinstance(hint, types.UnionType) else ''}; received {value!r}"
+        )
     return float(value) if kind is float else value
 
 
@@ -196,8 +225,10 @@ def resolve_config(*, config_file: str | Path | None = None, **overrides: Any) -
         if choices and getattr(cfg, f.name) not in choices and getattr(cfg, f.name) is not None:
             raise DeepcatError(f"{f.name} must be one of {', '.join(choices)}; received {getattr(cfg, f.name)!r}")
     if cfg.epochs < 1 or (cfg.batch_size is not None and cfg.batch_size < 1) or cfg.accumulate < 1:
-        raise DeepcatError(f"epochs, batch_size and accumulate must be >= 1; received "
-                           f"epochs={cfg.epochs}, batch_size={cfg.batch_size}, accumulate={cfg.accumulate}")
+        raise DeepcatError(
+            f"epochs, batch_size and accumulate must be >= 1; received "
+            f"epochs={cfg.epochs}, batch_size={cfg.batch_size}, accumulate={cfg.accumulate}"
+        )
     if not 0.0 < cfg.clip_seconds <= 60.0:
         raise DeepcatError(f"clip_seconds must be in (0, 60]; received {cfg.clip_seconds}")
     if not 0.0 <= cfg.val_fraction < 1.0:

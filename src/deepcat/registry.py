@@ -38,8 +38,10 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         if name not in self._entries:
-            raise DeepcatError(f"unknown {self.kind} {name!r}.{did_you_mean(name, self._entries)} "
-                               f"Registered: {', '.join(self._entries)}")
+            raise DeepcatError(
+                f"unknown {self.kind} {name!r}.{did_you_mean(name, self._entries)} "
+                f"Registered: {', '.join(self._entries)}"
+            )
         return self._entries[name]
 
     def names(self) -> list[str]:

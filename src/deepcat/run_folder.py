@@ -33,11 +33,28 @@ if TYPE_CHECKING:
 
     from deepcat.data.sources import DataSplits
 
-__all__ = ["EXPORTED_SUFFIXES", "MODEL_JSON_VERSION", "ONNX_FILE", "ONNX_INT8_FILE", "atomic_write", "check_file",
-           "export_file", "load_model", "model_source", "load_state", "read_config", "read_model_json", "run_splits", "save_state", "save_weights",
-           "update_model_json", "write_model_json", "write_split"]
+__all__ = [
+    "EXPORTED_SUFFIXES",
+    "MODEL_JSON_VERSION",
+    "ONNX_FILE",
+    "ONNX_INT8_FILE",
+    "atomic_write",
+    "check_file",
+    "export_file",
+    "load_model",
+    "model_source",
+    "load_state",
+    "read_config",
+    "read_model_json",
+    "run_splits",
+    "save_state",
+    "save_weights",
+    "update_model_json",
+    "write_model_json",
+    "write_split",
+]
 
-MODEL_JSON_VERSION = 1    # model.json's format; runs saved before it had one read as version 1
+MODEL_JSON_VERSION = 1  # model.json's format; runs saved before it had one read as version 1
 ONNX_FILE = "model.onnx"  # RUN/export/: the fp32 ONNX file, and the int8 one `deepcat serve` prefers once checked
 ONNX_INT8_FILE = "model.int8.onnx"
 
@@ -77,11 +94,18 @@ def save_weights(model: nn.Module, path: Path) -> None:
     tmp.replace(path)
 
 
-def write_model_json(run_dir: Path, *, spec: Any, classes: list[str], preprocess: Any,
-                     extra: dict[str, Any] | None = None) -> None:
+def write_model_json(
+    run_dir: Path, *, spec: Any, classes: list[str], preprocess: Any, extra: dict[str, Any] | None = None
+) -> None:
     """model.json: the architecture (`ModelSpec`), class names and the input kind's preprocessing, versioned."""
-    meta = {"format_version": MODEL_JSON_VERSION, "model": asdict(spec), "classes": classes,
-            "input_kind": preprocess.kind, "preprocess": preprocess.to_dict(), **(extra or {})}
+    meta = {
+        "format_version": MODEL_JSON_VERSION,
+        "model": asdict(spec),
+        "classes": classes,
+        "input_kind": preprocess.kind,
+        "preprocess": preprocess.to_dict(),
+        **(extra or {}),
+    }
     atomic_write(run_dir / "model.json", json.dumps(meta, indent=2).encode())
 
 
@@ -96,13 +120,17 @@ def read_model_json(run_dir: Path) -> dict[str, Any]:
     """A run's model.json; one from a newer deepcat (a format version above this one's) is refused."""
     path = Path(run_dir) / "model.json"
     if not path.is_file():
-        raise DeepcatError(f"{run_dir} is not a deepcat run folder (no model.json). "
-                           f"Pass the folder that `deepcat train` printed, e.g. runs/smallcnn-digits-...")
+        raise DeepcatError(
+            f"{run_dir} is not a deepcat run folder (no model.json). "
+            f"Pass the folder that `deepcat train` printed, e.g. runs/smallcnn-digits-..."
+        )
     meta = json.loads(path.read_text())
     version = meta.get("format_version", 1)
     if not isinstance(version, int) or version > MODEL_JSON_VERSION:
-        raise DeepcatError(f"{path} has format version {version!r}, newer than this deepcat reads "
-                           f"({MODEL_JSON_VERSION}): upgrade deepcat (pip install -U deepcat)")
+        raise DeepcatError(
+            f"{path} has format version {version!r}, newer than this deepcat reads "
+            f"({MODEL_JSON_VERSION}): upgrade deepcat (pip install -U deepcat)"
+        )
     return meta
 
 
@@ -122,8 +150,13 @@ def run_splits(run_dir: Path, data: str | None = None) -> DataSplits:
     cfg = read_config(run_dir)
     if data is None:
         return splits_of(cfg)
-    return resolve_data(data, val_fraction=0.0, seed=cfg["seed"], data_root=cfg.get("data_root"),
-                        modality=read_model_json(run_dir).get("input_kind", "image"))
+    return resolve_data(
+        data,
+        val_fraction=0.0,
+        seed=cfg["seed"],
+        data_root=cfg.get("data_root"),
+        modality=read_model_json(run_dir).get("input_kind", "image"),
+    )
 
 
 def load_model(run_dir: str | Path, *, which: str = "best") -> tuple[nn.Module, dict[str, Any]]:

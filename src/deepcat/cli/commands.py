@@ -25,8 +25,11 @@ def train(args: argparse.Namespace) -> int:
     try:
         run = api.train(config=args.config, resume=args.resume, **_fields(args, TrainConfig))
     except KeyboardInterrupt:
-        print("\ninterrupted: the last finished epoch is saved; continue with "
-              "`deepcat train --resume RUN` (RUN is the run folder printed above)", file=sys.stderr)
+        print(
+            "\ninterrupted: the last finished epoch is saved; continue with "
+            "`deepcat train --resume RUN` (RUN is the run folder printed above)",
+            file=sys.stderr,
+        )
         return 130
     print(run)
     return 0
@@ -35,8 +38,15 @@ def train(args: argparse.Namespace) -> int:
 def evaluate(args: argparse.Namespace) -> int:
     from deepcat.cli.tables import print_evaluation
 
-    metrics = api.evaluate(args.run, args.data, batch_size=args.batch_size, device=args.device, amp=args.amp,
-                           which=args.which, progress=not args.json)
+    metrics = api.evaluate(
+        args.run,
+        args.data,
+        batch_size=args.batch_size,
+        device=args.device,
+        amp=args.amp,
+        which=args.which,
+        progress=not args.json,
+    )
     if args.json:
         print(json.dumps(metrics.to_dict(), indent=2))
     else:
@@ -53,8 +63,15 @@ def predict(args: argparse.Namespace) -> int:
     if not inputs:
         raise DeepcatError("no images given: deepcat predict [RUN | MODEL.onnx] IMAGE [IMAGE ...]")
     classifier = api.load(model)
-    predictions = api.predict(classifier, inputs, top_k=args.top_k, reject=args.reject, coverage=args.coverage,
-                              batch_size=args.batch_size, progress=not args.json)
+    predictions = api.predict(
+        classifier,
+        inputs,
+        top_k=args.top_k,
+        reject=args.reject,
+        coverage=args.coverage,
+        batch_size=args.batch_size,
+        progress=not args.json,
+    )
     if args.json:
         print(json.dumps({"model": classifier.name, "predictions": [p.to_dict() for p in predictions]}, indent=2))
     else:
@@ -63,40 +80,66 @@ def predict(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
-    result = api.export(args.run, format=args.format, output=args.output, calibration_images=args.calibration_images,
-                        check_images=args.check_images, progress=not args.quiet)
+    result = api.export(
+        args.run,
+        format=args.format,
+        output=args.output,
+        calibration_images=args.calibration_images,
+        check_images=args.check_images,
+        progress=not args.quiet,
+    )
     check = result.check
     speed = f", {result.ms_batch1:.2f} ms per image here" if result.ms_batch1 else ""
-    print(f"{result.format}: {result.path} ({result.bytes / 1e6:.2f} MB{speed})\n"
-          f"checked on {check.images} validation images: max |diff| {check.max_abs_diff:.2e}, "
-          f"top-1 agreement {check.top1_agreement:.2%}, accuracy PyTorch {check.accuracy_pytorch:.2%} "
-          f"vs exported {check.accuracy_exported:.2%}")
+    print(
+        f"{result.format}: {result.path} ({result.bytes / 1e6:.2f} MB{speed})\n"
+        f"checked on {check.images} validation images: max |diff| {check.max_abs_diff:.2e}, "
+        f"top-1 agreement {check.top1_agreement:.2%}, accuracy PyTorch {check.accuracy_pytorch:.2%} "
+        f"vs exported {check.accuracy_exported:.2%}"
+    )
     return 0
 
 
 def serve(args: argparse.Namespace) -> int:
-    api.serve(args.model, host=args.host, port=args.port, api_key=args.api_key, reject=args.reject,
-              precision=args.precision, limits=api.Limits(**_fields(args, api.Limits)))
+    api.serve(
+        args.model,
+        host=args.host,
+        port=args.port,
+        api_key=args.api_key,
+        reject=args.reject,
+        precision=args.precision,
+        limits=api.Limits(**_fields(args, api.Limits)),
+    )
     return 0
 
 
 def check(args: argparse.Namespace) -> int:
     from deepcat.cli.tables import print_audit, print_suspects
 
-    result = api.check(args.data, **_fields(args, TrainConfig, CHECK_SPLIT), near=args.near, fix=args.fix, labels=args.labels,
-                       output=args.output, progress=not args.quiet)
+    result = api.check(
+        args.data,
+        **_fields(args, TrainConfig, CHECK_SPLIT),
+        near=args.near,
+        fix=args.fix,
+        labels=args.labels,
+        output=args.output,
+        progress=not args.quiet,
+    )
     print_audit(result.audit)
     print(f"findings: {result.audit_path}")
     if result.clean is not None:
         clean = result.clean
-        print(f"cleaned split: {clean.path} ({clean.kept} kept, {clean.dropped} dropped: "
-              f"{', '.join(f'{k} {v}' for k, v in clean.reasons.items() if v)}); "
-              f"train on it with `deepcat train {clean.path}`")
+        print(
+            f"cleaned split: {clean.path} ({clean.kept} kept, {clean.dropped} dropped: "
+            f"{', '.join(f'{k} {v}' for k, v in clean.reasons.items() if v)}); "
+            f"train on it with `deepcat train {clean.path}`"
+        )
     if result.label_errors is not None:
         print_suspects(result.label_errors, limit=args.top)
         run = Path(args.labels)
-        print(f"suspected label errors: {run / 'label_issues.json'}, {run / 'label_issues.png'}; "
-              f"report: {run / 'report.html'}")
+        print(
+            f"suspected label errors: {run / 'label_issues.json'}, {run / 'label_issues.png'}; "
+            f"report: {run / 'report.html'}"
+        )
     return 0
 
 
@@ -114,18 +157,34 @@ def report(args: argparse.Namespace) -> int:
 
 
 def lr_find(args: argparse.Namespace) -> int:
-    result = api.lr_find(config=args.config, steps=args.steps, start_lr=args.start_lr, end_lr=args.end_lr,
-                         plot=args.plot, **_fields(args, TrainConfig))
+    result = api.lr_find(
+        config=args.config,
+        steps=args.steps,
+        start_lr=args.start_lr,
+        end_lr=args.end_lr,
+        plot=args.plot,
+        **_fields(args, TrainConfig),
+    )
     print(f"suggested learning rate: {result.suggested_lr:.2e}  (plot: {result.plot})")
     return 0
 
 
 def tune(args: argparse.Namespace) -> int:
-    result = api.tune(config=args.config, budget=args.budget, trials=args.trials, space=args.space,
-                      workers=args.workers, storage=args.storage, study=args.study, pruning=args.pruning,
-                      **{k: v for k, v in _fields(args, TrainConfig).items() if k != "workers"})
+    result = api.tune(
+        config=args.config,
+        budget=args.budget,
+        trials=args.trials,
+        space=args.space,
+        workers=args.workers,
+        storage=args.storage,
+        study=args.study,
+        pruning=args.pruning,
+        **{k: v for k, v in _fields(args, TrainConfig).items() if k != "workers"},
+    )
     print(f"{result.trials} trials ({result.complete} finished, {result.pruned} pruned, {result.failed} failed)")
     if result.best_run is not None:
-        print(f"best validation accuracy {result.best_value:.4f}: {result.best_run}\n"
-              f"reproduce it: deepcat train --config {result.best_config}\nreport: {result.folder / 'report.html'}")
+        print(
+            f"best validation accuracy {result.best_value:.4f}: {result.best_run}\n"
+            f"reproduce it: deepcat train --config {result.best_config}\nreport: {result.folder / 'report.html'}"
+        )
     return 0

@@ -9,15 +9,16 @@ import types
 import typing
 from collections.abc import Collection
 
+from deepcat.api import NEAR_DUPLICATE_BITS, PRECISIONS, Limits, export_formats
 from deepcat.cli import commands
 from deepcat.config import TrainConfig
-from deepcat.api import NEAR_DUPLICATE_BITS, PRECISIONS, Limits, export_formats
 
 CLI_ONLY = {"json": "print JSON instead of a table", "quiet": "no progress bars", "top": "rows to print"}
 
 
-def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, *, only: Collection[str] | None = None,
-                        skip: Collection[str] = ()) -> None:
+def add_dataclass_flags(
+    parser: argparse.ArgumentParser, cls: type, *, only: Collection[str] | None = None, skip: Collection[str] = ()
+) -> None:
     """One flag per field of the dataclass `cls`, typed, with its default and help. Booleans get --x/--no-x."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
@@ -31,13 +32,22 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls: type, *, only: Col
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
-            parser.add_argument(flag, type=kind, default=None, choices=f.metadata.get("choices"), help=help_text,
-                                metavar=None if f.metadata.get("choices") else f.name.upper())
+            parser.add_argument(
+                flag,
+                type=kind,
+                default=None,
+                choices=f.metadata.get("choices"),
+                help=help_text,
+                metavar=None if f.metadata.get("choices") else f.name.upper(),
+            )
 
 
 def _train(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a classifier; prints the run folder",
-                       description="Train a classifier on DATA. Every option can also live in a YAML --config.")
+    p = sub.add_parser(
+        "train",
+        help="train a classifier; prints the run folder",
+        description="Train a classifier on DATA. Every option can also live in a YAML --config.",
+    )
     p.add_argument("data", nargs="?", metavar="DATA", help=TrainConfig.help_of("data") + " (default: digits)")
     p.add_argument("--config", help="YAML file of options (command-line flags win)")
     p.add_argument("--resume", metavar="RUN", help="continue an interrupted run folder (only --epochs may change)")
@@ -58,15 +68,26 @@ def _evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def _predict(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("predict", help="label images; with no RUN, the pretrained cat / dog / neither model",
-                       description="deepcat predict [RUN | MODEL.onnx] IMAGES...: files, folders or globs. "
-                                   "An exported .onnx/.ort runs on ONNX Runtime without loading torch.")
+    p = sub.add_parser(
+        "predict",
+        help="label images; with no RUN, the pretrained cat / dog / neither model",
+        description="deepcat predict [RUN | MODEL.onnx] IMAGES...: files, folders or globs. "
+        "An exported .onnx/.ort runs on ONNX Runtime without loading torch.",
+    )
     p.add_argument("inputs", nargs="+", metavar="[RUN | MODEL.onnx] IMAGES")
     p.add_argument("--top-k", type=int, default=3)
-    p.add_argument("--reject", action=argparse.BooleanOptionalAction, default=True,
-                   help="answer `unknown` below the run's calibrated threshold (--no-reject: always a class)")
-    p.add_argument("--coverage", type=float, help="also answer the set of classes that holds the true one with "
-                   "this probability (0.50 to 0.99, e.g. 0.9), fitted on the run's validation images")
+    p.add_argument(
+        "--reject",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="answer `unknown` below the run's calibrated threshold (--no-reject: always a class)",
+    )
+    p.add_argument(
+        "--coverage",
+        type=float,
+        help="also answer the set of classes that holds the true one with "
+        "this probability (0.50 to 0.99, e.g. 0.9), fitted on the run's validation images",
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--json", action="store_true", help=CLI_ONLY["json"])
     p.set_defaults(func=commands.predict)
@@ -84,30 +105,50 @@ def _export(sub: argparse._SubParsersAction) -> None:
 
 
 def _serve(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="REST API and web page for a run or an exported model",
-                       description="Serve RUN, MODEL.onnx, or (with neither) the pretrained cat / dog / neither model.")
+    p = sub.add_parser(
+        "serve",
+        help="REST API and web page for a run or an exported model",
+        description="Serve RUN, MODEL.onnx, or (with neither) the pretrained cat / dog / neither model.",
+    )
     p.add_argument("model", nargs="?", metavar="RUN | MODEL.onnx")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--api-key", help="require this key in X-API-Key (default: $DEEPCAT_API_KEY, else none)")
-    p.add_argument("--reject", action=argparse.BooleanOptionalAction, default=True, help="answer `unknown` "
-                   "below the model's threshold (--no-reject: never)")
-    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="for a RUN: auto serves "
-                   "its int8 export when that passed its check (`deepcat export RUN --format onnx-int8`), else fp32")
+    p.add_argument(
+        "--reject",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="answer `unknown` below the model's threshold (--no-reject: never)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="for a RUN: auto serves "
+        "its int8 export when that passed its check (`deepcat export RUN --format onnx-int8`), else fp32",
+    )
     add_dataclass_flags(p, Limits)
     p.set_defaults(func=commands.serve)
 
 
 def _check(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("check", help="audit data: unreadable files, duplicates, leaks, imbalance; label errors",
-                       description="Audit DATA as `deepcat train` would split it. --fix writes a cleaned split CSV "
-                                   "(your files are not touched); --labels RUN finds likely mislabelled images.")
+    p = sub.add_parser(
+        "check",
+        help="audit data: unreadable files, duplicates, leaks, imbalance; label errors",
+        description="Audit DATA as `deepcat train` would split it. --fix writes a cleaned split CSV "
+        "(your files are not touched); --labels RUN finds likely mislabelled images.",
+    )
     p.add_argument("data", metavar="DATA", help=TrainConfig.help_of("data"))
     add_dataclass_flags(p, TrainConfig, only=commands.CHECK_SPLIT)
-    p.add_argument("--near", type=int, default=NEAR_DUPLICATE_BITS,
-                   help="perceptual-hash bits within which images are near duplicates")
-    p.add_argument("--fix", action="store_true", help="write clean.csv: duplicates, leaks, conflicts and "
-                   "unreadable files removed")
+    p.add_argument(
+        "--near",
+        type=int,
+        default=NEAR_DUPLICATE_BITS,
+        help="perceptual-hash bits within which images are near duplicates",
+    )
+    p.add_argument(
+        "--fix", action="store_true", help="write clean.csv: duplicates, leaks, conflicts and unreadable files removed"
+    )
     p.add_argument("--labels", metavar="RUN", help="find label errors with this run's network (trained on DATA)")
     p.add_argument("--output", "--out", help="folder for audit.json and clean.csv (default: checks/<data name>)")
     p.add_argument("--top", type=int, default=20, help="suspected label errors to print")
@@ -143,22 +184,35 @@ def _lr_find(sub: argparse._SubParsersAction) -> None:
 
 
 def _tune(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("tune", help="search hyper-parameters (Optuna) within a time or trial budget",
-                       description="Search the training options not given here, for --budget or --trials. The "
-                                   "study lives in tunes/STUDY/ (OUTPUT/STUDY/ with --output; or --storage, a "
-                                   "database shared by many machines); the same command again continues it.")
+    p = sub.add_parser(
+        "tune",
+        help="search hyper-parameters (Optuna) within a time or trial budget",
+        description="Search the training options not given here, for --budget or --trials. The "
+        "study lives in tunes/STUDY/ (OUTPUT/STUDY/ with --output; or --storage, a "
+        "database shared by many machines); the same command again continues it.",
+    )
     p.add_argument("data", nargs="?", metavar="DATA", help=TrainConfig.help_of("data") + " (default: digits)")
     p.add_argument("--config", help="YAML file of fixed options")
     p.add_argument("--budget", help="wall time, e.g. 30m, 2h, 90s")
     p.add_argument("--trials", type=int, help="trials in all (across every process on the study)")
     p.add_argument("--space", help="YAML search space (default: one for the model auto picks)")
-    p.add_argument("--workers", type=int, default=1, help="trial processes on this machine (each trial loads its "
-                   "data with the train default)")
-    p.add_argument("--storage", help="shared study database, e.g. postgresql://user@host/db (default: SQLite in "
-                                     "tunes/STUDY/study.db)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="trial processes on this machine (each trial loads its data with the train default)",
+    )
+    p.add_argument(
+        "--storage",
+        help="shared study database, e.g. postgresql://user@host/db (default: SQLite in tunes/STUDY/study.db)",
+    )
     p.add_argument("--study", help="study name (default: the data's name)")
-    p.add_argument("--pruning", action=argparse.BooleanOptionalAction, default=True,
-                   help="stop poor trials early from their per-epoch validation accuracy")
+    p.add_argument(
+        "--pruning",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="stop poor trials early from their per-epoch validation accuracy",
+    )
     add_dataclass_flags(p, TrainConfig, skip=("data", "workers"))
     p.set_defaults(func=commands.tune)
 
@@ -169,8 +223,9 @@ VERBS = (_train, _evaluate, _predict, _export, _serve, _check, _explain, _report
 def build_parser() -> argparse.ArgumentParser:
     from deepcat.version import __version__
 
-    parser = argparse.ArgumentParser(prog="deepcat", description="Train, evaluate and use image classifiers "
-                                     "from a folder of labelled images.")
+    parser = argparse.ArgumentParser(
+        prog="deepcat", description="Train, evaluate and use image classifiers from a folder of labelled images."
+    )
     parser.add_argument("--version", action="version", version=f"deepcat {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in VERBS:

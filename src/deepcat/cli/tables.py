@@ -22,8 +22,10 @@ def print_evaluation(metrics: Evaluation, title: str) -> None:
     for c, m in metrics.per_class.items():
         table.add_row(c, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"]))
     Console().print(table)
-    print(f"accuracy {metrics.accuracy:.4f}   top{metrics.top_k} accuracy {metrics.top_k_accuracy:.4f}   "
-          f"calibration error (ECE) {metrics.ece:.4f}   images {metrics.images}")
+    print(
+        f"accuracy {metrics.accuracy:.4f}   top{metrics.top_k} accuracy {metrics.top_k_accuracy:.4f}   "
+        f"calibration error (ECE) {metrics.ece:.4f}   images {metrics.images}"
+    )
 
 
 def short_names(sources: list[str]) -> list[str]:
@@ -51,16 +53,19 @@ def print_predictions(predictions: list[Prediction], model: str, top_k: int) -> 
             table.add_row(name, "[red]error[/red]", "", p.error)
         else:
             top = ", ".join(f"{lab} {prob:.3f}" for lab, prob in p.top)
-            label = (f"[yellow]unknown[/yellow] (< {p.threshold:.3f})" if p.label == "unknown"
-                     else f"[bold]{p.label}[/bold]")
+            label = (
+                f"[yellow]unknown[/yellow] (< {p.threshold:.3f})" if p.label == "unknown" else f"[bold]{p.label}[/bold]"
+            )
             shown = () if not sets else ("{" + ", ".join(p.set) + "}" if p.set else "{} (no class is likely enough)",)
             table.add_row(name, label, f"{p.probability:.3f}", top, *shown)
     Console().print(table)
 
 
 def print_audit(found: Audit) -> None:
-    table = Table(title=f"audit of {found.data}: {found.images} {found.noun}, {len(found.classes)} classes, "
-                        f"{'durations' if found.input_kind == 'audio' else 'sizes'} {found.sizes.get('summary', '')}")
+    table = Table(
+        title=f"audit of {found.data}: {found.images} {found.noun}, {len(found.classes)} classes, "
+        f"{'durations' if found.input_kind == 'audio' else 'sizes'} {found.sizes.get('summary', '')}"
+    )
     table.add_column("finding")
     table.add_column("count", justify="right")
     table.add_column("example")
@@ -70,11 +75,19 @@ def print_audit(found: Audit) -> None:
 
 
 def print_suspects(found: LabelErrors, limit: int = 20) -> None:
-    table = Table(title=f"suspected label errors: {len(found.suspects)} of {found.images} images "
-                        f"(out-of-fold accuracy {found.oof_accuracy:.3f})")
+    table = Table(
+        title=f"suspected label errors: {len(found.suspects)} of {found.images} images "
+        f"(out-of-fold accuracy {found.oof_accuracy:.3f})"
+    )
     for col in ("image", "split", "given", "suggested", "p(given)", "p(suggested)"):
         table.add_column(col)
     for s in found.suspects[:limit]:
-        table.add_row(s.item, s.split, s.given, f"[bold]{s.suggested}[/bold]", f"{s.given_probability:.3f}",
-                      f"{s.suggested_probability:.3f}")
+        table.add_row(
+            s.item,
+            s.split,
+            s.given,
+            f"[bold]{s.suggested}[/bold]",
+            f"{s.given_probability:.3f}",
+            f"{s.suggested_probability:.3f}",
+        )
     Console().print(table)

@@ -34,8 +34,9 @@ def digits(arg: str | None, *, val_fraction: float, seed: int, data_root: str | 
     everything = Samples(images, bunch.target.astype(np.int64))
     rest, test = stratified_split(everything, 0.2, seed=1234)  # test split fixed whatever the seed
     train, val = stratified_split(rest, val_fraction, seed)
-    return DataSplits("digits", [str(d) for d in range(10)], train, val, test,
-                      small_images=True, native_size=8, mirror_safe=False)
+    return DataSplits(
+        "digits", [str(d) for d in range(10)], train, val, test, small_images=True, native_size=8, mirror_safe=False
+    )
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -44,7 +45,7 @@ def read_idx(path: Path) -> np.ndarray:
     with opener(path, "rb") as f:
         raw = f.read()
     ndim = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
@@ -73,13 +74,22 @@ def fashion_mnist(arg: str | None, *, val_fraction: float, seed: int, data_root:
             FashionMNIST(str(folder), train=True, download=True)
             FashionMNIST(str(folder), train=False, download=True)
         except Exception as e:  # noqa: BLE001 - any download failure gets the same advice
-            raise DeepcatError(f"Fashion-MNIST is not on this machine and could not be downloaded ({e}). "
-                               f"Install Debian's dataset-fashion-mnist or pass fashion-mnist:FOLDER") from None
+            raise DeepcatError(
+                f"Fashion-MNIST is not on this machine and could not be downloaded ({e}). "
+                f"Install Debian's dataset-fashion-mnist or pass fashion-mnist:FOLDER"
+            ) from None
         paths = [_find_idx(folder, s) for s in stems]
     x_train, y_train, x_test, y_test = (read_idx(p) for p in paths)  # type: ignore[arg-type]
     train, val = stratified_split(Samples(x_train, y_train.astype(np.int64)), val_fraction, seed)
-    return DataSplits("fashion-mnist", FASHION_CLASSES, train, val, Samples(x_test, y_test.astype(np.int64)),
-                      small_images=True, native_size=28)
+    return DataSplits(
+        "fashion-mnist",
+        FASHION_CLASSES,
+        train,
+        val,
+        Samples(x_test, y_test.astype(np.int64)),
+        small_images=True,
+        native_size=28,
+    )
 
 
 def oxford_pets(arg: str | None, *, val_fraction: float, seed: int, data_root: str | None) -> DataSplits:
@@ -90,11 +100,17 @@ def oxford_pets(arg: str | None, *, val_fraction: float, seed: int, data_root: s
     parts = {}
     for split in ("trainval", "test"):
         try:
-            ds = OxfordIIITPet(str(root), split=split, target_types="binary-category",
-                               download=not (root / "oxford-iiit-pet" / "images").is_dir())
+            ds = OxfordIIITPet(
+                str(root),
+                split=split,
+                target_types="binary-category",
+                download=not (root / "oxford-iiit-pet" / "images").is_dir(),
+            )
         except Exception as e:  # noqa: BLE001
-            raise DeepcatError(f"Oxford-IIIT Pet not found under {root}/oxford-iiit-pet and could not be "
-                               f"downloaded ({e}). Pass oxford-pets:FOLDER holding oxford-iiit-pet/") from None
+            raise DeepcatError(
+                f"Oxford-IIIT Pet not found under {root}/oxford-iiit-pet and could not be "
+                f"downloaded ({e}). Pass oxford-pets:FOLDER holding oxford-iiit-pet/"
+            ) from None
         parts[split] = Samples([str(p) for p in ds._images], np.asarray(ds._bin_labels, dtype=np.int64))
     train, val = stratified_split(parts["trainval"], val_fraction, seed)
     return DataSplits("oxford-pets", ["cat", "dog"], train, val, parts["test"])
@@ -134,8 +150,10 @@ def speech_commands(arg: str | None, *, val_fraction: float, seed: int, data_roo
 
             download_and_extract_archive(SPEECH_COMMANDS_URL, str(root))
         except Exception as e:  # noqa: BLE001 - any download failure gets the same advice
-            raise DeepcatError(f"Speech Commands is not under {root} and could not be downloaded ({e}). "
-                               f"Extract speech_commands_v0.02.tar.gz there, or pass speech-commands:FOLDER") from None
+            raise DeepcatError(
+                f"Speech Commands is not under {root} and could not be downloaded ({e}). "
+                f"Extract speech_commands_v0.02.tar.gz there, or pass speech-commands:FOLDER"
+            ) from None
     splits = from_speech_commands(root)
     splits.name, splits.mirror_safe = "speech-commands", False
     return splits

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from deepcat.data.order import Order, Rows
 from deepcat.data.sources import Samples
-from deepcat.data.tensor_batches import batch_count, batch_indices, shuffler
 from deepcat.inputs import BadInput, input_kind
 from deepcat.inputs.audio import AudioPreprocess, fit_length
 from deepcat.inputs.audio_tensors import LogMel, augment_batch, noise_bank
@@ -26,8 +26,9 @@ def fits(samples: Samples, pre: AudioPreprocess) -> bool:
     return pre.kind == "audio" and len(samples) * pre.samples * 4 <= MEMORY_BYTES
 
 
-def decode_all(samples: Samples, pre: AudioPreprocess, *,
-               progress: bool = True) -> tuple[torch.Tensor, np.ndarray, list[str]]:
+def decode_all(
+    samples: Samples, pre: AudioPreprocess, *, progress: bool = True
+) -> tuple[torch.Tensor, np.ndarray, list[str]]:
     """(N', samples) float32 of every readable clip at the clip length, their positions, and why the others failed."""
     from tqdm import tqdm
 
@@ -46,22 +47,29 @@ def decode_all(samples: Samples, pre: AudioPreprocess, *,
 
 
 class ClipBatches:
-    def __init__(self, samples: Samples, pre: AudioPreprocess, *, batch_size: int, shuffle: bool,
-                 augment: str = "none", noise_files: list[str] | None = None, seed: int = 0, rank: int = 0,
-                 world_size: int = 1, drop_last: bool = False, progress: bool = True):
-        self.clips, kept, self.bad = decode_all(samples, pre, progress=progress and rank == 0)
+    def __init__(
+        self,
+        samples: Samples,
+        pre: AudioPreprocess,
+        order: Order,
+        *,
+        augment: str = "none",
+        noise_files: list[str] | None = None,
+        progress: bool = True,
+    ):
+        self.clips, kept, self.bad = decode_all(samples, pre, progress=progress and order.rank == 0)
         self.labels = torch.from_numpy(samples.labels[kept])
-        self.pre, self.augment, self.batch_size, self.drop_last = pre, augment, batch_size, drop_last
+        self.pre, self.augment = pre, augment
         self.front = LogMel(pre).train(augment != "none")
         self.noise = noise_bank(list(noise_files or []), pre.samples) if augment != "none" else []
-        self.sampler = shuffler(len(self.labels), shuffle=shuffle, seed=seed, rank=rank, world_size=world_size,
-                                drop_last=drop_last)
+        self.rows = Rows(len(self.labels), order)
+        self.sampler = self.rows.sampler  # the loop's set_epoch
 
     def __len__(self) -> int:
-        return batch_count(self.sampler, len(self.labels), self.batch_size, self.drop_last)
+        return len(self.rows)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[str]]]:
-        for k, index in enumerate(batch_indices(self.sampler, len(self.labels), self.batch_size, self.drop_last)):
+        for k, index in enumerate(self.rows.batches()):
             with torch.no_grad():  # closed before the yield: the consumer trains with gradients
                 x = self.clips[index]
                 if self.augment != "none":

@@ -8,8 +8,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, default_collate
+from torch.utils.data import DataLoader, Dataset, default_collate
 
+from deepcat.data.order import Order
 from deepcat.data.sources import Samples
 from deepcat.inputs import BadInput, InputKind, input_kind
 
@@ -68,27 +69,39 @@ def eval_loader(samples: Samples, pre: Any, *, batch_size: int, workers: int | N
     `pre` is the kind's preprocessing (it names its kind)."""
     from deepcat.data import clip_batches, tensor_batches
 
+    order = Order(batch_size)
     if tensor_batches.fits(samples, pre):
-        return tensor_batches.TensorBatches(samples, pre, batch_size=batch_size, shuffle=False)
+        return tensor_batches.TensorBatches(samples, pre, order)
     if clip_batches.fits(samples, pre):
-        return clip_batches.ClipBatches(samples, pre, batch_size=batch_size, shuffle=False, progress=False)
+        return clip_batches.ClipBatches(samples, pre, order, progress=False)
     kind = input_kind(pre.kind)
-    return make_loader(samples, kind.eval_transform(pre), kind, batch_size=batch_size, shuffle=False, workers=workers)
+    return make_loader(samples, kind.eval_transform(pre), kind, order, workers=workers)
 
 
-def make_loader(samples: Samples, transform: Callable, kind: InputKind, *, batch_size: int, shuffle: bool,
-                seed: int = 0, workers: int | None = None, rank: int = 0, world_size: int = 1,
-                drop_last: bool = False, min_side: int | None = None) -> DataLoader:
-    """One loader for every use. Training shuffles through a DistributedSampler (world size 1 when
-    not distributed) so one process and N processes see the same global order. `min_side`: see `Samples.decode`."""
+def make_loader(
+    samples: Samples,
+    transform: Callable,
+    kind: InputKind,
+    order: Order,
+    *,
+    workers: int | None = None,
+    min_side: int | None = None,
+) -> DataLoader:
+    """One loader for every use, in `order` (see `deepcat.data.order`). `min_side`: see `Samples.decode`."""
     dataset = InputDataset(samples, transform, kind, min_side)
-    sampler = (DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed,
-                                  drop_last=drop_last) if shuffle else None)
+    sampler = order.sampler(len(dataset))
     # Workers are not persistent: fresh ones each epoch are seeded from the epoch's seed, so a resumed
     # run replays the same augmentations.
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=default_workers(samples, workers),
-                      collate_fn=collate_skipping_bad, drop_last=drop_last, persistent_workers=False,
-                      pin_memory=torch.cuda.is_available())
+    return DataLoader(
+        dataset,
+        batch_size=order.batch_size,
+        sampler=sampler,
+        num_workers=default_workers(samples, workers),
+        collate_fn=collate_skipping_bad,
+        drop_last=order.drop_last,
+        persistent_workers=False,
+        pin_memory=torch.cuda.is_available(),
+    )
 
 
 def batches(loader: DataLoader, log: BadInputLog) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -81,8 +81,11 @@ def combined(splits: DataSplits) -> tuple[Samples, list[str], list[str]]:
         items = [p for _, s in parts for p in s.items]
         names = list(items)
     where = [name for name, s in parts for _ in range(len(s))]
-    return (Samples(items, np.concatenate([s.labels for _, s in parts]), np.concatenate([s.ids for _, s in parts])),
-            names, where)
+    return (
+        Samples(items, np.concatenate([s.labels for _, s in parts]), np.concatenate([s.ids for _, s in parts])),
+        names,
+        where,
+    )
 
 
 def stratified_split(samples: Samples, fraction: float, seed: int) -> tuple[Samples, Samples | None]:
@@ -100,32 +103,39 @@ def stratified_split(samples: Samples, fraction: float, seed: int) -> tuple[Samp
 
 def _class_folders(root: Path, kind: InputKind | None = None) -> tuple[dict[str, list[str]], InputKind]:
     """Class name -> its files of the data's kind (chosen from the files themselves unless given)."""
-    listing = {sub.name: [p for p in sub.rglob("*") if p.is_file() and not p.name.startswith(".")]
-               for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))}
+    listing = {
+        sub.name: [p for p in sub.rglob("*") if p.is_file() and not p.name.startswith(".")]
+        for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    }
     kind = kind or kind_of_files([p for files in listing.values() for p in files])
     return {name: sorted(str(p) for p in files if kind.is_file(p)) for name, files in listing.items()}, kind
 
 
 def _check_classes(found: dict[str, list[str]], where: Path, kind: InputKind) -> None:
     if not found:
-        raise DeepcatError(f"{where} has no class subfolders. Put images in one folder per class, "
-                           f"e.g. {where}/cat/*.jpg and {where}/dog/*.jpg")
+        raise DeepcatError(
+            f"{where} has no class subfolders. Put images in one folder per class, "
+            f"e.g. {where}/cat/*.jpg and {where}/dog/*.jpg"
+        )
     empty = [name for name, files in found.items() if not files]
     if empty:
-        raise DeepcatError(f"class folder {where / empty[0]} has no {kind.name}s ({', '.join(sorted(kind.suffixes))}). "
-                           f"Add some or remove the folder")
+        raise DeepcatError(
+            f"class folder {where / empty[0]} has no {kind.name}s ({', '.join(sorted(kind.suffixes))}). "
+            f"Add some or remove the folder"
+        )
     if len(found) < 2:
         only = next(iter(found))
-        raise DeepcatError(f"{where} has a single class ({only!r}); a classifier needs at least two "
-                           f"class subfolders, e.g. {where}/cat and {where}/dog")
+        raise DeepcatError(
+            f"{where} has a single class ({only!r}); a classifier needs at least two "
+            f"class subfolders, e.g. {where}/cat and {where}/dog"
+        )
 
 
 def _samples_from(found: dict[str, list[str]], classes: list[str], where: Path) -> Samples:
     items, labels = [], []
     for name, files in found.items():
         if name not in classes:
-            raise DeepcatError(f"{where / name} is a class not in the training classes {classes}. "
-                               f"Rename or remove it")
+            raise DeepcatError(f"{where / name} is a class not in the training classes {classes}. Rename or remove it")
         items += files
         labels += [classes.index(name)] * len(files)
     return Samples(items, np.asarray(labels, dtype=np.int64))
@@ -171,16 +181,26 @@ def from_speech_commands(root: Path, *, kind: InputKind | None = None) -> DataSp
         lines = path.read_text().split() if path.is_file() else []
         missing = [line for line in lines if not (root / line).is_file()]
         if missing:
-            raise DeepcatError(f"{path} names {len(missing)} clip(s) that are not there, e.g. {root / missing[0]}; "
-                               f"restore them or remove their lines")
+            raise DeepcatError(
+                f"{path} names {len(missing)} clip(s) that are not there, e.g. {root / missing[0]}; "
+                f"restore them or remove their lines"
+            )
         listed[split] = {str(root / line) for line in lines}
     everything = _samples_from(found, classes, root)
-    where = np.array(["test" if p in listed["test"] else "val" if p in listed["val"] else "train"
-                      for p in everything.items])
+    where = np.array(
+        ["test" if p in listed["test"] else "val" if p in listed["val"] else "train" for p in everything.items]
+    )
     parts = {s: everything.subset(np.flatnonzero(where == s)) for s in SPLIT_NAMES}
     noise = sorted(str(p) for p in (root / SPEECH_COMMANDS_NOISE).glob("*") if kind.is_file(p))
-    return DataSplits(root.name, classes, parts["train"], parts["val"] if len(parts["val"]) else None,
-                      parts["test"] if len(parts["test"]) else None, input_kind=kind.name, noise=noise)
+    return DataSplits(
+        root.name,
+        classes,
+        parts["train"],
+        parts["val"] if len(parts["val"]) else None,
+        parts["test"] if len(parts["test"]) else None,
+        input_kind=kind.name,
+        noise=noise,
+    )
 
 
 def from_csv(path: Path, *, val_fraction: float, seed: int, kind: InputKind | None = None) -> DataSplits:
@@ -190,8 +210,10 @@ def from_csv(path: Path, *, val_fraction: float, seed: int, kind: InputKind | No
         columns = reader.fieldnames or []
         missing = [c for c in ("path", "label") if c not in columns]
         if missing:
-            raise DeepcatError(f"{path} is missing the column(s) {', '.join(missing)}; its header is "
-                               f"{','.join(columns) or '(empty)'}. The first line must be: path,label")
+            raise DeepcatError(
+                f"{path} is missing the column(s) {', '.join(missing)}; its header is "
+                f"{','.join(columns) or '(empty)'}. The first line must be: path,label"
+            )
         rows = list(reader)
     if not rows:
         raise DeepcatError(f"{path} has a header but no rows")
@@ -232,8 +254,10 @@ def only_classes(splits: DataSplits, names: list[str]) -> DataSplits:
 
     for name in names:
         if name not in splits.classes:
-            raise DeepcatError(f"class {name!r} is not in {splits.name}{did_you_mean(name, splits.classes)}; "
-                               f"its classes are {', '.join(splits.classes)}")
+            raise DeepcatError(
+                f"class {name!r} is not in {splits.name}{did_you_mean(name, splits.classes)}; "
+                f"its classes are {', '.join(splits.classes)}"
+            )
     if len(names) < 2:
         raise DeepcatError(f"--classes needs at least two classes; received {names}")
     remap = np.full(len(splits.classes), -1)
@@ -246,5 +270,6 @@ def only_classes(splits: DataSplits, names: list[str]) -> DataSplits:
         kept.labels = remap[kept.labels]
         return kept
 
-    return dataclasses.replace(splits, classes=list(names), train=keep(splits.train), val=keep(splits.val),
-                               test=keep(splits.test))
+    return dataclasses.replace(
+        splits, classes=list(names), train=keep(splits.train), val=keep(splits.val), test=keep(splits.test)
+    )

@@ -16,21 +16,47 @@ from pathlib import Path
 import numpy as np
 
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029",
-           "en-us-nyc")
-TRAIN_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "f1", "f2", "f3", "f4", "croak", "klatt", "klatt2",
-                  "adam", "Alex", "Andrea", "Annie", "benjamin", "caleb", "david", "ed", "linda", "max", "paul")
+ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029", "en-us-nyc")
+TRAIN_VARIANTS = (
+    "m1",
+    "m2",
+    "m3",
+    "m4",
+    "m5",
+    "m6",
+    "f1",
+    "f2",
+    "f3",
+    "f4",
+    "croak",
+    "klatt",
+    "klatt2",
+    "adam",
+    "Alex",
+    "Andrea",
+    "Annie",
+    "benjamin",
+    "caleb",
+    "david",
+    "ed",
+    "linda",
+    "max",
+    "paul",
+)
 TEST_VARIANTS = ("m7", "f5", "klatt3", "john", "steph", "robert")
-RENDITIONS = 2                      # per speaker and word, each with its own speed, pitch and noise
-SNR_DB = (None, 20.0, 10.0)         # clean, light and heavy noise
-VERSION = 1                         # bump when what is generated changes
+RENDITIONS = 2  # per speaker and word, each with its own speed, pitch and noise
+SNR_DB = (None, 20.0, 10.0)  # clean, light and heavy noise
+VERSION = 1  # bump when what is generated changes
 
 
 def espeak(voice: str, word: str, speed: int, pitch: int) -> tuple[np.ndarray, int]:
     import soundfile as sf
 
-    wav = subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "--stdout", word],
-                         check=True, capture_output=True).stdout
+    wav = subprocess.run(
+        ["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "--stdout", word],
+        check=True,
+        capture_output=True,
+    ).stdout
     samples, rate = sf.read(io.BytesIO(wav), dtype="float32")
     return samples, rate
 
@@ -38,7 +64,7 @@ def espeak(voice: str, word: str, speed: int, pitch: int) -> tuple[np.ndarray, i
 def trimmed(samples: np.ndarray, floor: float = 0.02) -> np.ndarray:
     """Without the leading and trailing silence espeak-ng adds."""
     loud = np.flatnonzero(np.abs(samples) > floor * np.abs(samples).max())
-    return samples[loud[0]:loud[-1] + 1] if len(loud) else samples
+    return samples[loud[0] : loud[-1] + 1] if len(loud) else samples
 
 
 def with_noise(samples: np.ndarray, snr_db: float | None, rng: np.random.Generator) -> np.ndarray:
@@ -49,8 +75,8 @@ def with_noise(samples: np.ndarray, snr_db: float | None, rng: np.random.Generat
     if rng.random() < 0.5:
         noise = np.cumsum(noise)
         noise -= np.convolve(noise, np.ones(64) / 64, mode="same")  # brown noise without its drift
-    power = np.mean(samples ** 2) / 10 ** (snr_db / 10)
-    return (samples + noise / np.sqrt(np.mean(noise ** 2) + 1e-12) * np.sqrt(power)).astype(np.float32)
+    power = np.mean(samples**2) / 10 ** (snr_db / 10)
+    return (samples + noise / np.sqrt(np.mean(noise**2) + 1e-12) * np.sqrt(power)).astype(np.float32)
 
 
 def render(path: Path, voice: str, word: str, rendition: int) -> None:
@@ -65,9 +91,15 @@ def render(path: Path, voice: str, word: str, rendition: int) -> None:
     sf.write(path, np.clip(clip, -1, 1), SAMPLE_RATE, subtype="PCM_16")
 
 
-def generate(root: Path, *, words: tuple[str, ...] = WORDS, accents: tuple[str, ...] = ACCENTS,
-             train_variants: tuple[str, ...] = TRAIN_VARIANTS, test_variants: tuple[str, ...] = TEST_VARIANTS,
-             progress: bool = True) -> Path:
+def generate(
+    root: Path,
+    *,
+    words: tuple[str, ...] = WORDS,
+    accents: tuple[str, ...] = ACCENTS,
+    train_variants: tuple[str, ...] = TRAIN_VARIANTS,
+    test_variants: tuple[str, ...] = TEST_VARIANTS,
+    progress: bool = True,
+) -> Path:
     """Write the data set under `root` (train/WORD/*.wav, test/WORD/*.wav) once; later calls return at once.
     Tests pass fewer words, accents and voices for a small set made the same way."""
     from tqdm import tqdm
@@ -78,8 +110,10 @@ def generate(root: Path, *, words: tuple[str, ...] = WORDS, accents: tuple[str, 
     if done.is_file():
         return root
     if shutil.which("espeak-ng") is None:
-        raise DeepcatError("spoken-digits is generated with espeak-ng: install it (Debian/Ubuntu: "
-                           "apt-get install espeak-ng) or use a folder of your own clips")
+        raise DeepcatError(
+            "spoken-digits is generated with espeak-ng: install it (Debian/Ubuntu: "
+            "apt-get install espeak-ng) or use a folder of your own clips"
+        )
     jobs = []
     for split, variants in (("train", train_variants), ("test", test_variants)):
         for word in words:
@@ -90,7 +124,13 @@ def generate(root: Path, *, words: tuple[str, ...] = WORDS, accents: tuple[str, 
                         path = root / split / word / f"{accent}+{variant}-{rendition}.wav"
                         jobs.append((path, f"{accent}+{variant}", word, rendition))
     with ThreadPoolExecutor(max_workers=4) as pool:  # espeak-ng runs as processes: threads only wait on them
-        list(tqdm(pool.map(lambda job: render(*job), jobs), total=len(jobs), disable=not progress,
-                  desc="generating spoken-digits (once)"))
+        list(
+            tqdm(
+                pool.map(lambda job: render(*job), jobs),
+                total=len(jobs),
+                disable=not progress,
+                desc="generating spoken-digits (once)",
+            )
+        )
     done.write_text(f"{len(jobs)} clips\n")
     return root

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DistributedSampler
 
+from deepcat.data.order import Order, Rows
 from deepcat.data.sources import Samples
 from deepcat.inputs.image import Preprocess
 
@@ -28,44 +28,23 @@ def fits(samples: Samples, pre: Preprocess, augment: str = "none") -> bool:
     return h == w == pre.input_size == pre.resize
 
 
-def shuffler(count: int, *, shuffle: bool, seed: int, rank: int, world_size: int,
-             drop_last: bool) -> DistributedSampler | None:
-    """The training order: a DistributedSampler (world size 1 when not distributed); None keeps the order."""
-    return (DistributedSampler(range(count), num_replicas=world_size, rank=rank, shuffle=True, seed=seed,
-                               drop_last=drop_last) if shuffle else None)
-
-
-def batch_count(sampler: DistributedSampler | None, count: int, batch_size: int, drop_last: bool) -> int:
-    n = len(sampler) if sampler is not None else count
-    return n // batch_size if drop_last else -(-n // batch_size)
-
-
-def batch_indices(sampler: DistributedSampler | None, count: int, batch_size: int,
-                  drop_last: bool) -> Iterator[torch.Tensor]:
-    """The indices of each batch, in the sampler's order for this epoch."""
-    order = torch.tensor(list(sampler)) if sampler is not None else torch.arange(count)
-    for start in range(0, batch_count(sampler, count, batch_size, drop_last) * batch_size, batch_size):
-        yield order[start:start + batch_size]
-
-
 class TensorBatches:
-    def __init__(self, samples: Samples, pre: Preprocess, *, batch_size: int, shuffle: bool, augment: str = "none",
-                 hflip: bool = False, seed: int = 0, rank: int = 0, world_size: int = 1, drop_last: bool = False):
+    def __init__(self, samples: Samples, pre: Preprocess, order: Order, *, augment: str = "none", hflip: bool = False):
         images = torch.from_numpy(samples.items)
         self.images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2).contiguous()
         self.labels = torch.from_numpy(samples.labels)
-        self.batch_size, self.augment, self.hflip, self.drop_last = batch_size, augment, hflip, drop_last
+        self.augment, self.hflip = augment, hflip
         self.pad = max(1, pre.input_size // 8)  # as train_transform's RandomCrop(padding=size // 8)
         self.mean = torch.tensor(pre.mean).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(pre.std).view(1, 3, 1, 1) * 255
-        self.sampler = shuffler(len(self.labels), shuffle=shuffle, seed=seed, rank=rank, world_size=world_size,
-                                drop_last=drop_last)
+        self.rows = Rows(len(self.labels), order)
+        self.sampler = self.rows.sampler  # the loop's set_epoch
 
     def __len__(self) -> int:
-        return batch_count(self.sampler, len(self.labels), self.batch_size, self.drop_last)
+        return len(self.rows)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[str]]]:
-        for index in batch_indices(self.sampler, len(self.labels), self.batch_size, self.drop_last):
+        for index in self.rows.batches():
             x = self.images[index].float()
             if self.augment == "light":
                 x = self._crop_and_flip(x)
@@ -78,8 +57,8 @@ class TensorBatches:
         p = self.pad
         padded = F.pad(x, (p, p, p, p), mode="reflect")
         dy, dx = torch.randint(0, 2 * p + 1, (b,)), torch.randint(0, 2 * p + 1, (b,))
-        rows = (dy[:, None] + torch.arange(h))[:, None, :, None]               # (B, 1, H, 1)
-        cols = (dx[:, None] + torch.arange(w))[:, None, None, :]               # (B, 1, 1, W)
+        rows = (dy[:, None] + torch.arange(h))[:, None, :, None]  # (B, 1, H, 1)
+        cols = (dx[:, None] + torch.arange(w))[:, None, None, :]  # (B, 1, 1, W)
         if self.hflip:
             flip = torch.rand(b) < 0.5
             cols = torch.where(flip[:, None, None, None], cols.flip(-1), cols)

@@ -24,7 +24,7 @@ import numpy as np
 from deepcat.inference.calibrated import DEFAULT_ACCEPT, Calibration, neg_log_probs, prediction_sets, softmax
 
 ECE_BINS = 15
-LOG_T_PRIOR = 0.5      # sd of the prior on log T: negligible at 10,000 images, decisive at 50
+LOG_T_PRIOR = 0.5  # sd of the prior on log T: negligible at 10,000 images, decisive at 50
 CROSS_FIT_FOLDS = 5
 COVERAGES = tuple(round(0.5 + 0.01 * i, 2) for i in range(50))  # 0.50 .. 0.99: what --coverage accepts
 REPORTED_COVERAGES = (0.8, 0.9, 0.95)
@@ -43,13 +43,14 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
         z = logits / np.exp(log_t)
         z = z - z.max(1, keepdims=True)
         nll = (np.log(np.exp(z).sum(1)) - z[np.arange(len(labels)), labels]).sum()
-        return float(nll + log_t ** 2 / (2 * LOG_T_PRIOR ** 2))
+        return float(nll + log_t**2 / (2 * LOG_T_PRIOR**2))
 
     return float(np.exp(minimize_scalar(penalised_nll, bounds=(-3.0, 3.0), method="bounded").x))
 
 
-def cross_fitted_probs(logits: np.ndarray, labels: np.ndarray, folds: int = CROSS_FIT_FOLDS,
-                       seed: int = 0) -> np.ndarray:
+def cross_fitted_probs(
+    logits: np.ndarray, labels: np.ndarray, folds: int = CROSS_FIT_FOLDS, seed: int = 0
+) -> np.ndarray:
     """Each image's probabilities at a temperature fitted on the other folds: for judging calibration on the
     images it was fitted on, without flattering it."""
     order = np.random.default_rng(seed).permutation(len(labels))
@@ -78,9 +79,11 @@ def reliability_bins(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS
     index = np.minimum((confidence * bins).astype(int), bins - 1)
     count = np.bincount(index, minlength=bins)
     safe = np.maximum(count, 1)
-    return {"confidence": (np.bincount(index, confidence, bins) / safe).tolist(),
-            "accuracy": (np.bincount(index, correct, bins) / safe).tolist(),
-            "count": count.tolist()}
+    return {
+        "confidence": (np.bincount(index, confidence, bins) / safe).tolist(),
+        "accuracy": (np.bincount(index, correct, bins) / safe).tolist(),
+        "count": count.tolist(),
+    }
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
@@ -91,19 +94,28 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
     return float((gap * count).sum() / max(count.sum(), 1))
 
 
-NO_MISTAKES = ("every validation image was classified right, so over-confidence cannot be measured; the "
-               "temperature stays 1.0 (more validation images would let it be fitted)")
+NO_MISTAKES = (
+    "every validation image was classified right, so over-confidence cannot be measured; the "
+    "temperature stays 1.0 (more validation images would let it be fitted)"
+)
 
 
-def fit(val_logits: np.ndarray, val_labels: np.ndarray, scores: np.ndarray, *, score: str,
-        accept: float = DEFAULT_ACCEPT) -> Calibration:
+def fit(
+    val_logits: np.ndarray, val_labels: np.ndarray, scores: np.ndarray, *, score: str, accept: float = DEFAULT_ACCEPT
+) -> Calibration:
     """Temperature, the `unknown` threshold that accepts `accept` of the validation `scores`, and the
     conformal set limits, all from the validation split."""
     t = fit_temperature(val_logits, val_labels)
     note = NO_MISTAKES if (val_logits.argmax(1) == val_labels).all() else None
-    return Calibration(temperature=t, threshold=float(np.quantile(scores, 1.0 - accept)), score=score,
-                       target_accept=accept, images=int(len(val_labels)), note=note,
-                       conformal=conformal_quantiles(val_logits, val_labels, t))
+    return Calibration(
+        temperature=t,
+        threshold=float(np.quantile(scores, 1.0 - accept)),
+        score=score,
+        target_accept=accept,
+        images=int(len(val_labels)),
+        note=note,
+        conformal=conformal_quantiles(val_logits, val_labels, t),
+    )
 
 
 def auroc(known_scores: np.ndarray, unknown_scores: np.ndarray) -> float:
@@ -119,8 +131,11 @@ def tradeoff(scores: np.ndarray, correct: np.ndarray, points: int = 41) -> dict[
     thresholds = np.unique(np.quantile(scores, np.linspace(0, 0.99, points)))
     accepted = [(scores >= t).mean() for t in thresholds]
     accuracy = [correct[scores >= t].mean() if (scores >= t).any() else 1.0 for t in thresholds]
-    return {"threshold": thresholds.tolist(), "accepted": np.asarray(accepted, float).tolist(),
-            "accuracy": np.asarray(accuracy, float).tolist()}
+    return {
+        "threshold": thresholds.tolist(),
+        "accepted": np.asarray(accepted, float).tolist(),
+        "accuracy": np.asarray(accuracy, float).tolist(),
+    }
 
 
 def coverage_table(logits: np.ndarray, labels: np.ndarray, cal: Calibration) -> list[dict[str, float]]:
@@ -130,13 +145,20 @@ def coverage_table(logits: np.ndarray, labels: np.ndarray, cal: Calibration) -> 
     scores, rows = neg_log_probs(logits, cal.temperature), []
     for coverage in REPORTED_COVERAGES:
         sets = prediction_sets(scores, cal.conformal[f"{coverage:.2f}"])
-        rows.append({"coverage": coverage, "measured": float(sets[np.arange(len(labels)), labels].mean()),
-                     "mean_size": float(sets.sum(1).mean()), "empty": float((sets.sum(1) == 0).mean())})
+        rows.append(
+            {
+                "coverage": coverage,
+                "measured": float(sets[np.arange(len(labels)), labels].mean()),
+                "mean_size": float(sets.sum(1).mean()),
+                "empty": float((sets.sum(1) == 0).mean()),
+            }
+        )
     return rows
 
 
-def report(logits: np.ndarray, labels: np.ndarray, scores: np.ndarray, cal: Calibration, *,
-           fitted_on: bool) -> dict[str, Any]:
+def report(
+    logits: np.ndarray, labels: np.ndarray, scores: np.ndarray, cal: Calibration, *, fitted_on: bool
+) -> dict[str, Any]:
     """ECE and reliability bins before and after, share accepted, the accept/accuracy trade-off and the
     prediction sets' coverage, on the logits and `unknown` scores of one split. `fitted_on`: the split is
     the one the temperature was fitted on, so "after" is cross-fitted over its folds."""
@@ -144,17 +166,26 @@ def report(logits: np.ndarray, labels: np.ndarray, scores: np.ndarray, cal: Cali
     after = cross_fitted_probs(logits, labels) if fitted_on else softmax(logits, cal.temperature)
     kept = ~cal.rejects(scores)
     correct = softmax(logits, cal.temperature).argmax(1) == labels
-    return {"temperature": cal.temperature, "threshold": cal.threshold, "score": cal.score,
-            "target_accept": cal.target_accept, "images": int(len(labels)), "calibration_images": cal.images,
-            "note": cal.note,
-            "ece_after_measured_on": (f"the fitting images, cross-fitted over {CROSS_FIT_FOLDS} folds"
-                                      if fitted_on else "images the temperature was not fitted on"),
-            "ece_before": expected_calibration_error(before, labels),
-            "ece_after": expected_calibration_error(after, labels),
-            "accepted": float(kept.mean()),
-            "accuracy_all": float(correct.mean()),
-            "accuracy_accepted": float(correct[kept].mean()) if kept.any() else None,
-            "tradeoff": tradeoff(scores, correct),
-            "coverage": coverage_table(logits, labels, cal),
-            "reliability_before": reliability_bins(before, labels),
-            "reliability_after": reliability_bins(after, labels)}
+    return {
+        "temperature": cal.temperature,
+        "threshold": cal.threshold,
+        "score": cal.score,
+        "target_accept": cal.target_accept,
+        "images": int(len(labels)),
+        "calibration_images": cal.images,
+        "note": cal.note,
+        "ece_after_measured_on": (
+            f"the fitting images, cross-fitted over {CROSS_FIT_FOLDS} folds"
+            if fitted_on
+            else "images the temperature was not fitted on"
+        ),
+        "ece_before": expected_calibration_error(before, labels),
+        "ece_after": expected_calibration_error(after, labels),
+        "accepted": float(kept.mean()),
+        "accuracy_all": float(correct.mean()),
+        "accuracy_accepted": float(correct[kept].mean()) if kept.any() else None,
+        "tradeoff": tradeoff(scores, correct),
+        "coverage": coverage_table(logits, labels, cal),
+        "reliability_before": reliability_bins(before, labels),
+        "reliability_after": reliability_bins(after, labels),
+    }

@@ -21,19 +21,19 @@ import torch.nn as nn
 from PIL import Image
 
 from deepcat.data.sources import Samples
+from deepcat.errors import DeepcatError
 from deepcat.inputs import preprocess_of
 from deepcat.inputs.image import Preprocess
-from deepcat.errors import DeepcatError
 
 
 @dataclass
 class Explanation:
     source: str
-    label: str            # the class explained
-    probability: float    # its calibrated probability
+    label: str  # the class explained
+    probability: float  # its calibrated probability
     predicted: str
-    heatmap: np.ndarray   # (H, W) in 0..1, at the model's input size
-    image: Image.Image    # the preprocessed crop the model saw
+    heatmap: np.ndarray  # (H, W) in 0..1, at the model's input size
+    image: Image.Image  # the preprocessed crop the model saw
 
 
 def target_layer(model: nn.Module, example: torch.Tensor) -> tuple[nn.Module, int | None]:
@@ -44,8 +44,11 @@ def target_layer(model: nn.Module, example: torch.Tensor) -> tuple[nn.Module, in
         # reach the logits (zero gradient); its normalised input does, through attention
         return getattr(blocks[-1], "norm1", blocks[-1]), int(model.num_prefix_tokens)
     outputs: list[tuple[nn.Module, torch.Size]] = []
-    hooks = [m.register_forward_hook(lambda m, _, out: outputs.append((m, out.shape)) if torch.is_tensor(out) else None)
-             for m in model.modules() if m is not model]
+    hooks = [
+        m.register_forward_hook(lambda m, _, out: outputs.append((m, out.shape)) if torch.is_tensor(out) else None)
+        for m in model.modules()
+        if m is not model
+    ]
     try:
         with torch.no_grad():
             model(example)
@@ -61,15 +64,16 @@ def target_layer(model: nn.Module, example: torch.Tensor) -> tuple[nn.Module, in
 def _as_map(activation: torch.Tensor, prefix: int | None) -> torch.Tensor:
     if prefix is None:
         return activation
-    tokens = activation[:, prefix:]                      # (B, N, D) -> (B, D, h, w)
+    tokens = activation[:, prefix:]  # (B, N, D) -> (B, D, h, w)
     side = int(math.isqrt(tokens.shape[1]))
     if side * side != tokens.shape[1]:
         raise DeepcatError(f"cannot arrange {tokens.shape[1]} tokens in a square grid")
     return tokens.transpose(1, 2).reshape(tokens.shape[0], -1, side, side)
 
 
-def grad_cam(model: nn.Module, batch: torch.Tensor, target: int | Sequence[int] | None = None,
-             temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def grad_cam(
+    model: nn.Module, batch: torch.Tensor, target: int | Sequence[int] | None = None, temperature: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Heatmaps (B, H, W) in 0..1 for class `target` (default: each image's predicted class), and probabilities."""
     model.eval()
     layer, prefix = target_layer(model, batch[:1])
@@ -105,8 +109,13 @@ def overlay(image: Image.Image, heatmap: np.ndarray, alpha: float = 0.45) -> Ima
     return Image.blend(image.convert("RGB"), Image.fromarray(colours).resize(image.size), alpha)
 
 
-def explain_run(run: str | Path, images: Sequence[str | Path | Image.Image], *, target: str | None = None,
-                output: str | Path | None = None) -> list[Explanation]:
+def explain_run(
+    run: str | Path,
+    images: Sequence[str | Path | Image.Image],
+    *,
+    target: str | None = None,
+    output: str | Path | None = None,
+) -> list[Explanation]:
     """Grad-CAM for each image (`deepcat.explain`): of `target` (a class name) or of the predicted class.
     With `output`, writes one PNG per image there (image, heatmap overlay, label)."""
     from deepcat.evaluation.calibration import Calibration
@@ -120,8 +129,9 @@ def explain_run(run: str | Path, images: Sequence[str | Path | Image.Image], *, 
     if target is not None and target not in classes:
         from deepcat.errors import did_you_mean
 
-        raise DeepcatError(f"class {target!r} is not one of the run's classes{did_you_mean(target, classes)}: "
-                           f"{', '.join(classes)}")
+        raise DeepcatError(
+            f"class {target!r} is not one of the run's classes{did_you_mean(target, classes)}: {', '.join(classes)}"
+        )
     temperature = Calibration.from_dict(meta.get("calibration")).temperature
     kind = kind_of_meta(meta)
     transform = kind.eval_transform(pre)
@@ -132,9 +142,16 @@ def explain_run(run: str | Path, images: Sequence[str | Path | Image.Image], *, 
         heat, probs = grad_cam(model, x, None if target is None else classes.index(target), temperature)
         crop = Image.fromarray(kind.picture(x[0], pre))
         index = classes.index(target) if target is not None else int(probs[0].argmax())
-        results.append(Explanation(str(item) if isinstance(item, (str, Path)) else type(item).__name__,
-                                   classes[index], float(probs[0, index]), classes[int(probs[0].argmax())],
-                                   heat[0], crop))
+        results.append(
+            Explanation(
+                str(item) if isinstance(item, (str, Path)) else type(item).__name__,
+                classes[index],
+                float(probs[0, index]),
+                classes[int(probs[0].argmax())],
+                heat[0],
+                crop,
+            )
+        )
     if output is not None:
         save_explanations(results, Path(output))
     return results
@@ -156,15 +173,28 @@ def save_explanations(results: list[Explanation], out: Path) -> list[Path]:
     paths = []
     for i, r in enumerate(results):
         path = out / f"{Path(r.source).stem if r.source else i}-gradcam.png"
-        plot_image_grid(list(_panel(r.image, r.heatmap, 224)),
-                        ["input", f"Grad-CAM: {r.label} {r.probability:.2f}"], path, columns=2,
-                        title=f"{Path(r.source).name}: predicted {r.predicted}")
+        plot_image_grid(
+            list(_panel(r.image, r.heatmap, 224)),
+            ["input", f"Grad-CAM: {r.label} {r.probability:.2f}"],
+            path,
+            columns=2,
+            title=f"{Path(r.source).name}: predicted {r.predicted}",
+        )
         paths.append(path)
     return paths
 
 
-def worst_mistakes(model: nn.Module, samples: Samples, probs: np.ndarray, labels: np.ndarray, classes: list[str],
-                   pre: Preprocess, path: Path, *, count: int = 8) -> list[dict]:
+def worst_mistakes(
+    model: nn.Module,
+    samples: Samples,
+    probs: np.ndarray,
+    labels: np.ndarray,
+    classes: list[str],
+    pre: Preprocess,
+    path: Path,
+    *,
+    count: int = 8,
+) -> list[dict]:
     """The `count` most confident wrong answers, each shown next to its Grad-CAM, as one PNG."""
     from deepcat.evaluation.plots import plot_image_grid
     from deepcat.inputs import input_kind
@@ -175,9 +205,8 @@ def worst_mistakes(model: nn.Module, samples: Samples, probs: np.ndarray, labels
         return []
     kind = input_kind(pre.kind)
     transform = kind.eval_transform(pre)
-    x = torch.stack([transform(samples.decode(i, kind))
-                     for i in wrong])
-    heat, _ = grad_cam(model.float(), x)                                  # one pass for all of them
+    x = torch.stack([transform(samples.decode(i, kind)) for i in wrong])
+    heat, _ = grad_cam(model.float(), x)  # one pass for all of them
     pictures, titles, listed = [], [], []
     for k, i in enumerate(wrong):
         item = samples.items[i]
@@ -186,8 +215,9 @@ def worst_mistakes(model: nn.Module, samples: Samples, probs: np.ndarray, labels
         pred = classes[int(probs[i].argmax())]
         pictures += [crop, cam]
         titles += [f"{name}\ntrue {classes[labels[i]]}", f"said {pred} {probs[i].max():.2f}"]
-        listed.append({"item": name, "true": classes[labels[i]], "predicted": pred,
-                       "probability": float(probs[i].max())})
+        listed.append(
+            {"item": name, "true": classes[labels[i]], "predicted": pred, "probability": float(probs[i].max())}
+        )
     shown = "log-mel spectrogram" if kind.name == "audio" else "image"
     plot_image_grid(pictures, titles, path, columns=8, title=f"Most confident mistakes ({shown}, Grad-CAM)")
     return listed

@@ -18,15 +18,23 @@ import torch
 import torch.nn as nn
 
 from deepcat.data.sources import DataSplits
-from deepcat.inputs import preprocess_of
-from deepcat.inputs.image import Preprocess
 from deepcat.device import pick_device
 from deepcat.errors import DeepcatError
 from deepcat.evaluation import calibration
 from deepcat.evaluation.label_errors import LabelErrors
-from deepcat.evaluation.scores import Evaluation, features_of, score
-from deepcat.inference.unknown_score import (DEFAULT_SCORE, FEATURE_SCORES, UnknownScore, WithFeatures, bank_size,
-                                             classifier_layer, fit_score, save_score, stage_names)
+from deepcat.evaluation.scores import Evaluation, Scoring, features_of, score
+from deepcat.inference.unknown_score import (
+    DEFAULT_SCORE,
+    FEATURE_SCORES,
+    UnknownScore,
+    WithFeatures,
+    bank_size,
+    classifier_layer,
+    fit_score,
+    save_score,
+    stage_names,
+)
+from deepcat.inputs import preprocess_of
 from deepcat.run_folder import load_model, read_config, update_model_json
 
 LABEL_CHECK_MAX_IMAGES = 20_000  # above this, label errors wait for `deepcat check DATA --labels RUN`
@@ -38,12 +46,8 @@ class RunContext:
     """What scoring a run's model needs, read back from its folder (config.yaml and model.json)."""
 
     run_dir: Path
-    pre: Preprocess
-    device: torch.device
-    dtype: torch.dtype | None
-    workers: int | None
+    scoring: Scoring
     accept: float
-    progress: bool
 
     @classmethod
     def of(cls, run_dir: Path, meta: dict[str, Any], *, progress: bool) -> RunContext:
@@ -51,13 +55,10 @@ class RunContext:
         statistics and threshold, the set limits) and the test metrics describe the model as it is deployed, and
         every runtime that uses them (ONNX, the server, `load`) computes in fp32."""
         cfg = read_config(run_dir)
-        return cls(run_dir, preprocess_of(meta), pick_device(cfg.get("device", "auto")), None, cfg.get("workers"),
-                   cfg.get("accept", calibration.DEFAULT_ACCEPT), progress)
-
-    @property
-    def scoring(self) -> dict[str, Any]:
-        """Keyword arguments of `logits_of`."""
-        return dict(pre=self.pre, device=self.device, dtype=self.dtype, workers=self.workers, progress=self.progress)
+        scoring = Scoring(
+            preprocess_of(meta), pick_device(cfg.get("device", "auto")), None, cfg.get("workers"), progress=progress
+        )
+        return cls(run_dir, scoring, cfg.get("accept", calibration.DEFAULT_ACCEPT))
 
 
 def after_training(run_dir: Path, splits: DataSplits, *, progress: bool = True) -> None:
@@ -78,8 +79,7 @@ def after_training(run_dir: Path, splits: DataSplits, *, progress: bool = True) 
     print(f"report: {write_report(run_dir)}", file=sys.stderr)
 
 
-def calibrate(model: nn.Module, splits: DataSplits, ctx: RunContext
-              ) -> tuple[calibration.Calibration, UnknownScore]:
+def calibrate(model: nn.Module, splits: DataSplits, ctx: RunContext) -> tuple[calibration.Calibration, UnknownScore]:
     """Temperature, the `unknown` score (fitted on training features) with its threshold, and the conformal
     set limits, fitted on val and saved in model.json (none without a val split)."""
     if splits.val is None:
@@ -88,17 +88,25 @@ def calibrate(model: nn.Module, splits: DataSplits, ctx: RunContext
     head, stages = classifier_layer(model, classes=classes), stage_names(model)
     kind = DEFAULT_SCORE if stages else "mahalanobis" if head is not None else "energy"
     tapped = WithFeatures(model, head, stages)
-    features, logits, labels = features_of(model, splits.val, classes=classes, desc="calibrate", tapped=tapped,
-                                           **ctx.scoring)
+    features, logits, labels = features_of(
+        model, splits.val, ctx.scoring, classes=classes, desc="calibrate", tapped=tapped
+    )
     unknown = UnknownScore(kind)
     if kind in FEATURE_SCORES:  # a bounded sample of training images' features is what the score compares with
         size = bank_size(features.shape[1]) if kind == "knn" else FIT_IMAGES  # knn carries its sample
         sample = np.random.default_rng(0).permutation(len(splits.train))[:size]
-        train_features, _, train_labels = features_of(model, splits.train.subset(np.sort(sample)), classes=classes,
-                                                      desc="training features", quiet=True, tapped=tapped,
-                                                      **ctx.scoring)
-        unknown = fit_score(kind, torch.from_numpy(train_features), torch.from_numpy(train_labels), stages=stages,
-                            sizes=tapped.sizes)
+        train_features, _, train_labels = features_of(
+            model,
+            splits.train.subset(np.sort(sample)),
+            ctx.scoring,
+            classes=classes,
+            desc="training features",
+            quiet=True,
+            tapped=tapped,
+        )
+        unknown = fit_score(
+            kind, torch.from_numpy(train_features), torch.from_numpy(train_labels), stages=stages, sizes=tapped.sizes
+        )
         save_score(unknown, ctx.run_dir)
     cal = calibration.fit(logits, labels, unknown_scores(unknown, features, logits), score=kind, accept=ctx.accept)
     if cal.note:
@@ -107,43 +115,70 @@ def calibrate(model: nn.Module, splits: DataSplits, ctx: RunContext
     return cal, unknown
 
 
-def unknown_scores(unknown: UnknownScore, features: np.ndarray, logits: np.ndarray, chunk: int = 1024
-                   ) -> np.ndarray:
+def unknown_scores(unknown: UnknownScore, features: np.ndarray, logits: np.ndarray, chunk: int = 1024) -> np.ndarray:
     """The score of every row, `chunk` rows at a time (the class-conditional distances hold B x C x D floats)."""
     with torch.no_grad():
-        return np.concatenate([unknown(torch.from_numpy(features[i:i + chunk]), torch.from_numpy(logits[i:i + chunk]))
-                               .numpy() for i in range(0, len(logits), chunk)])
+        return np.concatenate(
+            [
+                unknown(torch.from_numpy(features[i : i + chunk]), torch.from_numpy(logits[i : i + chunk])).numpy()
+                for i in range(0, len(logits), chunk)
+            ]
+        )
 
 
-def score_held_out(model: nn.Module, splits: DataSplits, name: str, cal: calibration.Calibration,
-                   unknown: UnknownScore, ctx: RunContext) -> Evaluation:
+def score_held_out(
+    model: nn.Module,
+    splits: DataSplits,
+    name: str,
+    cal: calibration.Calibration,
+    unknown: UnknownScore,
+    ctx: RunContext,
+) -> Evaluation:
     """Metrics, calibration report (with prediction-set coverage) and the most confident mistakes on `name`."""
     from deepcat.evaluation.explain import worst_mistakes
     from deepcat.evaluation.plots import plot_rejection, plot_reliability
 
     run_dir, samples = ctx.run_dir, splits.split(name)
-    features, logits, labels = features_of(model, samples, classes=len(splits.classes),
-                                           tapped=WithFeatures.for_score(model, unknown), **ctx.scoring)
-    metrics = score(logits, labels, classes=splits.classes, temperature=cal.temperature,
-                    json_path=run_dir / f"{name}_metrics.json", png_path=run_dir / "confusion_matrix.png",
-                    title=f"{splits.name} {name}", data=splits.name, split=name)
-    cal_report = {"split": name, **calibration.report(logits, labels, unknown_scores(unknown, features, logits),
-                                                      cal, fitted_on=name == "val")}
+    features, logits, labels = features_of(
+        model, samples, ctx.scoring, classes=len(splits.classes), tapped=WithFeatures.for_score(model, unknown)
+    )
+    metrics = score(
+        logits,
+        labels,
+        classes=splits.classes,
+        temperature=cal.temperature,
+        data=splits.name,
+        split=name,
+        json_path=run_dir / f"{name}_metrics.json",
+    )
+    cal_report = {
+        "split": name,
+        **calibration.report(logits, labels, unknown_scores(unknown, features, logits), cal, fitted_on=name == "val"),
+    }
     (run_dir / "calibration.json").write_text(json.dumps(cal_report, indent=2))
     plot_reliability(cal_report, run_dir / "reliability.png")
     plot_rejection(cal_report, run_dir / "rejection.png")
-    print(f"{name} accuracy {metrics.accuracy:.4f} (best weights); calibration error (ECE) "
-          f"{cal_report['ece_before']:.4f} -> {cal_report['ece_after']:.4f} at temperature "
-          f"{cal.temperature:.2f}", file=sys.stderr)
+    print(
+        f"{name} accuracy {metrics.accuracy:.4f} (best weights); calibration error (ECE) "
+        f"{cal_report['ece_before']:.4f} -> {cal_report['ece_after']:.4f} at temperature "
+        f"{cal.temperature:.2f}",
+        file=sys.stderr,
+    )
     if len(labels) == len(samples):  # no unreadable images: rows line up with samples
-        mistakes = worst_mistakes(model.cpu(), samples, calibration.softmax(logits, cal.temperature), labels,
-                                  splits.classes, ctx.pre, run_dir / "mistakes.png")
+        mistakes = worst_mistakes(
+            model.cpu(),
+            samples,
+            calibration.softmax(logits, cal.temperature),
+            labels,
+            splits.classes,
+            ctx.scoring.pre,
+            run_dir / "mistakes.png",
+        )
         (run_dir / "mistakes.json").write_text(json.dumps(mistakes, indent=2))
     return metrics
 
 
-def check_labels(run_dir: str | Path, splits: DataSplits, *, progress: bool = True,
-                 report: bool = True) -> LabelErrors:
+def check_labels(run_dir: str | Path, splits: DataSplits, *, progress: bool = True, report: bool = True) -> LabelErrors:
     """Suspected label errors of `splits` with the run's network, saved in the run folder (JSON and a grid)."""
     from deepcat.evaluation.label_errors import find_label_errors, save
 
@@ -163,5 +198,3 @@ def write_report(run_dir: str | Path) -> Path:
     from deepcat.evaluation.report import write_report as write
 
     return write(run_dir)
-
-

@@ -20,16 +20,16 @@ import torch.nn as nn
 
 from deepcat.data.loader import BadInputLog, batches, eval_loader
 from deepcat.data.sources import DataSplits, Samples, combined
+from deepcat.errors import DeepcatError
 from deepcat.inputs import preprocess_of
 from deepcat.inputs.image import Preprocess
-from deepcat.errors import DeepcatError
 
 
 @dataclass
 class Suspect:
     """One image whose given label its out-of-fold probabilities contradict."""
 
-    index: int                      # row in the combined train + val + test samples
+    index: int  # row in the combined train + val + test samples
     item: str
     split: str
     given: str
@@ -43,19 +43,23 @@ class LabelErrors:
     """Suspected label errors, most suspicious first; `to_dict()` is label_issues.json."""
 
     images: int
-    oof_accuracy: float             # accuracy of the out-of-fold probabilities
+    oof_accuracy: float  # accuracy of the out-of-fold probabilities
     suspects: list[Suspect]
     samples: Samples = field(repr=False)  # what `index` points into (for the image grid)
     input_kind: str = "image"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"images": self.images, "oof_accuracy": self.oof_accuracy,
-                "suspects": [asdict(s) for s in self.suspects]}
+        return {
+            "images": self.images,
+            "oof_accuracy": self.oof_accuracy,
+            "suspects": [asdict(s) for s in self.suspects],
+        }
 
 
 @torch.no_grad()
-def embeddings(model: nn.Module, samples: Samples, pre: Preprocess, *, batch_size: int = 256,
-               progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def embeddings(
+    model: nn.Module, samples: Samples, pre: Preprocess, *, batch_size: int = 256, progress: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Features entering the classifier head, (N, D), and the labels of the readable images."""
     from tqdm import tqdm
 
@@ -67,8 +71,13 @@ def embeddings(model: nn.Module, samples: Samples, pre: Preprocess, *, batch_siz
     labels = []
     model.eval()
     try:
-        for x, y in tqdm(batches(loader, BadInputLog(quiet=True)), total=len(loader), desc="features", leave=False,
-                         disable=not progress):
+        for x, y in tqdm(
+            batches(loader, BadInputLog(quiet=True)),
+            total=len(loader),
+            desc="features",
+            leave=False,
+            disable=not progress,
+        ):
             model(x)
             labels.append(y)
     finally:
@@ -86,12 +95,17 @@ def out_of_fold_probs(features: np.ndarray, labels: np.ndarray, *, folds: int = 
     smallest = np.bincount(labels).min()
     folds = max(2, min(folds, int(smallest)))
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300, C=0.5))
-    return cross_val_predict(model, features, labels, method="predict_proba", n_jobs=1,
-                             cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
+    return cross_val_predict(
+        model,
+        features,
+        labels,
+        method="predict_proba",
+        n_jobs=1,
+        cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
+    )
 
 
-def find_label_errors(run: str | Path, splits: DataSplits, *, folds: int = 5, progress: bool = True
-                      ) -> LabelErrors:
+def find_label_errors(run: str | Path, splits: DataSplits, *, folds: int = 5, progress: bool = True) -> LabelErrors:
     """Suspected label errors of `splits` (every split), most suspicious first, using `run`'s features."""
     from cleanlab.filter import find_label_issues
 
@@ -99,8 +113,10 @@ def find_label_errors(run: str | Path, splits: DataSplits, *, folds: int = 5, pr
 
     model, meta = load_model(run)
     if list(splits.classes) != list(meta["classes"]):
-        raise DeepcatError(f"{run} was trained on classes {meta['classes']}, the data has {splits.classes}; "
-                           f"check labels with a run trained on this data")
+        raise DeepcatError(
+            f"{run} was trained on classes {meta['classes']}, the data has {splits.classes}; "
+            f"check labels with a run trained on this data"
+        )
     samples, names, where = combined(splits)
     features, labels = embeddings(model, samples, preprocess_of(meta), progress=progress)
     if len(labels) != len(samples):
@@ -108,10 +124,21 @@ def find_label_errors(run: str | Path, splits: DataSplits, *, folds: int = 5, pr
     probs = out_of_fold_probs(features, labels, folds=folds)
     ranked = find_label_issues(labels, probs, return_indices_ranked_by="self_confidence")
     classes = meta["classes"]
-    suspects = [Suspect(int(i), names[i], where[i], classes[labels[i]], classes[int(probs[i].argmax())],
-                        float(probs[i, labels[i]]), float(probs[i].max())) for i in ranked]
-    return LabelErrors(int(len(labels)), float((probs.argmax(1) == labels).mean()), suspects, samples,
-                       splits.input_kind)
+    suspects = [
+        Suspect(
+            int(i),
+            names[i],
+            where[i],
+            classes[labels[i]],
+            classes[int(probs[i].argmax())],
+            float(probs[i, labels[i]]),
+            float(probs[i].max()),
+        )
+        for i in ranked
+    ]
+    return LabelErrors(
+        int(len(labels)), float((probs.argmax(1) == labels).mean()), suspects, samples, splits.input_kind
+    )
 
 
 def save(result: LabelErrors, out: Path, *, grid: int = 32) -> tuple[Path, Path]:

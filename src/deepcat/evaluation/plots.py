@@ -42,8 +42,7 @@ def plot_confusion(matrix: np.ndarray, classes: list[str], path: Path, title: st
 
     size = max(5, 0.6 * len(classes) + 3)
     fig, ax = plt.subplots(figsize=(size, size))
-    ConfusionMatrixDisplay(matrix, display_labels=classes).plot(ax=ax, cmap="Blues", colorbar=False,
-                                                                xticks_rotation=45)
+    ConfusionMatrixDisplay(matrix, display_labels=classes).plot(ax=ax, cmap="Blues", colorbar=False, xticks_rotation=45)
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -73,11 +72,23 @@ def plot_reliability(report: dict, path: Path) -> None:
         n = len(bins["count"])
         centres = (np.arange(n) + 0.5) / n
         filled = np.asarray(bins["count"]) > 0
-        ax.bar(centres[filled], np.asarray(bins["accuracy"])[filled], width=1 / n, edgecolor="black", alpha=0.7,
-               label="accuracy")
+        ax.bar(
+            centres[filled],
+            np.asarray(bins["accuracy"])[filled],
+            width=1 / n,
+            edgecolor="black",
+            alpha=0.7,
+            label="accuracy",
+        )
         ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
-        ax.plot(np.asarray(bins["confidence"])[filled], np.asarray(bins["accuracy"])[filled], "o", color="red",
-                markersize=3, label="mean confidence")
+        ax.plot(
+            np.asarray(bins["confidence"])[filled],
+            np.asarray(bins["accuracy"])[filled],
+            "o",
+            color="red",
+            markersize=3,
+            label="mean confidence",
+        )
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", title=f"{title}: ECE {report[f'ece_{key}']:.3f}")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy")
@@ -113,10 +124,18 @@ def plot_rejection(report: dict, path: Path) -> None:
     ax.plot(curve["threshold"], curve["accepted"], label="known images accepted")
     ax.plot(curve["threshold"], curve["accuracy"], label="accuracy on accepted")
     if report.get("threshold") is not None:
-        ax.axvline(report["threshold"], color="red", linestyle="--",
-                   label=f"threshold {report['threshold']:.3f} (accepts {report['accepted']:.1%})")
-    ax.set(xlabel=f"threshold on the `unknown` score ({report.get('score', 'energy')})", ylabel="share", ylim=(0, 1.02),
-           title="Rejecting 'unknown': the trade-off")
+        ax.axvline(
+            report["threshold"],
+            color="red",
+            linestyle="--",
+            label=f"threshold {report['threshold']:.3f} (accepts {report['accepted']:.1%})",
+        )
+    ax.set(
+        xlabel=f"threshold on the `unknown` score ({report.get('score', 'energy')})",
+        ylabel="share",
+        ylim=(0, 1.02),
+        title="Rejecting 'unknown': the trade-off",
+    )
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left")
     fig.tight_layout()

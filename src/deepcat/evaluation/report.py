@@ -62,44 +62,67 @@ def _data_section(run_dir: Path, cfg: dict[str, Any], audit: dict[str, Any] | No
     if audit is None:
         return out[0] + '<p class="muted">No audit (trained with --no-audit). Run <code>deepcat check DATA</code>.</p>'
     out.append(_table(["class", "images"], [[c, n] for c, n in audit["classes"].items()]))
-    out.append(f"<p>Split: {', '.join(f'{k} {v}' for k, v in audit['splits'].items())}; "
-               f"class imbalance (largest / smallest) {audit['imbalance']:.1f}; "
-               f"sizes {audit['sizes'].get('summary', '')}"
-               f".</p>")
+    out.append(
+        f"<p>Split: {', '.join(f'{k} {v}' for k, v in audit['splits'].items())}; "
+        f"class imbalance (largest / smallest) {audit['imbalance']:.1f}; "
+        f"sizes {audit['sizes'].get('summary', '')}"
+        f".</p>"
+    )
     counts = audit["counts"]
-    rows = [["unreadable or truncated", len(audit["unreadable"])],
-            ["leaks across train/val/test (groups)", counts["leak"]],
-            ["same image with different labels (groups)", counts["label_conflict"]],
-            ["duplicates within a class (groups)", counts["duplicate"]],
-            *([audit["flag_labels"].get(key, key), n] for key, n in audit["flag_counts"].items())]
+    rows = [
+        ["unreadable or truncated", len(audit["unreadable"])],
+        ["leaks across train/val/test (groups)", counts["leak"]],
+        ["same image with different labels (groups)", counts["label_conflict"]],
+        ["duplicates within a class (groups)", counts["duplicate"]],
+        *([audit["flag_labels"].get(key, key), n] for key, n in audit["flag_counts"].items()),
+    ]
     out.append("<h3>Audit</h3>" + _table(["finding", "count"], rows))
     if counts["leak"]:
-        out.append(f'<p class="warn">{counts["leak"]} groups of identical or near-identical images sit in more than '
-                   f'one split: test accuracy is optimistic. <code>deepcat check DATA --fix</code> writes a clean '
-                   f'split.</p>')
+        out.append(
+            f'<p class="warn">{counts["leak"]} groups of identical or near-identical images sit in more than '
+            f"one split: test accuracy is optimistic. <code>deepcat check DATA --fix</code> writes a clean "
+            f"split.</p>"
+        )
     examples = [g for g in audit["duplicates"] if g["kind"] != "duplicate"][:10]
     if examples:
-        out.append(_table(["kind", "images (label, split)"],
-                          [[g["kind"], "; ".join(f"{m['item']} ({m['label']}, {m['split']})" for m in g["members"][:4])]
-                           for g in examples]))
+        out.append(
+            _table(
+                ["kind", "images (label, split)"],
+                [
+                    [g["kind"], "; ".join(f"{m['item']} ({m['label']}, {m['split']})" for m in g["members"][:4])]
+                    for g in examples
+                ],
+            )
+        )
     return "".join(out)
 
 
 def _evaluation_section(run_dir: Path) -> str:
-    name, metrics = next(((n, _read_json(run_dir / f"{n}_metrics.json")) for n in ("test", "val")
-                          if (run_dir / f"{n}_metrics.json").is_file()), (None, None))
+    name, metrics = next(
+        (
+            (n, _read_json(run_dir / f"{n}_metrics.json"))
+            for n in ("test", "val")
+            if (run_dir / f"{n}_metrics.json").is_file()
+        ),
+        (None, None),
+    )
     if metrics is None:
         return "<h2>Evaluation</h2><p class='muted'>No held-out split was scored.</p>"
     rows = [[c, m["precision"], m["recall"], m["f1"], m["support"]] for c, m in metrics["per_class"].items()]
-    return (f"<h2>Evaluation ({name} split, {metrics['images']} images)</h2>"
-            + _table(["class", "precision", "recall", "F1", "images"], rows)
-            + _img(run_dir / "confusion_matrix.png", "confusion matrix"))
+    return (
+        f"<h2>Evaluation ({name} split, {metrics['images']} images)</h2>"
+        + _table(["class", "precision", "recall", "F1", "images"], rows)
+        + _img(run_dir / "confusion_matrix.png", "confusion matrix")
+    )
 
 
-SCORE_NAMES = {"layers": "relative Mahalanobis distances of the model's last two stages' features, summed",
-               "knn": "distance to the nearest training images' features (k-nearest neighbours)",
-               "mahalanobis": "Mahalanobis distance to the class means of the training features",
-               "energy": "energy score (logsumexp of the logits)", "msp": "largest softmax probability"}
+SCORE_NAMES = {
+    "layers": "relative Mahalanobis distances of the model's last two stages' features, summed",
+    "knn": "distance to the nearest training images' features (k-nearest neighbours)",
+    "mahalanobis": "Mahalanobis distance to the class means of the training features",
+    "energy": "energy score (logsumexp of the logits)",
+    "msp": "largest softmax probability",
+}
 
 
 def _calibration_section(run_dir: Path, cal: dict[str, Any] | None) -> str:
@@ -108,90 +131,127 @@ def _calibration_section(run_dir: Path, cal: dict[str, Any] | None) -> str:
     rejected = 1 - cal["accepted"]
     rests_on = cal.get("calibration_images")
     note = f" <b>{html.escape(cal['note'])}</b>" if cal.get("note") else ""
-    return ("<h2>Calibration</h2><p>Temperature scaling fitted on the validation split"
-            + (f" ({rests_on} images)" if rests_on else "") + f": T = {cal['temperature']:.3f}.{note} "
-            f"Expected calibration error (15 bins) on the {cal['split']} split: <b>{cal['ece_before']:.4f}</b> before, "
-            f"<b>{cal['ece_after']:.4f}</b> after, measured on "
-            f"{html.escape(cal.get('ece_after_measured_on', 'the ' + cal['split'] + ' split'))}. "
-            f"Top-1 answers do not change.</p>"
-            + _img(run_dir / "reliability.png", "reliability diagram")
-            + _sets_section(cal)
-            + "<h2>Unknown inputs</h2>"
-            f"<p>An image whose {SCORE_NAMES.get(cal.get('score', 'energy'), cal.get('score'))} scores below "
-            f"<b>{cal['threshold']:.3f}</b> is answered "
-            f"<code>unknown</code> (predict, Python API, ONNX graph and metadata, server, web page; "
-            f"<code>--no-reject</code> turns it off). The threshold accepts {cal.get('target_accept', 0.95):.0%} of "
-            f"known validation images; on the {cal['split']} split it "
-            f"accepts {cal['accepted']:.1%} (rejects {rejected:.1%}), and accuracy on the accepted images is "
-            f"{(cal['accuracy_accepted'] or 0):.4f} against {cal['accuracy_all']:.4f} on all.</p>"
-            + _img(run_dir / "rejection.png", "rejection trade-off"))
+    return (
+        "<h2>Calibration</h2><p>Temperature scaling fitted on the validation split"
+        + (f" ({rests_on} images)" if rests_on else "")
+        + f": T = {cal['temperature']:.3f}.{note} "
+        f"Expected calibration error (15 bins) on the {cal['split']} split: <b>{cal['ece_before']:.4f}</b> before, "
+        f"<b>{cal['ece_after']:.4f}</b> after, measured on "
+        f"{html.escape(cal.get('ece_after_measured_on', 'the ' + cal['split'] + ' split'))}. "
+        f"Top-1 answers do not change.</p>"
+        + _img(run_dir / "reliability.png", "reliability diagram")
+        + _sets_section(cal)
+        + "<h2>Unknown inputs</h2>"
+        f"<p>An image whose {SCORE_NAMES.get(cal.get('score', 'energy'), cal.get('score'))} scores below "
+        f"<b>{cal['threshold']:.3f}</b> is answered "
+        f"<code>unknown</code> (predict, Python API, ONNX graph and metadata, server, web page; "
+        f"<code>--no-reject</code> turns it off). The threshold accepts {cal.get('target_accept', 0.95):.0%} of "
+        f"known validation images; on the {cal['split']} split it "
+        f"accepts {cal['accepted']:.1%} (rejects {rejected:.1%}), and accuracy on the accepted images is "
+        f"{(cal['accuracy_accepted'] or 0):.4f} against {cal['accuracy_all']:.4f} on all.</p>"
+        + _img(run_dir / "rejection.png", "rejection trade-off")
+    )
 
 
 def _sets_section(cal: dict[str, Any]) -> str:
-    rows = [[f"{r['coverage']:.0%}", f"{r['measured']:.1%}", f"{r['mean_size']:.2f}", f"{r['empty']:.1%}"]
-            for r in cal.get("coverage") or []]
+    rows = [
+        [f"{r['coverage']:.0%}", f"{r['measured']:.1%}", f"{r['mean_size']:.2f}", f"{r['empty']:.1%}"]
+        for r in cal.get("coverage") or []
+    ]
     if not rows:
         return ""
-    return ("<h2>Prediction sets</h2><p><code>deepcat predict RUN IMAGE --coverage 0.9</code> answers the set of "
-            "classes that holds the true class at least 90% of the time (split conformal prediction on the "
-            f"validation split). Measured on the {cal['split']} split:</p>"
-            + _table(["coverage asked", "coverage measured", "mean set size", "empty sets"], rows))
+    return (
+        "<h2>Prediction sets</h2><p><code>deepcat predict RUN IMAGE --coverage 0.9</code> answers the set of "
+        "classes that holds the true class at least 90% of the time (split conformal prediction on the "
+        f"validation split). Measured on the {cal['split']} split:</p>"
+        + _table(["coverage asked", "coverage measured", "mean set size", "empty sets"], rows)
+    )
 
 
 def _mistakes_section(run_dir: Path) -> str:
     mistakes = _read_json(run_dir / "mistakes.json")
     if not mistakes:
         return "<h2>Worst mistakes</h2><p class='muted'>None (or not computed).</p>"
-    return ("<h2>Worst mistakes</h2><p>The most confident wrong answers, each beside its Grad-CAM heatmap "
-            "(where the network looked for the class it said).</p>" + _img(run_dir / "mistakes.png", "mistakes")
-            + _table(["image", "true", "predicted", "probability"],
-                     [[m["item"], m["true"], m["predicted"], m["probability"]] for m in mistakes]))
+    return (
+        "<h2>Worst mistakes</h2><p>The most confident wrong answers, each beside its Grad-CAM heatmap "
+        "(where the network looked for the class it said).</p>"
+        + _img(run_dir / "mistakes.png", "mistakes")
+        + _table(
+            ["image", "true", "predicted", "probability"],
+            [[m["item"], m["true"], m["predicted"], m["probability"]] for m in mistakes],
+        )
+    )
 
 
 def _labels_section(run_dir: Path) -> str:
     found = _read_json(run_dir / "label_issues.json")
     if found is None:
-        return ("<h2>Suspected label errors</h2><p class='muted'>Not computed for this run (large data); "
-                "run <code>deepcat check DATA --labels RUN</code>.</p>")
-    rows = [[s["item"], s["split"], s["given"], s["suggested"], s["suggested_probability"]]
-            for s in found["suspects"][:15]]
-    return (f"<h2>Suspected label errors</h2><p>{len(found['suspects'])} of {found['images']} images look "
-            f"mislabelled (confident learning on out-of-fold probabilities; out-of-fold accuracy "
-            f"{found['oof_accuracy']:.3f}).</p>" + (_img(run_dir / "label_issues.png", "label issues") if rows else "")
-            + (_table(["image", "split", "given", "suggested", "p(suggested)"], rows) if rows else ""))
+        return (
+            "<h2>Suspected label errors</h2><p class='muted'>Not computed for this run (large data); "
+            "run <code>deepcat check DATA --labels RUN</code>.</p>"
+        )
+    rows = [
+        [s["item"], s["split"], s["given"], s["suggested"], s["suggested_probability"]] for s in found["suspects"][:15]
+    ]
+    return (
+        f"<h2>Suspected label errors</h2><p>{len(found['suspects'])} of {found['images']} images look "
+        f"mislabelled (confident learning on out-of-fold probabilities; out-of-fold accuracy "
+        f"{found['oof_accuracy']:.3f}).</p>"
+        + (_img(run_dir / "label_issues.png", "label issues") if rows else "")
+        + (_table(["image", "split", "given", "suggested", "p(suggested)"], rows) if rows else "")
+    )
 
 
 def _export_section(run_dir: Path) -> str:
     checks = [_read_json(p) for p in sorted((run_dir / "export").glob("*.check.json"))]
     if not checks:
-        return ("<h2>Export</h2><p class='muted'>Not exported yet: <code>deepcat export RUN --format onnx</code> "
-                "(or onnx-int8, ort, torchscript).</p>")
-    rows = [[c["format"], Path(c["path"]).name, f"{c['bytes'] / 1e6:.2f} MB",
-             f"{c['ms_batch1']:.2f}" if c.get("ms_batch1") else "", c["check"]["max_abs_diff"],
-             c["check"]["top1_agreement"], c["check"]["accuracy_exported"]] for c in checks]
-    return "<h2>Export</h2>" + _table(["format", "file", "size", "ms per image (batch 1, this machine)", "max |diff|",
-                                       "top-1 agreement", "accuracy"], rows)
+        return (
+            "<h2>Export</h2><p class='muted'>Not exported yet: <code>deepcat export RUN --format onnx</code> "
+            "(or onnx-int8, ort, torchscript).</p>"
+        )
+    rows = [
+        [
+            c["format"],
+            Path(c["path"]).name,
+            f"{c['bytes'] / 1e6:.2f} MB",
+            f"{c['ms_batch1']:.2f}" if c.get("ms_batch1") else "",
+            c["check"]["max_abs_diff"],
+            c["check"]["top1_agreement"],
+            c["check"]["accuracy_exported"],
+        ]
+        for c in checks
+    ]
+    return "<h2>Export</h2>" + _table(
+        ["format", "file", "size", "ms per image (batch 1, this machine)", "max |diff|", "top-1 agreement", "accuracy"],
+        rows,
+    )
 
 
 def _model_card(cfg: dict[str, Any], meta: dict[str, Any], cal: dict[str, Any] | None) -> str:
-    threshold_note = (f"({cal.get('score', 'energy')} threshold {cal['threshold']:.2f})"
-                      if cal and cal.get("threshold") else "")
+    threshold_note = (
+        f"({cal.get('score', 'energy')} threshold {cal['threshold']:.2f})" if cal and cal.get("threshold") else ""
+    )
     classes = ", ".join(meta["classes"])
     sound = meta.get("input_kind") == "audio"
     noun = "sound clips" if sound else "images"
-    source = ("same kind of microphone, speakers, loudness and background" if sound
-              else "same kind of camera, framing and content")
-    return (f"<h2>Model card</h2><table>"
-            f"<tr><th>Model</th><td>{html.escape(meta['model']['name'])}, {preprocess_of(meta).describe()}"
-            f"{', ImageNet-pretrained' if cfg.get('pretrained') else ', trained from scratch'}</td></tr>"
-            f"<tr><th>Data</th><td>{html.escape(str(cfg.get('data')))}; classes: {html.escape(classes)}</td></tr>"
-            f"<tr><th>Intended use</th><td>Sorting {noun} into exactly these classes, on {noun} like the training "
-            f"data ({source}).</td></tr>"
-            f"<tr><th>Limits</th><td>It knows nothing outside these classes: other inputs are answered "
-            f"<code>unknown</code> only when they score low "
-            f"{threshold_note}, and a confident wrong answer "
-            f"on an unfamiliar image remains possible. Accuracy was measured on the held-out split above, which "
-            f"shares the training data's sources and biases. Not for decisions about people.</td></tr></table>")
+    source = (
+        "same kind of microphone, speakers, loudness and background"
+        if sound
+        else "same kind of camera, framing and content"
+    )
+    return (
+        f"<h2>Model card</h2><table>"
+        f"<tr><th>Model</th><td>{html.escape(meta['model']['name'])}, {preprocess_of(meta).describe()}"
+        f"{', ImageNet-pretrained' if cfg.get('pretrained') else ', trained from scratch'}</td></tr>"
+        f"<tr><th>Data</th><td>{html.escape(str(cfg.get('data')))}; classes: {html.escape(classes)}</td></tr>"
+        f"<tr><th>Intended use</th><td>Sorting {noun} into exactly these classes, on {noun} like the training "
+        f"data ({source}).</td></tr>"
+        f"<tr><th>Limits</th><td>It knows nothing outside these classes: other inputs are answered "
+        f"<code>unknown</code> only when they score low "
+        f"{threshold_note}, and a confident wrong answer "
+        f"on an unfamiliar image remains possible. Accuracy was measured on the held-out split above, which "
+        f"shares the training data's sources and biases. Not for decisions about people.</td></tr></table>"
+    )
 
 
 def write_report(run_dir: str | Path) -> Path:
@@ -204,22 +264,51 @@ def write_report(run_dir: str | Path) -> Path:
     cal = _read_json(run_dir / "calibration.json")
     metrics = next((m for m in (_read_json(run_dir / f"{n}_metrics.json") for n in ("test", "val")) if m), None)
     history = list(csv.DictReader((run_dir / "metrics.csv").open())) if (run_dir / "metrics.csv").is_file() else []
-    cards = [_card("accuracy", f"{metrics['accuracy']:.2%}") if metrics else "",
-             _card("calibration error", f"{cal['ece_after']:.3f}") if cal else "",
-             _card("epochs", str(len(history))),
-             _card("training time", f"{sum(float(h['seconds']) for h in history):.0f} s") if history else ""]
-    body = [f"<h1>{html.escape(run_dir.name)}</h1>",
-            f"<p class='lead'>{html.escape(meta['model']['name'])} on {html.escape(str(cfg.get('data')))}, "
-            f"{len(meta['classes'])} classes. Report written {time.strftime('%Y-%m-%d %H:%M')}.</p>",
-            f"<div class='cards'>{''.join(cards)}</div>",
-            _data_section(run_dir, cfg, _read_json(run_dir / "audit.json")),
-            "<h2>Training</h2>" + _img(run_dir / "curves.png", "learning curves")
-            + _table(["option", "value"], [[k, "" if v is None else v] for k, v in cfg.items()
-                                           if k in ("model", "epochs", "batch_size", "image_size", "lr", "optimizer",
-                                                    "schedule", "label_smoothing", "augment", "amp", "seed")]),
-            _evaluation_section(run_dir), _calibration_section(run_dir, cal), _mistakes_section(run_dir),
-            _labels_section(run_dir), _export_section(run_dir), _model_card(cfg, meta, cal)]
+    cards = [
+        _card("accuracy", f"{metrics['accuracy']:.2%}") if metrics else "",
+        _card("calibration error", f"{cal['ece_after']:.3f}") if cal else "",
+        _card("epochs", str(len(history))),
+        _card("training time", f"{sum(float(h['seconds']) for h in history):.0f} s") if history else "",
+    ]
+    body = [
+        f"<h1>{html.escape(run_dir.name)}</h1>",
+        f"<p class='lead'>{html.escape(meta['model']['name'])} on {html.escape(str(cfg.get('data')))}, "
+        f"{len(meta['classes'])} classes. Report written {time.strftime('%Y-%m-%d %H:%M')}.</p>",
+        f"<div class='cards'>{''.join(cards)}</div>",
+        _data_section(run_dir, cfg, _read_json(run_dir / "audit.json")),
+        "<h2>Training</h2>"
+        + _img(run_dir / "curves.png", "learning curves")
+        + _table(
+            ["option", "value"],
+            [
+                [k, "" if v is None else v]
+                for k, v in cfg.items()
+                if k
+                in (
+                    "model",
+                    "epochs",
+                    "batch_size",
+                    "image_size",
+                    "lr",
+                    "optimizer",
+                    "schedule",
+                    "label_smoothing",
+                    "augment",
+                    "amp",
+                    "seed",
+                )
+            ],
+        ),
+        _evaluation_section(run_dir),
+        _calibration_section(run_dir, cal),
+        _mistakes_section(run_dir),
+        _labels_section(run_dir),
+        _export_section(run_dir),
+        _model_card(cfg, meta, cal),
+    ]
     path = run_dir / "report.html"
-    path.write_text(f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>deepcat report: "
-                    f"{html.escape(run_dir.name)}</title><style>{CSS}</style></head><body>{''.join(body)}</body></html>")
+    path.write_text(
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>deepcat report: "
+        f"{html.escape(run_dir.name)}</title><style>{CSS}</style></head><body>{''.join(body)}</body></html>"
+    )
     return path

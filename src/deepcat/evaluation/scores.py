@@ -15,23 +15,38 @@ from tqdm import tqdm
 
 from deepcat.data.loader import BadInputLog, batches, eval_loader
 from deepcat.data.sources import DataSplits, Samples
-from deepcat.inputs import preprocess_of
-from deepcat.inputs.image import Preprocess
 from deepcat.device import amp_dtype, autocast, pick_device
 from deepcat.errors import DeepcatError
+from deepcat.inputs import preprocess_of
 
 
-def collect_logits(model: nn.Module, loader: DataLoader, *, device: torch.device, dtype: torch.dtype | None,
-                   log: BadInputLog, desc: str = "eval", progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def collect_logits(
+    model: nn.Module,
+    loader: DataLoader,
+    *,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    log: BadInputLog,
+    desc: str = "eval",
+    progress: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
     """Logits (N, C) as float32 and labels (N,) over a loader; unreadable images are skipped."""
-    (logits,), labels = collect_outputs(model, loader, device=device, dtype=dtype, log=log, desc=desc,
-                                        progress=progress)
+    (logits,), labels = collect_outputs(
+        model, loader, device=device, dtype=dtype, log=log, desc=desc, progress=progress
+    )
     return logits, labels
 
 
-def collect_outputs(model: nn.Module, loader: DataLoader, *, device: torch.device, dtype: torch.dtype | None,
-                    log: BadInputLog, desc: str = "eval", progress: bool = True
-                    ) -> tuple[list[np.ndarray], np.ndarray]:
+def collect_outputs(
+    model: nn.Module,
+    loader: DataLoader,
+    *,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    log: BadInputLog,
+    desc: str = "eval",
+    progress: bool = True,
+) -> tuple[list[np.ndarray], np.ndarray]:
     """Each of the model's outputs (one tensor, or a tuple: `WithFeatures` gives features and logits) as
     float32 arrays, and the labels, over a loader; unreadable images are skipped."""
     model.eval()
@@ -60,9 +75,9 @@ class Evaluation:
     accuracy: float
     top_k: int
     top_k_accuracy: float
-    ece: float                                     # expected calibration error at the run's temperature
-    per_class: dict[str, dict[str, float]]         # class -> precision, recall, f1, support
-    confusion_matrix: list[list[int]]              # rows: true class, columns: predicted
+    ece: float  # expected calibration error at the run's temperature
+    per_class: dict[str, dict[str, float]]  # class -> precision, recall, f1, support
+    confusion_matrix: list[list[int]]  # rows: true class, columns: predicted
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -70,8 +85,9 @@ class Evaluation:
         return out
 
 
-def compute_metrics(probs: np.ndarray, labels: np.ndarray, classes: list[str], *, data: str, split: str,
-                    top_k: int = 5) -> Evaluation:
+def compute_metrics(
+    probs: np.ndarray, labels: np.ndarray, classes: list[str], *, data: str, split: str, top_k: int = 5
+) -> Evaluation:
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
     from deepcat.evaluation.calibration import expected_calibration_error
@@ -80,13 +96,22 @@ def compute_metrics(probs: np.ndarray, labels: np.ndarray, classes: list[str], *
     k = min(top_k, len(classes))
     top = np.argsort(-probs, axis=1)[:, :k]
     precision, recall, f1, support = precision_recall_fscore_support(
-        labels, pred, labels=range(len(classes)), zero_division=0)
+        labels, pred, labels=range(len(classes)), zero_division=0
+    )
     return Evaluation(
-        data=data, split=split, images=int(len(labels)), accuracy=float((pred == labels).mean()), top_k=k,
-        top_k_accuracy=float((top == labels[:, None]).any(1).mean()), ece=expected_calibration_error(probs, labels),
-        per_class={c: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-                   for c, p, r, f, s in zip(classes, precision, recall, f1, support)},
-        confusion_matrix=confusion_matrix(labels, pred, labels=range(len(classes))).tolist())
+        data=data,
+        split=split,
+        images=int(len(labels)),
+        accuracy=float((pred == labels).mean()),
+        top_k=k,
+        top_k_accuracy=float((top == labels[:, None]).any(1).mean()),
+        ece=expected_calibration_error(probs, labels),
+        per_class={
+            c: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for c, p, r, f, s in zip(classes, precision, recall, f1, support)
+        },
+        confusion_matrix=confusion_matrix(labels, pred, labels=range(len(classes))).tolist(),
+    )
 
 
 def pick_eval_samples(splits: DataSplits, run_classes: list[str]) -> tuple[str, Samples]:
@@ -95,52 +120,100 @@ def pick_eval_samples(splits: DataSplits, run_classes: list[str]) -> tuple[str, 
     samples = splits.split(name)
     unknown = [c for c in splits.classes if c not in run_classes]
     if unknown:
-        raise DeepcatError(f"the data has classes the model was not trained on: {unknown}. "
-                           f"The model knows {run_classes}")
+        raise DeepcatError(
+            f"the data has classes the model was not trained on: {unknown}. The model knows {run_classes}"
+        )
     remap = np.array([run_classes.index(c) for c in splits.classes])
     return name, Samples(samples.items, remap[samples.labels], samples.ids)
 
 
-def logits_of(model: nn.Module, samples: Samples, *, pre: Preprocess, device: torch.device,
-              dtype: torch.dtype | None, batch_size: int = 256, workers: int | None = None, progress: bool = True,
-              desc: str = "score") -> tuple[np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class Scoring:
+    """How a model is run over samples for scoring: preprocessing, device, autocast dtype (None: fp32), loader
+    workers, batch size and whether a bar shows."""
+
+    pre: Any
+    device: torch.device
+    dtype: torch.dtype | None = None
+    workers: int | None = None
+    batch_size: int = 256
+    progress: bool = True
+
+
+def logits_of(
+    model: nn.Module, samples: Samples, how: Scoring, *, desc: str = "score"
+) -> tuple[np.ndarray, np.ndarray]:
     """Logits and labels of `model` on `samples`, preprocessed for evaluation."""
-    loader = eval_loader(samples, pre, batch_size=batch_size, workers=workers)
-    return collect_logits(model.to(device), loader, device=device, dtype=dtype, log=BadInputLog(), desc=desc,
-                          progress=progress)
+    loader = eval_loader(samples, how.pre, batch_size=how.batch_size, workers=how.workers)
+    return collect_logits(
+        model.to(how.device),
+        loader,
+        device=how.device,
+        dtype=how.dtype,
+        log=BadInputLog(),
+        desc=desc,
+        progress=how.progress,
+    )
 
 
-def features_of(model: nn.Module, samples: Samples, *, classes: int, pre: Preprocess, device: torch.device,
-                dtype: torch.dtype | None, batch_size: int = 256, workers: int | None = None, progress: bool = True,
-                desc: str = "features", quiet: bool = False, tapped: nn.Module | None = None
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def features_of(
+    model: nn.Module,
+    samples: Samples,
+    how: Scoring,
+    *,
+    classes: int,
+    desc: str = "features",
+    quiet: bool = False,
+    tapped: nn.Module | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Penultimate features (or what `tapped`, a `WithFeatures` of `model`, captures), logits and labels of
     `model` on `samples` in one pass; `quiet`: unreadable inputs were already reported (the training split),
     skip them without a word."""
     from deepcat.inference.unknown_score import WithFeatures, classifier_layer
 
-    loader = eval_loader(samples, pre, batch_size=batch_size, workers=workers)
+    loader = eval_loader(samples, how.pre, batch_size=how.batch_size, workers=how.workers)
     tapped = tapped if tapped is not None else WithFeatures(model, classifier_layer(model, classes=classes))
-    (features, logits), labels = collect_outputs(tapped.to(device), loader, device=device, dtype=dtype,
-                                                 log=BadInputLog(quiet=quiet), desc=desc, progress=progress)
+    (features, logits), labels = collect_outputs(
+        tapped.to(how.device),
+        loader,
+        device=how.device,
+        dtype=how.dtype,
+        log=BadInputLog(quiet=quiet),
+        desc=desc,
+        progress=how.progress,
+    )
     return features, logits, labels
 
 
-def score(logits: np.ndarray, labels: np.ndarray, *, classes: list[str], temperature: float, json_path: Path,
-          png_path: Path, title: str, data: str, split: str) -> Evaluation:
-    """Metrics (with the ECE at `temperature`) saved as JSON and as a confusion-matrix PNG."""
+def score(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    *,
+    classes: list[str],
+    temperature: float,
+    data: str,
+    split: str,
+    json_path: Path,
+) -> Evaluation:
+    """Metrics (with the ECE at `temperature`) of `data`'s `split`, saved as JSON at `json_path` and as
+    confusion_matrix.png beside it."""
     from deepcat.evaluation.calibration import softmax
     from deepcat.evaluation.plots import plot_confusion
 
     metrics = compute_metrics(softmax(logits, temperature), labels, classes, data=data, split=split)
     json_path.write_text(json.dumps(metrics.to_dict(), indent=2))
-    plot_confusion(np.array(metrics.confusion_matrix), classes, png_path,
-                   title=f"{title}: accuracy {metrics.accuracy:.3f}")
+    plot_confusion(
+        np.array(metrics.confusion_matrix),
+        classes,
+        json_path.parent / "confusion_matrix.png",
+        title=f"{data} ({split}): accuracy {metrics.accuracy:.3f}",
+    )
     return metrics
 
 
-def evaluate_run(run_dir: Path, *, data: str | None, batch_size: int, device: str, amp: str, which: str,
-                 progress: bool) -> Evaluation:
+def evaluate_run(
+    run_dir: Path, *, data: str | None, batch_size: int, device: str, amp: str, which: str, progress: bool
+) -> Evaluation:
     """Score a run on DATA (default: its own test split, else val); writes RUN/evaluation/."""
     from deepcat.evaluation.calibration import Calibration
     from deepcat.run_folder import load_model, read_config, run_splits
@@ -152,8 +225,14 @@ def evaluate_run(run_dir: Path, *, data: str | None, batch_size: int, device: st
     dev = pick_device(device)
     out = run_dir / "evaluation"
     out.mkdir(exist_ok=True)
-    logits, labels = logits_of(model, samples, pre=preprocess_of(meta), device=dev,
-                               dtype=amp_dtype(amp, dev), batch_size=batch_size, progress=progress)
-    return score(logits, labels, classes=meta["classes"], temperature=cal.temperature,
-                 json_path=out / "metrics.json", png_path=out / "confusion_matrix.png",
-                 title=f"{data_name} ({split_name})", data=data_name, split=split_name)
+    how = Scoring(preprocess_of(meta), dev, amp_dtype(amp, dev), batch_size=batch_size, progress=progress)
+    logits, labels = logits_of(model, samples, how)
+    return score(
+        logits,
+        labels,
+        classes=meta["classes"],
+        temperature=cal.temperature,
+        data=data_name,
+        split=split_name,
+        json_path=out / "metrics.json",
+    )

@@ -17,8 +17,9 @@ INT8_MIN_AGREEMENT = 0.99
 INT8_MAX_ACCURACY_DROP = 0.01
 
 
-def run_images(run_dir: Path, meta: dict[str, Any], *, split: str, limit: int, seed: int = 0
-               ) -> tuple[np.ndarray, np.ndarray]:
+def run_images(
+    run_dir: Path, meta: dict[str, Any], *, split: str, limit: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Up to `limit` inputs of the run's `split` (falling back to val, test, train) as the model's raw input
     (images: (N, 3, H, W) pixels), decoded by the run's input kind."""
     from deepcat.run_folder import run_splits
@@ -47,7 +48,7 @@ class ExportCheck:
     """An exported file against PyTorch on the same images."""
 
     images: int
-    max_abs_diff: float          # of probabilities at temperature 1 (softmax of the logits)
+    max_abs_diff: float  # of probabilities at temperature 1 (softmax of the logits)
     top1_agreement: float
     accuracy_pytorch: float
     accuracy_exported: float
@@ -65,19 +66,27 @@ def compare(reference: np.ndarray, exported: np.ndarray, labels: np.ndarray, *, 
 
     ref_top, exp_top = reference.argmax(1), exported.argmax(1)
     diff = np.abs(softmax(reference.astype(np.float64)) - softmax(exported.astype(np.float64))).max()
-    report = ExportCheck(images=int(len(labels)), max_abs_diff=float(diff),
-                         top1_agreement=float((ref_top == exp_top).mean()),
-                         accuracy_pytorch=float((ref_top == labels).mean()),
-                         accuracy_exported=float((exp_top == labels).mean()), passed=False)
+    report = ExportCheck(
+        images=int(len(labels)),
+        max_abs_diff=float(diff),
+        top1_agreement=float((ref_top == exp_top).mean()),
+        accuracy_pytorch=float((ref_top == labels).mean()),
+        accuracy_exported=float((exp_top == labels).mean()),
+        passed=False,
+    )
     if kind == "int8":
-        ok = (report.top1_agreement >= INT8_MIN_AGREEMENT
-              and report.accuracy_pytorch - report.accuracy_exported <= INT8_MAX_ACCURACY_DROP)
+        ok = (
+            report.top1_agreement >= INT8_MIN_AGREEMENT
+            and report.accuracy_pytorch - report.accuracy_exported <= INT8_MAX_ACCURACY_DROP
+        )
         bound = f"top-1 agreement >= {INT8_MIN_AGREEMENT:.0%} and accuracy within {INT8_MAX_ACCURACY_DROP:.0%}"
     else:
         ok = report.max_abs_diff <= FP32_MAX_ABS_DIFF
         bound = f"max |diff| of probabilities <= {FP32_MAX_ABS_DIFF}"
     report.passed = bool(ok)
     if not ok:
-        raise DeepcatError(f"the {kind} export disagrees with PyTorch beyond its bound ({bound}): {report.to_dict()}. "
-                           f"The file is kept for inspection; do not deploy it")
+        raise DeepcatError(
+            f"the {kind} export disagrees with PyTorch beyond its bound ({bound}): {report.to_dict()}. "
+            f"The file is kept for inspection; do not deploy it"
+        )
     return report

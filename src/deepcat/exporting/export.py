@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepcat.inputs import preprocess_of
 from deepcat.exporting.check import ExportCheck, compare, run_images
 from deepcat.exporting.formats import FORMATS, CalibrationImages, torch_logits
 from deepcat.exporting.graph import Deployable, metadata
+from deepcat.inputs import preprocess_of
 from deepcat.run_folder import check_file
 
 HELD_OUT_IMAGES = 200  # training images (not calibration ones) int8 must agree on before the check
@@ -28,8 +28,8 @@ class ExportResult:
     format: str
     bytes: int
     check: ExportCheck
-    precision: dict[str, Any] | None = None   # int8: segments kept in float, held-out agreement
-    ms_batch1: float | None = None           # median ms for one image here (ONNX formats)
+    precision: dict[str, Any] | None = None  # int8: segments kept in float, held-out agreement
+    ms_batch1: float | None = None  # median ms for one image here (ONNX formats)
 
     def to_dict(self) -> dict[str, Any]:
         out = {"path": self.path, "format": self.format, "bytes": self.bytes, "check": self.check.to_dict()}
@@ -54,8 +54,15 @@ def _ms_per_image(session: Any, one: np.ndarray, repeats: int = 20) -> float:
     return 1000 * statistics.median(times)
 
 
-def export_run(run_dir: Path, *, format: str, output: str | Path | None, calibration_images: int | None,
-               check_images: int, progress: bool) -> ExportResult:
+def export_run(
+    run_dir: Path,
+    *,
+    format: str,
+    output: str | Path | None,
+    calibration_images: int | None,
+    check_images: int,
+    progress: bool,
+) -> ExportResult:
     """Export a run's best weights and check the file against PyTorch on the run's validation images."""
     from deepcat.inference.unknown_score import load_score
     from deepcat.run_folder import load_model
@@ -65,15 +72,25 @@ def export_run(run_dir: Path, *, format: str, output: str | Path | None, calibra
     pre = preprocess_of(run_meta)
     digest = hashlib.sha256((run_dir / "best.safetensors").read_bytes()).hexdigest()[:12]
     cal = run_meta.get("calibration")
-    meta = metadata(name=run_dir.name, classes=run_meta["classes"], pre=pre, version=digest,
-                    source=run_meta["model"]["name"], calibration=cal)
+    meta = metadata(
+        name=run_dir.name,
+        classes=run_meta["classes"],
+        pre=pre,
+        version=digest,
+        source=run_meta["model"]["name"],
+        calibration=cal,
+    )
     checks, labels = run_images(run_dir, meta, split="val", limit=check_images)
     if calibration_images is None:  # ONNX Runtime's percentile calibration holds every activation of every
         # image in memory: 256 images at 224 px took 17 GB with EfficientNet-Lite0; 64 take 5 GB
         calibration_images = int(min(256, max(32, 64 * (224 / getattr(pre, "input_size", 64)) ** 2)))  # sound: 256
     out = Path(output) if output else run_dir / "export" / chosen.filename
-    net = Deployable(model.float(), pre, temperature=(cal or {}).get("temperature", 1.0),
-                     unknown=load_score((cal or {}).get("score", "energy"), run_dir))
+    net = Deployable(
+        model.float(),
+        pre,
+        temperature=(cal or {}).get("temperature", 1.0),
+        unknown=load_score((cal or {}).get("score", "energy"), run_dir),
+    )
     count = calibration_images
 
     def training_images() -> tuple[np.ndarray, np.ndarray]:
@@ -82,12 +99,22 @@ def export_run(run_dir: Path, *, format: str, output: str | Path | None, calibra
         calibrate = max(1, min(count, len(images) // 2))
         return images[:calibrate], images[calibrate:]
 
-    return export_checked(net, meta, format=format, out=out, checks=checks, labels=labels,
-                          calibration=training_images, quiet=not progress)
+    return export_checked(
+        net, meta, format=format, out=out, checks=checks, labels=labels, calibration=training_images, quiet=not progress
+    )
 
 
-def export_checked(net: Deployable, meta: dict[str, Any], *, format: str, out: Path, checks: np.ndarray,
-                   labels: np.ndarray, calibration: CalibrationImages, quiet: bool = False) -> ExportResult:
+def export_checked(
+    net: Deployable,
+    meta: dict[str, Any],
+    *,
+    format: str,
+    out: Path,
+    checks: np.ndarray,
+    labels: np.ndarray,
+    calibration: CalibrationImages,
+    quiet: bool = False,
+) -> ExportResult:
     """Write `net` as `format` to `out`, then compare it with PyTorch on `checks` (raises when out of bounds)."""
     chosen = FORMATS.get(format)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -96,8 +123,14 @@ def export_checked(net: Deployable, meta: dict[str, Any], *, format: str, out: P
     reference = torch_logits(net, checks)
     written = chosen.write(net, meta, out, torch.from_numpy(checks[:2]), calibration, quiet)
     report = compare(reference, written.logits(checks), labels, kind=chosen.precision)
-    result = ExportResult(str(out), format, out.stat().st_size, report, written.precision,
-                          _ms_per_image(written.session, checks[:1]) if written.session is not None else None)
+    result = ExportResult(
+        str(out),
+        format,
+        out.stat().st_size,
+        report,
+        written.precision,
+        _ms_per_image(written.session, checks[:1]) if written.session is not None else None,
+    )
     checked.write_text(json.dumps(result.to_dict(), indent=2))
     return result
 
@@ -109,8 +142,9 @@ def export_pretrained_cat_dog(path: Path) -> Path:
     from deepcat.inference.torch_model import pretrained_cat_dog
 
     clf = pretrained_cat_dog()
-    meta = metadata(name=clf.name, classes=clf.classes, pre=clf.preprocess, version="imagenet",
-                    source="tf_efficientnet_lite0")
+    meta = metadata(
+        name=clf.name, classes=clf.classes, pre=clf.preprocess, version="imagenet", source="tf_efficientnet_lite0"
+    )
     net = Deployable(clf.model, clf.preprocess, reduce=cat_dog_neither)
     path.parent.mkdir(parents=True, exist_ok=True)
     return export_onnx(net, clf.kind.example(clf.preprocess, 2), path, meta)

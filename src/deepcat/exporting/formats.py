@@ -30,15 +30,15 @@ class Written:
     """An exported file and how to run it: the raw input (images: (N, 3, H, W) pixels) -> (N, K) logits."""
 
     logits: Callable[[np.ndarray], np.ndarray]
-    session: Any = None                                   # the ONNX Runtime classifier, timed for the report
-    precision: dict[str, Any] | None = None               # int8: which segments stayed float
+    session: Any = None  # the ONNX Runtime classifier, timed for the report
+    precision: dict[str, Any] | None = None  # int8: which segments stayed float
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class ExportFormat:
-    filename: str                                         # default file name in RUN/export/
-    precision: str                                        # "fp32" or "int8": which check bound applies
+    filename: str  # default file name in RUN/export/
+    precision: str  # "fp32" or "int8": which check bound applies
     write: Callable[[Deployable, dict[str, Any], Path, torch.Tensor, CalibrationImages, bool], Written]
 
 
@@ -49,8 +49,9 @@ def torch_logits(net: Any, batch: np.ndarray) -> np.ndarray:
     import torch
 
     with torch.no_grad():
-        return torch.cat([net(torch.from_numpy(chunk))[2]
-                          for chunk in np.array_split(batch, max(1, len(batch) // 64))]).numpy()
+        return torch.cat(
+            [net(torch.from_numpy(chunk))[2] for chunk in np.array_split(batch, max(1, len(batch) // 64))]
+        ).numpy()
 
 
 def _onnx_session(path: Path) -> Written:
@@ -60,8 +61,9 @@ def _onnx_session(path: Path) -> Written:
     return Written(session.logits, session)
 
 
-def write_onnx(net: Deployable, meta: dict[str, Any], out: Path, example: torch.Tensor,
-               calibration: CalibrationImages, quiet: bool) -> Written:
+def write_onnx(
+    net: Deployable, meta: dict[str, Any], out: Path, example: torch.Tensor, calibration: CalibrationImages, quiet: bool
+) -> Written:
     from deepcat.exporting.onnx_formats import export_onnx
 
     if not quiet:
@@ -70,8 +72,9 @@ def write_onnx(net: Deployable, meta: dict[str, Any], out: Path, example: torch.
     return _onnx_session(out)
 
 
-def write_int8(net: Deployable, meta: dict[str, Any], out: Path, example: torch.Tensor,
-               calibration: CalibrationImages, quiet: bool) -> Written:
+def write_int8(
+    net: Deployable, meta: dict[str, Any], out: Path, example: torch.Tensor, calibration: CalibrationImages, quiet: bool
+) -> Written:
     """fp32 ONNX beside it first, then static int8 with mixed precision chosen on held-out images."""
     from deepcat.exporting.onnx_formats import quantize_int8
 
@@ -82,16 +85,20 @@ def write_int8(net: Deployable, meta: dict[str, Any], out: Path, example: torch.
         print(f"quantising to int8, calibrated on {len(images)} training images", file=sys.stderr)
     precision = quantize_int8(fp32, out, images, meta, held_out=held_out)
     if not quiet and precision["float_segments"]:
-        print(f"kept the first {precision['float_segments']} of {precision['segments']} segments in float "
-              f"to reach {precision['held_out_agreement']:.1%} agreement on {len(held_out)} held-out "
-              "training images", file=sys.stderr)
+        print(
+            f"kept the first {precision['float_segments']} of {precision['segments']} segments in float "
+            f"to reach {precision['held_out_agreement']:.1%} agreement on {len(held_out)} held-out "
+            "training images",
+            file=sys.stderr,
+        )
     written = _onnx_session(out)
     written.precision = precision
     return written
 
 
-def write_ort(net: Deployable, meta: dict[str, Any], out: Path, example: torch.Tensor,
-              calibration: CalibrationImages, quiet: bool) -> Written:
+def write_ort(
+    net: Deployable, meta: dict[str, Any], out: Path, example: torch.Tensor, calibration: CalibrationImages, quiet: bool
+) -> Written:
     """The int8 model in ONNX Runtime Mobile's format, for Android."""
     from deepcat.exporting.onnx_formats import to_ort_format
 
@@ -103,8 +110,9 @@ def write_ort(net: Deployable, meta: dict[str, Any], out: Path, example: torch.T
     return written
 
 
-def write_torchscript(net: Deployable, meta: dict[str, Any], out: Path, example: torch.Tensor,
-                      calibration: CalibrationImages, quiet: bool) -> Written:
+def write_torchscript(
+    net: Deployable, meta: dict[str, Any], out: Path, example: torch.Tensor, calibration: CalibrationImages, quiet: bool
+) -> Written:
     import torch
 
     with warnings.catch_warnings():  # TorchScript is deprecated upstream; still the format asked for

@@ -15,7 +15,9 @@ from deepcat.inputs import input_kind
 
 OUTPUT = "probabilities"
 SCORE = "unknown_score"  # higher = more like the training data; below the threshold: `unknown`
-LOGITS = "logits"  # before temperature and softmax: what the export check compares (saturated probabilities hide errors)
+LOGITS = (
+    "logits"  # before temperature and softmax: what the export check compares (saturated probabilities hide errors)
+)
 
 
 class Deployable(nn.Module):
@@ -23,8 +25,14 @@ class Deployable(nn.Module):
     score and the (B, K) logits; the kind's front end (images: normalisation), the calibration temperature,
     softmax and the score (deepcat.inference.unknown_score; energy when none is given) inside."""
 
-    def __init__(self, model: nn.Module, pre: Any, reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 temperature: float = 1.0, unknown: UnknownScore | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        pre: Any,
+        reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        temperature: float = 1.0,
+        unknown: UnknownScore | None = None,
+    ):
         super().__init__()
         self.front_end = input_kind(pre.kind).front_end(pre)
         self.model, self.reduce, self.temperature = model.eval(), reduce, float(temperature)
@@ -39,18 +47,28 @@ class Deployable(nn.Module):
         return (self.reduce(probs) if self.reduce is not None else probs), self.unknown(features, logits), logits
 
 
-def metadata(*, name: str, classes: list[str], pre: Any, version: str, source: str,
-             calibration: dict[str, Any] | None = None) -> dict[str, Any]:
+def metadata(
+    *, name: str, classes: list[str], pre: Any, version: str, source: str, calibration: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """What a consumer needs to feed the model and read its answer; stored as JSON under the key `deepcat`.
     `calibration.threshold`: below this score (second output) the answer is `unknown`; `calibration.conformal`:
     the prediction sets' limits (see deepcat.evaluation.calibration)."""
     from deepcat.version import __version__
 
-    return {"name": name, "version": version, "source": source, "classes": classes, **pre.to_dict(),
-            "calibration": calibration,
-            "input_kind": pre.kind, "input": input_kind(pre.kind).input_spec(pre),
-            "output": {"name": OUTPUT, "kind": "probabilities"}, "score_output": SCORE, "logits_output": LOGITS,
-            "deepcat_version": __version__}
+    return {
+        "name": name,
+        "version": version,
+        "source": source,
+        "classes": classes,
+        **pre.to_dict(),
+        "calibration": calibration,
+        "input_kind": pre.kind,
+        "input": input_kind(pre.kind).input_spec(pre),
+        "output": {"name": OUTPUT, "kind": "probabilities"},
+        "score_output": SCORE,
+        "logits_output": LOGITS,
+        "deepcat_version": __version__,
+    }
 
 
 def metadata_props(meta: dict[str, Any]) -> dict[str, str]:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepcat.exporting.graph import SCORE, LOGITS, OUTPUT, Deployable, metadata_props
+from deepcat.exporting.graph import LOGITS, OUTPUT, SCORE, Deployable, metadata_props
 
 
 def set_metadata(path: Path, meta: dict[str, Any]) -> None:
@@ -26,8 +26,15 @@ def export_onnx(net: Deployable, example: torch.Tensor, path: Path, meta: dict[s
     """fp32 ONNX with a dynamic batch axis, via torch.export (the maintained exporter)."""
     batch = torch.export.Dim("batch", min=1, max=4096)
     with torch.no_grad():  # the inference graph (a model may branch on it: smallcnn's test-time flip)
-        program = torch.onnx.export(net, (example,), dynamo=True, input_names=[meta["input"]["name"]], output_names=[OUTPUT, SCORE, LOGITS],
-                                    dynamic_shapes=({0: batch},), verbose=False)
+        program = torch.onnx.export(
+            net,
+            (example,),
+            dynamo=True,
+            input_names=[meta["input"]["name"]],
+            output_names=[OUTPUT, SCORE, LOGITS],
+            dynamic_shapes=({0: batch},),
+            verbose=False,
+        )
     program.save(str(path), external_data=False)
     set_metadata(path, meta)
     return path
@@ -35,8 +42,21 @@ def export_onnx(net: Deployable, example: torch.Tensor, path: Path, meta: dict[s
 
 # The network body only: the input normalisation and the softmax stay float, so probabilities keep
 # full resolution (a uint8 softmax over 1,000 classes ties the top answers).
-QUANTIZED_OPS = ["Conv", "Gemm", "MatMul", "Add", "Mul", "Clip", "Relu", "GlobalAveragePool", "AveragePool",
-                 "MaxPool", "Concat", "Flatten", "Reshape"]
+QUANTIZED_OPS = [
+    "Conv",
+    "Gemm",
+    "MatMul",
+    "Add",
+    "Mul",
+    "Clip",
+    "Relu",
+    "GlobalAveragePool",
+    "AveragePool",
+    "MaxPool",
+    "Concat",
+    "Flatten",
+    "Reshape",
+]
 
 
 # A convolution with a weight this large (after batch norm is folded in) multiplies the 8-bit rounding
@@ -137,7 +157,9 @@ class _Calibration:
 
     def set_range(self, start_index: int, end_index: int) -> None:
         starts = range(start_index, end_index, self.batch_size)
-        self.batches: Iterator[np.ndarray] = iter([self.pixels[i:min(i + self.batch_size, end_index)] for i in starts])
+        self.batches: Iterator[np.ndarray] = iter(
+            [self.pixels[i : min(i + self.batch_size, end_index)] for i in starts]
+        )
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         batch = next(self.batches, None)
@@ -149,12 +171,17 @@ def _top1(path: Path, pixels: np.ndarray) -> np.ndarray:
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    return np.concatenate([session.run([OUTPUT], {name: chunk})[0].argmax(1)
-                           for chunk in np.array_split(pixels, max(1, len(pixels) // 32))])
+    return np.concatenate(
+        [
+            session.run([OUTPUT], {name: chunk})[0].argmax(1)
+            for chunk in np.array_split(pixels, max(1, len(pixels) // 32))
+        ]
+    )
 
 
-def quantize_int8(fp32: Path, path: Path, calibration: np.ndarray, meta: dict[str, Any],
-                  held_out: np.ndarray | None = None) -> dict[str, Any]:
+def quantize_int8(
+    fp32: Path, path: Path, calibration: np.ndarray, meta: dict[str, Any], held_out: np.ndarray | None = None
+) -> dict[str, Any]:
     """Static QDQ int8: per-channel int8 weights, uint8 activations calibrated on real images.
 
     Static, not dynamic: dynamic quantisation of convolutions ran 20x slower than fp32 here
@@ -170,7 +197,6 @@ def quantize_int8(fp32: Path, path: Path, calibration: np.ndarray, meta: dict[st
     import tempfile
 
     import onnx
-
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -194,19 +220,32 @@ def quantize_int8(fp32: Path, path: Path, calibration: np.ndarray, meta: dict[st
         for floated in range(len(runs) + 1):
             keep_float = sorted(set(sensitive).union(*runs[:floated]))
             with contextlib.redirect_stdout(io.StringIO()):  # ONNX Runtime prints its progress
-                quantize_static(str(prepared), str(path), Reader(calibration, meta["input"]["name"]), quant_format=QuantFormat.QDQ,
-                                op_types_to_quantize=QUANTIZED_OPS, calibrate_method=CalibrationMethod.Percentile,
-                                per_channel=True, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
-                                nodes_to_exclude=keep_float, calibration_cache_path=Path(tmp) / "ranges.json",
-                                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
-                                               "CalibStridedMinMax": stride})
+                quantize_static(
+                    str(prepared),
+                    str(path),
+                    Reader(calibration, meta["input"]["name"]),
+                    quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=QUANTIZED_OPS,
+                    calibrate_method=CalibrationMethod.Percentile,
+                    per_channel=True,
+                    weight_type=QuantType.QInt8,
+                    activation_type=QuantType.QUInt8,
+                    nodes_to_exclude=keep_float,
+                    calibration_cache_path=Path(tmp) / "ranges.json",
+                    extra_options={"ActivationSymmetric": False, "WeightSymmetric": True, "CalibStridedMinMax": stride},
+                )
             agreement = None if reference is None else float((_top1(path, held_out) == reference).mean())
             if agreement is None or agreement >= SEARCH_AGREEMENT:
                 break
     set_metadata(path, meta)
-    return {"float_nodes": len(keep_float), "nodes": sum(map(len, runs)), "float_segments": floated,
-            "segments": len(runs), "held_out_images": 0 if reference is None else len(reference),
-            "held_out_agreement": agreement}
+    return {
+        "float_nodes": len(keep_float),
+        "nodes": sum(map(len, runs)),
+        "float_segments": floated,
+        "segments": len(runs),
+        "held_out_images": 0 if reference is None else len(reference),
+        "held_out_agreement": agreement,
+    }
 
 
 def to_ort_format(onnx_path: Path, path: Path) -> Path:

@@ -38,30 +38,56 @@ class Prediction:
     error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "label": self.label, "probability": self.probability,
-                "top": [{"label": lab, "probability": p} for lab, p in self.top], "score": self.score,
-                "threshold": self.threshold, **({} if self.set is None else {"set": self.set}), "error": self.error}
+        return {
+            "source": self.source,
+            "label": self.label,
+            "probability": self.probability,
+            "top": [{"label": lab, "probability": p} for lab, p in self.top],
+            "score": self.score,
+            "threshold": self.threshold,
+            **({} if self.set is None else {"set": self.set}),
+            "error": self.error,
+        }
 
 
-def decide(row: np.ndarray, classes: list[str], *, top_k: int, score: float | None,
-           threshold: float | None, set_limit: float | None = None) -> dict[str, Any]:
+def decide(
+    row: np.ndarray,
+    classes: list[str],
+    *,
+    top_k: int,
+    score: float | None,
+    threshold: float | None,
+    set_limit: float | None = None,
+) -> dict[str, Any]:
     """One row of probabilities and its `unknown` score -> label (or `unknown` when the score is below
     `threshold`), probability, top-k and, with `set_limit`, the prediction set (classes whose -log probability
     is at most the limit, most probable first). The one rule `predict`, the ONNX runtime and the server share."""
     order = np.argsort(-row)
-    top = order[:max(1, min(top_k, len(classes)))]
+    top = order[: max(1, min(top_k, len(classes)))]
     rejected = threshold is not None and score is not None and score < threshold
-    answer = {"label": UNKNOWN if rejected else classes[top[0]], "probability": float(row[top[0]]),
-              "top": [(classes[i], float(row[i])) for i in top], "score": None if score is None else float(score),
-              "threshold": threshold}
+    answer = {
+        "label": UNKNOWN if rejected else classes[top[0]],
+        "probability": float(row[top[0]]),
+        "top": [(classes[i], float(row[i])) for i in top],
+        "score": None if score is None else float(score),
+        "threshold": threshold,
+    }
     if set_limit is not None:
         with np.errstate(divide="ignore"):
             answer["set"] = [classes[i] for i in order if -np.log(np.float64(row[i])) <= set_limit]
     return answer
 
 
-def as_json(source: str, row: np.ndarray, score: float | None, *, meta: dict[str, Any], top_k: int,
-            threshold: float | None, set_limit: float | None = None) -> dict[str, Any]:
+def as_json(
+    source: str,
+    row: np.ndarray,
+    score: float | None,
+    *,
+    meta: dict[str, Any],
+    top_k: int,
+    threshold: float | None,
+    set_limit: float | None = None,
+) -> dict[str, Any]:
     """One answer as `POST /v1/predict` gives it (also from the Flask and Django examples)."""
     answer = decide(row, meta["classes"], top_k=top_k, score=score, threshold=threshold, set_limit=set_limit)
     answer["top"] = [{"label": label, "probability": p} for label, p in answer["top"]]
@@ -73,19 +99,35 @@ def decoded(item: InputItem, kind: InputKind) -> Any:
     return kind.read(item) if isinstance(item, (str, Path)) else kind.from_memory(item)
 
 
-def predict_batches(items: Sequence[InputItem], *, kind: InputKind, prepare: Callable[[Any], Any],
-                    infer: Callable[[list[Any]], tuple[np.ndarray, np.ndarray | None]], classes: list[str],
-                    top_k: int, threshold: float | None = None, set_limit: float | None = None,
-                    batch_size: int = 32, progress: bool = False) -> list[Prediction]:
+@dataclass(frozen=True)
+class Rule:
+    """How a row of probabilities becomes an answer (`decide`): the class names, how many to list, the `unknown`
+    threshold (None: never) and the prediction-set limit (None: no sets)."""
+
+    classes: list[str]
+    top_k: int
+    threshold: float | None = None
+    set_limit: float | None = None
+
+
+def predict_batches(
+    items: Sequence[InputItem],
+    rule: Rule,
+    *,
+    kind: InputKind,
+    prepare: Callable[[Any], Any],
+    infer: Callable[[list[Any]], tuple[np.ndarray, np.ndarray | None]],
+    batch_size: int = 32,
+    progress: bool = False,
+) -> list[Prediction]:
     """Decode, prepare and classify `items` in batches; an unreadable input gets `error`, not an exception.
-    `infer` maps prepared images to (probabilities, `unknown` scores); below `threshold` the label is `unknown`;
-    `set_limit` (from a coverage) adds prediction sets."""
+    `infer` maps prepared images to (probabilities, `unknown` scores); `rule` turns each row into an answer."""
     from tqdm import tqdm
 
     results: list[Prediction] = []
     for start in tqdm(range(0, len(items), batch_size), disable=not progress, desc="predict"):
         prepared, pending = [], []
-        for item in items[start:start + batch_size]:
+        for item in items[start : start + batch_size]:
             pred = Prediction(source=str(item) if isinstance(item, (str, Path)) else type(item).__name__)
             try:
                 prepared.append(prepare(decoded(item, kind)))
@@ -94,11 +136,18 @@ def predict_batches(items: Sequence[InputItem], *, kind: InputKind, prepare: Cal
                 pred.error = str(e)
             results.append(pred)
         if prepared:
-            probs, scores = infer(prepared)                                   # (B, C), (B,)
+            probs, scores = infer(prepared)  # (B, C), (B,)
             for i, (pred, row) in enumerate(zip(pending, probs)):
                 score = None if scores is None else scores[i]
-                for key, value in decide(row, classes, top_k=top_k, score=score, threshold=threshold,
-                                         set_limit=set_limit).items():
+                answer = decide(
+                    row,
+                    rule.classes,
+                    top_k=rule.top_k,
+                    score=score,
+                    threshold=rule.threshold,
+                    set_limit=rule.set_limit,
+                )
+                for key, value in answer.items():
                     setattr(pred, key, value)
     return results
 
@@ -114,8 +163,11 @@ def expand_inputs(patterns: Sequence[InputItem]) -> list[InputItem]:
             continue
         path = Path(pattern)
         if path.is_dir():
-            found += sorted(str(p) for p in path.rglob("*")
-                            if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith("."))
+            found += sorted(
+                str(p)
+                for p in path.rglob("*")
+                if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith(".")
+            )
         elif path.exists():
             found.append(str(path))
         else:
@@ -124,6 +176,5 @@ def expand_inputs(patterns: Sequence[InputItem]) -> list[InputItem]:
                 raise DeepcatError(f"no such file, folder or glob match: {pattern}")
             found += matches
     if not found:
-        raise DeepcatError(f"no input files ({', '.join(sorted(suffixes))}) found in "
-                           f"{', '.join(map(str, patterns))}")
+        raise DeepcatError(f"no input files ({', '.join(sorted(suffixes))}) found in {', '.join(map(str, patterns))}")
     return found

@@ -40,11 +40,11 @@ class Calibration:
     """What is saved with a model (model.json and the ONNX metadata): temperature, rejection rule, sets."""
 
     temperature: float = 1.0
-    threshold: float | None = None          # score below which the answer is `unknown`
-    score: str = "energy"                   # which score (deepcat.inference.unknown_score); energy in old runs
-    target_accept: float = DEFAULT_ACCEPT    # share of known validation images the threshold accepts
-    images: int = 0                         # validation images all of this rests on
-    note: str | None = None                 # why the temperature was kept at 1.0, if it was
+    threshold: float | None = None  # score below which the answer is `unknown`
+    score: str = "energy"  # which score (deepcat.inference.unknown_score); energy in old runs
+    target_accept: float = DEFAULT_ACCEPT  # share of known validation images the threshold accepts
+    images: int = 0  # validation images all of this rests on
+    note: str | None = None  # why the temperature was kept at 1.0, if it was
     conformal: dict[str, float | None] | None = None  # coverage -> set limit (see `conformal_quantiles`)
 
     def to_dict(self) -> dict[str, Any]:
@@ -71,8 +71,10 @@ class Calibration:
 def set_limit(conformal: dict[str, float | None] | None, coverage: float, error: type[Exception]) -> float:
     """The one lookup every runtime uses (the model's metadata carries `conformal`); inf: every class."""
     if not conformal:
-        raise error("this model has no prediction sets: it was trained without a validation split (or before "
-                    "deepcat had them); retrain it to use coverage")
+        raise error(
+            "this model has no prediction sets: it was trained without a validation split (or before "
+            "deepcat had them); retrain it to use coverage"
+        )
     key = f"{coverage:.2f}"
     if key not in conformal or abs(float(key) - coverage) > 1e-9:
         raise error(f"coverage must be one of 0.50, 0.51, ..., 0.99; received {coverage}")

@@ -15,6 +15,6 @@ CAT_DOG_NEITHER = ["cat", "dog", "neither"]
 
 def cat_dog_neither(probs: torch.Tensor) -> torch.Tensor:
     """(B, 1000) ImageNet probabilities -> (B, 3) probabilities of cat, dog, neither."""
-    cat = probs[:, CAT_CLASSES.start:CAT_CLASSES.stop].sum(1)
-    dog = probs[:, DOG_CLASSES.start:DOG_CLASSES.stop].sum(1)
+    cat = probs[:, CAT_CLASSES.start : CAT_CLASSES.stop].sum(1)
+    dog = probs[:, DOG_CLASSES.start : DOG_CLASSES.stop].sum(1)
     return torch.stack([cat, dog, (1 - cat - dog).clamp(min=0)], dim=1)

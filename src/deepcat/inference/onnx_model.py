@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from deepcat.inference.answers import InputItem, Prediction, predict_batches
+from deepcat.inference.answers import InputItem, Prediction, Rule, predict_batches
 from deepcat.inputs import kind_of_meta
 
 
@@ -64,17 +64,32 @@ class OnnxClassifier:
             return None
         return set_limit((self.meta.get("calibration") or {}).get("conformal"), coverage, DeepcatError)
 
-    def predict(self, images: Sequence[InputItem], *, top_k: int = 5, reject: bool = True,
-                coverage: float | None = None, batch_size: int = 32, progress: bool = False) -> list[Prediction]:
+    def predict(
+        self,
+        images: Sequence[InputItem],
+        *,
+        top_k: int = 5,
+        reject: bool = True,
+        coverage: float | None = None,
+        batch_size: int = 32,
+        progress: bool = False,
+    ) -> list[Prediction]:
         """Same answers and shape as `deepcat.load(run).predict`, from ONNX Runtime."""
         kind = kind_of_meta(self.meta)
-        return predict_batches(list(images), kind=kind, prepare=lambda item: kind.to_model_input(item, self.meta),
-                               infer=lambda batch: self.infer(np.stack(batch)),
-                               classes=self.classes, top_k=top_k, batch_size=batch_size, progress=progress,
-                               threshold=self.threshold if reject else None, set_limit=self.set_limit(coverage))
+        rule = Rule(self.classes, top_k, self.threshold if reject else None, self.set_limit(coverage))
+        return predict_batches(
+            list(images),
+            rule,
+            kind=kind,
+            prepare=lambda item: kind.to_model_input(item, self.meta),
+            infer=lambda batch: self.infer(np.stack(batch)),
+            batch_size=batch_size,
+            progress=progress,
+        )
 
-    def answer(self, data: bytes, *, name: str = "body", top_k: int = 5, reject: bool = True,
-               coverage: float | None = None) -> dict[str, Any]:
+    def answer(
+        self, data: bytes, *, name: str = "body", top_k: int = 5, reject: bool = True, coverage: float | None = None
+    ) -> dict[str, Any]:
         """The JSON `deepcat serve` answers for one input's bytes, for embedding the model in another web app;
         raises `BadInput` (with its HTTP status and reason) for bytes that are not a readable input."""
         from deepcat.inference.answers import as_json
@@ -82,9 +97,19 @@ class OnnxClassifier:
         kind = kind_of_meta(self.meta)
         raw = kind.to_model_input(kind.decode_bytes(data, name, kind.default_limit, self.meta), self.meta)
         probs, scores = self.infer(raw[None])
-        return {"model": self.name, "version": self.meta.get("version"),
-                **as_json(name, probs[0], None if scores is None else scores[0], meta=self.meta, top_k=top_k,
-                          threshold=self.threshold if reject else None, set_limit=self.set_limit(coverage))}
+        return {
+            "model": self.name,
+            "version": self.meta.get("version"),
+            **as_json(
+                name,
+                probs[0],
+                None if scores is None else scores[0],
+                meta=self.meta,
+                top_k=top_k,
+                threshold=self.threshold if reject else None,
+                set_limit=self.set_limit(coverage),
+            ),
+        }
 
 
 def load_onnx(path: str | Path, *, threads: int | None = None) -> OnnxClassifier:

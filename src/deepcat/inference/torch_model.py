@@ -9,11 +9,11 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from deepcat.inference.answers import InputItem, Prediction, Rule, predict_batches
 from deepcat.inference.calibrated import Calibration
+from deepcat.inference.unknown_score import UnknownScore, WithFeatures, load_score
 from deepcat.inputs import input_kind, preprocess_of
 from deepcat.inputs.image import Preprocess
-from deepcat.inference.answers import InputItem, Prediction, predict_batches
-from deepcat.inference.unknown_score import UnknownScore, WithFeatures, load_score
 
 
 @dataclass
@@ -26,7 +26,7 @@ class Classifier:
     name: str
     reduce: Callable[[torch.Tensor], torch.Tensor] | None = None  # maps model probs to `classes`
     calibration: Calibration = field(default_factory=Calibration)  # temperature, `unknown` threshold, sets
-    unknown: UnknownScore | None = None                              # the `unknown` score (energy if None)
+    unknown: UnknownScore | None = None  # the `unknown` score (energy if None)
 
     def __post_init__(self) -> None:
         self.kind = input_kind(self.preprocess.kind)
@@ -47,9 +47,16 @@ class Classifier:
         probs = (logits / self.calibration.temperature).softmax(-1)
         return (self.reduce(probs) if self.reduce else probs), self.unknown(features, logits)
 
-    def predict(self, images: InputItem | Sequence[InputItem], *, top_k: int = 5, reject: bool = True,
-                coverage: float | None = None, batch_size: int = 32,
-                progress: bool = False) -> Prediction | list[Prediction]:
+    def predict(
+        self,
+        images: InputItem | Sequence[InputItem],
+        *,
+        top_k: int = 5,
+        reject: bool = True,
+        coverage: float | None = None,
+        batch_size: int = 32,
+        progress: bool = False,
+    ) -> Prediction | list[Prediction]:
         """Predict one image (path, PIL image or HxWx3 array) or a list of them. With `reject`, an image
         whose `unknown` score is below the run's threshold is labelled `unknown`; with `coverage` (0.5 to
         0.99) each answer carries the prediction set that holds the true class that often.
@@ -58,11 +65,21 @@ class Classifier:
         ['cat']
         """
         single = not isinstance(images, (list, tuple))
-        results = predict_batches([images] if single else list(images), kind=self.kind, prepare=self.transform,
-                                  infer=lambda batch: tuple(t.numpy() for t in self.infer(torch.stack(batch))),
-                                  classes=self.classes, top_k=top_k, batch_size=batch_size, progress=progress,
-                                  threshold=self.calibration.threshold if reject else None,
-                                  set_limit=None if coverage is None else self.calibration.set_limit(coverage))
+        rule = Rule(
+            self.classes,
+            top_k,
+            self.calibration.threshold if reject else None,
+            None if coverage is None else self.calibration.set_limit(coverage),
+        )
+        results = predict_batches(
+            [images] if single else list(images),
+            rule,
+            kind=self.kind,
+            prepare=self.transform,
+            infer=lambda batch: tuple(t.numpy() for t in self.infer(torch.stack(batch))),
+            batch_size=batch_size,
+            progress=progress,
+        )
         return results[0] if single else results
 
 
@@ -82,5 +99,11 @@ def load_run(run: str | Path, *, which: str = "best") -> Classifier:
 
     model, meta = load_model(run, which=which)
     calibration = Calibration.from_dict(meta.get("calibration"))
-    return Classifier(model, meta["classes"], preprocess_of(meta), Path(run).name, calibration=calibration,
-                      unknown=load_score(calibration.score, Path(run)))
+    return Classifier(
+        model,
+        meta["classes"],
+        preprocess_of(meta),
+        Path(run).name,
+        calibration=calibration,
+        unknown=load_score(calibration.score, Path(run)),
+    )

@@ -38,12 +38,16 @@ BANK_FLOATS = 1_000_000  # what the graph carries for `knn`: at most 4 MB of tra
 STATE_FILE = "unknown_score.pt"
 
 
-def classifier_layer(model: nn.Module, *, classes: int | None = None, features: int | None = None
-                     ) -> nn.Linear | None:
+def classifier_layer(model: nn.Module, *, classes: int | None = None, features: int | None = None) -> nn.Linear | None:
     """The last linear layer with one output per class (or `features` inputs): its input is the penultimate
     feature vector."""
-    found = [m for m in model.modules() if isinstance(m, nn.Linear)
-             and (classes is None or m.out_features == classes) and (features is None or m.in_features == features)]
+    found = [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.Linear)
+        and (classes is None or m.out_features == classes)
+        and (features is None or m.in_features == features)
+    ]
     return found[-1] if found else None
 
 
@@ -96,8 +100,12 @@ class WithFeatures(nn.Module):
 
     def _stage_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         seen: dict[str, list[torch.Tensor]] = {name: [] for name in self.stages}
-        handles = [self.model.get_submodule(name).register_forward_hook(
-            lambda _, __, out, name=name: seen[name].append(pooled(out))) for name in self.stages]
+        handles = [
+            self.model.get_submodule(name).register_forward_hook(
+                lambda _, __, out, name=name: seen[name].append(pooled(out))
+            )
+            for name in self.stages
+        ]
         try:
             logits = self.model(x)
         finally:
@@ -145,15 +153,16 @@ class UnknownScore(nn.Module):
         return {name: buf for name, buf in self.named_buffers()}
 
 
-def relative_distance(features: torch.Tensor, means: torch.Tensor, whiten: torch.Tensor, centre: torch.Tensor,
-                      centre_whiten: torch.Tensor) -> torch.Tensor:
+def relative_distance(
+    features: torch.Tensor, means: torch.Tensor, whiten: torch.Tensor, centre: torch.Tensor, centre_whiten: torch.Tensor
+) -> torch.Tensor:
     """(B, D) -> (B,): the smallest class-conditional Mahalanobis distance less the distance to the Gaussian of
     all training features, on L2-normalised features. Each distance is a sum of squares in a whitened space
     (`whiten`: the Cholesky factor of the precision; `means`, `centre`: already whitened), not x'Px, whose
     terms of both signs cancel: on a trained Fashion-MNIST model, PyTorch and ONNX Runtime then agree to 5e-5 on
     scores that spread over 12."""
     features = nn.functional.normalize(features, dim=-1)
-    nearest = ((features @ whiten)[:, None, :] - means[None]).square().sum(-1).amin(-1)        # (B, C) -> (B,)
+    nearest = ((features @ whiten)[:, None, :] - means[None]).square().sum(-1).amin(-1)  # (B, C) -> (B,)
     return nearest - (features @ centre_whiten - centre).square().sum(-1)
 
 
@@ -173,8 +182,15 @@ def _precision(centred: torch.Tensor) -> torch.Tensor:
     return torch.linalg.inv(covariance + shrink * covariance.diagonal().mean() * eye)
 
 
-def fit_score(kind: str, features: torch.Tensor, labels: torch.Tensor, *, seed: int = 0,
-              stages: list[str] | None = None, sizes: list[int] | None = None) -> UnknownScore:
+def fit_score(
+    kind: str,
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    seed: int = 0,
+    stages: list[str] | None = None,
+    sizes: list[int] | None = None,
+) -> UnknownScore:
     """The score's state from training features (for `layers`, the stages' `sizes` concatenated), by its kind."""
     score = SCORE_KINDS.get(kind)
     fitted = score.fit(features, labels, seed=seed, sizes=sizes or [])
@@ -193,15 +209,15 @@ def load_score(kind: str, run_dir: Path) -> UnknownScore:
 
 
 # The kinds of score, by name: each its fit (training features -> the buffers the graph carries) and its forward.
-Fit = Callable[..., dict[str, torch.Tensor]]            # (features, labels, *, seed, sizes) -> state
+Fit = Callable[..., dict[str, torch.Tensor]]  # (features, labels, *, seed, sizes) -> state
 
 
 @dataclass(frozen=True)
 class ScoreKind:
     fit: Fit
     forward: Callable[[UnknownScore, torch.Tensor, torch.Tensor], torch.Tensor]  # (score, features, logits) -> (B,)
-    reads_features: bool = True                          # False: from the logits alone, nothing to fit
-    reads_stages: bool = False                           # True: the pooled outputs of the model's named stages
+    reads_features: bool = True  # False: from the logits alone, nothing to fit
+    reads_stages: bool = False  # True: the pooled outputs of the model's named stages
 
 
 SCORE_KINDS: Registry[ScoreKind] = Registry("unknown score")
@@ -211,23 +227,27 @@ def _no_state(features: torch.Tensor, labels: torch.Tensor, **_: Any) -> dict[st
     return {}
 
 
-def _fit_layers(features: torch.Tensor, labels: torch.Tensor, *, sizes: list[int], **_: Any
-                ) -> dict[str, torch.Tensor]:
+def _fit_layers(features: torch.Tensor, labels: torch.Tensor, *, sizes: list[int], **_: Any) -> dict[str, torch.Tensor]:
     """Per stage: class means, the shared and the overall covariance's whitening, the relative distance's
     standardisation."""
     state, start = {}, 0
     classes = labels.unique(sorted=True)
     for i, size in enumerate(sizes):
-        part = nn.functional.normalize(features[:, start:start + size].double(), dim=-1)
+        part = nn.functional.normalize(features[:, start : start + size].double(), dim=-1)
         start += size
         means = torch.stack([part[labels == c].mean(0) for c in classes])
         centre = part.mean(0)
         whiten = _whitening(part - means[torch.searchsorted(classes, labels)])
         centre_whiten = _whitening(part - centre)
-        fitted = {"means": means @ whiten, "whiten": whiten, "centre": centre @ centre_whiten,
-                  "centre_whiten": centre_whiten}
-        relative = torch.cat([-relative_distance(part[j:j + 1024], *fitted.values())
-                              for j in range(0, len(part), 1024)])  # B x C x D floats at a time
+        fitted = {
+            "means": means @ whiten,
+            "whiten": whiten,
+            "centre": centre @ centre_whiten,
+            "centre_whiten": centre_whiten,
+        }
+        relative = torch.cat(
+            [-relative_distance(part[j : j + 1024], *fitted.values()) for j in range(0, len(part), 1024)]
+        )  # B x C x D floats at a time
         fitted["z"] = torch.stack([relative.mean(), relative.std().clamp_min(1e-6)])
         state.update({f"{name}_{i}": value.float() for name, value in fitted.items()})
     return state
@@ -238,10 +258,15 @@ def _layers(score: UnknownScore, features: torch.Tensor, logits: torch.Tensor) -
     start = 0
     for i in range(len(score.stages)):
         whiten = getattr(score, f"whiten_{i}")
-        part = features[:, start:start + whiten.shape[0]]
+        part = features[:, start : start + whiten.shape[0]]
         start += whiten.shape[0]
-        relative = relative_distance(part, getattr(score, f"means_{i}"), whiten, getattr(score, f"centre_{i}"),
-                                     getattr(score, f"centre_whiten_{i}"))
+        relative = relative_distance(
+            part,
+            getattr(score, f"means_{i}"),
+            whiten,
+            getattr(score, f"centre_{i}"),
+            getattr(score, f"centre_whiten_{i}"),
+        )
         z = getattr(score, f"z_{i}")
         total = total + (-relative - z[0]) / z[1]
     return total
@@ -250,11 +275,11 @@ def _layers(score: UnknownScore, features: torch.Tensor, logits: torch.Tensor) -
 def _fit_knn(features: torch.Tensor, labels: torch.Tensor, *, seed: int, **_: Any) -> dict[str, torch.Tensor]:
     """A bounded random sample of training features."""
     rows = torch.randperm(len(features), generator=torch.Generator().manual_seed(seed))
-    return {"bank": nn.functional.normalize(features[rows[:bank_size(features.shape[1])]].float(), dim=-1)}
+    return {"bank": nn.functional.normalize(features[rows[: bank_size(features.shape[1])]].float(), dim=-1)}
 
 
 def _knn(score: UnknownScore, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    similarity = nn.functional.normalize(features, dim=-1) @ score.bank.T          # (B, N)
+    similarity = nn.functional.normalize(features, dim=-1) @ score.bank.T  # (B, N)
     return similarity.topk(min(KNN_K, len(score.bank)), dim=-1).values[:, -1]
 
 
@@ -269,7 +294,7 @@ def _fit_mahalanobis(features: torch.Tensor, labels: torch.Tensor, **_: Any) -> 
 
 def _mahalanobis(score: UnknownScore, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     centred = nn.functional.normalize(features, dim=-1)[:, None, :] - score.means[None]  # (B, C, D)
-    return -((centred @ score.precision) * centred).sum(-1).amin(-1)                    # (B, C) -> (B,)
+    return -((centred @ score.precision) * centred).sum(-1).amin(-1)  # (B, C) -> (B,)
 
 
 SCORE_KINDS.add("layers", ScoreKind(_fit_layers, _layers, reads_stages=True))

@@ -34,9 +34,9 @@ class BadInput(Exception):
 class Facts:
     """What the audit's one pass learns about one input; `error` is set when it could not be read."""
 
-    content: str = ""          # hash of the bytes (or array): exact duplicates
-    fingerprint: int = 0       # 64-bit perceptual hash: near-duplicate candidates
-    thumb: bytes = b""         # a small rendering that confirms a near-duplicate pair
+    content: str = ""  # hash of the bytes (or array): exact duplicates
+    fingerprint: int = 0  # 64-bit perceptual hash: near-duplicate candidates
+    thumb: bytes = b""  # a small rendering that confirms a near-duplicate pair
     traits: dict[str, Any] = field(default_factory=dict)  # kind-specific: size, colour, duration, ...
     error: str | None = None
 
@@ -47,30 +47,30 @@ class InputKind:
     front end, example) import torch when called."""
 
     name: str
-    suffixes: frozenset[str]                                          # files of this kind
-    media_types: tuple[str, ...]                                      # raw request bodies accepted (prefixes)
-    read: Callable[..., Any]                                          # (file[, min_side]) -> item; BadInput names it
-    from_memory: Callable[[Any], Any]                                 # array / object -> decoded item
-    decode_bytes: Callable[[bytes, str, int, dict[str, Any]], Any]    # (body, name, size limit, model metadata) ->
+    suffixes: frozenset[str]  # files of this kind
+    media_types: tuple[str, ...]  # raw request bodies accepted (prefixes)
+    read: Callable[..., Any]  # (file[, min_side]) -> item; BadInput names it
+    from_memory: Callable[[Any], Any]  # array / object -> decoded item
+    decode_bytes: Callable[[bytes, str, int, dict[str, Any]], Any]  # (body, name, size limit, model metadata) ->
     #                                                                   decoded item, possibly reduced for the model
-    preprocess: Callable[[dict[str, Any]], Any]                       # model.json "preprocess" -> its dataclass
-    to_model_input: Callable[[Any, dict[str, Any]], np.ndarray]       # decoded + metadata -> float32 input
-    eval_transform: Callable[[Any], Callable[[Any], Any]]             # preprocess -> (decoded -> tensor)
-    train_transform: Callable[..., Callable[[Any], Any]]              # (preprocess, splits, augment, hflip) -> same
-    front_end: Callable[[Any], Any]                                   # preprocess -> nn.Module inside the graph
-    picture: Callable[[Any, Any], np.ndarray]                         # (network input, preprocess) -> (H, W, 3) uint8
-    show: Callable[[Any], Any]                                        # decoded item -> what a plot draws for it
-    example: Callable[[Any, int], Any]                                # (preprocess, batch) -> a model input tensor
-    input_spec: Callable[[Any], dict[str, Any]]                       # the export metadata's "input"
-    inspect_file: Callable[[str], Facts]                              # the audit's pass over one file
-    inspect_array: Callable[[np.ndarray], Facts]                      # ... over one in-memory item
+    preprocess: Callable[[dict[str, Any]], Any]  # model.json "preprocess" -> its dataclass
+    to_model_input: Callable[[Any, dict[str, Any]], np.ndarray]  # decoded + metadata -> float32 input
+    eval_transform: Callable[[Any], Callable[[Any], Any]]  # preprocess -> (decoded -> tensor)
+    train_transform: Callable[..., Callable[[Any], Any]]  # (preprocess, splits, augment, hflip) -> same
+    front_end: Callable[[Any], Any]  # preprocess -> nn.Module inside the graph
+    picture: Callable[[Any, Any], np.ndarray]  # (network input, preprocess) -> (H, W, 3) uint8
+    show: Callable[[Any], Any]  # decoded item -> what a plot draws for it
+    example: Callable[[Any, int], Any]  # (preprocess, batch) -> a model input tensor
+    input_spec: Callable[[Any], dict[str, Any]]  # the export metadata's "input"
+    inspect_file: Callable[[str], Facts]  # the audit's pass over one file
+    inspect_array: Callable[[np.ndarray], Facts]  # ... over one in-memory item
     flags: Callable[[list[Facts], list[str]], tuple[dict[str, Any], dict[str, list[str]]]]
     # ^ the audit's kind-specific findings: (summary of sizes, {flag: [names]}); FLAG_LABELS names each flag
     flag_labels: dict[str, str]
-    native_size: Callable[[Sequence[str]], int | None]                # a few files' largest side (None: n/a)
-    default_limit: int                                                # decode_bytes' size limit unless a server sets it
-    size_limit: str = "max_pixels"                                    # the server limit decode_bytes is given
-    channels: int = 3                                                 # channels of what the network sees
+    native_size: Callable[[Sequence[str]], int | None]  # a few files' largest side (None: n/a)
+    default_limit: int  # decode_bytes' size limit unless a server sets it
+    size_limit: str = "max_pixels"  # the server limit decode_bytes is given
+    channels: int = 3  # channels of what the network sees
 
     def is_file(self, path: Path) -> bool:
         return path.is_file() and path.suffix.lower() in self.suffixes and not path.name.startswith(".")
@@ -100,8 +100,9 @@ def preprocess_of(meta: dict[str, Any]) -> Any:
 def kind_of_files(paths: Sequence[Path]) -> InputKind:
     """The kind most of `paths` belong to (a folder of photos with a stray .txt is still photos)."""
     input_kind()
-    counts = {name: sum(kind.suffixes.__contains__(p.suffix.lower()) for p in paths)
-              for name, kind in INPUT_KINDS.items()}
+    counts = {
+        name: sum(kind.suffixes.__contains__(p.suffix.lower()) for p in paths) for name, kind in INPUT_KINDS.items()
+    }
     best = max(counts, key=counts.__getitem__)
     return INPUT_KINDS.get(best if counts[best] else DEFAULT_KIND)
 

@@ -98,8 +98,11 @@ def decode_bytes(data: bytes, name: str, max_seconds: int, meta: dict[str, Any] 
     try:
         with sf.SoundFile(io.BytesIO(data)) as f:
             if f.frames > max_seconds * f.samplerate:
-                raise BadInput(f"{name}: {f.frames / f.samplerate:.0f} s of audio is over the {max_seconds} s limit",
-                               status=413, reason="too_long")
+                raise BadInput(
+                    f"{name}: {f.frames / f.samplerate:.0f} s of audio is over the {max_seconds} s limit",
+                    status=413,
+                    reason="too_long",
+                )
             samples, rate = f.read(dtype="float32", always_2d=True), f.samplerate
     except (sf.LibsndfileError, RuntimeError, ValueError) as e:
         raise BadInput(f"{name}: not a readable sound file ({e})", status=415, reason="unsupported_media") from None
@@ -112,7 +115,7 @@ def fit_length(samples: np.ndarray, length: int) -> np.ndarray:
     """Pad with silence on both sides, or crop the centre, to exactly `length` samples."""
     if len(samples) >= length:
         start = (len(samples) - length) // 2
-        return samples[start:start + length]
+        return samples[start : start + length]
     before = (length - len(samples)) // 2
     return np.pad(samples, (before, length - len(samples) - before))
 
@@ -130,9 +133,9 @@ def model_input(samples: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
 MAP_SIZE = 32
 
 
-SILENT_DBFS = -50.0       # a clip whose loudness (RMS) is below this holds no sound worth learning
+SILENT_DBFS = -50.0  # a clip whose loudness (RMS) is below this holds no sound worth learning
 CLIPPED_FRACTION = 0.001  # ... more samples than this at full scale: the recording was clipped
-ODD_LENGTH = 2.0          # ... longer than twice, or shorter than half, the median clip
+ODD_LENGTH = 2.0  # ... longer than twice, or shorter than half, the median clip
 
 
 def loudness_map(samples: np.ndarray, size: int = MAP_SIZE) -> bytes:
@@ -144,7 +147,7 @@ def loudness_map(samples: np.ndarray, size: int = MAP_SIZE) -> bytes:
         power = np.abs(np.fft.rfft(frame, n=1024)) ** 2 if len(frame) else np.zeros(513)
         bands = [power[a:b].sum() for a, b in zip(edges[:-1], edges[1:])]
         rows.append(bands + [0.0] * (size - len(bands)))
-    db = 10 * np.log10(np.asarray(rows).T + 1e-10)                                # (bands, slices)
+    db = 10 * np.log10(np.asarray(rows).T + 1e-10)  # (bands, slices)
     return np.clip((db - db.max() + 80) / 80 * 255, 0, 255).astype(np.uint8).tobytes()
 
 
@@ -153,11 +156,18 @@ def _facts(samples: np.ndarray, rate: int, traits: dict[str, Any]) -> Facts:
     pcm = np.round(np.clip(samples, -1, 1) * 32767).astype("<i2")
     digest = hashlib.blake2b(pcm.tobytes() + str(rate).encode(), digest_size=16)
     rms = float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) if len(samples) else 0.0
-    traits = {**traits, "loudness_dbfs": round(20 * np.log10(rms + 1e-10), 1),
-              "clipped": float(np.mean(np.abs(samples) >= 0.999)) if len(samples) else 0.0}
+    traits = {
+        **traits,
+        "loudness_dbfs": round(20 * np.log10(rms + 1e-10), 1),
+        "clipped": float(np.mean(np.abs(samples) >= 0.999)) if len(samples) else 0.0,
+    }
     # the fingerprint is the sound's hash: only identical sounds come near each other (no near duplicates)
-    return Facts(content=digest.hexdigest(), fingerprint=int.from_bytes(digest.digest()[:8], "big"),
-                 thumb=loudness_map(samples), traits=traits)
+    return Facts(
+        content=digest.hexdigest(),
+        fingerprint=int.from_bytes(digest.digest()[:8], "big"),
+        thumb=loudness_map(samples),
+        traits=traits,
+    )
 
 
 def inspect_file(path: str) -> Facts:
@@ -192,8 +202,8 @@ def _wav_cut_short(data: bytes) -> bool:
         return False
     at = 12
     while at + 8 <= len(data):
-        size = int.from_bytes(data[at + 4:at + 8], "little")
-        if data[at:at + 4] == b"data":
+        size = int.from_bytes(data[at + 4 : at + 8], "little")
+        if data[at : at + 4] == b"data":
             return at + 8 + size > len(data)
         at += 8 + size + (size & 1)
     return False
@@ -204,11 +214,13 @@ def inspect_array(item: np.ndarray) -> Facts:
     return _facts(samples, SAMPLE_RATE, {"seconds": len(samples) / SAMPLE_RATE, "rate": SAMPLE_RATE, "channels": 1})
 
 
-FLAG_LABELS = {"silent": f"silent (quieter than {SILENT_DBFS:g} dBFS)",
-               "clipped": f"clipped (over {CLIPPED_FRACTION:.1%} of samples at full scale)",
-               "too_long": f"much longer than the median clip (over {ODD_LENGTH:g}x)",
-               "too_short": f"much shorter than the median clip (under 1/{ODD_LENGTH:g})",
-               "low_rate": f"sampled below {SAMPLE_RATE // 1000} kHz (upsampled: no sound above half its rate)"}
+FLAG_LABELS = {
+    "silent": f"silent (quieter than {SILENT_DBFS:g} dBFS)",
+    "clipped": f"clipped (over {CLIPPED_FRACTION:.1%} of samples at full scale)",
+    "too_long": f"much longer than the median clip (over {ODD_LENGTH:g}x)",
+    "too_short": f"much shorter than the median clip (under 1/{ODD_LENGTH:g})",
+    "low_rate": f"sampled below {SAMPLE_RATE // 1000} kHz (upsampled: no sound above half its rate)",
+}
 
 
 def flags(facts: list[Facts], names: list[str]) -> tuple[dict[str, Any], dict[str, list[str]]]:
@@ -221,17 +233,26 @@ def flags(facts: list[Facts], names: list[str]) -> tuple[dict[str, Any], dict[st
     median = float(np.median(seconds))
     for f, name in zip(facts, names):
         t = f.traits
-        checks = {"silent": t["loudness_dbfs"] < SILENT_DBFS, "clipped": t["clipped"] > CLIPPED_FRACTION,
-                  "too_long": t["seconds"] > ODD_LENGTH * median, "too_short": t["seconds"] < median / ODD_LENGTH,
-                  "low_rate": t["rate"] < SAMPLE_RATE}
+        checks = {
+            "silent": t["loudness_dbfs"] < SILENT_DBFS,
+            "clipped": t["clipped"] > CLIPPED_FRACTION,
+            "too_long": t["seconds"] > ODD_LENGTH * median,
+            "too_short": t["seconds"] < median / ODD_LENGTH,
+            "low_rate": t["rate"] < SAMPLE_RATE,
+        }
         for key, hit in checks.items():
             if hit:
                 found[key].append(name)
     rates = {int(r): int(n) for r, n in zip(*np.unique([f.traits["rate"] for f in facts], return_counts=True))}
     channels = {int(c): int(n) for c, n in zip(*np.unique([f.traits["channels"] for f in facts], return_counts=True))}
-    summary = {"min": float(seconds.min()), "median": median, "max": float(seconds.max()), "sample_rates": rates,
-               "channels": channels, "summary": f"{median:.2f} s median; sample rates "
-               + ", ".join(f"{r} Hz x{n}" for r, n in rates.items())}
+    summary = {
+        "min": float(seconds.min()),
+        "median": median,
+        "max": float(seconds.max()),
+        "sample_rates": rates,
+        "channels": channels,
+        "summary": f"{median:.2f} s median; sample rates " + ", ".join(f"{r} Hz x{n}" for r, n in rates.items()),
+    }
     return summary, found
 
 
@@ -240,5 +261,12 @@ def native_size(paths: Sequence[str]) -> int | None:
 
 
 def input_spec(pre: AudioPreprocess) -> dict[str, Any]:
-    return {"name": "samples", "layout": "NT", "dtype": "float32", "range": [-1, 1], "sample_rate": pre.sample_rate,
-            "samples": pre.samples, "channels": "mono"}
+    return {
+        "name": "samples",
+        "layout": "NT",
+        "dtype": "float32",
+        "range": [-1, 1],
+        "sample_rate": pre.sample_rate,
+        "samples": pre.samples,
+        "channels": "mono",
+    }

@@ -10,9 +10,21 @@ from typing import Any
 import numpy as np
 
 from deepcat.inputs import INPUT_KINDS, InputKind
-from deepcat.inputs.audio import (AUDIO_SUFFIXES, FLAG_LABELS, MAX_SECONDS, AudioPreprocess, decode_bytes, flags,
-                                  from_memory, input_spec, inspect_array, inspect_file, model_input, native_size,
-                                  read_clip)
+from deepcat.inputs.audio import (
+    AUDIO_SUFFIXES,
+    FLAG_LABELS,
+    MAX_SECONDS,
+    AudioPreprocess,
+    decode_bytes,
+    flags,
+    from_memory,
+    input_spec,
+    inspect_array,
+    inspect_file,
+    model_input,
+    native_size,
+    read_clip,
+)
 
 __all__ = ["AUDIO"]
 
@@ -61,10 +73,31 @@ def example(pre: AudioPreprocess, batch: int) -> Any:
     return torch.randn(batch, pre.samples) * 0.1
 
 
-AUDIO = INPUT_KINDS.add("audio", InputKind(
-    name="audio", suffixes=AUDIO_SUFFIXES, media_types=("audio/",), read=read_clip, from_memory=from_memory,
-    decode_bytes=decode_bytes, preprocess=AudioPreprocess.from_dict, to_model_input=model_input,
-    eval_transform=eval_transform, train_transform=train_transform, front_end=front_end, picture=picture,
-    show=show, example=example,
-    input_spec=input_spec, inspect_file=inspect_file, inspect_array=inspect_array, flags=flags,
-    flag_labels=FLAG_LABELS, native_size=native_size, default_limit=MAX_SECONDS, size_limit="max_seconds", channels=1))
+AUDIO = INPUT_KINDS.add(
+    "audio",
+    InputKind(
+        name="audio",
+        suffixes=AUDIO_SUFFIXES,
+        media_types=("audio/",),
+        read=read_clip,
+        from_memory=from_memory,
+        decode_bytes=decode_bytes,
+        preprocess=AudioPreprocess.from_dict,
+        to_model_input=model_input,
+        eval_transform=eval_transform,
+        train_transform=train_transform,
+        front_end=front_end,
+        picture=picture,
+        show=show,
+        example=example,
+        input_spec=input_spec,
+        inspect_file=inspect_file,
+        inspect_array=inspect_array,
+        flags=flags,
+        flag_labels=FLAG_LABELS,
+        native_size=native_size,
+        default_limit=MAX_SECONDS,
+        size_limit="max_seconds",
+        channels=1,
+    ),
+)

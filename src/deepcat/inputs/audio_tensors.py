@@ -22,8 +22,9 @@ def mel_to_hz(mel: np.ndarray) -> np.ndarray:
     return 700.0 * (10.0 ** (np.asarray(mel, dtype=np.float64) / 2595.0) - 1.0)
 
 
-def mel_filterbank(n_mels: int, n_fft: int, sample_rate: int, f_min: float = 0.0,
-                   f_max: float | None = None) -> np.ndarray:
+def mel_filterbank(
+    n_mels: int, n_fft: int, sample_rate: int, f_min: float = 0.0, f_max: float | None = None
+) -> np.ndarray:
     """(n_mels, n_fft // 2 + 1) triangular filters, evenly spaced on the mel scale, peak 1."""
     f_max = f_max or sample_rate / 2
     bins = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
@@ -38,8 +39,15 @@ class LogMel(nn.Module):
     """(B, samples) float32 at the clip's sample rate -> (B, 1, n_mels, frames) log mel power, each band less its
     mean over the clip (`mean_normalise`)."""
 
-    def __init__(self, pre: AudioPreprocess, *, time_masks: int = 2, time_width: int = 10, freq_masks: int = 2,
-                 freq_width: int = 6):
+    def __init__(
+        self,
+        pre: AudioPreprocess,
+        *,
+        time_masks: int = 2,
+        time_width: int = 10,
+        freq_masks: int = 2,
+        freq_width: int = 6,
+    ):
         super().__init__()
         self.window = int(round(pre.sample_rate * pre.window_ms / 1000))
         self.hop = int(round(pre.sample_rate * pre.hop_ms / 1000))
@@ -56,10 +64,10 @@ class LogMel(nn.Module):
 
     def forward(self, samples: torch.Tensor) -> torch.Tensor:
         x = nn.functional.pad(samples[:, None, :], (self.window // 2, self.window // 2))
-        spectrum = nn.functional.conv1d(x, self.basis, stride=self.hop)            # (B, 2 * bins, frames)
+        spectrum = nn.functional.conv1d(x, self.basis, stride=self.hop)  # (B, 2 * bins, frames)
         real, imag = spectrum.chunk(2, dim=1)
-        mel = torch.matmul(self.filters, real * real + imag * imag)               # (B, n_mels, frames)
-        out = mel.clamp_min(self.log_floor).log()[:, None]                       # (B, 1, n_mels, frames)
+        mel = torch.matmul(self.filters, real * real + imag * imag)  # (B, n_mels, frames)
+        out = mel.clamp_min(self.log_floor).log()[:, None]  # (B, 1, n_mels, frames)
         if self.mean_normalise:  # cepstral mean normalisation; spoken-digits test: 95.6% -> 98.4% (one run each)
             out = out - out.mean(dim=3, keepdim=True)
         return self.spec_augment(out) if self.training else out
@@ -74,7 +82,7 @@ class LogMel(nn.Module):
                 w = torch.randint(0, width + 1, (batch,), device=x.device)
                 start = (torch.rand(batch, device=x.device) * (size - w).clamp_min(1)).long()
                 index = torch.arange(size, device=x.device)[None]
-                band = (index >= start[:, None]) & (index < (start + w)[:, None])               # (B, size)
+                band = (index >= start[:, None]) & (index < (start + w)[:, None])  # (B, size)
                 keep &= ~(band[:, None, :, None] if axis == 2 else band[:, None, None, :])
         mean = x.mean(dim=(2, 3), keepdim=True)
         return torch.where(keep, x, mean)
@@ -93,8 +101,8 @@ def eval_transform(pre: AudioPreprocess):
     return transform
 
 
-SHIFT_SECONDS = 0.1         # time shift of up to +-100 ms
-NOISE_PROBABILITY = 0.5     # share of training clips that get noise mixed in
+SHIFT_SECONDS = 0.1  # time shift of up to +-100 ms
+NOISE_PROBABILITY = 0.5  # share of training clips that get noise mixed in
 NOISE_SNR_DB = (10.0, 40.0)  # ... at an SNR drawn from this range (spoken-digits test: 97.2%; 95.9% at 0-30 dB for 80%)
 
 
@@ -112,12 +120,12 @@ def augment_batch(x: torch.Tensor, pre: AudioPreprocess, noise: list[torch.Tenso
     batch, length = x.shape
     limit = int(SHIFT_SECONDS * pre.sample_rate)
     shift = torch.randint(-limit, limit + 1, (batch, 1))
-    source = torch.arange(length)[None] - shift                                     # (B, samples)
+    source = torch.arange(length)[None] - shift  # (B, samples)
     x = torch.where((source >= 0) & (source < length), x.gather(1, source.clamp(0, length - 1)), 0.0)
     if noise:
         picks = torch.randint(len(noise), (batch,)).tolist()
         starts = [int(torch.randint(len(noise[k]) - length + 1, ())) for k in picks]
-        sound = torch.stack([noise[k][a:a + length] for k, a in zip(picks, starts)])
+        sound = torch.stack([noise[k][a : a + length] for k, a in zip(picks, starts)])
     else:
         sound = torch.randn(batch, length)
     snr_db = torch.empty(batch, 1).uniform_(*NOISE_SNR_DB)

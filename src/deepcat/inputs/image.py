@@ -26,9 +26,15 @@ MAX_PIXELS = 40_000_000  # the largest image decoded by default: a decompression
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-RESAMPLE = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST,
-            "lanczos": Image.LANCZOS, "box": Image.BOX, "hamming": Image.HAMMING}
-ODD_ASPECT = 3.0          # longer side over shorter side
+RESAMPLE = {
+    "bilinear": Image.BILINEAR,
+    "bicubic": Image.BICUBIC,
+    "nearest": Image.NEAREST,
+    "lanczos": Image.LANCZOS,
+    "box": Image.BOX,
+    "hamming": Image.HAMMING,
+}
+ODD_ASPECT = 3.0  # longer side over shorter side
 HUGE_PIXELS = 40_000_000
 
 
@@ -116,16 +122,22 @@ def decode_bytes(data: bytes, name: str, max_pixels: int, meta: dict[str, Any] |
     try:
         image = Image.open(io.BytesIO(data))  # reads the header only
     except UnidentifiedImageError:
-        raise BadInput(f"{name}: not an image format deepcat reads (JPEG, PNG, WebP, GIF, BMP, TIFF)",
-                       status=415, reason="unsupported_image") from None
+        raise BadInput(
+            f"{name}: not an image format deepcat reads (JPEG, PNG, WebP, GIF, BMP, TIFF)",
+            status=415,
+            reason="unsupported_image",
+        ) from None
     except Image.DecompressionBombError as e:  # PIL's own check, at twice its pixel limit
         raise BadInput(f"{name}: {e}", status=413, reason="too_many_pixels") from None
     except Exception as e:  # noqa: BLE001 - a malformed header of any kind is the client's error
         raise BadInput(f"{name}: cannot read the image header ({e})", reason="corrupt_image") from None
     width, height = image.size
     if width * height > max_pixels:
-        raise BadInput(f"{name}: {width}x{height} = {width * height} pixels is over the limit of {max_pixels}",
-                       status=413, reason="too_many_pixels")
+        raise BadInput(
+            f"{name}: {width}x{height} = {width * height} pixels is over the limit of {max_pixels}",
+            status=413,
+            reason="too_many_pixels",
+        )
     if meta is not None:
         reduce_jpeg(image, meta["resize"])
     try:
@@ -153,6 +165,7 @@ def pixels(image: Image.Image, meta: dict[str, Any]) -> np.ndarray:
 
 # The audit's pass: a content hash, a perceptual hash (imagehash's pHash) confirmed by a 16x16 thumbnail,
 # the size, colour and EXIF orientation.
+
 
 def _hashes(image: Image.Image) -> tuple[int, bytes]:
     import imagehash
@@ -198,13 +211,21 @@ def inspect_array(item: np.ndarray) -> Facts:
     image = Image.fromarray(item)
     h, w = item.shape[:2]
     fingerprint, thumb = _hashes(image)
-    return Facts(content=hashlib.blake2b(item.tobytes(), digest_size=16).hexdigest(), fingerprint=fingerprint,
-                 thumb=thumb, traits={"width": w, "height": h, "grayscale": item.ndim == 2 or _equal_channels(image),
-                                      "exif_rotated": False})
+    return Facts(
+        content=hashlib.blake2b(item.tobytes(), digest_size=16).hexdigest(),
+        fingerprint=fingerprint,
+        thumb=thumb,
+        traits={"width": w, "height": h, "grayscale": item.ndim == 2 or _equal_channels(image), "exif_rotated": False},
+    )
 
 
-FLAG_LABELS = {"tiny": "tiny images", "huge": "huge images", "odd_shape": f"odd shape (aspect > {ODD_ASPECT:g})",
-               "grayscale": "grayscale", "exif_rotated": "EXIF rotation (deepcat applies it)"}
+FLAG_LABELS = {
+    "tiny": "tiny images",
+    "huge": "huge images",
+    "odd_shape": f"odd shape (aspect > {ODD_ASPECT:g})",
+    "grayscale": "grayscale",
+    "exif_rotated": "EXIF rotation (deepcat applies it)",
+}
 
 
 def flags(facts: list[Facts], names: list[str]) -> tuple[dict[str, Any], dict[str, list[str]]]:
@@ -217,18 +238,27 @@ def flags(facts: list[Facts], names: list[str]) -> tuple[dict[str, Any], dict[st
     median_short = float(np.median(short))
     for k, name in enumerate(names):
         traits = facts[k].traits
-        checks = {"tiny": short[k] < max(8, 0.25 * median_short), "huge": sides[k, 0] * sides[k, 1] > HUGE_PIXELS,
-                  "odd_shape": long_[k] > ODD_ASPECT * short[k], "grayscale": traits["grayscale"],
-                  "exif_rotated": traits["exif_rotated"]}
+        checks = {
+            "tiny": short[k] < max(8, 0.25 * median_short),
+            "huge": sides[k, 0] * sides[k, 1] > HUGE_PIXELS,
+            "odd_shape": long_[k] > ODD_ASPECT * short[k],
+            "grayscale": traits["grayscale"],
+            "exif_rotated": traits["exif_rotated"],
+        }
         for key, hit in checks.items():
             if hit:
                 found[key].append(name)
-    summary = {"min": sides.min(0).tolist(), "median": np.median(sides, 0).tolist(), "max": sides.max(0).tolist(),
-               "summary": f"{int(np.median(sides[:, 0]))}x{int(np.median(sides[:, 1]))} median"}
+    summary = {
+        "min": sides.min(0).tolist(),
+        "median": np.median(sides, 0).tolist(),
+        "max": sides.max(0).tolist(),
+        "summary": f"{int(np.median(sides[:, 0]))}x{int(np.median(sides[:, 1]))} median",
+    }
     return summary, found
 
 
 # The tensor side: torch and torchvision load when these are called.
+
 
 def native_size(paths: Sequence[str]) -> int | None:
     """The largest side among up to 8 files' headers (small images get the small-image recipe)."""

@@ -9,9 +9,21 @@ from typing import Any
 import numpy as np
 
 from deepcat.inputs import INPUT_KINDS, InputKind
-from deepcat.inputs.image import (FLAG_LABELS, IMAGE_SUFFIXES, MAX_PIXELS, Preprocess, decode_bytes, flags,
-                                  from_memory, input_spec, inspect_array, inspect_file, load_image, native_size,
-                                  pixels)
+from deepcat.inputs.image import (
+    FLAG_LABELS,
+    IMAGE_SUFFIXES,
+    MAX_PIXELS,
+    Preprocess,
+    decode_bytes,
+    flags,
+    from_memory,
+    input_spec,
+    inspect_array,
+    inspect_file,
+    load_image,
+    native_size,
+    pixels,
+)
 
 __all__ = ["IMAGE"]
 
@@ -48,10 +60,29 @@ def example(pre: Preprocess, batch: int) -> Any:
     return torch.rand(batch, 3, pre.input_size, pre.input_size) * 255
 
 
-IMAGE = INPUT_KINDS.add("image", InputKind(
-    name="image", suffixes=IMAGE_SUFFIXES, media_types=("image/",), read=load_image, from_memory=from_memory,
-    decode_bytes=decode_bytes, preprocess=Preprocess.from_dict, to_model_input=pixels, eval_transform=eval_transform,
-    train_transform=train_transform, front_end=front_end, picture=picture, show=lambda image: image,
-    example=example, input_spec=input_spec,
-    inspect_file=inspect_file, inspect_array=inspect_array, flags=flags, flag_labels=FLAG_LABELS,
-    native_size=native_size, default_limit=MAX_PIXELS))
+IMAGE = INPUT_KINDS.add(
+    "image",
+    InputKind(
+        name="image",
+        suffixes=IMAGE_SUFFIXES,
+        media_types=("image/",),
+        read=load_image,
+        from_memory=from_memory,
+        decode_bytes=decode_bytes,
+        preprocess=Preprocess.from_dict,
+        to_model_input=pixels,
+        eval_transform=eval_transform,
+        train_transform=train_transform,
+        front_end=front_end,
+        picture=picture,
+        show=lambda image: image,
+        example=example,
+        input_spec=input_spec,
+        inspect_file=inspect_file,
+        inspect_array=inspect_array,
+        flags=flags,
+        flag_labels=FLAG_LABELS,
+        native_size=native_size,
+        default_limit=MAX_PIXELS,
+    ),
+)

@@ -9,6 +9,7 @@ from torchvision.transforms import InterpolationMode, v2
 
 from deepcat.inputs.image import Preprocess
 
+
 def _interp(pre: Preprocess) -> InterpolationMode:
     return InterpolationMode(pre.interpolation)
 
@@ -23,8 +24,14 @@ def eval_transform(pre: Preprocess) -> v2.Compose:
     Resizing happens before ToImage so a PIL image is resized by PIL, exactly as the
     torch-free ONNX path (`image.pixels`), the server and the exported models' consumers do.
     """
-    return v2.Compose([v2.Resize(pre.resize, interpolation=_interp(pre), antialias=True),
-                       v2.CenterCrop(pre.input_size), v2.ToImage(), *_to_float(pre)])
+    return v2.Compose(
+        [
+            v2.Resize(pre.resize, interpolation=_interp(pre), antialias=True),
+            v2.CenterCrop(pre.input_size),
+            v2.ToImage(),
+            *_to_float(pre),
+        ]
+    )
 
 
 def train_transform(pre: Preprocess, *, augment: str, hflip: bool, small_images: bool) -> v2.Compose:
@@ -33,8 +40,11 @@ def train_transform(pre: Preprocess, *, augment: str, hflip: bool, small_images:
         return eval_transform(pre)
     size = pre.input_size
     if small_images:  # pad-and-crop keeps the whole object, as for CIFAR/MNIST-sized images
-        geometry = [v2.Resize(size, interpolation=_interp(pre), antialias=True), v2.CenterCrop(size),
-                    v2.RandomCrop(size, padding=max(1, size // 8), padding_mode="reflect")]
+        geometry = [
+            v2.Resize(size, interpolation=_interp(pre), antialias=True),
+            v2.CenterCrop(size),
+            v2.RandomCrop(size, padding=max(1, size // 8), padding_mode="reflect"),
+        ]
     else:
         geometry = [v2.RandomResizedCrop(size, scale=(0.35, 1.0), interpolation=_interp(pre), antialias=True)]
     flips = [v2.RandomHorizontalFlip()] if hflip else []

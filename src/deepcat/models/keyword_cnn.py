@@ -15,9 +15,13 @@ from deepcat.models.registry import register_model
 
 def separable(channels: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=False), nn.BatchNorm2d(channels),
+        nn.Conv2d(channels, channels, 3, padding=1, groups=channels, bias=False),
+        nn.BatchNorm2d(channels),
         nn.ReLU(inplace=True),
-        nn.Conv2d(channels, channels, 1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
+        nn.Conv2d(channels, channels, 1, bias=False),
+        nn.BatchNorm2d(channels),
+        nn.ReLU(inplace=True),
+    )
 
 
 class KeywordCNN(nn.Module):
@@ -25,11 +29,16 @@ class KeywordCNN(nn.Module):
         super().__init__()
         self.features = nn.Sequential(
             nn.BatchNorm2d(in_chans),  # log-mel values sit far from 0 (about -14 to +5): learn their scale
-            nn.Conv2d(in_chans, width, (10, 4), stride=2, padding=(5, 1), bias=False), nn.BatchNorm2d(width),
-            nn.ReLU(inplace=True),                                             # (B, w, mels/2, frames/2)
-            separable(width), nn.MaxPool2d(2),                                 # (B, w, mels/4, frames/4)
+            nn.Conv2d(in_chans, width, (10, 4), stride=2, padding=(5, 1), bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),  # (B, w, mels/2, frames/2)
+            separable(width),
+            nn.MaxPool2d(2),  # (B, w, mels/4, frames/4)
             *[separable(width) for _ in range(blocks - 1)],
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout))        # (B, w)
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Dropout(dropout),
+        )  # (B, w)
         self.head = nn.Linear(width, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -37,8 +46,9 @@ class KeywordCNN(nn.Module):
 
 
 @register_model("dscnn")
-def dscnn(num_classes: int, image_size: int, width: int = 64, blocks: int = 4, in_chans: int = 3,
-          **_: object) -> nn.Module:
+def dscnn(
+    num_classes: int, image_size: int, width: int = 64, blocks: int = 4, in_chans: int = 3, **_: object
+) -> nn.Module:
     """`width`: channels of every layer (64: DS-CNN-S, 172: DS-CNN-M); `blocks`: separable blocks. `in_chans`:
     1 for a spectrogram (create_model passes it), 3 when it is tried on images."""
     return KeywordCNN(num_classes, width=width, blocks=blocks, in_chans=in_chans)

@@ -13,8 +13,9 @@ MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 NEW_RUN_KWARGS: dict[str, dict[str, Any]] = {}
 
 
-def register_model(name: str, new_runs: dict[str, Any] | None = None
-                   ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+def register_model(
+    name: str, new_runs: dict[str, Any] | None = None
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator: `@register_model("smallcnn") def smallcnn(num_classes, image_size): ...`.
 
     `new_runs`: keyword arguments written into every new run's model spec, so a changed default

@@ -19,8 +19,9 @@ ACTIVATIONS = {"relu": lambda: nn.ReLU(inplace=True), "gelu": nn.GELU}
 
 
 def conv_bn(c_in: int, c_out: int, activation: str = "relu") -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
-                         ACTIVATIONS[activation]())
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), ACTIVATIONS[activation]()
+    )
 
 
 class Residual(nn.Module):
@@ -33,17 +34,24 @@ class Residual(nn.Module):
 
 
 class SmallCNN(nn.Module):
-    def __init__(self, num_classes: int, width: int = 16, activation: str = "relu", flip_average: bool = False,
-                 in_chans: int = 3):
+    def __init__(
+        self, num_classes: int, width: int = 16, activation: str = "relu", flip_average: bool = False, in_chans: int = 3
+    ):
         super().__init__()
         self.flip_average = flip_average
         w, a = width, activation
         self.features = nn.Sequential(
-            conv_bn(in_chans, w, a),                                            # (B, w, H, W)
-            conv_bn(w, 2 * w, a), nn.MaxPool2d(2), Residual(2 * w, a),          # (B, 2w, H/2, W/2)
-            conv_bn(2 * w, 4 * w, a), nn.MaxPool2d(2),                          # (B, 4w, H/4, W/4)
-            conv_bn(4 * w, 8 * w, a), nn.MaxPool2d(2), Residual(8 * w, a),      # (B, 8w, H/8, W/8)
-            nn.AdaptiveMaxPool2d(1), nn.Flatten(),                        # (B, 8w)
+            conv_bn(in_chans, w, a),  # (B, w, H, W)
+            conv_bn(w, 2 * w, a),
+            nn.MaxPool2d(2),
+            Residual(2 * w, a),  # (B, 2w, H/2, W/2)
+            conv_bn(2 * w, 4 * w, a),
+            nn.MaxPool2d(2),  # (B, 4w, H/4, W/4)
+            conv_bn(4 * w, 8 * w, a),
+            nn.MaxPool2d(2),
+            Residual(8 * w, a),  # (B, 8w, H/8, W/8)
+            nn.AdaptiveMaxPool2d(1),
+            nn.Flatten(),  # (B, 8w)
         )
         self.head = nn.Linear(8 * w, num_classes)
         # The `layers` unknown score reads these stages: the third stage's output and the last residual block's
@@ -63,8 +71,15 @@ class SmallCNN(nn.Module):
 
 
 @register_model("smallcnn", new_runs={"activation": "relu"})
-def smallcnn(num_classes: int, image_size: int, activation: str = "gelu", flip_average: bool = False,
-             width: int = 16, in_chans: int = 3, **_: object) -> nn.Module:
+def smallcnn(
+    num_classes: int,
+    image_size: int,
+    activation: str = "gelu",
+    flip_average: bool = False,
+    width: int = 16,
+    in_chans: int = 3,
+    **_: object,
+) -> nn.Module:
     """`activation` defaults to GELU for runs saved before ReLU became the default; new runs record "relu".
     `flip_average`: average with the mirror image at inference, for data where a mirror keeps the label.
     `width`: channels of the first stage (each later stage doubles it)."""

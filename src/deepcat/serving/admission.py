@@ -55,9 +55,14 @@ class Admission:
         if self.budget_s > 0 and self.inside > 0:
             wait = self.expected_wait(count)
             if wait > self.budget_s:
-                raise RequestError(503, "overloaded", f"the server is at capacity: the wait would be about "
-                                   f"{wait * 1000:.0f} ms, over its {self.budget_s * 1000:.0f} ms budget; retry "
-                                   f"after {RETRY_AFTER_S} s", headers={"Retry-After": str(RETRY_AFTER_S)})
+                raise RequestError(
+                    503,
+                    "overloaded",
+                    f"the server is at capacity: the wait would be about "
+                    f"{wait * 1000:.0f} ms, over its {self.budget_s * 1000:.0f} ms budget; retry "
+                    f"after {RETRY_AFTER_S} s",
+                    headers={"Retry-After": str(RETRY_AFTER_S)},
+                )
 
     @contextlib.contextmanager
     def admit(self, count: int) -> Iterator[None]:

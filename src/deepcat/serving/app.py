@@ -37,8 +37,13 @@ from deepcat.serving.metrics import Metrics
 
 PAGE = Path(__file__).parent / "page"
 TOP_K = Query(5, ge=1, le=1000, description="how many of the most likely classes to answer")
-COVERAGE = Query(None, ge=0.5, le=0.99, description="answer also the prediction set that holds the true class "
-                 "with this probability (0.50, 0.51, ..., 0.99)")
+COVERAGE = Query(
+    None,
+    ge=0.5,
+    le=0.99,
+    description="answer also the prediction set that holds the true class "
+    "with this probability (0.50, 0.51, ..., 0.99)",
+)
 
 
 def default_web_assets() -> Path:
@@ -71,15 +76,22 @@ class Served:
     def meta(self) -> dict[str, Any]:
         return self.classifier.meta
 
-    async def classify(self, inputs: list[tuple[str, bytes]], top_k: int,
-                       coverage: float | None = None) -> list[dict[str, Any]]:
+    async def classify(
+        self, inputs: list[tuple[str, bytes]], top_k: int, coverage: float | None = None
+    ) -> list[dict[str, Any]]:
         """Batch with other requests (each input is decoded in its batch's worker thread), and answer each input."""
         limit = self.set_limit(coverage)
         with self.admission.admit(len(inputs)):
-            rows = await asyncio.gather(*(self.batcher.submit(partial(decode, data, self.meta, limits=self.limits,
-                                                                      name=name)) for name, data in inputs))
-        return [as_json(name, row, score, meta=self.meta, top_k=top_k, threshold=self.threshold, set_limit=limit)
-                for (name, _), (row, score) in zip(inputs, rows)]
+            rows = await asyncio.gather(
+                *(
+                    self.batcher.submit(partial(decode, data, self.meta, limits=self.limits, name=name))
+                    for name, data in inputs
+                )
+            )
+        return [
+            as_json(name, row, score, meta=self.meta, top_k=top_k, threshold=self.threshold, set_limit=limit)
+            for (name, _), (row, score) in zip(inputs, rows)
+        ]
 
     def set_limit(self, coverage: float | None) -> float | None:
         from deepcat.errors import DeepcatError
@@ -93,31 +105,51 @@ class Served:
         return {"model": self.meta["name"], "version": self.meta.get("version"), **results}
 
 
-def create_app(model_path: str | Path, *, limits: Limits | None = None, api_key: str | None = None,
-               web_assets: Path | None = None, reject: bool = True) -> FastAPI:
+def create_app(
+    model_path: str | Path,
+    *,
+    limits: Limits | None = None,
+    api_key: str | None = None,
+    web_assets: Path | None = None,
+    reject: bool = True,
+) -> FastAPI:
     """A FastAPI app serving one exported model; preprocessing comes from the model's own metadata.
     With `reject`, inputs below the model's calibrated threshold are answered `unknown`."""
     limits = limits or Limits()
     workers = max(1, limits.workers)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     classifier = load_onnx(model_path, threads=max(1, cores // workers))
-    served = Served(Path(model_path), classifier, limits, api_key,
-                    classifier.threshold if reject else None, web_assets or default_web_assets())
+    served = Served(
+        Path(model_path),
+        classifier,
+        limits,
+        api_key,
+        classifier.threshold if reject else None,
+        web_assets or default_web_assets(),
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        served.batcher = MicroBatcher(classifier.infer, max_batch=served.limits.max_batch,
-                                      max_wait=served.limits.max_wait_ms / 1000, workers=workers,
-                                      on_batch=served.metrics.batch_size.observe,
-                                      admitted=lambda: served.admission.inside)
+        served.batcher = MicroBatcher(
+            classifier.infer,
+            max_batch=served.limits.max_batch,
+            max_wait=served.limits.max_wait_ms / 1000,
+            workers=workers,
+            on_batch=served.metrics.batch_size.observe,
+            admitted=lambda: served.admission.inside,
+        )
         served.batcher.start()
         yield
         await served.batcher.stop()
 
     meta = served.meta
-    app = FastAPI(title="deepcat", version=str(meta.get("deepcat_version", "")), lifespan=lifespan,
-                  description=f"{kind_of_meta(meta).name.capitalize()} classifier {meta['name']}: "
-                              f"{', '.join(meta['classes'][:20])}")
+    app = FastAPI(
+        title="deepcat",
+        version=str(meta.get("deepcat_version", "")),
+        lifespan=lifespan,
+        description=f"{kind_of_meta(meta).name.capitalize()} classifier {meta['name']}: "
+        f"{', '.join(meta['classes'][:20])}",
+    )
     _observe(app, served.metrics)
     _prediction_routes(app, served)
     _info_routes(app, served)
@@ -173,23 +205,26 @@ def _prediction_routes(app: FastAPI, served: Served) -> None:
     media_types = kind_of_meta(served.meta).media_types
     refusals = requests.error_responses(400, 401, 413, 415, 422, 503)
 
-    @app.post("/v1/predict", openapi_extra=requests.single_body(media_types), responses=refusals,
-              summary="Classify one input")
+    @app.post(
+        "/v1/predict", openapi_extra=requests.single_body(media_types), responses=refusals, summary="Classify one input"
+    )
     async def predict(request: Request, top_k: int = TOP_K, coverage: float | None = COVERAGE) -> dict[str, Any]:
         requests.authorise(request, served.api_key)
         served.admission.check(1)  # past capacity, refuse before reading the body
-        inputs = await requests.read_inputs(request, field="file", many=False, limits=served.limits,
-                                            media_types=media_types)
+        inputs = await requests.read_inputs(
+            request, field="file", many=False, limits=served.limits, media_types=media_types
+        )
         [result] = await served.classify(inputs, top_k, coverage)
         return served.answer(result)
 
-    @app.post("/v1/predict/batch", openapi_extra=requests.BATCH_BODY, responses=refusals,
-              summary="Classify several inputs")
-    async def predict_batch(request: Request, top_k: int = TOP_K,
-                            coverage: float | None = COVERAGE) -> dict[str, Any]:
+    @app.post(
+        "/v1/predict/batch", openapi_extra=requests.BATCH_BODY, responses=refusals, summary="Classify several inputs"
+    )
+    async def predict_batch(request: Request, top_k: int = TOP_K, coverage: float | None = COVERAGE) -> dict[str, Any]:
         requests.authorise(request, served.api_key)
-        inputs = await requests.read_inputs(request, field="files", many=True, limits=served.limits,
-                                            media_types=media_types)
+        inputs = await requests.read_inputs(
+            request, field="files", many=True, limits=served.limits, media_types=media_types
+        )
         return served.answer({"predictions": await served.classify(inputs, top_k, coverage)})
 
 
@@ -197,8 +232,13 @@ def _info_routes(app: FastAPI, served: Served) -> None:
     @app.get("/v1/model", summary="Classes, preprocessing and limits", responses=requests.error_responses(401))
     async def model_info(request: Request) -> dict[str, Any]:
         requests.authorise(request, served.api_key)
-        return {**served.meta, "threshold": served.threshold, "limits": served.limits.__dict__,
-                "file": served.path.name, "bytes": served.path.stat().st_size}
+        return {
+            **served.meta,
+            "threshold": served.threshold,
+            "limits": served.limits.__dict__,
+            "file": served.path.name,
+            "bytes": served.path.stat().st_size,
+        }
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -209,8 +249,11 @@ def _info_routes(app: FastAPI, served: Served) -> None:
         ok = served.batcher is not None
         return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
 
-    @app.get("/metrics", response_class=Response,
-             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     async def prometheus() -> Response:
         return Response(served.metrics.render(), media_type=served.metrics.content_type)
 

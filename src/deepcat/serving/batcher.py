@@ -23,9 +23,16 @@ Prepare = Callable[[], np.ndarray]  # decodes one input into the model's input; 
 
 
 class MicroBatcher:
-    def __init__(self, infer: Callable[[np.ndarray], tuple], *, max_batch: int = 32, max_wait: float = 0.005,
-                 workers: int = 1, on_batch: Callable[[int], None] | None = None,
-                 admitted: Callable[[], int] | None = None):
+    def __init__(
+        self,
+        infer: Callable[[np.ndarray], tuple],
+        *,
+        max_batch: int = 32,
+        max_wait: float = 0.005,
+        workers: int = 1,
+        on_batch: Callable[[int], None] | None = None,
+        admitted: Callable[[], int] | None = None,
+    ):
         self.infer, self.max_batch, self.max_wait, self.workers = infer, max_batch, max_wait, workers
         self.on_batch, self.admitted = on_batch, admitted
         self.queue: asyncio.Queue[tuple[Prepare, asyncio.Future]] = asyncio.Queue()
@@ -101,8 +108,9 @@ class MicroBatcher:
             if not future.done():
                 future.set_result(row)
 
-    def _decode_and_infer(self, live: list[tuple[Prepare, asyncio.Future]]
-                          ) -> tuple[list[asyncio.Future], list[tuple[asyncio.Future, Exception]], tuple | None]:
+    def _decode_and_infer(
+        self, live: list[tuple[Prepare, asyncio.Future]]
+    ) -> tuple[list[asyncio.Future], list[tuple[asyncio.Future, Exception]], tuple | None]:
         inputs, ready, failed = [], [], []
         for prepare, future in live:
             try:

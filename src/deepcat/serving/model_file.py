@@ -35,14 +35,18 @@ def serving_model(run: str | Path | None, precision: str = "auto") -> Path:
     if precision not in PRECISIONS:
         raise DeepcatError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     if run is None and precision == "int8":
-        raise DeepcatError("the pretrained cat / dog / neither model is served in fp32: it has no check images "
-                           "offline to prove an int8 file with")
+        raise DeepcatError(
+            "the pretrained cat / dog / neither model is served in fp32: it has no check images "
+            "offline to prove an int8 file with"
+        )
     int8 = None if run is None else export_file(run, ONNX_INT8_FILE)
     if int8 is not None and precision != "fp32" and passed_check(int8):
         return int8
     if precision == "int8":
-        raise DeepcatError(f"{run} has no int8 export that passed its check: run `deepcat export {run} "
-                           f"--format onnx-int8` (it refuses a file that disagrees with PyTorch), or serve fp32")
+        raise DeepcatError(
+            f"{run} has no int8 export that passed its check: run `deepcat export {run} "
+            f"--format onnx-int8` (it refuses a file that disagrees with PyTorch), or serve fp32"
+        )
     path = CAT_DOG_NEITHER if run is None else export_file(run, ONNX_FILE)
     if not path.is_file():
         if run is None:
@@ -51,13 +55,18 @@ def serving_model(run: str | Path | None, precision: str = "auto") -> Path:
         child.start()
         child.join()
         if child.exitcode != 0 or not path.is_file():
-            raise DeepcatError(f"exporting {run or 'the pretrained model'} to {path} failed (the reason is "
-                               f"printed above); run `deepcat export {run or ''}` to see it alone")
+            raise DeepcatError(
+                f"exporting {run or 'the pretrained model'} to {path} failed (the reason is "
+                f"printed above); run `deepcat export {run or ''}` to see it alone"
+            )
     if int8 is not None and precision == "auto" and int8.is_file():
         print(f"serving fp32: {int8} did not pass its check (see {check_file(int8)})", file=sys.stderr)
     elif int8 is not None and precision == "auto":
-        print(f"serving fp32; `deepcat export {run} --format onnx-int8` writes an int8 file, served instead when "
-              "it passes its check (about 1.5x the requests/s on a CPU)", file=sys.stderr)
+        print(
+            f"serving fp32; `deepcat export {run} --format onnx-int8` writes an int8 file, served instead when "
+            "it passes its check (about 1.5x the requests/s on a CPU)",
+            file=sys.stderr,
+        )
     return path
 
 

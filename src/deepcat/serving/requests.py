@@ -15,27 +15,52 @@ from deepcat.serving.errors import RequestError
 from deepcat.serving.limits import Limits
 
 BINARY = {"type": "string", "format": "binary"}
-ERROR_SCHEMA = {"type": "object", "required": ["error", "detail"],
-                "properties": {"error": {"type": "string"}, "detail": {"type": "string"}}}
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error", "detail"],
+    "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
+}
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the refusals (4xx, 503) a route gives, each a JSON `{"error", "detail"}` body."""
-    return {status: {"description": "refused", "content": {"application/json": {"schema": ERROR_SCHEMA}}}
-            for status in statuses}
+    return {
+        status: {"description": "refused", "content": {"application/json": {"schema": ERROR_SCHEMA}}}
+        for status in statuses
+    }
 
 
 def single_body(media_types: tuple[str, ...]) -> dict[str, Any]:
     """The request body of /v1/predict: multipart field `file`, or the raw bytes of one input."""
     raw = {f"{m}*" if m.endswith("/") else m: {"schema": BINARY} for m in media_types}
-    return {"requestBody": {"required": True, "content": {
-        "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {"file": BINARY}}},
-        "application/octet-stream": {"schema": BINARY}, **raw}}}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {"type": "object", "required": ["file"], "properties": {"file": BINARY}}
+                },
+                "application/octet-stream": {"schema": BINARY},
+                **raw,
+            },
+        }
+    }
 
 
-BATCH_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-    "type": "object", "required": ["files"],
-    "properties": {"files": {"type": "array", "minItems": 1, "items": BINARY}}}}}}}
+BATCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["files"],
+                    "properties": {"files": {"type": "array", "minItems": 1, "items": BINARY}},
+                }
+            }
+        },
+    }
+}
 
 
 def authorise(request: Request, api_key: str | None) -> None:
@@ -47,8 +72,9 @@ def authorise(request: Request, api_key: str | None) -> None:
         raise RequestError(401, "unauthorised", "missing or wrong API key: send it as the X-API-Key header")
 
 
-async def read_inputs(request: Request, *, field: str, many: bool, limits: Limits,
-                      media_types: tuple[str, ...]) -> list[tuple[str, bytes]]:
+async def read_inputs(
+    request: Request, *, field: str, many: bool, limits: Limits, media_types: tuple[str, ...]
+) -> list[tuple[str, bytes]]:
     """(name, bytes) of each input: multipart fields `field`, or (one input) the raw body."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
@@ -56,9 +82,13 @@ async def read_inputs(request: Request, *, field: str, many: bool, limits: Limit
     if many:
         raise RequestError(415, "unsupported_media_type", "send the inputs as multipart/form-data fields 'files'")
     if content_type and not content_type.startswith((*media_types, "application/octet-stream")):
-        raise RequestError(415, "unsupported_media_type", f"content type {content_type!r}: send "
-                           f"{', '.join(m + '*' for m in media_types)} or application/octet-stream, "
-                           f"or multipart/form-data")
+        raise RequestError(
+            415,
+            "unsupported_media_type",
+            f"content type {content_type!r}: send "
+            f"{', '.join(m + '*' for m in media_types)} or application/octet-stream, "
+            f"or multipart/form-data",
+        )
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
@@ -73,6 +103,9 @@ async def _read_form(request: Request, *, field: str, many: bool, limits: Limits
     if not uploads:
         raise RequestError(400, "empty_body", f"multipart body has no file field named {field!r}")
     if len(uploads) > (limits.max_files if many else 1):
-        raise RequestError(413, "batch_too_large", f"{len(uploads)} files; the limit is "
-                           f"{limits.max_files if many else 1} (use /v1/predict/batch for several)")
+        raise RequestError(
+            413,
+            "batch_too_large",
+            f"{len(uploads)} files; the limit is {limits.max_files if many else 1} (use /v1/predict/batch for several)",
+        )
     return [(u.filename or f"file{i}", await u.read(limits.max_bytes + 1)) for i, u in enumerate(uploads)]

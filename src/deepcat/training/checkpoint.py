@@ -28,8 +28,15 @@ class Checkpoint:
     def __init__(self, run_dir: Path, state: Callable[[], dict[str, Any]], *, plot: bool = True):
         self.run_dir, self.state, self.plot = run_dir, state, plot
 
-    def on_epoch_end(self, *, metrics: dict[str, float], history: list[dict[str, float]], eval_model: nn.Module,
-                     improved: bool, **_: Any) -> None:
+    def on_epoch_end(
+        self,
+        *,
+        metrics: dict[str, float],
+        history: list[dict[str, float]],
+        eval_model: nn.Module,
+        improved: bool,
+        **_: Any,
+    ) -> None:
         save_weights(eval_model, self.run_dir / "last.safetensors")
         if improved:
             save_weights(eval_model, self.run_dir / "best.safetensors")
@@ -39,8 +46,10 @@ class Checkpoint:
             from deepcat.evaluation.plots import plot_curves
 
             plot_curves(history, self.run_dir / "curves.png")
-        print("  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()),
-              file=sys.stderr)
+        print(
+            "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()),
+            file=sys.stderr,
+        )
 
 
 def write_metrics(path: Path, history: list[dict[str, float]]) -> None:
@@ -66,6 +75,8 @@ def resume_point(run_dir: Path, options: dict[str, Any]) -> tuple[TrainConfig, d
     changed = {k: v for k, v in options.items() if v is not None and k not in RESUMABLE and getattr(cfg, k) != v}
     if changed:
         names = ", ".join(f"{k}={v!r} (run has {getattr(cfg, k)!r})" for k, v in changed.items())
-        raise DeepcatError(f"a resumed run keeps its configuration; it cannot change {names}. Only "
-                           f"{', '.join(RESUMABLE)} can change when resuming; start a new run for the others")
+        raise DeepcatError(
+            f"a resumed run keeps its configuration; it cannot change {names}. Only "
+            f"{', '.join(RESUMABLE)} can change when resuming; start a new run for the others"
+        )
     return (dataclasses.replace(cfg, epochs=options["epochs"]) if options.get("epochs") else cfg), state

@@ -25,8 +25,10 @@ def check_callbacks(callbacks: list[Any]) -> None:
     for cb in callbacks:
         for name in dir(cb):
             if name.startswith("on_") and name not in EVENTS and callable(getattr(cb, name)):
-                raise DeepcatError(f"{type(cb).__name__}.{name} is not a training event and would never be called."
-                                   f"{did_you_mean(name, EVENTS)} The events are: {', '.join(EVENTS)}")
+                raise DeepcatError(
+                    f"{type(cb).__name__}.{name} is not a training event and would never be called."
+                    f"{did_you_mean(name, EVENTS)} The events are: {', '.join(EVENTS)}"
+                )
 
 
 def fire(callbacks: list[Any], event: str, **info: Any) -> None:

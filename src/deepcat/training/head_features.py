@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from deepcat.data.loader import BadInputLog, eval_loader
-from deepcat.data.tensor_batches import batch_count, batch_indices, shuffler
+from deepcat.data.order import Order, Rows
 from deepcat.evaluation.scores import collect_outputs
 from deepcat.inference.unknown_score import WithFeatures
 from deepcat.models.create import classifier_of
@@ -28,8 +28,14 @@ def applies(s: Setup, dist: Dist) -> bool:
     """The frozen epochs can train on cached features: a linear head that is the model's last layer, one
     process (each would need its shard's features), no mixup (it mixes images, not features)."""
     head = classifier_of(s.model)
-    return (s.cfg.head_from_features and s.cfg.freeze_epochs > 0 and not dist.enabled and s.mixup is None
-            and isinstance(head, nn.Linear) and len(s.splits.train) * head.in_features * 4 <= MAX_FEATURE_BYTES)
+    return (
+        s.cfg.head_from_features
+        and s.cfg.freeze_epochs > 0
+        and not dist.enabled
+        and s.mixup is None
+        and isinstance(head, nn.Linear)
+        and len(s.splits.train) * head.in_features * 4 <= MAX_FEATURE_BYTES
+    )
 
 
 class HeadOnly(nn.Module):
@@ -44,25 +50,31 @@ class HeadOnly(nn.Module):
 
 
 class FeatureBatches:
-    """(features, labels, []) batches in a shuffled order per epoch: the training loader's contract."""
+    """(features, labels, []) batches in the training order, reshuffled each epoch: the training loader's contract."""
 
-    def __init__(self, features: torch.Tensor, labels: torch.Tensor, *, batch_size: int, seed: int,
-                 drop_last: bool):
-        self.features, self.labels, self.batch_size, self.drop_last = features, labels, batch_size, drop_last
-        self.sampler = shuffler(len(labels), shuffle=True, seed=seed, rank=0, world_size=1, drop_last=drop_last)
+    def __init__(self, features: torch.Tensor, labels: torch.Tensor, order: Order):
+        self.features, self.labels = features, labels
+        self.rows = Rows(len(labels), order)
+        self.sampler = self.rows.sampler  # the loop's set_epoch
 
     def __len__(self) -> int:
-        return batch_count(self.sampler, len(self.labels), self.batch_size, self.drop_last)
+        return len(self.rows)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[str]]]:
-        for index in batch_indices(self.sampler, len(self.labels), self.batch_size, self.drop_last):
+        for index in self.rows.batches():
             yield self.features[index], self.labels[index], []
 
 
 def feature_batches(s: Setup, log: BadInputLog, *, progress: bool) -> FeatureBatches:
     """The backbone's pooled features of every training input, once, as batches of the training batch size."""
     loader = eval_loader(s.splits.train, s.pre, batch_size=64, workers=s.cfg.workers)
-    (features, _), labels = collect_outputs(WithFeatures(s.model, classifier_of(s.model)), loader, device=s.device,
-                                            dtype=s.dtype, log=log, desc="backbone features", progress=progress)
-    return FeatureBatches(torch.from_numpy(features), torch.from_numpy(labels), batch_size=s.train_loader.batch_size,
-                          seed=s.cfg.seed, drop_last=s.train_loader.drop_last)
+    (features, _), labels = collect_outputs(
+        WithFeatures(s.model, classifier_of(s.model)),
+        loader,
+        device=s.device,
+        dtype=s.dtype,
+        log=log,
+        desc="backbone features",
+        progress=progress,
+    )
+    return FeatureBatches(torch.from_numpy(features), torch.from_numpy(labels), s.order)

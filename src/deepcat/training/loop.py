@@ -22,16 +22,23 @@ from deepcat.config import TrainConfig
 from deepcat.data.loader import BadInputLog, batches, eval_loader
 from deepcat.data.sources import DataSplits
 from deepcat.errors import DeepcatError
-from deepcat.inference.calibrated import softmax
 from deepcat.evaluation.scores import collect_logits
+from deepcat.inference.calibrated import softmax
 from deepcat.run_folder import write_model_json, write_split
 from deepcat.training import distributed, head_features
 from deepcat.training.checkpoint import Checkpoint
-from deepcat.training.loggers import loggers_for
 from deepcat.training.events import EarlyStopping, StopTraining, check_callbacks, fire
+from deepcat.training.loggers import loggers_for
 from deepcat.training.optim import lr_at, set_lr
-from deepcat.training.setup import (Setup, epoch_input_size, forward_loss, prepare, seed_everything, set_frozen,
-                                   train_mode)
+from deepcat.training.setup import (
+    Setup,
+    epoch_input_size,
+    forward_loss,
+    prepare,
+    seed_everything,
+    set_frozen,
+    train_mode,
+)
 
 
 @dataclass
@@ -45,6 +52,18 @@ class Progress:
 
 
 @dataclass
+class EpochTools:
+    """What every epoch of one run uses besides its `Setup`: the gradient scaler (fp16), the weight EMA, the
+    bad-input log, the callbacks, and whether progress bars show."""
+
+    scaler: torch.amp.GradScaler
+    ema: Any
+    log: BadInputLog
+    callbacks: list[Any]
+    progress: bool
+
+
+@dataclass
 class Fitted:
     """What `fit` leaves: the run folder and the data it was split into (for `evaluation.finish`)."""
 
@@ -53,8 +72,14 @@ class Fitted:
     is_main: bool
 
 
-def fit(cfg: TrainConfig, *, state: dict[str, Any] | None = None, run_dir: Path | None = None,
-        callbacks: list[Any] | None = None, progress: bool = True) -> Fitted:
+def fit(
+    cfg: TrainConfig,
+    *,
+    state: dict[str, Any] | None = None,
+    run_dir: Path | None = None,
+    callbacks: list[Any] | None = None,
+    progress: bool = True,
+) -> Fitted:
     """Train `cfg` (or continue `run_dir` from its saved `state`) and return the run folder."""
     callbacks = list(callbacks or [])
     check_callbacks(callbacks)
@@ -74,19 +99,26 @@ def start_run(s: Setup, run_dir: Path | None, dist: distributed.Dist) -> Path:
         name = s.cfg.name or f"{Path(s.cfg.model).stem}-{s.splits.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         run_dir = Path(s.cfg.output) / name
         if dist.is_main and (run_dir / "state.pt").exists():
-            raise DeepcatError(f"{run_dir} already holds a run. Continue it with `deepcat train --resume "
-                               f"{run_dir}` or choose another --name")
+            raise DeepcatError(
+                f"{run_dir} already holds a run. Continue it with `deepcat train --resume "
+                f"{run_dir}` or choose another --name"
+            )
         run_dir = Path(distributed.broadcast_object(dist, str(run_dir)))
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         s.cfg.save(run_dir / "config.yaml")
         write_split(run_dir, s.splits)
         write_model_json(run_dir, spec=s.spec, classes=s.splits.classes, preprocess=s.pre)
-        sizes = " / ".join(f"{len(part) if part is not None else 0} {name}"
-                           for name, part in (("train", s.splits.train), ("val", s.splits.val), ("test", s.splits.test)))
-        print(f"run folder: {run_dir}\ndata: {s.splits.name}, {len(s.splits.classes)} classes, {sizes}; "
-              f"model {s.spec.name}{' (pretrained)' if s.cfg.pretrained else ''}, {s.pre.describe()}, "
-              f"batch {s.cfg.batch_size}", file=sys.stderr)
+        sizes = " / ".join(
+            f"{len(part) if part is not None else 0} {name}"
+            for name, part in (("train", s.splits.train), ("val", s.splits.val), ("test", s.splits.test))
+        )
+        print(
+            f"run folder: {run_dir}\ndata: {s.splits.name}, {len(s.splits.classes)} classes, {sizes}; "
+            f"model {s.spec.name}{' (pretrained)' if s.cfg.pretrained else ''}, {s.pre.describe()}, "
+            f"batch {s.cfg.batch_size}",
+            file=sys.stderr,
+        )
         if s.cfg.audit:
             _audit(s, run_dir)
     return run_dir
@@ -100,8 +132,15 @@ def _audit(s: Setup, run_dir: Path) -> None:
     print("\n".join(found.summary_lines()) + f"\n  (details: deepcat check {s.cfg.data})", file=sys.stderr)
 
 
-def _epochs(s: Setup, run_dir: Path, state: dict[str, Any] | None, dist: distributed.Dist, callbacks: list[Any], *,
-            progress: bool) -> None:
+def _epochs(
+    s: Setup,
+    run_dir: Path,
+    state: dict[str, Any] | None,
+    dist: distributed.Dist,
+    callbacks: list[Any],
+    *,
+    progress: bool,
+) -> None:
     """The epochs of one run: restore, then train, validate, save (rank 0) and maybe stop, each epoch."""
     cfg, model = s.cfg, s.model
     scaler = torch.amp.GradScaler(s.device.type, enabled=s.dtype == torch.float16)
@@ -117,15 +156,24 @@ def _epochs(s: Setup, run_dir: Path, state: dict[str, Any] | None, dist: distrib
         print(f"resuming {run_dir} after epoch {at.epoch}", file=sys.stderr)
 
     def resume_state() -> dict[str, Any]:
-        return {"epoch": at.epoch, "step": at.step, "best_acc": at.best_score, "history": at.history,
-                **{name: obj.state_dict() if obj is not None else None for name, obj in tensors.items()}}
+        return {
+            "epoch": at.epoch,
+            "step": at.step,
+            "best_acc": at.best_score,
+            "history": at.history,
+            **{name: obj.state_dict() if obj is not None else None for name, obj in tensors.items()},
+        }
 
     saving = [*loggers_for(cfg, run_dir), Checkpoint(run_dir, resume_state)] if dist.is_main else []
     callbacks = [*([stopper] if stopper else []), *callbacks, *saving]  # the checkpoint sees every epoch last
-    val_loader = (eval_loader(s.splits.val, s.pre, batch_size=256, workers=cfg.workers)
-                  if s.splits.val is not None and dist.is_main else None)
+    val_loader = (
+        eval_loader(s.splits.val, s.pre, batch_size=256, workers=cfg.workers)
+        if s.splits.val is not None and dist.is_main
+        else None
+    )
     log, net, frozen, features = BadInputLog(), model, None, None
     from_features = head_features.applies(s, dist)  # frozen epochs: the head learns from features computed once
+    tools = EpochTools(scaler, ema, log, callbacks, progress)
     fire(callbacks, "on_fit_start", run_dir=run_dir, config=cfg)
     for epoch in range(at.epoch, cfg.epochs):
         seed_everything(cfg.seed * 1000 + epoch)  # augmentation and order depend only on (seed, epoch)
@@ -140,19 +188,26 @@ def _epochs(s: Setup, run_dir: Path, state: dict[str, Any] | None, dist: distrib
                 features = head_features.feature_batches(s, log, progress=progress)
             net, loader = head_features.HeadOnly(model), features
         loader.sampler.set_epoch(epoch)
-        row, at.step = _train_epoch(s, net, loader, epoch=epoch, step=at.step, scaler=scaler, ema=ema, log=log,
-                                    callbacks=callbacks, progress=progress)
+        row, at.step = _train_epoch(s, tools, net, loader, epoch=epoch, step=at.step)
         eval_model = ema.module if ema is not None else model
         if val_loader is not None:
-            row.update(_validate(s, eval_model, val_loader, log, progress=progress))
+            row.update(_validate(s, eval_model, val_loader, tools))
         row["seconds"] = time.perf_counter() - started
         score = row.get("val_acc", row["train_acc"])
         improved = score > at.best_score
         at.epoch, at.best_score = epoch + 1, max(at.best_score, score)
         at.history.append(row)
         try:
-            fire(callbacks, "on_epoch_end", epoch=epoch, metrics=row, model=model, eval_model=eval_model,
-                 history=at.history, improved=improved)
+            fire(
+                callbacks,
+                "on_epoch_end",
+                epoch=epoch,
+                metrics=row,
+                model=model,
+                eval_model=eval_model,
+                history=at.history,
+                improved=improved,
+            )
         except StopTraining as e:
             if dist.is_main:
                 print(f"early stopping: {e}", file=sys.stderr)
@@ -176,19 +231,25 @@ def _set_phase(s: Setup, frozen: bool, dist: distributed.Dist) -> nn.Module:
     set_frozen(s.model, frozen, s.cfg.unfreeze)
     if not dist.enabled:
         return s.model
-    return nn.parallel.DistributedDataParallel(s.model, device_ids=[s.device.index] if s.device.type == "cuda" else None)
+    return nn.parallel.DistributedDataParallel(
+        s.model, device_ids=[s.device.index] if s.device.type == "cuda" else None
+    )
 
 
-def _validate(s: Setup, model: nn.Module, loader: Any, log: BadInputLog, *, progress: bool) -> dict[str, float]:
-    logits, labels = collect_logits(model, loader, device=s.device, dtype=s.dtype, log=log, desc="val",
-                                    progress=progress)
-    probs = softmax(logits)                                                   # (N, C)
-    return {"val_loss": float(-np.log(np.maximum(probs[np.arange(len(labels)), labels], 1e-12)).mean()),
-            "val_acc": float((probs.argmax(1) == labels).mean())}
+def _validate(s: Setup, model: nn.Module, loader: Any, tools: EpochTools) -> dict[str, float]:
+    logits, labels = collect_logits(
+        model, loader, device=s.device, dtype=s.dtype, log=tools.log, desc="val", progress=tools.progress
+    )
+    probs = softmax(logits)  # (N, C)
+    return {
+        "val_loss": float(-np.log(np.maximum(probs[np.arange(len(labels)), labels], 1e-12)).mean()),
+        "val_acc": float((probs.argmax(1) == labels).mean()),
+    }
 
 
-def _train_epoch(s: Setup, net: nn.Module, loader: Any, *, epoch: int, step: int, scaler: torch.amp.GradScaler,
-                 ema: Any, log: BadInputLog, callbacks: list[Any], progress: bool) -> tuple[dict[str, float], int]:
+def _train_epoch(
+    s: Setup, tools: EpochTools, net: nn.Module, loader: Any, *, epoch: int, step: int
+) -> tuple[dict[str, float], int]:
     """One pass over the training data (or, for `net` the head alone, their features); returns the epoch's train
     metrics and the new global step. The schedule counts the training loader's steps either way."""
     cfg = s.cfg
@@ -196,28 +257,45 @@ def _train_epoch(s: Setup, net: nn.Module, loader: Any, *, epoch: int, step: int
     train_mode(net)
     seen, loss_sum, correct = 0, 0.0, 0
     size = epoch_input_size(cfg, epoch)
-    bar = tqdm(total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}" + (f" at {size} px" if size else ""),
-               disable=not progress, dynamic_ncols=True)
-    for i, (x, y) in enumerate(batches(loader, log)):
+    bar = tqdm(
+        total=len(loader),
+        desc=f"epoch {epoch + 1}/{cfg.epochs}" + (f" at {size} px" if size else ""),
+        disable=not tools.progress,
+        dynamic_ncols=True,
+    )
+    for i, (x, y) in enumerate(batches(loader, tools.log)):
         logits, loss = forward_loss(s, net, x, y, size)
-        scaler.scale(loss / cfg.accumulate).backward()
+        tools.scaler.scale(loss / cfg.accumulate).backward()
         if (i + 1) % cfg.accumulate == 0:
-            set_lr(s.optimizer, lr_at(step, peak=float(cfg.lr), steps_per_epoch=steps_per_epoch, epochs=cfg.epochs,
-                                      freeze_epochs=cfg.freeze_epochs, kind=cfg.schedule,
-                                      warmup_epochs=cfg.warmup_epochs))
-            scaler.step(s.optimizer)
-            scaler.update()
+            set_lr(
+                s.optimizer,
+                lr_at(
+                    step,
+                    peak=float(cfg.lr),
+                    steps_per_epoch=steps_per_epoch,
+                    epochs=cfg.epochs,
+                    freeze_epochs=cfg.freeze_epochs,
+                    kind=cfg.schedule,
+                    warmup_epochs=cfg.warmup_epochs,
+                ),
+            )
+            tools.scaler.step(s.optimizer)
+            tools.scaler.update()
             s.optimizer.zero_grad(set_to_none=True)
             step += 1
-            if ema is not None:
-                ema.update(s.model, step=step)
+            if tools.ema is not None:
+                tools.ema.update(s.model, step=step)
         batch_loss = loss.item()
         seen += len(y)
         loss_sum += batch_loss * len(y)
         correct += (logits.argmax(1).cpu() == y).sum().item()
         bar.update()
         bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
-        fire(callbacks, "on_batch_end", step=step, loss=batch_loss)
+        fire(tools.callbacks, "on_batch_end", step=step, loss=batch_loss)
     bar.close()
-    return {"epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1), "train_acc": correct / max(seen, 1),
-            "lr": s.optimizer.param_groups[0]["lr"]}, step
+    return {
+        "epoch": epoch + 1,
+        "train_loss": loss_sum / max(seen, 1),
+        "train_acc": correct / max(seen, 1),
+        "lr": s.optimizer.param_groups[0]["lr"],
+    }, step

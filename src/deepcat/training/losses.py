@@ -22,8 +22,8 @@ class FocalLoss(nn.Module):
         self.register_buffer("weight", weight)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        logp = F.log_softmax(logits.float(), dim=-1)                  # (B, C)
-        logp_true = logp.gather(1, target[:, None]).squeeze(1)        # (B,)
+        logp = F.log_softmax(logits.float(), dim=-1)  # (B, C)
+        logp_true = logp.gather(1, target[:, None]).squeeze(1)  # (B,)
         loss = -((1 - logp_true.exp()) ** self.gamma) * logp_true
         if self.weight is not None:
             loss = loss * self.weight[target]
@@ -58,8 +58,9 @@ def focal(*, label_smoothing: float, class_weights: torch.Tensor | None) -> nn.M
     return FocalLoss(weight=class_weights)  # focusing replaces smoothing
 
 
-def build_loss(*, name: str, label_smoothing: float, class_weights: torch.Tensor | None,
-               soft_targets: bool) -> nn.Module:
+def build_loss(
+    *, name: str, label_smoothing: float, class_weights: torch.Tensor | None, soft_targets: bool
+) -> nn.Module:
     build = LOSSES.get(name)
     if soft_targets:  # mixup/cutmix already smooth the labels
         return SoftTargetLoss(class_weights)

@@ -11,8 +11,8 @@ from tqdm import tqdm
 from deepcat.config import TrainConfig
 from deepcat.data.loader import BadInputLog, batches
 from deepcat.training import distributed
-from deepcat.training.setup import forward_loss, prepare, set_frozen
 from deepcat.training.optim import set_lr
+from deepcat.training.setup import forward_loss, prepare, set_frozen
 
 
 @dataclass
@@ -25,8 +25,9 @@ class LrFind:
     plot: Path | None
 
 
-def sweep(cfg: TrainConfig, *, start_lr: float, end_lr: float, steps: int, plot: str | Path | None,
-          progress: bool) -> LrFind:
+def sweep(
+    cfg: TrainConfig, *, start_lr: float, end_lr: float, steps: int, plot: str | Path | None, progress: bool
+) -> LrFind:
     """Sweep the lr over `steps` batches; suggest the lr of the steepest loss descent. The model is thrown away."""
     s = prepare(cfg, distributed.Dist())
     if s.cfg.freeze_epochs:

@@ -7,7 +7,6 @@ Fine-tuning has two phases (head only, then all), each with its own one-cycle.
 from __future__ import annotations
 
 import math
-
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,14 +19,15 @@ from deepcat.registry import Registry
 @dataclass(frozen=True)
 class OptimizerRecipe:
     build: Callable[[list[dict], float], torch.optim.Optimizer]  # (parameter groups, lr) -> optimiser
-    default_lr: float                                            # the peak lr when --lr is auto
+    default_lr: float  # the peak lr when --lr is auto
 
 
 OPTIMIZERS: Registry[OptimizerRecipe] = Registry("optimizer")
 OPTIMIZERS.add("adamw", OptimizerRecipe(lambda groups, lr: torch.optim.AdamW(groups, lr=lr), 2e-3))
 # the small CNN from scratch: 0.1 beat 0.05 and 0.2 over 6 epochs
-OPTIMIZERS.add("sgd", OptimizerRecipe(lambda groups, lr: torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True),
-                                      0.1))
+OPTIMIZERS.add(
+    "sgd", OptimizerRecipe(lambda groups, lr: torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True), 0.1)
+)
 
 
 def build_optimizer(model: nn.Module, *, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -48,8 +48,9 @@ def schedule_factor(step: int, total: int, *, kind: str, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress))) * 0.99 + 0.01
 
 
-def lr_at(step: int, *, peak: float, steps_per_epoch: int, epochs: int, freeze_epochs: int, kind: str,
-          warmup_epochs: float) -> float:
+def lr_at(
+    step: int, *, peak: float, steps_per_epoch: int, epochs: int, freeze_epochs: int, kind: str, warmup_epochs: float
+) -> float:
     """Learning rate for global `step`; the unfrozen phase restarts the cycle at half the peak (as fastai)."""
     frozen_steps = freeze_epochs * steps_per_epoch
     warmup = int(warmup_epochs * steps_per_epoch)

@@ -38,7 +38,12 @@ def resolve_auto(cfg: TrainConfig, splits: DataSplits) -> TrainConfig:
     # else None: a pretrained model keeps the input size its features were learned at (e.g. 224)
     batch_size = cfg.batch_size or int(min(128, max(16, 2 ** math.floor(math.log2(max(1, len(splits.train) / 32))))))
     return dataclasses.replace(
-        cfg, model=model, batch_size=batch_size, pretrained=bool(pretrained), optimizer=optimizer, image_size=image_size,
+        cfg,
+        model=model,
+        batch_size=batch_size,
+        pretrained=bool(pretrained),
+        optimizer=optimizer,
+        image_size=image_size,
         lr=cfg.lr if cfg.lr is not None else OPTIMIZERS.get(optimizer).default_lr,
         hflip=cfg.hflip if cfg.hflip is not None else (splits.mirror_safe and not sound),
         freeze_epochs=min(cfg.freeze_epochs, cfg.epochs - 1) if (pretrained or cfg.weights) else 0,

@@ -14,14 +14,14 @@ from torch.utils.data import DataLoader
 from deepcat.config import TrainConfig
 from deepcat.data import clip_batches, tensor_batches
 from deepcat.data.loader import make_loader
+from deepcat.data.order import Order
 from deepcat.data.resolve import splits_of
 from deepcat.data.sources import DataSplits
-from deepcat.inputs import input_kind
-from deepcat.inputs.image import Preprocess
 from deepcat.device import amp_dtype, autocast, pick_device
 from deepcat.errors import DeepcatError
-from deepcat.models.create import (ModelSpec, classifier_of, create_model, default_preprocess,
-                                   early_parameters)
+from deepcat.inputs import input_kind
+from deepcat.inputs.image import Preprocess
+from deepcat.models.create import ModelSpec, classifier_of, create_model, default_preprocess, early_parameters
 from deepcat.training import distributed
 from deepcat.training.losses import LOSSES, build_loss, inverse_frequency
 from deepcat.training.optim import OPTIMIZERS, build_optimizer
@@ -69,6 +69,7 @@ class Setup:
     loss_fn: nn.Module
     optimizer: torch.optim.Optimizer
     mixup: Any
+    order: Order  # the training order: this process's share, its batch size
 
 
 def prepare(cfg: TrainConfig, dist: distributed.Dist) -> Setup:
@@ -81,34 +82,49 @@ def prepare(cfg: TrainConfig, dist: distributed.Dist) -> Setup:
     cfg = resolve_auto(cfg, splits)
     seed_everything(cfg.seed)
     kind = input_kind(splits.input_kind)
-    model, spec = create_model(name=cfg.model, num_classes=len(splits.classes), image_size=cfg.image_size or 224,
-                               pretrained=bool(cfg.pretrained), weights=cfg.weights, in_chans=kind.channels,
-                               options={"flip_average": bool(cfg.hflip),
-                                        **({"width": cfg.model_width} if cfg.model_width else {})})
-    pre = default_preprocess(model, spec, image_size=cfg.image_size, native_size=splits.native_size,
-                             kind=kind.name, clip_seconds=cfg.clip_seconds)
+    model, spec = create_model(
+        name=cfg.model,
+        num_classes=len(splits.classes),
+        image_size=cfg.image_size or 224,
+        pretrained=bool(cfg.pretrained),
+        weights=cfg.weights,
+        in_chans=kind.channels,
+        options={"flip_average": bool(cfg.hflip), **({"width": cfg.model_width} if cfg.model_width else {})},
+    )
+    pre = default_preprocess(
+        model,
+        spec,
+        image_size=cfg.image_size,
+        native_size=splits.native_size,
+        kind=kind.name,
+        clip_seconds=cfg.clip_seconds,
+    )
     cfg = dataclasses.replace(cfg, image_size=getattr(pre, "input_size", None))
     if cfg.batch_size % (dist.world_size * cfg.accumulate):
-        raise DeepcatError(f"batch_size {cfg.batch_size} must divide by processes x accumulate "
-                           f"= {dist.world_size} x {cfg.accumulate}")
+        raise DeepcatError(
+            f"batch_size {cfg.batch_size} must divide by processes x accumulate = {dist.world_size} x {cfg.accumulate}"
+        )
     per_process = cfg.batch_size // dist.world_size // cfg.accumulate
-    drop_last = len(splits.train) >= 4 * cfg.batch_size
+    order = Order(
+        per_process,
+        shuffle=True,
+        seed=cfg.seed,
+        rank=dist.rank,
+        world_size=dist.world_size,
+        drop_last=len(splits.train) >= 4 * cfg.batch_size,
+    )
     if tensor_batches.fits(splits.train, pre, cfg.augment):  # small in-memory images: augment whole batches
         train_loader = tensor_batches.TensorBatches(
-            splits.train, pre, batch_size=per_process, shuffle=True, augment=cfg.augment, hflip=bool(cfg.hflip),
-            seed=cfg.seed, rank=dist.rank, world_size=dist.world_size, drop_last=drop_last)
+            splits.train, pre, order, augment=cfg.augment, hflip=bool(cfg.hflip)
+        )
     elif clip_batches.fits(splits.train, pre):  # sound clips that fit in memory: augment whole batches
-        train_loader = clip_batches.ClipBatches(
-            splits.train, pre, batch_size=per_process, shuffle=True, augment=cfg.augment, noise_files=splits.noise,
-            seed=cfg.seed, rank=dist.rank, world_size=dist.world_size, drop_last=drop_last)
+        train_loader = clip_batches.ClipBatches(splits.train, pre, order, augment=cfg.augment, noise_files=splits.noise)
     else:
         augment = kind.train_transform(pre, splits, augment=cfg.augment, hflip=bool(cfg.hflip))
         # Photos: a large JPEG is decoded at reduced scale, keeping twice the resize so a random crop still has
         # full detail (a 12-megapixel photo at 1/4 scale).
         min_side = 2 * pre.resize if isinstance(pre, Preprocess) else None
-        train_loader = make_loader(splits.train, augment, kind, batch_size=per_process, shuffle=True, seed=cfg.seed,
-                                   workers=cfg.workers, rank=dist.rank, world_size=dist.world_size,
-                                   drop_last=drop_last, min_side=min_side)
+        train_loader = make_loader(splits.train, augment, kind, order, workers=cfg.workers, min_side=min_side)
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -117,13 +133,30 @@ def prepare(cfg: TrainConfig, dist: distributed.Dist) -> Setup:
     if cfg.mixup or cfg.cutmix:
         from timm.data import Mixup
 
-        mixup = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, label_smoothing=cfg.label_smoothing,
-                      num_classes=len(splits.classes))
-    loss_fn = build_loss(name=cfg.loss, label_smoothing=cfg.label_smoothing, class_weights=weights,
-                         soft_targets=mixup is not None).to(device)
+        mixup = Mixup(
+            mixup_alpha=cfg.mixup,
+            cutmix_alpha=cfg.cutmix,
+            label_smoothing=cfg.label_smoothing,
+            num_classes=len(splits.classes),
+        )
+    loss_fn = build_loss(
+        name=cfg.loss, label_smoothing=cfg.label_smoothing, class_weights=weights, soft_targets=mixup is not None
+    ).to(device)
     optimizer = build_optimizer(model, name=cfg.optimizer, lr=float(cfg.lr), weight_decay=cfg.weight_decay)
-    return Setup(cfg, splits, model, spec, pre, device, amp_dtype(cfg.amp, device), train_loader, loss_fn,
-                 optimizer, mixup)
+    return Setup(
+        cfg,
+        splits,
+        model,
+        spec,
+        pre,
+        device,
+        amp_dtype(cfg.amp, device),
+        train_loader,
+        loss_fn,
+        optimizer,
+        mixup,
+        order,
+    )
 
 
 def epoch_input_size(cfg: TrainConfig, epoch: int) -> int | None:
@@ -136,8 +169,9 @@ def epoch_input_size(cfg: TrainConfig, epoch: int) -> int | None:
     return max(32, round(cfg.image_size * share / 32) * 32)
 
 
-def forward_loss(s: Setup, net: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                 size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def forward_loss(
+    s: Setup, net: nn.Module, x: torch.Tensor, y: torch.Tensor, size: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits, loss) for one batch: device transfer, progressive resizing to `size`, memory format, mixup,
     autocast."""
     x, y = x.to(s.device, non_blocking=True), y.to(s.device, non_blocking=True)
@@ -149,6 +183,6 @@ def forward_loss(s: Setup, net: nn.Module, x: torch.Tensor, y: torch.Tensor,
     if s.mixup is not None:  # timm's Mixup needs an even batch; an odd last batch gets one-hot targets
         x, target = s.mixup(x, y) if len(y) % 2 == 0 else (x, nn.functional.one_hot(y, len(s.splits.classes)).float())
     with autocast(s.device, s.dtype):
-        logits = net(x)                                                   # (B, C)
+        logits = net(x)  # (B, C)
         loss = s.loss_fn(logits, target)
     return logits, loss

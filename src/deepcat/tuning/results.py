@@ -26,10 +26,10 @@ class TuneResult:
     complete: int
     pruned: int
     failed: int
-    best_value: float | None         # best validation accuracy
+    best_value: float | None  # best validation accuracy
     best_params: dict[str, Any]
-    best_run: Path | None            # the best trial's run folder
-    best_config: Path | None         # best.yaml
+    best_run: Path | None  # the best trial's run folder
+    best_config: Path | None  # best.yaml
 
 
 def write_results(study: Any, folder: Path) -> TuneResult:
@@ -48,14 +48,24 @@ def write_results(study: Any, folder: Path) -> TuneResult:
     best_run = Path(best.user_attrs["run"]) if best is not None else None
     best_config = None
     if best_run is not None:
-        cfg = {k: v for k, v in yaml.safe_load((best_run / "config.yaml").read_text()).items()
-               if k not in NOT_REPRODUCED}
+        cfg = {
+            k: v for k, v in yaml.safe_load((best_run / "config.yaml").read_text()).items() if k not in NOT_REPRODUCED
+        }
         best_config = folder / "best.yaml"
         best_config.write_text(yaml.safe_dump(cfg, sort_keys=False))
     count = {s: sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
-    result = TuneResult(folder, study.study_name, len(trials), count[TrialState.COMPLETE], count[TrialState.PRUNED],
-                        count[TrialState.FAIL], best.value if best else None, dict(best.params) if best else {},
-                        best_run, best_config)
+    result = TuneResult(
+        folder,
+        study.study_name,
+        len(trials),
+        count[TrialState.COMPLETE],
+        count[TrialState.PRUNED],
+        count[TrialState.FAIL],
+        best.value if best else None,
+        dict(best.params) if best else {},
+        best_run,
+        best_config,
+    )
     write_report(study, result)
     return result
 
@@ -86,17 +96,24 @@ def write_report(study: Any, result: TuneResult) -> Path:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # optuna marks its matplotlib plots experimental
-        sections = [("Optimisation history", _figure(plots.plot_optimization_history, study)),
-                    ("Parameter importances", _figure(plots.plot_param_importances, study)),
-                    ("Parameters against the score", _figure(plots.plot_slice, study))]
-    best = (f"best validation accuracy <b>{result.best_value:.4f}</b> in <code>{html.escape(str(result.best_run))}"
-            f"</code>; <code>deepcat train --config {html.escape(str(result.best_config))}</code> reproduces it"
-            if result.best_value is not None else "no trial finished")
+        sections = [
+            ("Optimisation history", _figure(plots.plot_optimization_history, study)),
+            ("Parameter importances", _figure(plots.plot_param_importances, study)),
+            ("Parameters against the score", _figure(plots.plot_slice, study)),
+        ]
+    best = (
+        f"best validation accuracy <b>{result.best_value:.4f}</b> in <code>{html.escape(str(result.best_run))}"
+        f"</code>; <code>deepcat train --config {html.escape(str(result.best_config))}</code> reproduces it"
+        if result.best_value is not None
+        else "no trial finished"
+    )
     body = "".join(f"<h2>{title}</h2>{figure}" for title, figure in sections)
     path = result.folder / "report.html"
-    path.write_text(f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>deepcat tune: "
-                    f"{html.escape(result.study)}</title><style>body{{font:15px/1.5 system-ui,sans-serif;max-width:"
-                    f"1000px;margin:2rem auto}} img{{max-width:100%}} .muted{{color:#777}}</style></head><body>"
-                    f"<h1>deepcat tune: {html.escape(result.study)}</h1><p>{result.trials} trials: {result.complete} "
-                    f"finished, {result.pruned} pruned, {result.failed} failed; {best}.</p>{body}</body></html>")
+    path.write_text(
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>deepcat tune: "
+        f"{html.escape(result.study)}</title><style>body{{font:15px/1.5 system-ui,sans-serif;max-width:"
+        f"1000px;margin:2rem auto}} img{{max-width:100%}} .muted{{color:#777}}</style></head><body>"
+        f"<h1>deepcat tune: {html.escape(result.study)}</h1><p>{result.trials} trials: {result.complete} "
+        f"finished, {result.pruned} pruned, {result.failed} failed; {best}.</p>{body}</body></html>"
+    )
     return path

@@ -45,8 +45,10 @@ class ReportToOptuna:
 
         loss = metrics["train_loss"]
         if not math.isfinite(loss) or loss > self.limit:
-            raise TrialDiverged(f"the training loss diverged to {loss:.4g} in epoch {epoch + 1} "
-                                f"(a uniform guess scores {self.limit / DIVERGED:.3g})")
+            raise TrialDiverged(
+                f"the training loss diverged to {loss:.4g} in epoch {epoch + 1} "
+                f"(a uniform guess scores {self.limit / DIVERGED:.3g})"
+            )
         self.trial.report(metrics.get("val_acc", metrics["train_acc"]), step=epoch + 1)
         if self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}")
@@ -90,10 +92,19 @@ def open_study(*, name: str, storage: str, seed: int, pruning: bool) -> Any:
     # Hyperband: brackets of successive halving from different first rungs, so a trial that starts slowly
     # (a high lr early in a one-cycle schedule) is not always judged after its first epoch. Plain successive
     # halving from epoch 1 pruned 9 of 10 trials in one benchmark seed and kept a worse one than the default.
-    pruner = (optuna.pruners.HyperbandPruner(min_resource=1, max_resource="auto", reduction_factor=3) if pruning
-              else optuna.pruners.NopPruner())
-    return optuna.create_study(study_name=name, storage=rdb, direction="maximize", load_if_exists=True,
-                               sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner)
+    pruner = (
+        optuna.pruners.HyperbandPruner(min_resource=1, max_resource="auto", reduction_factor=3)
+        if pruning
+        else optuna.pruners.NopPruner()
+    )
+    return optuna.create_study(
+        study_name=name,
+        storage=rdb,
+        direction="maximize",
+        load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=pruner,
+    )
 
 
 def _storage(url: str, attempts: int = 5) -> Any:
@@ -125,7 +136,9 @@ def objective(base: dict[str, Any], space: Space, trials_dir: Path, cap: int | N
             trial.set_user_attr("over_cap", True)
             trial.study.stop()
             raise optuna.TrialPruned(f"the study already has its {cap} trials")
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # set first: pruned and failed trials keep it
+        trial.set_user_attr(
+            "worker", f"{socket.gethostname()}:{os.getpid()}"
+        )  # set first: pruned and failed trials keep it
         values = suggest(trial, space)
         cfg = resolve_config(**{**base, **values, "output": str(trials_dir), "name": f"trial-{trial.number:04d}"})
         try:
@@ -146,15 +159,15 @@ def objective(base: dict[str, Any], space: Space, trials_dir: Path, cap: int | N
 class StudyPlan:
     """One study, as every worker process runs it (picklable: helpers get it through `spawn`)."""
 
-    base: dict[str, Any]     # the training configuration the trials start from (fixed options included)
-    space: Space             # what they vary
-    folder: Path             # tunes/NAME: study.db, trials/, the results
+    base: dict[str, Any]  # the training configuration the trials start from (fixed options included)
+    space: Space  # what they vary
+    folder: Path  # tunes/NAME: study.db, trials/, the results
     study_name: str
-    storage: str | None      # a database URL shared by several processes or machines; None: folder/study.db
+    storage: str | None  # a database URL shared by several processes or machines; None: folder/study.db
     budget: Budget
     seed: int
     pruning: bool
-    classes: int             # for the divergence bound
+    classes: int  # for the divergence bound
 
 
 def run_search(plan: StudyPlan, *, progress: bool) -> Any:
@@ -163,8 +176,12 @@ def run_search(plan: StudyPlan, *, progress: bool) -> Any:
     from optuna.study import MaxTrialsCallback
 
     plan.folder.mkdir(parents=True, exist_ok=True)
-    study = open_study(name=plan.study_name, seed=plan.seed, pruning=plan.pruning,
-                       storage=plan.storage or f"sqlite:///{plan.folder.resolve() / 'study.db'}")
+    study = open_study(
+        name=plan.study_name,
+        seed=plan.seed,
+        pruning=plan.pruning,
+        storage=plan.storage or f"sqlite:///{plan.folder.resolve() / 'study.db'}",
+    )
     budget = plan.budget
     callbacks: list[Any] = [_Progress(budget, enabled=progress)]
     if budget.trials is not None:  # the cap holds across every process on the study
@@ -172,9 +189,14 @@ def run_search(plan: StudyPlan, *, progress: bool) -> Any:
             return study
         callbacks.insert(0, MaxTrialsCallback(budget.trials, states=None))
     try:
-        study.optimize(objective(plan.base, plan.space, plan.folder / "trials", budget.trials, plan.classes),
-                       n_trials=budget.trials, timeout=budget.left(), catch=(Exception,), callbacks=callbacks,
-                       gc_after_trial=True)
+        study.optimize(
+            objective(plan.base, plan.space, plan.folder / "trials", budget.trials, plan.classes),
+            n_trials=budget.trials,
+            timeout=budget.left(),
+            catch=(Exception,),
+            callbacks=callbacks,
+            gc_after_trial=True,
+        )
     except KeyboardInterrupt:
         print("\ninterrupted: finished trials are kept; run the same command to continue", file=sys.stderr)
     return study
@@ -192,9 +214,14 @@ class _Progress:
         from optuna.trial import TrialState
 
         trials = study.get_trials(deepcopy=False)
-        count = {s: sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+        count = {
+            s: sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        }
         best = max((t.value for t in trials if t.state == TrialState.COMPLETE), default=float("nan"))
         left = self.budget.left()
-        print(f"trial {trial.number} {trial.state.name.lower()}: {count[TrialState.COMPLETE]} done, "
-              f"{count[TrialState.PRUNED]} pruned, {count[TrialState.FAIL]} failed; best val accuracy {best:.4f}"
-              + (f"; {left / 60:.1f} min left" if left is not None else ""), file=sys.stderr)
+        print(
+            f"trial {trial.number} {trial.state.name.lower()}: {count[TrialState.COMPLETE]} done, "
+            f"{count[TrialState.PRUNED]} pruned, {count[TrialState.FAIL]} failed; best val accuracy {best:.4f}"
+            + (f"; {left / 60:.1f} min left" if left is not None else ""),
+            file=sys.stderr,
+        )

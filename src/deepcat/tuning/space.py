@@ -31,8 +31,20 @@ class Range:
 
 Space = dict[str, "Range | list[Any]"]
 
-FIXED = ("data", "classes", "output", "name", "device", "data_root", "seed", "workers", "audit", "log",
-         "tracking_uri", "weights")  # where the run lives and what it is about: never searched
+FIXED = (
+    "data",
+    "classes",
+    "output",
+    "name",
+    "device",
+    "data_root",
+    "seed",
+    "workers",
+    "audit",
+    "log",
+    "tracking_uri",
+    "weights",
+)  # where the run lives and what it is about: never searched
 
 
 # Around each `auto` model: what else varies with it. Chosen by the model the recipe picked for the data's kind
@@ -45,8 +57,11 @@ MODEL_SPACES: dict[str, Space] = {
     # DS-CNN's width runs from below DS-CNN-S (64) towards DS-CNN-M (172).
     "dscnn": {"augment": ["none", "light"], "model_width": [32, 64, 96]},
 }
-PRETRAINED_SPACE: Space = {"freeze_epochs": Range(0, 2), "unfreeze": [0.25, 0.5, 1.0],
-                           "model": ["tf_efficientnet_lite0", "mobilenetv3_large_100", "resnet18"]}
+PRETRAINED_SPACE: Space = {
+    "freeze_epochs": Range(0, 2),
+    "unfreeze": [0.25, 0.5, 1.0],
+    "model": ["tf_efficientnet_lite0", "mobilenetv3_large_100", "resnet18"],
+}
 
 
 def default_space(*, model: str, pretrained: bool, epochs: int, lr: float) -> Space:
@@ -74,8 +89,10 @@ def read_space(path: str | Path) -> Space:
         raise DeepcatError(f"space file not found: {path}")
     raw = yaml.safe_load(path.read_text()) or {}
     if not isinstance(raw, dict) or not raw:
-        raise DeepcatError(f"{path} must map options to choices or ranges, e.g. `lr: {{low: 0.01, high: 0.5, log: "
-                           f"true}}`; received {raw!r}")
+        raise DeepcatError(
+            f"{path} must map options to choices or ranges, e.g. `lr: {{low: 0.01, high: 0.5, log: "
+            f"true}}`; received {raw!r}"
+        )
     check_keys(raw, str(path))
     return {key: _entry(key, value, path) for key, value in raw.items()}
 

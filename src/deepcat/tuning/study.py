@@ -26,12 +26,12 @@ __all__ = ["Search", "search"]
 class Search:
     """How long and where to search (`deepcat tune`'s own options; the training options are the config)."""
 
-    budget: str | None = None        # wall time: "30m", "2h"
-    trials: int | None = None        # a trial count across every process on the study
+    budget: str | None = None  # wall time: "30m", "2h"
+    trials: int | None = None  # a trial count across every process on the study
     space: str | Path | None = None  # a YAML space file; None: the default around the auto recipe
-    workers: int = 1                 # trial processes on this machine
-    storage: str | None = None       # a database URL shared by processes on many machines
-    study: str | None = None         # the study's name (default: the data's)
+    workers: int = 1  # trial processes on this machine
+    storage: str | None = None  # a database URL shared by processes on many machines
+    study: str | None = None  # the study's name (default: the data's)
     pruning: bool = True
 
 
@@ -44,15 +44,30 @@ def search(cfg: TrainConfig, fixed: dict[str, Any], how: Search, *, progress: bo
         raise DeepcatError(f"workers must be >= 1; received {how.workers}")
     splits = splits_of(cfg.to_dict())
     auto = resolve_auto(cfg, splits)
-    space = read_space(how.space) if how.space else default_space(
-        model=auto.model, pretrained=bool(auto.pretrained or auto.weights), epochs=cfg.epochs, lr=float(auto.lr))
+    space = (
+        read_space(how.space)
+        if how.space
+        else default_space(
+            model=auto.model, pretrained=bool(auto.pretrained or auto.weights), epochs=cfg.epochs, lr=float(auto.lr)
+        )
+    )
     name = how.study or splits.name
     folder = Path(cfg.output if "output" in fixed else "tunes") / name
-    plan = StudyPlan(base=cfg.to_dict(), space=without_fixed(space, fixed), folder=folder, study_name=name,
-                     storage=how.storage, budget=Budget(how.trials, parse_budget(how.budget), time.perf_counter()),
-                     seed=cfg.seed, pruning=how.pruning, classes=len(splits.classes))
-    helpers = [multiprocessing.get_context("spawn").Process(target=run_search, args=(plan,), kwargs={"progress": False})
-               for _ in range(how.workers - 1)]
+    plan = StudyPlan(
+        base=cfg.to_dict(),
+        space=without_fixed(space, fixed),
+        folder=folder,
+        study_name=name,
+        storage=how.storage,
+        budget=Budget(how.trials, parse_budget(how.budget), time.perf_counter()),
+        seed=cfg.seed,
+        pruning=how.pruning,
+        classes=len(splits.classes),
+    )
+    helpers = [
+        multiprocessing.get_context("spawn").Process(target=run_search, args=(plan,), kwargs={"progress": False})
+        for _ in range(how.workers - 1)
+    ]
     for helper in helpers:
         helper.start()
     study = run_search(plan, progress=progress)

@@ -38,9 +38,14 @@ def audit(splits: DataSplits, *, near: int = NEAR_DUPLICATE_BITS, workers: int =
     kind = input_kind(splits.input_kind)
     facts = scan(everything.items, kind, workers=workers, progress=progress)
     ok = np.array([f.error is None for f in facts])
-    result = Audit(data=splits.name, images=len(facts),
-                   classes={c: int((labels == i).sum()) for i, c in enumerate(splits.classes)},
-                   splits=dict(Counter(where)), flag_labels=kind.flag_labels, input_kind=kind.name)
+    result = Audit(
+        data=splits.name,
+        images=len(facts),
+        classes={c: int((labels == i).sum()) for i, c in enumerate(splits.classes)},
+        splits=dict(Counter(where)),
+        flag_labels=kind.flag_labels,
+        input_kind=kind.name,
+    )
     result.unreadable = [{"index": int(i), "item": names[i], "error": facts[i].error} for i in np.nonzero(~ok)[0]]
     good = np.nonzero(ok)[0]
     result.duplicates = _duplicate_groups(facts, good, near, labels, names, where, splits.classes)
@@ -48,8 +53,15 @@ def audit(splits: DataSplits, *, near: int = NEAR_DUPLICATE_BITS, workers: int =
     return result
 
 
-def _duplicate_groups(facts: list[Facts], good: np.ndarray, near: int, labels: np.ndarray, names: list[str],
-                      where: list[str], classes: list[str]) -> list[dict[str, Any]]:
+def _duplicate_groups(
+    facts: list[Facts],
+    good: np.ndarray,
+    near: int,
+    labels: np.ndarray,
+    names: list[str],
+    where: list[str],
+    classes: list[str],
+) -> list[dict[str, Any]]:
     """Groups of identical or near-identical inputs. A group is a leak (in more than one split), a label conflict
     (under more than one label), both at once, or else a duplicate within a class; `kind` is the first of those
     that holds, `kinds` all of them. Each member says whether it is byte-identical (`exact`) to another."""
@@ -63,12 +75,31 @@ def _duplicate_groups(facts: list[Facts], good: np.ndarray, near: int, labels: n
     found = []
     for g in groups(content, pairs):
         members = good[g]
-        kinds = [kind for kind, holds in (("leak", len({where[i] for i in members}) > 1),
-                                          ("label_conflict", len({int(labels[i]) for i in members}) > 1)) if holds]
+        kinds = [
+            kind
+            for kind, holds in (
+                ("leak", len({where[i] for i in members}) > 1),
+                ("label_conflict", len({int(labels[i]) for i in members}) > 1),
+            )
+            if holds
+        ]
         kinds = kinds or ["duplicate"]
         copies = Counter(facts[i].content for i in members)
-        found.append({
-            "kind": kinds[0], "kinds": kinds, "exact": len(copies) == 1,
-            "members": [{"index": int(i), "item": names[i], "label": classes[labels[i]], "split": where[i],
-                         "exact": copies[facts[i].content] > 1} for i in members]})
+        found.append(
+            {
+                "kind": kinds[0],
+                "kinds": kinds,
+                "exact": len(copies) == 1,
+                "members": [
+                    {
+                        "index": int(i),
+                        "item": names[i],
+                        "label": classes[labels[i]],
+                        "split": where[i],
+                        "exact": copies[facts[i].content] > 1,
+                    }
+                    for i in members
+                ],
+            }
+        )
     return sorted(found, key=lambda g: GROUP_KINDS.index(g["kind"]))

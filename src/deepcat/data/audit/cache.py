@@ -33,8 +33,9 @@ def _fingerprint(splits: DataSplits, near: int) -> str:
     return digest.hexdigest()
 
 
-def audit_cached(splits: DataSplits, *, near: int = NEAR_DUPLICATE_BITS, progress: bool = True,
-                 cache: Path | None = None) -> Audit:
+def audit_cached(
+    splits: DataSplits, *, near: int = NEAR_DUPLICATE_BITS, progress: bool = True, cache: Path | None = None
+) -> Audit:
     """`audit`, remembered per data set and split in ~/.cache/deepcat/audit: a second run on the same data
     (the usual case when tuning) costs a hash instead of a pass over every image."""
     cache = cache or Path.home() / ".cache" / "deepcat" / "audit"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+
 def groups(keys: np.ndarray, pairs: np.ndarray | None = None) -> list[list[int]]:
     """Connected groups (size >= 2) of indices joined by equal `keys` or by `pairs` (union-find)."""
     parent = np.arange(len(keys))
@@ -36,9 +37,9 @@ def near_pairs(hashes: np.ndarray, max_bits: int, block: int = 256) -> np.ndarra
     hashes = hashes.astype(np.uint64)
     found = []
     for start in range(0, len(hashes), block):
-        rows = hashes[start:start + block]
-        distance = np.bitwise_count(rows[:, None] ^ hashes[None, start:])      # (block, n - start)
+        rows = hashes[start : start + block]
+        distance = np.bitwise_count(rows[:, None] ^ hashes[None, start:])  # (block, n - start)
         i, j = np.nonzero(distance <= max_bits)
-        keep = j > i                                                          # upper triangle, no self-pairs
+        keep = j > i  # upper triangle, no self-pairs
         found.append(np.stack([i[keep] + start, j[keep] + start], 1))
     return np.concatenate(found) if found else np.zeros((0, 2), np.int64)

@@ -1,4 +1,5 @@
-"""`--fix`: the findings turned into a cleaned split CSV that `deepcat train` reads; the user's files stay as they are."""
+"""`--fix`: the findings turned into a cleaned split CSV that `deepcat train` reads; the user's files stay as they
+are."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from deepcat.data.audit.findings import Audit
 from deepcat.data.sources import SPLIT_NAMES, DataSplits, combined
 from deepcat.errors import DeepcatError
 
+
 @dataclass
 class CleanSplit:
     """The cleaned split `--fix` wrote: how many images it kept and dropped, and why."""
@@ -20,7 +22,7 @@ class CleanSplit:
     path: Path
     kept: int
     dropped: int
-    reasons: dict[str, int]   # unreadable, leak, label_conflict, duplicate -> images dropped
+    reasons: dict[str, int]  # unreadable, leak, label_conflict, duplicate -> images dropped
 
 
 def fix_split(splits: DataSplits, found: Audit, path: Path) -> CleanSplit:
@@ -30,8 +32,10 @@ def fix_split(splits: DataSplits, found: Audit, path: Path) -> CleanSplit:
     everything, names, where = combined(splits)
     items, labels = everything.items, everything.labels
     if isinstance(items, np.ndarray):
-        raise DeepcatError(f"--fix writes a CSV of file paths; {splits.name} is a built-in data set held in "
-                           f"memory. Its audit findings are in the JSON file")
+        raise DeepcatError(
+            f"--fix writes a CSV of file paths; {splits.name} is a built-in data set held in "
+            f"memory. Its audit findings are in the JSON file"
+        )
     drop = {u["index"] for u in found.unreadable}
     reasons = Counter(unreadable=len(drop))
     for g in found.duplicates:

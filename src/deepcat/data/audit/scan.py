@@ -24,7 +24,7 @@ def scan(items: list[str] | np.ndarray, kind: InputKind, *, workers: int = 2, pr
 
     source = "arrays" if isinstance(items, np.ndarray) else "files"
     size = 256
-    chunks = [(kind.name, source, items[i:i + size]) for i in range(0, len(items), size)]
+    chunks = [(kind.name, source, items[i : i + size]) for i in range(0, len(items), size)]
     out: list[Facts] = []
     bar = tqdm(total=len(items), desc="audit", unit="file", disable=not progress, leave=False)
     if workers > 1 and len(chunks) > 1:
