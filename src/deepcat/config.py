@@ -32,9 +32,7 @@ class TrainConfig:
         "folder, split folder, CSV of path,label, or built-in: digits, fashion-mnist, "
         "oxford-pets, spoken-digits, speech-commands",
     )
-    modality: str = _opt(
-        "auto", "kind of input: auto (from the files' suffixes), image or audio", choices=("auto", "image", "audio")
-    )
+    modality: str = _opt("auto", "kind of input: auto (from the files' suffixes) or a registered kind (image, audio)")
     clip_seconds: float = _opt(1.0, "sound: every clip is padded or cropped to this many seconds")
     classes: str | None = _opt(None, "comma-separated class names to train on (default: all of DATA's classes)")
     model: str = _opt(

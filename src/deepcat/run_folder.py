@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepcat.errors import DeepcatError
+from deepcat.inputs import DEFAULT_KIND
 
 if TYPE_CHECKING:
     import torch.nn as nn
@@ -155,7 +156,7 @@ def run_splits(run_dir: Path, data: str | None = None) -> DataSplits:
         val_fraction=0.0,
         seed=cfg["seed"],
         data_root=cfg.get("data_root"),
-        modality=read_model_json(run_dir).get("input_kind", "image"),
+        modality=read_model_json(run_dir).get("input_kind", DEFAULT_KIND),
     )
 
 

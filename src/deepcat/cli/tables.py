@@ -64,7 +64,7 @@ def print_predictions(predictions: list[Prediction], model: str, top_k: int) -> 
 def print_audit(found: Audit) -> None:
     table = Table(
         title=f"audit of {found.data}: {found.images} {found.noun}, {len(found.classes)} classes, "
-        f"{'durations' if found.input_kind == 'audio' else 'sizes'} {found.sizes.get('summary', '')}"
+        f"{found.words.sizes} {found.sizes.get('summary', '')}"
     )
     table.add_column("finding")
     table.add_column("count", justify="right")
@@ -76,10 +76,10 @@ def print_audit(found: Audit) -> None:
 
 def print_suspects(found: LabelErrors, limit: int = 20) -> None:
     table = Table(
-        title=f"suspected label errors: {len(found.suspects)} of {found.images} images "
+        title=f"suspected label errors: {len(found.suspects)} of {found.images} {found.words.plural} "
         f"(out-of-fold accuracy {found.oof_accuracy:.3f})"
     )
-    for col in ("image", "split", "given", "suggested", "p(given)", "p(suggested)"):
+    for col in (found.words.noun, "split", "given", "suggested", "p(given)", "p(suggested)"):
         table.add_column(col)
     for s in found.suspects[:limit]:
         table.add_row(

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from deepcat.data.order import Order, Rows
+from deepcat.data.order import WHOLE_BATCHES, Order, Rows, WholeBatches
 from deepcat.data.sources import Samples
 from deepcat.inputs import BadInput, input_kind
 from deepcat.inputs.audio import AudioPreprocess, fit_length
@@ -21,9 +21,9 @@ from deepcat.inputs.audio_tensors import LogMel, augment_batch, noise_bank
 MEMORY_BYTES = 2 * 2**30  # decoded float32 samples held for the fast path; larger sets stream from disk
 
 
-def fits(samples: Samples, pre: AudioPreprocess) -> bool:
-    """The fast path applies: sound clips whose decoded samples fit in MEMORY_BYTES (`pre` names its kind)."""
-    return pre.kind == "audio" and len(samples) * pre.samples * 4 <= MEMORY_BYTES
+def fits(samples: Samples, pre: AudioPreprocess, augment: str = "none") -> bool:
+    """The fast path applies: sound clips whose decoded samples fit in MEMORY_BYTES."""
+    return len(samples) * pre.samples * 4 <= MEMORY_BYTES
 
 
 def decode_all(
@@ -32,7 +32,7 @@ def decode_all(
     """(N', samples) float32 of every readable clip at the clip length, their positions, and why the others failed."""
     from tqdm import tqdm
 
-    kind = input_kind("audio")
+    kind = input_kind(pre.kind)
     clips, kept, bad = [], [], []
     for i in tqdm(range(len(samples)), desc="loading clips", leave=False, disable=not progress):
         try:
@@ -76,3 +76,14 @@ class ClipBatches:
                     x = augment_batch(x, self.pre, self.noise)
                 x = self.front(x)
             yield x, self.labels[index], (self.bad if k == 0 else [])
+
+
+WHOLE_BATCHES.add(
+    "audio",
+    WholeBatches(
+        fits,
+        lambda samples, pre, order, *, augment, hflip, noise_files, progress: ClipBatches(
+            samples, pre, order, augment=augment, noise_files=noise_files, progress=progress
+        ),
+    ),
+)

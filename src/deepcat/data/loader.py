@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from deepcat.data.order import Order
+from deepcat.data.order import WHOLE_BATCHES, Order
 from deepcat.data.sources import Samples
 from deepcat.inputs import BadInput, InputKind, input_kind
 
@@ -67,13 +67,10 @@ def eval_loader(samples: Samples, pre: Any, *, batch_size: int, workers: int | N
     """Evaluation batches: whole-tensor batches for in-memory images at the input size and for sound clips that
     fit in memory, else the DataLoader.
     `pre` is the kind's preprocessing (it names its kind)."""
-    from deepcat.data import clip_batches, tensor_batches
-
     order = Order(batch_size)
-    if tensor_batches.fits(samples, pre):
-        return tensor_batches.TensorBatches(samples, pre, order)
-    if clip_batches.fits(samples, pre):
-        return clip_batches.ClipBatches(samples, pre, order, progress=False)
+    fast = whole_batches(samples, pre, order, progress=False)
+    if fast is not None:
+        return fast
     kind = input_kind(pre.kind)
     return make_loader(samples, kind.eval_transform(pre), kind, order, workers=workers)
 
@@ -110,3 +107,24 @@ def batches(loader: DataLoader, log: BadInputLog) -> Iterator[tuple[torch.Tensor
         log.report(bad)
         if len(y):
             yield x, y
+
+
+def whole_batches(
+    samples: Any,
+    pre: Any,
+    order: Order,
+    *,
+    augment: str = "none",
+    hflip: bool = False,
+    noise_files: list[str] | None = None,
+    progress: bool = True,
+) -> Any | None:
+    """The whole-batch batcher of `pre`'s kind when it has one and it applies, else None (read per input)."""
+    from deepcat.data import clip_batches, tensor_batches  # noqa: F401 - register the built-in kinds' paths
+
+    path = WHOLE_BATCHES.get(pre.kind) if pre.kind in WHOLE_BATCHES else None
+    if path is None or not path.fits(samples, pre, augment):
+        return None
+    return path.build(
+        samples, pre, order, augment=augment, hflip=hflip, noise_files=list(noise_files or []), progress=progress
+    )

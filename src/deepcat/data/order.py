@@ -1,16 +1,23 @@
 """Which rows a batcher yields, in which order and in batches of what size: one process's share of a seeded
 shuffle (a DistributedSampler, world size 1 when not distributed), so one process and N processes see the same
-global order. Every batcher (the DataLoader, the whole-tensor paths, cached features) takes one `Order`."""
+global order. Every batcher (the DataLoader, the whole-tensor paths, cached features) takes one `Order`.
+
+`WHOLE_BATCHES` holds each kind of input's whole-batch fast path, by the kind's name (`tensor_batches.py` for small
+in-memory images, `clip_batches.py` for sound clips that fit in memory); a kind without one reads through the
+DataLoader."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.utils.data import DistributedSampler
 
-__all__ = ["Order", "Rows"]
+from deepcat.registry import Registry
+
+__all__ = ["WHOLE_BATCHES", "Order", "Rows", "WholeBatches"]
 
 
 @dataclass(frozen=True)
@@ -53,3 +60,15 @@ class Rows:
         size = self.order.batch_size
         for start in range(0, len(self) * size, size):
             yield rows[start : start + size]
+
+
+@dataclass(frozen=True)
+class WholeBatches:
+    """A kind's whole-batch path: whether it applies to (samples, preprocessing, augment), and the batcher
+    (samples, pre, order, *, augment, hflip, noise_files, progress) -> yields (x, y, bad) as the DataLoader does."""
+
+    fits: Callable[[Any, Any, str], bool]
+    build: Callable[..., Any]
+
+
+WHOLE_BATCHES: Registry[WholeBatches] = Registry("whole-batch path")

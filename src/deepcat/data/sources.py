@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from deepcat.errors import DeepcatError
-from deepcat.inputs import InputKind, input_kind, kind_of_files
+from deepcat.inputs import DEFAULT_KIND, InputKind, input_kind, kind_of_files
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -64,7 +64,7 @@ class DataSplits:
     native_size: int | None = None
     mirror_safe: bool = True  # False where a flip changes the label (digits)
     notes: list[str] = field(default_factory=list)
-    input_kind: str = "image"  # which `deepcat.inputs` kind the items are
+    input_kind: str = DEFAULT_KIND  # which `deepcat.inputs` kind the items are
     noise: list[str] = field(default_factory=list)  # sound files mixed into training clips (Speech Commands')
 
     def split(self, name: str) -> Samples | None:

@@ -15,14 +15,14 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
-from deepcat.data.order import Order, Rows
+from deepcat.data.order import WHOLE_BATCHES, Order, Rows, WholeBatches
 from deepcat.data.sources import Samples
 from deepcat.inputs.image import Preprocess
 
 
 def fits(samples: Samples, pre: Preprocess, augment: str = "none") -> bool:
     """The fast path applies: images in memory, already at the model's input size, no RandAugment."""
-    if pre.kind != "image" or not samples.in_memory or augment not in ("none", "light"):
+    if not samples.in_memory or augment not in ("none", "light"):
         return False
     h, w = samples.items.shape[1:3]
     return h == w == pre.input_size == pre.resize
@@ -64,3 +64,14 @@ class TensorBatches:
             cols = torch.where(flip[:, None, None, None], cols.flip(-1), cols)
         channels = torch.arange(x.shape[1])[None, :, None, None]
         return padded[torch.arange(b)[:, None, None, None], channels, rows, cols]
+
+
+WHOLE_BATCHES.add(
+    "image",
+    WholeBatches(
+        fits,
+        lambda samples, pre, order, *, augment, hflip, noise_files, progress: TensorBatches(
+            samples, pre, order, augment=augment, hflip=hflip
+        ),
+    ),
+)

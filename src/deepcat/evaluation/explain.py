@@ -22,8 +22,7 @@ from PIL import Image
 
 from deepcat.data.sources import Samples
 from deepcat.errors import DeepcatError
-from deepcat.inputs import preprocess_of
-from deepcat.inputs.image import Preprocess
+from deepcat.inputs import Preprocessing, preprocess_of
 
 
 @dataclass
@@ -190,7 +189,7 @@ def worst_mistakes(
     probs: np.ndarray,
     labels: np.ndarray,
     classes: list[str],
-    pre: Preprocess,
+    pre: Preprocessing,
     path: Path,
     *,
     count: int = 8,
@@ -218,6 +217,6 @@ def worst_mistakes(
         listed.append(
             {"item": name, "true": classes[labels[i]], "predicted": pred, "probability": float(probs[i].max())}
         )
-    shown = "log-mel spectrogram" if kind.name == "audio" else "image"
-    plot_image_grid(pictures, titles, path, columns=8, title=f"Most confident mistakes ({shown}, Grad-CAM)")
+    title = f"Most confident mistakes ({kind.words.picture}, Grad-CAM)"
+    plot_image_grid(pictures, titles, path, columns=8, title=title)
     return listed

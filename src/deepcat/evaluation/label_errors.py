@@ -21,8 +21,7 @@ import torch.nn as nn
 from deepcat.data.loader import BadInputLog, batches, eval_loader
 from deepcat.data.sources import DataSplits, Samples, combined
 from deepcat.errors import DeepcatError
-from deepcat.inputs import preprocess_of
-from deepcat.inputs.image import Preprocess
+from deepcat.inputs import DEFAULT_KIND, Preprocessing, Words, input_kind, preprocess_of
 
 
 @dataclass
@@ -46,7 +45,12 @@ class LabelErrors:
     oof_accuracy: float  # accuracy of the out-of-fold probabilities
     suspects: list[Suspect]
     samples: Samples = field(repr=False)  # what `index` points into (for the image grid)
-    input_kind: str = "image"
+    input_kind: str = DEFAULT_KIND
+
+    @property
+    def words(self) -> Words:
+        """How the kind of input is named in messages and tables."""
+        return input_kind(self.input_kind).words
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -58,7 +62,7 @@ class LabelErrors:
 
 @torch.no_grad()
 def embeddings(
-    model: nn.Module, samples: Samples, pre: Preprocess, *, batch_size: int = 256, progress: bool = True
+    model: nn.Module, samples: Samples, pre: Preprocessing, *, batch_size: int = 256, progress: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """Features entering the classifier head, (N, D), and the labels of the readable images."""
     from tqdm import tqdm
@@ -145,7 +149,6 @@ def save(result: LabelErrors, out: Path, *, grid: int = 32) -> tuple[Path, Path]
     """label_issues.json and label_issues.png (the top `grid` suspects with given -> suggested labels)."""
 
     from deepcat.evaluation.plots import plot_image_grid
-    from deepcat.inputs import input_kind
 
     out.mkdir(parents=True, exist_ok=True)
     samples = result.samples

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from deepcat.inputs import preprocess_of
+from deepcat.inputs import Words, kind_of_meta, preprocess_of
 
 CSS = """
 body { font: 15px/1.5 system-ui, sans-serif; max-width: 1100px; margin: 2rem auto; padding: 0 1rem; color: #222; }
@@ -168,7 +168,7 @@ def _sets_section(cal: dict[str, Any]) -> str:
     )
 
 
-def _mistakes_section(run_dir: Path) -> str:
+def _mistakes_section(run_dir: Path, noun: str) -> str:
     mistakes = _read_json(run_dir / "mistakes.json")
     if not mistakes:
         return "<h2>Worst mistakes</h2><p class='muted'>None (or not computed).</p>"
@@ -177,13 +177,13 @@ def _mistakes_section(run_dir: Path) -> str:
         "(where the network looked for the class it said).</p>"
         + _img(run_dir / "mistakes.png", "mistakes")
         + _table(
-            ["image", "true", "predicted", "probability"],
+            [noun, "true", "predicted", "probability"],
             [[m["item"], m["true"], m["predicted"], m["probability"]] for m in mistakes],
         )
     )
 
 
-def _labels_section(run_dir: Path) -> str:
+def _labels_section(run_dir: Path, words: Words) -> str:
     found = _read_json(run_dir / "label_issues.json")
     if found is None:
         return (
@@ -194,11 +194,11 @@ def _labels_section(run_dir: Path) -> str:
         [s["item"], s["split"], s["given"], s["suggested"], s["suggested_probability"]] for s in found["suspects"][:15]
     ]
     return (
-        f"<h2>Suspected label errors</h2><p>{len(found['suspects'])} of {found['images']} images look "
+        f"<h2>Suspected label errors</h2><p>{len(found['suspects'])} of {found['images']} {words.plural} look "
         f"mislabelled (confident learning on out-of-fold probabilities; out-of-fold accuracy "
         f"{found['oof_accuracy']:.3f}).</p>"
         + (_img(run_dir / "label_issues.png", "label issues") if rows else "")
-        + (_table(["image", "split", "given", "suggested", "p(suggested)"], rows) if rows else "")
+        + (_table([words.noun, "split", "given", "suggested", "p(suggested)"], rows) if rows else "")
     )
 
 
@@ -232,13 +232,8 @@ def _model_card(cfg: dict[str, Any], meta: dict[str, Any], cal: dict[str, Any] |
         f"({cal.get('score', 'energy')} threshold {cal['threshold']:.2f})" if cal and cal.get("threshold") else ""
     )
     classes = ", ".join(meta["classes"])
-    sound = meta.get("input_kind") == "audio"
-    noun = "sound clips" if sound else "images"
-    source = (
-        "same kind of microphone, speakers, loudness and background"
-        if sound
-        else "same kind of camera, framing and content"
-    )
+    words = kind_of_meta(meta).words
+    noun, source = words.plural, words.source
     return (
         f"<h2>Model card</h2><table>"
         f"<tr><th>Model</th><td>{html.escape(meta['model']['name'])}, {preprocess_of(meta).describe()}"
@@ -249,7 +244,7 @@ def _model_card(cfg: dict[str, Any], meta: dict[str, Any], cal: dict[str, Any] |
         f"<tr><th>Limits</th><td>It knows nothing outside these classes: other inputs are answered "
         f"<code>unknown</code> only when they score low "
         f"{threshold_note}, and a confident wrong answer "
-        f"on an unfamiliar image remains possible. Accuracy was measured on the held-out split above, which "
+        f"on an unfamiliar input remains possible. Accuracy was measured on the held-out split above, which "
         f"shares the training data's sources and biases. Not for decisions about people.</td></tr></table>"
     )
 
@@ -301,8 +296,8 @@ def write_report(run_dir: str | Path) -> Path:
         ),
         _evaluation_section(run_dir),
         _calibration_section(run_dir, cal),
-        _mistakes_section(run_dir),
-        _labels_section(run_dir),
+        _mistakes_section(run_dir, kind_of_meta(meta).words.noun),
+        _labels_section(run_dir, kind_of_meta(meta).words),
         _export_section(run_dir),
         _model_card(cfg, meta, cal),
     ]

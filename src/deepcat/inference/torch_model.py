@@ -12,8 +12,7 @@ import torch.nn as nn
 from deepcat.inference.answers import InputItem, Prediction, Rule, predict_batches
 from deepcat.inference.calibrated import Calibration
 from deepcat.inference.unknown_score import UnknownScore, WithFeatures, load_score
-from deepcat.inputs import input_kind, preprocess_of
-from deepcat.inputs.image import Preprocess
+from deepcat.inputs import Preprocessing, input_kind, preprocess_of
 
 
 @dataclass
@@ -22,7 +21,7 @@ class Classifier:
 
     model: nn.Module
     classes: list[str]
-    preprocess: Preprocess
+    preprocess: Preprocessing
     name: str
     reduce: Callable[[torch.Tensor], torch.Tensor] | None = None  # maps model probs to `classes`
     calibration: Calibration = field(default_factory=Calibration)  # temperature, `unknown` threshold, sets

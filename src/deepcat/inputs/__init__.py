@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -39,6 +39,38 @@ class Facts:
     thumb: bytes = b""  # a small rendering that confirms a near-duplicate pair
     traits: dict[str, Any] = field(default_factory=dict)  # kind-specific: size, colour, duration, ...
     error: str | None = None
+
+
+class Preprocessing(Protocol):
+    """A kind's preprocessing dataclass (images: `image.Preprocess`; sound: `audio.AudioPreprocess`): saved in
+    model.json and the export's metadata, read back by `InputKind.preprocess`."""
+
+    kind: ClassVar[str]
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+    def describe(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Hints:
+    """What a kind's default preprocessing may draw on (`InputKind.default_preprocess`)."""
+
+    model_config: dict[str, Any] | None  # the model's own pretrained data config (timm's); None for deepcat's own
+    input_size: int | None  # --image-size, if given
+    native_size: int | None  # the data's size, when the splits measured it (small images)
+    clip_seconds: float = 1.0  # --clip-seconds
+
+
+@dataclass(frozen=True)
+class Words:
+    """How messages, tables and the report name a kind's inputs."""
+
+    noun: str  # one input, as a table column: "image", "clip"
+    plural: str  # "images", "sound clips"
+    sizes: str  # what the audit's size summary measures: "sizes", "durations"
+    picture: str  # what a Grad-CAM panel shows: "image", "log-mel spectrogram"
+    source: str  # what "like the training data" means in the model card
 
 
 @dataclass(frozen=True)
@@ -69,6 +101,12 @@ class InputKind:
     flag_labels: dict[str, str]
     native_size: Callable[[Sequence[str]], int | None]  # a few files' largest side (None: n/a)
     default_limit: int  # decode_bytes' size limit unless a server sets it
+    words: Words
+    default_preprocess: Callable[[Hints], Any]  # -> the preprocessing a new run of this kind starts with
+    auto_model: Callable[[Any], str]  # splits -> the model `--model auto` trains
+    sized: bool = True  # --image-size and progressive resizing apply to the network's input
+    mirrorable: bool = True  # a horizontal flip is a valid augmentation (when the data set allows it)
+    min_side: Callable[[Any], int | None] = lambda pre: None  # reduced-size decoding of training reads
     size_limit: str = "max_pixels"  # the server limit decode_bytes is given
     channels: int = 3  # channels of what the network sees
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from deepcat.inputs import INPUT_KINDS, InputKind
+from deepcat.inputs import INPUT_KINDS, Hints, InputKind, Words
 from deepcat.inputs.audio import (
     AUDIO_SUFFIXES,
     FLAG_LABELS,
@@ -73,6 +73,19 @@ def example(pre: AudioPreprocess, batch: int) -> Any:
     return torch.randn(batch, pre.samples) * 0.1
 
 
+def default_preprocess(hints: Hints) -> AudioPreprocess:
+    """The clip length and deepcat's log-mel front end, whatever the model."""
+    return AudioPreprocess(clip_seconds=hints.clip_seconds)
+
+
+WORDS = Words(
+    noun="clip",
+    plural="sound clips",
+    sizes="durations",
+    picture="log-mel spectrogram",
+    source="same kind of microphone, speakers, loudness and background",
+)
+
 AUDIO = INPUT_KINDS.add(
     "audio",
     InputKind(
@@ -97,6 +110,11 @@ AUDIO = INPUT_KINDS.add(
         flag_labels=FLAG_LABELS,
         native_size=native_size,
         default_limit=MAX_SECONDS,
+        words=WORDS,
+        default_preprocess=default_preprocess,
+        auto_model=lambda splits: "dscnn",  # the keyword-spotting DS-CNN on the log-mel spectrogram
+        sized=False,  # the clip length and the log-mel front end decide the input
+        mirrorable=False,
         size_limit="max_seconds",
         channels=1,
     ),

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from deepcat.inputs import INPUT_KINDS, InputKind
+from deepcat.inputs import INPUT_KINDS, Hints, InputKind, Words
 from deepcat.inputs.image import (
     FLAG_LABELS,
     IMAGE_SUFFIXES,
@@ -60,6 +60,29 @@ def example(pre: Preprocess, batch: int) -> Any:
     return torch.rand(batch, 3, pre.input_size, pre.input_size) * 255
 
 
+def default_preprocess(hints: Hints) -> Preprocess:
+    """The model's own preprocessing (timm's pretrained config) or, for deepcat's own CNNs, the data's size
+    (32 px when unknown), normalised to [-1, 1]."""
+    if hints.model_config is None:
+        size = hints.input_size or hints.native_size or 32
+        return Preprocess(size, size, "bilinear", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    cfg = hints.model_config
+    size = hints.input_size or cfg["input_size"][-1]
+    crop_pct = cfg.get("crop_pct", 0.875)
+    return Preprocess(
+        size, int(round(size / crop_pct)), cfg.get("interpolation", "bilinear"), tuple(cfg["mean"]), tuple(cfg["std"])
+    )
+
+
+def auto_model(splits: Any) -> str:
+    """Small images (<= 64 px): deepcat's small CNN from scratch; photos: ImageNet EfficientNet-Lite0."""
+    return "smallcnn" if splits.small_images else "tf_efficientnet_lite0"
+
+
+WORDS = Words(
+    noun="image", plural="images", sizes="sizes", picture="image", source="same kind of camera, framing and content"
+)
+
 IMAGE = INPUT_KINDS.add(
     "image",
     InputKind(
@@ -84,5 +107,11 @@ IMAGE = INPUT_KINDS.add(
         flag_labels=FLAG_LABELS,
         native_size=native_size,
         default_limit=MAX_PIXELS,
+        words=WORDS,
+        default_preprocess=default_preprocess,
+        auto_model=auto_model,
+        # a large JPEG is decoded at reduced scale, keeping twice the resize so a random crop still has full
+        # detail (a 12-megapixel photo at 1/4 scale)
+        min_side=lambda pre: 2 * pre.resize,
     ),
 )

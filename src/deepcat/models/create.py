@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from deepcat.errors import DeepcatError, did_you_mean
-from deepcat.inputs.image import Preprocess
+from deepcat.inputs import Hints, InputKind, input_kind
 from deepcat.models import efficientnet_lite0, keyword_cnn, layer_stack, small_cnn  # noqa: F401 - registers models
 from deepcat.models.registry import MODELS, NEW_RUN_KWARGS
 from deepcat.registry import Registry
@@ -251,25 +251,14 @@ def default_preprocess(
     *,
     image_size: int | None,
     native_size: int | None,
-    kind: str = "image",
+    kind: InputKind | None = None,
     clip_seconds: float = 1.0,
 ) -> Any:
-    """Images: the model's own preprocessing (timm's pretrained config) or, for small CNNs, the data's size.
-    Sound: the clip length and deepcat's log-mel front end, whatever the model."""
-    if kind == "audio":
-        from deepcat.inputs.audio import AudioPreprocess
-
-        return AudioPreprocess(clip_seconds=clip_seconds)
+    """The preprocessing a new run starts with: the input kind's (default: images) own choice, given the model's
+    pretrained data config (timm's; none for deepcat's own models) and the data's size."""
     data_config = family_of(spec.name).data_config
-    if data_config is None:
-        size = image_size or native_size or 32
-        return Preprocess(size, size, "bilinear", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
-    cfg = data_config(model)
-    size = image_size or cfg["input_size"][-1]
-    crop_pct = cfg.get("crop_pct", 0.875)
-    return Preprocess(
-        size, int(round(size / crop_pct)), cfg.get("interpolation", "bilinear"), tuple(cfg["mean"]), tuple(cfg["std"])
-    )
+    hints = Hints(data_config(model) if data_config else None, image_size, native_size, clip_seconds)
+    return (kind or input_kind()).default_preprocess(hints)
 
 
 def classifier_of(model: nn.Module) -> nn.Module:

@@ -1,8 +1,8 @@
 """Fill every `auto` in a TrainConfig from the data, so the saved config is the whole recipe.
 
-Small images (digits, Fashion-MNIST): deepcat's small CNN from scratch with SGD.
-Photos: fine-tune ImageNet EfficientNet-Lite0 (its weights ship offline) with AdamW.
-Sound: the keyword-spotting DS-CNN on the log-mel spectrogram, from scratch, with AdamW.
+The kind of input picks the model (`InputKind.auto_model`): for small images (digits, Fashion-MNIST) deepcat's
+small CNN from scratch with SGD; for photos ImageNet EfficientNet-Lite0 (its weights ship offline) fine-tuned
+with AdamW; for sound the keyword-spotting DS-CNN on the log-mel spectrogram, from scratch, with AdamW.
 """
 
 from __future__ import annotations
@@ -12,15 +12,16 @@ import math
 
 from deepcat.config import TrainConfig
 from deepcat.data.sources import DataSplits
+from deepcat.inputs import input_kind
 from deepcat.models.create import is_pretrainable, resolve_name
 from deepcat.training.optim import OPTIMIZERS
 
 
 def resolve_auto(cfg: TrainConfig, splits: DataSplits) -> TrainConfig:
-    sound = splits.input_kind == "audio"
+    kind = input_kind(splits.input_kind)
     model = cfg.model
     if model == "auto":
-        model = "dscnn" if sound else "smallcnn" if splits.small_images else "tf_efficientnet_lite0"
+        model = kind.auto_model(splits)
     canonical, _ = resolve_name(model)
     model = model if canonical == "layers" else canonical
     pretrained = cfg.pretrained
@@ -29,8 +30,8 @@ def resolve_auto(cfg: TrainConfig, splits: DataSplits) -> TrainConfig:
     optimizer = cfg.optimizer if cfg.optimizer != "auto" else ("sgd" if canonical == "smallcnn" else "adamw")
     image_size = cfg.image_size
     starts_pretrained = bool(pretrained or cfg.weights)
-    if sound:
-        image_size = None  # the clip length and the log-mel front end decide the input
+    if not kind.sized:
+        image_size = None  # the kind's preprocessing decides the input (sound: the clip length and the log-mel)
     elif image_size is None and splits.small_images and not starts_pretrained:
         image_size = max(16, splits.native_size or 32)
     elif image_size is None and not is_pretrainable(canonical):
@@ -45,7 +46,7 @@ def resolve_auto(cfg: TrainConfig, splits: DataSplits) -> TrainConfig:
         optimizer=optimizer,
         image_size=image_size,
         lr=cfg.lr if cfg.lr is not None else OPTIMIZERS.get(optimizer).default_lr,
-        hflip=cfg.hflip if cfg.hflip is not None else (splits.mirror_safe and not sound),
+        hflip=cfg.hflip if cfg.hflip is not None else (splits.mirror_safe and kind.mirrorable),
         freeze_epochs=min(cfg.freeze_epochs, cfg.epochs - 1) if (pretrained or cfg.weights) else 0,
         unfreeze=cfg.unfreeze if starts_pretrained else 1.0,
     )

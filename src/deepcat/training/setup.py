@@ -12,15 +12,13 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from deepcat.config import TrainConfig
-from deepcat.data import clip_batches, tensor_batches
-from deepcat.data.loader import make_loader
+from deepcat.data.loader import make_loader, whole_batches
 from deepcat.data.order import Order
 from deepcat.data.resolve import splits_of
 from deepcat.data.sources import DataSplits
 from deepcat.device import amp_dtype, autocast, pick_device
 from deepcat.errors import DeepcatError
-from deepcat.inputs import input_kind
-from deepcat.inputs.image import Preprocess
+from deepcat.inputs import Preprocessing, input_kind
 from deepcat.models.create import ModelSpec, classifier_of, create_model, default_preprocess, early_parameters
 from deepcat.training import distributed
 from deepcat.training.losses import LOSSES, build_loss, inverse_frequency
@@ -62,7 +60,7 @@ class Setup:
     splits: DataSplits
     model: nn.Module
     spec: ModelSpec
-    pre: Preprocess
+    pre: Preprocessing
     device: torch.device
     dtype: torch.dtype | None
     train_loader: DataLoader
@@ -96,7 +94,7 @@ def prepare(cfg: TrainConfig, dist: distributed.Dist) -> Setup:
         spec,
         image_size=cfg.image_size,
         native_size=splits.native_size,
-        kind=kind.name,
+        kind=kind,
         clip_seconds=cfg.clip_seconds,
     )
     cfg = dataclasses.replace(cfg, image_size=getattr(pre, "input_size", None))
@@ -113,18 +111,12 @@ def prepare(cfg: TrainConfig, dist: distributed.Dist) -> Setup:
         world_size=dist.world_size,
         drop_last=len(splits.train) >= 4 * cfg.batch_size,
     )
-    if tensor_batches.fits(splits.train, pre, cfg.augment):  # small in-memory images: augment whole batches
-        train_loader = tensor_batches.TensorBatches(
-            splits.train, pre, order, augment=cfg.augment, hflip=bool(cfg.hflip)
-        )
-    elif clip_batches.fits(splits.train, pre):  # sound clips that fit in memory: augment whole batches
-        train_loader = clip_batches.ClipBatches(splits.train, pre, order, augment=cfg.augment, noise_files=splits.noise)
-    else:
+    train_loader = whole_batches(  # small in-memory images, clips that fit in memory: augmented whole batches
+        splits.train, pre, order, augment=cfg.augment, hflip=bool(cfg.hflip), noise_files=splits.noise
+    )
+    if train_loader is None:
         augment = kind.train_transform(pre, splits, augment=cfg.augment, hflip=bool(cfg.hflip))
-        # Photos: a large JPEG is decoded at reduced scale, keeping twice the resize so a random crop still has
-        # full detail (a 12-megapixel photo at 1/4 scale).
-        min_side = 2 * pre.resize if isinstance(pre, Preprocess) else None
-        train_loader = make_loader(splits.train, augment, kind, order, workers=cfg.workers, min_side=min_side)
+        train_loader = make_loader(splits.train, augment, kind, order, workers=cfg.workers, min_side=kind.min_side(pre))
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -175,7 +167,7 @@ def forward_loss(
     """(logits, loss) for one batch: device transfer, progressive resizing to `size`, memory format, mixup,
     autocast."""
     x, y = x.to(s.device, non_blocking=True), y.to(s.device, non_blocking=True)
-    if size is not None and x.ndim == 4 and s.pre.kind == "image" and x.shape[-1] > size:
+    if size is not None and x.ndim == 4 and input_kind(s.pre.kind).sized and x.shape[-1] > size:
         x = nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     if s.cfg.channels_last and x.ndim == 4:  # (not the head's features)
         x = x.contiguous(memory_format=torch.channels_last)

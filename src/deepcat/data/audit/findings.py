@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from deepcat.inputs import DEFAULT_KIND, Words, input_kind
+
 NEAR_DUPLICATE_BITS = 4  # pHash distance at or under which two images are near-duplicate candidates
 NEAR_DUPLICATE_MAE = 6  # ... confirmed when their 16x16 grayscale thumbnails differ by at most this (0..255)
 GROUP_KINDS = ("leak", "label_conflict", "duplicate")
@@ -25,7 +27,7 @@ class Audit:
     flags: dict[str, list[str]] = field(default_factory=dict)  # the input kind's findings: flag -> items
     flag_labels: dict[str, str] = field(default_factory=dict)  # flag -> what it means, for people
     sizes: dict[str, Any] = field(default_factory=dict)
-    input_kind: str = "image"
+    input_kind: str = DEFAULT_KIND
 
     def count(self, kind: str) -> int:
         """Groups that are `kind` (a group can be a leak and a label conflict at once)."""
@@ -77,8 +79,13 @@ class Audit:
         ]
 
     @property
+    def words(self) -> Words:
+        """How the audited kind of input is named in messages and tables."""
+        return input_kind(self.input_kind).words
+
+    @property
     def noun(self) -> str:
-        return "clips" if self.input_kind == "audio" else "images"
+        return self.words.plural
 
     def summary_lines(self) -> list[str]:
         lines = [f"audit of {self.data}: {self.images} {self.noun}, {len(self.classes)} classes"]
