@@ -1,13 +1,25 @@
-"""Shared fixtures: small real data written to disk (scikit-learn digits, scikit-image photos)."""
+"""Shared fixtures and helpers: small real data written to disk (scikit-learn digits, scikit-image photos), the
+server on loopback, the page in a real headless Chromium. Tests share helpers through here, never by importing
+each other."""
 
 from __future__ import annotations
 
+import io
+import shutil
+import socket
+import struct
+import threading
+import time
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import uvicorn
 from PIL import Image
+
+from deepcat.serving.app import default_web_assets
 
 
 def pytest_addoption(parser):
@@ -100,3 +112,129 @@ def assert_deployed_threshold_holds(run: Path) -> None:
     accepted = float(np.mean(scores >= onnx.threshold))
     target = json.loads((run / "model.json").read_text())["calibration"]["target_accept"]
     assert abs(accepted - target) <= 1.5 / len(val), (accepted, target, len(val))
+
+
+# ---- the server on loopback, and the page in a real browser (shared by the serving, page, sound and soak tests)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """uvicorn in a thread, stopped at the end of the test module."""
+
+    def __init__(self, app):
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.time() + 30
+        while not self.server.started and time.time() < deadline:
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def digit_pngs(n: int) -> list[bytes]:
+    from sklearn.datasets import load_digits
+
+    images = load_digits().images[:n]
+    return [png_bytes(np.clip(img * 16, 0, 255).astype(np.uint8)) for img in images]
+
+
+def bomb_png(width: int = 50_000, height: int = 50_000) -> bytes:
+    """A tiny PNG whose header claims 2.5 gigapixels: must be refused before decoding."""
+    data = bytearray(png_bytes(np.zeros((8, 8), np.uint8)))
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4 : ihdr + 12] = struct.pack(">II", width, height)
+    data[ihdr + 17 : ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr : ihdr + 17])))
+    return bytes(data)
+
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+needs_browser = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER and (default_web_assets() / "ort.min.js").is_file()),
+    reason="needs Debian's chromium + chromium-driver and `npm ci --prefix web` (.ci/run installs them)",
+)
+
+
+def chrome(download_dir: Path, flags: tuple[str, ...] = ()):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={download_dir}",
+        *flags,
+    ):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+def classify_in_page(
+    url: str, image: Path, profile: Path, api_key: str | None = None, coverage: str | None = None
+) -> dict:
+    """Open the page (typing `api_key` when it asks), wait for its model, upload `image` (asking for the
+    prediction set at `coverage`), wait for the answer; what the page shows."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    driver = chrome(profile)
+    try:
+        driver.get(url)
+        deadline = time.time() + 60
+        if api_key is not None:
+            while not driver.find_element(By.ID, "keyform").is_displayed():
+                assert time.time() < deadline, "the page did not ask for the API key"
+                time.sleep(0.2)
+            driver.find_element(By.ID, "key").send_keys(api_key)
+            driver.find_element(By.CSS_SELECTOR, "#keyform button").click()
+        while driver.find_element(By.TAG_NAME, "body").get_attribute("data-ready") != "true":
+            assert time.time() < deadline, "the page did not load the model"
+            time.sleep(0.2)
+        if coverage is not None:
+            Select(driver.find_element(By.ID, "coverage")).select_by_visible_text(coverage)
+        driver.find_element(By.ID, "file").send_keys(str(image))
+        while not driver.find_element(By.TAG_NAME, "body").get_attribute("data-classified"):
+            assert time.time() < deadline, "the page did not classify the image"
+            time.sleep(0.2)
+        shown = {
+            "label": driver.find_element(By.ID, "label").text,
+            "mode": driver.find_element(By.ID, "mode").text,
+            "set": driver.find_element(By.ID, "set").text,
+            "bars": len(driver.find_elements(By.CSS_SELECTOR, "#bars .bar")),
+        }
+        driver.save_screenshot(str(profile.parent / "page.png"))
+        return shown
+    finally:
+        driver.quit()
+
+
+def digit_images(digit: int, count: int) -> list[np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return [np.clip(img * 16, 0, 255).astype(np.uint8) for img in bunch.images[bunch.target == digit][-count:]]

@@ -88,3 +88,20 @@ def test_lazy_api_resolves_every_name():
         assert callable(getattr(deepcat, name)), name
     importlib.import_module("deepcat.exporting.formats")  # a subpackage import must not shadow deepcat.export
     assert callable(deepcat.export)
+
+
+def test_every_public_api_function_says_its_arguments_and_what_it_returns():
+    """timm's and scikit-learn's habit: the API's docstrings carry Args (where there are any) and Returns."""
+    import inspect
+
+    from deepcat import api
+
+    functions = [getattr(api, name) for name in api.__all__]
+    functions = [f for f in functions if inspect.isfunction(f) and f.__module__ == "deepcat.api"]
+    assert len(functions) >= 10
+    missing = [
+        f.__name__
+        for f in functions
+        if "Returns:" not in (f.__doc__ or "") or (inspect.signature(f).parameters and "Args:" not in f.__doc__)
+    ]
+    assert missing == []

@@ -242,3 +242,18 @@ def test_cli_help_and_the_onnx_path_do_not_import_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_every_module_says_what_it_exports():
+    """Each module's `__all__` names what it offers the rest of deepcat, and each name exists."""
+    import importlib
+
+    missing = []
+    for module, path in MODULES.items():
+        if path.name == "__main__.py":
+            continue
+        loaded = importlib.import_module(module)
+        if not hasattr(loaded, "__all__"):
+            missing.append(module)
+        missing += [f"{module}.{name}" for name in getattr(loaded, "__all__", []) if not hasattr(loaded, name)]
+    assert missing == []

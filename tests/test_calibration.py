@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import assert_deployed_threshold_holds
+from conftest import assert_deployed_threshold_holds, digit_images
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -81,13 +81,6 @@ def test_conformal_sets_cover_what_they_promise(coverage):
     assert abs(measured - coverage) < 0.015 and 1 < sets.sum(1).mean() < 10
     with pytest.raises(Exception, match="0.50, 0.51"):
         set_limit(limits, 0.905, ValueError)
-
-
-def digit_images(digit: int, count: int) -> list[np.ndarray]:
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    return [np.clip(img * 16, 0, 255).astype(np.uint8) for img in bunch.images[bunch.target == digit][-count:]]
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import re
 import time
 
 import pytest
-from test_page import CHROMEDRIVER, CHROMIUM, chrome
+from conftest import CHROMEDRIVER, CHROMIUM, chrome
 
 import deepcat
 from deepcat import export

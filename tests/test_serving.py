@@ -2,17 +2,13 @@
 
 import asyncio
 import io
-import socket
-import struct
-import threading
 import time
-import zlib
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-import uvicorn
+from conftest import Server, bomb_png, digit_pngs
 from PIL import Image
 
 import deepcat
@@ -20,54 +16,6 @@ from deepcat import export
 from deepcat.inference.onnx_model import load_onnx
 from deepcat.serving.admission import RATE_MIN_FINISHED, Admission
 from deepcat.serving.app import Limits, create_app
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """uvicorn in a thread, stopped at the end of the test module."""
-
-    def __init__(self, app):
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        deadline = time.time() + 30
-        while not self.server.started and time.time() < deadline:
-            time.sleep(0.05)
-        return f"http://127.0.0.1:{self.port}"
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(10)
-
-
-def png_bytes(pixels: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def digit_pngs(n: int) -> list[bytes]:
-    from sklearn.datasets import load_digits
-
-    images = load_digits().images[:n]
-    return [png_bytes(np.clip(img * 16, 0, 255).astype(np.uint8)) for img in images]
-
-
-def bomb_png(width: int = 50_000, height: int = 50_000) -> bytes:
-    """A tiny PNG whose header claims 2.5 gigapixels: must be refused before decoding."""
-    data = bytearray(png_bytes(np.zeros((8, 8), np.uint8)))
-    ihdr = data.index(b"IHDR")
-    data[ihdr + 4 : ihdr + 12] = struct.pack(">II", width, height)
-    data[ihdr + 17 : ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr : ihdr + 17])))
-    return bytes(data)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import time
 import httpx
 import numpy as np
 import pytest
-from test_serving import bomb_png, digit_pngs, free_port
+from conftest import bomb_png, digit_pngs, free_port
 
 import deepcat
 

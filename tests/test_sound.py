@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import yaml
-from conftest import assert_deployed_threshold_holds
-from test_page import chrome, needs_browser
+from conftest import assert_deployed_threshold_holds, chrome, needs_browser
 
 import deepcat
 from deepcat.inputs.audio import SAMPLE_RATE, read_clip
@@ -110,7 +109,7 @@ def test_predict_a_clip_from_the_cli_and_the_api(speech_run, speech):
 @needs_espeak
 @pytest.mark.slow
 def test_the_server_answers_audio_and_refuses_bad_audio(speech_run, speech):
-    from test_serving import Server
+    from conftest import Server
 
     from deepcat.serving.app import create_app
 
@@ -214,8 +213,8 @@ def test_the_audit_finds_what_is_wrong_with_sound(tmp_path):
 def test_the_page_hears_a_word_from_the_microphone_and_classifies_it_in_the_browser(speech_run, speech, tmp_path):
     import time
 
+    from conftest import Server
     from selenium.webdriver.common.by import By
-    from test_serving import Server
 
     from deepcat.serving.app import create_app
 

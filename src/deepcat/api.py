@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from deepcat.tuning.results import TuneResult
 
 
-def train(
+def train(  # type: ignore[misc]  # DATA may come first, as on the command line
     data: str | None = None,
     *,
     config: str | Path | None = None,
@@ -66,6 +66,15 @@ def train(
     """Train a classifier and return its run folder. `options` are the fields of `TrainConfig` (flags of
     `deepcat train`); `config` is a YAML file of them (arguments win). After fitting, the best weights are
     calibrated, scored on the test split and reported (`report.html`).
+
+    Args:
+        data: DATA (a folder, a CSV, a built-in name); may also come in `options` or `config`.
+        config: a YAML file of training options. resume: a run folder to continue to its epochs.
+        callbacks: objects with some of the `on_*` event methods. progress: show progress bars.
+        options: the fields of `TrainConfig`.
+
+    Returns:
+        The run folder (config.yaml, model.json, the weights, metrics, report.html).
 
     >>> run = deepcat.train("pets", model="resnet18", epochs=5)
     >>> deepcat.train(resume=run)  # continue an interrupted run
@@ -101,6 +110,13 @@ def evaluate(
 ) -> Evaluation:
     """Score a run on DATA (default: its own test split, else val); writes RUN/evaluation/.
 
+    Args:
+        run: a run folder. data: DATA to score on (default: the run's own test split, else val).
+        batch_size, device, amp: how to run the model. which: "best" or "last" weights. progress: show a bar.
+
+    Returns:
+        An `Evaluation`: accuracy, top-k accuracy, ECE, per-class metrics and the confusion matrix.
+
     >>> deepcat.evaluate("runs/smallcnn-digits").accuracy
     """
     from deepcat.evaluation.scores import evaluate_run
@@ -113,6 +129,12 @@ def evaluate(
 def load(model: str | Path | None = None, *, which: str = "best") -> Classifier | OnnxClassifier:
     """A classifier to call `.predict` on: a run folder (PyTorch), an exported .onnx/.ort file (ONNX Runtime,
     torch is not imported), or with neither the pretrained cat / dog / neither model.
+
+    Args:
+        model: a run folder, an .onnx/.ort file, or None. which: "best" or "last" weights of a run.
+
+    Returns:
+        A `Classifier` (PyTorch) or an `OnnxClassifier` (ONNX Runtime), each with `.predict`.
 
     >>> deepcat.load("runs/pets").predict("cat.jpg").label
     >>> deepcat.load("runs/pets/export/model.onnx").predict(["a.jpg", "b.jpg"])
@@ -157,7 +179,7 @@ def predict(
 
     items = expand_inputs(inputs)
     classifier = load(model) if model is None or isinstance(model, (str, Path)) else model
-    return classifier.predict(
+    return classifier.predict(  # type: ignore[return-value]  # a list in, a list out
         items,
         top_k=top_k,
         reject=reject,
@@ -168,7 +190,11 @@ def predict(
 
 
 def export_formats() -> list[str]:
-    """The names `export(format=...)` accepts."""
+    """The names `export(format=...)` accepts.
+
+    Returns:
+        The registered export formats' names.
+    """
     from deepcat.exporting.formats import FORMATS
 
     return FORMATS.names()
@@ -185,6 +211,14 @@ def export(
 ) -> ExportResult:
     """Write a deployable model (format: onnx, onnx-int8, ort, torchscript) and check it against PyTorch on the
     run's validation images; a check out of bounds raises DeepcatError. The run's report lists the file.
+
+    Args:
+        run: a run folder. format: a name from `export_formats()`. output: the file to write (default:
+            RUN/export/<format's file>). calibration_images: int8's calibration images (auto by size).
+        check_images: validation images the check compares on. progress: show progress bars.
+
+    Returns:
+        An `ExportResult`: the file, its size, the check's figures and, for int8, what stayed float.
 
     >>> deepcat.export("runs/pets", format="onnx-int8").path
     """
@@ -216,6 +250,14 @@ def serve(
     """Serve a run (exported to ONNX on first use), an .onnx/.ort file, or the pretrained cat / dog / neither model:
     the REST API and the web page, until interrupted. `api_key` defaults to $DEEPCAT_API_KEY. `precision`: a run's
     int8 export is served when it passed its check (auto), or choose fp32 or int8.
+
+    Args:
+        model: a run folder, an .onnx/.ort file, or None for the pretrained cat / dog / neither model.
+        host, port: where to listen. api_key: required in X-API-Key when set. reject: answer `unknown` below
+            the threshold. precision: auto, fp32 or int8. limits: the server's `Limits`.
+
+    Returns:
+        Nothing; it serves until interrupted.
 
     >>> deepcat.serve("runs/pets", port=8080, limits=Limits(max_batch=16))
     """
@@ -269,6 +311,14 @@ def check(
     leaks, imbalance. `fix` writes a cleaned split CSV (your files are never touched); `labels=RUN` finds likely
     mislabelled images with a run trained on DATA. Files go to `output` (default: checks/<data name>).
 
+    Args:
+        data: DATA. val_fraction, seed, classes, data_root, modality: split it as `train` would.
+        near: perceptual-hash bits within which images are near duplicates. fix: write a cleaned split CSV.
+        labels: a run trained on DATA, to look for label errors with. output: where files go. progress: bars.
+
+    Returns:
+        A `CheckResult`: the `Audit`, audit.json's path, and the cleaned split and label errors when asked.
+
     >>> found = deepcat.check("pets").audit
     >>> found.count("leak"), found.unreadable
     """
@@ -297,6 +347,13 @@ def explain(
     """Grad-CAM for each image (files, folders, globs or in-memory images): where the network found evidence for
     `target` (a class name) or for the class it predicted. With `output`, one PNG per image is written there.
 
+    Args:
+        run: a run folder. images: files, folders, globs or in-memory images. target: a class name (default:
+            the predicted class). output: a folder for one PNG per image.
+
+    Returns:
+        One `Explanation` per image: its label, probability and heatmap.
+
     >>> deepcat.explain("runs/pets", ["cat.jpg"], output="explain/")[0].label
     """
     from deepcat.evaluation.explain import explain_run
@@ -306,13 +363,20 @@ def explain(
 
 
 def report(run: str | Path) -> Path:
-    """(Re)write RUN/report.html from the run folder's files and return its path."""
+    """(Re)write RUN/report.html from the run folder's files.
+
+    Args:
+        run: a run folder.
+
+    Returns:
+        The report's path.
+    """
     from deepcat.evaluation.finish import write_report
 
     return write_report(run)
 
 
-def lr_find(
+def lr_find(  # type: ignore[misc]  # DATA may come first, as on the command line
     data: str | None = None,
     *,
     config: str | Path | None = None,
@@ -325,6 +389,13 @@ def lr_find(
 ) -> LrFind:
     """Raise the lr exponentially over `steps` batches and suggest the one where the loss falls fastest
     (as fastai's `lr_find`); the options are `train`'s.
+
+    Args:
+        data, config, options: as for `train`. steps: batches to sweep over. start_lr, end_lr: the sweep's
+            range. plot: where to save the loss-against-lr plot (None: no plot). progress: show a bar.
+
+    Returns:
+        An `LrFind`: the rates, losses and the suggested lr.
 
     >>> deepcat.lr_find("digits").suggested_lr
     """
@@ -343,7 +414,7 @@ def lr_find(
     )
 
 
-def tune(
+def tune(  # type: ignore[misc]  # DATA may come first, as on the command line
     data: str | None = None,
     *,
     config: str | Path | None = None,
@@ -363,6 +434,14 @@ def tune(
     tunes/STUDY/study.db (OUTPUT/STUDY/ when `output` is given), or in `storage` (e.g. postgresql://...) shared
     by processes on many machines; `workers` runs that many trial processes here. The same call again continues
     the study.
+
+    Args:
+        data, config, options: as for `train`; options given are fixed. budget, trials: when to stop.
+        space: a YAML space file. workers: trial processes here. storage: a shared database URL. study: its
+            name. pruning: stop poor trials early. progress: a line per trial.
+
+    Returns:
+        A `TuneResult`: trials, the best score, best.yaml and the best run's folder.
 
     >>> result = deepcat.tune("digits", trials=20)
     >>> result.best_value, result.best_config   # tunes/digits/best.yaml: `deepcat train --config` it

@@ -18,6 +18,17 @@ import yaml
 
 from deepcat.errors import DeepcatError, did_you_mean
 
+__all__ = [
+    "TrainConfig",
+    "TrainOptions",
+    "check_keys",
+    "check_value",
+    "field_names",
+    "load_yaml",
+    "resolve_config",
+    "value_type",
+]
+
 
 def _opt(default: Any, help: str, **kw: Any) -> Any:
     return field(default=default, metadata={"help": help, **kw})

@@ -9,6 +9,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+__all__ = ["DeepcatError", "did_you_mean"]
+
 
 class DeepcatError(Exception):
     """Bad input from the user (a path, a name, a value); the message says the fix."""

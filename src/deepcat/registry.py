@@ -18,6 +18,8 @@ from typing import Generic, TypeVar
 
 from deepcat.errors import DeepcatError, did_you_mean
 
+__all__ = ["T", "Registry"]
+
 T = TypeVar("T")
 
 

@@ -7,15 +7,30 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from deepcat import api
 from deepcat.config import TrainConfig
 from deepcat.errors import DeepcatError
 
+__all__ = [
+    "CHECK_SPLIT",
+    "check",
+    "evaluate",
+    "explain",
+    "export",
+    "lr_find",
+    "predict",
+    "report",
+    "serve",
+    "train",
+    "tune",
+]
+
 CHECK_SPLIT = ("val_fraction", "seed", "classes", "data_root", "modality")  # check splits DATA as train would
 
 
-def _fields(args: argparse.Namespace, cls: type, only: tuple[str, ...] | None = None) -> dict:
+def _fields(args: argparse.Namespace, cls: type, only: tuple[str, ...] | None = None) -> dict[str, Any]:
     """The flags that mirror `cls`'s fields (or the fields `only`) and were given."""
     names = set(only) if only else {f.name for f in dataclasses.fields(cls)}
     return {k: v for k, v in vars(args).items() if k in names and v is not None}

@@ -13,6 +13,8 @@ from deepcat.api import NEAR_DUPLICATE_BITS, PRECISIONS, Limits, export_formats
 from deepcat.cli import commands
 from deepcat.config import TrainConfig
 
+__all__ = ["CLI_ONLY", "VERBS", "add_dataclass_flags", "build_parser"]
+
 CLI_ONLY = {"json": "print JSON instead of a table", "quiet": "no progress bars", "top": "rows to print"}
 
 
@@ -42,7 +44,7 @@ def add_dataclass_flags(
             )
 
 
-def _train(sub: argparse._SubParsersAction) -> None:
+def _train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "train",
         help="train a classifier; prints the run folder",
@@ -55,7 +57,7 @@ def _train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=commands.train)
 
 
-def _evaluate(sub: argparse._SubParsersAction) -> None:
+def _evaluate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("evaluate", help="accuracy, per-class metrics and confusion matrix of a run")
     p.add_argument("run", metavar="RUN", help="run folder printed by `deepcat train`")
     p.add_argument("data", nargs="?", metavar="DATA", help="data to evaluate on (default: the run's test split)")
@@ -67,7 +69,7 @@ def _evaluate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=commands.evaluate)
 
 
-def _predict(sub: argparse._SubParsersAction) -> None:
+def _predict(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "predict",
         help="label images; with no RUN, the pretrained cat / dog / neither model",
@@ -93,7 +95,7 @@ def _predict(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=commands.predict)
 
 
-def _export(sub: argparse._SubParsersAction) -> None:
+def _export(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("export", help="ONNX (fp32, int8), .ort for Android, or TorchScript; checked against PyTorch")
     p.add_argument("run", metavar="RUN")
     p.add_argument("--format", default="onnx", choices=export_formats())
@@ -104,7 +106,7 @@ def _export(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=commands.export)
 
 
-def _serve(sub: argparse._SubParsersAction) -> None:
+def _serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "serve",
         help="REST API and web page for a run or an exported model",
@@ -131,7 +133,7 @@ def _serve(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=commands.serve)
 
 
-def _check(sub: argparse._SubParsersAction) -> None:
+def _check(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "check",
         help="audit data: unreadable files, duplicates, leaks, imbalance; label errors",
@@ -156,7 +158,7 @@ def _check(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=commands.check)
 
 
-def _explain(sub: argparse._SubParsersAction) -> None:
+def _explain(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("explain", help="Grad-CAM heatmaps: where the model looked")
     p.add_argument("run", metavar="RUN")
     p.add_argument("images", nargs="+", metavar="IMAGES", help="files, folders or globs")
@@ -165,13 +167,13 @@ def _explain(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=commands.explain)
 
 
-def _report(sub: argparse._SubParsersAction) -> None:
+def _report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("report", help="(re)write RUN/report.html: data, curves, metrics, calibration, mistakes")
     p.add_argument("run", metavar="RUN")
     p.set_defaults(func=commands.report)
 
 
-def _lr_find(sub: argparse._SubParsersAction) -> None:
+def _lr_find(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("lr-find", help="sweep the learning rate and suggest one")
     p.add_argument("data", nargs="?", metavar="DATA", help=TrainConfig.help_of("data"))
     p.add_argument("--config", help="YAML file of options")
@@ -183,7 +185,7 @@ def _lr_find(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=commands.lr_find)
 
 
-def _tune(sub: argparse._SubParsersAction) -> None:
+def _tune(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "tune",
         help="search hyper-parameters (Optuna) within a time or trial budget",

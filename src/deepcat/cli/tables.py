@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from deepcat.evaluation.scores import Evaluation
     from deepcat.inference.answers import Prediction
 
+__all__ = ["print_audit", "print_evaluation", "print_predictions", "print_suspects", "short_names"]
+
 
 def print_evaluation(metrics: Evaluation, title: str) -> None:
     table = Table(title=title)

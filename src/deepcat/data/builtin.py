@@ -17,6 +17,20 @@ import numpy as np
 from deepcat.data.sources import DataSplits, Samples, from_folder, from_speech_commands, stratified_split
 from deepcat.errors import DeepcatError
 
+__all__ = [
+    "BUILTINS",
+    "DEBIAN_FASHION_MNIST",
+    "FASHION_CLASSES",
+    "SPEECH_COMMANDS_URL",
+    "default_root",
+    "digits",
+    "fashion_mnist",
+    "oxford_pets",
+    "read_idx",
+    "speech_commands",
+    "spoken_digits",
+]
+
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot"]
 

@@ -18,6 +18,8 @@ from deepcat.inputs import BadInput, input_kind
 from deepcat.inputs.audio import AudioPreprocess, fit_length
 from deepcat.inputs.audio_tensors import LogMel, augment_batch, noise_bank
 
+__all__ = ["MEMORY_BYTES", "ClipBatches", "decode_all", "fits"]
+
 MEMORY_BYTES = 2 * 2**30  # decoded float32 samples held for the fast path; larger sets stream from disk
 
 

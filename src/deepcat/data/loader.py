@@ -14,17 +14,28 @@ from deepcat.data.order import WHOLE_BATCHES, Order
 from deepcat.data.sources import Samples
 from deepcat.inputs import BadInput, InputKind, input_kind
 
+__all__ = [
+    "BadInputLog",
+    "InputDataset",
+    "batches",
+    "collate_skipping_bad",
+    "default_workers",
+    "eval_loader",
+    "make_loader",
+    "whole_batches",
+]
 
-class InputDataset(Dataset):
+
+class InputDataset(Dataset[Any]):
     """Yields (input tensor, label), or (None, reason) for a file that cannot be read."""
 
-    def __init__(self, samples: Samples, transform: Callable, kind: InputKind, min_side: int | None = None):
+    def __init__(self, samples: Samples, transform: Callable[..., Any], kind: InputKind, min_side: int | None = None):
         self.samples, self.transform, self.kind, self.min_side = samples, transform, kind, min_side
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, i: int) -> tuple[Any, Any]:
         try:
             decoded = self.samples.decode(i, self.kind, self.min_side)
         except BadInput as e:
@@ -32,7 +43,7 @@ class InputDataset(Dataset):
         return self.transform(decoded), int(self.samples.labels[i])
 
 
-def collate_skipping_bad(batch: list) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def collate_skipping_bad(batch: list[Any]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Stack the good samples; return the reasons for the bad ones so the main process warns once."""
     good = [b for b in batch if b[0] is not None]
     bad = [b[1] for b in batch if b[0] is None]
@@ -63,7 +74,7 @@ def default_workers(samples: Samples, requested: int | None) -> int:
     return 0 if samples.in_memory else min(4, os.cpu_count() or 1)
 
 
-def eval_loader(samples: Samples, pre: Any, *, batch_size: int, workers: int | None = None):
+def eval_loader(samples: Samples, pre: Any, *, batch_size: int, workers: int | None = None) -> Any:
     """Evaluation batches: whole-tensor batches for in-memory images at the input size and for sound clips that
     fit in memory, else the DataLoader.
     `pre` is the kind's preprocessing (it names its kind)."""
@@ -77,13 +88,13 @@ def eval_loader(samples: Samples, pre: Any, *, batch_size: int, workers: int | N
 
 def make_loader(
     samples: Samples,
-    transform: Callable,
+    transform: Callable[..., Any],
     kind: InputKind,
     order: Order,
     *,
     workers: int | None = None,
     min_side: int | None = None,
-) -> DataLoader:
+) -> DataLoader[Any]:
     """One loader for every use, in `order` (see `deepcat.data.order`). `min_side`: see `Samples.decode`."""
     dataset = InputDataset(samples, transform, kind, min_side)
     sampler = order.sampler(len(dataset))
@@ -101,7 +112,7 @@ def make_loader(
     )
 
 
-def batches(loader: DataLoader, log: BadInputLog) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def batches(loader: DataLoader[Any], log: BadInputLog) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Iterate (x, y), warning about bad images and dropping empty batches."""
     for x, y, bad in loader:
         log.report(bad)

@@ -29,12 +29,12 @@ class Order:
     world_size: int = 1
     drop_last: bool = False
 
-    def sampler(self, count: int) -> DistributedSampler | None:
+    def sampler(self, count: int) -> DistributedSampler[Any] | None:
         """The training order over `count` rows; None keeps the data's order. `set_epoch` reshuffles it."""
         if not self.shuffle:
             return None
         return DistributedSampler(
-            range(count),
+            range(count),  # type: ignore[arg-type]  # the sampler reads only its length
             num_replicas=self.world_size,
             rank=self.rank,
             shuffle=True,

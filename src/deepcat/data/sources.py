@@ -11,11 +11,27 @@ import csv
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from deepcat.errors import DeepcatError
 from deepcat.inputs import DEFAULT_KIND, InputKind, input_kind, kind_of_files
+
+__all__ = [
+    "SPEECH_COMMANDS_NOISE",
+    "SPEECH_COMMANDS_TEST_LIST",
+    "SPLIT_NAMES",
+    "DataSplits",
+    "Samples",
+    "combined",
+    "from_csv",
+    "from_folder",
+    "from_speech_commands",
+    "only_classes",
+    "stratified_split",
+    "with_native_size",
+]
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -26,7 +42,7 @@ class Samples:
 
     items: list[str] | np.ndarray
     labels: np.ndarray
-    ids: np.ndarray | None = None  # for in-memory items: the index in the built-in set's file
+    ids: np.ndarray = None  # type: ignore[assignment]  # the index in the built-in set's file; default 0..N-1
 
     def __post_init__(self) -> None:
         if self.ids is None:
@@ -43,7 +59,7 @@ class Samples:
     def in_memory(self) -> bool:
         return isinstance(self.items, np.ndarray)
 
-    def decode(self, i: int, kind: InputKind, min_side: int | None = None):
+    def decode(self, i: int, kind: InputKind, min_side: int | None = None) -> Any:
         """Item `i` decoded by `kind` (an in-memory array, or a file read); a `BadInput` names what failed.
         `min_side` (images): a large JPEG may be decoded at reduced scale, its shorter side kept >= it."""
         if self.in_memory:
@@ -73,7 +89,7 @@ class DataSplits:
 
 def combined(splits: DataSplits) -> tuple[Samples, list[str], list[str]]:
     """Every split's samples in one Samples (train, then val, then test), with display names and split names."""
-    parts = [(name, splits.split(name)) for name in SPLIT_NAMES if splits.split(name) is not None]
+    parts = [(name, s) for name in SPLIT_NAMES if (s := splits.split(name)) is not None]
     if parts[0][1].in_memory:
         items: list[str] | np.ndarray = np.concatenate([s.items for _, s in parts])
         names = [f"{splits.name}[{i}]" for _, s in parts for i in s.ids]
@@ -242,7 +258,9 @@ def from_csv(path: Path, *, val_fraction: float, seed: int, kind: InputKind | No
 
 def with_native_size(splits: DataSplits) -> DataSplits:
     """Peek at a few files: small images (<= 64 px) get the small-image recipe."""
-    side = input_kind(splits.input_kind).native_size(splits.train.items)
+    if splits.train.in_memory:
+        return splits
+    side = input_kind(splits.input_kind).native_size(list(splits.train.items))
     if side is not None and side <= 64:
         splits.small_images, splits.native_size = True, side
     return splits
@@ -263,13 +281,15 @@ def only_classes(splits: DataSplits, names: list[str]) -> DataSplits:
     remap = np.full(len(splits.classes), -1)
     remap[[splits.classes.index(n) for n in names]] = np.arange(len(names))
 
-    def keep(samples: Samples | None) -> Samples | None:
-        if samples is None:
-            return None
+    def keep(samples: Samples) -> Samples:
         kept = samples.subset(np.nonzero(remap[samples.labels] >= 0)[0])
         kept.labels = remap[kept.labels]
         return kept
 
     return dataclasses.replace(
-        splits, classes=list(names), train=keep(splits.train), val=keep(splits.val), test=keep(splits.test)
+        splits,
+        classes=list(names),
+        train=keep(splits.train),
+        val=None if splits.val is None else keep(splits.val),
+        test=None if splits.test is None else keep(splits.test),
     )

@@ -15,6 +15,21 @@ from pathlib import Path
 
 import numpy as np
 
+__all__ = [
+    "ACCENTS",
+    "RENDITIONS",
+    "SNR_DB",
+    "TEST_VARIANTS",
+    "TRAIN_VARIANTS",
+    "VERSION",
+    "WORDS",
+    "espeak",
+    "generate",
+    "render",
+    "trimmed",
+    "with_noise",
+]
+
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029", "en-us-nyc")
 TRAIN_VARIANTS = (

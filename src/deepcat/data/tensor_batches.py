@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -19,10 +20,12 @@ from deepcat.data.order import WHOLE_BATCHES, Order, Rows, WholeBatches
 from deepcat.data.sources import Samples
 from deepcat.inputs.image import Preprocess
 
+__all__ = ["TensorBatches", "fits"]
+
 
 def fits(samples: Samples, pre: Preprocess, augment: str = "none") -> bool:
     """The fast path applies: images in memory, already at the model's input size, no RandAugment."""
-    if not samples.in_memory or augment not in ("none", "light"):
+    if not isinstance(samples.items, np.ndarray) or augment not in ("none", "light"):
         return False
     h, w = samples.items.shape[1:3]
     return h == w == pre.input_size == pre.resize

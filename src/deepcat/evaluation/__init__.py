@@ -2,3 +2,5 @@
 
 `finish.py` is the one place that runs them together (after training, export and `check --labels`).
 """
+
+__all__ = []

@@ -23,6 +23,30 @@ import numpy as np
 
 from deepcat.inference.calibrated import DEFAULT_ACCEPT, Calibration, neg_log_probs, prediction_sets, softmax
 
+__all__ = [
+    "COVERAGES",
+    "CROSS_FIT_FOLDS",
+    "Calibration",
+    "DEFAULT_ACCEPT",
+    "ECE_BINS",
+    "LOG_T_PRIOR",
+    "NO_MISTAKES",
+    "REPORTED_COVERAGES",
+    "auroc",
+    "conformal_quantiles",
+    "coverage_table",
+    "cross_fitted_probs",
+    "expected_calibration_error",
+    "fit",
+    "fit_temperature",
+    "neg_log_probs",
+    "prediction_sets",
+    "reliability_bins",
+    "report",
+    "softmax",
+    "tradeoff",
+]
+
 ECE_BINS = 15
 LOG_T_PRIOR = 0.5  # sd of the prior on log T: negligible at 10,000 images, decisive at 50
 CROSS_FIT_FOLDS = 5

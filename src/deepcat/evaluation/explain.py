@@ -14,6 +14,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -23,6 +24,8 @@ from PIL import Image
 from deepcat.data.sources import Samples
 from deepcat.errors import DeepcatError
 from deepcat.inputs import Preprocessing, preprocess_of
+
+__all__ = ["Explanation", "explain_run", "grad_cam", "overlay", "save_explanations", "target_layer", "worst_mistakes"]
 
 
 @dataclass
@@ -41,7 +44,7 @@ def target_layer(model: nn.Module, example: torch.Tensor) -> tuple[nn.Module, in
     if hasattr(model, "num_prefix_tokens") and isinstance(blocks, nn.Sequential | nn.ModuleList):
         # the last block's attention input: with class-token pooling, that block's own patch outputs never
         # reach the logits (zero gradient); its normalised input does, through attention
-        return getattr(blocks[-1], "norm1", blocks[-1]), int(model.num_prefix_tokens)
+        return getattr(blocks[-1], "norm1", blocks[-1]), int(cast(Any, model).num_prefix_tokens)
     outputs: list[tuple[nn.Module, torch.Size]] = []
     hooks = [
         m.register_forward_hook(lambda m, _, out: outputs.append((m, out.shape)) if torch.is_tensor(out) else None)
@@ -78,7 +81,7 @@ def grad_cam(
     layer, prefix = target_layer(model, batch[:1])
     saved: dict[str, torch.Tensor] = {}
 
-    def keep(_, __, out):
+    def keep(_: nn.Module, __: Any, out: Any) -> None:
         out = out[0] if isinstance(out, tuple) else out
         out.retain_grad()
         saved["act"] = out
@@ -93,6 +96,8 @@ def grad_cam(
     finally:
         hook.remove()
     act = _as_map(saved["act"], prefix)
+    if saved["act"].grad is None:
+        raise RuntimeError("Grad-CAM: the target layer got no gradient (is it used by the logits?)")
     grad = _as_map(saved["act"].grad, prefix)
     cam = torch.relu((grad.mean((2, 3), keepdim=True) * act).sum(1, keepdim=True))
     cam = nn.functional.interpolate(cam, size=batch.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
@@ -110,7 +115,7 @@ def overlay(image: Image.Image, heatmap: np.ndarray, alpha: float = 0.45) -> Ima
 
 def explain_run(
     run: str | Path,
-    images: Sequence[str | Path | Image.Image],
+    images: Sequence[Any],  # files or in-memory images (PIL, arrays)
     *,
     target: str | None = None,
     output: str | Path | None = None,
@@ -159,8 +164,11 @@ def explain_run(
 def _panel(crop: Image.Image, heatmap: np.ndarray, side: int) -> tuple[Image.Image, Image.Image]:
     """The crop and its Grad-CAM overlay, enlarged to `side` pixels for display."""
     big = max(side, crop.size[0])
-    crop = crop.resize((big, big), Image.NEAREST)
-    heat = np.asarray(Image.fromarray((heatmap * 255).astype(np.uint8)).resize((big, big), Image.BILINEAR)) / 255.0
+    crop = crop.resize((big, big), Image.Resampling.NEAREST)
+    heat = (
+        np.asarray(Image.fromarray((heatmap * 255).astype(np.uint8)).resize((big, big), Image.Resampling.BILINEAR))
+        / 255.0
+    )
     return crop, overlay(crop, heat)
 
 
@@ -193,7 +201,7 @@ def worst_mistakes(
     path: Path,
     *,
     count: int = 8,
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """The `count` most confident wrong answers, each shown next to its Grad-CAM, as one PNG."""
     from deepcat.evaluation.plots import plot_image_grid
     from deepcat.inputs import input_kind
@@ -204,7 +212,7 @@ def worst_mistakes(
         return []
     kind = input_kind(pre.kind)
     transform = kind.eval_transform(pre)
-    x = torch.stack([transform(samples.decode(i, kind)) for i in wrong])
+    x = torch.stack([transform(samples.decode(int(i), kind)) for i in wrong])
     heat, _ = grad_cam(model.float(), x)  # one pass for all of them
     pictures, titles, listed = [], [], []
     for k, i in enumerate(wrong):

@@ -37,6 +37,19 @@ from deepcat.inference.unknown_score import (
 from deepcat.inputs import preprocess_of
 from deepcat.run_folder import load_model, read_config, update_model_json
 
+__all__ = [
+    "FIT_IMAGES",
+    "LABEL_CHECK_MAX_IMAGES",
+    "RunContext",
+    "after_export",
+    "after_training",
+    "calibrate",
+    "check_labels",
+    "score_held_out",
+    "unknown_scores",
+    "write_report",
+]
+
 LABEL_CHECK_MAX_IMAGES = 20_000  # above this, label errors wait for `deepcat check DATA --labels RUN`
 FIT_IMAGES = 20_000  # training images whose features fit the class means and covariance of the `unknown` score
 
@@ -139,6 +152,8 @@ def score_held_out(
     from deepcat.evaluation.plots import plot_rejection, plot_reliability
 
     run_dir, samples = ctx.run_dir, splits.split(name)
+    if samples is None:
+        raise DeepcatError(f"{splits.name} has no {name} split to score")
     features, logits, labels = features_of(
         model, samples, ctx.scoring, classes=len(splits.classes), tapped=WithFeatures.for_score(model, unknown)
     )

@@ -23,6 +23,8 @@ from deepcat.data.sources import DataSplits, Samples, combined
 from deepcat.errors import DeepcatError
 from deepcat.inputs import DEFAULT_KIND, Preprocessing, Words, input_kind, preprocess_of
 
+__all__ = ["LabelErrors", "Suspect", "embeddings", "find_label_errors", "out_of_fold_probs", "save"]
+
 
 @dataclass
 class Suspect:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+__all__ = ["plot_confusion", "plot_curves", "plot_image_grid", "plot_lr_find", "plot_rejection", "plot_reliability"]
 
-def _pyplot():
+
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -62,7 +65,7 @@ def plot_lr_find(lrs: list[float], losses: list[float], suggestion: float, path:
     plt.close(fig)
 
 
-def plot_reliability(report: dict, path: Path) -> None:
+def plot_reliability(report: dict[str, Any], path: Path) -> None:
     """Reliability diagram before and after temperature scaling: accuracy against confidence per bin."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.5), sharey=True)
@@ -98,7 +101,7 @@ def plot_reliability(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_image_grid(images: list, titles: list[str], path: Path, *, title: str = "", columns: int = 8) -> None:
+def plot_image_grid(images: list[Any], titles: list[str], path: Path, *, title: str = "", columns: int = 8) -> None:
     """Images (PIL or arrays) in a grid, each with a short caption."""
     plt = _pyplot()
     columns = max(1, min(columns, len(images)))
@@ -116,7 +119,7 @@ def plot_image_grid(images: list, titles: list[str], path: Path, *, title: str =
     plt.close(fig)
 
 
-def plot_rejection(report: dict, path: Path) -> None:
+def plot_rejection(report: dict[str, Any], path: Path) -> None:
     """Share of known images accepted and accuracy on them, against the rejection threshold."""
     plt = _pyplot()
     curve = report["tradeoff"]

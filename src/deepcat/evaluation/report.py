@@ -16,6 +16,8 @@ from typing import Any
 
 from deepcat.inputs import Words, kind_of_meta, preprocess_of
 
+__all__ = ["CSS", "SCORE_NAMES", "write_report"]
+
 CSS = """
 body { font: 15px/1.5 system-ui, sans-serif; max-width: 1100px; margin: 2rem auto; padding: 0 1rem; color: #222; }
 h1 { margin-bottom: 0; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2rem; margin-top: 2.2rem; }

@@ -19,10 +19,23 @@ from deepcat.device import amp_dtype, autocast, pick_device
 from deepcat.errors import DeepcatError
 from deepcat.inputs import preprocess_of
 
+__all__ = [
+    "Evaluation",
+    "Scoring",
+    "collect_logits",
+    "collect_outputs",
+    "compute_metrics",
+    "evaluate_run",
+    "features_of",
+    "logits_of",
+    "pick_eval_samples",
+    "score",
+]
+
 
 def collect_logits(
     model: nn.Module,
-    loader: DataLoader,
+    loader: DataLoader[Any],
     *,
     device: torch.device,
     dtype: torch.dtype | None,
@@ -39,7 +52,7 @@ def collect_logits(
 
 def collect_outputs(
     model: nn.Module,
-    loader: DataLoader,
+    loader: DataLoader[Any],
     *,
     device: torch.device,
     dtype: torch.dtype | None,
@@ -117,7 +130,7 @@ def compute_metrics(
 def pick_eval_samples(splits: DataSplits, run_classes: list[str]) -> tuple[str, Samples]:
     """Test split if there is one, else val, else everything; labels re-indexed to the run's classes."""
     name = "test" if splits.test is not None else "val" if splits.val is not None else "train"
-    samples = splits.split(name)
+    samples = splits.split(name) or splits.train
     unknown = [c for c in splits.classes if c not in run_classes]
     if unknown:
         raise DeepcatError(

@@ -4,3 +4,5 @@ Every export puts preprocessing into the model (normalisation and softmax in the
 sizes and classes in the metadata) and checks itself against PyTorch before it returns.
 The public function is `deepcat.export`; formats are registered in `formats.py`.
 """
+
+__all__ = []

@@ -11,6 +11,8 @@ import numpy as np
 from deepcat.errors import DeepcatError
 from deepcat.inputs import BadInput, kind_of_meta
 
+__all__ = ["FP32_MAX_ABS_DIFF", "INT8_MAX_ACCURACY_DROP", "INT8_MIN_AGREEMENT", "ExportCheck", "compare", "run_images"]
+
 # Bounds a failed check is measured against (the deploy issue's acceptance bounds).
 FP32_MAX_ABS_DIFF = 1e-4
 INT8_MIN_AGREEMENT = 0.99
@@ -26,7 +28,7 @@ def run_images(
 
     splits = run_splits(run_dir)
     order = [split] + [s for s in ("val", "test", "train") if s != split]
-    samples = next(splits.split(s) for s in order if splits.split(s) is not None)
+    samples = next(part for name in order if (part := splits.split(name)) is not None)
     rng = np.random.default_rng(seed)
     index = rng.permutation(len(samples))[:limit]
     kind = kind_of_meta(meta)

@@ -17,6 +17,8 @@ from deepcat.exporting.graph import Deployable, metadata
 from deepcat.inputs import preprocess_of
 from deepcat.run_folder import check_file
 
+__all__ = ["HELD_OUT_IMAGES", "ExportResult", "export_checked", "export_pretrained_cat_dog", "export_run"]
+
 HELD_OUT_IMAGES = 200  # training images (not calibration ones) int8 must agree on before the check
 
 

@@ -22,6 +22,18 @@ if TYPE_CHECKING:  # torch loads when a format is written, so the CLI can list t
 
     from deepcat.exporting.graph import Deployable
 
+__all__ = [
+    "FORMATS",
+    "CalibrationImages",
+    "ExportFormat",
+    "Written",
+    "torch_logits",
+    "write_int8",
+    "write_onnx",
+    "write_ort",
+    "write_torchscript",
+]
+
 CalibrationImages = Callable[[], tuple[np.ndarray, np.ndarray]]  # () -> (calibration images, held-out images)
 
 

@@ -13,6 +13,8 @@ import torch.nn as nn
 from deepcat.inference.unknown_score import UnknownScore, WithFeatures
 from deepcat.inputs import input_kind
 
+__all__ = ["LOGITS", "OUTPUT", "SCORE", "Deployable", "metadata", "metadata_props"]
+
 OUTPUT = "probabilities"
 SCORE = "unknown_score"  # higher = more like the training data; below the threshold: `unknown`
 LOGITS = (

@@ -11,6 +11,22 @@ import torch
 
 from deepcat.exporting.graph import LOGITS, OUTPUT, SCORE, Deployable, metadata_props
 
+__all__ = [
+    "AMPLIFYING_WEIGHT",
+    "QUANTIZED_OPS",
+    "SEARCH_AGREEMENT",
+    "SEGMENTS",
+    "WEIGHTED_OPS",
+    "export_onnx",
+    "front_end_nodes",
+    "quantize_int8",
+    "score_nodes",
+    "segments",
+    "sensitive_nodes",
+    "set_metadata",
+    "to_ort_format",
+]
+
 
 def set_metadata(path: Path, meta: dict[str, Any]) -> None:
     import onnx
@@ -35,6 +51,8 @@ def export_onnx(net: Deployable, example: torch.Tensor, path: Path, meta: dict[s
             dynamic_shapes=({0: batch},),
             verbose=False,
         )
+    if program is None:
+        raise RuntimeError(f"torch.onnx.export returned no program for {path}")
     program.save(str(path), external_data=False)
     set_metadata(path, meta)
     return path
@@ -206,7 +224,7 @@ def quantize_int8(
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    class Reader(_Calibration, CalibrationDataReader):
+    class Reader(_Calibration, CalibrationDataReader):  # type: ignore[misc]  # onnxruntime ships no stubs
         pass
 
     with tempfile.TemporaryDirectory(prefix="deepcat-int8-") as tmp:
@@ -234,7 +252,9 @@ def quantize_int8(
                     calibration_cache_path=Path(tmp) / "ranges.json",
                     extra_options={"ActivationSymmetric": False, "WeightSymmetric": True, "CalibStridedMinMax": stride},
                 )
-            agreement = None if reference is None else float((_top1(path, held_out) == reference).mean())
+            agreement = (
+                None if reference is None or held_out is None else float((_top1(path, held_out) == reference).mean())
+            )
             if agreement is None or agreement >= SEARCH_AGREEMENT:
                 break
     set_metadata(path, meta)

@@ -17,6 +17,18 @@ from PIL import Image
 from deepcat.errors import DeepcatError
 from deepcat.inputs import BadInput, InputKind, all_suffixes
 
+__all__ = [
+    "UNKNOWN",
+    "InputItem",
+    "Prediction",
+    "Rule",
+    "as_json",
+    "decide",
+    "decoded",
+    "expand_inputs",
+    "predict_batches",
+]
+
 InputItem = str | Path | Image.Image | np.ndarray
 UNKNOWN = "unknown"  # the label of an input unlike every training class (`unknown` score below threshold)
 

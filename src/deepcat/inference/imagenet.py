@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+__all__ = ["CAT_CLASSES", "CAT_DOG_NEITHER", "DOG_CLASSES", "cat_dog_neither"]
+
 DOG_CLASSES = range(151, 269)
 CAT_CLASSES = range(281, 286)
 CAT_DOG_NEITHER = ["cat", "dog", "neither"]

@@ -20,6 +20,8 @@ import numpy as np
 from deepcat.inference.answers import InputItem, Prediction, Rule, predict_batches
 from deepcat.inputs import kind_of_meta
 
+__all__ = ["OnnxClassifier", "load_onnx"]
+
 
 @dataclass
 class OnnxClassifier:

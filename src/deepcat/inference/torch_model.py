@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -13,6 +15,8 @@ from deepcat.inference.answers import InputItem, Prediction, Rule, predict_batch
 from deepcat.inference.calibrated import Calibration
 from deepcat.inference.unknown_score import UnknownScore, WithFeatures, load_score
 from deepcat.inputs import Preprocessing, input_kind, preprocess_of
+
+__all__ = ["Classifier", "load_run", "pretrained_cat_dog"]
 
 
 @dataclass
@@ -44,7 +48,8 @@ class Classifier:
         """Calibrated probabilities (B, len(classes)) and `unknown` scores (B,), as the exported graph outputs."""
         features, logits = self.with_features(batch)
         probs = (logits / self.calibration.temperature).softmax(-1)
-        return (self.reduce(probs) if self.reduce else probs), self.unknown(features, logits)
+        reduced = self.reduce(probs) if self.reduce is not None else probs
+        return reduced, self.unknown(features, logits)  # type: ignore[misc]  # load_run always sets a score
 
     def predict(
         self,
@@ -70,12 +75,18 @@ class Classifier:
             self.calibration.threshold if reject else None,
             None if coverage is None else self.calibration.set_limit(coverage),
         )
+        items = [cast(InputItem, images)] if single else list(cast(Sequence[InputItem], images))
+
+        def infer(batch: list[torch.Tensor]) -> tuple[np.ndarray, np.ndarray | None]:
+            probs, scores = self.infer(torch.stack(batch))
+            return probs.numpy(), scores.numpy()
+
         results = predict_batches(
-            [images] if single else list(images),
+            items,
             rule,
             kind=self.kind,
             prepare=self.transform,
-            infer=lambda batch: tuple(t.numpy() for t in self.infer(torch.stack(batch))),
+            infer=infer,
             batch_size=batch_size,
             progress=progress,
         )

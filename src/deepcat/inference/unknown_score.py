@@ -25,12 +25,34 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn as nn
 
 from deepcat.registry import Registry
+
+__all__ = [
+    "BANK_FLOATS",
+    "DEFAULT_SCORE",
+    "FEATURE_SCORES",
+    "KNN_K",
+    "SCORES",
+    "SCORE_KINDS",
+    "STATE_FILE",
+    "Fit",
+    "ScoreKind",
+    "UnknownScore",
+    "WithFeatures",
+    "bank_size",
+    "classifier_layer",
+    "fit_score",
+    "load_score",
+    "pooled",
+    "relative_distance",
+    "save_score",
+    "stage_names",
+]
 
 DEFAULT_SCORE = "layers"
 KNN_K = 1  # the nearest neighbour: k = 1 ranked unknowns better than 10 or 50 on Fashion-MNIST
@@ -57,7 +79,7 @@ def stage_names(model: nn.Module) -> list[str]:
     names = getattr(model, "ood_stages", None)
     if names is None and getattr(model, "feature_info", None) is not None:
         try:
-            names = [info["module"] for info in model.feature_info][-2:]
+            names = [info["module"] for info in cast(Any, model).feature_info][-2:]
         except (TypeError, KeyError):
             names = None
     return list(names or [])
@@ -169,7 +191,8 @@ def relative_distance(
 def _whitening(centred: torch.Tensor) -> torch.Tensor:
     """L with L L' = the inverse covariance of centred rows (shrunk a little towards the identity so it always
     inverts): ||x L||^2 is x's Mahalanobis distance."""
-    return torch.linalg.cholesky(_precision(centred))
+    whiten: torch.Tensor = torch.linalg.cholesky(_precision(centred))
+    return whiten
 
 
 def _precision(centred: torch.Tensor) -> torch.Tensor:
@@ -179,7 +202,8 @@ def _precision(centred: torch.Tensor) -> torch.Tensor:
     covariance = centred.T @ centred / len(centred)
     eye = torch.eye(len(covariance), dtype=covariance.dtype)
     shrink = 1e-3 * max(1.0, 10 * len(covariance) / len(centred))
-    return torch.linalg.inv(covariance + shrink * covariance.diagonal().mean() * eye)
+    precision: torch.Tensor = torch.linalg.inv(covariance + shrink * covariance.diagonal().mean() * eye)
+    return precision
 
 
 def fit_score(
@@ -231,7 +255,7 @@ def _fit_layers(features: torch.Tensor, labels: torch.Tensor, *, sizes: list[int
     """Per stage: class means, the shared and the overall covariance's whitening, the relative distance's
     standardisation."""
     state, start = {}, 0
-    classes = labels.unique(sorted=True)
+    classes = torch.unique(labels, sorted=True)
     for i, size in enumerate(sizes):
         part = nn.functional.normalize(features[:, start : start + size].double(), dim=-1)
         start += size
@@ -269,7 +293,8 @@ def _layers(score: UnknownScore, features: torch.Tensor, logits: torch.Tensor) -
         )
         z = getattr(score, f"z_{i}")
         total = total + (-relative - z[0]) / z[1]
-    return total
+    result: torch.Tensor = total
+    return result
 
 
 def _fit_knn(features: torch.Tensor, labels: torch.Tensor, *, seed: int, **_: Any) -> dict[str, torch.Tensor]:
@@ -279,22 +304,23 @@ def _fit_knn(features: torch.Tensor, labels: torch.Tensor, *, seed: int, **_: An
 
 
 def _knn(score: UnknownScore, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    similarity = nn.functional.normalize(features, dim=-1) @ score.bank.T  # (B, N)
-    return similarity.topk(min(KNN_K, len(score.bank)), dim=-1).values[:, -1]
+    bank = score.get_buffer("bank")
+    similarity = nn.functional.normalize(features, dim=-1) @ bank.T  # (B, N)
+    return similarity.topk(min(KNN_K, len(bank)), dim=-1).values[:, -1]
 
 
 def _fit_mahalanobis(features: torch.Tensor, labels: torch.Tensor, **_: Any) -> dict[str, torch.Tensor]:
     """Class means and the shared covariance's inverse."""
     features = nn.functional.normalize(features.double(), dim=-1)
-    classes = labels.unique(sorted=True)
+    classes = torch.unique(labels, sorted=True)
     means = torch.stack([features[labels == c].mean(0) for c in classes])
     precision = _precision(features - means[torch.searchsorted(classes, labels)])
     return {"means": means.float(), "precision": precision.float()}
 
 
 def _mahalanobis(score: UnknownScore, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    centred = nn.functional.normalize(features, dim=-1)[:, None, :] - score.means[None]  # (B, C, D)
-    return -((centred @ score.precision) * centred).sum(-1).amin(-1)  # (B, C) -> (B,)
+    centred = nn.functional.normalize(features, dim=-1)[:, None, :] - score.get_buffer("means")[None]  # (B, C, D)
+    return -((centred @ score.get_buffer("precision")) * centred).sum(-1).amin(-1)  # (B, C) -> (B,)
 
 
 SCORE_KINDS.add("layers", ScoreKind(_fit_layers, _layers, reads_stages=True))

@@ -20,6 +20,22 @@ import numpy as np
 
 from deepcat.registry import Registry
 
+__all__ = [
+    "DEFAULT_KIND",
+    "INPUT_KINDS",
+    "BadInput",
+    "Facts",
+    "Hints",
+    "InputKind",
+    "Preprocessing",
+    "Words",
+    "all_suffixes",
+    "input_kind",
+    "kind_of_files",
+    "kind_of_meta",
+    "preprocess_of",
+]
+
 
 class BadInput(Exception):
     """An input that cannot be read; str() names the file (or request part) and the reason. `status` and `reason`

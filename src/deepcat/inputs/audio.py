@@ -17,6 +17,30 @@ import numpy as np
 
 from deepcat.inputs import BadInput, Facts
 
+__all__ = [
+    "AUDIO_SUFFIXES",
+    "CLIPPED_FRACTION",
+    "FLAG_LABELS",
+    "MAP_SIZE",
+    "MAX_SECONDS",
+    "ODD_LENGTH",
+    "SAMPLE_RATE",
+    "SILENT_DBFS",
+    "AudioPreprocess",
+    "decode_bytes",
+    "fit_length",
+    "flags",
+    "from_memory",
+    "input_spec",
+    "inspect_array",
+    "inspect_file",
+    "loudness_map",
+    "model_input",
+    "native_size",
+    "read_clip",
+    "to_mono_16k",
+]
+
 MAX_SECONDS = 60  # the longest clip decoded by default
 
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".mp3"})

@@ -6,6 +6,7 @@ the features is restated by a consumer. SpecAugment-style masking runs inside it
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -13,8 +14,23 @@ import torch.nn as nn
 
 from deepcat.inputs.audio import AudioPreprocess
 
+__all__ = [
+    "NOISE_PROBABILITY",
+    "NOISE_SNR_DB",
+    "SHIFT_SECONDS",
+    "Augment",
+    "LogMel",
+    "augment_batch",
+    "eval_transform",
+    "hz_to_mel",
+    "mel_filterbank",
+    "mel_to_hz",
+    "noise_bank",
+    "train_transform",
+]
 
-def hz_to_mel(hz: np.ndarray) -> np.ndarray:
+
+def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
     return 2595.0 * np.log10(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)  # the HTK scale
 
 
@@ -38,6 +54,9 @@ def mel_filterbank(
 class LogMel(nn.Module):
     """(B, samples) float32 at the clip's sample rate -> (B, 1, n_mels, frames) log mel power, each band less its
     mean over the clip (`mean_normalise`)."""
+
+    basis: torch.Tensor
+    filters: torch.Tensor
 
     def __init__(
         self,
@@ -88,7 +107,7 @@ class LogMel(nn.Module):
         return torch.where(keep, x, mean)
 
 
-def eval_transform(pre: AudioPreprocess):
+def eval_transform(pre: AudioPreprocess) -> Callable[[np.ndarray], torch.Tensor]:
     """Decoded samples -> (1, n_mels, frames): fixed length, then the same LogMel the exported graph starts with."""
     from deepcat.inputs.audio import fit_length
 

@@ -21,18 +21,41 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from deepcat.inputs import BadInput, Facts
 
+__all__ = [
+    "FLAG_LABELS",
+    "HUGE_PIXELS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "IMAGE_SUFFIXES",
+    "MAX_PIXELS",
+    "ODD_ASPECT",
+    "RESAMPLE",
+    "Preprocess",
+    "decode_bytes",
+    "flags",
+    "from_memory",
+    "input_spec",
+    "inspect_array",
+    "inspect_file",
+    "load_image",
+    "native_size",
+    "pixels",
+    "reduce_jpeg",
+    "to_rgb",
+]
+
 MAX_PIXELS = 40_000_000  # the largest image decoded by default: a decompression bomb is refused before it
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RESAMPLE = {
-    "bilinear": Image.BILINEAR,
-    "bicubic": Image.BICUBIC,
-    "nearest": Image.NEAREST,
-    "lanczos": Image.LANCZOS,
-    "box": Image.BOX,
-    "hamming": Image.HAMMING,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "nearest": Image.Resampling.NEAREST,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
 }
 ODD_ASPECT = 3.0  # longer side over shorter side
 HUGE_PIXELS = 40_000_000
@@ -51,14 +74,14 @@ class Preprocess:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "mean": list(self.mean), "std": list(self.std)}
 
     def describe(self) -> str:
         return f"{self.input_size} px input"
 
     @classmethod
-    def from_dict(cls, d: dict) -> Preprocess:
+    def from_dict(cls, d: dict[str, Any]) -> Preprocess:
         return cls(d["input_size"], d["resize"], d["interpolation"], tuple(d["mean"]), tuple(d["std"]))
 
 
@@ -170,7 +193,7 @@ def pixels(image: Image.Image, meta: dict[str, Any]) -> np.ndarray:
 def _hashes(image: Image.Image) -> tuple[int, bytes]:
     import imagehash
 
-    thumb = image.convert("L").resize((16, 16), Image.BILINEAR).tobytes()
+    thumb = image.convert("L").resize((16, 16), Image.Resampling.BILINEAR).tobytes()
     return int(str(imagehash.phash(image)), 16), thumb
 
 

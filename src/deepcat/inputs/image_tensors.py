@@ -9,6 +9,8 @@ from torchvision.transforms import InterpolationMode, v2
 
 from deepcat.inputs.image import Preprocess
 
+__all__ = ["Normalise", "eval_transform", "train_transform"]
+
 
 def _interp(pre: Preprocess) -> InterpolationMode:
     return InterpolationMode(pre.interpolation)
@@ -54,6 +56,9 @@ def train_transform(pre: Preprocess, *, augment: str, hflip: bool, small_images:
 
 class Normalise(nn.Module):
     """(B, 3, H, W) float32 RGB in 0..255 -> the network's normalised input; the first layer of every export."""
+
+    shift: torch.Tensor
+    scale: torch.Tensor
 
     def __init__(self, pre: Preprocess):
         super().__init__()

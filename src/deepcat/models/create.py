@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn as nn
@@ -20,6 +20,25 @@ from deepcat.inputs import Hints, InputKind, input_kind
 from deepcat.models import efficientnet_lite0, keyword_cnn, layer_stack, small_cnn  # noqa: F401 - registers models
 from deepcat.models.registry import MODELS, NEW_RUN_KWARGS
 from deepcat.registry import Registry
+
+__all__ = [
+    "ALIASES",
+    "FAMILIES",
+    "IMAGENET_CONFIG",
+    "Family",
+    "ModelSpec",
+    "build",
+    "classifier_of",
+    "create_model",
+    "default_preprocess",
+    "early_parameters",
+    "family_of",
+    "is_pretrainable",
+    "load_matching",
+    "read_weights_file",
+    "resolve_name",
+    "zero_new_head",
+]
 
 ALIASES = {
     "efficientnet_lite0": "tf_efficientnet_lite0",
@@ -264,7 +283,8 @@ def default_preprocess(
 def classifier_of(model: nn.Module) -> nn.Module:
     """The head that a new task replaces: trained alone while the backbone is frozen."""
     if hasattr(model, "get_classifier"):
-        return model.get_classifier()
+        head: nn.Module = cast(Any, model).get_classifier()
+        return head
     for attr in ("head", "fc", "classifier"):
         if isinstance(getattr(model, attr, None), nn.Module):
             return getattr(model, attr)
@@ -280,7 +300,7 @@ def early_parameters(model: nn.Module, share_trained: float) -> set[str]:
     if hasattr(model, "group_matcher"):
         from timm.models import group_parameters
 
-        groups = list(group_parameters(model, model.group_matcher(coarse=False)).values())
+        groups = list(group_parameters(model, cast(Any, model).group_matcher(coarse=False)).values())
     else:
         groups = [
             [f"{child}.{name}" for name, _ in module.named_parameters()] for child, module in model.named_children()

@@ -12,6 +12,8 @@ import re
 
 import torch
 
+__all__ = ["FIRST_BLOCK", "OTHER_BLOCKS", "STAGE_SIZES", "TOP_LEVEL", "load_state_dict", "to_timm_keys", "weights_path"]
+
 STAGE_SIZES = (1, 2, 2, 3, 3, 4, 1)
 TOP_LEVEL = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
 # The first block has no expansion conv (timm's DepthwiseSeparableConv), the others do (InvertedResidual).

@@ -12,6 +12,8 @@ import torch.nn as nn
 
 from deepcat.models.registry import register_model
 
+__all__ = ["KeywordCNN", "dscnn", "separable"]
+
 
 def separable(channels: int) -> nn.Sequential:
     return nn.Sequential(

@@ -27,6 +27,19 @@ import yaml
 from deepcat.errors import DeepcatError
 from deepcat.registry import Registry
 
+__all__ = [
+    "ACTIVATIONS",
+    "LAYERS",
+    "Stack",
+    "build_layer_stack",
+    "conv",
+    "dropout",
+    "global_pool",
+    "linear",
+    "pool",
+    "read_spec",
+]
+
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
 
 

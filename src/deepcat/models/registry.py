@@ -9,6 +9,8 @@ import torch.nn as nn
 
 from deepcat.registry import Registry
 
+__all__ = ["MODELS", "NEW_RUN_KWARGS", "register_model"]
+
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 NEW_RUN_KWARGS: dict[str, dict[str, Any]] = {}
 

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator
 
 from deepcat.serving.errors import RequestError
 
+__all__ = ["RATE_MIN_FINISHED", "RATE_WINDOW_S", "RETRY_AFTER_S", "Admission"]
+
 RATE_WINDOW_S = 2.0  # the finishing rate is measured over the last 2 busy seconds...
 RATE_MIN_FINISHED = 8  # ...and at least the last 8 finished inputs; before 8 have finished it is not known
 RETRY_AFTER_S = 1

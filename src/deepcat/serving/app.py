@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import os
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -34,6 +35,8 @@ from deepcat.serving.batcher import MicroBatcher
 from deepcat.serving.errors import RequestError, decode
 from deepcat.serving.limits import Limits
 from deepcat.serving.metrics import Metrics
+
+__all__ = ["COVERAGE", "PAGE", "TOP_K", "Observe", "Served", "create_app", "default_web_assets"]
 
 PAGE = Path(__file__).parent / "page"
 TOP_K = Query(5, ge=1, le=1000, description="how many of the most likely classes to answer")
@@ -81,10 +84,13 @@ class Served:
     ) -> list[dict[str, Any]]:
         """Batch with other requests (each input is decoded in its batch's worker thread), and answer each input."""
         limit = self.set_limit(coverage)
+        batcher = self.batcher
+        if batcher is None:
+            raise RuntimeError("the model server has not started (its lifespan starts the batcher)")
         with self.admission.admit(len(inputs)):
             rows = await asyncio.gather(
                 *(
-                    self.batcher.submit(partial(decode, data, self.meta, limits=self.limits, name=name))
+                    batcher.submit(partial(decode, data, self.meta, limits=self.limits, name=name))
                     for name, data in inputs
                 )
             )
@@ -129,7 +135,7 @@ def create_app(
     )
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         served.batcher = MicroBatcher(
             classifier.infer,
             max_batch=served.limits.max_batch,

@@ -16,16 +16,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
+__all__ = ["MicroBatcher", "Prepare", "Row", "Waiting"]
+
 Prepare = Callable[[], np.ndarray]  # decodes one input into the model's input; raises for a bad one
+Row = tuple[Any, ...]  # one input's row of each of the model's outputs
+Waiting = asyncio.Future[Row]
 
 
 class MicroBatcher:
     def __init__(
         self,
-        infer: Callable[[np.ndarray], tuple],
+        infer: Callable[[np.ndarray], tuple[Any, ...]],
         *,
         max_batch: int = 32,
         max_wait: float = 0.005,
@@ -35,9 +40,9 @@ class MicroBatcher:
     ):
         self.infer, self.max_batch, self.max_wait, self.workers = infer, max_batch, max_wait, workers
         self.on_batch, self.admitted = on_batch, admitted
-        self.queue: asyncio.Queue[tuple[Prepare, asyncio.Future]] = asyncio.Queue()
-        self.task: asyncio.Task | None = None
-        self.running: dict[asyncio.Task, int] = {}  # each running batch and its size
+        self.queue: asyncio.Queue[tuple[Prepare, Waiting]] = asyncio.Queue()
+        self.task: asyncio.Task[None] | None = None
+        self.running: dict[asyncio.Task[None], int] = {}  # each running batch and its size
 
     def in_batches(self) -> int:
         """Inputs inside running batches."""
@@ -53,13 +58,13 @@ class MicroBatcher:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
-    async def submit(self, prepare: Prepare) -> tuple:
+    async def submit(self, prepare: Prepare) -> Row:
         """One input, as the function that decodes it -> its row of each of `infer`'s outputs."""
-        future = asyncio.get_running_loop().create_future()
+        future: Waiting = asyncio.get_running_loop().create_future()
         await self.queue.put((prepare, future))
         return await future
 
-    async def _collect(self) -> list[tuple[Prepare, asyncio.Future]]:
+    async def _collect(self) -> list[tuple[Prepare, Waiting]]:
         items = [await self.queue.get()]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.max_wait
@@ -90,7 +95,7 @@ class MicroBatcher:
             self.running[task] = len(live)
             task.add_done_callback(self.running.pop)
 
-    async def _batch(self, live: list[tuple[Prepare, asyncio.Future]], free: asyncio.Semaphore) -> None:
+    async def _batch(self, live: list[tuple[Prepare, Waiting]], free: asyncio.Semaphore) -> None:
         """Decode and infer one batch in a worker thread; each request gets its row, or its own decoding error."""
         try:
             ready, failed, outputs = await asyncio.to_thread(self._decode_and_infer, live)
@@ -109,8 +114,8 @@ class MicroBatcher:
                 future.set_result(row)
 
     def _decode_and_infer(
-        self, live: list[tuple[Prepare, asyncio.Future]]
-    ) -> tuple[list[asyncio.Future], list[tuple[asyncio.Future, Exception]], tuple | None]:
+        self, live: list[tuple[Prepare, Waiting]]
+    ) -> tuple[list[Waiting], list[tuple[Waiting, Exception]], tuple[Any, ...] | None]:
         inputs, ready, failed = [], [], []
         for prepare, future in live:
             try:

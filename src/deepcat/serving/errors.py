@@ -8,6 +8,8 @@ import numpy as np
 
 from deepcat.inputs import BadInput, kind_of_meta
 
+__all__ = ["RequestError", "decode"]
+
 
 class RequestError(Exception):
     """A client error: HTTP status, a short machine-readable kind and a sentence for people."""

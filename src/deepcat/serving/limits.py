@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from deepcat.inputs.audio import MAX_SECONDS
 from deepcat.inputs.image import MAX_PIXELS
 
+__all__ = ["Limits"]
 
-def _opt(default: float, help: str) -> float:
+
+def _opt(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
+__all__ = ["Metrics"]
+
 
 class Metrics:
     content_type = CONTENT_TYPE_LATEST

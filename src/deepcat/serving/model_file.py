@@ -15,6 +15,8 @@ from pathlib import Path
 from deepcat.errors import DeepcatError
 from deepcat.run_folder import ONNX_FILE, ONNX_INT8_FILE, check_file, export_file
 
+__all__ = ["CAT_DOG_NEITHER", "PRECISIONS", "passed_check", "serving_model"]
+
 CAT_DOG_NEITHER = Path.home() / ".cache" / "deepcat" / "cat-dog-neither.onnx"
 PRECISIONS = ("auto", "fp32", "int8")
 

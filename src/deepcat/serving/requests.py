@@ -14,6 +14,8 @@ from fastapi import Request
 from deepcat.serving.errors import RequestError
 from deepcat.serving.limits import Limits
 
+__all__ = ["BATCH_BODY", "BINARY", "ERROR_SCHEMA", "authorise", "error_responses", "read_inputs", "single_body"]
+
 BINARY = {"type": "string", "format": "binary"}
 ERROR_SCHEMA = {
     "type": "object",
@@ -108,4 +110,6 @@ async def _read_form(request: Request, *, field: str, many: bool, limits: Limits
             "batch_too_large",
             f"{len(uploads)} files; the limit is {limits.max_files if many else 1} (use /v1/predict/batch for several)",
         )
-    return [(u.filename or f"file{i}", await u.read(limits.max_bytes + 1)) for i, u in enumerate(uploads)]
+    return [
+        (getattr(u, "filename", None) or f"file{i}", await u.read(limits.max_bytes + 1)) for i, u in enumerate(uploads)
+    ]

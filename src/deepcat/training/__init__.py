@@ -1,1 +1,3 @@
 """Training: losses, optimiser and schedule, events, distributed set-up and the fit loop."""
+
+__all__ = []

@@ -20,6 +20,8 @@ from deepcat.config import TrainConfig
 from deepcat.errors import DeepcatError
 from deepcat.run_folder import atomic_write, load_state, read_config, save_state, save_weights
 
+__all__ = ["RESUMABLE", "Checkpoint", "resume_point", "write_metrics"]
+
 
 class Checkpoint:
     """After each epoch: last (and, when val improved, best) weights, the resume state, metrics.csv, curves.png

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+__all__ = ["Dist", "barrier", "broadcast_object", "cleanup", "init_distributed"]
+
 
 @dataclass(frozen=True)
 class Dist:

@@ -13,6 +13,8 @@ from typing import Any
 
 from deepcat.errors import DeepcatError, did_you_mean
 
+__all__ = ["EVENTS", "EarlyStopping", "StopTraining", "check_callbacks", "fire"]
+
 EVENTS = ("on_fit_start", "on_epoch_start", "on_batch_end", "on_epoch_end", "on_fit_end")
 
 

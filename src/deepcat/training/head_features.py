@@ -8,6 +8,7 @@ while the head learns; the unfrozen epochs that follow have both. Measured in `b
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import cast
 
 import torch
 import torch.nn as nn
@@ -20,6 +21,8 @@ from deepcat.inference.unknown_score import WithFeatures
 from deepcat.models.create import classifier_of
 from deepcat.training.distributed import Dist
 from deepcat.training.setup import Setup
+
+__all__ = ["MAX_FEATURE_BYTES", "FeatureBatches", "HeadOnly", "applies", "feature_batches"]
 
 MAX_FEATURE_BYTES = 2 << 30  # larger sets (say 250,000 images of 2,048 features) run the backbone each epoch
 
@@ -69,7 +72,7 @@ def feature_batches(s: Setup, log: BadInputLog, *, progress: bool) -> FeatureBat
     """The backbone's pooled features of every training input, once, as batches of the training batch size."""
     loader = eval_loader(s.splits.train, s.pre, batch_size=64, workers=s.cfg.workers)
     (features, _), labels = collect_outputs(
-        WithFeatures(s.model, classifier_of(s.model)),
+        WithFeatures(s.model, cast(nn.Linear, classifier_of(s.model))),  # `applies` checked it is one
         loader,
         device=s.device,
         dtype=s.dtype,

@@ -11,6 +11,8 @@ from typing import Any
 
 from deepcat.config import TrainConfig
 
+__all__ = ["MLFLOW_RUN_ID", "MLflowLog", "TensorBoardLog", "log_run_folder", "loggers_for"]
+
 MLFLOW_RUN_ID = "mlflow_run_id"  # file in the run folder: which MLflow run this run logs to
 
 

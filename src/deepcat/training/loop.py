@@ -11,7 +11,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -39,6 +39,8 @@ from deepcat.training.setup import (
     set_frozen,
     train_mode,
 )
+
+__all__ = ["EpochTools", "Fitted", "Progress", "fit", "start_run"]
 
 
 @dataclass
@@ -103,7 +105,7 @@ def start_run(s: Setup, run_dir: Path | None, dist: distributed.Dist) -> Path:
                 f"{run_dir} already holds a run. Continue it with `deepcat train --resume "
                 f"{run_dir}` or choose another --name"
             )
-        run_dir = Path(distributed.broadcast_object(dist, str(run_dir)))
+        run_dir = Path(str(distributed.broadcast_object(dist, str(run_dir))))
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         s.cfg.save(run_dir / "config.yaml")
@@ -161,7 +163,7 @@ def _epochs(
             "step": at.step,
             "best_acc": at.best_score,
             "history": at.history,
-            **{name: obj.state_dict() if obj is not None else None for name, obj in tensors.items()},
+            **{name: obj.state_dict() if obj is not None else None for name, obj in tensors.items()},  # type: ignore[attr-defined]
         }
 
     saving = [*loggers_for(cfg, run_dir), Checkpoint(run_dir, resume_state)] if dist.is_main else []
@@ -182,12 +184,12 @@ def _epochs(
             net = _set_phase(s, frozen, dist)
         fire(callbacks, "on_epoch_start", epoch=epoch)
         started = time.perf_counter()
-        loader = s.train_loader
+        loader: Any = s.train_loader
         if frozen and from_features:
             if features is None:
                 features = head_features.feature_batches(s, log, progress=progress)
             net, loader = head_features.HeadOnly(model), features
-        loader.sampler.set_epoch(epoch)
+        loader.sampler.set_epoch(epoch)  # every batcher has a sampler (a DistributedSampler)
         row, at.step = _train_epoch(s, tools, net, loader, epoch=epoch, step=at.step)
         eval_model = ema.module if ema is not None else model
         if val_loader is not None:
@@ -271,7 +273,7 @@ def _train_epoch(
                 s.optimizer,
                 lr_at(
                     step,
-                    peak=float(cfg.lr),
+                    peak=float(cast(float, cfg.lr)),
                     steps_per_epoch=steps_per_epoch,
                     epochs=cfg.epochs,
                     freeze_epochs=cfg.freeze_epochs,
@@ -288,7 +290,7 @@ def _train_epoch(
         batch_loss = loss.item()
         seen += len(y)
         loss_sum += batch_loss * len(y)
-        correct += (logits.argmax(1).cpu() == y).sum().item()
+        correct += int((logits.argmax(1).cpu() == y).sum().item())
         bar.update()
         bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
         fire(tools.callbacks, "on_batch_end", step=step, loss=batch_loss)

@@ -3,6 +3,8 @@ mixup. A new loss is one `@LOSSES.register(name)` builder taking `label_smoothin
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -10,11 +12,15 @@ import torch.nn.functional as F
 
 from deepcat.registry import Registry
 
-LOSSES: Registry = Registry("loss")
+__all__ = ["LOSSES", "FocalLoss", "SoftTargetLoss", "build_loss", "cross_entropy", "focal", "inverse_frequency"]
+
+LOSSES: Registry[Any] = Registry[Any]("loss")
 
 
 class FocalLoss(nn.Module):
     """Softmax focal loss (Lin et al. 2017): down-weights easy examples by (1 - p_true) ** gamma."""
+
+    weight: torch.Tensor | None
 
     def __init__(self, gamma: float = 2.0, weight: torch.Tensor | None = None):
         super().__init__()
@@ -32,6 +38,8 @@ class FocalLoss(nn.Module):
 
 class SoftTargetLoss(nn.Module):
     """Cross-entropy against mixed (mixup/cutmix) target distributions, with optional class weights."""
+
+    weight: torch.Tensor | None
 
     def __init__(self, weight: torch.Tensor | None = None):
         super().__init__()

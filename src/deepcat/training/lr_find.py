@@ -14,6 +14,8 @@ from deepcat.training import distributed
 from deepcat.training.optim import set_lr
 from deepcat.training.setup import forward_loss, prepare, set_frozen
 
+__all__ = ["LrFind", "sweep"]
+
 
 @dataclass
 class LrFind:

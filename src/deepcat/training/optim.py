@@ -9,16 +9,19 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn as nn
 
 from deepcat.registry import Registry
 
+__all__ = ["OPTIMIZERS", "OptimizerRecipe", "build_optimizer", "lr_at", "schedule_factor", "set_lr"]
+
 
 @dataclass(frozen=True)
 class OptimizerRecipe:
-    build: Callable[[list[dict], float], torch.optim.Optimizer]  # (parameter groups, lr) -> optimiser
+    build: Callable[[list[dict[str, Any]], float], torch.optim.Optimizer]  # (parameter groups, lr) -> optimiser
     default_lr: float  # the peak lr when --lr is auto
 
 

@@ -16,6 +16,8 @@ from deepcat.inputs import input_kind
 from deepcat.models.create import is_pretrainable, resolve_name
 from deepcat.training.optim import OPTIMIZERS
 
+__all__ = ["resolve_auto"]
+
 
 def resolve_auto(cfg: TrainConfig, splits: DataSplits) -> TrainConfig:
     kind = input_kind(splits.input_kind)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -24,6 +24,8 @@ from deepcat.training import distributed
 from deepcat.training.losses import LOSSES, build_loss, inverse_frequency
 from deepcat.training.optim import OPTIMIZERS, build_optimizer
 from deepcat.training.recipe import resolve_auto
+
+__all__ = ["Setup", "epoch_input_size", "forward_loss", "prepare", "seed_everything", "set_frozen", "train_mode"]
 
 
 def seed_everything(seed: int) -> None:
@@ -63,7 +65,7 @@ class Setup:
     pre: Preprocessing
     device: torch.device
     dtype: torch.dtype | None
-    train_loader: DataLoader
+    train_loader: DataLoader[Any]
     loss_fn: nn.Module
     optimizer: torch.optim.Optimizer
     mixup: Any
@@ -98,18 +100,19 @@ def prepare(cfg: TrainConfig, dist: distributed.Dist) -> Setup:
         clip_seconds=cfg.clip_seconds,
     )
     cfg = dataclasses.replace(cfg, image_size=getattr(pre, "input_size", None))
-    if cfg.batch_size % (dist.world_size * cfg.accumulate):
+    batch_size = cast(int, cfg.batch_size)  # resolve_auto filled it
+    if batch_size % (dist.world_size * cfg.accumulate):
         raise DeepcatError(
             f"batch_size {cfg.batch_size} must divide by processes x accumulate = {dist.world_size} x {cfg.accumulate}"
         )
-    per_process = cfg.batch_size // dist.world_size // cfg.accumulate
+    per_process = batch_size // dist.world_size // cfg.accumulate
     order = Order(
         per_process,
         shuffle=True,
         seed=cfg.seed,
         rank=dist.rank,
         world_size=dist.world_size,
-        drop_last=len(splits.train) >= 4 * cfg.batch_size,
+        drop_last=len(splits.train) >= 4 * batch_size,
     )
     train_loader = whole_batches(  # small in-memory images, clips that fit in memory: augmented whole batches
         splits.train, pre, order, augment=cfg.augment, hflip=bool(cfg.hflip), noise_files=splits.noise
@@ -134,7 +137,7 @@ def prepare(cfg: TrainConfig, dist: distributed.Dist) -> Setup:
     loss_fn = build_loss(
         name=cfg.loss, label_smoothing=cfg.label_smoothing, class_weights=weights, soft_targets=mixup is not None
     ).to(device)
-    optimizer = build_optimizer(model, name=cfg.optimizer, lr=float(cfg.lr), weight_decay=cfg.weight_decay)
+    optimizer = build_optimizer(model, name=cfg.optimizer, lr=float(cast(float, cfg.lr)), weight_decay=cfg.weight_decay)
     return Setup(
         cfg,
         splits,

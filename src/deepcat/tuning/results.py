@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+__all__ = ["NOT_REPRODUCED", "STOPPED", "TuneResult", "write_report", "write_results"]
+
 NOT_REPRODUCED = ("output", "name")  # where the best trial's run lived, not how it trained
 STOPPED = "its worker stopped sending heartbeats (killed, or its machine lost); the study went on"
 

@@ -23,6 +23,19 @@ from typing import Any
 
 from deepcat.tuning.space import Space, suggest
 
+__all__ = [
+    "DIVERGED",
+    "HEARTBEAT_S",
+    "Budget",
+    "ReportToOptuna",
+    "StudyPlan",
+    "TrialDiverged",
+    "objective",
+    "open_study",
+    "parse_budget",
+    "run_search",
+]
+
 HEARTBEAT_S = 10  # a trial whose worker is silent for 3 heartbeats is failed by the next worker that starts one
 
 

@@ -21,6 +21,19 @@ from typing import Any
 from deepcat.config import check_keys, check_value, value_type
 from deepcat.errors import DeepcatError
 
+__all__ = [
+    "FIXED",
+    "MODEL_SPACES",
+    "PRETRAINED_SPACE",
+    "Range",
+    "Space",
+    "default_space",
+    "describe",
+    "read_space",
+    "suggest",
+    "without_fixed",
+]
+
 
 @dataclass(frozen=True)
 class Range:

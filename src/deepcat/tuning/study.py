@@ -8,7 +8,7 @@ import multiprocessing
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from deepcat.config import TrainConfig
 from deepcat.data.resolve import splits_of
@@ -48,7 +48,10 @@ def search(cfg: TrainConfig, fixed: dict[str, Any], how: Search, *, progress: bo
         read_space(how.space)
         if how.space
         else default_space(
-            model=auto.model, pretrained=bool(auto.pretrained or auto.weights), epochs=cfg.epochs, lr=float(auto.lr)
+            model=auto.model,
+            pretrained=bool(auto.pretrained or auto.weights),
+            epochs=cfg.epochs,
+            lr=float(cast(float, auto.lr)),
         )
     )
     name = how.study or splits.name

@@ -12,6 +12,8 @@ import numpy as np
 from deepcat.data.audit.findings import NEAR_DUPLICATE_BITS, NEAR_DUPLICATE_MAE, Audit
 from deepcat.data.sources import SPLIT_NAMES, DataSplits
 
+__all__ = ["audit_cached", "write_json"]
+
 
 def _fingerprint(splits: DataSplits, near: int) -> str:
     """Changes when any image, label or split assignment changes (file size and mtime stand in for content)."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ["groups", "near_pairs"]
+
 
 def groups(keys: np.ndarray, pairs: np.ndarray | None = None) -> list[list[int]]:
     """Connected groups (size >= 2) of indices joined by equal `keys` or by `pairs` (union-find)."""

@@ -7,6 +7,8 @@ from typing import Any
 
 from deepcat.inputs import DEFAULT_KIND, Words, input_kind
 
+__all__ = ["GROUP_KINDS", "MAX_LISTED", "MAX_SHOWN", "NEAR_DUPLICATE_BITS", "NEAR_DUPLICATE_MAE", "Audit", "group_line"]
+
 NEAR_DUPLICATE_BITS = 4  # pHash distance at or under which two images are near-duplicate candidates
 NEAR_DUPLICATE_MAE = 6  # ... confirmed when their 16x16 grayscale thumbnails differ by at most this (0..255)
 GROUP_KINDS = ("leak", "label_conflict", "duplicate")
@@ -49,7 +51,7 @@ class Audit:
     def rows(self) -> list[tuple[str, int, str]]:
         """(finding, count, example or advice) for the terminal table."""
 
-        def first(items: list) -> str:
+        def first(items: list[Any]) -> str:
             return str(items[0]) if items else ""
 
         def group_example(kind: str) -> str:

@@ -14,6 +14,8 @@ from deepcat.data.audit.findings import Audit
 from deepcat.data.sources import SPLIT_NAMES, DataSplits, combined
 from deepcat.errors import DeepcatError
 
+__all__ = ["CleanSplit", "fix_split"]
+
 
 @dataclass
 class CleanSplit:

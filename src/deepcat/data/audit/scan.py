@@ -9,6 +9,8 @@ import numpy as np
 
 from deepcat.inputs import Facts, InputKind
 
+__all__ = ["scan"]
+
 
 def _facts_chunk(args: tuple[str, str, Any]) -> list[Facts]:
     from deepcat.inputs import input_kind
