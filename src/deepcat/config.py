@@ -12,7 +12,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 import yaml
 
@@ -115,7 +115,7 @@ class TrainConfig:
 
     @classmethod
     def help_of(cls, name: str) -> str:
-        return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}[name]
+        return cast(str, {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}[name])
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -191,7 +191,7 @@ def value_type(name: str) -> type:
     hint = typing.get_type_hints(TrainConfig)[name]
     if isinstance(hint, types.UnionType):
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
-    return hint
+    return cast(type, hint)
 
 
 def check_value(name: str, value: Any, where: str) -> Any:

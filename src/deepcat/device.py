@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -39,7 +39,7 @@ def native_bf16(device: torch.device) -> bool:
     emulated bf16 runs about 5x slower than fp32. The one place the CPU's kind changes training's arithmetic: tests
     force either answer here (`pytest --bf16 on|off`)."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        return cast(bool, torch.cuda.is_bf16_supported())
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 

@@ -24,7 +24,7 @@ import csv
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from deepcat.errors import DeepcatError
 from deepcat.inputs import DEFAULT_KIND
@@ -132,7 +132,7 @@ def read_model_json(run_dir: Path) -> dict[str, Any]:
             f"{path} has format version {version!r}, newer than this deepcat reads "
             f"({MODEL_JSON_VERSION}): upgrade deepcat (pip install -U deepcat)"
         )
-    return meta
+    return cast("dict[str, Any]", meta)
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:
@@ -141,7 +141,7 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise DeepcatError(f"{run_dir} is not a deepcat run folder (no config.yaml)")
-    return yaml.safe_load(path.read_text())
+    return cast("dict[str, Any]", yaml.safe_load(path.read_text()))
 
 
 def run_splits(run_dir: Path, data: str | None = None) -> DataSplits:
@@ -205,4 +205,4 @@ def load_state(run_dir: Path) -> dict[str, Any]:
     path = run_dir / "state.pt"
     if not path.is_file():
         raise DeepcatError(f"cannot resume {run_dir}: no state.pt (no epoch finished yet). Start it again instead")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return cast("dict[str, Any]", torch.load(path, map_location="cpu", weights_only=False))

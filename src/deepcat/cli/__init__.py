@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import cast
 
 from deepcat.cli.parser import build_parser
 from deepcat.errors import DeepcatError
@@ -18,7 +19,7 @@ __all__ = ["build_parser", "main"]
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        return cast(int, args.func(args))
     except DeepcatError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ import subprocess
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -91,7 +92,9 @@ def with_noise(samples: np.ndarray, snr_db: float | None, rng: np.random.Generat
         noise = np.cumsum(noise)
         noise -= np.convolve(noise, np.ones(64) / 64, mode="same")  # brown noise without its drift
     power = np.mean(samples**2) / 10 ** (snr_db / 10)
-    return (samples + noise / np.sqrt(np.mean(noise**2) + 1e-12) * np.sqrt(power)).astype(np.float32)
+    return cast(
+        "np.ndarray", (samples + noise / np.sqrt(np.mean(noise**2) + 1e-12) * np.sqrt(power)).astype(np.float32)
+    )
 
 
 def render(path: Path, voice: str, word: str, rendition: int) -> None:

@@ -11,6 +11,7 @@ from a DistributedSampler (one process and N processes see the same global order
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import cast
 
 import numpy as np
 import torch
@@ -28,7 +29,7 @@ def fits(samples: Samples, pre: Preprocess, augment: str = "none") -> bool:
     if not isinstance(samples.items, np.ndarray) or augment not in ("none", "light"):
         return False
     h, w = samples.items.shape[1:3]
-    return h == w == pre.input_size == pre.resize
+    return cast(bool, h == w == pre.input_size == pre.resize)
 
 
 class TensorBatches:

@@ -101,7 +101,7 @@ def out_of_fold_probs(features: np.ndarray, labels: np.ndarray, *, folds: int = 
     smallest = np.bincount(labels).min()
     folds = max(2, min(folds, int(smallest)))
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300, C=0.5))
-    return cross_val_predict(
+    probs: np.ndarray = cross_val_predict(
         model,
         features,
         labels,
@@ -109,6 +109,7 @@ def out_of_fold_probs(features: np.ndarray, labels: np.ndarray, *, folds: int = 
         n_jobs=1,
         cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
     )
+    return probs
 
 
 def find_label_errors(run: str | Path, splits: DataSplits, *, folds: int = 5, progress: bool = True) -> LabelErrors:

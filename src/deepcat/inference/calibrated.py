@@ -7,7 +7,7 @@ numpy only: the exported model's consumers use it without torch.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -20,14 +20,14 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     z = logits / temperature
     z = z - z.max(1, keepdims=True)
     e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
+    return cast("np.ndarray", e / e.sum(1, keepdims=True))
 
 
 def neg_log_probs(logits: np.ndarray, temperature: float) -> np.ndarray:
     """-log softmax(logits / T), in float64: the conformal score of every class (no ties at probability 1)."""
     z = logits.astype(np.float64) / temperature
     m = z.max(1, keepdims=True)
-    return np.log(np.exp(z - m).sum(1, keepdims=True)) + m - z
+    return cast("np.ndarray", np.log(np.exp(z - m).sum(1, keepdims=True)) + m - z)
 
 
 def prediction_sets(neg_log_p: np.ndarray, limit: float | None) -> np.ndarray:

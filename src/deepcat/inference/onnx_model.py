@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -32,11 +32,11 @@ class OnnxClassifier:
 
     @property
     def classes(self) -> list[str]:
-        return self.meta["classes"]
+        return cast("list[str]", self.meta["classes"])
 
     @property
     def name(self) -> str:
-        return self.meta.get("name", "model")
+        return cast(str, self.meta.get("name", "model"))
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """(B, 3, H, W) float32 pixels in 0..255 -> (B, C) probabilities."""
@@ -50,7 +50,7 @@ class OnnxClassifier:
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """(B, K) logits before temperature and softmax (exports since the `logits` output was added)."""
         [logits] = self.session.run(["logits"], {self.session.get_inputs()[0].name: batch})
-        return logits
+        return cast("np.ndarray", logits)
 
     @property
     def threshold(self) -> float | None:

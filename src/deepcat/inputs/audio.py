@@ -11,7 +11,7 @@ import io
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 
@@ -172,7 +172,7 @@ def loudness_map(samples: np.ndarray, size: int = MAP_SIZE) -> bytes:
         bands = [power[a:b].sum() for a, b in zip(edges[:-1], edges[1:])]
         rows.append(bands + [0.0] * (size - len(bands)))
     db = 10 * np.log10(np.asarray(rows).T + 1e-10)  # (bands, slices)
-    return np.clip((db - db.max() + 80) / 80 * 255, 0, 255).astype(np.uint8).tobytes()
+    return cast(bytes, np.clip((db - db.max() + 80) / 80 * 255, 0, 255).astype(np.uint8).tobytes())
 
 
 def _facts(samples: np.ndarray, rate: int, traits: dict[str, Any]) -> Facts:

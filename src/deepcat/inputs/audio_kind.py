@@ -5,7 +5,7 @@ inside the graph), which loads when one of its members is first called."""
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -54,7 +54,7 @@ def picture(x: Any, pre: AudioPreprocess) -> np.ndarray:
 
     mel = x[0].detach().float().numpy()[::-1]
     scaled = (mel - mel.min()) / max(float(mel.max() - mel.min()), 1e-6)
-    return (colormaps["magma"](scaled)[..., :3] * 255).astype(np.uint8)
+    return cast("np.ndarray", (colormaps["magma"](scaled)[..., :3] * 255).astype(np.uint8))
 
 
 @functools.cache

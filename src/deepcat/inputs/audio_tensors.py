@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import cast
 
 import numpy as np
 import torch
@@ -48,7 +49,7 @@ def mel_filterbank(
     lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     rising = (bins[None] - lower) / (centre - lower)
     falling = (upper - bins[None]) / (upper - centre)
-    return np.maximum(0.0, np.minimum(rising, falling)).astype(np.float32)
+    return cast("np.ndarray", np.maximum(0.0, np.minimum(rising, falling)).astype(np.float32))
 
 
 class LogMel(nn.Module):
@@ -115,7 +116,7 @@ def eval_transform(pre: AudioPreprocess) -> Callable[[np.ndarray], torch.Tensor]
 
     def transform(samples: np.ndarray) -> torch.Tensor:
         with torch.no_grad():
-            return front(torch.from_numpy(fit_length(samples, pre.samples))[None])[0]
+            return cast("torch.Tensor", front(torch.from_numpy(fit_length(samples, pre.samples))[None])[0])
 
     return transform
 
@@ -172,7 +173,7 @@ class Augment:
                 if self._noise is None:
                     self._noise = noise_bank(self.noise_files, self.pre.samples)
                 clip = augment_batch(clip, self.pre, self._noise)
-            return self.front(clip)[0]
+            return cast("torch.Tensor", self.front(clip)[0])
 
 
 def train_transform(pre: AudioPreprocess, *, augment: str, noise_files: list[str]) -> Augment:

@@ -183,7 +183,8 @@ def pixels(image: Image.Image, meta: dict[str, Any]) -> np.ndarray:
         image = image.resize((new_w, new_h), RESAMPLE[meta["interpolation"]])
     top, left = int(round((new_h - crop) / 2.0)), int(round((new_w - crop) / 2.0))
     image = image.crop((left, top, left + crop, top + crop))
-    return np.asarray(image, dtype=np.float32).transpose(2, 0, 1).copy()
+    chw: np.ndarray = np.asarray(image, dtype=np.float32).transpose(2, 0, 1).copy()  # (3, H, W)
+    return chw
 
 
 # The audit's pass: a content hash, a perceptual hash (imagehash's pHash) confirmed by a 16x16 thumbnail,

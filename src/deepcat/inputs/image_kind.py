@@ -4,7 +4,7 @@ when one of its members is first called, so ONNX Runtime and the server run imag
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -51,7 +51,7 @@ def picture(x: Any, pre: Preprocess) -> np.ndarray:
     import torch
 
     mean, std = torch.tensor(pre.mean).view(3, 1, 1), torch.tensor(pre.std).view(3, 1, 1)
-    return ((x * std + mean).clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy()
+    return cast("np.ndarray", ((x * std + mean).clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy())
 
 
 def example(pre: Preprocess, batch: int) -> Any:

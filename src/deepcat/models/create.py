@@ -75,7 +75,7 @@ def _torchvision_googlenet(spec: ModelSpec, image_size: int, pretrained: bool) -
         weights="DEFAULT" if pretrained else None, aux_logits=False, init_weights=not pretrained
     )
     model.fc = nn.Linear(model.fc.in_features, spec.num_classes)
-    return model
+    return cast("nn.Module", model)
 
 
 def _timm(spec: ModelSpec, image_size: int, pretrained: bool) -> nn.Module:
@@ -93,7 +93,7 @@ def _timm_owns(name: str) -> bool:
 def _timm_data_config(model: nn.Module) -> dict[str, Any]:
     import timm.data
 
-    return timm.data.resolve_data_config(model=model)
+    return cast("dict[str, Any]", timm.data.resolve_data_config(model=model))
 
 
 IMAGENET_CONFIG = {
@@ -178,7 +178,7 @@ def read_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
-    return state
+    return cast("dict[str, torch.Tensor]", state)
 
 
 def load_matching(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> list[str]:
@@ -287,7 +287,7 @@ def classifier_of(model: nn.Module) -> nn.Module:
         return head
     for attr in ("head", "fc", "classifier"):
         if isinstance(getattr(model, attr, None), nn.Module):
-            return getattr(model, attr)
+            return cast("nn.Module", getattr(model, attr))
     return list(model.children())[-1]
 
 

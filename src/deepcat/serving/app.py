@@ -189,7 +189,8 @@ class Observe:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
-            return await self.app(scope, receive, send)
+            await self.app(scope, receive, send)
+            return
         started, status = time.perf_counter(), 500
 
         async def sending(message: dict[str, Any]) -> None:

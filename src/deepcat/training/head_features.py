@@ -49,7 +49,7 @@ class HeadOnly(nn.Module):
         self.head, self.drop_rate = classifier_of(model), float(getattr(model, "drop_rate", 0.0) or 0.0)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(F.dropout(features, self.drop_rate, self.training))
+        return cast("torch.Tensor", self.head(F.dropout(features, self.drop_rate, self.training)))
 
 
 class FeatureBatches:

@@ -3,7 +3,7 @@ mixup. A new loss is one `@LOSSES.register(name)` builder taking `label_smoothin
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -72,4 +72,4 @@ def build_loss(
     build = LOSSES.get(name)
     if soft_targets:  # mixup/cutmix already smooth the labels
         return SoftTargetLoss(class_weights)
-    return build(label_smoothing=label_smoothing, class_weights=class_weights)
+    return cast("nn.Module", build(label_smoothing=label_smoothing, class_weights=class_weights))
