@@ -179,6 +179,35 @@ def test_past_capacity_requests_are_refused_at_once_with_503_and_retry_after(mod
         )
 
 
+def test_what_the_headers_decide_is_answered_with_its_4xx_even_past_capacity(model_path, monkeypatch):
+    """A server refusing every input it would have to decode (503) still answers a wrong content type, a body
+    too large by its Content-Length, an empty body, a missing API key and an unknown route with their 4xx."""
+    from fastapi.testclient import TestClient
+
+    from deepcat.serving.errors import RequestError
+
+    def at_capacity(self, count):
+        raise RequestError(503, "overloaded", "at capacity", headers={"Retry-After": "1"})
+
+    monkeypatch.setattr(Admission, "check", at_capacity)
+    png = digit_pngs(1)[0]
+    with TestClient(create_app(model_path, limits=Limits(max_bytes=len(png) + 10), api_key="k")) as client:
+        key = {"x-api-key": "k"}
+
+        def post(body, **headers):
+            return client.post("/v1/predict", content=body, headers={**key, **headers})
+
+        assert post(png, **{"content-type": "image/png"}).status_code == 503  # what the headers allow is shed
+        assert post(png, **{"content-type": "text/plain"}).json()["error"] == "unsupported_media_type"
+        assert post(png * 3, **{"content-type": "image/png"}).json()["error"] == "too_many_bytes"
+        assert post(b"", **{"content-type": "image/png"}).json()["error"] == "empty_body"
+        batch = client.post("/v1/predict/batch", content=png, headers={**key, "content-type": "image/png"})
+        assert batch.status_code == 415
+        unauthorised = client.post("/v1/predict", content=png, headers={"content-type": "image/png"})
+        assert unauthorised.status_code == 401
+        assert client.post("/v1/nowhere", content=png, headers=key).status_code == 404
+
+
 def test_the_server_process_never_imports_torch(model_path, tmp_path):
     """`deepcat serve RUN` exports a run in a child process, so the serving process holds ONNX Runtime alone."""
     import shutil

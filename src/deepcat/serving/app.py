@@ -217,7 +217,8 @@ def _prediction_routes(app: FastAPI, served: Served) -> None:
     )
     async def predict(request: Request, top_k: int = TOP_K, coverage: float | None = COVERAGE) -> dict[str, Any]:
         requests.authorise(request, served.api_key)
-        served.admission.check(1)  # past capacity, refuse before reading the body
+        requests.check_headers(request, many=False, limits=served.limits, media_types=media_types)
+        served.admission.check(1)  # past capacity, refuse before reading the body (after what the headers decide)
         inputs = await requests.read_inputs(
             request, field="file", many=False, limits=served.limits, media_types=media_types
         )
@@ -229,6 +230,7 @@ def _prediction_routes(app: FastAPI, served: Served) -> None:
     )
     async def predict_batch(request: Request, top_k: int = TOP_K, coverage: float | None = COVERAGE) -> dict[str, Any]:
         requests.authorise(request, served.api_key)
+        requests.check_headers(request, many=True, limits=served.limits, media_types=media_types)
         inputs = await requests.read_inputs(
             request, field="files", many=True, limits=served.limits, media_types=media_types
         )

@@ -14,7 +14,17 @@ from fastapi import Request
 from deepcat.serving.errors import RequestError
 from deepcat.serving.limits import Limits
 
-__all__ = ["BATCH_BODY", "BINARY", "ERROR_SCHEMA", "authorise", "error_responses", "read_inputs", "single_body"]
+__all__ = [
+    "BATCH_BODY",
+    "BINARY",
+    "ERROR_SCHEMA",
+    "MULTIPART_OVERHEAD",
+    "authorise",
+    "check_headers",
+    "error_responses",
+    "read_inputs",
+    "single_body",
+]
 
 BINARY = {"type": "string", "format": "binary"}
 ERROR_SCHEMA = {
@@ -74,16 +84,17 @@ def authorise(request: Request, api_key: str | None) -> None:
         raise RequestError(401, "unauthorised", "missing or wrong API key: send it as the X-API-Key header")
 
 
-async def read_inputs(
-    request: Request, *, field: str, many: bool, limits: Limits, media_types: tuple[str, ...]
-) -> list[tuple[str, bytes]]:
-    """(name, bytes) of each input: multipart fields `field`, or (one input) the raw body."""
+MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers a multipart body may add to its files' bytes
+
+
+def check_headers(request: Request, *, many: bool, limits: Limits, media_types: tuple[str, ...]) -> None:
+    """What the headers alone decide: the content type, and a declared length that is too large or (a raw body)
+    empty. It runs before admission, so a malformed request gets its 4xx under any load, never a 503."""
     content_type = request.headers.get("content-type", "")
-    if content_type.startswith("multipart/form-data"):
-        return await _read_form(request, field=field, many=many, limits=limits)
-    if many:
+    multipart = content_type.startswith("multipart/form-data")
+    if many and not multipart:
         raise RequestError(415, "unsupported_media_type", "send the inputs as multipart/form-data fields 'files'")
-    if content_type and not content_type.startswith((*media_types, "application/octet-stream")):
+    if content_type and not multipart and not content_type.startswith((*media_types, "application/octet-stream")):
         raise RequestError(
             415,
             "unsupported_media_type",
@@ -91,6 +102,24 @@ async def read_inputs(
             f"{', '.join(m + '*' for m in media_types)} or application/octet-stream, "
             f"or multipart/form-data",
         )
+    declared = request.headers.get("content-length", "")
+    if not declared.isdigit():
+        return
+    files = limits.max_files if many else 1
+    allowed = files * limits.max_bytes + (MULTIPART_OVERHEAD if multipart else 0)
+    if int(declared) > allowed:
+        raise RequestError(413, "too_many_bytes", f"body of {declared} bytes is over the limit of {allowed} bytes")
+    if int(declared) == 0:
+        raise RequestError(400, "empty_body", "the request has no body: send the input's bytes")
+
+
+async def read_inputs(
+    request: Request, *, field: str, many: bool, limits: Limits, media_types: tuple[str, ...]
+) -> list[tuple[str, bytes]]:
+    """(name, bytes) of each input: multipart fields `field`, or (one input) the raw body. `check_headers` has
+    passed."""
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        return await _read_form(request, field=field, many=many, limits=limits)
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
