@@ -9,6 +9,7 @@ micro-batching and load shedding add; against Flask + PyTorch, what ONNX Runtime
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import numpy as np
@@ -20,7 +21,7 @@ from fastapi.concurrency import run_in_threadpool
 from deepcat.inputs.image import decode_bytes, pixels
 
 options = ort.SessionOptions()
-options.intra_op_num_threads = 2  # the same thread count as every other contestant
+options.intra_op_num_threads = len(os.sched_getaffinity(0))  # one per core, as every other contestant
 session = ort.InferenceSession(sys.argv[1], options, providers=["CPUExecutionProvider"])
 meta = json.loads(session.get_modelmeta().custom_metadata_map["deepcat"])
 app = FastAPI()

@@ -1,21 +1,26 @@
-"""Answered requests/s, p50/p99 latency of the answered requests and refusals (503) on loopback at 1, 8, 32
-and 128 concurrent clients, for five servers of the same pretrained cat / dog / neither model, in one run:
-- `deepcat serve MODEL.int8.onnx`: ONNX Runtime int8, micro-batching, load shedding past its wait budget. The
-  int8 file is deepcat's own quantisation (`quantize_int8`), checked as `deepcat export` checks a run's:
-  top-1 agreement with fp32 at least 99% on 500 crops of scikit-image's sample photos (cats and other
-  objects: there is no dog photo offline), calibrated and chosen on other crops;
-- the same int8 file on one worker with batches of up to 32 (two ONNX Runtime threads): what 3 workers of
-  small batches on one thread each add;
-- `deepcat serve` in fp32, what a plain `deepcat serve` runs for this model;
-- FastAPI + the same int8 ONNX file once per request (`benchmarks/fastapi_onnx_baseline.py`): what ONNX
-  Runtime alone gives, so the table separates it from what micro-batching and shedding add;
-- Flask + the PyTorch model once per request (`benchmarks/flask_baseline.py`): what most tutorials deploy.
-Each level runs for a fixed time with closed-loop clients; a client refused with 503 waits its `Retry-After`
-as a well-behaved client does. The load generator shares the machine's 2 cores with the server. Each server's
-resident memory when ready and its peak under load are read from /proc.
+"""`deepcat serve` against the servers people deploy, on the same pretrained cat / dog / neither model, in one run:
 
-    pip install flask   # the baseline's only extra
-    python benchmarks/serve.py              # ~10 min on 2 cores
+- `deepcat serve MODEL.int8.onnx`: ONNX Runtime int8, its layout chosen at start from the cores and the measured
+  cost of a batch, load shedding past its wait budget. The int8 file is deepcat's own quantisation
+  (`quantize_int8`), checked as `deepcat export` checks a run's: top-1 agreement with fp32 at least 99% on 500
+  crops of scikit-image's sample photos (cats and other objects: there is no dog photo offline);
+- `deepcat serve` in fp32, what a plain `deepcat serve` runs for this model;
+- FastAPI + the same int8 ONNX file once per request under uvicorn (`fastapi_onnx_baseline.py`);
+- Flask + the same int8 ONNX file once per request under gunicorn's threaded workers (`flask_baseline.py`);
+- Flask + the PyTorch model once per request under gunicorn: what most tutorials deploy.
+
+Every server runs pinned to the same cores, with one inference thread per core; the load generator shares them.
+
+Closed loop: 1, 8, 32 and 128 clients, each sending its next request when its last is answered (a client refused
+with 503 waits its `Retry-After`). The servers take turns, level by level, for `--rounds` rounds, so that a slow
+spell of a shared machine falls on all of them; requests/s is the median over rounds, latencies are pooled.
+
+Open loop, as MLPerf's server scenario measures: requests arrive at Poisson times at a fixed rate, whatever the
+server answers. Rates rise by 25% at a time, servers taking turns at each rate; a server's capacity is the
+highest rate at which the p99 latency, counting every refused or failed request as too slow, stays under 100 ms.
+
+    pip install -e '.[bench]'
+    python benchmarks/serve.py              # ~15 min on 2 cores
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ import argparse
 import asyncio
 import io
 import json
+import math
+import os
+import random
 import socket
 import statistics
 import subprocess
@@ -36,6 +44,9 @@ import httpx
 sys.path.insert(0, str(Path(__file__).parent))
 from common import report  # noqa: E402
 
+P99_TARGET_MS = 100.0  # open loop: the p99 a rate must keep, failures counted as slower
+LEVELS = (1, 8, 32, 128)
+
 
 def photo() -> bytes:
     from PIL import Image
@@ -44,6 +55,14 @@ def photo() -> bytes:
     buf = io.BytesIO()
     Image.fromarray(data.chelsea()).save(buf, format="JPEG", quality=90)
     return buf.getvalue()
+
+
+def request_bytes(url: str, body: bytes) -> bytes:
+    host = url.removeprefix("http://")
+    head = (
+        f"POST /v1/predict HTTP/1.1\r\nhost: {host}\r\ncontent-type: image/jpeg\r\ncontent-length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
 
 
 async def post(
@@ -59,13 +78,10 @@ async def post(
     return int(status_line.split()[1]), headers, body
 
 
-async def load(url: str, body: bytes, *, clients: int, seconds: float) -> dict:
-    """`clients` closed-loop clients for `seconds`, one keep-alive connection each: each sends the next request
-    when its last one is answered."""
+async def closed_loop(url: str, body: bytes, *, clients: int, seconds: float) -> dict:
+    """`clients` closed-loop clients for `seconds`, one keep-alive connection each."""
     host, port = url.removeprefix("http://").split(":")
-    request = (
-        f"POST /v1/predict HTTP/1.1\r\nhost: {host}\r\ncontent-type: image/jpeg\r\ncontent-length: {len(body)}\r\n\r\n"
-    ).encode() + body
+    request = request_bytes(url, body)
     latencies: list[float] = []
     refused, labels = 0, set()
     deadline = time.perf_counter() + seconds
@@ -77,7 +93,7 @@ async def load(url: str, body: bytes, *, clients: int, seconds: float) -> dict:
             while time.perf_counter() < deadline:
                 started = time.perf_counter()
                 status, headers, answer = await post(reader, writer, request)
-                if headers.get("connection") == "close":  # Flask's development server: one request per connection
+                if headers.get("connection") == "close":
                     writer.close()
                     reader, writer = await asyncio.open_connection(host, int(port))
                 if status == 503:
@@ -94,26 +110,72 @@ async def load(url: str, body: bytes, *, clients: int, seconds: float) -> dict:
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(clients)))
     wall = time.perf_counter() - started
-    latencies.sort()
-    return {
-        "clients": clients,
-        "answered": len(latencies),
-        "refused_503": refused,
-        "requests_per_s": len(latencies) / wall,
-        "p50_ms": 1000 * statistics.median(latencies),
-        "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
-        "labels": ",".join(sorted(labels)),
-    }
+    return {"latencies": latencies, "refused": refused, "requests_per_s": len(latencies) / wall, "labels": labels}
+
+
+async def open_loop(url: str, body: bytes, *, rate: float, seconds: float, seed: int) -> dict:
+    """Requests at Poisson times, `rate` a second on average, for `seconds`; each on an idle keep-alive connection
+    or a new one. A request not answered within 5 s, refused or failed counts as a failure."""
+    host, port = url.removeprefix("http://").split(":")
+    request = request_bytes(url, body)
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    latencies: list[float] = []
+    failures = 0
+
+    async def one() -> None:
+        nonlocal failures
+        started = time.perf_counter()
+        try:
+            reader, writer = idle.pop() if idle else await asyncio.open_connection(host, int(port))
+            status, headers, _ = await asyncio.wait_for(post(reader, writer, request), 5)
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+            failures += 1
+            return
+        if headers.get("connection") == "close":
+            writer.close()
+        else:
+            idle.append((reader, writer))
+        if status == 200:
+            latencies.append(time.perf_counter() - started)
+        else:
+            failures += 1
+
+    rng = random.Random(seed)
+    tasks, start = [], time.perf_counter()
+    arrival = rng.expovariate(rate)
+    while arrival < seconds:
+        await asyncio.sleep(max(0.0, start + arrival - time.perf_counter()))
+        tasks.append(asyncio.ensure_future(one()))
+        arrival += rng.expovariate(rate)
+    await asyncio.gather(*tasks)
+    for _, writer in idle:
+        writer.close()
+    sent = len(tasks)
+    ordered = sorted(latencies) + [math.inf] * failures  # a failure is slower than any answer
+    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] if ordered else math.inf
+    return {"sent": sent, "failed": failures, "p99_ms": 1000 * p99}
 
 
 def memory_mb(pid: int, field: str = "VmHWM") -> float:
-    """The process's peak (VmHWM) or current (VmRSS) resident memory, in MB."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(next(line.split()[1] for line in status.splitlines() if line.startswith(field))) / 1024
+    """The peak (VmHWM) or current (VmRSS) resident memory of the process and its children (gunicorn's workers), in
+    MB; peaks are summed."""
+    total, pids = 0.0, [pid]
+    while pids:
+        pid = pids.pop()
+        status = Path(f"/proc/{pid}/status").read_text()
+        total += int(next(line.split()[1] for line in status.splitlines() if line.startswith(field))) / 1024
+        pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return total
 
 
-def start(command: list[str], url: str) -> subprocess.Popen:
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def start(command: list[str], url: str, cores: set[int]) -> subprocess.Popen:
+    server = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=Path(__file__).parent,
+        preexec_fn=lambda: os.sched_setaffinity(0, cores),
+    )
     deadline = time.time() + 120
     while True:
         try:
@@ -161,119 +223,145 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def servers(fp32: Path, int8: Path) -> dict[str, tuple[str, list[str]]]:
+    gunicorn = [sys.executable, "-m", "gunicorn", "-k", "gthread", "--workers", "1", "--threads", "8", "-b"]
+    return {
+        "deepcat": (
+            "deepcat serve int8",
+            [sys.executable, "-m", "deepcat", "serve", str(int8), "--port", "{port}"],
+        ),
+        "deepcat-fp32": (
+            "deepcat serve fp32",
+            [sys.executable, "-m", "deepcat", "serve", str(fp32), "--port", "{port}"],
+        ),
+        "FastAPI": (
+            "FastAPI + ONNX Runtime int8 (uvicorn)",
+            [sys.executable, "fastapi_onnx_baseline.py", str(int8), "{port}"],
+        ),
+        "Flask-ONNX": (
+            "Flask + ONNX Runtime int8 (gunicorn gthread)",
+            [*gunicorn, "127.0.0.1:{port}", f"flask_baseline:create('onnx', {str(int8)!r})"],
+        ),
+        "Flask-PyTorch": (
+            "Flask + PyTorch fp32 (gunicorn gthread)",
+            [*gunicorn, "127.0.0.1:{port}", "flask_baseline:create('torch')"],
+        ),
+    }
+
+
+def summary(key: str, name: str, clients: int, slices: list[dict]) -> dict:
+    latencies = sorted(x for s in slices for x in s["latencies"])
+    return {
+        "server": name,
+        "key": key,
+        "clients": clients,
+        "answered": len(latencies),
+        "refused_503": sum(s["refused"] for s in slices),
+        "requests_per_s": statistics.median(s["requests_per_s"] for s in slices),
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
+        "labels": ",".join(sorted(set().union(*(s["labels"] for s in slices)))),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=20, help="how long each level runs")
-    parser.add_argument("--clients", default="1,8,32,128")
+    parser.add_argument("--seconds", type=float, default=5, help="how long each closed-loop slice runs")
+    parser.add_argument("--rounds", type=int, default=4, help="closed-loop rounds (the servers take turns in each)")
+    parser.add_argument("--open-seconds", type=float, default=8, help="how long each open-loop rate runs")
+    parser.add_argument("--servers", default="deepcat,deepcat-fp32,FastAPI,Flask-ONNX,Flask-PyTorch")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "serve.json"))
     args = parser.parse_args()
     from deepcat.serving.model_file import serving_model
 
-    model = serving_model(None)
-    int8, check = checked_int8(model)
+    fp32 = serving_model(None)
+    int8, check = checked_int8(fp32)
     body = photo()
-    here = Path(__file__).parent
-    servers = {
-        "deepcat": (
-            "deepcat serve int8 (ONNX Runtime, micro-batching, shedding)",
-            [sys.executable, "-m", "deepcat", "serve", str(int8), "--port", "{port}"],
-        ),
-        "deepcat-1-worker": (
-            "deepcat serve int8, one worker, batches of 32 (the round-1 layout)",
-            [
-                sys.executable,
-                "-m",
-                "deepcat",
-                "serve",
-                str(int8),
-                "--port",
-                "{port}",
-                "--workers",
-                "1",
-                "--max-batch",
-                "32",
-            ],
-        ),
-        "deepcat-fp32": (
-            "deepcat serve fp32 (the same, in fp32)",
-            [sys.executable, "-m", "deepcat", "serve", "--port", "{port}"],
-        ),
-        "FastAPI": (
-            "FastAPI + the same int8 ONNX per request",
-            [sys.executable, str(here / "fastapi_onnx_baseline.py"), str(int8), "{port}"],
-        ),
-        "Flask": (
-            "Flask + PyTorch per request (baseline)",
-            [sys.executable, str(here / "flask_baseline.py"), "{port}"],
-        ),
-    }
-    rows, batch_sizes, memory, ready_memory = [], {}, {}, {}
-    for key, (name, template) in servers.items():
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        server = start([part.format(port=port) for part in template], url)
-        try:
-            ready_memory[name] = memory_mb(server.pid, "VmRSS")
-            asyncio.run(load(url, body, clients=1, seconds=2))  # warm-up
-            for clients in (int(c) for c in args.clients.split(",")):
-                rows.append(
-                    {"server": name, "key": key, **asyncio.run(load(url, body, clients=clients, seconds=args.seconds))}
-                )
-            memory[name] = memory_mb(server.pid)
-            if key.startswith("deepcat"):
-                metrics = httpx.get(f"{url}/metrics").text
-                count = next(
-                    float(r.split()[-1]) for r in metrics.splitlines() if r.startswith("deepcat_batch_size_count")
-                )
-                total = next(
-                    float(r.split()[-1]) for r in metrics.splitlines() if r.startswith("deepcat_batch_size_sum")
-                )
-                batch_sizes[name] = total / count
-        finally:
+    cores = os.sched_getaffinity(0)
+    chosen = {k: v for k, v in servers(fp32, int8).items() if k in args.servers.split(",")}
+    running: dict[str, tuple[subprocess.Popen, str]] = {}
+    ready_memory: dict[str, float] = {}
+    try:
+        for key, (_, template) in chosen.items():
+            port = free_port()
+            url = f"http://127.0.0.1:{port}"
+            running[key] = (start([part.format(port=port) for part in template], url, cores), url)
+            ready_memory[key] = memory_mb(running[key][0].pid, "VmRSS")
+            asyncio.run(closed_loop(url, body, clients=1, seconds=2))  # warm-up
+        slices: dict[tuple[str, int], list[dict]] = {}
+        for round_ in range(args.rounds):
+            for clients in LEVELS:
+                order = list(running) if round_ % 2 == 0 else list(reversed(running))
+                for key in order:
+                    result = asyncio.run(closed_loop(running[key][1], body, clients=clients, seconds=args.seconds))
+                    slices.setdefault((key, clients), []).append(result)
+                    print(f"round {round_ + 1} {key} {clients} clients: {result['requests_per_s']:.1f}/s", flush=True)
+        rows = [summary(key, chosen[key][0], c, slices[(key, c)]) for key in running for c in LEVELS]
+        capacity: dict[str, float] = {}
+        passing, rate = set(running), 20.0
+        while passing:
+            for key in sorted(passing):
+                result = asyncio.run(open_loop(running[key][1], body, rate=rate, seconds=args.open_seconds, seed=7))
+                ok = result["p99_ms"] <= P99_TARGET_MS and result["failed"] <= 0.01 * result["sent"]
+                print(f"open loop {key} {rate:.0f}/s: p99 {result['p99_ms']:.0f} ms, {result['failed']} failed")
+                if ok:
+                    capacity[key] = rate
+                else:
+                    passing.discard(key)
+            rate *= 1.25
+        peak_memory = {key: memory_mb(server.pid) for key, (server, _) in running.items()}
+        layout = httpx.get(f"{running['deepcat'][1]}/v1/model").json()["layout"] if "deepcat" in running else None
+    finally:
+        for server, _ in running.values():
             server.terminate()
             server.wait(10)
     by = {(r["key"], r["clients"]): r for r in rows}
-    levels = [int(c) for c in args.clients.split(",")]
+    baselines = [k for k in running if not k.startswith("deepcat")]
     ratios = {
-        baseline: {
-            f"{c}_clients": by[("deepcat", c)]["requests_per_s"] / by[(baseline, c)]["requests_per_s"] for c in levels
+        b: {f"{c}_clients": by[("deepcat", c)]["requests_per_s"] / by[(b, c)]["requests_per_s"] for c in LEVELS}
+        for b in baselines
+    }
+    lone = {
+        b: {
+            "p50": by[("deepcat", 1)]["p50_ms"] / by[(b, 1)]["p50_ms"],
+            "p99": by[("deepcat", 1)]["p99_ms"] / by[(b, 1)]["p99_ms"],
         }
-        for baseline in ("deepcat-1-worker", "deepcat-fp32", "FastAPI", "Flask")
+        for b in baselines
     }
-    ours = [by[("deepcat", c)] for c in levels]
-    capacity = max(ours, key=lambda r: r["requests_per_s"])
-    overload = {
-        "capacity_clients": capacity["clients"],
-        "capacity_requests_per_s": capacity["requests_per_s"],
-        "capacity_p99_ms": capacity["p99_ms"],
-        "most_clients_share_of_capacity": ours[-1]["requests_per_s"] / capacity["requests_per_s"],
-        "most_clients_p99_over_capacity_p99": ours[-1]["p99_ms"] / capacity["p99_ms"],
-    }
+    ours = [by[("deepcat", c)] for c in LEVELS]
+    best = max(ours, key=lambda r: r["requests_per_s"])
     report(
         "serve",
         rows,
         args.out,
-        model=str(model.name),
+        model=str(fp32.name),
         int8_check=check,
-        mean_batch_size=batch_sizes,
+        deepcat_layout=layout,
+        pinned_cores=sorted(cores),
         memory_when_ready_mb=ready_memory,
-        peak_memory_mb=memory,
+        peak_memory_mb=peak_memory,
         deepcat_over=ratios,
-        past_capacity=overload,
+        lone_request_latency_over=lone,
+        past_capacity={
+            "best_clients": best["clients"],
+            "best_requests_per_s": best["requests_per_s"],
+            "most_clients_share_of_best": ours[-1]["requests_per_s"] / best["requests_per_s"],
+        },
+        open_loop={"p99_target_ms": P99_TARGET_MS, "rate_step": 1.25, "capacity_requests_per_s": capacity},
     )
-    for baseline, by_level in ratios.items():
-        print(f"deepcat / {baseline} requests/s: " + ", ".join(f"{k} {v:.1f}x" for k, v in by_level.items()))
-    print(
-        "at {} clients: {:.0%} of the best requests/s, p99 {:.1f}x the p99 at capacity ({} clients)".format(
-            levels[-1],
-            overload["most_clients_share_of_capacity"],
-            overload["most_clients_p99_over_capacity_p99"],
-            capacity["clients"],
+    for baseline in baselines:
+        print(
+            f"deepcat / {baseline}: requests/s "
+            + ", ".join(f"{k} {v:.2f}x" for k, v in ratios[baseline].items())
+            + f"; lone request p50 {lone[baseline]['p50']:.2f}x, p99 {lone[baseline]['p99']:.2f}x"
         )
+    print(
+        "open-loop capacity (p99 under 100 ms, failures counted): "
+        + ", ".join(f"{k} {v:.0f}/s" for k, v in capacity.items())
     )
     print(
-        "memory when ready / peak under load: "
-        + ", ".join(f"{name.split(' (')[0]} {ready_memory[name]:.0f} / {mb:.0f} MB" for name, mb in memory.items())
+        "memory when ready / peak: "
+        + ", ".join(f"{k} {ready_memory[k]:.0f} / {peak_memory[k]:.0f} MB" for k in running)
     )
 
 

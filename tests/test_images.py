@@ -44,6 +44,26 @@ def test_truncated_and_non_image_files_name_the_file(tmp_path, truncated_jpg):
         load_image(text)
 
 
+def test_a_png_whose_bytes_cannot_hold_its_pixels_is_refused_before_decoding():
+    """The most compressible PNGs there are (one bit a pixel, all zeros, zlib's best) still have the bytes
+    `png_min_bytes` asks; a header claiming 36 megapixels on 70 bytes is refused without allocating them."""
+    import io
+
+    from conftest import bomb_png
+
+    from deepcat.inputs.image import decode_bytes, png_min_bytes
+
+    for mode, size in [("1", (8000, 5000)), ("P", (6000, 6000)), ("1", (100_000, 1)), ("L", (300, 200))]:
+        buf = io.BytesIO()
+        Image.new(mode, size).save(buf, format="PNG", optimize=True)
+        assert len(buf.getvalue()) >= png_min_bytes(*size), (mode, size)
+    small = io.BytesIO()
+    Image.new("1", (2000, 2000)).save(small, format="PNG", optimize=True)
+    assert decode_bytes(small.getvalue(), "blank.png", 40_000_000).size == (2000, 2000)
+    with pytest.raises(BadInput, match="forged.png: a 6000x6000 PNG needs at least 4366 bytes.*truncated"):
+        decode_bytes(bomb_png(6000, 6000), "forged.png", 40_000_000)
+
+
 def test_a_large_jpeg_request_is_decoded_at_reduced_scale_to_nearly_the_same_model_input():
     """A photo four times the model's resize decodes at 1/2 or 1/4 scale (never below the resize); what the model
     sees differs from a full decode by about as much as JPEG's own rounding."""

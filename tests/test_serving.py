@@ -84,6 +84,7 @@ def test_64_concurrent_requests_are_answered_in_batches(server, model_path):
         ("truncated", 400, "corrupt_image"),
         ("too_many_bytes", 413, "too_many_bytes"),
         ("bomb", 413, "too_many_pixels"),
+        ("forged_png", 400, "corrupt_image"),
         ("json", 415, "unsupported_media_type"),
         ("batch_too_large", 413, "batch_too_large"),
         ("multipart_without_file", 400, "empty_body"),
@@ -102,6 +103,8 @@ def test_bad_input_is_a_4xx_with_a_reason(server, case, status, kind, chelsea_jp
         kwargs["content"] = np.random.default_rng(0).bytes(300_000)
     elif case == "bomb":
         kwargs["content"] = bomb_png()
+    elif case == "forged_png":  # under the pixel limit, but its bytes cannot hold them
+        kwargs["content"] = bomb_png(6000, 6000)
     elif case == "json":
         kwargs = {"json": {"image": "x"}}
     elif case == "batch_too_large":
@@ -151,7 +154,7 @@ def test_past_capacity_requests_are_refused_at_once_with_503_and_retry_after(mod
     admits, every admitted request is still answered right, and each refusal is counted in /metrics."""
     images = digit_pngs(64)
     expected = [p.label for p in load_onnx(model_path).predict([Image.open(io.BytesIO(b)) for b in images])]
-    app = create_app(model_path, limits=Limits(max_batch=4, max_wait_ms=20, max_queue_ms=1))
+    app = create_app(model_path, limits=Limits(max_batch=4, max_wait_ms=20, max_queue_ms=1, queue_depth=0))
 
     async def burst(url):
         async with httpx.AsyncClient(timeout=60) as client:
@@ -186,7 +189,7 @@ def test_what_the_headers_decide_is_answered_with_its_4xx_even_past_capacity(mod
 
     from deepcat.serving.errors import RequestError
 
-    def at_capacity(self, count):
+    def at_capacity(self, count, deadline_s=None):
         raise RequestError(503, "overloaded", "at capacity", headers={"Retry-After": "1"})
 
     monkeypatch.setattr(Admission, "check", at_capacity)
@@ -265,3 +268,128 @@ def test_the_finishing_rate_counts_busy_time_only():
     with gate.admit(1):  # busy again: the idle 31.5 s are not in the rate
         now[0] += 0.01
     assert 90 < gate.rate() < 120
+
+
+def test_a_burst_of_96_on_a_rested_server_is_answered_in_full(model_path):
+    """The first `queue_depth` (100) inputs are admitted whatever their wait: even with a 1 ms wait budget, a burst
+    of 96 on a server that knows its rate and rested is answered in full; of a burst of 160, the ones past the
+    depth are shed."""
+    images = digit_pngs(160)
+    app = create_app(model_path, limits=Limits(max_queue_ms=1))
+
+    async def burst(url, count):
+        async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=count)) as client:
+            return await asyncio.gather(
+                *(
+                    client.post(f"{url}/v1/predict", content=b, headers={"content-type": "image/png"})
+                    for b in images[:count]
+                )
+            )
+
+    with Server(app) as url:
+        for image in images[:20]:  # the server measures its rate
+            httpx.post(f"{url}/v1/predict", content=image, headers={"content-type": "image/png"})
+        time.sleep(2.1)
+        assert [r.status_code for r in asyncio.run(burst(url, 96))] == [200] * 96
+        time.sleep(2.1)
+        statuses = [r.status_code for r in asyncio.run(burst(url, 160))]
+        assert statuses.count(200) >= 100 and statuses.count(503) > 0, statuses
+
+
+def test_a_client_deadline_shortens_the_wait_it_accepts(model_path):
+    """X-Deadline-Ms: refused at once when the expected wait is longer (the depth that admits a burst does not
+    override it), dropped with 503 if its batch has not started in time; an invalid value is a 422."""
+    from fastapi.testclient import TestClient
+
+    from deepcat.serving.batcher import MicroBatcher
+    from deepcat.serving.errors import RequestError
+
+    now = [0.0]
+    gate = Admission(budget_s=1.0, depth=100, clock=lambda: now[0])
+    for _ in range(20):  # 100 inputs a second
+        with gate.admit(1):
+            now[0] += 0.01
+    with gate.admit(10):
+        gate.check(1, deadline_s=0.5)  # a wait of 0.11 s: admitted
+        with pytest.raises(RequestError, match="X-Deadline-Ms of 50 ms") as refused:
+            gate.check(1, deadline_s=0.05)
+    assert refused.value.status == 503
+
+    async def late_input_is_dropped():
+        def slow(batch):
+            time.sleep(0.2)
+            return (batch,)
+
+        batcher = MicroBatcher(slow, max_batch=1, workers=1)
+        batcher.start()
+        try:
+            first = asyncio.ensure_future(batcher.submit(lambda: np.zeros(1, np.float32)))
+            await asyncio.sleep(0.05)
+            with pytest.raises(RequestError, match="X-Deadline-Ms") as dropped:
+                await batcher.submit(lambda: np.zeros(1, np.float32), within_s=0.01)
+            await first
+        finally:
+            await batcher.stop()
+        return dropped.value
+
+    dropped = asyncio.run(late_input_is_dropped())
+    assert dropped.status == 503 and dropped.kind == "deadline_exceeded"
+    png = digit_pngs(1)[0]
+    with TestClient(create_app(model_path)) as client:
+        ok = client.post("/v1/predict", content=png, headers={"content-type": "image/png", "x-deadline-ms": "5000"})
+        assert ok.status_code == 200
+        bad = client.post("/v1/predict", content=png, headers={"content-type": "image/png", "x-deadline-ms": "soon"})
+        assert bad.status_code == 422 and "X-Deadline-Ms" in bad.json()["detail"]
+        parameters = client.get("/openapi.json").json()["paths"]["/v1/predict"]["post"]["parameters"]
+        assert any(p["name"] == "X-Deadline-Ms" and p["in"] == "header" for p in parameters)
+
+
+def test_the_layout_comes_from_the_cores_and_the_measured_cost_of_a_batch():
+    """max_batch is the size at which an input cost least (batches of at most MAX_BATCH_S), workers one more than
+    the cores; what the user sets is kept."""
+    from deepcat.serving.layout import MAX_BATCH_S, choose_layout
+
+    def infer_costing(per_input):  # seconds per input at each batch size
+        def infer(batch):
+            time.sleep(per_input[len(batch)] * len(batch))
+            return (batch,)
+
+        return infer
+
+    cheapest_at_4 = {1: 0.004, 2: 0.0035, 4: 0.003, 8: 0.0034, 16: 0.0036}
+    layout = choose_layout(infer_costing(cheapest_at_4), (3,), cores=2)
+    assert (layout.max_batch, layout.workers, layout.cores) == (4, 3, 2)
+    assert sorted(layout.seconds_per_input) == [1, 2, 4, 8, 16] and 16 * 0.0036 > MAX_BATCH_S  # 16: the last tried
+    slow = {1: 0.03, 2: 0.022, 4: 0.02}  # 4 is cheapest, but a batch of 4 lasts 80 ms: the last tried
+    slow_layout = choose_layout(infer_costing(slow), (3,), cores=8)
+    assert (slow_layout.max_batch, slow_layout.workers, sorted(slow_layout.seconds_per_input)) == (2, 9, [1, 2, 4])
+    kept = choose_layout(infer_costing(cheapest_at_4), (3,), cores=2, workers=5, max_batch=7)
+    assert (kept.workers, kept.max_batch, kept.seconds_per_input) == (5, 7, {})
+
+
+def test_a_lone_request_runs_on_every_core_and_a_crowd_on_one_core_each():
+    from deepcat.serving.batcher import MicroBatcher
+
+    ran = []
+
+    def session(name):
+        def infer(batch):
+            ran.append((name, len(batch)))
+            time.sleep(0.02)
+            return (batch,)
+
+        return infer
+
+    async def serve():
+        batcher = MicroBatcher(session("one thread"), infer_alone=session("every core"), max_batch=2, workers=3)
+        batcher.start()
+        try:
+            await batcher.submit(lambda: np.zeros(1, np.float32))
+            await asyncio.gather(*(batcher.submit(lambda: np.zeros(1, np.float32)) for _ in range(8)))
+        finally:
+            await batcher.stop()
+
+    asyncio.run(serve())
+    assert ran[0] == ("every core", 1)
+    crowd = ran[1:]
+    assert sum(size for _, size in crowd) == 8 and sum(name == "one thread" for name, _ in crowd) >= len(crowd) - 1

@@ -268,6 +268,7 @@ def serve(
 
     from deepcat.errors import DeepcatError
     from deepcat.serving.app import create_app
+    from deepcat.serving.memory import return_large_buffers
     from deepcat.serving.model_file import serving_model
 
     if model is None or model_source(model) == "run":
@@ -275,6 +276,7 @@ def serve(
     elif not (model_source(model) == "exported" and Path(model).is_file()):
         raise DeepcatError(f"{model} is neither a run folder nor an .onnx/.ort file")
     api_key = api_key or os.environ.get("DEEPCAT_API_KEY")
+    return_large_buffers()
     app = create_app(Path(model), limits=limits or Limits(), api_key=api_key, reject=reject)
     print(
         f"serving {model} on http://{host}:{port} (docs at /docs){' with an API key' if api_key else ''}",

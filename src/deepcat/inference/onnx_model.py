@@ -38,6 +38,11 @@ class OnnxClassifier:
     def name(self) -> str:
         return cast(str, self.meta.get("name", "model"))
 
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One input's shape (the model's input without its batch axis)."""
+        return tuple(int(d) for d in self.session.get_inputs()[0].shape[1:])
+
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """(B, 3, H, W) float32 pixels in 0..255 -> (B, C) probabilities."""
         return self.infer(batch)[0]

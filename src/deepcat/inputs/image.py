@@ -40,6 +40,7 @@ __all__ = [
     "load_image",
     "native_size",
     "pixels",
+    "png_min_bytes",
     "reduce_jpeg",
     "to_rgb",
 ]
@@ -161,17 +162,34 @@ def decode_bytes(data: bytes, name: str, max_pixels: int, meta: dict[str, Any] |
             status=413,
             reason="too_many_pixels",
         )
+    if image.format == "PNG" and len(data) < png_min_bytes(width, height):
+        raise BadInput(
+            f"{name}: a {width}x{height} PNG needs at least {png_min_bytes(width, height)} bytes and this one has "
+            f"{len(data)}: it is truncated (refused before its {width * height} pixels are allocated)",
+            reason="corrupt_image",
+        )
     if meta is not None:
         reduce_jpeg(image, meta["resize"])
     try:
         image.load()
         return to_rgb(image)
     except Exception as e:  # noqa: BLE001 - truncated or malformed data of any kind
-        raise BadInput(f"{name}: cannot decode the image ({e})", reason="corrupt_image") from None
+        problem = str(e)
+    image.close()  # frees the pixels now: the error's traceback would hold them until the garbage collector runs
+    raise BadInput(f"{name}: cannot decode the image ({problem})", reason="corrupt_image")
+
+
+def png_min_bytes(width: int, height: int) -> int:
+    """The fewest bytes a PNG of this size can have: its rows at 1 bit a pixel (and a filter byte each), deflated
+    at zlib's best ratio, 1032:1. A file that claims more pixels than its bytes can hold is truncated or forged, and
+    decoding it would first allocate the whole image (100 MB for 6000x6000) to fail."""
+    return height * (1 + (width + 7) // 8) // 1032
 
 
 def pixels(image: Image.Image, meta: dict[str, Any]) -> np.ndarray:
-    """(3, H, W) float32 RGB in 0..255: shorter side to `resize`, centre crop `input_size` (as torchvision)."""
+    """(3, H, W) float32 RGB in 0..255: shorter side to `resize`, centre crop `input_size` (as torchvision). Only the
+    crop is resampled (PIL's `box`): the same pixels as resizing the whole image and cropping (at most 2 levels
+    apart from rounding, in 1 pixel of 10,000), in half the time on a photo, the largest cost of a request."""
     image = to_rgb(image)
     w, h = image.size
     size, crop = meta["resize"], meta["input_size"]
@@ -179,10 +197,13 @@ def pixels(image: Image.Image, meta: dict[str, Any]) -> np.ndarray:
         new_w, new_h = size, int(size * h / w)
     else:
         new_w, new_h = int(size * w / h), size
-    if (new_w, new_h) != (w, h):
-        image = image.resize((new_w, new_h), RESAMPLE[meta["interpolation"]])
     top, left = int(round((new_h - crop) / 2.0)), int(round((new_w - crop) / 2.0))
-    image = image.crop((left, top, left + crop, top + crop))
+    if (new_w, new_h) == (w, h):
+        image = image.crop((left, top, left + crop, top + crop))
+    else:
+        sx, sy = w / new_w, h / new_h
+        box = (left * sx, top * sy, (left + crop) * sx, (top + crop) * sy)
+        image = image.resize((crop, crop), RESAMPLE[meta["interpolation"]], box=box)
     chw: np.ndarray = np.asarray(image, dtype=np.float32).transpose(2, 0, 1).copy()  # (3, H, W)
     return chw
 

@@ -1,11 +1,16 @@
 """Load shedding: past capacity, a request that would wait longer than the budget is refused at once with 503 and
-`Retry-After`, instead of joining a queue that grows without end.
+`Retry-After`, instead of joining a queue that grows without end. The first `depth` inputs are admitted whatever
+their wait (TorchServe's default queue of 100): a burst is answered in full however fast the model is.
 
 The wait is estimated by Little's law: the inputs already in the server divided by the rate at which it has
 recently finished them. The rate is measured on a clock that runs only while the server holds inputs, so a
 server idle between bursts has not got slower, and after a quiet spell the last rate measured stands: a burst of
 128 requests on a server idle for a few seconds was otherwise all admitted, and its p99 reached 1.4 s against a
 250 ms budget. An idle server, or one that has never measured its rate (a cold start), admits every input.
+
+A client may shorten the budget for its own request with the header DEADLINE_HEADER (milliseconds): it is refused
+at once when its wait would be longer, and dropped unanswered (503) if its deadline passes before its batch runs,
+as Triton's per-request `timeout` does; it cannot lengthen the server's budget.
 """
 
 from __future__ import annotations
@@ -17,16 +22,17 @@ from collections.abc import Callable, Iterator
 
 from deepcat.serving.errors import RequestError
 
-__all__ = ["RATE_MIN_FINISHED", "RATE_WINDOW_S", "RETRY_AFTER_S", "Admission"]
+__all__ = ["DEADLINE_HEADER", "RATE_MIN_FINISHED", "RATE_WINDOW_S", "RETRY_AFTER_S", "Admission"]
 
 RATE_WINDOW_S = 2.0  # the finishing rate is measured over the last 2 busy seconds...
 RATE_MIN_FINISHED = 8  # ...and at least the last 8 finished inputs; before 8 have finished it is not known
 RETRY_AFTER_S = 1
+DEADLINE_HEADER = "X-Deadline-Ms"
 
 
 class Admission:
-    def __init__(self, *, budget_s: float, clock: Callable[[], float] = time.monotonic):
-        self.budget_s, self.clock = budget_s, clock
+    def __init__(self, *, budget_s: float, depth: int = 0, clock: Callable[[], float] = time.monotonic):
+        self.budget_s, self.depth, self.clock = budget_s, depth, clock
         self.inside = 0
         self.busy_before = 0.0  # busy seconds before the current busy spell
         self.busy_since: float | None = None  # when the current busy spell began (None: idle)
@@ -51,25 +57,32 @@ class Admission:
         rate = self.rate()
         return 0.0 if rate is None else (self.inside + count) / rate
 
-    def check(self, count: int) -> None:
-        """Refuse `count` more inputs with 503 when their wait would exceed the budget. Called before a request's
-        body is read too, so that past capacity a refusal costs as little as it can."""
-        if self.budget_s > 0 and self.inside > 0:
-            wait = self.expected_wait(count)
-            if wait > self.budget_s:
-                raise RequestError(
-                    503,
-                    "overloaded",
-                    f"the server is at capacity: the wait would be about "
-                    f"{wait * 1000:.0f} ms, over its {self.budget_s * 1000:.0f} ms budget; retry "
-                    f"after {RETRY_AFTER_S} s",
-                    headers={"Retry-After": str(RETRY_AFTER_S)},
-                )
+    def check(self, count: int, deadline_s: float | None = None) -> None:
+        """Refuse `count` more inputs with 503 when their wait would exceed the client's deadline, or the budget
+        once the server holds `depth` inputs. Called before a request's body is read too, so that past capacity a
+        refusal costs little."""
+        if self.inside == 0:
+            return
+        wait = self.expected_wait(count)
+        if deadline_s is not None and wait > deadline_s:
+            self.refuse(wait, f"your {DEADLINE_HEADER} of {deadline_s * 1000:.0f} ms")
+        if 0 < self.budget_s < wait and self.inside + count > self.depth:
+            self.refuse(wait, f"its {self.budget_s * 1000:.0f} ms budget")
+
+    @staticmethod
+    def refuse(wait: float, over: str) -> None:
+        raise RequestError(
+            503,
+            "overloaded",
+            f"the server is at capacity: the wait would be about {wait * 1000:.0f} ms, over {over}; retry "
+            f"after {RETRY_AFTER_S} s",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
 
     @contextlib.contextmanager
-    def admit(self, count: int) -> Iterator[None]:
+    def admit(self, count: int, deadline_s: float | None = None) -> Iterator[None]:
         """Hold `count` inputs inside the server, or refuse them with 503 when their wait would exceed the budget."""
-        self.check(count)
+        self.check(count, deadline_s)
         if self.inside == 0:
             self.busy_since = self.clock()
         self.inside += count

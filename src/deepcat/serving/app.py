@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 
@@ -30,13 +29,14 @@ from deepcat.inference.answers import as_json
 from deepcat.inference.onnx_model import OnnxClassifier, load_onnx
 from deepcat.inputs import kind_of_meta
 from deepcat.serving import requests
-from deepcat.serving.admission import Admission
+from deepcat.serving.admission import DEADLINE_HEADER, Admission
 from deepcat.serving.batcher import MicroBatcher
 from deepcat.serving.errors import RequestError, decode
+from deepcat.serving.layout import Layout, choose_layout, usable_cores
 from deepcat.serving.limits import Limits
 from deepcat.serving.metrics import Metrics
 
-__all__ = ["COVERAGE", "PAGE", "TOP_K", "Observe", "Served", "create_app", "default_web_assets"]
+__all__ = ["COVERAGE", "DEADLINE", "PAGE", "TOP_K", "Observe", "Served", "create_app", "default_web_assets"]
 
 PAGE = Path(__file__).parent / "page"
 TOP_K = Query(5, ge=1, le=1000, description="how many of the most likely classes to answer")
@@ -46,6 +46,14 @@ COVERAGE = Query(
     le=0.99,
     description="answer also the prediction set that holds the true class "
     "with this probability (0.50, 0.51, ..., 0.99)",
+)
+
+DEADLINE = Header(
+    None,
+    alias=DEADLINE_HEADER,
+    gt=0,
+    le=3_600_000,
+    description="the most milliseconds you will wait: refused at once (503) when the server expects a longer wait",
 )
 
 
@@ -68,29 +76,32 @@ class Served:
     api_key: str | None
     threshold: float | None
     web_assets: Path
+    layout: Layout
+    one_thread: OnnxClassifier  # the session batches run on under load
     metrics: Metrics = field(default_factory=Metrics)
     batcher: MicroBatcher | None = None
     admission: Admission = field(init=False)
 
     def __post_init__(self) -> None:
-        self.admission = Admission(budget_s=self.limits.max_queue_ms / 1000)
+        self.admission = Admission(budget_s=self.limits.max_queue_ms / 1000, depth=self.limits.queue_depth)
 
     @property
     def meta(self) -> dict[str, Any]:
         return self.classifier.meta
 
     async def classify(
-        self, inputs: list[tuple[str, bytes]], top_k: int, coverage: float | None = None
+        self, inputs: list[tuple[str, bytes]], top_k: int, coverage: float | None = None, within_s: float | None = None
     ) -> list[dict[str, Any]]:
-        """Batch with other requests (each input is decoded in its batch's worker thread), and answer each input."""
+        """Batch with other requests (each input is decoded in its batch's worker thread), and answer each input;
+        `within_s`: the client's deadline."""
         limit = self.set_limit(coverage)
         batcher = self.batcher
         if batcher is None:
             raise RuntimeError("the model server has not started (its lifespan starts the batcher)")
-        with self.admission.admit(len(inputs)):
+        with self.admission.admit(len(inputs), within_s):
             rows = await asyncio.gather(
                 *(
-                    batcher.submit(partial(decode, data, self.meta, limits=self.limits, name=name))
+                    batcher.submit(partial(decode, data, self.meta, limits=self.limits, name=name), within_s)
                     for name, data in inputs
                 )
             )
@@ -122,9 +133,11 @@ def create_app(
     """A FastAPI app serving one exported model; preprocessing comes from the model's own metadata.
     With `reject`, inputs below the model's calibrated threshold are answered `unknown`."""
     limits = limits or Limits()
-    workers = max(1, limits.workers)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    classifier = load_onnx(model_path, threads=max(1, cores // workers))
+    cores = usable_cores()
+    classifier, one_thread = load_onnx(model_path, threads=cores), load_onnx(model_path, threads=1)
+    layout = choose_layout(
+        one_thread.infer, one_thread.input_shape, cores=cores, workers=limits.workers, max_batch=limits.max_batch
+    )
     served = Served(
         Path(model_path),
         classifier,
@@ -132,15 +145,18 @@ def create_app(
         api_key,
         classifier.threshold if reject else None,
         web_assets or default_web_assets(),
+        layout,
+        one_thread,
     )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         served.batcher = MicroBatcher(
-            classifier.infer,
-            max_batch=served.limits.max_batch,
+            one_thread.infer,
+            infer_alone=classifier.infer,
+            max_batch=layout.max_batch,
             max_wait=served.limits.max_wait_ms / 1000,
-            workers=workers,
+            workers=layout.workers,
             on_batch=served.metrics.batch_size.observe,
             admitted=lambda: served.admission.inside,
         )
@@ -215,26 +231,32 @@ def _prediction_routes(app: FastAPI, served: Served) -> None:
     @app.post(
         "/v1/predict", openapi_extra=requests.single_body(media_types), responses=refusals, summary="Classify one input"
     )
-    async def predict(request: Request, top_k: int = TOP_K, coverage: float | None = COVERAGE) -> dict[str, Any]:
+    async def predict(
+        request: Request, top_k: int = TOP_K, coverage: float | None = COVERAGE, deadline_ms: float | None = DEADLINE
+    ) -> dict[str, Any]:
         requests.authorise(request, served.api_key)
         requests.check_headers(request, many=False, limits=served.limits, media_types=media_types)
-        served.admission.check(1)  # past capacity, refuse before reading the body (after what the headers decide)
+        within_s = None if deadline_ms is None else deadline_ms / 1000
+        served.admission.check(1, within_s)  # past capacity, refuse before reading the body
         inputs = await requests.read_inputs(
             request, field="file", many=False, limits=served.limits, media_types=media_types
         )
-        [result] = await served.classify(inputs, top_k, coverage)
+        [result] = await served.classify(inputs, top_k, coverage, within_s)
         return served.answer(result)
 
     @app.post(
         "/v1/predict/batch", openapi_extra=requests.BATCH_BODY, responses=refusals, summary="Classify several inputs"
     )
-    async def predict_batch(request: Request, top_k: int = TOP_K, coverage: float | None = COVERAGE) -> dict[str, Any]:
+    async def predict_batch(
+        request: Request, top_k: int = TOP_K, coverage: float | None = COVERAGE, deadline_ms: float | None = DEADLINE
+    ) -> dict[str, Any]:
         requests.authorise(request, served.api_key)
         requests.check_headers(request, many=True, limits=served.limits, media_types=media_types)
+        within_s = None if deadline_ms is None else deadline_ms / 1000
         inputs = await requests.read_inputs(
             request, field="files", many=True, limits=served.limits, media_types=media_types
         )
-        return served.answer({"predictions": await served.classify(inputs, top_k, coverage)})
+        return served.answer({"predictions": await served.classify(inputs, top_k, coverage, within_s)})
 
 
 def _info_routes(app: FastAPI, served: Served) -> None:
@@ -245,6 +267,11 @@ def _info_routes(app: FastAPI, served: Served) -> None:
             **served.meta,
             "threshold": served.threshold,
             "limits": served.limits.__dict__,
+            "layout": {
+                "cores": served.layout.cores,
+                "workers": served.layout.workers,
+                "max_batch": served.layout.max_batch,
+            },
             "file": served.path.name,
             "bytes": served.path.stat().st_size,
         }

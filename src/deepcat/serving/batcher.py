@@ -2,10 +2,8 @@
 
 Each batch runs in a worker thread (the event loop stays free), and up to `workers` batches run at once: one
 decodes its inputs while another is inside ONNX Runtime. Decoding happens in the batch's own thread, so a
-request costs one thread hop. Measured on 2 CPU cores (`benchmarks/serve.py`, EfficientNet-Lite0 int8): three
-workers with one ONNX Runtime thread each and batches of up to 4 answered 1.3-1.5x the requests/s of one
-worker with two threads and batches of 32, at 8, 32 and 128 clients; a lone request took 1.4x longer.
-On a CPU a bigger batch does not make an image cheaper; running several at once fills the cores.
+request costs one thread hop. A batch that runs alone (no other batch running, none waiting) runs `infer_alone`,
+the session on every core; the others run `infer`, on one core each (`layout.py` says why).
 
 A batch does not wait for requests that do not exist: once it holds every input the server has admitted
 (`admitted()`) but those already in a running batch, it runs at once, so a lone request pays no wait.
@@ -15,16 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-__all__ = ["MicroBatcher", "Prepare", "Row", "Waiting"]
+from deepcat.serving.admission import DEADLINE_HEADER, RETRY_AFTER_S
+from deepcat.serving.errors import RequestError
+
+__all__ = ["Item", "MicroBatcher", "Prepare", "Row", "Waiting"]
 
 Prepare = Callable[[], np.ndarray]  # decodes one input into the model's input; raises for a bad one
 Row = tuple[Any, ...]  # one input's row of each of the model's outputs
 Waiting = asyncio.Future[Row]
+Item = tuple[Prepare, Waiting, float]  # an input, its answer to come, and its deadline (the loop's clock)
 
 
 class MicroBatcher:
@@ -37,11 +40,14 @@ class MicroBatcher:
         workers: int = 1,
         on_batch: Callable[[int], None] | None = None,
         admitted: Callable[[], int] | None = None,
+        infer_alone: Callable[[np.ndarray], tuple[Any, ...]] | None = None,
     ):
         self.infer, self.max_batch, self.max_wait, self.workers = infer, max_batch, max_wait, workers
+        self.infer_alone = infer_alone or infer
         self.on_batch, self.admitted = on_batch, admitted
-        self.queue: asyncio.Queue[tuple[Prepare, Waiting]] = asyncio.Queue()
+        self.queue: asyncio.Queue[Item] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
+        self.free = asyncio.Semaphore(workers)  # a batch holds one while it runs
         self.running: dict[asyncio.Task[None], int] = {}  # each running batch and its size
 
     def in_batches(self) -> int:
@@ -58,13 +64,25 @@ class MicroBatcher:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
-    async def submit(self, prepare: Prepare) -> Row:
-        """One input, as the function that decodes it -> its row of each of `infer`'s outputs."""
-        future: Waiting = asyncio.get_running_loop().create_future()
-        await self.queue.put((prepare, future))
+    async def submit(self, prepare: Prepare, within_s: float | None = None) -> Row:
+        """One input, as the function that decodes it -> its row of each of `infer`'s outputs. With `within_s`, the
+        input is dropped (503) if its batch has not started by then."""
+        loop = asyncio.get_running_loop()
+        future: Waiting = loop.create_future()
+        item = (prepare, future, math.inf if within_s is None else loop.time() + within_s)
+        if not self.running and self.queue.empty() and not self.free.locked():
+            await self.free.acquire()  # does not wait: the server holds nothing, this input runs at once, alone
+            self._start([item], self.infer_alone)
+        else:
+            await self.queue.put(item)
         return await future
 
-    async def _collect(self) -> list[tuple[Prepare, Waiting]]:
+    def _start(self, live: list[Item], infer: Callable[[np.ndarray], Any]) -> None:
+        task = asyncio.get_running_loop().create_task(self._batch(live, infer))
+        self.running[task] = len(live)
+        task.add_done_callback(self.running.pop)
+
+    async def _collect(self) -> list[Item]:
         items = [await self.queue.get()]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.max_wait
@@ -84,25 +102,44 @@ class MicroBatcher:
         return items
 
     async def _run(self) -> None:
-        free = asyncio.Semaphore(self.workers)
         while True:
-            await free.acquire()
-            live = [(p, f) for p, f in await self._collect() if not f.cancelled()]  # clients that hung up
+            await self.free.acquire()
+            live = self._live(await self._collect())
             if not live:
-                free.release()
+                self.free.release()
                 continue
-            task = asyncio.get_running_loop().create_task(self._batch(live, free))
-            self.running[task] = len(live)
-            task.add_done_callback(self.running.pop)
+            self._start(live, self.infer_alone if not self.running and self.queue.empty() else self.infer)
 
-    async def _batch(self, live: list[tuple[Prepare, Waiting]], free: asyncio.Semaphore) -> None:
+    @staticmethod
+    def _live(items: list[Item]) -> list[Item]:
+        """The items still wanted: not those whose client hung up, nor those past their deadline (refused)."""
+        now, live = asyncio.get_running_loop().time(), []
+        for item in items:
+            future, deadline = item[1], item[2]
+            if future.cancelled():
+                continue
+            if now > deadline:
+                future.set_exception(
+                    RequestError(
+                        503,
+                        "deadline_exceeded",
+                        f"the server could not start on this input within its {DEADLINE_HEADER}; retry "
+                        f"after {RETRY_AFTER_S} s",
+                        headers={"Retry-After": str(RETRY_AFTER_S)},
+                    )
+                )
+                continue
+            live.append(item)
+        return live
+
+    async def _batch(self, live: list[Item], infer: Callable[[np.ndarray], Any]) -> None:
         """Decode and infer one batch in a worker thread; each request gets its row, or its own decoding error."""
         try:
-            ready, failed, outputs = await asyncio.to_thread(self._decode_and_infer, live)
+            ready, failed, outputs = await asyncio.to_thread(self._decode_and_infer, live, infer)
         except Exception as e:  # noqa: BLE001 - every waiting request gets the failure
-            ready, failed, outputs = [], [(f, e) for _, f in live], None
+            ready, failed, outputs = [], [(f, e) for _, f, _ in live], None
         finally:
-            free.release()
+            self.free.release()
         for future, error in failed:
             if not future.done():
                 future.set_exception(error)
@@ -113,14 +150,15 @@ class MicroBatcher:
             if not future.done():
                 future.set_result(row)
 
+    @staticmethod
     def _decode_and_infer(
-        self, live: list[tuple[Prepare, Waiting]]
+        live: list[Item], infer: Callable[[np.ndarray], Any]
     ) -> tuple[list[Waiting], list[tuple[Waiting, Exception]], tuple[Any, ...] | None]:
         inputs, ready, failed = [], [], []
-        for prepare, future in live:
+        for prepare, future, _ in live:
             try:
                 inputs.append(prepare())
                 ready.append(future)
             except Exception as e:  # noqa: BLE001 - a bad input fails its own request only
-                failed.append((future, e))
-        return ready, failed, self.infer(np.stack(inputs)) if inputs else None
+                failed.append((future, e.with_traceback(None)))  # its frames (and their buffers) are not kept
+        return ready, failed, infer(np.stack(inputs)) if inputs else None
