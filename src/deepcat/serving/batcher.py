@@ -2,7 +2,7 @@
 
 Each batch runs in a worker thread (the event loop stays free), and up to `workers` batches run at once: one
 decodes its inputs while another is inside ONNX Runtime. Decoding happens in the batch's own thread, so a
-request costs one thread hop. A batch that runs alone (no other batch running, none waiting) runs `infer_alone`,
+request costs one thread hop. A batch that runs alone (nothing else in the server, `_alone`) runs `infer_alone`,
 the session on every core; the others run `infer`, on one core each (`layout.py` says why).
 
 A batch does not wait for requests that do not exist: once it holds every input the server has admitted
@@ -70,12 +70,18 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         future: Waiting = loop.create_future()
         item = (prepare, future, math.inf if within_s is None else loop.time() + within_s)
-        if not self.running and self.queue.empty() and not self.free.locked():
-            await self.free.acquire()  # does not wait: the server holds nothing, this input runs at once, alone
+        if self._alone(1) and not self.free.locked():
+            await self.free.acquire()  # does not wait: the server holds nothing else, this input runs at once
             self._start([item], self.infer_alone)
         else:
             await self.queue.put(item)
         return await future
+
+    def _alone(self, size: int) -> bool:
+        """Whether a batch of `size` would be all the server holds: no batch running, none queued, and no other
+        admitted input on its way (its body being read)."""
+        admitted = size if self.admitted is None else self.admitted()
+        return not self.running and self.queue.empty() and admitted <= size
 
     def _start(self, live: list[Item], infer: Callable[[np.ndarray], Any]) -> None:
         task = asyncio.get_running_loop().create_task(self._batch(live, infer))
@@ -108,7 +114,7 @@ class MicroBatcher:
             if not live:
                 self.free.release()
                 continue
-            self._start(live, self.infer_alone if not self.running and self.queue.empty() else self.infer)
+            self._start(live, self.infer_alone if self._alone(len(live)) else self.infer)
 
     @staticmethod
     def _live(items: list[Item]) -> list[Item]:
