@@ -125,12 +125,20 @@ async def open_loop(url: str, body: bytes, *, rate: float, seconds: float, seed:
     async def one() -> None:
         nonlocal failures
         started = time.perf_counter()
-        try:
-            reader, writer = idle.pop() if idle else await asyncio.open_connection(host, int(port))
-            status, headers, _ = await asyncio.wait_for(post(reader, writer, request), 5)
-        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
-            failures += 1
-            return
+        for attempt in range(2):  # a kept-alive connection the server closed meanwhile is retried on a new one
+            reused = bool(idle) and attempt == 0
+            try:
+                reader, writer = idle.pop() if reused else await asyncio.open_connection(host, int(port))
+                status, headers, _ = await asyncio.wait_for(post(reader, writer, request), 5)
+                break
+            except (OSError, asyncio.IncompleteReadError):
+                if reused:
+                    continue
+                failures += 1
+                return
+            except asyncio.TimeoutError:
+                failures += 1
+                return
         if headers.get("connection") == "close":
             writer.close()
         else:

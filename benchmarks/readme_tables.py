@@ -1,0 +1,108 @@
+"""The README's result tables, written from the results files: each table sits between `<!-- results:NAME -->`
+and `<!-- /results:NAME -->` in README.md and is rendered from `benchmarks/results/NAME.json`, so no figure is
+copied by hand. `tests/test_readme_tables.py` fails when a table differs from what its file renders.
+
+    python benchmarks/readme_tables.py          # rewrite the tables in README.md
+    python benchmarks/readme_tables.py --check  # exit 1 when one is stale
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+README = ROOT / "README.md"
+
+
+def provenance(results: dict) -> str:
+    """One line: which commit, CPU (model and the flags that change behaviour), cores and date produced a file."""
+    machine = results["machine"]
+    cpu = machine.get("cpu") or {}
+    commit = (machine.get("commit") or "unknown")[:10] + (" with local changes" if machine.get("dirty") else "")
+    return (
+        f"Measured by `benchmarks/{results['benchmark']}.py` at commit {commit} on {machine.get('date', '?')[:10]}: "
+        f"{cpu.get('model', '?')} ({', '.join(cpu.get('flags', [])) or 'flags not recorded'}), "
+        f"{machine.get('usable_cores', machine.get('cpu_count'))} cores."
+    )
+
+
+def _serve(results: dict) -> str:
+    rows = {(r["key"], r["clients"]): r for r in results["rows"]}
+    keys = list(dict.fromkeys(r["key"] for r in results["rows"]))
+    names = {r["key"]: r["server"] for r in results["rows"]}
+    levels = sorted({r["clients"] for r in results["rows"]})
+    baselines = [k for k in keys if not k.startswith("deepcat")]
+    header = "| clients | " + " | ".join(names[k] for k in keys) + " | deepcat int8 / best baseline |"
+    lines = [header, "|---" * (len(keys) + 2) + "|"]
+    for c in levels:
+        cells = []
+        for k in keys:
+            r = rows[(k, c)]
+            refused = f", {r['refused_503']:,} refused" if r["refused_503"] else ""
+            cells.append(f"{r['requests_per_s']:.1f}/s, p50 {r['p50_ms']:.1f} / p99 {r['p99_ms']:.1f} ms{refused}")
+        best = max(baselines, key=lambda b: rows[(b, c)]["requests_per_s"])
+        ratio = rows[("deepcat", c)]["requests_per_s"] / rows[(best, c)]["requests_per_s"]
+        lines.append(f"| {c} | " + " | ".join(cells) + f" | **{ratio:.2f}x** ({best}) |")
+    capacity = results["open_loop"]["capacity_requests_per_s"]
+    lines.append(
+        "| open loop: highest Poisson rate with p99 under "
+        f"{results['open_loop']['p99_target_ms']:.0f} ms (failures count) | "
+        + " | ".join(f"{capacity[k]:.0f}/s" if k in capacity else "none tried passed" for k in keys)
+        + " | |"
+    )
+    lines.append(
+        "| memory when ready / peak | "
+        + " | ".join(f"{results['memory_when_ready_mb'][k]:.0f} / {results['peak_memory_mb'][k]:.0f} MB" for k in keys)
+        + " | |"
+    )
+    layout = results.get("deepcat_layout") or {}
+    past = results["past_capacity"]
+    lines += [
+        "",
+        f"deepcat's layout, chosen at start: {layout.get('workers')} one-thread workers, batches of up to "
+        f"{layout.get('max_batch')}, a lone request on {layout.get('cores')} threads. At {levels[-1]} clients it "
+        f"answered {past['most_clients_share_of_best']:.0%} of its best requests/s ({past['best_clients']} clients). "
+        f"int8 check: {results['int8_check']['top1_agreement']:.1%} top-1 agreement with fp32 on "
+        f"{results['int8_check']['images']} crops. {provenance(results)}",
+    ]
+    return "\n".join(lines)
+
+
+RENDERERS: dict[str, Callable[[dict], str]] = {"serve": _serve}
+
+
+def render(readme: str) -> str:
+    """`readme` with every marked table rendered afresh from its results file."""
+    for name, renderer in RENDERERS.items():
+        results = json.loads((RESULTS / f"{name}.json").read_text())
+        pattern = re.compile(rf"(<!-- results:{name} -->\n).*?(\n<!-- /results:{name} -->)", re.S)
+        if not pattern.search(readme):
+            raise SystemExit(f"README.md has no <!-- results:{name} --> ... <!-- /results:{name} --> markers")
+        table = renderer(results)
+        readme = pattern.sub(lambda m, table=table: m.group(1) + table + m.group(2), readme)
+    return readme
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="exit 1 when a table differs from its results file")
+    args = parser.parse_args()
+    current = README.read_text()
+    fresh = render(current)
+    if args.check:
+        if fresh != current:
+            print("README.md's result tables are stale: run python benchmarks/readme_tables.py", file=sys.stderr)
+            sys.exit(1)
+        return
+    README.write_text(fresh)
+    print(f"rewrote {len(RENDERERS)} table(s) in {README}")
+
+
+if __name__ == "__main__":
+    main()
