@@ -154,6 +154,7 @@ def create_app(
         served.batcher = MicroBatcher(
             one_thread.infer,
             infer_alone=classifier.infer,
+            few=layout.cores,
             max_batch=layout.max_batch,
             max_wait=served.limits.max_wait_ms / 1000,
             workers=layout.workers,

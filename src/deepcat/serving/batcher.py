@@ -2,8 +2,9 @@
 
 Each batch runs in a worker thread (the event loop stays free), and up to `workers` batches run at once: one
 decodes its inputs while another is inside ONNX Runtime. Decoding happens in the batch's own thread, so a
-request costs one thread hop. A batch that runs alone (nothing else in the server, `_alone`) runs `infer_alone`,
-the session on every core; the others run `infer`, on one core each (`layout.py` says why).
+request costs one thread hop. While the server holds at most `few` inputs (one per core) its batches run
+`infer_alone`, the session on every core; under more load they run `infer`, on one core each (`layout.py` says
+why).
 
 A batch does not wait for requests that do not exist: once it holds every input the server has admitted
 (`admitted()`) but those already in a running batch, it runs at once, so a lone request pays no wait.
@@ -41,9 +42,10 @@ class MicroBatcher:
         on_batch: Callable[[int], None] | None = None,
         admitted: Callable[[], int] | None = None,
         infer_alone: Callable[[np.ndarray], tuple[Any, ...]] | None = None,
+        few: int = 1,
     ):
         self.infer, self.max_batch, self.max_wait, self.workers = infer, max_batch, max_wait, workers
-        self.infer_alone = infer_alone or infer
+        self.infer_alone, self.few = infer_alone or infer, few
         self.on_batch, self.admitted = on_batch, admitted
         self.queue: asyncio.Queue[Item] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
@@ -70,18 +72,17 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         future: Waiting = loop.create_future()
         item = (prepare, future, math.inf if within_s is None else loop.time() + within_s)
-        if self._alone(1) and not self.free.locked():
-            await self.free.acquire()  # does not wait: the server holds nothing else, this input runs at once
+        if self._light() and not self.free.locked():
+            await self.free.acquire()  # does not wait: the server is lightly loaded, this input runs at once
             self._start([item], self.infer_alone)
         else:
             await self.queue.put(item)
         return await future
 
-    def _alone(self, size: int) -> bool:
-        """Whether a batch of `size` would be all the server holds: no batch running, none queued, and no other
-        admitted input on its way (its body being read)."""
-        admitted = size if self.admitted is None else self.admitted()
-        return not self.running and self.queue.empty() and admitted <= size
+    def _light(self) -> bool:
+        """Whether the server holds at most `few` inputs (running, queued, or their bodies being read)."""
+        admitted = self.in_batches() + self.queue.qsize() + 1 if self.admitted is None else self.admitted()
+        return admitted <= self.few
 
     def _start(self, live: list[Item], infer: Callable[[np.ndarray], Any]) -> None:
         task = asyncio.get_running_loop().create_task(self._batch(live, infer))
@@ -114,7 +115,7 @@ class MicroBatcher:
             if not live:
                 self.free.release()
                 continue
-            self._start(live, self.infer_alone if self._alone(len(live)) else self.infer)
+            self._start(live, self.infer_alone if self._light() else self.infer)
 
     @staticmethod
     def _live(items: list[Item]) -> list[Item]:
