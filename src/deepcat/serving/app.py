@@ -134,10 +134,12 @@ def create_app(
     With `reject`, inputs below the model's calibrated threshold are answered `unknown`."""
     limits = limits or Limits()
     cores = usable_cores()
-    classifier, one_thread = load_onnx(model_path, threads=cores), load_onnx(model_path, threads=1)
+    probe = load_onnx(model_path, threads=1)  # timed at batches up to 16, then dropped with the memory they took
     layout = choose_layout(
-        one_thread.infer, one_thread.input_shape, cores=cores, workers=limits.workers, max_batch=limits.max_batch
+        probe.infer, probe.input_shape, cores=cores, workers=limits.workers, max_batch=limits.max_batch
     )
+    del probe
+    classifier, one_thread = load_onnx(model_path, threads=cores), load_onnx(model_path, threads=1)
     served = Served(
         Path(model_path),
         classifier,
