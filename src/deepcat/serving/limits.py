@@ -5,8 +5,8 @@ or not at all: TorchServe refuses past 100 queued jobs (`job_queue_size`), Ray S
 (`max_queued_requests=-1`) and Triton has no queue timeout unless one is configured. deepcat admits the first
 100 inputs (`queue_depth`) whatever their wait, so a burst of 96 on a rested server is answered in full on any
 CPU (a 250 ms budget alone refused 66 of one that EfficientNet-Lite0 int8 answered in about 0.4 s on 2 cores);
-beyond, it refuses what would wait over 1 s (`max_queue_ms`): past capacity, 128 closed-loop clients wait about
-0.5 s on that model, so nothing is refused that a client would not wait for."""
+beyond, it refuses what would wait over 1 s (`max_queue_ms`): past capacity, 128 closed-loop clients wait under
+that on that model (`benchmarks/results/serve.json`), so none is refused that a client would have waited for."""
 
 from __future__ import annotations
 
