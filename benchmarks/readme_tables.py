@@ -81,11 +81,11 @@ def render(readme: str) -> str:
     """`readme` with every marked table rendered afresh from its results file."""
     for name, renderer in RENDERERS.items():
         results = json.loads((RESULTS / f"{name}.json").read_text())
-        pattern = re.compile(rf"(<!-- results:{name} -->\n).*?(\n<!-- /results:{name} -->)", re.S)
+        pattern = re.compile(rf"(<!-- results:{name} -->\n)(?:.*?\n)?(<!-- /results:{name} -->)", re.S)
         if not pattern.search(readme):
             raise SystemExit(f"README.md has no <!-- results:{name} --> ... <!-- /results:{name} --> markers")
         table = renderer(results)
-        readme = pattern.sub(lambda m, table=table: m.group(1) + table + m.group(2), readme)
+        readme = pattern.sub(lambda m, table=table: m.group(1) + table + "\n" + m.group(2), readme)
     return readme
 
 
