@@ -88,6 +88,7 @@ def test_64_concurrent_requests_are_answered_in_batches(server, model_path):
         ("json", 415, "unsupported_media_type"),
         ("batch_too_large", 413, "batch_too_large"),
         ("multipart_without_file", 400, "empty_body"),
+        ("broken_multipart", 400, "invalid_multipart"),
     ],
 )
 def test_bad_input_is_a_4xx_with_a_reason(server, case, status, kind, chelsea_jpg):
@@ -111,6 +112,15 @@ def test_bad_input_is_a_4xx_with_a_reason(server, case, status, kind, chelsea_jp
         url, kwargs = (
             f"{server}/v1/predict/batch",
             {"files": [("files", (f"{i}.png", png, "image/png")) for i in range(9)]},
+        )
+    elif case == "broken_multipart":  # a boundary that never closes a part (found by schemathesis)
+        boundary = "7c5156fb04a2177cf9e322ad31ebde44"
+        url, kwargs = (
+            f"{server}/v1/predict/batch",
+            {
+                "content": f"--{boundary}\r\nNone--{boundary}--\r\n".encode(),
+                "headers": {"content-type": f"multipart/form-data; boundary={boundary}"},
+            },
         )
     else:
         kwargs = {"files": {"other": ("x.png", png, "image/png")}}

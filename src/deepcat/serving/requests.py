@@ -10,6 +10,8 @@ import secrets
 from typing import Any
 
 from fastapi import Request
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 
 from deepcat.serving.errors import RequestError
 from deepcat.serving.limits import Limits
@@ -129,7 +131,13 @@ async def read_inputs(
 
 
 async def _read_form(request: Request, *, field: str, many: bool, limits: Limits) -> list[tuple[str, bytes]]:
-    form = await request.form(max_files=limits.max_files + 1)
+    try:
+        form = await request.form(max_files=limits.max_files + 1)
+    except (HTTPException, MultiPartException) as e:  # Starlette's own 400 has no "error" field: ours has
+        reason = e.detail if isinstance(e, HTTPException) else e.message
+        raise RequestError(
+            400, "invalid_multipart", f"the multipart body cannot be read ({reason}): send fields named {field!r}"
+        ) from None
     uploads = [u for u in form.getlist(field) if hasattr(u, "read")]
     if not uploads:
         raise RequestError(400, "empty_body", f"multipart body has no file field named {field!r}")
