@@ -53,7 +53,8 @@ DEADLINE = Header(
     alias=DEADLINE_HEADER,
     gt=0,
     le=3_600_000,
-    description="the most milliseconds you will wait: refused at once (503) when the server expects a longer wait",
+    description="the most milliseconds you will wait: refused at once (503) when the server expects a longer "
+    "wait, dropped (503) if the input has not started by then",
 )
 
 
@@ -250,16 +251,13 @@ def _prediction_routes(app: FastAPI, served: Served) -> None:
     @app.post(
         "/v1/predict/batch", openapi_extra=requests.BATCH_BODY, responses=refusals, summary="Classify several inputs"
     )
-    async def predict_batch(
-        request: Request, top_k: int = TOP_K, coverage: float | None = COVERAGE, deadline_ms: float | None = DEADLINE
-    ) -> dict[str, Any]:
+    async def predict_batch(request: Request, top_k: int = TOP_K, coverage: float | None = COVERAGE) -> dict[str, Any]:
         requests.authorise(request, served.api_key)
         requests.check_headers(request, many=True, limits=served.limits, media_types=media_types)
-        within_s = None if deadline_ms is None else deadline_ms / 1000
         inputs = await requests.read_inputs(
             request, field="files", many=True, limits=served.limits, media_types=media_types
         )
-        return served.answer({"predictions": await served.classify(inputs, top_k, coverage, within_s)})
+        return served.answer({"predictions": await served.classify(inputs, top_k, coverage)})
 
 
 def _info_routes(app: FastAPI, served: Served) -> None:
