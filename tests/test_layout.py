@@ -1,0 +1,57 @@
+"""The server's layout: chosen from the cores and the measured cost of a batch, and which session a batch runs on."""
+
+import asyncio
+import time
+
+import numpy as np
+
+
+def test_the_layout_comes_from_the_cores_and_the_measured_cost_of_a_batch():
+    """max_batch is the size at which an input cost least (batches of at most MAX_BATCH_S), workers one more than
+    the cores; what the user sets is kept."""
+    from deepcat.serving.layout import MAX_BATCH_S, choose_layout
+
+    def infer_costing(per_input):  # seconds per input at each batch size
+        def infer(batch):
+            time.sleep(per_input[len(batch)] * len(batch))
+            return (batch,)
+
+        return infer
+
+    cheapest_at_4 = {1: 0.004, 2: 0.0035, 4: 0.003, 8: 0.0034, 16: 0.0036}
+    layout = choose_layout(infer_costing(cheapest_at_4), (3,), cores=2)
+    assert (layout.max_batch, layout.workers, layout.cores) == (4, 3, 2)
+    assert sorted(layout.seconds_per_input) == [1, 2, 4, 8, 16] and 16 * 0.0036 > MAX_BATCH_S  # 16: the last tried
+    slow = {1: 0.03, 2: 0.022, 4: 0.02}  # 4 is cheapest, but a batch of 4 lasts 80 ms: the last tried
+    slow_layout = choose_layout(infer_costing(slow), (3,), cores=8)
+    assert (slow_layout.max_batch, slow_layout.workers, sorted(slow_layout.seconds_per_input)) == (2, 9, [1, 2, 4])
+    kept = choose_layout(infer_costing(cheapest_at_4), (3,), cores=2, workers=5, max_batch=7)
+    assert (kept.workers, kept.max_batch, kept.seconds_per_input) == (5, 7, {})
+
+
+def test_a_lone_request_runs_on_every_core_and_a_crowd_on_one_core_each():
+    from deepcat.serving.batcher import MicroBatcher
+
+    ran = []
+
+    def session(name):
+        def infer(batch):
+            ran.append((name, len(batch)))
+            time.sleep(0.02)
+            return (batch,)
+
+        return infer
+
+    async def serve():
+        batcher = MicroBatcher(session("one thread"), infer_alone=session("every core"), max_batch=2, workers=3)
+        batcher.start()
+        try:
+            await batcher.submit(lambda: np.zeros(1, np.float32))
+            await asyncio.gather(*(batcher.submit(lambda: np.zeros(1, np.float32)) for _ in range(8)))
+        finally:
+            await batcher.stop()
+
+    asyncio.run(serve())
+    assert ran[0] == ("every core", 1)
+    crowd = ran[1:]
+    assert sum(size for _, size in crowd) == 8 and sum(name == "one thread" for name, _ in crowd) >= len(crowd) - 1
