@@ -78,7 +78,6 @@ class Served:
     threshold: float | None
     web_assets: Path
     layout: Layout
-    one_thread: OnnxClassifier  # the session batches run on under load
     metrics: Metrics = field(default_factory=Metrics)
     batcher: MicroBatcher | None = None
     admission: Admission = field(init=False)
@@ -149,7 +148,6 @@ def create_app(
         classifier.threshold if reject else None,
         web_assets or default_web_assets(),
         layout,
-        one_thread,
     )
 
     @contextlib.asynccontextmanager

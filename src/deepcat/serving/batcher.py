@@ -44,7 +44,7 @@ class MicroBatcher:
         infer_alone: Callable[[np.ndarray], tuple[Any, ...]] | None = None,
         few: int = 1,
     ):
-        self.infer, self.max_batch, self.max_wait, self.workers = infer, max_batch, max_wait, workers
+        self.infer, self.max_batch, self.max_wait = infer, max_batch, max_wait
         self.infer_alone, self.few = infer_alone or infer, few
         self.on_batch, self.admitted = on_batch, admitted
         self.queue: asyncio.Queue[Item] = asyncio.Queue()
