@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from deepcat.inputs import BadInput, Facts
 
@@ -87,8 +87,9 @@ class Preprocess:
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
-    """Convert any PIL mode to RGB: 16-bit scaled to 8-bit, transparency over white."""
-    img = ImageOps.exif_transpose(img)
+    """Convert any PIL mode to RGB: 16-bit scaled to 8-bit, transparency over white, turned as its EXIF says."""
+    if img.getexif().get(ExifTags.Base.Orientation, 1) != 1:  # exif_transpose copies every image, turned or not
+        img = ImageOps.exif_transpose(img)
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
         top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
