@@ -1,18 +1,24 @@
-"""Inference speed at 224 px for EfficientNet-Lite0, ResNet-18 and ResNet-50: PyTorch eager fp32 (baseline),
-PyTorch bf16 autocast with channels_last (only on a CPU with native bf16), ONNX Runtime fp32 and ONNX Runtime
-static int8 (every layer, and as `deepcat export` writes it: float where int8 misses its check), in one run,
-ONNX Runtime pinned to PyTorch's thread count; images/s at batch 32, ms at batch 1, int8 agreement with
-PyTorch, and the share of the machine's peak reached (FLOPs per image from torch.utils.flop_counter; peak = cores x
-clock x FLOPs per cycle of the instruction set the CPU has: AVX-512 or AVX2 FMA for fp32, AMX for bf16 and int8).
+"""Inference speed at 224 px, in one run, against PyTorch's own best CPU path: for EfficientNet-Lite0 (ImageNet),
+Lite0 fine-tuned by `deepcat.train` on Fashion-MNIST, ResNet-18 and ResNet-50:
 
-EfficientNet-Lite0 has real ImageNet weights (offline); the ResNets are random-init (no offline weights),
-which does not change their speed; their int8 agreement is measured but a random network's answers
-are near ties, so it says little.
+- PyTorch as tutorials run it: eager fp32, channels-first, `no_grad`;
+- PyTorch's best CPU path: `inference_mode`, channels-last, `torch.compile` (Inductor), fp32, and bf16 autocast
+  where the CPU computes bf16 natively (AVX512-BF16 or AMX; emulated bf16 ran 5x slower than fp32);
+- ONNX Runtime fp32, and static int8: every layer, and as `deepcat export` writes it (float where int8 misses its
+  check on held-out images), ONNX Runtime pinned to PyTorch's thread count.
 
-Images: scikit-image's sample photos, random crops (calibration and check sets use different seeds).
+Images/s at batch 32 (and its ratio to the fastest PyTorch path), ms at batch 1, top-1 agreement with PyTorch, and
+the share of the machine's peak (FLOPs per image from torch.utils.flop_counter; peak = cores x clock x FLOPs per
+cycle of the instruction set the CPU has: AVX-512 or AVX2 FMA for fp32, AMX for bf16 and int8).
 
-    python benchmarks/infer.py                      # ~10 min on 2 cores
-    python benchmarks/infer.py --models tf_efficientnet_lite0
+EfficientNet-Lite0 has real ImageNet weights (offline), checked on random crops of scikit-image's sample photos
+(unlabelled: agreement only). The fine-tuned Lite0 (`--finetuned` training images per class, 3 epochs) is checked
+on `--test-per-class` labelled test images of each class: top-1 accuracy of every file, int8's cost in accuracy.
+The ResNets are random-init (no offline weights), which does not change their speed; their int8 agreement is
+measured but a random network's answers are near ties, so it says little.
+
+    python benchmarks/infer.py                      # ~20 min on 2 cores
+    python benchmarks/infer.py --models tf_efficientnet_lite0 --finetuned 0
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -94,66 +102,157 @@ def flops_per_image(model: torch.nn.Module, size: int) -> float:
     return float(counter.get_total_flops())
 
 
-def build(name: str):
+@dataclass
+class Subject:
+    """A model to time, with the images its int8 file is calibrated and checked on; `labels`: the check images' true
+    classes (None: unlabelled photos, agreement only)."""
+
+    name: str
+    model: torch.nn.Module
+    pre: object
+    classes: list[str]
+    calibration: np.ndarray
+    held_out: np.ndarray
+    checks: np.ndarray
+    labels: np.ndarray | None = None
+    real_weights: bool = True
+
+
+def imagenet_subject(name: str) -> Subject:
+    from deepcat.exporting.graph import metadata
     from deepcat.inference.torch_model import pretrained_cat_dog
     from deepcat.inputs.image import Preprocess
     from deepcat.models.create import create_model, default_preprocess
 
     if name == "tf_efficientnet_lite0":
         clf = pretrained_cat_dog()
-        return clf.model, clf.preprocess
-    model, spec = create_model(name=name, num_classes=1000, image_size=224)
-    pre = default_preprocess(model, spec, image_size=224, native_size=None)
-    return model.eval(), Preprocess(224, pre.resize, pre.interpolation, pre.mean, pre.std)
+        model, pre = clf.model, clf.preprocess
+    else:
+        model, spec = create_model(name=name, num_classes=1000, image_size=224)
+        made = default_preprocess(model, spec, image_size=224, native_size=None)
+        model, pre = model.eval(), Preprocess(224, made.resize, made.interpolation, made.mean, made.std)
+    meta = metadata(name=name, classes=["0"], pre=pre, version="bench", source=name)
+    return Subject(
+        name,
+        model,
+        pre,
+        [str(i) for i in range(1000)],
+        calibration=photo_crops(128, seed=1, meta=meta),
+        held_out=photo_crops(200, seed=3, meta=meta),
+        checks=photo_crops(200, seed=2, meta=meta),
+        real_weights=name in REAL_WEIGHTS,
+    )
 
 
-def bench_model(name: str, tmp: Path, peaks: dict[str, float]) -> list[dict]:
-    from deepcat.device import amp_dtype
-    from deepcat.exporting.graph import Deployable, metadata
-    from deepcat.exporting.onnx_formats import export_onnx, quantize_int8
-    from deepcat.inference.onnx_model import load_onnx
+def finetuned_subject(tmp: Path, *, per_class: int, test_per_class: int, seed: int) -> Subject:
+    """EfficientNet-Lite0 fine-tuned by `deepcat.train` (defaults, 3 epochs) on `per_class` Fashion-MNIST images of
+    each class; checked on `test_per_class` labelled test images of each class."""
+    from finetune_vs_scratch import write_subset
 
-    model, pre = build(name)
-    meta = metadata(name=name, classes=[str(i) for i in range(1000)], pre=pre, version="bench", source=name)
-    net = Deployable(model, pre)
-    checks = photo_crops(200, seed=2, meta=meta)
-    with torch.no_grad():
-        reference = net(torch.from_numpy(checks))[0].numpy()
-    fp32 = export_onnx(net, torch.from_numpy(checks[:2]), tmp / f"{name}.onnx", meta)
-    calibration = photo_crops(128, seed=1, meta=meta)
-    int8 = tmp / f"{name}.int8.onnx"
-    quantize_int8(fp32, int8, calibration, meta)
-    paths = {"onnx": fp32, "onnx-int8": int8}
-    precision = {}
-    if name in REAL_WEIGHTS:  # what `deepcat export` writes: float where int8 misses 99.5% on held-out crops
-        mixed = tmp / f"{name}.mixed.onnx"
-        precision = quantize_int8(fp32, mixed, calibration, meta, held_out=photo_crops(200, seed=3, meta=meta))
-        paths["onnx-int8-mixed"] = mixed
-    threads = torch.get_num_threads()  # ONNX Runtime gets the same thread count as PyTorch
-    sessions = {fmt: load_onnx(path, threads=threads) for fmt, path in paths.items()}
-    files = {fmt: path.stat().st_size for fmt, path in paths.items()}
-    agreement = {}
-    for fmt, session in sessions.items():  # measured, not enforced: this is a benchmark, not an export
-        probs = session.probabilities(checks)
-        agreement[fmt] = ((probs.argmax(1) == reference.argmax(1)).mean(), np.abs(probs - reference).max())
-    flops = flops_per_image(model, 224)
+    import deepcat
+    from deepcat.exporting.graph import metadata
+    from deepcat.inputs.image import pixels
+
+    data = tmp / "fashion"
+    classes = write_subset(data, per_class, test_per_class, seed)
+    run = deepcat.train(
+        data=str(data / "train"),
+        model="tf_efficientnet_lite0",
+        epochs=3,
+        audit=False,
+        seed=seed,
+        output=str(tmp),
+        name="lite0-fashion",
+        progress=False,
+    )
+    clf = deepcat.load(run)
+    assert clf.classes == classes, "the run's class order differs from the test folders'"
+    meta = metadata(name="lite0-fashion", classes=classes, pre=clf.preprocess, version="bench", source="run")
+
+    def read(split: str) -> tuple[np.ndarray, np.ndarray]:
+        files = sorted((data / split).glob("*/*.png"))
+        return np.stack([pixels(Image.open(f), meta) for f in files]), np.array(
+            [classes.index(f.parent.name) for f in files]
+        )
+
+    train, _ = read("train")
+    order = np.random.default_rng(seed).permutation(len(train))
+    checks, labels = read("test")
+    return Subject(
+        "tf_efficientnet_lite0 fine-tuned (Fashion-MNIST, 10 classes)",
+        clf.model,
+        clf.preprocess,
+        classes,
+        calibration=train[order[:128]],
+        held_out=train[order[128:328]],
+        checks=checks,
+        labels=labels,
+    )
+
+
+def pytorch_runners(net: torch.nn.Module, bf16: bool) -> dict[str, tuple]:
+    """PyTorch as a tutorial runs it (eager, channels-first, `no_grad`), and PyTorch's own best CPU path:
+    `inference_mode`, channels-last, `torch.compile` (Inductor), in bf16 autocast where the CPU computes bf16
+    natively. Each compiled shape is compiled in the warm-up call, off the clock."""
+    fast = copy.deepcopy(net).to(memory_format=torch.channels_last)
+    compiled = torch.compile(fast, dynamic=False)
 
     def eager(batch: np.ndarray) -> None:
         with torch.no_grad():
             net(torch.from_numpy(batch))
 
-    fast_net = Deployable(copy.deepcopy(model), pre).to(memory_format=torch.channels_last)
+    def best(dtype: torch.dtype | None) -> Callable[[np.ndarray], None]:
+        def run(batch: np.ndarray) -> None:
+            x = torch.from_numpy(batch).contiguous(memory_format=torch.channels_last)
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype is not None):
+                compiled(x)
 
-    def bf16_torch(batch: np.ndarray) -> None:
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
-            fast_net(torch.from_numpy(batch).contiguous(memory_format=torch.channels_last))
+        return run
 
-    runners = {"PyTorch eager fp32 (baseline)": (eager, None, "fp32")}
-    if amp_dtype("auto", torch.device("cpu")) == torch.bfloat16:  # emulated bf16 ran 5x slower than fp32 here
-        runners["PyTorch bf16 autocast, channels_last"] = (bf16_torch, None, "bf16")
+    runners = {
+        "PyTorch eager fp32 (no_grad, channels-first)": (eager, None, "fp32"),
+        "PyTorch fp32: inference_mode, channels_last, torch.compile": (best(None), None, "fp32"),
+    }
+    if bf16:  # emulated bf16 ran 5x slower than fp32 here
+        runners["PyTorch bf16 autocast: inference_mode, channels_last, torch.compile"] = (
+            best(torch.bfloat16),
+            None,
+            "bf16",
+        )
+    return runners
+
+
+def bench_model(subject: Subject, tmp: Path, peaks: dict[str, float]) -> list[dict]:
+    from deepcat.device import amp_dtype
+    from deepcat.exporting.graph import Deployable, metadata
+    from deepcat.exporting.onnx_formats import export_onnx, quantize_int8
+    from deepcat.inference.onnx_model import load_onnx
+
+    name, model, checks = subject.name, subject.model, subject.checks
+    stem = name.split()[0] + ("-ft" if subject.labels is not None else "")
+    meta = metadata(name=stem, classes=subject.classes, pre=subject.pre, version="bench", source=stem)
+    net = Deployable(model, subject.pre)
+    with torch.no_grad():
+        reference = np.concatenate([net(torch.from_numpy(part))[0].numpy() for part in np.array_split(checks, 20)])
+    fp32 = export_onnx(net, torch.from_numpy(checks[:2]), tmp / f"{stem}.onnx", meta)
+    int8 = tmp / f"{stem}.int8.onnx"
+    quantize_int8(fp32, int8, subject.calibration, meta)
+    paths = {"onnx": fp32, "onnx-int8": int8}
+    precision = {}
+    if subject.real_weights:  # what `deepcat export` writes: float where int8 misses 99.5% on held-out images
+        mixed = tmp / f"{stem}.mixed.onnx"
+        precision = quantize_int8(fp32, mixed, subject.calibration, meta, held_out=subject.held_out)
+        paths["onnx-int8-mixed"] = mixed
+    threads = torch.get_num_threads()  # ONNX Runtime gets the same thread count as PyTorch
+    sessions = {fmt: load_onnx(path, threads=threads) for fmt, path in paths.items()}
+    files = {fmt: path.stat().st_size for fmt, path in paths.items()}
+    answers = {None: reference} | {fmt: session.probabilities(checks) for fmt, session in sessions.items()}
+    flops = flops_per_image(model, 224)
+
+    runners = pytorch_runners(net, bf16=amp_dtype("auto", torch.device("cpu")) == torch.bfloat16)
     runners |= {
         "ONNX Runtime fp32": (sessions["onnx"].probabilities, "onnx", "fp32"),
-        "ONNX Runtime int8 (static QDQ)": (sessions["onnx-int8"].probabilities, "onnx-int8", "int8"),
+        "ONNX Runtime int8 (static QDQ, every layer)": (sessions["onnx-int8"].probabilities, "onnx-int8", "int8"),
     }
     if "onnx-int8-mixed" in sessions:
         label = (
@@ -161,46 +260,62 @@ def bench_model(name: str, tmp: Path, peaks: dict[str, float]) -> list[dict]:
         )
         runners[label] = (sessions["onnx-int8-mixed"].probabilities, "onnx-int8-mixed", "int8")
     batch32, batch1 = checks[:32], checks[:1]
-    rows, base = [], None
-    for runtime, (fn, fmt, precision) in runners.items():
+    rows = []
+    for runtime, (fn, fmt, precision_) in runners.items():
         t32 = median_seconds(fn, batch32, repeats=5)
         t1 = median_seconds(fn, batch1, repeats=20)
-        base = base or (t32, t1)
+        probs = answers[fmt]
         rows.append(
             {
                 "model": name,
                 "runtime": runtime,
                 "images_per_s_batch32": 32 / t32,
                 "ms_batch1": 1000 * t1,
-                "speedup_batch32": base[0] / t32,
-                "speedup_batch1": base[1] / t1,
                 "gflop_per_image": flops / 1e9,
-                "peak_share": flops * 32 / t32 / peaks[precision] if peaks[precision] else None,
-                "top1_agreement": float(agreement[fmt][0]) if fmt else None,
-                "max_abs_diff": float(agreement[fmt][1]) if fmt else None,
+                "peak_share": flops * 32 / t32 / peaks[precision_] if peaks[precision_] else None,
+                "top1_agreement": float((probs.argmax(1) == reference.argmax(1)).mean()) if fmt else None,
+                "max_abs_diff": float(np.abs(probs - reference).max()) if fmt else None,
+                "top1_accuracy": float((probs.argmax(1) == subject.labels).mean())
+                if subject.labels is not None and (fmt or runtime.startswith("PyTorch eager"))
+                else None,
+                "check_images": len(checks),
                 "file_mb": files[fmt] / 1e6 if fmt else None,
             }
         )
+    eager = rows[0]
+    best_pytorch = max((r for r in rows if r["runtime"].startswith("PyTorch")), key=lambda r: r["images_per_s_batch32"])
+    for r in rows:
+        r["speedup_over_eager_batch32"] = r["images_per_s_batch32"] / eager["images_per_s_batch32"]
+        r["speedup_over_eager_batch1"] = eager["ms_batch1"] / r["ms_batch1"]
+        r["over_best_pytorch_batch32"] = r["images_per_s_batch32"] / best_pytorch["images_per_s_batch32"]
+        r["best_pytorch"] = best_pytorch["runtime"]
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="tf_efficientnet_lite0,resnet18,resnet50")
+    parser.add_argument("--finetuned", type=int, default=50, help="training images per class of the fine-tuned Lite0")
+    parser.add_argument("--test-per-class", type=int, default=100, help="its labelled check images per class")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "infer.json"))
     args = parser.parse_args()
     torch.set_num_threads(min(2, torch.get_num_threads()))
     peaks = peak_flops()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.models.split(","):
-            rows += bench_model(name, Path(tmp), peaks)
+        subjects = [imagenet_subject(name) for name in args.models.split(",")]
+        if args.finetuned:
+            subjects.insert(
+                1, finetuned_subject(Path(tmp), per_class=args.finetuned, test_per_class=args.test_per_class, seed=0)
+            )
+        for subject in subjects:
+            rows += bench_model(subject, Path(tmp), peaks)
+            print(f"{subject.name}: done", flush=True)
     report(
         "infer",
         rows,
         args.out,
         threads=torch.get_num_threads(),
-        check_images=200,
         peak_flops=peaks,
         targets={"lite0 int8 speedup_batch32": 10, "lite0 int8 ms_batch1": 5},
     )

@@ -74,7 +74,81 @@ def _serve(results: dict) -> str:
     return "\n".join(lines)
 
 
-RENDERERS: dict[str, Callable[[dict], str]] = {"serve": _serve}
+def _sound(results: dict) -> str:
+    rows = sorted(results["rows"], key=lambda r: -r["test accuracy (unheard voices)"])
+    first = results["rows"][0]
+    lines = [
+        f"Every method trained on the same {first['train clips']:,} clips and tested on the "
+        f"{first['test clips']:,} clips of the test voices, which training never hears:",
+        "",
+        "| method | test accuracy (unheard voices) | training |",
+        "|---|---|---|",
+    ]
+    for r in rows:
+        ours = r["method"].startswith("deepcat")
+        accuracy = f"{r['test accuracy (unheard voices)']:.1%}"
+        finished = f" ({r['finished run s']:.0f} s with calibration, evaluation and the report)" if ours else ""
+        lines.append(
+            f"| {'`' + r['method'] + '`' if ours else r['method'] + ' (scikit-learn)'} | "
+            f"{'**' + accuracy + '**' if ours else accuracy} | {r['training s']:.0f} s{finished} |"
+        )
+    int8 = results["onnx_int8_check"]
+    if "refused" in int8:
+        verdict = "was **refused** by its own check (" + int8["refused"].split("{", 1)[1].split("}")[0] + ")"
+    else:
+        verdict = f"passed its check: {int8['top1_agreement']:.1%} top-1 agreement on {int8['images']} clips"
+    lines += [
+        "",
+        f"ONNX fp32 agrees with PyTorch to {results['onnx_fp32_max_abs_diff_test_clips']:.1e} (largest probability "
+        f"difference over the {results['onnx_fp32_test_clips']:,} test clips). The int8 export of that run {verdict}. "
+        + provenance(results),
+    ]
+    return "\n".join(lines)
+
+
+def _infer(results: dict) -> str:
+    def cell(value: float | None, form: str) -> str:
+        return "" if value is None else format(value, form)
+
+    lines = [
+        "| model | runtime | images/s, batch 32 | / PyTorch's best | ms, batch 1 | top-1 agreement with PyTorch | "
+        "top-1 accuracy (labelled) | share of peak |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results["rows"]:
+        lines.append(
+            f"| {r['model']} | {r['runtime']} | {r['images_per_s_batch32']:.1f} | "
+            f"{r['over_best_pytorch_batch32']:.2f}x | {r['ms_batch1']:.1f} | {cell(r['top1_agreement'], '.1%')} | "
+            f"{cell(r['top1_accuracy'], '.1%')} | {cell(r['peak_share'], '.1%')} |"
+        )
+    checked = {r["model"]: r["check_images"] for r in results["rows"]}
+    lines += [
+        "",
+        "Check images: " + "; ".join(f"{n:,} for {model}" for model, n in checked.items()) + ". "
+        f"{results['threads']} threads for every runtime. {provenance(results)}",
+    ]
+    return "\n".join(lines)
+
+
+def _startup(results: dict) -> str:
+    lines = ["| command | median seconds |", "|---|---|"]
+    lines += [f"| `{r['command']}` | {r['median_seconds']:.2f} |" for r in results["rows"]]
+    return "\n".join([*lines, "", provenance(results)])
+
+
+def _data(results: dict) -> str:
+    lines = ["| pipeline | images/s |", "|---|---|"]
+    lines += [f"| {r['pipeline']} | {r['images_per_s']:,.1f} |" for r in results["rows"]]
+    return "\n".join([*lines, "", provenance(results)])
+
+
+RENDERERS: dict[str, Callable[[dict], str]] = {
+    "data": _data,
+    "infer": _infer,
+    "serve": _serve,
+    "sound": _sound,
+    "startup": _startup,
+}
 
 
 def render(readme: str) -> str:

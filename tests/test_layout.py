@@ -7,8 +7,8 @@ import numpy as np
 
 
 def test_the_layout_comes_from_the_cores_and_the_measured_cost_of_a_batch():
-    """max_batch is the size at which an input cost least (batches of at most MAX_BATCH_S), workers one more than
-    the cores; what the user sets is kept."""
+    """max_batch is the largest size at which an input costs at most NEAR more than the cheapest (batches of at most
+    MAX_BATCH_S), workers one more than the cores; what the user sets is kept."""
     from deepcat.serving.layout import MAX_BATCH_S, choose_layout
 
     def infer_costing(per_input):  # seconds per input at each batch size
@@ -25,6 +25,8 @@ def test_the_layout_comes_from_the_cores_and_the_measured_cost_of_a_batch():
     slow = {1: 0.03, 2: 0.022, 4: 0.02}  # 4 is cheapest, but a batch of 4 lasts 80 ms: the last tried
     slow_layout = choose_layout(infer_costing(slow), (3,), cores=8)
     assert (slow_layout.max_batch, slow_layout.workers, sorted(slow_layout.seconds_per_input)) == (2, 9, [1, 2, 4])
+    near_at_8 = {1: 0.004, 2: 0.0035, 4: 0.003, 8: 0.00315, 16: 0.0032}  # 16 is near too, but lasts 51 ms
+    assert choose_layout(infer_costing(near_at_8), (3,), cores=2).max_batch == 8
     kept = choose_layout(infer_costing(cheapest_at_4), (3,), cores=2, workers=5, max_batch=7)
     assert (kept.workers, kept.max_batch, kept.seconds_per_input) == (5, 7, {})
 

@@ -21,7 +21,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Header, Query, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 
@@ -29,33 +29,17 @@ from deepcat.inference.answers import as_json
 from deepcat.inference.onnx_model import OnnxClassifier, load_onnx
 from deepcat.inputs import kind_of_meta
 from deepcat.serving import requests
-from deepcat.serving.admission import DEADLINE_HEADER, Admission
+from deepcat.serving.admission import Admission
 from deepcat.serving.batcher import MicroBatcher
 from deepcat.serving.errors import RequestError, decode
 from deepcat.serving.layout import Layout, choose_layout, usable_cores
 from deepcat.serving.limits import Limits
 from deepcat.serving.metrics import Metrics
+from deepcat.serving.params import COVERAGE, DEADLINE, TOP_K, openapi_parameters
 
-__all__ = ["COVERAGE", "DEADLINE", "PAGE", "TOP_K", "Observe", "Served", "create_app", "default_web_assets"]
+__all__ = ["PAGE", "Observe", "Served", "create_app", "default_web_assets"]
 
 PAGE = Path(__file__).parent / "page"
-TOP_K = Query(5, ge=1, le=1000, description="how many of the most likely classes to answer")
-COVERAGE = Query(
-    None,
-    ge=0.5,
-    le=0.99,
-    description="answer also the prediction set that holds the true class "
-    "with this probability (0.50, 0.51, ..., 0.99)",
-)
-
-DEADLINE = Header(
-    None,
-    alias=DEADLINE_HEADER,
-    gt=0,
-    le=3_600_000,
-    description="the most milliseconds you will wait: refused at once (503) when the server expects a longer "
-    "wait, dropped (503) if the input has not started by then",
-)
 
 
 def default_web_assets() -> Path:
@@ -98,13 +82,12 @@ class Served:
         batcher = self.batcher
         if batcher is None:
             raise RuntimeError("the model server has not started (its lifespan starts the batcher)")
+        prepares = [partial(decode, data, self.meta, limits=self.limits, name=name) for name, data in inputs]
         with self.admission.admit(len(inputs), within_s):
-            rows = await asyncio.gather(
-                *(
-                    batcher.submit(partial(decode, data, self.meta, limits=self.limits, name=name), within_s)
-                    for name, data in inputs
-                )
-            )
+            if len(prepares) == 1:  # no gather: its task would cost a lone request another turn of the loop
+                rows = [await batcher.submit(prepares[0], within_s)]
+            else:
+                rows = await asyncio.gather(*(batcher.submit(prepare, within_s) for prepare in prepares))
         return [
             as_json(name, row, score, meta=self.meta, top_k=top_k, threshold=self.threshold, set_limit=limit)
             for (name, _), (row, score) in zip(inputs, rows)
@@ -231,31 +214,37 @@ def _prediction_routes(app: FastAPI, served: Served) -> None:
     refusals = requests.error_responses(400, 401, 413, 415, 422, 503)
 
     @app.post(
-        "/v1/predict", openapi_extra=requests.single_body(media_types), responses=refusals, summary="Classify one input"
+        "/v1/predict",
+        openapi_extra={**requests.single_body(media_types), **openapi_parameters(TOP_K, COVERAGE, DEADLINE)},
+        responses=refusals,
+        summary="Classify one input",
     )
-    async def predict(
-        request: Request, top_k: int = TOP_K, coverage: float | None = COVERAGE, deadline_ms: float | None = DEADLINE
-    ) -> dict[str, Any]:
+    async def predict(request: Request) -> JSONResponse:
         requests.authorise(request, served.api_key)
         requests.check_headers(request, many=False, limits=served.limits, media_types=media_types)
+        top_k, coverage, deadline_ms = TOP_K.read(request), COVERAGE.read(request), DEADLINE.read(request)
         within_s = None if deadline_ms is None else deadline_ms / 1000
         served.admission.check(1, within_s)  # past capacity, refuse before reading the body
         inputs = await requests.read_inputs(
             request, field="file", many=False, limits=served.limits, media_types=media_types
         )
         [result] = await served.classify(inputs, top_k, coverage, within_s)
-        return served.answer(result)
+        return JSONResponse(served.answer(result))  # returned as is: FastAPI would validate and copy it first
 
     @app.post(
-        "/v1/predict/batch", openapi_extra=requests.BATCH_BODY, responses=refusals, summary="Classify several inputs"
+        "/v1/predict/batch",
+        openapi_extra={**requests.BATCH_BODY, **openapi_parameters(TOP_K, COVERAGE)},
+        responses=refusals,
+        summary="Classify several inputs",
     )
-    async def predict_batch(request: Request, top_k: int = TOP_K, coverage: float | None = COVERAGE) -> dict[str, Any]:
+    async def predict_batch(request: Request) -> JSONResponse:
         requests.authorise(request, served.api_key)
         requests.check_headers(request, many=True, limits=served.limits, media_types=media_types)
+        top_k, coverage = TOP_K.read(request), COVERAGE.read(request)
         inputs = await requests.read_inputs(
             request, field="files", many=True, limits=served.limits, media_types=media_types
         )
-        return served.answer({"predictions": await served.classify(inputs, top_k, coverage)})
+        return JSONResponse(served.answer({"predictions": await served.classify(inputs, top_k, coverage)}))
 
 
 def _info_routes(app: FastAPI, served: Served) -> None:

@@ -51,10 +51,11 @@ class MicroBatcher:
         self.task: asyncio.Task[None] | None = None
         self.free = asyncio.Semaphore(workers)  # a batch holds one while it runs
         self.running: dict[asyncio.Task[None], int] = {}  # each running batch and its size
+        self.alone = 0  # inputs running at once in their own request's task (light load)
 
     def in_batches(self) -> int:
         """Inputs inside running batches."""
-        return sum(self.running.values())
+        return sum(self.running.values()) + self.alone
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._run())
@@ -70,14 +71,28 @@ class MicroBatcher:
         """One input, as the function that decodes it -> its row of each of `infer`'s outputs. With `within_s`, the
         input is dropped (503) if its batch has not started by then."""
         loop = asyncio.get_running_loop()
-        future: Waiting = loop.create_future()
-        item = (prepare, future, math.inf if within_s is None else loop.time() + within_s)
         if self._light() and not self.free.locked():
-            await self.free.acquire()  # does not wait: the server is lightly loaded, this input runs at once
-            self._start([item], self.infer_alone)
-        else:
-            await self.queue.put(item)
+            return await self._alone(prepare)
+        future: Waiting = loop.create_future()
+        await self.queue.put((prepare, future, math.inf if within_s is None else loop.time() + within_s))
         return await future
+
+    async def _alone(self, prepare: Prepare) -> Row:
+        """Run one input at once on `infer_alone`, in the request's own task: no batch task, no future, two thread
+        hops fewer than a batch (a lone request's latency is mostly these hops and the model)."""
+        await self.free.acquire()  # does not wait: the caller saw a free worker, and nothing ran since
+        self.alone += 1
+        try:
+            loop = asyncio.get_running_loop()
+            [row] = await loop.run_in_executor(None, self._decode_and_infer, [prepare], self.infer_alone)
+        finally:
+            self.alone -= 1
+            self.free.release()
+        if isinstance(row, Exception):
+            raise row
+        if self.on_batch:
+            self.on_batch(1)
+        return row
 
     def _light(self) -> bool:
         """Whether the server holds at most `few` inputs (running, queued, or their bodies being read)."""
@@ -141,31 +156,36 @@ class MicroBatcher:
 
     async def _batch(self, live: list[Item], infer: Callable[[np.ndarray], Any]) -> None:
         """Decode and infer one batch in a worker thread; each request gets its row, or its own decoding error."""
+        futures = [future for _, future, _ in live]
         try:
-            ready, failed, outputs = await asyncio.to_thread(self._decode_and_infer, live, infer)
+            rows = await asyncio.to_thread(self._decode_and_infer, [prepare for prepare, _, _ in live], infer)
         except Exception as e:  # noqa: BLE001 - every waiting request gets the failure
-            ready, failed, outputs = [], [(f, e) for _, f, _ in live], None
+            rows = [e] * len(live)
         finally:
             self.free.release()
-        for future, error in failed:
-            if not future.done():
-                future.set_exception(error)
-        if self.on_batch and ready:
-            self.on_batch(len(ready))
-        rows = zip(*(o if o is not None else [None] * len(ready) for o in outputs or ()))
-        for future, row in zip(ready, rows):
-            if not future.done():
+        if self.on_batch and any(not isinstance(row, Exception) for row in rows):
+            self.on_batch(sum(not isinstance(row, Exception) for row in rows))
+        for future, row in zip(futures, rows):
+            if future.done():
+                continue
+            if isinstance(row, Exception):
+                future.set_exception(row)
+            else:
                 future.set_result(row)
 
     @staticmethod
-    def _decode_and_infer(
-        live: list[Item], infer: Callable[[np.ndarray], Any]
-    ) -> tuple[list[Waiting], list[tuple[Waiting, Exception]], tuple[Any, ...] | None]:
-        inputs, ready, failed = [], [], []
-        for prepare, future, _ in live:
+    def _decode_and_infer(prepares: list[Prepare], infer: Callable[[np.ndarray], Any]) -> list[Row | Exception]:
+        """Each input's row of the model's outputs, or the exception its decoding raised."""
+        inputs: list[np.ndarray] = []
+        answers: list[Row | Exception | None] = []  # None: decoded, its row to come
+        for prepare in prepares:
             try:
                 inputs.append(prepare())
-                ready.append(future)
+                answers.append(None)
             except Exception as e:  # noqa: BLE001 - a bad input fails its own request only
-                failed.append((future, e.with_traceback(None)))  # its frames (and their buffers) are not kept
-        return ready, failed, infer(np.stack(inputs)) if inputs else None
+                answers.append(e.with_traceback(None))  # its frames (and their buffers) are not kept
+        if not inputs:
+            return [answer for answer in answers if answer is not None]
+        outputs = infer(np.stack(inputs))
+        rows = iter(zip(*(o if o is not None else [None] * len(inputs) for o in outputs)))
+        return [next(rows) if answer is None else answer for answer in answers]

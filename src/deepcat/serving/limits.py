@@ -29,7 +29,7 @@ class Limits:
     max_pixels: int = _opt(MAX_PIXELS, "largest image, in pixels, refused before decoding")
     max_seconds: int = _opt(MAX_SECONDS, "longest sound clip, in seconds, refused before decoding")
     max_files: int = _opt(64, "most images in one batch request")
-    max_batch: int = _opt(0, "largest micro-batch (0: measured at start, the size at which an input costs least)")
+    max_batch: int = _opt(0, "largest micro-batch (0: measured at start, the largest size near the cheapest per input)")
     workers: int = _opt(
         0,
         "micro-batches run at once under load, one core each (0: one more than the cores); a batch running "
