@@ -87,7 +87,8 @@ def one_seed(data: str, seed: int, epochs: int, budget: float) -> list[dict]:
         )
         searches[pruning] = (result, time.perf_counter() - started, best_over_time(result))
     started, defaults = time.perf_counter(), []
-    while not defaults or time.perf_counter() - started < searches[True][1]:
+    while not defaults or (time.perf_counter() - started) * (len(defaults) + 1) / len(defaults) <= searches[True][1]:
+        # another run only when it fits: the runs so far, and one more of their average length, within the budget
         run = deepcat.train(
             data, name=f"default-{seed}-{len(defaults)}", **{**fixed, "seed": 1000 * seed + len(defaults)}
         )

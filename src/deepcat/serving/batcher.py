@@ -163,8 +163,9 @@ class MicroBatcher:
             rows = [e] * len(live)
         finally:
             self.free.release()
-        if self.on_batch and any(not isinstance(row, Exception) for row in rows):
-            self.on_batch(sum(not isinstance(row, Exception) for row in rows))
+        answered = sum(not isinstance(row, Exception) for row in rows)
+        if self.on_batch and answered:
+            self.on_batch(answered)
         for future, row in zip(futures, rows):
             if future.done():
                 continue

@@ -12,8 +12,8 @@ measured cost of a batch, so that the layout that suits one CPU is not forced on
   cost at most NEAR more than the cheapest, among batches lasting at most MAX_BATCH_S (the first input of a batch
   waits for its last). On a CPU batching gains little in the model (EfficientNet-Lite0 int8 on 2 cores: 5.2, 4.8,
   4.4, 4.4, 4.6 ms an input at 1, 2, 4, 8, 16), but under load a batch also shares the server's own costs per
-  batch (thread hops, stacking, the answers): 32 and 128 clients got about 1.08x the requests/s with batches of up
-  to 8 than of 4, which cost the same in the model.
+  batch (thread hops, stacking, the answers): in one interleaved trial, 32 and 128 clients got about 1.08x the
+  requests/s with batches of up to 8 than of 4, which cost the same in the model.
 """
 
 from __future__ import annotations
