@@ -142,12 +142,28 @@ def _data(results: dict) -> str:
     return "\n".join([*lines, "", provenance(results)])
 
 
+def _tune(results: dict) -> str:
+    lines = [
+        "| seed | contestant | trials (pruned) | best validation accuracy | its test accuracy | seconds |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results["rows"]:
+        lines.append(
+            f"| {r['seed']} | {r['contestant']} | {r['trials']} ({r['pruned']}) | {r['best val accuracy']:.1%} "
+            f"| {r['test accuracy']:.1%} | {r['seconds']:.0f} |"
+        )
+    targets = results["targets"]
+    met = ", ".join(f"{name}: {'met' if ok else 'missed'}" for name, ok in targets.items() if isinstance(ok, bool))
+    return "\n".join([*lines, "", f"Targets: {met}.", "", provenance(results)])
+
+
 RENDERERS: dict[str, Callable[[dict], str]] = {
     "data": _data,
     "infer": _infer,
     "serve": _serve,
     "sound": _sound,
     "startup": _startup,
+    "tune": _tune,
 }
 
 
