@@ -5,7 +5,10 @@ Lite0 fine-tuned by `deepcat.train` on Fashion-MNIST, ResNet-18 and ResNet-50:
 - PyTorch's best CPU path: `inference_mode`, channels-last, `torch.compile` (Inductor), fp32, and bf16 autocast
   where the CPU computes bf16 natively (AVX512-BF16 or AMX; emulated bf16 ran 5x slower than fp32);
 - ONNX Runtime fp32, and static int8: every layer, and as `deepcat export` writes it (float where int8 misses its
-  check on held-out images), ONNX Runtime pinned to PyTorch's thread count.
+  check on held-out images);
+- OpenVINO fp32 and int8 (NNCF), ExecuTorch fp32 and int8 (XNNPACK), as `deepcat export` writes them;
+every runtime pinned to PyTorch's thread count. `passes_check`: the file is within `deepcat export`'s bounds here
+(fp32: probabilities within 1e-4; int8: 99% top-1 agreement and, with labels, at most one point of accuracy lost).
 
 Images/s at batch 32 (and its ratio to the fastest PyTorch path), ms at batch 1, top-1 agreement with PyTorch, and
 the share of the machine's peak (FLOPs per image from torch.utils.flop_counter; peak = cores x clock x FLOPs per
@@ -227,11 +230,53 @@ def pytorch_runners(net: torch.nn.Module, bf16: bool) -> dict[str, tuple]:
     return runners
 
 
+OTHER_RUNTIMES = {
+    "openvino": "OpenVINO fp32",
+    "openvino-int8": "OpenVINO int8 (NNCF)",
+    "executorch": "ExecuTorch fp32 (XNNPACK)",
+    "executorch-int8": "ExecuTorch int8 (XNNPACK)",
+}
+
+
+def other_runtimes(net: torch.nn.Module, onnx_file: Path, stem: Path, meta: dict, subject: Subject) -> dict:
+    """The OpenVINO and ExecuTorch files `deepcat export` writes, where their toolchains are installed."""
+    import importlib.util
+
+    paths = {}
+    if importlib.util.find_spec("openvino") and importlib.util.find_spec("nncf"):
+        from deepcat.exporting.openvino_files import quantize_openvino, write_openvino
+
+        paths["openvino"] = write_openvino(onnx_file, stem.with_suffix(".xml"), meta)
+        paths["openvino-int8"] = stem.with_suffix(".int8.xml")
+        quantize_openvino(paths["openvino"], paths["openvino-int8"], subject.calibration, subject.held_out[:0])
+    if importlib.util.find_spec("executorch"):
+        from deepcat.exporting.executorch_files import write_executorch
+
+        example = torch.from_numpy(subject.checks[:2])
+        paths["executorch"] = write_executorch(net, example, stem.with_suffix(".pte"), meta)
+        paths["executorch-int8"] = write_executorch(
+            net, example, stem.with_suffix(".int8.pte"), meta, subject.calibration
+        )
+    return paths
+
+
+def passes_check(
+    row: dict, reference: np.ndarray, probs: np.ndarray, labels: np.ndarray | None, precision: str
+) -> bool:
+    """`deepcat export`'s bounds (deepcat.exporting.check), on this benchmark's check images."""
+    from deepcat.exporting.check import FP32_MAX_ABS_DIFF, INT8_MAX_ACCURACY_DROP, INT8_MIN_AGREEMENT
+
+    if precision == "fp32":
+        return row["max_abs_diff"] <= FP32_MAX_ABS_DIFF
+    lost = 0.0 if labels is None else float((reference.argmax(1) == labels).mean()) - row["top1_accuracy"]
+    return row["top1_agreement"] >= INT8_MIN_AGREEMENT and lost <= INT8_MAX_ACCURACY_DROP
+
+
 def bench_model(subject: Subject, tmp: Path, peaks: dict[str, float]) -> list[dict]:
     from deepcat.device import amp_dtype
     from deepcat.exporting.graph import Deployable, metadata
     from deepcat.exporting.onnx_formats import export_onnx, quantize_int8
-    from deepcat.inference.onnx_model import load_onnx
+    from deepcat.inference.exported import load_exported
 
     name, model, checks = subject.name, subject.model, subject.checks
     stem = name.split()[0] + ("-ft" if subject.labels is not None else "")
@@ -248,8 +293,9 @@ def bench_model(subject: Subject, tmp: Path, peaks: dict[str, float]) -> list[di
         mixed = tmp / f"{stem}.mixed.onnx"
         precision = quantize_int8(fp32, mixed, subject.calibration, meta, held_out=subject.held_out)
         paths["onnx-int8-mixed"] = mixed
-    threads = torch.get_num_threads()  # ONNX Runtime gets the same thread count as PyTorch
-    sessions = {fmt: load_onnx(path, threads=threads) for fmt, path in paths.items()}
+    paths |= other_runtimes(net, fp32, tmp / stem, meta, subject)
+    threads = torch.get_num_threads()  # every runtime gets the same thread count as PyTorch
+    sessions = {fmt: load_exported(path, threads=threads) for fmt, path in paths.items()}
     files = {fmt: path.stat().st_size for fmt, path in paths.items()}
     answers = {None: reference} | {fmt: in_chunks(session.probabilities, checks) for fmt, session in sessions.items()}
     flops = flops_per_image(model, 224)
@@ -264,6 +310,9 @@ def bench_model(subject: Subject, tmp: Path, peaks: dict[str, float]) -> list[di
             f"ONNX Runtime int8 as exported ({precision['float_segments']} of {precision['segments']} segments float)"
         )
         runners[label] = (sessions["onnx-int8-mixed"].probabilities, "onnx-int8-mixed", "int8")
+    for fmt, label in OTHER_RUNTIMES.items():
+        if fmt in sessions:
+            runners[label] = (sessions[fmt].probabilities, fmt, "int8" if fmt.endswith("int8") else "fp32")
     batch32, batch1 = checks[:32], checks[:1]
     rows = []
     for runtime, (fn, fmt, precision_) in runners.items():
@@ -287,6 +336,7 @@ def bench_model(subject: Subject, tmp: Path, peaks: dict[str, float]) -> list[di
                 "file_mb": files[fmt] / 1e6 if fmt else None,
             }
         )
+        rows[-1]["passes_check"] = passes_check(rows[-1], reference, probs, subject.labels, precision_) if fmt else None
     eager = rows[0]
     best_pytorch = max((r for r in rows if r["runtime"].startswith("PyTorch")), key=lambda r: r["images_per_s_batch32"])
     for r in rows:
@@ -322,7 +372,7 @@ def main() -> None:
         args.out,
         threads=torch.get_num_threads(),
         peak_flops=peaks,
-        targets={"lite0 int8 speedup_batch32": 10, "lite0 int8 ms_batch1": 5},
+        targets={"fastest file passing its check, over best PyTorch at batch 32 (fine-tuned Lite0, ResNet-50)": 3},
     )
 
 

@@ -72,7 +72,7 @@ def export_cost(model, meta: dict, score, path: Path) -> tuple[float, float]:
     """The ONNX file's size in MB with `score` inside, and ONNX Runtime's median ms per image at batch 1."""
     from deepcat.exporting.graph import Deployable, metadata
     from deepcat.exporting.onnx_formats import export_onnx
-    from deepcat.inference.onnx_model import load_onnx
+    from deepcat.inference.exported import load_exported
     from deepcat.inputs import input_kind, preprocess_of
 
     pre = preprocess_of(meta)
@@ -83,7 +83,7 @@ def export_cost(model, meta: dict, score, path: Path) -> tuple[float, float]:
         path,
         metadata(name="open", classes=meta["classes"], pre=pre, version="bench", source="bench"),
     )
-    clf = load_onnx(path, threads=2)
+    clf = load_exported(path, threads=2)
     one = input_kind(pre.kind).example(pre, 1).numpy()
     times = []
     for _ in range(200):

@@ -102,7 +102,7 @@ def checked_int8(fp32: Path) -> tuple[Path, dict]:
 
     from deepcat.exporting.check import compare
     from deepcat.exporting.onnx_formats import quantize_int8
-    from deepcat.inference.onnx_model import load_onnx
+    from deepcat.inference.exported import load_exported
 
     meta = json.loads(next(p.value for p in onnx.load(str(fp32)).metadata_props if p.key == "deepcat"))
     int8 = fp32.with_suffix(".int8.onnx")
@@ -112,7 +112,7 @@ def checked_int8(fp32: Path) -> tuple[Path, dict]:
     checks = photo_crops(500, seed=5, meta=meta)
     labels = np.array([meta["classes"].index("cat" if i % 5 in (2, 4) else "neither") for i in range(len(checks))])
     # the answers are summed ImageNet probabilities: compared as log-probabilities, as logits would be
-    answers = [np.log(np.maximum(load_onnx(path).probabilities(checks), 1e-30)) for path in (fp32, int8)]
+    answers = [np.log(np.maximum(load_exported(path).probabilities(checks), 1e-30)) for path in (fp32, int8)]
     report = compare(*answers, labels, kind="int8")  # raises when int8 misses the bound
     return int8, {
         **report.to_dict(),

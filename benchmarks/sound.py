@@ -111,7 +111,7 @@ def main() -> None:
     from deepcat.data import spoken_digits
     from deepcat.data.builtin import default_root
     from deepcat.data.resolve import resolve_data
-    from deepcat.inference.onnx_model import load_onnx
+    from deepcat.inference.exported import load_exported
 
     root = spoken_digits.generate(default_root(None) / "spoken-digits")
     splits = resolve_data("spoken-digits")  # the same training clips for every method; val: deepcat's only
@@ -137,7 +137,7 @@ def main() -> None:
         clips = sorted(str(p) for p in (root / "test").rglob("*.wav"))
         fp32 = deepcat.export(run, format="onnx", progress=False)
         torch_side = deepcat.load(run).predict(clips, top_k=len(words))
-        onnx_side = load_onnx(fp32.path).predict(clips, top_k=len(words))
+        onnx_side = load_exported(fp32.path).predict(clips, top_k=len(words))
         parity = max(abs(a[1] - b[1]) for p, q in zip(torch_side, onnx_side) for a, b in zip(p.top, q.top))
         try:
             int8 = deepcat.export(run, format="onnx-int8", progress=False).to_dict()["check"]

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from flask import Flask, jsonify, request
 
-from deepcat.inference.onnx_model import load_onnx
+from deepcat.inference.exported import load_exported
 from deepcat.inputs import BadInput
 
 
 def create_app(model_path: str) -> Flask:
     app = Flask(__name__)
-    model = load_onnx(model_path)  # once, at start-up
+    model = load_exported(model_path)  # once, at start-up
 
     @app.post("/v1/predict")
     def predict():

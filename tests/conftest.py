@@ -104,9 +104,9 @@ def assert_deployed_threshold_holds(run: Path) -> None:
 
     import deepcat
     from deepcat.exporting.check import run_images
-    from deepcat.inference.onnx_model import load_onnx
+    from deepcat.inference.exported import load_exported
 
-    onnx = load_onnx(deepcat.export(run, format="onnx", progress=False).path)
+    onnx = load_exported(deepcat.export(run, format="onnx", progress=False).path)
     val, _ = run_images(run, onnx.meta, split="val", limit=10_000)
     _, scores = onnx.infer(val)
     accepted = float(np.mean(scores >= onnx.threshold))

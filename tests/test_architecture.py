@@ -236,7 +236,7 @@ def test_only_finish_imports_the_report_gradcam_and_label_errors():
 
 def test_cli_help_and_the_onnx_path_do_not_import_torch():
     code = (
-        "import sys, deepcat.cli, deepcat.inference.onnx_model, deepcat.inputs.image, deepcat.serving.app, "
+        "import sys, deepcat.cli, deepcat.inference.exported, deepcat.inputs.image, deepcat.serving.app, "
         "deepcat.serving.model_file, deepcat.run_folder; from deepcat.inputs import input_kind; input_kind();"
         "deepcat.cli.build_parser(); print('torch' in sys.modules)"
     )

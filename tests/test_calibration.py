@@ -14,7 +14,7 @@ import deepcat
 from deepcat import export
 from deepcat.evaluation import calibration
 from deepcat.inference.calibrated import set_limit
-from deepcat.inference.onnx_model import load_onnx
+from deepcat.inference.exported import load_exported
 from deepcat.serving.app import create_app
 
 pytestmark = pytest.mark.precision  # parity and calibration through bf16 or fp32 training: CI runs both
@@ -110,7 +110,7 @@ def test_unseen_digits_get_the_same_unknown_and_sets_from_pytorch_onnx_and_the_s
     assert not any(p.label == "unknown" for p in clf.predict(unseen, reject=False))
 
     path = export(run_0_to_7, format="onnx", progress=False).path
-    onnx = load_onnx(path)
+    onnx = load_exported(path)
     assert onnx.threshold == pytest.approx(clf.calibration.threshold)
     mixed = unseen[::4] + known[::4]
     torch_answers = [(p.label, p.set) for p in clf.predict(mixed, coverage=0.95)]

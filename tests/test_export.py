@@ -14,7 +14,8 @@ from deepcat import export
 from deepcat.cli import main
 from deepcat.errors import DeepcatError
 from deepcat.exporting.check import compare
-from deepcat.inference.onnx_model import load_onnx
+from deepcat.exporting.formats import FORMATS as EXPORT_FORMATS
+from deepcat.inference.exported import load_exported
 
 pytestmark = pytest.mark.precision  # parity and calibration through bf16 or fp32 training: CI runs both
 
@@ -27,29 +28,50 @@ def digits_run(tmp_path_factory):
     return deepcat.train(data="digits", output=str(out), name="digits", epochs=4, progress=False)
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "onnx-int8", "ort", "torchscript"])
+FORMATS = ["onnx", "onnx-int8", "ort", "torchscript", "openvino", "openvino-int8", "executorch", "executorch-int8"]
+RUNTIME_OF = {"openvino": "openvino", "executorch": "executorch.runtime"}  # optional extras; the test extra has them
+
+
+def weight_bytes(path: Path) -> int:
+    """The file's size, or an OpenVINO IR's weights (.bin beside the .xml)."""
+    return (path.with_suffix(".bin") if path.suffix == ".xml" else path).stat().st_size
+
+
+def needs_runtime(fmt: str) -> None:
+    module = RUNTIME_OF.get(fmt.removesuffix("-int8"))
+    if module:
+        pytest.importorskip(module)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
 def test_every_format_matches_pytorch(digits_run, fmt):
+    needs_runtime(fmt)
     result = export(digits_run, format=fmt, progress=False)
     check = result.check
     assert check.passed and check.images == 288
-    if fmt in ("onnx", "torchscript"):
+    if EXPORT_FORMATS.get(fmt).precision == "fp32":
         assert check.max_abs_diff <= 1e-4
     else:
         assert check.top1_agreement >= 0.99
         assert check.accuracy_pytorch - check.accuracy_exported <= 0.01
+    if fmt in ("openvino-int8", "executorch-int8"):  # int8 weights in fact: the score's statistics stay float
+        fp32 = Path(export(digits_run, format=fmt.removesuffix("-int8"), progress=False).path)
+        assert weight_bytes(Path(result.path)) < 0.6 * weight_bytes(fp32)
     if fmt != "torchscript":  # the file describes itself: classes and preprocessing in its metadata
-        clf = load_onnx(result.path)
+        clf = load_exported(result.path)
         assert clf.classes == [str(d) for d in range(10)]
         assert (clf.meta["input_size"], clf.meta["resize"]) == (16, 16) and clf.meta["mean"] == [0.5] * 3
         batch = clf.session.get_inputs()[0]
         assert batch.shape[0] != 1 and not isinstance(batch.shape[0], int)  # dynamic batch axis
 
 
-def test_onnx_and_pytorch_predict_the_same_labels(digits_run):
-    path = export(digits_run, format="onnx", progress=False).path
+@pytest.mark.parametrize("fmt", ["onnx", "openvino", "executorch"])
+def test_an_exported_file_and_pytorch_predict_the_same_labels(digits_run, fmt):
+    needs_runtime(fmt)
+    path = export(digits_run, format=fmt, progress=False).path
     images = sorted((ROOT / "examples" / "digits").glob("*.png"))
     torch_side = deepcat.load(digits_run).predict(images, reject=False)  # labels, not the `unknown` rule
-    onnx_side = load_onnx(path).predict(images, reject=False)
+    onnx_side = deepcat.load(path).predict(images, reject=False)
     assert [p.label for p in torch_side] == [p.label for p in onnx_side] == ["0", "3", "5", "7", "9"]
     assert max(abs(a.probability - b.probability) for a, b in zip(torch_side, onnx_side)) < 1e-4
 
@@ -63,17 +85,29 @@ def test_failed_check_is_an_error():
         compare(reference, reference * 0.999, labels, kind="fp32")
 
 
-def test_cli_predict_with_onnx_never_imports_torch(digits_run):
-    path = export(digits_run, format="onnx", progress=False).path
+@pytest.mark.parametrize("fmt", ["onnx", "openvino", "executorch"])
+def test_cli_predict_runs_an_exported_file_and_only_executorch_imports_torch(digits_run, fmt):
+    needs_runtime(fmt)
+    path = export(digits_run, format=fmt, progress=False).path
+    torch_free = fmt != "executorch"  # ExecuTorch's Python bindings take torch tensors
     code = (
         f"import sys, runpy; sys.argv = ['deepcat', 'predict', {path!r}, 'examples/digits', '--json', '--no-reject'];"
         "from deepcat.cli import main; rc = main(sys.argv[1:]);"
-        "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)"
+        f"assert {not torch_free} or 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     labels = [p["label"] for p in json.loads(done.stdout)["predictions"]]
     assert labels == ["0", "3", "5", "7", "9"]
+
+
+def test_a_missing_runtime_names_the_extra_to_install(digits_run, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # what `import openvino` meets where it is not installed
+    with pytest.raises(DeepcatError, match=r"pip install 'deepcat\[openvino\]'"):
+        export(digits_run, format="openvino", output=tmp_path / "m.xml", progress=False)
+    (tmp_path / "m.xml").write_text("<net/>")
+    with pytest.raises(DeepcatError, match=r"pip install 'deepcat\[openvino\]'"):
+        load_exported(tmp_path / "m.xml")
 
 
 def test_cli_export_prints_the_check(digits_run, capsys):
@@ -89,7 +123,7 @@ def test_int8_goes_back_to_float_from_the_input_side_until_it_agrees(digits_run,
     from deepcat.exporting.check import run_images
 
     fp32 = Path(export(digits_run, format="onnx", progress=False).path)
-    meta = load_onnx(fp32).meta
+    meta = load_exported(fp32).meta
     images = run_images(Path(digits_run), meta, split="train", limit=96, seed=1)[0]
     calibration, held_out = images[:64], images[64:]
     runs = formats.segments(fp32)
@@ -101,9 +135,9 @@ def test_int8_goes_back_to_float_from_the_input_side_until_it_agrees(digits_run,
     all_float = formats.quantize_int8(fp32, tmp_path / "float.onnx", calibration, meta, held_out=held_out)
 
     assert some_int8["float_segments"] == 0 and all_float["float_segments"] == all_float["segments"]
-    reference = load_onnx(fp32).probabilities(held_out)
-    assert np.abs(load_onnx(tmp_path / "float.onnx").probabilities(held_out) - reference).max() < 1e-4
-    assert np.abs(load_onnx(tmp_path / "int8.onnx").probabilities(held_out) - reference).max() > 1e-4
+    reference = load_exported(fp32).probabilities(held_out)
+    assert np.abs(load_exported(tmp_path / "float.onnx").probabilities(held_out) - reference).max() < 1e-4
+    assert np.abs(load_exported(tmp_path / "int8.onnx").probabilities(held_out) - reference).max() > 1e-4
 
 
 def test_onnx_keeps_the_small_cnn_test_time_flip(tmp_path):
@@ -125,7 +159,7 @@ def test_onnx_keeps_the_small_cnn_test_time_flip(tmp_path):
         reference = net(torch.from_numpy(pixels))[0].numpy()
         net.model.flip_average = False
         one_view = net(torch.from_numpy(pixels))[0].numpy()
-    exported = load_onnx(path).probabilities(pixels)
+    exported = load_exported(path).probabilities(pixels)
     assert np.abs(exported - reference).max() < 1e-5 < np.abs(exported - one_view).max()
 
 
@@ -145,7 +179,7 @@ def test_the_check_measures_the_export_even_when_the_temperature_saturates(digit
     fp32 = json.loads((sharp / "export" / "model.onnx.check.json").read_text())["check"]
     assert int8.check.top1_agreement >= 0.99 and int8.check.max_abs_diff > 1e-4  # rounding is measured
     assert 0 < fp32["max_abs_diff"] <= 1e-4
-    clf = load_onnx(int8.path)
+    clf = load_exported(int8.path)
     pixels = np.stack(
         [
             np.asarray(Image.open(p).convert("RGB").resize((16, 16)), np.float32).transpose(2, 0, 1)

@@ -232,7 +232,7 @@ def test_every_kind_meets_the_contract(name, sensor_kind):
 def test_a_kind_defined_in_a_test_trains_evaluates_exports_predicts_and_serves(sensor_kind, tmp_path):
     from fastapi.testclient import TestClient
 
-    from deepcat.inference.onnx_model import load_onnx
+    from deepcat.inference.exported import load_exported
     from deepcat.serving.app import create_app
 
     data = write_signals(tmp_path / "signals")
@@ -252,7 +252,7 @@ def test_a_kind_defined_in_a_test_trains_evaluates_exports_predicts_and_serves(s
     files = sorted(data.glob("*/00[0-4].npy"))
     truth = [f.parent.name for f in files]
     from_torch = [p.label for p in deepcat.load(run).predict(files, reject=False)]
-    onnx = load_onnx(exported.path)
+    onnx = load_exported(exported.path)
     from_onnx = [p.label for p in onnx.predict(files, reject=False)]
     assert from_torch == from_onnx and np.mean([a == b for a, b in zip(from_torch, truth)]) > 0.8
 

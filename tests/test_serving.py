@@ -13,7 +13,7 @@ from PIL import Image
 
 import deepcat
 from deepcat import export
-from deepcat.inference.onnx_model import load_onnx
+from deepcat.inference.exported import load_exported
 from deepcat.serving.admission import RATE_MIN_FINISHED, Admission
 from deepcat.serving.app import Limits, create_app
 
@@ -36,7 +36,7 @@ def server(model_path):
 
 def test_predict_single_batch_model_and_health(server, model_path):
     images = digit_pngs(3)
-    expected = [p.label for p in load_onnx(model_path).predict([Image.open(io.BytesIO(b)) for b in images])]
+    expected = [p.label for p in load_exported(model_path).predict([Image.open(io.BytesIO(b)) for b in images])]
     raw = httpx.post(f"{server}/v1/predict", content=images[0], headers={"content-type": "image/png"})
     assert raw.status_code == 200 and raw.json()["label"] == expected[0]
     assert raw.json()["model"] == "digits" and len(raw.json()["top"]) == 5
@@ -54,9 +54,27 @@ def test_predict_single_batch_model_and_health(server, model_path):
     assert httpx.get(f"{server}/docs").status_code == 200
 
 
+@pytest.mark.parametrize("fmt,runtime", [("openvino", "openvino"), ("executorch", "executorch.runtime")])
+def test_the_server_runs_a_file_from_every_runtime(model_path, fmt, runtime):
+    pytest.importorskip(runtime)  # optional extras; the test extra installs them
+    path = export(Path(model_path).parent.parent, format=fmt, progress=False).path
+    images = digit_pngs(16)
+    expected = [p.label for p in load_exported(model_path).predict([Image.open(io.BytesIO(b)) for b in images])]
+
+    async def send_all(url):
+        async with httpx.AsyncClient(timeout=60) as client:
+            return await asyncio.gather(
+                *(client.post(f"{url}/v1/predict", content=b, headers={"content-type": "image/png"}) for b in images)
+            )
+
+    with Server(create_app(Path(path), limits=Limits(max_queue_ms=0))) as url:
+        responses = asyncio.run(send_all(url))
+    assert [r.json()["label"] for r in responses] == expected
+
+
 def test_64_concurrent_requests_are_answered_in_batches(server, model_path):
     images = digit_pngs(64)
-    expected = [p.label for p in load_onnx(model_path).predict([Image.open(io.BytesIO(b)) for b in images])]
+    expected = [p.label for p in load_exported(model_path).predict([Image.open(io.BytesIO(b)) for b in images])]
 
     async def send_all():
         async with httpx.AsyncClient(timeout=60) as client:
@@ -163,7 +181,7 @@ def test_past_capacity_requests_are_refused_at_once_with_503_and_retry_after(mod
     """A 1 ms wait budget: once the finishing rate is known, a burst is shed but for what the idle server
     admits, every admitted request is still answered right, and each refusal is counted in /metrics."""
     images = digit_pngs(64)
-    expected = [p.label for p in load_onnx(model_path).predict([Image.open(io.BytesIO(b)) for b in images])]
+    expected = [p.label for p in load_exported(model_path).predict([Image.open(io.BytesIO(b)) for b in images])]
     app = create_app(model_path, limits=Limits(max_batch=4, max_wait_ms=20, max_queue_ms=1, queue_depth=0))
 
     async def burst(url):

@@ -69,18 +69,30 @@ def test_a_folder_of_clips_trains_evaluates_and_reports_as_sound(speech_run):
 @needs_espeak
 @pytest.mark.slow
 def test_onnx_agrees_with_pytorch_on_every_test_clip(speech_run, speech):
-    from deepcat.inference.onnx_model import load_onnx
+    from deepcat.inference.exported import load_exported
 
     fp32 = deepcat.export(speech_run, format="onnx", progress=False)
     clips = sorted(str(p) for p in (speech / "test").rglob("*.wav"))
     torch_side = deepcat.load(speech_run).predict(clips, top_k=3)
-    onnx_side = load_onnx(fp32.path).predict(clips, top_k=3)
+    onnx_side = load_exported(fp32.path).predict(clips, top_k=3)
     diff = max(abs(a[1] - b[1]) for p, q in zip(torch_side, onnx_side) for a, b in zip(p.top, q.top))
     assert diff < 1e-4 and [p.label for p in torch_side] == [p.label for p in onnx_side]
     try:  # int8 passes the same check as images, or is refused
         assert deepcat.export(speech_run, format="onnx-int8", progress=False).check.top1_agreement >= 0.99
     except deepcat.DeepcatError as refused:
         assert "disagrees with PyTorch beyond its bound" in str(refused)
+
+
+@needs_espeak
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt,runtime", [("openvino", "openvino"), ("executorch", "executorch.runtime")])
+def test_the_log_mel_front_end_converts_to_every_runtime(speech_run, speech, fmt, runtime):
+    pytest.importorskip(runtime)  # optional extras; the test extra installs them
+    exported = deepcat.export(speech_run, format=fmt, progress=False)
+    assert exported.check.passed and exported.check.max_abs_diff <= 1e-4
+    clips = sorted(str(p) for p in (speech / "test").rglob("*.wav"))
+    torch_side = deepcat.load(speech_run).predict(clips, top_k=1)
+    assert [p.label for p in deepcat.load(exported.path).predict(clips, top_k=1)] == [p.label for p in torch_side]
 
 
 @needs_espeak

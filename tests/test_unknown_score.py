@@ -46,7 +46,7 @@ def test_the_knn_bank_is_bounded():
 def test_every_score_exports_inside_the_graph_with_any_batch_size(tmp_path, kind):
     from deepcat.exporting.graph import Deployable, metadata
     from deepcat.exporting.onnx_formats import export_onnx
-    from deepcat.inference.onnx_model import load_onnx
+    from deepcat.inference.exported import load_exported
     from deepcat.inputs.image import Preprocess
 
     pre = Preprocess(8, 8)
@@ -64,7 +64,7 @@ def test_every_score_exports_inside_the_graph_with_any_batch_size(tmp_path, kind
     )
     for batch in (1, 5):
         pixels = np.random.default_rng(batch).uniform(0, 255, (batch, 3, 8, 8)).astype(np.float32)
-        _, exported = load_onnx(path).infer(pixels)
+        _, exported = load_exported(path).infer(pixels)
         with torch.no_grad():
             expected = net(torch.from_numpy(pixels))[1].numpy()
         # `layers` is standardised (unit spread on the training features), and an untrained network's features

@@ -20,13 +20,13 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from deepcat.inference.onnx_model import OnnxClassifier, load_onnx
+from deepcat.inference.exported import ExportedClassifier, load_exported
 from deepcat.inputs import BadInput
 
 
 @cache
-def model() -> OnnxClassifier:
-    return load_onnx(settings.DEEPCAT_MODEL)  # once, on the first request
+def model() -> ExportedClassifier:
+    return load_exported(settings.DEEPCAT_MODEL)  # once, on the first request
 
 
 @csrf_exempt  # an API for programs, not a form; add your own authentication as for any other view

@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from deepcat.evaluation.scores import Evaluation
     from deepcat.exporting.export import ExportResult
     from deepcat.inference.answers import InputItem, Prediction
-    from deepcat.inference.onnx_model import OnnxClassifier
+    from deepcat.inference.exported import ExportedClassifier
     from deepcat.inference.torch_model import Classifier
     from deepcat.training.lr_find import LrFind
     from deepcat.tuning.results import TuneResult
@@ -126,30 +126,31 @@ def evaluate(
     )
 
 
-def load(model: str | Path | None = None, *, which: str = "best") -> Classifier | OnnxClassifier:
-    """A classifier to call `.predict` on: a run folder (PyTorch), an exported .onnx/.ort file (ONNX Runtime,
-    torch is not imported), or with neither the pretrained cat / dog / neither model.
+def load(model: str | Path | None = None, *, which: str = "best") -> Classifier | ExportedClassifier:
+    """A classifier to call `.predict` on: a run folder (PyTorch), an exported .onnx/.ort/.xml/.pte file (ONNX Runtime,
+    OpenVINO or ExecuTorch; only ExecuTorch imports torch), or with neither the pretrained cat / dog / neither model.
 
     Args:
-        model: a run folder, an .onnx/.ort file, or None. which: "best" or "last" weights of a run.
+        model: a run folder, an .onnx/.ort/.xml/.pte file, or None. which: "best" or "last" weights of a run.
 
     Returns:
-        A `Classifier` (PyTorch) or an `OnnxClassifier` (ONNX Runtime), each with `.predict`.
+        A `Classifier` (PyTorch) or an `ExportedClassifier` (ONNX Runtime, OpenVINO or ExecuTorch), each with
+        `.predict`.
 
     >>> deepcat.load("runs/pets").predict("cat.jpg").label
     >>> deepcat.load("runs/pets/export/model.onnx").predict(["a.jpg", "b.jpg"])
     """
     if model is not None and model_source(model) == "exported":
-        from deepcat.inference.onnx_model import load_onnx
+        from deepcat.inference.exported import load_exported
 
-        return load_onnx(model)
+        return load_exported(model)
     from deepcat.inference.torch_model import load_run, pretrained_cat_dog
 
     return pretrained_cat_dog() if model is None else load_run(model, which=which)
 
 
 def predict(
-    model: str | Path | Classifier | OnnxClassifier | None,
+    model: str | Path | Classifier | ExportedClassifier | None,
     inputs: Sequence[InputItem],
     *,
     top_k: int = 3,
@@ -164,7 +165,7 @@ def predict(
     true one that often. `progress` shows a bar when there are more than 64 inputs.
 
     Args:
-        model: a run folder, an .onnx/.ort file, a loaded classifier, or None.
+        model: a run folder, an .onnx/.ort/.xml/.pte file, a loaded classifier, or None.
         inputs: files, folders, globs, or in-memory items (numpy arrays, PIL images).
         top_k: classes listed in each answer; reject: answer `unknown` below the threshold; coverage: also answer
             a prediction set; batch_size: inputs per forward pass.
@@ -209,8 +210,9 @@ def export(
     check_images: int = 500,
     progress: bool = True,
 ) -> ExportResult:
-    """Write a deployable model (format: onnx, onnx-int8, ort, torchscript) and check it against PyTorch on the
-    run's validation images; a check out of bounds raises DeepcatError. The run's report lists the file.
+    """Write a deployable model (ONNX, OpenVINO or ExecuTorch, fp32 or int8; .ort; TorchScript) and check it against
+    PyTorch on the run's validation images; a check out of bounds raises DeepcatError. The run's report lists the
+    file.
 
     Args:
         run: a run folder. format: a name from `export_formats()`. output: the file to write (default:
@@ -247,12 +249,13 @@ def serve(
     precision: str = "auto",
     limits: Limits | None = None,
 ) -> None:
-    """Serve a run (exported to ONNX on first use), an .onnx/.ort file, or the pretrained cat / dog / neither model:
-    the REST API and the web page, until interrupted. `api_key` defaults to $DEEPCAT_API_KEY. `precision`: a run's
-    int8 export is served when it passed its check (auto), or choose fp32 or int8.
+    """Serve a run (exported to ONNX on first use), an exported file (.onnx, .ort, .xml, .pte), or the pretrained
+    cat / dog / neither model: the REST API and the web page, until interrupted. `api_key` defaults to
+    $DEEPCAT_API_KEY. `precision`: a run's int8 export is served when it passed its check (auto), or choose fp32 or
+    int8.
 
     Args:
-        model: a run folder, an .onnx/.ort file, or None for the pretrained cat / dog / neither model.
+        model: a run folder, an exported file, or None for the pretrained cat / dog / neither model.
         host, port: where to listen. api_key: required in X-API-Key when set. reject: answer `unknown` below
             the threshold. precision: auto, fp32 or int8. limits: the server's `Limits`.
 
@@ -274,7 +277,7 @@ def serve(
     if model is None or model_source(model) == "run":
         model = serving_model(model, precision)
     elif not (model_source(model) == "exported" and Path(model).is_file()):
-        raise DeepcatError(f"{model} is neither a run folder nor an .onnx/.ort file")
+        raise DeepcatError(f"{model} is neither a run folder nor an .onnx/.ort/.xml/.pte file")
     api_key = api_key or os.environ.get("DEEPCAT_API_KEY")
     return_large_buffers()
     app = create_app(Path(model), limits=limits or Limits(), api_key=api_key, reject=reject)

@@ -60,11 +60,13 @@ ONNX_FILE = "model.onnx"  # RUN/export/: the fp32 ONNX file, and the int8 one `d
 ONNX_INT8_FILE = "model.int8.onnx"
 
 
-EXPORTED_SUFFIXES = (".onnx", ".ort")  # files `deepcat.load`, `predict` and `serve` run with ONNX Runtime
+# Exported files `deepcat.load`, `predict` and `serve` run: ONNX Runtime for .onnx/.ort, OpenVINO for .xml,
+# ExecuTorch for .pte (deepcat.inference.runtimes)
+EXPORTED_SUFFIXES = (".onnx", ".ort", ".xml", ".pte")
 
 
 def model_source(path: str | Path) -> str | None:
-    """What `path` names as a model: "run" (a run folder), "exported" (an .onnx/.ort file, by its name), or None."""
+    """What `path` names as a model: "run" (a run folder), "exported" (an exported file, by its suffix), or None."""
     if (Path(path) / "model.json").is_file():
         return "run"
     return "exported" if str(path).endswith(EXPORTED_SUFFIXES) else None

@@ -74,7 +74,8 @@ def _predict(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "predict",
         help="label images; with no RUN, the pretrained cat / dog / neither model",
         description="deepcat predict [RUN | MODEL.onnx] IMAGES...: files, folders or globs. "
-        "An exported .onnx/.ort runs on ONNX Runtime without loading torch.",
+        "An exported .onnx/.ort (ONNX Runtime) or .xml (OpenVINO) runs without loading torch; "
+        ".pte runs on ExecuTorch.",
     )
     p.add_argument("inputs", nargs="+", metavar="[RUN | MODEL.onnx] IMAGES")
     p.add_argument("--top-k", type=int, default=3)
@@ -96,7 +97,10 @@ def _predict(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _export(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("export", help="ONNX (fp32, int8), .ort for Android, or TorchScript; checked against PyTorch")
+    p = sub.add_parser(
+        "export",
+        help="ONNX, OpenVINO IR or ExecuTorch (fp32, int8), .ort for Android, or TorchScript; checked against PyTorch",
+    )
     p.add_argument("run", metavar="RUN")
     p.add_argument("--format", default="onnx", choices=export_formats())
     p.add_argument("--output", help="file to write (default: RUN/export/model.<format>)")

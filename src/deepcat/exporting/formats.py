@@ -28,8 +28,12 @@ __all__ = [
     "ExportFormat",
     "Written",
     "torch_logits",
+    "write_executorch",
+    "write_executorch_int8",
     "write_int8",
     "write_onnx",
+    "write_openvino",
+    "write_openvino_int8",
     "write_ort",
     "write_torchscript",
 ]
@@ -66,10 +70,10 @@ def torch_logits(net: Any, batch: np.ndarray) -> np.ndarray:
         ).numpy()
 
 
-def _onnx_session(path: Path) -> Written:
-    from deepcat.inference.onnx_model import load_onnx
+def _exported(path: Path) -> Written:
+    from deepcat.inference.exported import load_exported
 
-    session = load_onnx(path)
+    session = load_exported(path)
     return Written(session.logits, session)
 
 
@@ -81,7 +85,7 @@ def write_onnx(
     if not quiet:
         print(f"exporting ONNX to {out}", file=sys.stderr)
     export_onnx(net, example, out, meta)
-    return _onnx_session(out)
+    return _exported(out)
 
 
 def write_int8(
@@ -103,7 +107,7 @@ def write_int8(
             "training images",
             file=sys.stderr,
         )
-    written = _onnx_session(out)
+    written = _exported(out)
     written.precision = precision
     return written
 
@@ -117,7 +121,7 @@ def write_ort(
     int8 = out.parent / FORMATS.get("onnx-int8").filename
     precision = write_int8(net, meta, int8, example, calibration, quiet).precision
     to_ort_format(int8, out)
-    written = _onnx_session(out)
+    written = _exported(out)
     written.precision = precision
     return written
 
@@ -136,7 +140,69 @@ def write_torchscript(
     return Written(lambda batch: torch_logits(loaded, batch))
 
 
+def write_openvino(
+    net: Deployable, meta: dict[str, Any], out: Path, example: torch.Tensor, calibration: CalibrationImages, quiet: bool
+) -> Written:
+    """OpenVINO IR (.xml + .bin), converted from the fp32 ONNX file written beside it."""
+    from deepcat.exporting import openvino_files
+
+    onnx_file = out.parent / FORMATS.get("onnx").filename
+    write_onnx(net, meta, onnx_file, example, calibration, quiet)
+    if not quiet:
+        print(f"converting to OpenVINO IR: {out}", file=sys.stderr)
+    openvino_files.write_openvino(onnx_file, out, meta)
+    return _exported(out)
+
+
+def write_openvino_int8(
+    net: Deployable, meta: dict[str, Any], out: Path, example: torch.Tensor, calibration: CalibrationImages, quiet: bool
+) -> Written:
+    """The fp32 IR beside it first, then int8 by NNCF's post-training quantisation."""
+    from deepcat.exporting import openvino_files
+
+    fp32 = out.parent / FORMATS.get("openvino").filename
+    write_openvino(net, meta, fp32, example, calibration, quiet)
+    images, held_out = calibration()
+    if not quiet:
+        print(f"quantising to int8 with NNCF, calibrated on {len(images)} training images", file=sys.stderr)
+    precision = openvino_files.quantize_openvino(fp32, out, images, held_out)
+    written = _exported(out)
+    written.precision = precision
+    return written
+
+
+def write_executorch(
+    net: Deployable, meta: dict[str, Any], out: Path, example: torch.Tensor, calibration: CalibrationImages, quiet: bool
+) -> Written:
+    """An ExecuTorch program lowered to XNNPACK."""
+    from deepcat.exporting.executorch_files import write_executorch as write_program
+
+    if not quiet:
+        print(f"lowering to ExecuTorch (XNNPACK): {out}", file=sys.stderr)
+    write_program(net, example, out, meta)
+    return _exported(out)
+
+
+def write_executorch_int8(
+    net: Deployable, meta: dict[str, Any], out: Path, example: torch.Tensor, calibration: CalibrationImages, quiet: bool
+) -> Written:
+    """An ExecuTorch program, int8 by PyTorch 2 export quantisation, lowered to XNNPACK."""
+    from deepcat.exporting.executorch_files import write_executorch as write_program
+
+    images, _ = calibration()
+    if not quiet:
+        print(f"quantising to int8 for ExecuTorch, calibrated on {len(images)} training images", file=sys.stderr)
+    write_program(net, example, out, meta, images)
+    written = _exported(out)
+    written.precision = {"quantizer": "XNNPACKQuantizer (per-channel, symmetric)", "calibration_images": len(images)}
+    return written
+
+
 FORMATS.add("onnx", ExportFormat(ONNX_FILE, "fp32", write_onnx))
 FORMATS.add("onnx-int8", ExportFormat(ONNX_INT8_FILE, "int8", write_int8))
 FORMATS.add("ort", ExportFormat("model.int8.ort", "int8", write_ort))
 FORMATS.add("torchscript", ExportFormat("model.torchscript.pt", "fp32", write_torchscript))
+FORMATS.add("openvino", ExportFormat("model.openvino.xml", "fp32", write_openvino))
+FORMATS.add("openvino-int8", ExportFormat("model.int8.openvino.xml", "int8", write_openvino_int8))
+FORMATS.add("executorch", ExportFormat("model.pte", "fp32", write_executorch))
+FORMATS.add("executorch-int8", ExportFormat("model.int8.pte", "int8", write_executorch_int8))

@@ -1,4 +1,4 @@
-"""Answers from a model: in PyTorch (`torch_model`) or ONNX Runtime without torch (`onnx_model`), one rule for both
+"""Answers from a model: in PyTorch (`torch_model`) or ONNX Runtime without torch (`exported`), one rule for both
 (`answers`)."""
 
 __all__ = []

@@ -1,6 +1,6 @@
 """What a prediction is, where its images come from, and the batching loop both runtimes share.
 
-No torch here: `deepcat predict MODEL.onnx` and the server use it through `onnx_model.py`.
+No torch here: `deepcat predict MODEL.onnx` and the server use it through `exported.py`.
 """
 
 from __future__ import annotations

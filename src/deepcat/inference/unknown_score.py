@@ -140,7 +140,8 @@ class WithFeatures(nn.Module):
 
 def pooled(out: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) -> (B, 2C): mean and max over space; tokens (B, T, C): over the tokens; (B, C) twice."""
-    out = out.float()
+    if out.dtype != torch.float32:  # bf16 under autocast; a no-op cast would stay in an exported graph, where
+        out = out.float()  # ExecuTorch's XNNPACK delegate cannot run it between int8 layers
     if out.dim() == 2:
         return torch.cat([out, out], 1)
     axes = (1,) if out.dim() == 3 else tuple(range(2, out.dim()))

@@ -26,7 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from deepcat.inference.answers import as_json
-from deepcat.inference.onnx_model import OnnxClassifier, load_onnx
+from deepcat.inference.exported import ExportedClassifier, load_exported
 from deepcat.inputs import kind_of_meta
 from deepcat.serving import requests
 from deepcat.serving.admission import Admission
@@ -56,7 +56,7 @@ class Served:
     """One served model and what its routes share."""
 
     path: Path
-    classifier: OnnxClassifier
+    classifier: ExportedClassifier
     limits: Limits
     api_key: str | None
     threshold: float | None
@@ -117,12 +117,12 @@ def create_app(
     With `reject`, inputs below the model's calibrated threshold are answered `unknown`."""
     limits = limits or Limits()
     cores = usable_cores()
-    probe = load_onnx(model_path, threads=1)  # timed at batches up to 16, then dropped with the memory they took
+    probe = load_exported(model_path, threads=1)  # timed at batches up to 16, then dropped with the memory they took
     layout = choose_layout(
         probe.infer, probe.input_shape, cores=cores, workers=limits.workers, max_batch=limits.max_batch
     )
     del probe
-    classifier, one_thread = load_onnx(model_path, threads=cores), load_onnx(model_path, threads=1)
+    classifier, one_thread = load_exported(model_path, threads=cores), load_exported(model_path, threads=1)
     served = Served(
         Path(model_path),
         classifier,

@@ -1,15 +1,15 @@
-"""Prediction with an exported ONNX model and ONNX Runtime, without torch.
+"""Prediction with an exported file (ONNX, .ort, OpenVINO IR) and its own runtime, without torch.
 
 The model carries its own preprocessing in its metadata (key `deepcat`, JSON) and has
 normalisation, temperature and softmax inside the graph (calibrated probabilities, and the
 `unknown` score as a second output): a consumer resizes the shorter side to `resize`,
 centre-crops `input_size`, and feeds float32 RGB pixels in 0..255, NCHW.
-This module is that consumer; the server and `deepcat predict MODEL.onnx` use it.
+This module is that consumer; the server and `deepcat predict MODEL.onnx` use it. Which runtime opens which
+file is `deepcat.inference.runtimes`.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +20,13 @@ import numpy as np
 from deepcat.inference.answers import InputItem, Prediction, Rule, predict_batches
 from deepcat.inputs import kind_of_meta
 
-__all__ = ["OnnxClassifier", "load_onnx"]
+__all__ = ["ExportedClassifier", "load_exported"]
 
 
 @dataclass
-class OnnxClassifier:
-    """An ONNX Runtime session plus the metadata that says how to feed it."""
+class ExportedClassifier:
+    """A runtime's session (ONNX Runtime's, or one answering the same calls) plus the metadata that says how to
+    feed it."""
 
     session: Any
     meta: dict[str, Any]
@@ -119,18 +120,9 @@ class OnnxClassifier:
         }
 
 
-def load_onnx(path: str | Path, *, threads: int | None = None) -> OnnxClassifier:
-    """Open an exported .onnx (or .ort) file with ONNX Runtime on the CPU."""
-    import onnxruntime as ort
+def load_exported(path: str | Path, *, threads: int | None = None) -> ExportedClassifier:
+    """Open an exported file (.onnx, .ort, OpenVINO .xml) with its runtime on the CPU."""
+    from deepcat.inference.runtimes import open_file
 
-    path = Path(path)
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    props = session.get_modelmeta().custom_metadata_map
-    if "deepcat" not in props:
-        from deepcat.errors import DeepcatError
-
-        raise DeepcatError(f"{path} has no deepcat metadata; export a run with `deepcat export RUN`")
-    return OnnxClassifier(session, json.loads(props["deepcat"]))
+    session, meta = open_file(Path(path), threads)
+    return ExportedClassifier(session, meta)
