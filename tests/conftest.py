@@ -172,12 +172,17 @@ needs_browser = pytest.mark.skipif(
 )
 
 
-def chrome(download_dir: Path, flags: tuple[str, ...] = ()):
+PHONE = {"width": 390, "height": 844, "pixelRatio": 3.0, "touch": True}  # an iPhone 12-14's screen, in CSS pixels
+
+
+def chrome(download_dir: Path, flags: tuple[str, ...] = (), phone: bool = False):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
+    if phone:  # Chromium's mobile emulation: the viewport, pixel ratio and touch events of a phone
+        options.add_experimental_option("mobileEmulation", {"deviceMetrics": PHONE})
     for flag in (
         "--headless=new",
         "--no-sandbox",
@@ -195,14 +200,20 @@ def chrome(download_dir: Path, flags: tuple[str, ...] = ()):
 
 
 def classify_in_page(
-    url: str, image: Path, profile: Path, api_key: str | None = None, coverage: str | None = None
+    url: str,
+    image: Path,
+    profile: Path,
+    api_key: str | None = None,
+    coverage: str | None = None,
+    phone: bool = False,
 ) -> dict:
-    """Open the page (typing `api_key` when it asks), wait for its model, upload `image` (asking for the
-    prediction set at `coverage`), wait for the answer; what the page shows."""
+    """Open the page (typing `api_key` when it asks; on a phone's screen with `phone`), wait for its model, upload
+    `image` (asking for the prediction set at `coverage`), wait for the answer; what the page shows, with the
+    viewport's and the page's widths and whether the camera button is on screen."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    driver = chrome(profile)
+    driver = chrome(profile, phone=phone)
     try:
         driver.get(url)
         deadline = time.time() + 60
@@ -226,6 +237,13 @@ def classify_in_page(
             "mode": driver.find_element(By.ID, "mode").text,
             "set": driver.find_element(By.ID, "set").text,
             "bars": len(driver.find_elements(By.CSS_SELECTOR, "#bars .bar")),
+            "viewport_width": driver.execute_script("return window.innerWidth"),
+            "page_width": driver.execute_script("return document.documentElement.scrollWidth"),
+            "touch": driver.execute_script("return navigator.maxTouchPoints > 0"),
+            "camera_on_screen": driver.execute_script(
+                "const r = document.getElementById('camera').getBoundingClientRect();"
+                "return r.width > 0 && r.left >= 0 && r.right <= window.innerWidth"
+            ),
         }
         driver.save_screenshot(str(profile.parent / "page.png"))
         return shown

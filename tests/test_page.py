@@ -30,6 +30,17 @@ def test_page_classifies_in_the_browser_like_the_server(cat_dog_model, chelsea_j
 
 @pytest.mark.slow
 @needs_browser
+def test_page_works_on_a_phone_screen_without_scrolling_sideways(cat_dog_model, chelsea_jpg, tmp_path):
+    with Server(create_app(cat_dog_model)) as url:
+        shown = classify_in_page(url, chelsea_jpg, tmp_path / "profile", phone=True)
+    assert shown["viewport_width"] == 390 and shown["touch"]
+    assert shown["page_width"] <= shown["viewport_width"], "the page scrolls sideways on a phone"
+    assert shown["camera_on_screen"] and shown["label"] == "cat" and shown["bars"] == 3
+    assert (tmp_path / "page.png").stat().st_size > 10_000  # the screenshot, for a person to look at
+
+
+@pytest.mark.slow
+@needs_browser
 def test_page_behind_an_api_key_asks_for_it_and_still_classifies_in_the_browser(cat_dog_model, chelsea_jpg, tmp_path):
     with Server(create_app(cat_dog_model, api_key="s3cret")) as url:
         shown = classify_in_page(url, chelsea_jpg, tmp_path / "profile", api_key="s3cret")
