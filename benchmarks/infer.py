@@ -296,7 +296,10 @@ def bench_model(subject: Subject, tmp: Path, peaks: dict[str, float]) -> list[di
     paths |= other_runtimes(net, fp32, tmp / stem, meta, subject)
     threads = torch.get_num_threads()  # every runtime gets the same thread count as PyTorch
     sessions = {fmt: load_exported(path, threads=threads) for fmt, path in paths.items()}
-    files = {fmt: path.stat().st_size for fmt, path in paths.items()}
+    files = {
+        fmt: sum(f.stat().st_size for f in (path, path.with_suffix(".bin")) if f.is_file())
+        for fmt, path in paths.items()
+    }
     answers = {None: reference} | {fmt: in_chunks(session.probabilities, checks) for fmt, session in sessions.items()}
     flops = flops_per_image(model, 224)
 

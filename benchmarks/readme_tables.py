@@ -112,14 +112,16 @@ def _infer(results: dict) -> str:
 
     lines = [
         "| model | runtime | images/s, batch 32 | / PyTorch's best | ms, batch 1 | top-1 agreement with PyTorch | "
-        "top-1 accuracy (labelled) | share of peak | file MB |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "top-1 accuracy (labelled) | passes deepcat's check | share of peak | file MB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    passes = {True: "yes", False: "**no**"}
     for r in results["rows"]:
         lines.append(
             f"| {r['model']} | {r['runtime']} | {r['images_per_s_batch32']:.1f} | "
             f"{r['over_best_pytorch_batch32']:.2f}x | {r['ms_batch1']:.1f} | {cell(r['top1_agreement'], '.1%')} | "
-            f"{cell(r['top1_accuracy'], '.1%')} | {cell(r['peak_share'], '.1%')} | {cell(r['file_mb'], '.1f')} |"
+            f"{cell(r['top1_accuracy'], '.1%')} | {passes.get(r.get('passes_check'), '')} | "
+            f"{cell(r['peak_share'], '.1%')} | {cell(r['file_mb'], '.1f')} |"
         )
     checked = {r["model"]: r["check_images"] for r in results["rows"]}
     lines += [
