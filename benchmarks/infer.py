@@ -20,7 +20,7 @@ on `--test-per-class` labelled test images of each class: top-1 accuracy of ever
 The ResNets are random-init (no offline weights), which does not change their speed; their int8 agreement is
 measured but a random network's answers are near ties, so it says little.
 
-    python benchmarks/infer.py                      # ~20 min on 2 cores
+    python benchmarks/infer.py                      # ~40 min on 2 cores
     python benchmarks/infer.py --models tf_efficientnet_lite0 --finetuned 0
 """
 
