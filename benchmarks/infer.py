@@ -20,6 +20,10 @@ on `--test-per-class` labelled test images of each class: top-1 accuracy of ever
 The ResNets are random-init (no offline weights), which does not change their speed; their int8 agreement is
 measured but a random network's answers are near ties, so it says little.
 
+Known problem: with OpenVINO and ExecuTorch installed, the full run was killed for memory (24 GB) on the fine-tuned
+Lite0, after its OpenVINO int8 file was written (cause not found yet); `--models tf_efficientnet_lite0
+--finetuned 0` runs every runtime (results/infer_runtimes.json).
+
     python benchmarks/infer.py                      # ~40 min on 2 cores
     python benchmarks/infer.py --models tf_efficientnet_lite0 --finetuned 0
 """

@@ -162,6 +162,7 @@ def _tune(results: dict) -> str:
 RENDERERS: dict[str, Callable[[dict], str]] = {
     "data": _data,
     "infer": _infer,
+    "infer_runtimes": _infer,
     "serve": _serve,
     "sound": _sound,
     "startup": _startup,
