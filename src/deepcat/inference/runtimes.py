@@ -114,12 +114,14 @@ OUTPUTS = ["probabilities", "unknown_score", "logits"]  # the deployable graph's
 
 
 class ExecuTorchSession:
-    """An ExecuTorch program's `forward` behind ONNX Runtime's calls (one loaded method per thread)."""
+    """An ExecuTorch program's `forward` behind ONNX Runtime's calls. One call at a time: ExecuTorch's methods are
+    not thread-safe (two server workers executing at once crashed the process), and an app runs one anyway."""
 
     def __init__(self, program: Any, meta: dict[str, Any]):
-        self.program, self.meta = program, meta
-        self.planned = tuple(program.load_method("forward").metadata.input_tensor_meta(0).sizes())
-        self._local = threading.local()
+        self.meta = meta
+        self.method = program.load_method("forward")
+        self.planned = tuple(self.method.metadata.input_tensor_meta(0).sizes())
+        self._lock = threading.Lock()
 
     def get_inputs(self) -> list[Port]:
         return [Port(self.meta["input"]["name"], ["batch", *self.planned[1:]])]
@@ -128,14 +130,15 @@ class ExecuTorchSession:
         import numpy as np
         import torch
 
-        method = getattr(self._local, "method", None)
-        if method is None:
-            method = self._local.method = self.program.load_method("forward")
         [batch] = feeds.values()
-        chunks = [
-            [np.asarray(out) for out in method.execute([torch.from_numpy(np.ascontiguousarray(part))])]
-            for part in np.array_split(batch, -(-len(batch) // self.planned[0]))  # in batches the plan holds
-        ]
+        with self._lock:
+            chunks = [
+                [
+                    out.detach().numpy().copy()
+                    for out in self.method.execute([torch.from_numpy(np.ascontiguousarray(part))])
+                ]
+                for part in np.array_split(batch, -(-len(batch) // self.planned[0]))  # in batches the plan holds
+            ]
         outputs = [np.concatenate(parts) for parts in zip(*chunks)]
         return [outputs[OUTPUTS.index(name)] for name in (names or OUTPUTS)]
 
