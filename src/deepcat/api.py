@@ -276,6 +276,8 @@ def serve(
 
     if model is None or model_source(model) == "run":
         model = serving_model(model, precision)
+    elif str(model).endswith(".pte"):  # ExecuTorch's Python runtime crashed (segfault) in the server's threads
+        raise DeepcatError(f"{model}: ExecuTorch files are for apps; serve the run or its .onnx or .xml export")
     elif not (model_source(model) == "exported" and Path(model).is_file()):
         raise DeepcatError(f"{model} is neither a run folder nor an .onnx/.ort/.xml/.pte file")
     api_key = api_key or os.environ.get("DEEPCAT_API_KEY")
