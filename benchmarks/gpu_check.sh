@@ -8,7 +8,13 @@
 # colorlog, soundfile, cffi, pycparser, soxr), fetched here with `pip download --no-deps --only-binary=:all:
 # --python-version 3.12 --platform manylinux_2_28_x86_64 ... -d .whl NAME==VERSION`.
 #
-#     OUT=/tmp/gpu-out bash benchmarks/gpu_check.sh      # ~6 min on one H100/H200
+# Serving on the GPU needs onnxruntime-gpu (its image has the CPU build). Its wheel (256 MB, CUDA 13) is over a
+# call's carry, so it travels in parts, one call each while the machine stays warm, each moved to /tmp/ortparts:
+#     pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 \
+#         -d /tmp onnxruntime-gpu==1.31.1 && mkdir -p .ortgpu && split -b 50M /tmp/onnxruntime_gpu-*.whl .ortgpu/part.
+#     echo /.ortgpu/ >> .git/info/exclude      # then per part: carry .ortgpu/part.aa, `mkdir -p /tmp/ortparts && mv .ortgpu/* /tmp/ortparts/`
+#
+#     OUT=/tmp/gpu-out bash benchmarks/gpu_check.sh      # ~8 min on one H100/H200
 set -u
 OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$OUT"
@@ -75,6 +81,20 @@ step torchrun python3 -m torch.distributed.run --nproc-per-node "$(nvidia-smi -L
     -m deepcat train digits --epochs 2 --output "$W" --name ddp
 step tune deepcat tune digits --trials 3 --epochs 2 --output "$W/tune"
 step gpu-benchmark python3 benchmarks/gpu.py --out "$OUT/gpu.json"
+# `deepcat serve --device cuda` against the same server on the CPU (1, 32 and 128 clients: requests/s and p99)
+serve_gpu() {
+    if ! python3 -c "import onnxruntime as o, sys; sys.exit('CUDAExecutionProvider' not in o.get_available_providers())"; then
+        if ! ls /tmp/ortparts/part.* >/dev/null 2>&1; then
+            echo "onnxruntime-gpu is not installed and its wheel's parts are not in /tmp/ortparts (see the header)"
+            return 1
+        fi
+        cat /tmp/ortparts/part.* > /tmp/onnxruntime_gpu-1.31.1-cp312-cp312-manylinux_2_28_x86_64.whl
+        python3 -m pip install -q --no-index --no-deps --target /tmp/ortgpu /tmp/onnxruntime_gpu-*.whl || return 1
+    fi
+    PYTHONPATH=/tmp/ortgpu:$PYTHONPATH python3 benchmarks/serve.py --servers deepcat-cuda,deepcat-fp32 \
+        --levels 1,32,128 --rounds 2 --seconds 4 --open-trials 0 --out "$OUT/serve_gpu.json"
+}
+step serve-gpu serve_gpu
 
 echo "failed steps: ${failed[*]:-none}"
 [ ${#failed[@]} -eq 0 ]

@@ -129,14 +129,13 @@ def free_port() -> int:
 
 def servers(fp32: Path, int8: Path) -> dict[str, tuple[str, list[str]]]:
     gunicorn = [sys.executable, "-m", "gunicorn", "-k", "gthread", "--workers", "1", "--threads", "8", "-b"]
+    deepcat = [sys.executable, "-m", "deepcat", "serve"]
     return {
-        "deepcat": (
-            "deepcat serve int8",
-            [sys.executable, "-m", "deepcat", "serve", str(int8), "--port", "{port}"],
-        ),
-        "deepcat-fp32": (
-            "deepcat serve fp32",
-            [sys.executable, "-m", "deepcat", "serve", str(fp32), "--port", "{port}"],
+        "deepcat": ("deepcat serve int8", [*deepcat, str(int8), "--device", "cpu", "--port", "{port}"]),
+        "deepcat-fp32": ("deepcat serve fp32", [*deepcat, str(fp32), "--device", "cpu", "--port", "{port}"]),
+        "deepcat-cuda": (
+            "deepcat serve fp32 on the GPU (ONNX Runtime CUDA)",
+            [*deepcat, str(fp32), "--device", "cuda", "--port", "{port}"],
         ),
         "FastAPI": (
             "FastAPI + ONNX Runtime int8 (uvicorn)",
@@ -174,16 +173,23 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="closed-loop rounds (the servers take turns in each)")
     parser.add_argument("--open-seconds", type=float, default=5, help="how long each open-loop trial runs")
     parser.add_argument("--open-trials", type=int, default=3, help="open-loop trials per rate, each its own seed")
-    parser.add_argument("--servers", default="deepcat,deepcat-fp32,FastAPI,Flask-ONNX,Flask-PyTorch")
+    parser.add_argument(
+        "--servers",
+        default="deepcat,deepcat-fp32,FastAPI,Flask-ONNX,Flask-PyTorch",
+        help="the first is compared with the others (the GPU script: deepcat-cuda,deepcat-fp32)",
+    )
+    parser.add_argument("--levels", default=",".join(map(str, LEVELS)), help="closed-loop clients")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "serve.json"))
     args = parser.parse_args()
     from deepcat.serving.model_file import serving_model
 
     fp32 = serving_model(None)
-    int8, check = checked_int8(fp32)
+    keys, levels = args.servers.split(","), [int(c) for c in args.levels.split(",")]
+    needs_int8 = {"deepcat", "FastAPI", "Flask-ONNX"} & set(keys)
+    int8, check = checked_int8(fp32) if needs_int8 else (fp32, None)
     body = photo()
     cores = os.sched_getaffinity(0)
-    chosen = {k: v for k, v in servers(fp32, int8).items() if k in args.servers.split(",")}
+    chosen = {k: servers(fp32, int8)[k] for k in keys}
     running: dict[str, tuple[subprocess.Popen, str]] = {}
     ready_memory: dict[str, float] = {}
     try:
@@ -195,7 +201,7 @@ def main() -> None:
             asyncio.run(closed_loop(url, body, clients=1, seconds=2))  # warm-up
         slices: dict[tuple[str, int], list[dict]] = {}
         for round_ in range(args.rounds):
-            for clients in LEVELS:
+            for clients in levels:
                 order = list(running) if round_ % 2 == 0 else list(reversed(running))
                 # a lone client's latency is the comparison noise hurts most: its slice is cut into 1 s turns
                 turns = max(1, round(args.seconds)) if clients == 1 else 1
@@ -210,10 +216,10 @@ def main() -> None:
                     + ", ".join(f"{key} {slices[(key, clients)][-1]['requests_per_s']:.1f}/s" for key in order),
                     flush=True,
                 )
-        rows = [summary(key, chosen[key][0], c, slices[(key, c)]) for key in running for c in LEVELS]
+        rows = [summary(key, chosen[key][0], c, slices[(key, c)]) for key in running for c in levels]
         capacity: dict[str, float] = {}
         open_rows: list[dict] = []
-        passing, rate = set(running), 20.0
+        passing, rate = set(running) if args.open_trials else set(), 20.0
         while passing:
             trials: dict[str, list[dict]] = {key: [] for key in passing}
             for seed in range(args.open_trials):  # the servers take turns at each Poisson sequence
@@ -232,26 +238,28 @@ def main() -> None:
                     passing.discard(key)
             rate *= RATE_STEP
         peak_memory = {key: memory_mb(server.pid) for key, (server, _) in running.items()}
-        layout = httpx.get(f"{running['deepcat'][1]}/v1/model").json()["layout"] if "deepcat" in running else None
+        ours = keys[0]
+        layout = httpx.get(f"{running[ours][1]}/v1/model").json()["layout"] if ours.startswith("deepcat") else None
     finally:
         for server, _ in running.values():
             server.terminate()
             server.wait(10)
     by = {(r["key"], r["clients"]): r for r in rows}
-    baselines = [k for k in running if not k.startswith("deepcat")]
+    baselines = [k for k in running if k != ours and (ours != "deepcat" or not k.startswith("deepcat"))]
     ratios = {
-        b: {f"{c}_clients": by[("deepcat", c)]["requests_per_s"] / by[(b, c)]["requests_per_s"] for c in LEVELS}
+        b: {f"{c}_clients": by[(ours, c)]["requests_per_s"] / by[(b, c)]["requests_per_s"] for c in levels}
         for b in baselines
     }
     lone = {
         b: {
-            "p50": by[("deepcat", 1)]["p50_ms"] / by[(b, 1)]["p50_ms"],
-            "p99": by[("deepcat", 1)]["p99_ms"] / by[(b, 1)]["p99_ms"],
+            "p50": by[(ours, 1)]["p50_ms"] / by[(b, 1)]["p50_ms"],
+            "p99": by[(ours, 1)]["p99_ms"] / by[(b, 1)]["p99_ms"],
         }
         for b in baselines
+        if 1 in levels
     }
-    ours = [by[("deepcat", c)] for c in LEVELS]
-    best = max(ours, key=lambda r: r["requests_per_s"])
+    our_rows = [by[(ours, c)] for c in levels]
+    best = max(our_rows, key=lambda r: r["requests_per_s"])
     report(
         "serve",
         rows,
@@ -262,12 +270,13 @@ def main() -> None:
         pinned_cores=sorted(cores),
         memory_when_ready_mb=ready_memory,
         peak_memory_mb=peak_memory,
+        compared=ours,
         deepcat_over=ratios,
         lone_request_latency_over=lone,
         past_capacity={
             "best_clients": best["clients"],
             "best_requests_per_s": best["requests_per_s"],
-            "most_clients_share_of_best": ours[-1]["requests_per_s"] / best["requests_per_s"],
+            "most_clients_share_of_best": our_rows[-1]["requests_per_s"] / best["requests_per_s"],
         },
         open_loop={
             "p99_target_ms": P99_TARGET_MS,
@@ -282,7 +291,7 @@ def main() -> None:
         print(
             f"deepcat / {baseline}: requests/s "
             + ", ".join(f"{k} {v:.2f}x" for k, v in ratios[baseline].items())
-            + f"; lone request p50 {lone[baseline]['p50']:.2f}x, p99 {lone[baseline]['p99']:.2f}x"
+            + (f"; lone request p50 {lone[baseline]['p50']:.2f}x, p99 {lone[baseline]['p99']:.2f}x" if lone else "")
         )
     print(
         "open-loop capacity (p99 under 100 ms, failures counted): "

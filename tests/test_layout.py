@@ -31,6 +31,18 @@ def test_the_layout_comes_from_the_cores_and_the_measured_cost_of_a_batch():
     assert (kept.workers, kept.max_batch, kept.seconds_per_input) == (5, 7, {})
 
 
+def test_on_a_gpu_batches_are_timed_up_to_64_and_each_core_decodes_one():
+    from deepcat.serving.layout import LARGEST_GPU, choose_layout
+
+    def infer(batch):  # a GPU: a batch costs about the same whatever its size, until it is large
+        time.sleep(0.001 + 0.00002 * len(batch))
+        return (batch,)
+
+    layout = choose_layout(infer, (3,), cores=16, device="cuda")
+    assert sorted(layout.seconds_per_input) == [1, 2, 4, 8, 16, 32, LARGEST_GPU] and layout.max_batch == LARGEST_GPU
+    assert (layout.workers, layout.device) == (16, "cuda")
+
+
 def test_a_lone_request_runs_on_every_core_and_a_crowd_on_one_core_each():
     from deepcat.serving.batcher import MicroBatcher
 

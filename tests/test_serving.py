@@ -48,13 +48,14 @@ def test_predict_single_batch_model_and_health(server, model_path):
     assert [p["label"] for p in batch.json()["predictions"]] == expected
     info = httpx.get(f"{server}/v1/model").json()
     assert info["classes"] == [str(d) for d in range(10)] and info["input_size"] == 16
+    assert info["layout"]["device"] == "cpu"  # this ONNX Runtime has no CUDA provider
     assert httpx.get(f"{server}/health").json() == {"status": "ok"}
     assert httpx.get(f"{server}/ready").status_code == 200
     assert "/v1/predict" in httpx.get(f"{server}/openapi.json").json()["paths"]
     assert httpx.get(f"{server}/docs").status_code == 200
 
 
-@pytest.mark.parametrize("fmt,runtime", [("openvino", "openvino")])  # ExecuTorch files are refused: see api.serve
+@pytest.mark.parametrize("fmt,runtime", [("openvino", "openvino")])  # ExecuTorch files are refused: see the next test
 def test_the_server_runs_a_file_from_every_runtime(model_path, fmt, runtime):
     pytest.importorskip(runtime)  # optional extras; the test extra installs them
     path = export(Path(model_path).parent.parent, format=fmt, progress=False).path
@@ -70,6 +71,29 @@ def test_the_server_runs_a_file_from_every_runtime(model_path, fmt, runtime):
     with Server(create_app(Path(path), limits=Limits(max_queue_ms=0))) as url:
         responses = asyncio.run(send_all(url))
     assert [r.json()["label"] for r in responses] == expected
+
+
+def test_files_for_apps_and_devices_a_runtime_lacks_are_refused_in_one_line(model_path, tmp_path, monkeypatch):
+    import onnxruntime
+
+    from deepcat.errors import DeepcatError
+
+    (tmp_path / "m.pte").write_bytes(b"not served")
+    with pytest.raises(DeepcatError, match="ExecuTorch files are for apps; serve the run or its .onnx or .xml export"):
+        deepcat.serve(tmp_path / "m.pte")
+    assert load_exported(model_path, device="auto").device == "cpu"  # this ONNX Runtime has no CUDA provider
+    with pytest.raises(DeepcatError, match="pip install onnxruntime-gpu, or serve with --device cpu"):
+        create_app(model_path, device="cuda")
+    # an ONNX Runtime built with CUDA that cannot start it (no GPU, or libraries missing) falls back to the CPU
+    # with a warning; the server says so rather than serving on the CPU when asked for the GPU
+    monkeypatch.setattr(
+        onnxruntime, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
+    with pytest.raises(DeepcatError, match="ONNX Runtime could not start CUDA here"):
+        load_exported(model_path, device="cuda")
+    xml = export(Path(model_path).parent.parent, format="openvino", progress=False).path
+    with pytest.raises(DeepcatError, match="OpenVINO Runtime runs here on cpu, not cuda"):
+        load_exported(xml, device="cuda")
 
 
 def test_64_concurrent_requests_are_answered_in_batches(server, model_path):

@@ -17,11 +17,13 @@ from typing_extensions import Unpack
 
 from deepcat.config import TrainConfig, TrainOptions
 from deepcat.data.audit.findings import NEAR_DUPLICATE_BITS
+from deepcat.inference.runtimes import DEVICES
 from deepcat.run_folder import model_source
 from deepcat.serving.limits import Limits
 from deepcat.serving.model_file import PRECISIONS
 
 __all__ = [
+    "DEVICES",
     "NEAR_DUPLICATE_BITS",
     "PRECISIONS",
     "CheckResult",
@@ -247,17 +249,19 @@ def serve(
     api_key: str | None = None,
     reject: bool = True,
     precision: str = "auto",
+    device: str = "auto",
     limits: Limits | None = None,
 ) -> None:
-    """Serve a run (exported to ONNX on first use), an exported file (.onnx, .ort, .xml, .pte), or the pretrained
+    """Serve a run (exported to ONNX on first use), an exported file (.onnx, .ort, .xml), or the pretrained
     cat / dog / neither model: the REST API and the web page, until interrupted. `api_key` defaults to
-    $DEEPCAT_API_KEY. `precision`: a run's int8 export is served when it passed its check (auto), or choose fp32 or
-    int8.
+    $DEEPCAT_API_KEY. `precision`: a run's int8 export is served on a CPU when it passed its check (auto), or
+    choose fp32 or int8. `device`: ONNX Runtime's CUDA provider where it has one and the machine a GPU (auto), or
+    choose cpu or cuda.
 
     Args:
         model: a run folder, an exported file, or None for the pretrained cat / dog / neither model.
         host, port: where to listen. api_key: required in X-API-Key when set. reject: answer `unknown` below
-            the threshold. precision: auto, fp32 or int8. limits: the server's `Limits`.
+            the threshold. precision: auto, fp32 or int8. device: auto, cpu or cuda. limits: the server's `Limits`.
 
     Returns:
         Nothing; it serves until interrupted.
@@ -270,19 +274,23 @@ def serve(
     import uvicorn
 
     from deepcat.errors import DeepcatError
+    from deepcat.inference.runtimes import resolve_device, runtime_for
     from deepcat.serving.app import create_app
     from deepcat.serving.memory import return_large_buffers
     from deepcat.serving.model_file import serving_model
 
     if model is None or model_source(model) == "run":
-        model = serving_model(model, precision)
-    elif str(model).endswith(".pte"):  # ExecuTorch's Python runtime crashed (segfault) in the server's threads
-        raise DeepcatError(f"{model}: ExecuTorch files are for apps; serve the run or its .onnx or .xml export")
+        device = resolve_device(device)
+        model = serving_model(model, precision, device)
     elif not (model_source(model) == "exported" and Path(model).is_file()):
-        raise DeepcatError(f"{model} is neither a run folder nor an .onnx/.ort/.xml/.pte file")
+        raise DeepcatError(f"{model} is neither a run folder nor an exported file that exists (.onnx, .ort, .xml)")
+    elif not runtime_for(Path(model)).serves:
+        raise DeepcatError(
+            f"{model}: {runtime_for(Path(model)).name} files are for apps; serve the run or its .onnx or .xml export"
+        )
     api_key = api_key or os.environ.get("DEEPCAT_API_KEY")
     return_large_buffers()
-    app = create_app(Path(model), limits=limits or Limits(), api_key=api_key, reject=reject)
+    app = create_app(Path(model), limits=limits or Limits(), api_key=api_key, reject=reject, device=device)
     print(
         f"serving {model} on http://{host}:{port} (docs at /docs){' with an API key' if api_key else ''}",
         file=sys.stderr,

@@ -122,6 +122,7 @@ def serve(args: argparse.Namespace) -> int:
         api_key=args.api_key,
         reject=args.reject,
         precision=args.precision,
+        device=args.device,
         limits=api.Limits(**_fields(args, api.Limits)),
     )
     return 0

@@ -9,7 +9,7 @@ import types
 import typing
 from collections.abc import Collection
 
-from deepcat.api import NEAR_DUPLICATE_BITS, PRECISIONS, Limits, export_formats
+from deepcat.api import DEVICES, NEAR_DUPLICATE_BITS, PRECISIONS, Limits, export_formats
 from deepcat.cli import commands
 from deepcat.config import TrainConfig
 
@@ -131,7 +131,14 @@ def _serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         choices=PRECISIONS,
         default="auto",
         help="for a RUN: auto serves "
-        "its int8 export when that passed its check (`deepcat export RUN --format onnx-int8`), else fp32",
+        "its int8 export when that passed its check (`deepcat export RUN --format onnx-int8`), else fp32; on a "
+        "GPU, fp32",
+    )
+    p.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="auto",
+        help="auto: a CUDA GPU where ONNX Runtime has its CUDA provider (pip install onnxruntime-gpu), else the CPU",
     )
     add_dataclass_flags(p, Limits)
     p.set_defaults(func=commands.serve)

@@ -1,4 +1,4 @@
-"""Prediction with an exported file (ONNX, .ort, OpenVINO IR) and its own runtime, without torch.
+"""Prediction with an exported file (ONNX, .ort, OpenVINO IR, ExecuTorch) and its own runtime, without torch.
 
 The model carries its own preprocessing in its metadata (key `deepcat`, JSON) and has
 normalisation, temperature and softmax inside the graph (calibrated probabilities, and the
@@ -30,6 +30,7 @@ class ExportedClassifier:
 
     session: Any
     meta: dict[str, Any]
+    device: str = "cpu"  # where the session runs: cpu or cuda
 
     @property
     def classes(self) -> list[str]:
@@ -120,9 +121,9 @@ class ExportedClassifier:
         }
 
 
-def load_exported(path: str | Path, *, threads: int | None = None) -> ExportedClassifier:
-    """Open an exported file (.onnx, .ort, OpenVINO .xml) with its runtime on the CPU."""
+def load_exported(path: str | Path, *, threads: int | None = None, device: str = "cpu") -> ExportedClassifier:
+    """Open an exported file (.onnx, .ort, OpenVINO .xml, ExecuTorch .pte) with its runtime, on the CPU or, for
+    ONNX files, a CUDA GPU (`device`: cpu, cuda or auto)."""
     from deepcat.inference.runtimes import open_file
 
-    session, meta = open_file(Path(path), threads)
-    return ExportedClassifier(session, meta)
+    return ExportedClassifier(*open_file(Path(path), threads, device))

@@ -1,15 +1,21 @@
 """The runtime that runs an exported file, chosen by the file's suffix (`RUNTIMES`).
 
-Each opener returns a session that answers ONNX Runtime's two calls, `run(output names or None, {input name:
-batch})` and `get_inputs()`, and the deepcat metadata stored in the file, so one classifier
+Each runtime's opener returns a session that answers ONNX Runtime's two calls, `run(output names or None, {input
+name: batch})` and `get_inputs()`, and the deepcat metadata stored in the file, so one classifier
 (`deepcat.inference.exported`) answers for every format. Runtimes other than ONNX Runtime are optional extras;
 without one, the error names the extra to install.
+
+Devices: every runtime runs on the CPU; ONNX files also run on a CUDA GPU through ONNX Runtime's CUDA provider
+(TensorRT's first, where its libraries are installed), which needs the `onnxruntime-gpu` package in place of
+`onnxruntime`. `auto` is the GPU where ONNX Runtime has that provider and the machine has an NVIDIA device.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,17 +26,25 @@ from typing import Any
 from deepcat.errors import DeepcatError
 
 __all__ = [
+    "DEVICES",
     "EXECUTORCH_BATCH",
     "OUTPUTS",
     "RUNTIMES",
     "ExecuTorchSession",
     "OpenVinoSession",
     "Port",
+    "Runtime",
+    "device_for",
     "need",
+    "onnx_providers",
     "open_file",
+    "resolve_device",
+    "runtime_for",
 ]
 
-Opener = Callable[[Path, "int | None"], tuple[Any, dict[str, Any]]]
+DEVICES = ("auto", "cpu", "cuda")
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")  # ONNX Runtime's, in order of preference
+Opener = Callable[[Path, "int | None", str], tuple[Any, dict[str, Any]]]
 
 
 def need(module: str, extra: str, purpose: str) -> ModuleType:
@@ -45,14 +59,54 @@ def _no_metadata(path: Path) -> DeepcatError:
     return DeepcatError(f"{path} has no deepcat metadata; export a run with `deepcat export RUN`")
 
 
-def open_onnx(path: Path, threads: int | None) -> tuple[Any, dict[str, Any]]:
-    """ONNX Runtime on the CPU, for .onnx and .ort files (metadata under the key `deepcat`)."""
+def resolve_device(device: str) -> str:
+    """`auto` -> `cuda` where ONNX Runtime has its CUDA provider and the machine an NVIDIA device, else `cpu`."""
+    if device not in DEVICES:
+        raise DeepcatError(f"device {device!r}: choose one of {', '.join(DEVICES)}")
+    if device != "auto":
+        return device
+    import onnxruntime as ort
+
+    gpu = "CUDAExecutionProvider" in ort.get_available_providers() and os.path.exists("/dev/nvidiactl")
+    return "cuda" if gpu else "cpu"
+
+
+def onnx_providers(device: str, cache: Path) -> list[Any]:
+    """ONNX Runtime's providers for `device`: TensorRT (its engines cached in `cache`) where its libraries are
+    installed, then CUDA, then the CPU for any operator they lack."""
+    import onnxruntime as ort
+
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    available = ort.get_available_providers()
+    if "CUDAExecutionProvider" not in available:
+        raise DeepcatError(
+            f"--device {device}: this ONNX Runtime has no CUDA provider ({', '.join(available)}): "
+            "pip uninstall onnxruntime && pip install onnxruntime-gpu, or serve with --device cpu"
+        )
+    if hasattr(ort, "preload_dlls"):  # CUDA and cuDNN from their pip packages (nvidia-*), as torch would load them
+        ort.preload_dlls()
+    providers: list[Any] = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if "TensorrtExecutionProvider" in available and importlib.util.find_spec("tensorrt") is not None:
+        options = {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache)}
+        providers.insert(0, ("TensorrtExecutionProvider", options))
+    return providers
+
+
+def open_onnx(path: Path, threads: int | None, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
+    """ONNX Runtime for .onnx and .ort files (metadata under the key `deepcat`), on the CPU or a CUDA GPU."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    providers = onnx_providers(device, Path.home() / ".cache" / "deepcat" / "tensorrt")
+    session = ort.InferenceSession(str(path), options, providers=providers)
+    if device != "cpu" and session.get_providers()[0] not in GPU_PROVIDERS:  # ONNX Runtime fell back, warning
+        raise DeepcatError(
+            f"--device {device}: ONNX Runtime could not start CUDA here (no NVIDIA GPU, or CUDA and cuDNN "
+            "libraries it cannot load: see its warning above); serve with --device cpu"
+        )
     props = session.get_modelmeta().custom_metadata_map
     if "deepcat" not in props:
         raise _no_metadata(path)
@@ -90,7 +144,7 @@ class OpenVinoSession:
         return [result[name] for name in (names or self.output_names)]
 
 
-def open_openvino(path: Path, threads: int | None) -> tuple[Any, dict[str, Any]]:
+def open_openvino(path: Path, threads: int | None, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
     """OpenVINO Runtime on the CPU, for IR files (.xml beside its .bin; metadata in the rt_info key `deepcat`).
     Float layers run in fp32: by default OpenVINO runs them in bf16 on CPUs that have it, so the same file would
     answer differently on an AVX-512 BF16 or AMX CPU than on an AVX2 one."""
@@ -143,7 +197,7 @@ class ExecuTorchSession:
         return [outputs[OUTPUTS.index(name)] for name in (names or OUTPUTS)]
 
 
-def open_executorch(path: Path, threads: int | None) -> tuple[Any, dict[str, Any]]:
+def open_executorch(path: Path, threads: int | None, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
     """ExecuTorch's runtime (its Python bindings, XNNPACK on the CPU) for .pte programs; metadata from the
     program's constant method `deepcat`."""
     runtime = need("executorch.runtime", "executorch", f"running {path.name}").Runtime.get()
@@ -158,19 +212,45 @@ def open_executorch(path: Path, threads: int | None) -> tuple[Any, dict[str, Any
     return ExecuTorchSession(program, json.loads(meta)), json.loads(meta)
 
 
-RUNTIMES: dict[str, Opener] = {
-    ".onnx": open_onnx,
-    ".ort": open_onnx,
-    ".xml": open_openvino,
-    ".pte": open_executorch,
+@dataclass(frozen=True)
+class Runtime:
+    """The runtime deepcat runs a kind of exported file with, and where it may run it."""
+
+    name: str
+    open: Opener
+    devices: tuple[str, ...]  # besides `auto`
+    serves: bool  # `deepcat serve` may run it in its worker threads
+
+
+RUNTIMES: dict[str, Runtime] = {
+    ".onnx": Runtime("ONNX Runtime", open_onnx, ("cpu", "cuda"), serves=True),
+    ".ort": Runtime("ONNX Runtime", open_onnx, ("cpu", "cuda"), serves=True),
+    ".xml": Runtime("OpenVINO Runtime", open_openvino, ("cpu",), serves=True),
+    # ExecuTorch's Python runtime crashed the process (segfault) in the server's worker threads, even one call at
+    # a time; its files are for apps, and `deepcat predict` checks them in the main thread.
+    ".pte": Runtime("ExecuTorch", open_executorch, ("cpu",), serves=False),
 }
 
 
-def open_file(path: Path, threads: int | None) -> tuple[Any, dict[str, Any]]:
-    """The session and metadata for an exported file, by its suffix."""
-    opener = RUNTIMES.get(path.suffix)
-    if opener is None:
+def runtime_for(path: Path) -> Runtime:
+    """The runtime for an exported file, by its suffix."""
+    runtime = RUNTIMES.get(path.suffix)
+    if runtime is None:
         raise DeepcatError(f"{path}: deepcat runs {', '.join(RUNTIMES)} files; export a run with `deepcat export RUN`")
+    return runtime
+
+
+def device_for(path: Path, device: str) -> str:
+    """`device` (cpu, cuda or auto) made definite for an exported file: `auto` is the CPU for a runtime that runs
+    nowhere else."""
+    return resolve_device(device) if device != "auto" or "cuda" in runtime_for(path).devices else "cpu"
+
+
+def open_file(path: Path, threads: int | None, device: str = "cpu") -> tuple[Any, dict[str, Any], str]:
+    """The session, metadata and device (cpu or cuda) for an exported file, by its suffix, on `device`."""
+    runtime, device = runtime_for(path), device_for(path, device)
+    if device not in runtime.devices:
+        raise DeepcatError(f"{path.name}: {runtime.name} runs here on {', '.join(runtime.devices)}, not {device}")
     if not path.is_file():
         raise DeepcatError(f"{path} does not exist; export a run with `deepcat export RUN`")
-    return opener(path, threads)
+    return (*runtime.open(path, threads, device), device)

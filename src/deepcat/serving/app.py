@@ -27,6 +27,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 
 from deepcat.inference.answers import as_json
 from deepcat.inference.exported import ExportedClassifier, load_exported
+from deepcat.inference.runtimes import device_for
 from deepcat.inputs import kind_of_meta
 from deepcat.serving import requests
 from deepcat.serving.admission import Admission
@@ -112,17 +113,24 @@ def create_app(
     api_key: str | None = None,
     web_assets: Path | None = None,
     reject: bool = True,
+    device: str = "cpu",
 ) -> FastAPI:
-    """A FastAPI app serving one exported model; preprocessing comes from the model's own metadata.
-    With `reject`, inputs below the model's calibrated threshold are answered `unknown`."""
+    """A FastAPI app serving one exported model on `device` (cpu, cuda or auto); preprocessing comes from the
+    model's own metadata. With `reject`, inputs below the model's calibrated threshold are answered `unknown`."""
     limits = limits or Limits()
     cores = usable_cores()
-    probe = load_exported(model_path, threads=1)  # timed at batches up to 16, then dropped with the memory they took
+    device = device_for(Path(model_path), device)
+    # on a CPU the model is timed on a one-thread session at batches up to 16, then dropped with the memory they
+    # took; on a GPU one session serves every batch
+    timed = load_exported(model_path, threads=1 if device == "cpu" else cores, device=device)
     layout = choose_layout(
-        probe.infer, probe.input_shape, cores=cores, workers=limits.workers, max_batch=limits.max_batch
+        timed.infer, timed.input_shape, cores=cores, workers=limits.workers, max_batch=limits.max_batch, device=device
     )
-    del probe
-    classifier, one_thread = load_exported(model_path, threads=cores), load_exported(model_path, threads=1)
+    if device == "cuda":
+        classifier = one_thread = timed
+    else:
+        del timed
+        classifier, one_thread = load_exported(model_path, threads=cores), load_exported(model_path, threads=1)
     served = Served(
         Path(model_path),
         classifier,
@@ -259,6 +267,7 @@ def _info_routes(app: FastAPI, served: Served) -> None:
                 "cores": served.layout.cores,
                 "workers": served.layout.workers,
                 "max_batch": served.layout.max_batch,
+                "device": served.layout.device,
             },
             "file": served.path.name,
             "bytes": served.path.stat().st_size,

@@ -26,9 +26,19 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LARGEST", "MAX_BATCH_S", "NEAR", "Layout", "batch_costs", "choose_layout", "usable_cores"]
+__all__ = [
+    "LARGEST",
+    "LARGEST_GPU",
+    "MAX_BATCH_S",
+    "NEAR",
+    "Layout",
+    "batch_costs",
+    "choose_layout",
+    "usable_cores",
+]
 
-LARGEST = 16  # the largest batch tried
+LARGEST = 16  # the largest batch tried on a CPU
+LARGEST_GPU = 64  # ... and on a GPU
 MAX_BATCH_S = 0.05  # a batch never lasts longer than this on one thread: its first input waits for its last
 NEAR = 0.10  # a larger batch is chosen while its cost per input is within this share of the cheapest
 
@@ -39,6 +49,7 @@ class Layout:
     workers: int  # batches running at once under load, each on one thread
     max_batch: int  # most inputs in one batch
     seconds_per_input: dict[int, float]  # the measured cost at each batch size tried (empty: not measured)
+    device: str = "cpu"  # where the model runs: cpu or cuda
 
 
 def usable_cores() -> int:
@@ -46,12 +57,12 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def batch_costs(infer: Callable[[np.ndarray], Any], shape: tuple[int, ...]) -> dict[int, float]:
-    """Seconds per input at batch 1, 2, 4, ... LARGEST (the best of 3 runs after one warm-up), stopping after the
-    first batch that lasts over MAX_BATCH_S."""
+def batch_costs(infer: Callable[[np.ndarray], Any], shape: tuple[int, ...], largest: int = LARGEST) -> dict[int, float]:
+    """Seconds per input at batch 1, 2, 4, ... `largest` (the best of 3 runs after one warm-up), stopping after
+    the first batch that lasts over MAX_BATCH_S."""
     costs: dict[int, float] = {}
     size = 1
-    while size <= LARGEST:
+    while size <= largest:
         batch = np.zeros((size, *shape), np.float32)
         infer(batch)
         runs = []
@@ -73,14 +84,16 @@ def choose_layout(
     cores: int,
     workers: int = 0,
     max_batch: int = 0,
+    device: str = "cpu",
 ) -> Layout:
-    """The layout for `cores`; `workers` or `max_batch` given (not 0) are kept, the others chosen."""
+    """The layout for `cores` and a model on `device` (`infer_one_thread`: the model on one CPU thread, or on the
+    GPU); `workers` or `max_batch` given (not 0) are kept, the others chosen."""
     costs: dict[int, float] = {}
     if max_batch <= 0:
-        costs = batch_costs(infer_one_thread, shape)
+        costs = batch_costs(infer_one_thread, shape, LARGEST_GPU if device == "cuda" else LARGEST)
         short = [size for size, cost in costs.items() if size == 1 or cost * size <= MAX_BATCH_S]
         cheapest = min(costs[size] for size in short)
         max_batch = max(size for size in short if costs[size] <= cheapest * (1 + NEAR))
-    return Layout(
-        cores=cores, workers=workers if workers > 0 else cores + 1, max_batch=max_batch, seconds_per_input=costs
-    )
+    if workers <= 0:
+        workers = cores if device == "cuda" else cores + 1
+    return Layout(cores=cores, workers=workers, max_batch=max_batch, seconds_per_input=costs, device=device)

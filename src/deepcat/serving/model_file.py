@@ -30,10 +30,11 @@ def passed_check(path: Path) -> bool:
     return bool(found["check"]["passed"]) and found["bytes"] == path.stat().st_size
 
 
-def serving_model(run: str | Path | None, precision: str = "auto") -> Path:
+def serving_model(run: str | Path | None, precision: str = "auto", device: str = "cpu") -> Path:
     """The ONNX file to serve for a run, or the cached pretrained cat / dog / neither model (fp32: it has no
-    check images offline). `precision`: auto (the run's int8 when it passed its check, else fp32), fp32 or int8.
-    The fp32 file is exported first when missing; an int8 one never is (quantising takes minutes)."""
+    check images offline). `precision`: auto (on a CPU, the run's int8 when it passed its check; else fp32), fp32
+    or int8: on a GPU, ONNX Runtime runs int8 operators its CUDA provider lacks on the CPU. The fp32 file is
+    exported first when missing; an int8 one never is (quantising takes minutes)."""
     if precision not in PRECISIONS:
         raise DeepcatError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     if run is None and precision == "int8":
@@ -42,6 +43,8 @@ def serving_model(run: str | Path | None, precision: str = "auto") -> Path:
             "offline to prove an int8 file with"
         )
     int8 = None if run is None else export_file(run, ONNX_INT8_FILE)
+    if device == "cuda" and precision == "auto":
+        precision = "fp32"
     if int8 is not None and precision != "fp32" and passed_check(int8):
         return int8
     if precision == "int8":
