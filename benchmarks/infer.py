@@ -20,9 +20,9 @@ on `--test-per-class` labelled test images of each class: top-1 accuracy of ever
 The ResNets are random-init (no offline weights), which does not change their speed; their int8 agreement is
 measured but a random network's answers are near ties, so it says little.
 
-Known problem: with OpenVINO and ExecuTorch installed, the full run was killed for memory (24 GB) on the fine-tuned
-Lite0, after its OpenVINO int8 file was written (cause not found yet); `--models tf_efficientnet_lite0
---finetuned 0` runs every runtime (results/infer_runtimes.json).
+Each model is measured in a process of its own (`process_peak_rss_mb`): in one process, the run was killed for
+memory (24 GB) on the second model, whose own process peaked under 6 GB; what the compilers and toolchains keep
+from one model outlived it.
 
     python benchmarks/infer.py                      # ~40 min on 2 cores
     python benchmarks/infer.py --models tf_efficientnet_lite0 --finetuned 0
@@ -32,11 +32,14 @@ from __future__ import annotations
 
 import argparse
 import copy
+import multiprocessing
+import resource
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -252,7 +255,7 @@ def other_runtimes(net: torch.nn.Module, onnx_file: Path, stem: Path, meta: dict
 
         paths["openvino"] = write_openvino(onnx_file, stem.with_suffix(".xml"), meta)
         paths["openvino-int8"] = stem.with_suffix(".int8.xml")
-        quantize_openvino(paths["openvino"], paths["openvino-int8"], subject.calibration, subject.held_out[:0])
+        quantize_openvino(paths["openvino"], paths["openvino-int8"], subject.calibration, subject.held_out)
     if importlib.util.find_spec("executorch"):
         from deepcat.exporting.executorch_files import write_executorch
 
@@ -354,6 +357,16 @@ def bench_model(subject: Subject, tmp: Path, peaks: dict[str, float]) -> list[di
     return rows
 
 
+def subject_rows(spec: tuple[str, dict], tmp: str, peaks: dict[str, float]) -> list[dict]:
+    """One model's rows, measured in this (child) process; with the process's peak memory."""
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    kind, options = spec
+    subject = imagenet_subject(**options) if kind == "imagenet" else finetuned_subject(Path(tmp), **options)
+    rows = bench_model(subject, Path(tmp), peaks)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return [{**row, "process_peak_rss_mb": peak} for row in rows]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="tf_efficientnet_lite0,resnet18,resnet50")
@@ -364,15 +377,15 @@ def main() -> None:
     torch.set_num_threads(min(2, torch.get_num_threads()))
     peaks = peak_flops()
     rows = []
+    specs: list[tuple[str, dict]] = [("imagenet", {"name": name}) for name in args.models.split(",") if name]
+    if args.finetuned:
+        finetuned = {"per_class": args.finetuned, "test_per_class": args.test_per_class, "seed": 0}
+        specs.insert(1, ("finetuned", finetuned))
     with tempfile.TemporaryDirectory() as tmp:
-        subjects = [imagenet_subject(name) for name in args.models.split(",")]
-        if args.finetuned:
-            subjects.insert(
-                1, finetuned_subject(Path(tmp), per_class=args.finetuned, test_per_class=args.test_per_class, seed=0)
-            )
-        for subject in subjects:
-            rows += bench_model(subject, Path(tmp), peaks)
-            print(f"{subject.name}: done", flush=True)
+        for spec in specs:  # each in a fresh process, so no model's leftovers weigh on the next
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                rows += pool.submit(subject_rows, spec, tmp, peaks).result()
+            print(f"{rows[-1]['model']}: done", flush=True)
     report(
         "infer",
         rows,

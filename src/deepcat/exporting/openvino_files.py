@@ -27,18 +27,38 @@ def write_openvino(onnx_file: Path, out: Path, meta: dict[str, Any]) -> Path:
 
 
 def quantize_openvino(fp32_file: Path, out: Path, images: np.ndarray, held_out: np.ndarray) -> dict[str, Any]:
-    """Static int8 by NNCF, calibrated on `images`; returns what was done and the top-1 agreement with the fp32
-    IR on `held_out` images (the export check then compares with PyTorch on the run's validation images)."""
+    """Static int8 by NNCF, calibrated on `images`. With `held_out` images, NNCF's accuracy control keeps in float
+    the layers that cost most agreement with the fp32 IR there, until int8 agrees on SEARCH_AGREEMENT of them (as
+    `deepcat export` chooses float segments for ONNX): on a Lite0 fine-tuned on few images, every layer in int8
+    agreed with fp32 on 84% of test images. Returns what was done (the export check then compares with PyTorch on
+    the run's validation images)."""
     ov = need("openvino", "openvino", "--format openvino-int8")
     nncf = need("nncf", "openvino", "--format openvino-int8")
+    from deepcat.exporting.onnx_formats import SEARCH_AGREEMENT
     from deepcat.inference.exported import load_exported
 
     model = ov.Core().read_model(str(fp32_file))
     calibration = nncf.Dataset([image[None] for image in images])
-    quantized = nncf.quantize(model, calibration, subset_size=len(images))
-    ov.save_model(quantized, str(out), compress_to_fp16=False)
     precision: dict[str, Any] = {"quantizer": f"nncf {nncf.__version__}", "calibration_images": len(images)}
-    if len(held_out):
-        fp32, int8 = (load_exported(f).probabilities(held_out).argmax(1) for f in (fp32_file, out))
-        precision["held_out_agreement"] = float((fp32 == int8).mean())
+    if not len(held_out):
+        ov.save_model(nncf.quantize(model, calibration, subset_size=len(images)), str(out), compress_to_fp16=False)
+        return precision
+    answers = load_exported(fp32_file).probabilities(held_out).argmax(1)
+
+    def agreement(compiled: Any, items: Any) -> tuple[float, list[float]]:
+        hits = [float(compiled(image)[0].argmax(1)[0] == answer) for image, answer in items]
+        return float(np.mean(hits)), hits
+
+    quantized = nncf.quantize_with_accuracy_control(
+        model,
+        calibration,
+        nncf.Dataset(list(zip(held_out[:, None], answers)), lambda item: item[0]),
+        agreement,
+        max_drop=1 - SEARCH_AGREEMENT,
+        subset_size=len(images),
+    )
+    ov.save_model(quantized, str(out), compress_to_fp16=False)
+    int8 = load_exported(out).probabilities(held_out).argmax(1)
+    precision["held_out_agreement"] = float((answers == int8).mean())
+    precision["held_out_images"] = len(held_out)
     return precision
