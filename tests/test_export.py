@@ -28,8 +28,20 @@ def digits_run(tmp_path_factory):
     return deepcat.train(data="digits", output=str(out), name="digits", epochs=4, progress=False)
 
 
-FORMATS = ["onnx", "onnx-int8", "ort", "torchscript", "openvino", "openvino-int8", "executorch", "executorch-int8"]
-RUNTIME_OF = {"openvino": "openvino", "executorch": "executorch.runtime"}  # optional extras; the test extra has them
+FORMATS = [
+    "onnx",
+    "onnx-int8",
+    "ort",
+    "torchscript",
+    "openvino",
+    "openvino-int8",
+    "executorch",
+    "executorch-int8",
+    "litert",
+    "litert-int8",
+]
+# optional extras; the test extra has them
+RUNTIME_OF = {"openvino": "openvino", "executorch": "executorch.runtime", "litert": "ai_edge_litert.interpreter"}
 
 
 def weight_bytes(path: Path) -> int:
@@ -54,7 +66,7 @@ def test_every_format_matches_pytorch(digits_run, fmt):
     else:
         assert check.top1_agreement >= 0.99
         assert check.accuracy_pytorch - check.accuracy_exported <= 0.01
-    if fmt in ("openvino-int8", "executorch-int8"):  # int8 weights in fact: the score's statistics stay float
+    if fmt in ("openvino-int8", "executorch-int8", "litert-int8"):  # int8 weights: the score's statistics stay float
         fp32 = Path(export(digits_run, format=fmt.removesuffix("-int8"), progress=False).path)
         assert weight_bytes(Path(result.path)) < 0.6 * weight_bytes(fp32)
     if fmt != "torchscript":  # the file describes itself: classes and preprocessing in its metadata
@@ -65,7 +77,7 @@ def test_every_format_matches_pytorch(digits_run, fmt):
         assert batch.shape[0] != 1 and not isinstance(batch.shape[0], int)  # dynamic batch axis
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "openvino", "executorch"])
+@pytest.mark.parametrize("fmt", ["onnx", "openvino", "executorch", "litert"])
 def test_an_exported_file_and_pytorch_predict_the_same_labels(digits_run, fmt):
     needs_runtime(fmt)
     path = export(digits_run, format=fmt, progress=False).path
@@ -85,7 +97,7 @@ def test_failed_check_is_an_error():
         compare(reference, reference * 0.999, labels, kind="fp32")
 
 
-@pytest.mark.parametrize("fmt", ["onnx", "openvino", "executorch"])
+@pytest.mark.parametrize("fmt", ["onnx", "openvino", "executorch", "litert"])
 def test_cli_predict_runs_an_exported_file_and_only_executorch_imports_torch(digits_run, fmt):
     needs_runtime(fmt)
     path = export(digits_run, format=fmt, progress=False).path

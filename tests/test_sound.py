@@ -85,7 +85,10 @@ def test_onnx_agrees_with_pytorch_on_every_test_clip(speech_run, speech):
 
 @needs_espeak
 @pytest.mark.slow
-@pytest.mark.parametrize("fmt,runtime", [("openvino", "openvino"), ("executorch", "executorch.runtime")])
+@pytest.mark.parametrize(
+    "fmt,runtime",
+    [("openvino", "openvino"), ("executorch", "executorch.runtime"), ("litert", "ai_edge_litert.interpreter")],
+)
 def test_the_log_mel_front_end_converts_to_every_runtime(speech_run, speech, fmt, runtime):
     pytest.importorskip(runtime)  # optional extras; the test extra installs them
     exported = deepcat.export(speech_run, format=fmt, progress=False)

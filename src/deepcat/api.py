@@ -129,11 +129,12 @@ def evaluate(
 
 
 def load(model: str | Path | None = None, *, which: str = "best") -> Classifier | ExportedClassifier:
-    """A classifier to call `.predict` on: a run folder (PyTorch), an exported .onnx/.ort/.xml/.pte file (ONNX Runtime,
-    OpenVINO or ExecuTorch; only ExecuTorch imports torch), or with neither the pretrained cat / dog / neither model.
+    """A classifier to call `.predict` on: a run folder (PyTorch), an exported .onnx/.ort/.xml/.pte/.tflite file
+    (ONNX Runtime, OpenVINO, ExecuTorch or LiteRT; only ExecuTorch imports torch), or with neither the pretrained
+    cat / dog / neither model.
 
     Args:
-        model: a run folder, an .onnx/.ort/.xml/.pte file, or None. which: "best" or "last" weights of a run.
+        model: a run folder, an .onnx/.ort/.xml/.pte/.tflite file, or None. which: "best" or "last" weights of a run.
 
     Returns:
         A `Classifier` (PyTorch) or an `ExportedClassifier` (ONNX Runtime, OpenVINO or ExecuTorch), each with
@@ -167,7 +168,7 @@ def predict(
     true one that often. `progress` shows a bar when there are more than 64 inputs.
 
     Args:
-        model: a run folder, an .onnx/.ort/.xml/.pte file, a loaded classifier, or None.
+        model: a run folder, an .onnx/.ort/.xml/.pte/.tflite file, a loaded classifier, or None.
         inputs: files, folders, globs, or in-memory items (numpy arrays, PIL images).
         top_k: classes listed in each answer; reject: answer `unknown` below the threshold; coverage: also answer
             a prediction set; batch_size: inputs per forward pass.

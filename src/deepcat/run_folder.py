@@ -61,8 +61,8 @@ ONNX_INT8_FILE = "model.int8.onnx"
 
 
 # Exported files `deepcat.load`, `predict` and `serve` run: ONNX Runtime for .onnx/.ort, OpenVINO for .xml,
-# ExecuTorch for .pte (deepcat.inference.runtimes)
-EXPORTED_SUFFIXES = (".onnx", ".ort", ".xml", ".pte")
+# ExecuTorch for .pte, LiteRT for .tflite (deepcat.inference.runtimes)
+EXPORTED_SUFFIXES = (".onnx", ".ort", ".xml", ".pte", ".tflite")
 
 
 def model_source(path: str | Path) -> str | None:

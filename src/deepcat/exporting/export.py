@@ -124,7 +124,8 @@ def export_checked(
     checked.unlink(missing_ok=True)  # a file that fails its check must not keep an earlier file's pass
     reference = torch_logits(net, checks)
     written = chosen.write(net, meta, out, torch.from_numpy(checks[:2]), calibration, quiet)
-    report = compare(reference, written.logits(checks), labels, kind=chosen.precision)
+    scores = (torch_logits(net, checks, output=1), written.scores(checks)) if chosen.precision == "fp32" else None
+    report = compare(reference, written.logits(checks), labels, kind=chosen.precision, scores=scores)
     result = ExportResult(
         str(out),
         format,

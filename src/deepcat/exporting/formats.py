@@ -31,6 +31,8 @@ __all__ = [
     "write_executorch",
     "write_executorch_int8",
     "write_int8",
+    "write_litert",
+    "write_litert_int8",
     "write_onnx",
     "write_openvino",
     "write_openvino_int8",
@@ -43,9 +45,11 @@ CalibrationImages = Callable[[], tuple[np.ndarray, np.ndarray]]  # () -> (calibr
 
 @dataclass
 class Written:
-    """An exported file and how to run it: the raw input (images: (N, 3, H, W) pixels) -> (N, K) logits."""
+    """An exported file and how to run it: the raw input (images: (N, 3, H, W) pixels) -> (N, K) logits, and
+    (N,) `unknown` scores."""
 
     logits: Callable[[np.ndarray], np.ndarray]
+    scores: Callable[[np.ndarray], np.ndarray]
     session: Any = None  # the ONNX Runtime classifier, timed for the report
     precision: dict[str, Any] | None = None  # int8: which segments stayed float
     extra: dict[str, Any] = field(default_factory=dict)
@@ -61,12 +65,13 @@ class ExportFormat:
 FORMATS: Registry[ExportFormat] = Registry("export format")
 
 
-def torch_logits(net: Any, batch: np.ndarray) -> np.ndarray:
+def torch_logits(net: Any, batch: np.ndarray, output: int = 2) -> np.ndarray:
+    """The network's logits (or its `output`-th output: 1, the `unknown` score) for `batch`, in chunks of 64."""
     import torch
 
     with torch.no_grad():
         return torch.cat(
-            [net(torch.from_numpy(chunk))[2] for chunk in np.array_split(batch, max(1, len(batch) // 64))]
+            [net(torch.from_numpy(chunk))[output] for chunk in np.array_split(batch, max(1, len(batch) // 64))]
         ).numpy()
 
 
@@ -74,7 +79,7 @@ def _exported(path: Path) -> Written:
     from deepcat.inference.exported import load_exported
 
     session = load_exported(path)
-    return Written(session.logits, session)
+    return Written(session.logits, lambda batch: np.asarray(session.infer(batch)[1]), session)
 
 
 def write_onnx(
@@ -137,7 +142,7 @@ def write_torchscript(
             traced = torch.jit.trace(net, example)
         torch.jit.save(traced, str(out), _extra_files={"deepcat.json": json.dumps(meta)})
         loaded = torch.jit.load(str(out))
-    return Written(lambda batch: torch_logits(loaded, batch))
+    return Written(lambda batch: torch_logits(loaded, batch), lambda batch: torch_logits(loaded, batch, output=1))
 
 
 def write_openvino(
@@ -198,6 +203,36 @@ def write_executorch_int8(
     return written
 
 
+def write_litert(
+    net: Deployable, meta: dict[str, Any], out: Path, example: torch.Tensor, calibration: CalibrationImages, quiet: bool
+) -> Written:
+    """A LiteRT flatbuffer (.tflite), converted by litert-torch."""
+    from deepcat.exporting import litert_files
+
+    if not quiet:
+        print(f"converting to LiteRT: {out}", file=sys.stderr)
+    litert_files.write_litert(net, example, out, meta)
+    return _exported(out)
+
+
+def write_litert_int8(
+    net: Deployable, meta: dict[str, Any], out: Path, example: torch.Tensor, calibration: CalibrationImages, quiet: bool
+) -> Written:
+    """A LiteRT flatbuffer, int8 by PyTorch 2 export quantisation with litert-torch's quantizer."""
+    from deepcat.exporting import litert_files
+
+    images, _ = calibration()
+    if not quiet:
+        print(f"quantising to int8 for LiteRT, calibrated on {len(images)} training images", file=sys.stderr)
+    litert_files.write_litert(net, example, out, meta, images)
+    written = _exported(out)
+    written.precision = {
+        "quantizer": "litert-torch PT2EQuantizer (per-channel, symmetric)",
+        "calibration_images": len(images),
+    }
+    return written
+
+
 FORMATS.add("onnx", ExportFormat(ONNX_FILE, "fp32", write_onnx))
 FORMATS.add("onnx-int8", ExportFormat(ONNX_INT8_FILE, "int8", write_int8))
 FORMATS.add("ort", ExportFormat("model.int8.ort", "int8", write_ort))
@@ -206,3 +241,5 @@ FORMATS.add("openvino", ExportFormat("model.openvino.xml", "fp32", write_openvin
 FORMATS.add("openvino-int8", ExportFormat("model.int8.openvino.xml", "int8", write_openvino_int8))
 FORMATS.add("executorch", ExportFormat("model.pte", "fp32", write_executorch))
 FORMATS.add("executorch-int8", ExportFormat("model.int8.pte", "int8", write_executorch_int8))
+FORMATS.add("litert", ExportFormat("model.tflite", "fp32", write_litert))
+FORMATS.add("litert-int8", ExportFormat("model.int8.tflite", "int8", write_litert_int8))

@@ -27,10 +27,10 @@ from deepcat.errors import DeepcatError
 
 __all__ = [
     "DEVICES",
-    "EXECUTORCH_BATCH",
     "OUTPUTS",
     "RUNTIMES",
     "ExecuTorchSession",
+    "LiteRtSession",
     "OpenVinoSession",
     "Port",
     "Runtime",
@@ -160,10 +160,6 @@ def open_openvino(path: Path, threads: int | None, device: str = "cpu") -> tuple
     return OpenVinoSession(core.compile_model(model, "CPU", config)), meta
 
 
-# ExecuTorch programs take one input at a time, as an app runs them. With a dynamic batch axis, ExecuTorch 1.5.1
-# (torch 2.14) planned memory for 15 inputs when asked for up to 64 and refused the 16th, and the log-mel front end
-# came out with a static batch of 2; a fixed batch of 1 runs every model.
-EXECUTORCH_BATCH = 1
 OUTPUTS = ["probabilities", "unknown_score", "logits"]  # the deployable graph's outputs, in order
 
 
@@ -212,6 +208,56 @@ def open_executorch(path: Path, threads: int | None, device: str = "cpu") -> tup
     return ExecuTorchSession(program, json.loads(meta)), json.loads(meta)
 
 
+class LiteRtSession:
+    """A LiteRT interpreter behind ONNX Runtime's calls, one input at a time (the file's static batch of 1, as an
+    app runs it) and one call at a time (an interpreter is not thread-safe)."""
+
+    def __init__(self, interpreter: Any, meta: dict[str, Any]):
+        self.meta, self.interpreter = meta, interpreter
+        interpreter.allocate_tensors()
+        [self.input] = interpreter.get_input_details()
+        # the outputs in the graph's order (named output_0, output_1, ...): probabilities, score, logits
+        self.outputs = sorted(interpreter.get_output_details(), key=lambda d: d["name"])
+        self._lock = threading.Lock()
+
+    def get_inputs(self) -> list[Port]:
+        return [Port(self.meta["input"]["name"], ["batch", *map(int, self.input["shape"][1:])])]
+
+    def run(self, names: list[str] | None, feeds: dict[str, Any]) -> list[Any]:
+        import numpy as np
+
+        [batch] = feeds.values()
+        rows = []
+        with self._lock:
+            for one in batch:
+                self.interpreter.set_tensor(self.input["index"], np.ascontiguousarray(one[None], np.float32))
+                self.interpreter.invoke()
+                rows.append([self.interpreter.get_tensor(out["index"]).copy() for out in self.outputs])
+        outputs = [np.concatenate(parts) for parts in zip(*rows)]
+        return [outputs[OUTPUTS.index(name)] for name in (names or OUTPUTS)]
+
+
+def litert_metadata(path: Path) -> dict[str, Any] | None:
+    """The `deepcat` metadata entry of a LiteRT flatbuffer (None: it has none)."""
+    schema = need("ai_edge_litert.schema_py_generated", "litert", f"reading {path.name}")
+    model = schema.Model.GetRootAs(path.read_bytes(), 0)
+    for i in range(model.MetadataLength()):
+        entry = model.Metadata(i)
+        if entry.Name() == b"deepcat":
+            return dict(json.loads(model.Buffers(entry.Buffer()).DataAsNumpy().tobytes()))
+    return None
+
+
+def open_litert(path: Path, threads: int | None, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
+    """LiteRT's interpreter (ai-edge-litert, XNNPACK on the CPU) for .tflite files; metadata from the flatbuffer's
+    metadata entry `deepcat`."""
+    interpreter = need("ai_edge_litert.interpreter", "litert", f"running {path.name}")
+    meta = litert_metadata(path)
+    if meta is None:
+        raise _no_metadata(path)
+    return LiteRtSession(interpreter.Interpreter(model_path=str(path), num_threads=threads or None), meta), meta
+
+
 @dataclass(frozen=True)
 class Runtime:
     """The runtime deepcat runs a kind of exported file with, and where it may run it."""
@@ -229,6 +275,7 @@ RUNTIMES: dict[str, Runtime] = {
     # ExecuTorch's Python runtime crashed the process (segfault) in the server's worker threads, even one call at
     # a time; its files are for apps, and `deepcat predict` checks them in the main thread.
     ".pte": Runtime("ExecuTorch", open_executorch, ("cpu",), serves=False),
+    ".tflite": Runtime("LiteRT", open_litert, ("cpu",), serves=False),  # for apps, one input at a time
 }
 
 
