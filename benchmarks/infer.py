@@ -6,7 +6,7 @@ Lite0 fine-tuned by `deepcat.train` on Fashion-MNIST, ResNet-18 and ResNet-50:
   where the CPU computes bf16 natively (AVX512-BF16 or AMX; emulated bf16 ran 5x slower than fp32);
 - ONNX Runtime fp32, and static int8: every layer, and as `deepcat export` writes it (float where int8 misses its
   check on held-out images);
-- OpenVINO fp32 and int8 (NNCF), ExecuTorch fp32 and int8 (XNNPACK), as `deepcat export` writes them;
+- OpenVINO fp32 and int8 (NNCF), ExecuTorch and LiteRT fp32 and int8 (XNNPACK), as `deepcat export` writes them;
 every runtime pinned to PyTorch's thread count. `passes_check`: the file is within `deepcat export`'s bounds here
 (fp32: probabilities within 1e-4; int8: 99% top-1 agreement and, with labels, at most one point of accuracy lost).
 
@@ -242,11 +242,15 @@ OTHER_RUNTIMES = {
     "openvino-int8": "OpenVINO int8 (NNCF)",
     "executorch": "ExecuTorch fp32 (XNNPACK)",
     "executorch-int8": "ExecuTorch int8 (XNNPACK)",
+    "litert": "LiteRT fp32 (XNNPACK)",
+    "litert-int8": "LiteRT int8 (XNNPACK)",
 }
 
 
 def other_runtimes(net: torch.nn.Module, onnx_file: Path, stem: Path, meta: dict, subject: Subject) -> dict:
-    """The OpenVINO and ExecuTorch files `deepcat export` writes, where their toolchains are installed."""
+    """The OpenVINO, ExecuTorch and LiteRT files `deepcat export` writes, where their toolchains are installed.
+    OpenVINO int8 keeps layers in float by NNCF's accuracy control on held-out images where the weights are real
+    (as the ONNX int8 file keeps segments float); a random network's answers are near ties, so there it is plain."""
     import importlib.util
 
     paths = {}
@@ -255,7 +259,8 @@ def other_runtimes(net: torch.nn.Module, onnx_file: Path, stem: Path, meta: dict
 
         paths["openvino"] = write_openvino(onnx_file, stem.with_suffix(".xml"), meta)
         paths["openvino-int8"] = stem.with_suffix(".int8.xml")
-        quantize_openvino(paths["openvino"], paths["openvino-int8"], subject.calibration, subject.held_out)
+        held_out = subject.held_out if subject.real_weights else subject.held_out[:0]
+        quantize_openvino(paths["openvino"], paths["openvino-int8"], subject.calibration, held_out)
     if importlib.util.find_spec("executorch"):
         from deepcat.exporting.executorch_files import write_executorch
 
@@ -264,6 +269,12 @@ def other_runtimes(net: torch.nn.Module, onnx_file: Path, stem: Path, meta: dict
         paths["executorch-int8"] = write_executorch(
             net, example, stem.with_suffix(".int8.pte"), meta, subject.calibration
         )
+    if importlib.util.find_spec("litert_torch"):
+        from deepcat.exporting.litert_files import write_litert
+
+        example = torch.from_numpy(subject.checks[:2])
+        paths["litert"] = write_litert(net, example, stem.with_suffix(".tflite"), meta)
+        paths["litert-int8"] = write_litert(net, example, stem.with_suffix(".int8.tflite"), meta, subject.calibration)
     return paths
 
 
