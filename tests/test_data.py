@@ -1,4 +1,6 @@
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -141,3 +143,18 @@ def test_tensor_batches_match_the_per_image_pipeline():
         image = x[i, 0] * 127.5 + 127.5
         crops = [padded[i, 0, dy : dy + 28, dx : dx + 28] for dy in range(7) for dx in range(7)]
         assert any(torch.allclose(image, c, atol=1e-3) or torch.allclose(image, c.flip(-1), atol=1e-3) for c in crops)
+
+
+def test_training_works_where_processes_start_by_spawning(digits_folder, tmp_path):
+    """macOS and Windows start a data loader's workers by spawning, and so does any process a spawned one starts:
+    what the workers receive must pickle (a lambda in the input kind once failed there)."""
+    code = (
+        "import multiprocessing, sys; multiprocessing.set_start_method('spawn'); import deepcat; "
+        "deepcat.train(data=sys.argv[1], output=sys.argv[2], name='spawned', epochs=1, workers=2, audit=False, "
+        "progress=False)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(digits_folder), str(tmp_path)], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "spawned" / "best.safetensors").is_file()

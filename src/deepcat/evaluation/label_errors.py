@@ -10,6 +10,7 @@ whole network k times would be the textbook recipe; this is the fast one (second
 from __future__ import annotations
 
 import json
+import multiprocessing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,10 @@ def find_label_errors(run: str | Path, splits: DataSplits, *, folds: int = 5, pr
     if len(labels) != len(samples):
         raise DeepcatError("some images are unreadable; run `deepcat check DATA` and fix them first")
     probs = out_of_fold_probs(features, labels, folds=folds)
-    ranked = find_label_issues(labels, probs, return_indices_ranked_by="self_confidence")
+    # cleanlab's worker processes read module globals set in the parent: under the spawn start method (macOS,
+    # Windows, a spawned process) they are not there, so it runs in this process
+    jobs = None if multiprocessing.get_start_method() == "fork" else 1
+    ranked = find_label_issues(labels, probs, return_indices_ranked_by="self_confidence", n_jobs=jobs)
     classes = meta["classes"]
     suspects = [
         Suspect(

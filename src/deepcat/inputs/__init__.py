@@ -46,6 +46,13 @@ class BadInput(Exception):
         self.status, self.reason = status, reason
 
 
+def full_size(pre: Any) -> None:
+    """No reduced-size decoding. The kinds' callables are named functions, not lambdas: a data loader's workers
+    receive the kind pickled where processes start by spawning (macOS, Windows, a spawned child), and a lambda
+    does not pickle."""
+    return None
+
+
 @dataclass
 class Facts:
     """What the audit's one pass learns about one input; `error` is set when it could not be read."""
@@ -122,7 +129,7 @@ class InputKind:
     auto_model: Callable[[Any], str]  # splits -> the model `--model auto` trains
     sized: bool = True  # --image-size and progressive resizing apply to the network's input
     mirrorable: bool = True  # a horizontal flip is a valid augmentation (when the data set allows it)
-    min_side: Callable[[Any], int | None] = lambda pre: None  # reduced-size decoding of training reads
+    min_side: Callable[[Any], int | None] = full_size  # reduced-size decoding of training reads
     size_limit: str = "max_pixels"  # the server limit decode_bytes is given
     channels: int = 3  # channels of what the network sees
 

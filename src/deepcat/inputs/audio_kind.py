@@ -78,6 +78,11 @@ def default_preprocess(hints: Hints) -> AudioPreprocess:
     return AudioPreprocess(clip_seconds=hints.clip_seconds)
 
 
+def keyword_model(splits: Any) -> str:
+    """`--model auto` for sound: the keyword-spotting DS-CNN on the log-mel spectrogram."""
+    return "dscnn"
+
+
 WORDS = Words(
     noun="clip",
     plural="sound clips",
@@ -112,7 +117,7 @@ AUDIO = INPUT_KINDS.add(
         default_limit=MAX_SECONDS,
         words=WORDS,
         default_preprocess=default_preprocess,
-        auto_model=lambda splits: "dscnn",  # the keyword-spotting DS-CNN on the log-mel spectrogram
+        auto_model=keyword_model,
         sized=False,  # the clip length and the log-mel front end decide the input
         mirrorable=False,
         size_limit="max_seconds",

@@ -79,6 +79,17 @@ def auto_model(splits: Any) -> str:
     return "smallcnn" if splits.small_images else "tf_efficientnet_lite0"
 
 
+def unchanged(image: Any) -> Any:
+    """What `show` draws for an image: the image itself."""
+    return image
+
+
+def twice_the_resize(pre: Preprocess) -> int:
+    """A large JPEG is decoded at reduced scale, keeping twice the resize so a random crop still has full detail
+    (a 12-megapixel photo at 1/4 scale)."""
+    return 2 * int(pre.resize)
+
+
 WORDS = Words(
     noun="image", plural="images", sizes="sizes", picture="image", source="same kind of camera, framing and content"
 )
@@ -98,7 +109,7 @@ IMAGE = INPUT_KINDS.add(
         train_transform=train_transform,
         front_end=front_end,
         picture=picture,
-        show=lambda image: image,
+        show=unchanged,
         example=example,
         input_spec=input_spec,
         inspect_file=inspect_file,
@@ -110,8 +121,6 @@ IMAGE = INPUT_KINDS.add(
         words=WORDS,
         default_preprocess=default_preprocess,
         auto_model=auto_model,
-        # a large JPEG is decoded at reduced scale, keeping twice the resize so a random crop still has full
-        # detail (a 12-megapixel photo at 1/4 scale)
-        min_side=lambda pre: 2 * pre.resize,
+        min_side=twice_the_resize,
     ),
 )
