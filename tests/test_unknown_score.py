@@ -44,7 +44,7 @@ def test_the_knn_bank_is_bounded():
 
 
 @pytest.mark.parametrize("kind", SCORES)
-@pytest.mark.parametrize("runtime", ["onnx", "litert"])
+@pytest.mark.parametrize("runtime", ["onnx", pytest.param("litert", marks=pytest.mark.toolchain)])
 def test_every_score_exports_inside_the_graph_with_any_batch_size(tmp_path, kind, runtime):
     from deepcat.exporting.graph import Deployable, metadata
     from deepcat.exporting.onnx_formats import export_onnx

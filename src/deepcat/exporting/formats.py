@@ -4,13 +4,14 @@ so `export_checked` can compare it with PyTorch. A new format is one `FORMATS.ad
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -63,6 +64,7 @@ class ExportFormat:
 
 
 FORMATS: Registry[ExportFormat] = Registry("export format")
+Writer = Callable[["Deployable", dict[str, Any], Path, "torch.Tensor", CalibrationImages, bool], "Written"]
 
 
 def torch_logits(net: Any, batch: np.ndarray, output: int = 2) -> np.ndarray:
@@ -176,61 +178,55 @@ def write_openvino_int8(
     return written
 
 
-def write_executorch(
-    net: Deployable, meta: dict[str, Any], out: Path, example: torch.Tensor, calibration: CalibrationImages, quiet: bool
-) -> Written:
-    """An ExecuTorch program lowered to XNNPACK."""
-    from deepcat.exporting.executorch_files import write_executorch as write_program
+def pt2e_writers(toolchain: str, convert: str, quantizer: str) -> tuple[Writer, Writer]:
+    """The fp32 and int8 writers of a toolchain that converts PyTorch 2 export's graph (ExecuTorch, LiteRT).
+    `convert` names the function `(net, example, out, meta, images=None)` that writes the file, quantising when
+    given calibration images; it is imported only when a file is written (the toolchains are optional extras)."""
 
-    if not quiet:
-        print(f"lowering to ExecuTorch (XNNPACK): {out}", file=sys.stderr)
-    write_program(net, example, out, meta)
-    return _exported(out)
+    def program() -> Callable[..., Path]:
+        module, _, function = convert.rpartition(".")
+        return cast("Callable[..., Path]", getattr(importlib.import_module(module), function))
+
+    def write_fp32(
+        net: Deployable,
+        meta: dict[str, Any],
+        out: Path,
+        example: torch.Tensor,
+        calibration: CalibrationImages,
+        quiet: bool,
+    ) -> Written:
+        if not quiet:
+            print(f"converting to {toolchain}: {out}", file=sys.stderr)
+        program()(net, example, out, meta)
+        return _exported(out)
+
+    def write_int8(
+        net: Deployable,
+        meta: dict[str, Any],
+        out: Path,
+        example: torch.Tensor,
+        calibration: CalibrationImages,
+        quiet: bool,
+    ) -> Written:
+        images, _ = calibration()
+        if not quiet:
+            print(f"quantising to int8 for {toolchain}, calibrated on {len(images)} training images", file=sys.stderr)
+        program()(net, example, out, meta, images)
+        written = _exported(out)
+        written.precision = {"quantizer": quantizer, "calibration_images": len(images)}
+        return written
+
+    return write_fp32, write_int8
 
 
-def write_executorch_int8(
-    net: Deployable, meta: dict[str, Any], out: Path, example: torch.Tensor, calibration: CalibrationImages, quiet: bool
-) -> Written:
-    """An ExecuTorch program, int8 by PyTorch 2 export quantisation, lowered to XNNPACK."""
-    from deepcat.exporting.executorch_files import write_executorch as write_program
-
-    images, _ = calibration()
-    if not quiet:
-        print(f"quantising to int8 for ExecuTorch, calibrated on {len(images)} training images", file=sys.stderr)
-    write_program(net, example, out, meta, images)
-    written = _exported(out)
-    written.precision = {"quantizer": "XNNPACKQuantizer (per-channel, symmetric)", "calibration_images": len(images)}
-    return written
-
-
-def write_litert(
-    net: Deployable, meta: dict[str, Any], out: Path, example: torch.Tensor, calibration: CalibrationImages, quiet: bool
-) -> Written:
-    """A LiteRT flatbuffer (.tflite), converted by litert-torch."""
-    from deepcat.exporting import litert_files
-
-    if not quiet:
-        print(f"converting to LiteRT: {out}", file=sys.stderr)
-    litert_files.write_litert(net, example, out, meta)
-    return _exported(out)
-
-
-def write_litert_int8(
-    net: Deployable, meta: dict[str, Any], out: Path, example: torch.Tensor, calibration: CalibrationImages, quiet: bool
-) -> Written:
-    """A LiteRT flatbuffer, int8 by PyTorch 2 export quantisation with litert-torch's quantizer."""
-    from deepcat.exporting import litert_files
-
-    images, _ = calibration()
-    if not quiet:
-        print(f"quantising to int8 for LiteRT, calibrated on {len(images)} training images", file=sys.stderr)
-    litert_files.write_litert(net, example, out, meta, images)
-    written = _exported(out)
-    written.precision = {
-        "quantizer": "litert-torch PT2EQuantizer (per-channel, symmetric)",
-        "calibration_images": len(images),
-    }
-    return written
+write_executorch, write_executorch_int8 = pt2e_writers(
+    "ExecuTorch (XNNPACK)",
+    "deepcat.exporting.executorch_files.write_executorch",
+    "XNNPACKQuantizer (per-channel, symmetric)",
+)
+write_litert, write_litert_int8 = pt2e_writers(
+    "LiteRT", "deepcat.exporting.litert_files.write_litert", "litert-torch PT2EQuantizer (per-channel, symmetric)"
+)
 
 
 FORMATS.add("onnx", ExportFormat(ONNX_FILE, "fp32", write_onnx))
