@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,11 @@ README = ROOT / "README.md"
 def provenance(results: dict) -> str:
     """One line: which commit, CPU (model and the flags that change behaviour), cores and date produced a file."""
     machine = results["machine"]
+    if "commit" not in machine:
+        return (
+            f"Written by `benchmarks/{results['benchmark']}.py` before results files recorded their commit and CPU "
+            f"(torch {machine.get('torch', '?')}, {machine.get('cpu_count', '?')} cores): rerun it to check."
+        )
     cpu = machine.get("cpu") or {}
     commit = (machine.get("commit") or "unknown")[:10] + (" with local changes" if machine.get("dirty") else "")
     return (
@@ -159,8 +165,102 @@ def _tune(results: dict) -> str:
     return "\n".join([*lines, "", f"Targets: {met}.", "", provenance(results)])
 
 
+def _spread(values: list[float] | None, form: str, unit: str = "") -> str:
+    """A [median, min, max] triple as `median [min, max]`; `never` when a contestant never got there."""
+    if not values:
+        return "never"
+    middle, low, high = (format(v, form) + unit for v in values)
+    return middle if low == high else f"{middle} [{low}, {high}]"
+
+
+def _finetune(results: dict) -> str:
+    seeds = len(results["seeds"])
+    lines = [
+        f"| contestant ({seeds} seeds: median [min, max]) | images/s frozen | images/s unfrozen | final test accuracy "
+        "| training s | s to the same-recipe loop's accuracy (less 1 point) | speed-up | s to the timm-docs loop's | "
+        "speed-up |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results["summary_median_min_max"]:
+        lines.append(
+            f"| {r['contestant']} | {_spread(r['frozen_images_per_s'], '.1f')} | "
+            f"{_spread(r['unfrozen_images_per_s'], '.1f')} | {_spread(r['final_test_accuracy'], '.1%')} | "
+            f"{_spread(r['training_seconds'], '.0f')} | {_spread(r['s_to_same_recipe_loop_final'], '.0f')} | "
+            f"{_spread(r['speed_up_vs_same_recipe_loop'], '.1f', 'x')} | {_spread(r['s_to_timm_loop_final'], '.0f')} "
+            f"| {_spread(r['speed_up_vs_timm_loop'], '.1f', 'x')} |"
+        )
+    lines += [
+        "",
+        f"{results['per_class']} training and {results['test_per_class']} test images per class. "
+        + provenance(results),
+    ]
+    return "\n".join(lines)
+
+
+def _train_speed(results: dict) -> str:
+    """Each contestant's runs (the rows without a summary in their name) as median [min, max]."""
+    runs: dict[str, list[dict]] = {}
+    for r in results["rows"]:
+        if "median [min, max]" not in r["contestant"]:
+            runs.setdefault(r["contestant"], []).append(r)
+    targets = sorted(k for k in results["rows"][0] if k.startswith("s_to_"))
+
+    def spread(rows: list[dict], key: str, form: str) -> str:
+        values = [r[key] for r in rows]
+        if any(v is None for v in values):
+            reached = sum(v is not None for v in values)
+            return "never" if not reached else f"{reached} of {len(values)} runs"
+        return _spread([statistics.median(values), min(values), max(values)], form)
+
+    lines = [
+        "| contestant (median [min, max] over its runs) | runs | best test accuracy | "
+        + " | ".join(f"s to {k.removeprefix('s_to_')}%" for k in targets)
+        + " |",
+        "|---" * (len(targets) + 3) + "|",
+    ]
+    for name, rows in runs.items():
+        cells = [str(len(rows)), spread(rows, "best_test_accuracy", ".2%")] + [spread(rows, k, ".0f") for k in targets]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join([*lines, "", provenance(results)])
+
+
+def _profile_epoch(results: dict) -> str:
+    lines = ["| part of an epoch | seconds | share |", "|---|---|---|"]
+    lines += [f"| {r['part']} | {r['seconds_per_epoch']:.1f} | {r['share']:.0%} |" for r in results["rows"]]
+    recipe = results["recipe"]
+    lines += [
+        "",
+        f"The {recipe['model']} recipe ({recipe['epochs']} epochs of {recipe['train_images']:,} images): "
+        f"{results['epoch_seconds']:.0f} s an epoch, {results['recipe_seconds']:.0f} s in all. The convolutions run "
+        f"at {results['conv_gflops_per_s']:.0f} GFLOP/s against {results['matmul_gflops_per_s']:.0f} for a 2048x2048 "
+        f"fp32 matrix product in the same run, so the recipe needs {results['conv_floor_seconds_for_recipe']:.0f} s "
+        f"of convolution arithmetic alone; the {results['budget_seconds']:.0f} s budget holds "
+        f"{results['epochs_in_budget']:.1f} epochs. " + provenance(results),
+    ]
+    return "\n".join(lines)
+
+
+def _gpu(results: dict) -> str:
+    lines = ["| what (one run) | device | figure |", "|---|---|---|"]
+    for r in results["rows"]:
+        if "images_per_s" in r:
+            figure = f"{r['images_per_s']:,.0f} images/s (batch {r['batch']}, {r['image_size']} px)"
+        else:
+            reached = "never" if r.get("s_to_93") is None else f"{r['s_to_93']:.0f} s"
+            figure = (
+                f"{r['best_test_accuracy']:.2%} test accuracy; 93% reached in {reached}; training "
+                f"{r['training_seconds']:.0f} s and {r['after_training_seconds']:.0f} s after it"
+            )
+        lines.append(f"| {r['measure']} | {r['device']} | {figure} |")
+    return "\n".join([*lines, "", provenance(results)])
+
+
 RENDERERS: dict[str, Callable[[dict], str]] = {
     "data": _data,
+    "gpu": _gpu,
+    "finetune": _finetune,
+    "profile_epoch": _profile_epoch,
+    "train_speed": _train_speed,
     "infer": _infer,
     "infer_runtimes": _infer,
     "serve": _serve,
