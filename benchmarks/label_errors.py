@@ -92,7 +92,7 @@ def main() -> None:
             "data": args.data,
             "images": len(items),
             **measure(found.to_dict(), flipped),
-            "oof_accuracy": found["oof_accuracy"],
+            "oof_accuracy": found.oof_accuracy,
             "train_seconds": train_seconds,
             "find_seconds": time.perf_counter() - started,
         }

@@ -77,15 +77,53 @@ def test_check_cli_writes_json_and_clean_csv(flawed, tmp_path, capsys):
     assert (tmp_path / "out" / "audit.json").is_file() and (tmp_path / "out" / "clean.csv").is_file()
 
 
+def every_near_pair(hashes: np.ndarray, max_bits: int) -> list[list[int]]:
+    """The reference: every pair compared."""
+    distance = np.bitwise_count(hashes[:, None] ^ hashes[None, :])
+    return np.argwhere(np.triu(distance <= max_bits, 1)).tolist()
+
+
 def test_near_pairs_matches_brute_force():
     rng = np.random.default_rng(0)
     hashes = rng.integers(0, 2**63, 700, dtype=np.int64).astype(np.uint64)
     hashes[100] = hashes[5] ^ np.uint64(0b1011)  # 3 bits apart
     hashes[600] = hashes[7] ^ np.uint64(1 << 60 | 1 << 3 | 1 << 30 | 1 << 15)  # 4 bits, spread out
     hashes[300] = hashes[9] ^ np.uint64(0b11111)  # 5 bits: not near
-    distance = np.bitwise_count(hashes[:, None] ^ hashes[None, :])
-    expected = np.argwhere(np.triu(distance <= 4, 1))
-    assert near_pairs(hashes, 4).tolist() == expected.tolist() == [[5, 100], [7, 600]]
+    assert near_pairs(hashes, 4).tolist() == every_near_pair(hashes, 4) == [[5, 100], [7, 600]]
+
+
+@pytest.mark.parametrize("max_bits", [0, 2, 4, 7])
+def test_near_pairs_on_clustered_hashes_finds_what_comparing_every_pair_finds(max_bits):
+    """Hashes that share most of their bits (as plain images' do): buckets larger than BIG_BUCKET, searched
+    all-pairs, beside small ones searched offset by offset, and identical copies."""
+    from deepcat.data.audit.duplicates import BIG_BUCKET
+
+    rng = np.random.default_rng(1)
+    shared = rng.integers(0, 2**63, 6, dtype=np.int64).astype(np.uint64)[rng.integers(0, 6, 3000)]
+    flips = (rng.random((3000, 64)) < 0.04).astype(np.uint64) << np.arange(64, dtype=np.uint64)
+    hashes = shared ^ np.bitwise_or.reduce(flips, axis=1)
+    hashes[2000:2300] = hashes[5]  # 300 identical copies
+    assert np.bincount(np.unique(hashes & np.uint64(0xFFF), return_inverse=True)[1]).max() > BIG_BUCKET
+    expected = every_near_pair(hashes, max_bits)
+    assert near_pairs(hashes, max_bits).tolist() == expected and len(expected) > 300 * 299 // 2
+
+
+@pytest.mark.skipif(not DEBIAN_FASHION_MNIST.is_dir(), reason="needs Debian's dataset-fashion-mnist")
+def test_near_pairs_on_fashion_mnist_hashes_finds_what_comparing_every_pair_finds(monkeypatch):
+    import deepcat.data.audit as audit_module
+
+    seen = []
+
+    def spy(hashes, max_bits):
+        seen.append(hashes)
+        return near_pairs(hashes, max_bits)
+
+    monkeypatch.setattr(audit_module, "near_pairs", spy)
+    splits = resolve_data("fashion-mnist")
+    splits.train, splits.val, splits.test = splits.train.subset(np.arange(4000)), None, None
+    audit(splits, progress=False, workers=1)
+    [hashes] = seen
+    assert near_pairs(hashes, 4).tolist() == every_near_pair(hashes, 4) and len(near_pairs(hashes, 4)) > 10
 
 
 @pytest.mark.skipif(not DEBIAN_FASHION_MNIST.is_dir(), reason="needs Debian's dataset-fashion-mnist")

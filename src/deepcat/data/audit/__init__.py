@@ -70,8 +70,11 @@ def _duplicate_groups(
     pairs = near_pairs(fingerprints, near) if near >= 0 else None
     if pairs is not None and len(pairs):  # the perceptual hash proposes, the thumbnails confirm (it is coarse)
         thumbs = np.frombuffer(b"".join(facts[i].thumb for i in good), np.uint8).reshape(len(good), -1)
-        mae = np.abs(thumbs[pairs[:, 0]].astype(np.int16) - thumbs[pairs[:, 1]]).mean(1)
-        pairs = pairs[mae <= NEAR_DUPLICATE_MAE]
+        confirmed = [  # in chunks: a data set of many copies proposes millions of pairs
+            chunk[np.abs(thumbs[chunk[:, 0]].astype(np.int16) - thumbs[chunk[:, 1]]).mean(1) <= NEAR_DUPLICATE_MAE]
+            for chunk in np.array_split(pairs, len(pairs) // 100_000 + 1)
+        ]
+        pairs = np.concatenate(confirmed)
     found = []
     for g in groups(content, pairs):
         members = good[g]
