@@ -269,34 +269,18 @@ def serve(
 
     >>> deepcat.serve("runs/pets", port=8080, limits=Limits(max_batch=16))
     """
-    import os
-    import sys
+    from deepcat.serving.start import run_server
 
-    import uvicorn
-
-    from deepcat.errors import DeepcatError
-    from deepcat.inference.runtimes import resolve_device, runtime_for
-    from deepcat.serving.app import create_app
-    from deepcat.serving.memory import return_large_buffers
-    from deepcat.serving.model_file import serving_model
-
-    if model is None or model_source(model) == "run":
-        device = resolve_device(device)
-        model = serving_model(model, precision, device)
-    elif not (model_source(model) == "exported" and Path(model).is_file()):
-        raise DeepcatError(f"{model} is neither a run folder nor an exported file that exists (.onnx, .ort, .xml)")
-    elif not runtime_for(Path(model)).serves:
-        raise DeepcatError(
-            f"{model}: {runtime_for(Path(model)).name} files are for apps; serve the run or its .onnx or .xml export"
-        )
-    api_key = api_key or os.environ.get("DEEPCAT_API_KEY")
-    return_large_buffers()
-    app = create_app(Path(model), limits=limits or Limits(), api_key=api_key, reject=reject, device=device)
-    print(
-        f"serving {model} on http://{host}:{port} (docs at /docs){' with an API key' if api_key else ''}",
-        file=sys.stderr,
+    run_server(
+        model,
+        host=host,
+        port=port,
+        api_key=api_key,
+        reject=reject,
+        precision=precision,
+        device=device,
+        limits=limits or Limits(),
     )
-    uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 @dataclass
