@@ -22,6 +22,7 @@ import torch.nn as nn
 from deepcat.data.loader import BadInputLog, batches, eval_loader
 from deepcat.data.sources import DataSplits, Samples, combined
 from deepcat.errors import DeepcatError
+from deepcat.evaluation.scores import forward_in_parts
 from deepcat.inputs import DEFAULT_KIND, Preprocessing, Words, input_kind, preprocess_of
 
 __all__ = ["LabelErrors", "Suspect", "embeddings", "find_label_errors", "out_of_fold_probs", "save"]
@@ -85,7 +86,7 @@ def embeddings(
             leave=False,
             disable=not progress,
         ):
-            model(x)
+            forward_in_parts(model, x)  # the hook captures each part's features
             labels.append(y)
     finally:
         hook.remove()
