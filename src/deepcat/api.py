@@ -83,16 +83,17 @@ def train(  # type: ignore[misc]  # DATA may come first, as on the command line
     """
     from deepcat.config import resolve_config
     from deepcat.evaluation.finish import after_training
-    from deepcat.training.checkpoint import resume_point
+    from deepcat.training.checkpoint import restarted_run, resume_point
     from deepcat.training.loggers import log_run_folder
     from deepcat.training.loop import fit
 
     if data is not None:
         options["data"] = data
+    if not resume:
+        cfg, state = resolve_config(config_file=config, **options), None
+        resume = restarted_run(Path(cfg.output))  # torchrun restarted the workers: continue its run
     if resume:
         cfg, state = resume_point(Path(resume), dict(options))
-    else:
-        cfg, state = resolve_config(config_file=config, **options), None
     fitted = fit(cfg, state=state, run_dir=Path(resume) if resume else None, callbacks=callbacks, progress=progress)
     if fitted.is_main:
         after_training(fitted.run_dir, fitted.splits, progress=progress)

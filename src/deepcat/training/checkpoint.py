@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +21,37 @@ from deepcat.config import TrainConfig
 from deepcat.errors import DeepcatError
 from deepcat.run_folder import atomic_write, load_state, read_config, save_state, save_weights
 
-__all__ = ["RESUMABLE", "Checkpoint", "resume_point", "write_metrics"]
+__all__ = [
+    "ELASTIC_MARK",
+    "RESUMABLE",
+    "Checkpoint",
+    "mark_elastic_run",
+    "restarted_run",
+    "resume_point",
+    "write_metrics",
+]
+
+ELASTIC_MARK = "torchrun_run_id"  # in a run folder trained under torchrun: which torchrun job wrote it
+
+
+def mark_elastic_run(run_dir: Path) -> None:
+    """Under torchrun, note its job's id in the run folder, so a restarted worker finds the run to continue."""
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID")
+    if run_id:
+        atomic_write(run_dir / ELASTIC_MARK, run_id.encode())
+
+
+def restarted_run(output: Path) -> Path | None:
+    """Under torchrun after a restart (`--max-restarts`: a worker failed, every worker starts again), the run
+    folder in `output` that this torchrun job's first attempt wrote, when it saved a checkpoint; else None. The
+    folder must be on storage every node reads, as for `--resume`."""
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID")
+    if not run_id or int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) == 0:
+        return None
+    for mark in sorted(output.glob(f"*/{ELASTIC_MARK}"), key=lambda p: p.stat().st_mtime, reverse=True):
+        if mark.read_text() == run_id and (mark.parent / "state.pt").is_file():
+            return mark.parent
+    return None
 
 
 class Checkpoint:

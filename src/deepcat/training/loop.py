@@ -26,7 +26,7 @@ from deepcat.evaluation.scores import collect_logits
 from deepcat.inference.calibrated import softmax
 from deepcat.run_folder import write_model_json, write_split
 from deepcat.training import distributed, head_features
-from deepcat.training.checkpoint import Checkpoint
+from deepcat.training.checkpoint import Checkpoint, mark_elastic_run
 from deepcat.training.events import EarlyStopping, StopTraining, check_callbacks, fire
 from deepcat.training.loggers import loggers_for
 from deepcat.training.optim import lr_at, set_lr
@@ -108,6 +108,7 @@ def start_run(s: Setup, run_dir: Path | None, dist: distributed.Dist) -> Path:
         run_dir = Path(str(distributed.broadcast_object(dist, str(run_dir))))
     if dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        mark_elastic_run(run_dir)
         s.cfg.save(run_dir / "config.yaml")
         write_split(run_dir, s.splits)
         write_model_json(run_dir, spec=s.spec, classes=s.splits.classes, preprocess=s.pre)
