@@ -255,7 +255,56 @@ def _gpu(results: dict) -> str:
     return "\n".join([*lines, "", provenance(results)])
 
 
+def _open_set(results: dict) -> str:
+    """One row per score: known images accepted, then AUROC and the share rejected for the held-out classes
+    (near) and each kind of far input."""
+    first = results["rows"][0]
+    kinds = ["near", *results["far_test"]]
+    names = {"near": "held-out " + ", ".join(results["held_out"]), **{k: f"{k} shown" for k in results["far_test"]}}
+    lines = [
+        "| score | known accepted | "
+        + " | ".join(f"{names[k]} (AUROC; rejected)" for k in kinds)
+        + " | ONNX MB | ms per image |",
+        "|---" * (len(kinds) + 4) + "|",
+    ]
+    for r in sorted(results["rows"], key=lambda r: -r["AUROC near"]):
+        cells = [f"{r[f'AUROC {k}']:.3f}; {r[f'rejected {k}']:.0%}" for k in kinds]
+        lines.append(
+            f"| {r['score']} | {r['known accepted']:.1%} | " + " | ".join(cells) + f" | {r['onnx MB']:.2f} | "
+            f"{r['ms/image']:.2f} |"
+        )
+    far = ", ".join(f"{n:,} {k}" for k, n in results["far_test"].items())
+    return "\n".join(
+        [
+            *lines,
+            "",
+            f"{first['data']}: {results['known_test']:,} known and {results['near_test']:,} held-out test images, "
+            f"far inputs: {far}; training {results['train_seconds']:.0f} s. " + provenance(results),
+        ]
+    )
+
+
+def _conformal(results: dict) -> str:
+    runs = [r for r in results["rows"] if isinstance(r["seed"], int)]
+    lines = [
+        "| data (runs) | coverage asked | measured on test (mean) | mean set size | empty sets | resampled (mean of "
+        "500 splits a run) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for data, levels in results["summary"].items():
+        for level, s in levels.items():
+            mine = [r for r in runs if r["data"] == data and f"{r['coverage asked']:.2f}" == level]
+            size = statistics.mean(r["mean set size"] for r in mine)
+            empty = statistics.mean(r["empty sets"] for r in mine)
+            lines.append(
+                f"| {data} ({s['runs']}) | {level} | {s['mean measured']:.3f} | {size:.2f} | {empty:.1%} | "
+                f"{s['mean resampled']:.3f} |"
+            )
+    return "\n".join([*lines, "", provenance(results)])
+
+
 RENDERERS: dict[str, Callable[[dict], str]] = {
+    "conformal": _conformal,
     "data": _data,
     "gpu": _gpu,
     "finetune": _finetune,
@@ -263,6 +312,8 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "train_speed": _train_speed,
     "infer": _infer,
     "infer_runtimes": _infer,
+    "open_set_digits": _open_set,
+    "open_set_fashion-mnist": _open_set,
     "serve": _serve,
     "sound": _sound,
     "startup": _startup,
