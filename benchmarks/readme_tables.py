@@ -303,7 +303,24 @@ def _conformal(results: dict) -> str:
     return "\n".join([*lines, "", provenance(results)])
 
 
+def _audit(results: dict) -> str:
+    lines = ["| what | images | seconds | search's peak MB | found |", "|---|---|---|---|---|"]
+    for r in results["rows"]:
+        if "leak_groups" in r:
+            found = (
+                f"{r['leak_groups']} leaks, {r['conflict_groups']} label conflicts, {r['duplicate_groups']} duplicates"
+            )
+        elif "pairs" in r:
+            found = f"{r['pairs']:,} pairs" + (" (the same pairs)" if r.get("same_pairs") else "")
+        else:
+            found = ""
+        peak = f"{r['peak_mb']:,.0f}" if "peak_mb" in r else ""
+        lines.append(f"| {r['data']} | {r['images']:,} | {r['seconds']:,.1f} | {peak} | {found} |")
+    return "\n".join([*lines, "", provenance(results)])
+
+
 RENDERERS: dict[str, Callable[[dict], str]] = {
+    "audit": _audit,
     "conformal": _conformal,
     "data": _data,
     "gpu": _gpu,
