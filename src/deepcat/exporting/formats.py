@@ -56,15 +56,18 @@ class Written:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+# (network, metadata, out file, example input, calibration images, quiet) -> the written file
+Writer = Callable[["Deployable", dict[str, Any], Path, "torch.Tensor", CalibrationImages, bool], Written]
+
+
 @dataclass(frozen=True)
 class ExportFormat:
     filename: str  # default file name in RUN/export/
     precision: str  # "fp32" or "int8": which check bound applies
-    write: Callable[[Deployable, dict[str, Any], Path, torch.Tensor, CalibrationImages, bool], Written]
+    write: Writer
 
 
 FORMATS: Registry[ExportFormat] = Registry("export format")
-Writer = Callable[["Deployable", dict[str, Any], Path, "torch.Tensor", CalibrationImages, bool], "Written"]
 
 
 def torch_logits(net: Any, batch: np.ndarray, output: int = 2) -> np.ndarray:
