@@ -256,3 +256,29 @@ def digit_images(digit: int, count: int) -> list[np.ndarray]:
 
     bunch = load_digits()
     return [np.clip(img * 16, 0, 255).astype(np.uint8) for img in bunch.images[bunch.target == digit][-count:]]
+
+
+@pytest.fixture(scope="session")
+def s3_bucket():
+    """A bucket on a local S3-compatible server (moto's), reached as AWS clients are: endpoint and credentials
+    from the environment variables boto and s3fs read."""
+    import os
+
+    import fsspec
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    saved = dict(os.environ)
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ENDPOINT_URL=f"http://{host}:{port}",
+    )
+    fsspec.filesystem("s3").mkdir("deepcat-test")
+    yield "deepcat-test"
+    os.environ.clear()
+    os.environ.update(saved)
+    server.stop()

@@ -1,4 +1,5 @@
-"""Faults from outside: training killed with SIGKILL in the middle of an epoch resumes to the same weights."""
+"""Faults from outside: training killed with SIGKILL in the middle of an epoch resumes to the same weights, from
+a built-in set in memory and from WebDataset shards streamed by loader workers."""
 
 import os
 import re
@@ -7,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -15,13 +17,15 @@ import deepcat
 OPTIONS = ["--epochs", "3", "--batch-size", "32", "--no-audit", "--seed", "3"]
 
 
-def test_sigkill_mid_epoch_resumes_to_the_uninterrupted_weights(tmp_path):
+@pytest.mark.parametrize("source", ["digits", "shards"])
+def test_sigkill_mid_epoch_resumes_to_the_uninterrupted_weights(tmp_path, source):
+    data = "digits" if source == "digits" else deepcat.shard("digits", out=str(tmp_path / "s"), per_shard=200)
     whole = deepcat.train(
-        "digits", output=str(tmp_path), name="whole", epochs=3, batch_size=32, audit=False, seed=3, progress=False
+        data, output=str(tmp_path), name="whole", epochs=3, batch_size=32, audit=False, seed=3, progress=False
     )
     cut = tmp_path / "cut"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "deepcat", "train", "digits", "--output", str(tmp_path), "--name", "cut", *OPTIONS],
+        [sys.executable, "-m", "deepcat", "train", data, "--output", str(tmp_path), "--name", "cut", *OPTIONS],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from deepcat.version import __version__ as __version__
 
-VERBS = ("train", "evaluate", "predict", "export", "serve", "check", "explain", "report", "lr_find", "tune")
+VERBS = ("train", "evaluate", "predict", "export", "serve", "check", "shard", "explain", "report", "lr_find", "tune")
 __all__ = [
     "train",
     "evaluate",
@@ -24,6 +24,7 @@ __all__ = [
     "export",
     "serve",
     "check",
+    "shard",
     "explain",
     "report",
     "lr_find",
@@ -40,7 +41,20 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
-    from deepcat.api import check, evaluate, explain, export, load, lr_find, predict, report, serve, train, tune
+    from deepcat.api import (
+        check,
+        evaluate,
+        explain,
+        export,
+        load,
+        lr_find,
+        predict,
+        report,
+        serve,
+        shard,
+        train,
+        tune,
+    )
     from deepcat.config import TrainConfig
     from deepcat.errors import DeepcatError
 

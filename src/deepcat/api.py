@@ -38,6 +38,7 @@ __all__ = [
     "model_source",
     "predict",
     "report",
+    "shard",
     "serve",
     "train",
     "tune",
@@ -340,6 +341,40 @@ def check(
 
         result.label_errors = check_labels(labels, splits, progress=progress)
     return result
+
+
+def shard(
+    data: str,
+    *,
+    out: str,
+    per_shard: int = 10_000,
+    shard_mb: float = 500,
+    val_fraction: float = TrainConfig.val_fraction,
+    seed: int = TrainConfig.seed,
+    classes: str | None = TrainConfig.classes,
+    data_root: str | None = TrainConfig.data_root,
+    modality: str = TrainConfig.modality,
+    progress: bool = True,
+) -> str:
+    """Write DATA, split as `train` would split it, as WebDataset tar shards under `out` (a folder or a URL such
+    as `s3://bucket/pets`), with a manifest and the audit's facts. `deepcat.train(out)` then streams them.
+
+    Args:
+        data: DATA. out: where the shards go. per_shard, shard_mb: a shard closes at this many inputs or MB.
+        val_fraction, seed, classes, data_root, modality: split DATA as `train` would. progress: bars.
+
+    Returns:
+        `out`, to train on.
+
+    >>> deepcat.train(deepcat.shard("pets", out="s3://bucket/pets"))
+    """
+    from deepcat.data.resolve import splits_of
+    from deepcat.data.shards import write_shards
+
+    splits = splits_of(
+        dict(data=data, val_fraction=val_fraction, seed=seed, classes=classes, data_root=data_root, modality=modality)
+    )
+    return write_shards(splits, out, per_shard=per_shard, shard_mb=shard_mb, seed=seed, progress=progress)
 
 
 def explain(

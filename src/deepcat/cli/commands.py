@@ -23,6 +23,7 @@ __all__ = [
     "predict",
     "report",
     "serve",
+    "shard",
     "train",
     "tune",
 ]
@@ -125,6 +126,19 @@ def serve(args: argparse.Namespace) -> int:
         device=args.device,
         limits=api.Limits(**_fields(args, api.Limits)),
     )
+    return 0
+
+
+def shard(args: argparse.Namespace) -> int:
+    out = api.shard(
+        args.data,
+        out=args.out,
+        per_shard=args.per_shard,
+        shard_mb=args.shard_mb,
+        **_fields(args, TrainConfig, CHECK_SPLIT),
+        progress=not args.quiet,
+    )
+    print(f"shards: {out}; train on them with `deepcat train {out}`")
     return 0
 
 

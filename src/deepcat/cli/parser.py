@@ -169,6 +169,22 @@ def _check(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=commands.check)
 
 
+def _shard(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "shard",
+        help="write DATA as WebDataset tar shards (a folder or s3://...) that train streams",
+        description="Split DATA as `deepcat train` would and write each split as tar shards with a manifest and "
+        "the audit's facts. Then: deepcat train OUT.",
+    )
+    p.add_argument("data", metavar="DATA", help=TrainConfig.help_of("data"))
+    p.add_argument("--out", required=True, help="folder or URL (s3://bucket/prefix) for the shards")
+    p.add_argument("--per-shard", type=int, default=10_000, help="inputs per shard at most")
+    p.add_argument("--shard-mb", type=float, default=500, help="megabytes per shard at most")
+    add_dataclass_flags(p, TrainConfig, only=commands.CHECK_SPLIT)
+    p.add_argument("--quiet", action="store_true", help=CLI_ONLY["quiet"])
+    p.set_defaults(func=commands.shard)
+
+
 def _explain(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("explain", help="Grad-CAM heatmaps: where the model looked")
     p.add_argument("run", metavar="RUN")
@@ -230,7 +246,7 @@ def _tune(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=commands.tune)
 
 
-VERBS = (_train, _evaluate, _predict, _export, _serve, _check, _explain, _report, _lr_find, _tune)
+VERBS = (_train, _evaluate, _predict, _export, _serve, _check, _shard, _explain, _report, _lr_find, _tune)
 
 
 def build_parser() -> argparse.ArgumentParser:

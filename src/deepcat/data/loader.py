@@ -95,7 +95,15 @@ def make_loader(
     workers: int | None = None,
     min_side: int | None = None,
 ) -> DataLoader[Any]:
-    """One loader for every use, in `order` (see `deepcat.data.order`). `min_side`: see `Samples.decode`."""
+    """One loader for every use, in `order` (see `deepcat.data.order`). `min_side`: see `Samples.decode`.
+    Training on shards streams them (`shard_stream.py`); evaluation reads their inputs in order."""
+    if order.shuffle and not samples.in_memory and not isinstance(samples.items, list):
+        from deepcat.data.shard_stream import shard_loader
+
+        workers = default_workers(samples, workers)
+        return shard_loader(  # type: ignore[return-value]
+            samples, transform, kind, order, workers=workers, collate=collate_skipping_bad, min_side=min_side
+        )
     dataset = InputDataset(samples, transform, kind, min_side)
     sampler = order.sampler(len(dataset))
     # Workers are not persistent: fresh ones each epoch are seeded from the epoch's seed, so a resumed

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from deepcat.data import builtin
+from deepcat.data import builtin, shards
 from deepcat.data.sources import DataSplits, from_csv, from_folder, only_classes, with_native_size
 from deepcat.errors import DeepcatError
 from deepcat.inputs import InputKind, input_kind
@@ -36,11 +36,13 @@ def _resolve(data: str, *, val_fraction: float, seed: int, data_root: str | None
     name, _, arg = data.partition(":")
     if name in builtin.BUILTINS:
         return builtin.BUILTINS[name](arg or None, val_fraction=val_fraction, seed=seed, data_root=data_root)
+    if shards.is_shards(data):
+        return shards.from_shards(data, val_fraction=val_fraction, seed=seed)
     path = Path(data).expanduser()
     if not path.exists():
         raise DeepcatError(
             f"data not found: {data}. Pass a folder of class subfolders, a CSV of path,label, "
-            f"or a built-in name: {', '.join(builtin.BUILTINS)}"
+            f"shards written by `deepcat shard` (a folder or URL), or a built-in name: {', '.join(builtin.BUILTINS)}"
         )
     if path.is_dir():
         return with_native_size(from_folder(path, val_fraction=val_fraction, seed=seed, kind=kind))

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -24,6 +25,7 @@ __all__ = [
     "SPLIT_NAMES",
     "DataSplits",
     "Samples",
+    "StoredInputs",
     "combined",
     "from_csv",
     "from_folder",
@@ -36,11 +38,27 @@ __all__ = [
 SPLIT_NAMES = ("train", "val", "test")
 
 
+class StoredInputs(Protocol):
+    """Inputs kept in files read by position (`deepcat.data.shards.ShardMembers`): an int index gives an input's
+    name, an array of them a subset."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: Any) -> Any: ...
+
+    def __iter__(self) -> Iterator[str]: ...
+
+    def decode(self, i: int, kind: InputKind, min_side: int | None = None) -> Any: ...
+
+    def joined(self, parts: list[Any]) -> StoredInputs: ...
+
+
 @dataclass
 class Samples:
-    """Images and their integer labels. `items` is a list of paths or an (N, H, W[, 3]) uint8 array."""
+    """Inputs and their integer labels. `items` is a list of paths, an (N, H, W[, 3]) uint8 array (or other
+    in-memory items), or the inputs of WebDataset shards (`deepcat.data.shards.ShardMembers`)."""
 
-    items: list[str] | np.ndarray
+    items: list[str] | np.ndarray | StoredInputs
     labels: np.ndarray
     ids: np.ndarray = None  # type: ignore[assignment]  # the index in the built-in set's file; default 0..N-1
 
@@ -52,7 +70,7 @@ class Samples:
         return len(self.labels)
 
     def subset(self, index: np.ndarray) -> Samples:
-        items = self.items[index] if isinstance(self.items, np.ndarray) else [self.items[i] for i in index]
+        items = [self.items[i] for i in index] if isinstance(self.items, list) else self.items[index]
         return Samples(items, self.labels[index], self.ids[index])
 
     @property
@@ -62,8 +80,10 @@ class Samples:
     def decode(self, i: int, kind: InputKind, min_side: int | None = None) -> Any:
         """Item `i` decoded by `kind` (an in-memory array, or a file read); a `BadInput` names what failed.
         `min_side` (images): a large JPEG may be decoded at reduced scale, its shorter side kept >= it."""
-        if self.in_memory:
+        if isinstance(self.items, np.ndarray):
             return kind.from_memory(self.items[i])
+        if not isinstance(self.items, list):  # `ShardMembers`: bytes read from a shard
+            return self.items.decode(i, kind, min_side)
         return kind.read(self.items[i], min_side) if min_side else kind.read(self.items[i])
 
 
@@ -91,8 +111,11 @@ def combined(splits: DataSplits) -> tuple[Samples, list[str], list[str]]:
     """Every split's samples in one Samples (train, then val, then test), with display names and split names."""
     parts = [(name, s) for name in SPLIT_NAMES if (s := splits.split(name)) is not None]
     if parts[0][1].in_memory:
-        items: list[str] | np.ndarray = np.concatenate([s.items for _, s in parts])
+        items: list[str] | np.ndarray | StoredInputs = np.concatenate([s.items for _, s in parts])
         names = [f"{splits.name}[{i}]" for _, s in parts for i in s.ids]
+    elif not isinstance(first := parts[0][1].items, list):
+        items = first.joined([s.items for _, s in parts])  # type: ignore[union-attr]
+        names = list(items)
     else:
         items = [p for _, s in parts for p in s.items]
         names = list(items)

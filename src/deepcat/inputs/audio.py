@@ -11,7 +11,7 @@ import io
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, ClassVar, cast
+from typing import Any, BinaryIO, ClassVar, cast
 
 import numpy as np
 
@@ -90,13 +90,14 @@ def to_mono_16k(samples: np.ndarray, rate: int) -> np.ndarray:
     return mono
 
 
-def read_clip(path: str | Path) -> np.ndarray:
-    """A sound file -> mono float32 samples at 16 kHz; an unreadable, empty or truncated file is a `BadInput`
-    that names it."""
+def read_clip(path: str | Path | BinaryIO) -> np.ndarray:
+    """A sound file (or an open one, such as a shard's member) -> mono float32 samples at 16 kHz; an
+    unreadable, empty or truncated file is a `BadInput` that names it."""
     import soundfile as sf
 
     try:
-        samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        source = str(path) if isinstance(path, (str, Path)) else path
+        samples, rate = sf.read(source, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError) as e:
         raise BadInput(f"{path}: not a readable sound file ({e}); re-export it as wav or flac, or remove it") from None
     if len(samples) == 0:

@@ -16,7 +16,7 @@ orientation), or why it could not be read. Then, without touching the files:
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -25,6 +25,7 @@ from deepcat.data.audit.duplicates import groups, near_pairs
 from deepcat.data.audit.findings import GROUP_KINDS, NEAR_DUPLICATE_BITS, NEAR_DUPLICATE_MAE, Audit
 from deepcat.data.audit.fix import CleanSplit, fix_split
 from deepcat.data.audit.scan import scan
+from deepcat.data.shards import ShardMembers
 from deepcat.data.sources import DataSplits, combined
 from deepcat.inputs import Facts, input_kind
 
@@ -36,7 +37,10 @@ def audit(splits: DataSplits, *, near: int = NEAR_DUPLICATE_BITS, workers: int =
     everything, names, where = combined(splits)
     labels = everything.labels
     kind = input_kind(splits.input_kind)
-    facts = scan(everything.items, kind, workers=workers, progress=progress)
+    if isinstance(everything.items, ShardMembers):
+        facts = everything.items.facts()  # `deepcat shard` recorded them
+    else:
+        facts = scan(cast("list[str] | np.ndarray", everything.items), kind, workers=workers, progress=progress)
     ok = np.array([f.error is None for f in facts])
     result = Audit(
         data=splits.name,

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from deepcat.data.audit.findings import NEAR_DUPLICATE_BITS, NEAR_DUPLICATE_MAE, Audit
+from deepcat.data.shards import ShardMembers
 from deepcat.data.sources import SPLIT_NAMES, DataSplits
 
 __all__ = ["audit_cached", "write_json"]
@@ -28,6 +29,8 @@ def _fingerprint(splits: DataSplits, near: int) -> str:
         digest.update(name.encode() + samples.labels.tobytes())
         if samples.in_memory:
             digest.update(np.ascontiguousarray(samples.items).data)
+        elif isinstance(samples.items, ShardMembers):  # shards are written once: their manifest's id and the rows
+            digest.update(samples.items.token.encode() + samples.items.row.tobytes())
         else:
             for path in samples.items:
                 stat = os.stat(path)
