@@ -79,6 +79,26 @@ def predict(args: argparse.Namespace) -> int:
     if not inputs:
         raise DeepcatError("no images given: deepcat predict [RUN | MODEL.onnx] IMAGE [IMAGE ...]")
     classifier = api.load(model)
+    if args.output:
+        written = api.predict(
+            classifier,
+            inputs,
+            top_k=args.top_k,
+            reject=args.reject,
+            coverage=args.coverage,
+            batch_size=args.batch_size,
+            output=args.output,
+            progress=not args.json,
+        )
+        summary = {
+            "output": str(written.path),
+            "predicted": written.predicted,
+            "skipped": written.skipped,
+            "errors": written.errors,
+            "seconds": round(written.seconds, 1),
+        }
+        print(json.dumps(summary) if args.json else "  ".join(f"{k} {v}" for k, v in summary.items()))
+        return 0
     predictions = api.predict(
         classifier,
         inputs,

@@ -92,6 +92,11 @@ def _predict(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "this probability (0.50 to 0.99, e.g. 0.9), fitted on the run's validation images",
     )
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument(
+        "--output",
+        help="write rows to this .csv or .parquet as they come (millions of inputs, memory flat; a rerun skips "
+        "what it holds; IMAGES may be one folder or URL of shards; under torchrun the processes share the work)",
+    )
     p.add_argument("--json", action="store_true", help=CLI_ONLY["json"])
     p.set_defaults(func=commands.predict)
 

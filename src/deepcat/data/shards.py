@@ -104,12 +104,17 @@ class ShardMembers:
         handle.seek(int(self.offset[i]))
         return Member(handle.read(int(self.size[i])), self.name(i))
 
+    def item(self, i: int) -> Any:
+        """Input `i` as prediction takes it: its bytes as an open file, or the array of an in-memory item."""
+        member = self.read(i)
+        return np.load(member) if self.suffix[i] == ".npy" else member
+
     def decode(self, i: int, kind: Any, min_side: int | None = None) -> Any:
         """Input `i` decoded by `kind`, as `Samples.decode` does a file or an in-memory item."""
-        member = self.read(i)
-        if self.suffix[i] == ".npy":
-            return kind.from_memory(np.load(member))
-        return kind.read(member, min_side) if min_side else kind.read(member)
+        item = self.item(i)
+        if isinstance(item, np.ndarray):
+            return kind.from_memory(item)
+        return kind.read(item, min_side) if min_side else kind.read(item)
 
     def _handle(self, shard: int) -> IO[bytes]:
         if shard in self._open:

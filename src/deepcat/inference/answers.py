@@ -6,10 +6,11 @@ No torch here: `deepcat predict MODEL.onnx` and the server use it through `expor
 from __future__ import annotations
 
 import glob
+import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -29,7 +30,7 @@ __all__ = [
     "predict_batches",
 ]
 
-InputItem = str | Path | Image.Image | np.ndarray
+InputItem = str | Path | Image.Image | np.ndarray | BinaryIO  # BinaryIO: an open file, e.g. a shard's member
 UNKNOWN = "unknown"  # the label of an input unlike every training class (`unknown` score below threshold)
 
 
@@ -107,8 +108,9 @@ def as_json(
 
 
 def decoded(item: InputItem, kind: InputKind) -> Any:
-    """A path read from disk, or an in-memory item (array, PIL image) taken as it is, by `kind`'s rules."""
-    return kind.read(item) if isinstance(item, (str, Path)) else kind.from_memory(item)
+    """A path read from disk (or an open file, such as a shard's member), or an in-memory item (array, PIL
+    image) taken as it is, by `kind`'s rules."""
+    return kind.read(item) if isinstance(item, (str, Path, io.IOBase)) else kind.from_memory(item)
 
 
 @dataclass(frozen=True)
