@@ -1,6 +1,8 @@
 """Fine-tuning a pretrained network: the head on features computed once, then the later layers unfrozen (batch
 norm included), early parameters from timm's groups, and progressive resizing of the unfrozen epochs."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -73,7 +75,7 @@ def test_early_parameters_follow_timm_groups_and_spare_the_head():
 
 @pytest.mark.precision
 @pytest.mark.parametrize("amp", ["off", "bf16"])  # bf16 is emulated where the CPU lacks it: slower, still exact
-def test_cached_features_are_what_the_classifier_sees(digits_folder, amp):
+def test_cached_features_are_what_the_classifier_sees(digits_folder, amp, tmp_path, monkeypatch):
     """The frozen epochs' features are the backbone's output as a training step computes it (under the run's
     autocast), in the data's order, so the head learns on what every later training step shows it. In bf16 they
     differ from fp32 features by about 5% (Lite0), and a head trained on them still answers as the fp32 model
@@ -105,6 +107,12 @@ def test_cached_features_are_what_the_classifier_sees(digits_folder, amp):
     with torch.no_grad(), autocast(s.device, s.dtype):
         features, _ = WithFeatures(model, classifier_of(model))(x)
     torch.testing.assert_close(cached.features[:8], features.float(), atol=1e-4, rtol=1e-4)
+    monkeypatch.setattr(head_features, "MEMORY_FEATURE_BYTES", 0)  # past the bound: a memory-mapped file
+    (run := tmp_path / "run").mkdir()
+    mapped = head_features.feature_batches(s, BadInputLog(), progress=False, folder=run)
+    assert torch.equal(mapped.features, cached.features) and torch.equal(mapped.labels, cached.labels)
+    maps = Path("/proc/self/maps").read_text()
+    assert f"{run}/head_features.npy (deleted)" in maps and not list(run.iterdir())  # mapped, and removed
 
     head = head_features.HeadOnly(model)
     optimizer = torch.optim.Adam(head.parameters(), lr=1e-2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ __all__ = [
     "compute_metrics",
     "evaluate_run",
     "features_of",
+    "iter_outputs",
     "logits_of",
     "pick_eval_samples",
     "score",
@@ -63,6 +65,30 @@ def forward_in_parts(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, .
     return tuple(torch.cat(column) for column in columns)
 
 
+def iter_outputs(
+    model: nn.Module,
+    loader: DataLoader[Any],
+    *,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    log: BadInputLog,
+    desc: str = "eval",
+    progress: bool = True,
+) -> Iterator[tuple[list[torch.Tensor], torch.Tensor]]:
+    """Each batch's outputs (one tensor, or a tuple: `WithFeatures` gives features and logits) as float32 CPU
+    tensors, and its labels; unreadable images are skipped. A caller that stores them row by row (a memory-mapped
+    file) never holds them all."""
+    model.eval()
+    channels_last = next(model.parameters()).is_contiguous(memory_format=torch.channels_last)
+    for x, y in tqdm(batches(loader, log), total=len(loader), desc=desc, leave=False, disable=not progress):
+        x = x.to(device, non_blocking=True)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.no_grad(), autocast(device, dtype):
+            out = forward_in_parts(model, x)
+        yield [t.float().cpu() for t in out], y
+
+
 def collect_outputs(
     model: nn.Module,
     loader: DataLoader[Any],
@@ -73,18 +99,10 @@ def collect_outputs(
     desc: str = "eval",
     progress: bool = True,
 ) -> tuple[list[np.ndarray], np.ndarray]:
-    """Each of the model's outputs (one tensor, or a tuple: `WithFeatures` gives features and logits) as
-    float32 arrays, and the labels, over a loader; unreadable images are skipped."""
-    model.eval()
+    """Each of the model's outputs as float32 arrays, and the labels, over a loader (`iter_outputs`, joined)."""
     outputs, labels = [], []
-    channels_last = next(model.parameters()).is_contiguous(memory_format=torch.channels_last)
-    for x, y in tqdm(batches(loader, log), total=len(loader), desc=desc, leave=False, disable=not progress):
-        x = x.to(device, non_blocking=True)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.no_grad(), autocast(device, dtype):
-            out = forward_in_parts(model, x)
-        outputs.append([t.float().cpu() for t in out])
+    for out, y in iter_outputs(model, loader, device=device, dtype=dtype, log=log, desc=desc, progress=progress):
+        outputs.append(out)
         labels.append(y)
     if not outputs:
         raise DeepcatError("no readable images to evaluate")

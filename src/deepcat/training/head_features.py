@@ -3,28 +3,35 @@ with augmentation and batch-norm statistics alone, so its pooled features are co
 training images as evaluation sees them) and every frozen epoch trains the head on them: one forward pass over
 the data in all, no backbone in a frozen step. The price: no augmentation and ImageNet's batch-norm statistics
 while the head learns; the unfrozen epochs that follow have both. Measured in `benchmarks/finetune.py`.
+
+Up to `MEMORY_FEATURE_BYTES` the features stay in memory; beyond, in a memory-mapped file in the run folder
+(removed as soon as it is mapped, where the system allows), so resident memory stays flat however many images
+there are: 1.28 million images of 1,280 features are 6.5 GB on disk, read a batch at a time.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import cast
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from deepcat.data.loader import BadInputLog, eval_loader
 from deepcat.data.order import Order, Rows
-from deepcat.evaluation.scores import collect_outputs
+from deepcat.evaluation.scores import iter_outputs
 from deepcat.inference.unknown_score import WithFeatures
 from deepcat.models.create import classifier_of
 from deepcat.training.distributed import Dist
 from deepcat.training.setup import Setup
 
-__all__ = ["MAX_FEATURE_BYTES", "FeatureBatches", "HeadOnly", "applies", "feature_batches"]
+__all__ = ["MEMORY_FEATURE_BYTES", "FeatureBatches", "HeadOnly", "applies", "feature_batches"]
 
-MAX_FEATURE_BYTES = 2 << 30  # larger sets (say 250,000 images of 2,048 features) run the backbone each epoch
+MEMORY_FEATURE_BYTES = 256 << 20  # larger feature sets (50,000 images of 1,280 features) go to a mapped file
 
 
 def applies(s: Setup, dist: Dist) -> bool:
@@ -37,7 +44,6 @@ def applies(s: Setup, dist: Dist) -> bool:
         and not dist.enabled
         and s.mixup is None
         and isinstance(head, nn.Linear)
-        and len(s.splits.train) * head.in_features * 4 <= MAX_FEATURE_BYTES
     )
 
 
@@ -68,16 +74,32 @@ class FeatureBatches:
             yield self.features[index], self.labels[index], []
 
 
-def feature_batches(s: Setup, log: BadInputLog, *, progress: bool) -> FeatureBatches:
-    """The backbone's pooled features of every training input, once, as batches of the training batch size."""
-    loader = eval_loader(s.splits.train, s.pre, batch_size=64, workers=s.cfg.workers)
-    (features, _), labels = collect_outputs(
-        WithFeatures(s.model, cast(nn.Linear, classifier_of(s.model))),  # `applies` checked it is one
-        loader,
+def feature_batches(s: Setup, log: BadInputLog, *, progress: bool, folder: Path | None = None) -> FeatureBatches:
+    """The backbone's pooled features of every training input, once, as batches of the training batch size;
+    in `folder` (a memory-mapped file) when they are more than `MEMORY_FEATURE_BYTES`."""
+    head = cast(nn.Linear, classifier_of(s.model))  # `applies` checked it is one
+    rows, width = len(s.splits.train), head.in_features
+    if rows * width * 4 <= MEMORY_FEATURE_BYTES or folder is None:
+        store = np.empty((rows, width), np.float32)
+    else:
+        path = folder / "head_features.npy"
+        store = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(rows, width))
+        try:
+            os.unlink(path)  # the mapping keeps the file while training uses it; nothing is left behind
+        except OSError:
+            pass  # Windows keeps an open file: it stays until the next run folder clean-up
+    labels = np.empty(rows, np.int64)
+    filled = 0
+    for (features, _), y in iter_outputs(
+        WithFeatures(s.model, head),
+        eval_loader(s.splits.train, s.pre, batch_size=64, workers=s.cfg.workers),
         device=s.device,
         dtype=s.dtype,
         log=log,
         desc="backbone features",
         progress=progress,
-    )
-    return FeatureBatches(torch.from_numpy(features), torch.from_numpy(labels), s.order)
+    ):
+        store[filled : filled + len(y)] = features.numpy()  # (B, width)
+        labels[filled : filled + len(y)] = y.numpy()
+        filled += len(y)
+    return FeatureBatches(torch.from_numpy(store[:filled]), torch.from_numpy(labels[:filled]), s.order)

@@ -188,7 +188,7 @@ def _epochs(
         loader: Any = s.train_loader
         if frozen and from_features:
             if features is None:
-                features = head_features.feature_batches(s, log, progress=progress)
+                features = head_features.feature_batches(s, log, progress=progress, folder=run_dir)
             net, loader = head_features.HeadOnly(model), features
         loader.sampler.set_epoch(epoch)  # every batcher has a sampler (a DistributedSampler)
         row, at.step = _train_epoch(s, tools, net, loader, epoch=epoch, step=at.step)
