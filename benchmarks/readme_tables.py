@@ -319,6 +319,21 @@ def _audit(results: dict) -> str:
     return "\n".join([*lines, "", provenance(results)])
 
 
+def _scale(results: dict) -> str:
+    lines = [
+        "| what | images | seconds | images/s | peak memory, all processes (PSS) | main process (RSS) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results["rows"]:
+        speed = r.get("train_images_per_s", r.get("images_per_s"))
+        what = f"{r['part']}: {r['run']}" + (f" (val acc {r['val_acc']:.3f})" if "val_acc" in r else "")
+        lines.append(
+            f"| {what} | {r['images']:,} | {r['seconds']:,.0f} | {speed:.1f} | {r['peak_tree_gb']:.2f} GB | "
+            f"{r['peak_main_gb']:.2f} GB |"
+        )
+    return "\n".join([*lines, "", provenance(results)])
+
+
 RENDERERS: dict[str, Callable[[dict], str]] = {
     "audit": _audit,
     "conformal": _conformal,
@@ -326,6 +341,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "gpu": _gpu,
     "finetune": _finetune,
     "profile_epoch": _profile_epoch,
+    "scale": _scale,
     "train_speed": _train_speed,
     "infer": _infer,
     "infer_runtimes": _infer,

@@ -79,17 +79,9 @@ def predict(args: argparse.Namespace) -> int:
     if not inputs:
         raise DeepcatError("no images given: deepcat predict [RUN | MODEL.onnx] IMAGE [IMAGE ...]")
     classifier = api.load(model)
-    if args.output:
-        written = api.predict(
-            classifier,
-            inputs,
-            top_k=args.top_k,
-            reject=args.reject,
-            coverage=args.coverage,
-            batch_size=args.batch_size,
-            output=args.output,
-            progress=not args.json,
-        )
+    options = dict(top_k=args.top_k, reject=args.reject, coverage=args.coverage, batch_size=args.batch_size)
+    if args.output:  # this process's share, under torchrun
+        written = api.predict(classifier, inputs, **options, output=args.output, progress=not args.json)
         summary = {
             "output": str(written.path),
             "predicted": written.predicted,
@@ -99,15 +91,7 @@ def predict(args: argparse.Namespace) -> int:
         }
         print(json.dumps(summary) if args.json else "  ".join(f"{k} {v}" for k, v in summary.items()))
         return 0
-    predictions = api.predict(
-        classifier,
-        inputs,
-        top_k=args.top_k,
-        reject=args.reject,
-        coverage=args.coverage,
-        batch_size=args.batch_size,
-        progress=not args.json,
-    )
+    predictions = api.predict(classifier, inputs, **options, progress=not args.json)
     if args.json:
         print(json.dumps({"model": classifier.name, "predictions": [p.to_dict() for p in predictions]}, indent=2))
     else:
