@@ -1,18 +1,19 @@
 """Scale: does memory stay flat and time grow linearly as the data grows?
 
-1. Fine-tuning EfficientNet-Lite0 (`deepcat train DIR --model efficientnet_lite0 --image-size 128 --epochs 2`)
+1. Fine-tuning EfficientNet-Lite0 (`deepcat train DIR --model efficientnet_lite0 --image-size 64 --epochs 2`)
    on 1,000, 10,000 and 100,000 synthetic photo-sized JPEGs (500x375, two classes told apart by colour and
    texture): the audit, the backbone's features of every training image once (memory-mapped beyond 256 MB:
    100,000 images are 410 MB), the head's epoch on them, one epoch with the later half of the network
-   learning, validation, calibration, the report: every pass over the data a run makes.
+   learning, validation, calibration, the report: every pass over the data a run makes. At 64 px input (the
+   photos are still decoded from 500x375 JPEGs) so that 100,000 images take an hour on 2 cores, not five.
    Peak memory of the whole process tree (the main process and its data-loader workers, summed as PSS: pages
    the forked workers share with it count once) and resident memory of the main process alone, both sampled
    every 0.2 s with psutil; seconds; training images per second over both epochs.
 2. Batch prediction over the largest set's files (`deepcat predict RUN DIR --output preds.csv`) with the
    10,000-image run: one process against two (`torchrun --nproc-per-node 2`), images/s and peak memory.
 
-    python benchmarks/scale.py --work /data/scale           # hours on 2 cores: 100,000 images, 4 GB in --work
-    python benchmarks/scale.py --sizes 1000,10000           # ~25 min; parts merge into the same results file
+    python benchmarks/scale.py --work /data/scale           # ~70 min on 2 cores: 100,000 images, 4 GB in --work
+    python benchmarks/scale.py --sizes 1000,10000           # ~10 min; parts merge into the same results file
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ def train_rows(work: Path, sizes: list[int]) -> list[dict]:
     rows = []
     for size in sizes:
         folder, name = photos(work, size), f"fine-tune-{size}"
-        flags = ["--model", "efficientnet_lite0", "--image-size", "128", "--epochs", "2", "--batch-size", "64"]
+        flags = ["--model", "efficientnet_lite0", "--image-size", "64", "--epochs", "2", "--batch-size", "64"]
         where = ["--output", str(work / "runs"), "--name", name]
         got = measured([*DEEPCAT, "train", str(folder), *flags, *where], work / "home" / name)
         metrics = (work / "runs" / name / "metrics.csv").read_text().splitlines()
