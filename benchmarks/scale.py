@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -118,6 +119,7 @@ def train_rows(work: Path, sizes: list[int]) -> list[dict]:
     rows = []
     for size in sizes:
         folder, name = photos(work, size), f"fine-tune-{size}"
+        shutil.rmtree(work / "runs" / name, ignore_errors=True)  # a rerun measures a new run
         flags = ["--model", "efficientnet_lite0", "--image-size", "64", "--epochs", "2", "--batch-size", "64"]
         where = ["--output", str(work / "runs"), "--name", name]
         got = measured([*DEEPCAT, "train", str(folder), *flags, *where], work / "home" / name)

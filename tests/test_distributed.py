@@ -88,7 +88,7 @@ def test_a_worker_killed_mid_run_is_restarted_by_torchrun_and_ends_with_the_same
     args = [*options(data, tmp_path, epochs=8)]
     subprocess.run([sys.executable, "-m", "deepcat", "train", *args, "--name", "one"], check=True, env=ENV)
     rendezvous = ("--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "--rdzv-id", "kill")
-    command = [*torchrun("--nnodes", "1", "--nproc-per-node", "2", "--max-restarts", "2", *rendezvous), *args]
+    command = [*torchrun("--nnodes", "1", "--nproc-per-node", "2", "--max-restarts", "3", *rendezvous), *args]
     job = subprocess.Popen([*command, "--name", "two"], stderr=subprocess.PIPE, text=True, env=ENV)
     seen = ""
     while "epoch 2 " not in seen:  # rank 0 printed epoch 2's line: its checkpoint is saved, epoch 3 runs
