@@ -341,6 +341,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "gpu": _gpu,
     "finetune": _finetune,
     "profile_epoch": _profile_epoch,
+    "scale": _scale,
     "train_speed": _train_speed,
     "infer": _infer,
     "infer_runtimes": _infer,
