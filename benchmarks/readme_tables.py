@@ -321,15 +321,15 @@ def _audit(results: dict) -> str:
 
 def _scale(results: dict) -> str:
     lines = [
-        "| what | images | seconds | images/s | peak memory, all processes (PSS) | main process (RSS) |",
-        "|---|---|---|---|---|---|",
+        "| what | images | seconds | images/s | peak memory, all processes (PSS) | main process (RSS) | commit |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in results["rows"]:
         speed = r.get("train_images_per_s", r.get("images_per_s"))
         what = f"{r['part']}: {r['run']}" + (f" (val acc {r['val_acc']:.3f})" if "val_acc" in r else "")
         lines.append(
             f"| {what} | {r['images']:,} | {r['seconds']:,.0f} | {speed:.1f} | {r['peak_tree_gb']:.2f} GB | "
-            f"{r['peak_main_gb']:.2f} GB |"
+            f"{r['peak_main_gb']:.2f} GB | {r.get('commit', results['machine']['commit'])[:7]} |"
         )
     return "\n".join([*lines, "", provenance(results)])
 
