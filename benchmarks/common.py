@@ -75,9 +75,26 @@ def machine() -> dict:
     }
 
 
-def report(name: str, rows: list[dict], out: str | Path, **extra) -> None:
-    """Print `rows` as a table and write them, with the machine, to JSON."""
-    columns = list(dict.fromkeys(k for row in rows for k in row))
+def merged(out: str | Path, new: list[dict], rerun) -> list[dict]:
+    """The rows of a benchmark run in parts: the earlier rows of `out` that `rerun` (a row -> bool) does not say
+    this part replaces, then `new`; each row keeps the commit that measured it. Rows measured on another CPU (model
+    or flags) are dropped, with a line saying so: times from two CPUs are not one table."""
+    here = machine()
+    rows: list[dict] = []
+    if Path(out).is_file():
+        earlier = json.loads(Path(out).read_text())
+        kept = [r for r in earlier["rows"] if not rerun(r)]
+        if earlier["machine"].get("cpu") != here["cpu"]:
+            other = earlier["machine"].get("cpu")
+            print(f"{out}: its {len(kept)} earlier rows are from another CPU ({other}): dropped")
+        else:
+            rows = [{**r, "commit": r.get("commit", earlier["machine"]["commit"])} for r in kept]
+    return rows + [{**r, "commit": here["commit"]} for r in new]
+
+
+def report(name: str, rows: list[dict], out: str | Path, *, hide: tuple[str, ...] = (), **extra) -> None:
+    """Print `rows` as a table (but the columns in `hide`) and write them, with the machine, to JSON."""
+    columns = [c for c in dict.fromkeys(k for row in rows for k in row) if c not in hide]
     widths = {c: max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in columns}
     print(" | ".join(c.ljust(widths[c]) for c in columns))
     print("-|-".join("-" * widths[c] for c in columns))

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine, report  # noqa: E402
+from common import merged, report  # noqa: E402
 
 CLASSES = ("warm", "cool")
 
@@ -178,17 +178,12 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "scale.json"))
     args = parser.parse_args()
     work, sizes, parts = Path(args.work), [int(s) for s in args.sizes.split(",")], args.parts.split(",")
-    rows, new = [], []
-    if Path(args.out).is_file():  # parts run at other times merge: a row is replaced by its rerun
-        earlier = json.loads(Path(args.out).read_text())
-        rerun = [r for r in earlier["rows"] if r["part"] in parts and (r["part"] != "train" or r["images"] in sizes)]
-        kept = [r for r in earlier["rows"] if r not in rerun]
-        rows = [{**r, "commit": r.get("commit", earlier["machine"]["commit"])} for r in kept]  # each row's own commit
+    new = []
     if "train" in parts:
         new += train_rows(work, sizes)
     if "predict" in parts:
         new += predict_rows(work, max(sizes))
-    rows += [{**r, "commit": machine()["commit"]} for r in new]
+    rows = merged(args.out, new, lambda r: r["part"] in parts and (r["part"] != "train" or r["images"] in sizes))
     rows.sort(key=lambda r: (r["part"] != "train", r["run"], r["images"]))
     report("scale", rows, args.out)
 
