@@ -1,5 +1,5 @@
-"""Fashion-MNIST: wall time from the start of training to each of 90/91/92/93/94% test accuracy, for
-`deepcat.train` and two baselines run in the same process, one after another, each repeated (`--repeats`):
+"""Fashion-MNIST: wall time from the start of training to each of 90/91/92/93/94% test accuracy (TARGETS, fixed
+before any run), for `deepcat.train` and two baselines, each run once per seed (`--seeds`):
 
 - `deepcat.train('fashion-mnist')`, its default recipe: it trains on 48,000 images and holds 12,000 out for
   validation, calibration and `unknown`; and the same recipe on all 60,000 (`val_fraction=0`), the data the
@@ -7,18 +7,24 @@
 - pytorch/examples mnist/main.py as upstream writes it (its net, Adadelta lr 1.0, StepLR gamma 0.7, batch 64,
   its own 14 epochs, its normalisation), run to the end of its schedule, on all 60,000 images;
 - a strong hand-written recipe: small ResNet 32/64/128, SGD with a one-cycle schedule laid over the same wall
-  budget as deepcat's training in that repeat (the learning rate follows the clock), crop + flip, label
-  smoothing 0.1, channels_last, bf16 autocast where the CPU has native bf16 (as deepcat), on all
-  60,000 images.
+  budget as deepcat's training with that seed (the learning rate follows the clock), crop + flip, label
+  smoothing 0.1, channels_last, bf16 autocast where the CPU has native bf16 (as deepcat), on all 60,000 images.
 
-Every contestant runs with the same 2 torch threads. Test accuracy is measured after every epoch with the
-clock stopped, on all 10,000 test images. deepcat's time includes its own work: loading, the data audit
-(cached after the first run), validation each epoch, and calibration, report and scoring at the end
-(reported separately as `after_training_seconds`). The summary rows give each contestant's median and range
-over the repeats.
+Every contestant runs with the same 2 torch threads and answers the test with the same test-time flip: deepcat's
+small CNN averages the features of an image and of its mirror before its linear head (its default), the
+baselines average their logits over the two (the same thing for a linear head). Test accuracy is measured after
+every epoch with the clock stopped, on all 10,000 test images. deepcat's time includes its own work: loading, the
+data audit (cached after the first run), validation each epoch, and calibration, report and scoring at the end
+(reported separately as `after_training_seconds`).
 
-    python benchmarks/train_speed.py              # ~2 h 10 min on 2 cores
-    python benchmarks/train_speed.py --only deepcat --repeats 1
+The contestants take turns in an order that changes with the seed (deepcat's default always before the strong
+recipe, whose budget it sets). Seeds may run in parts (`--seeds 2`, about an hour each on 2 cores): rows merge
+into the results file, each with its commit; rows from another CPU are dropped. The summary gives each
+contestant's median [min, max] over its seeds, and for each target how many of its seeds reached it.
+
+    python benchmarks/train_speed.py              # ~3 h on 2 cores: seeds 0, 1, 2
+    python benchmarks/train_speed.py --seeds 3 4  # two more, merged
+    python benchmarks/train_speed.py --only deepcat --seeds 0 --out /tmp/quick.json
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import report  # noqa: E402
+from common import merged, report  # noqa: E402
 
 from deepcat.device import amp_dtype  # noqa: E402
 
@@ -76,8 +82,9 @@ def test_tensors(normalise: tuple[float, float]) -> tuple[torch.Tensor, torch.Te
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, rgb: bool = False) -> float:
-    """Test accuracy on the model's own device, with the autocast deepcat picks there."""
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, rgb: bool = False, flip: bool = True) -> float:
+    """Test accuracy on the model's own device, with the autocast deepcat picks there; `flip`: the logits
+    averaged over each image and its mirror (deepcat's model does it itself)."""
     model.eval()
     device = next(model.parameters()).device
     dtype = amp_dtype("auto", device)
@@ -86,7 +93,8 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, rgb: bool = 
         xb = x[i : i + 1000].to(device)
         xb = xb.expand(-1, 3, -1, -1) if rgb else xb
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            correct += (model(xb).argmax(1).cpu() == y[i : i + 1000]).sum().item()
+            logits = model(xb) + model(xb.flip(-1)) if flip else model(xb)
+            correct += (logits.argmax(1).cpu() == y[i : i + 1000]).sum().item()
     model.train()
     return correct / len(y)
 
@@ -111,7 +119,7 @@ def deepcat_contestant(seed: int, val_fraction: float | None = None) -> dict:
     class TestAccuracy:
         def on_epoch_end(self, *, model, **_):
             with clock.pause():
-                curve.append((clock.elapsed(), accuracy(model, x, y, rgb=True)))
+                curve.append((clock.elapsed(), accuracy(model, x, y, rgb=True, flip=False)))
 
     with tempfile.TemporaryDirectory() as tmp:
         clock.started = time.perf_counter()
@@ -281,8 +289,8 @@ def strong_contestant(seed: int, budget: float) -> dict:
 
 
 def summary(rows: list[dict]) -> list[dict]:
-    """Per contestant: the median and range over repeats of best accuracy, training time and time to each target
-    (a repeat that never reached a target counts as not reached: the median is then of fewer runs)."""
+    """Per contestant: the median and range over seeds of best accuracy, training time and time to each target;
+    a target some seeds never reached says how many did (the median is then of those)."""
     out = []
     for name in dict.fromkeys(r["contestant"] for r in rows):
         runs = [r for r in rows if r["contestant"] == name]
@@ -295,37 +303,63 @@ def summary(rows: list[dict]) -> list[dict]:
                     + (f" ({len(values)} of {len(runs)})" if len(values) < len(runs) else "")
                 )
                 if values
-                else None
+                else f"never (0 of {len(runs)})"
             )
         out.append(row)
     return out
 
 
+# the order of each seed's turns (seed modulo 3): every contestant at several places, deepcat's default before
+# the strong recipe, whose budget it sets
+ORDERS = (
+    ("deepcat", "deepcat-all", "examples", "strong"),
+    ("examples", "deepcat", "strong", "deepcat-all"),
+    ("deepcat-all", "deepcat", "examples", "strong"),
+)
+
+
+def one_seed(seed: int, only: set[str]) -> list[dict]:
+    rows, budget = [], None
+    for key in ORDERS[seed % len(ORDERS)]:
+        if key not in only:
+            continue
+        if key == "deepcat":
+            row = deepcat_contestant(seed=seed)
+            budget = row["training_seconds"]
+        elif key == "deepcat-all":
+            row = deepcat_contestant(seed=seed, val_fraction=0.0)
+        elif key == "examples":
+            row = examples_contestant(seed=seed)
+        else:
+            if budget is None:
+                raise SystemExit("the strong recipe's budget is deepcat's training time: run it with deepcat")
+            row = strong_contestant(seed=seed, budget=budget)
+        rows.append({"key": key, "seed": seed, **row})
+        print({k: v for k, v in rows[-1].items() if k != "curve"}, flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--only", choices=("deepcat", "examples", "strong"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--only", nargs="+", choices=ORDERS[0], default=list(ORDERS[0]))
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "train_speed.json"))
     args = parser.parse_args()
     torch.set_num_threads(2)
-    rows = []
-    for repeat in range(args.repeats):
-        if args.only in (None, "deepcat", "strong"):
-            ours = deepcat_contestant(seed=repeat)
-            rows += [ours, deepcat_contestant(seed=repeat, val_fraction=0.0)] if args.only != "strong" else []
-        if args.only in (None, "examples"):
-            rows.append(examples_contestant(seed=repeat))
-        if args.only in (None, "strong"):
-            rows.append(strong_contestant(seed=repeat, budget=ours["training_seconds"]))
-    table = [{k: v for k, v in r.items() if k != "curve"} for r in rows]
+    new = [row for seed in args.seeds for row in one_seed(seed, set(args.only))]
+    rows = merged(args.out, new, lambda r: "key" not in r or (r["seed"] in args.seeds and r["key"] in args.only))
     report(
         "train_speed",
-        table + summary(rows),
+        rows,
         args.out,
+        hide=("curve",),
+        summary=summary(rows),
         torch_threads=2,
-        curves=[{"contestant": r["contestant"], "curve": r["curve"]} for r in rows],
-        targets={"deepcat s_to_93": 90},
+        targets=[round(t * 100) for t in TARGETS],
+        test_time_flip="every contestant",
     )
+    for row in summary(rows):
+        print(row)
 
 
 if __name__ == "__main__":
