@@ -32,6 +32,7 @@ def result_types() -> dict:
     from deepcat.exporting.export import ExportResult  # noqa: F401
     from deepcat.inference.answers import InputItem, Prediction  # noqa: F401
     from deepcat.inference.exported import ExportedClassifier  # noqa: F401
+    from deepcat.inference.listen import Detection  # noqa: F401
     from deepcat.inference.prediction_file import PredictionFile  # noqa: F401
     from deepcat.inference.torch_model import Classifier  # noqa: F401
     from deepcat.training.lr_find import LrFind  # noqa: F401

@@ -16,7 +16,20 @@ from typing import TYPE_CHECKING, Any
 
 from deepcat.version import __version__ as __version__
 
-VERBS = ("train", "evaluate", "predict", "export", "serve", "check", "shard", "explain", "report", "lr_find", "tune")
+VERBS = (
+    "train",
+    "evaluate",
+    "predict",
+    "export",
+    "serve",
+    "check",
+    "shard",
+    "explain",
+    "listen",
+    "report",
+    "lr_find",
+    "tune",
+)
 __all__ = [
     "train",
     "evaluate",
@@ -26,6 +39,7 @@ __all__ = [
     "check",
     "shard",
     "explain",
+    "listen",
     "report",
     "lr_find",
     "tune",

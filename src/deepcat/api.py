@@ -17,6 +17,7 @@ from typing_extensions import Unpack
 
 from deepcat.config import TrainConfig, TrainOptions
 from deepcat.data.audit.findings import NEAR_DUPLICATE_BITS
+from deepcat.inference.listen import Spotting
 from deepcat.inference.runtimes import DEVICES
 from deepcat.run_folder import model_source
 from deepcat.serving.limits import Limits
@@ -33,6 +34,7 @@ __all__ = [
     "explain",
     "export",
     "export_formats",
+    "listen",
     "load",
     "lr_find",
     "model_source",
@@ -40,6 +42,7 @@ __all__ = [
     "report",
     "shard",
     "serve",
+    "Spotting",
     "train",
     "tune",
 ]
@@ -52,6 +55,7 @@ if TYPE_CHECKING:
     from deepcat.exporting.export import ExportResult
     from deepcat.inference.answers import InputItem, Prediction
     from deepcat.inference.exported import ExportedClassifier
+    from deepcat.inference.listen import Detection
     from deepcat.inference.prediction_file import PredictionFile
     from deepcat.inference.torch_model import Classifier
     from deepcat.training.lr_find import LrFind
@@ -467,6 +471,35 @@ def explain(
     from deepcat.inference.answers import expand_inputs
 
     return explain_run(Path(run), expand_inputs(images), target=target, output=output)
+
+
+def listen(
+    model: str | Path | Classifier | ExportedClassifier,
+    recording: str | Path,
+    *,
+    spotting: Spotting | None = None,
+    reject: bool = True,
+    progress: bool = False,
+) -> list[Detection]:
+    """Keywords heard in a long recording by a sound model: a window of the model's clip length every `hop_ms`,
+    each class's probability averaged over the last `smooth` windows, a keyword reported when that reaches
+    `threshold`, then nothing for `refractory_ms`. With `reject`, windows the model answers `unknown` (no word
+    it knows, or other speech) hold no keyword.
+
+    Args:
+        model: a sound run, its exported file, or a loaded classifier. recording: a wav, flac, ogg or mp3 file.
+        spotting: the window, smoothing, threshold and refractory settings (default: `Spotting()`).
+        reject: windows below the calibrated `unknown` threshold hold no keyword. progress: a bar.
+
+    Returns:
+        One `Detection` (label, seconds from the start when it was reported, smoothed probability) per keyword.
+
+    >>> [(d.label, d.seconds) for d in deepcat.listen("runs/spoken-digits", "call.wav")]
+    """
+    from deepcat.inference.listen import listen as listen_to
+
+    classifier = load(model) if isinstance(model, (str, Path)) else model
+    return listen_to(classifier, recording, spotting or Spotting(), reject=reject, progress=progress)
 
 
 def report(run: str | Path) -> Path:

@@ -19,6 +19,7 @@ __all__ = [
     "evaluate",
     "explain",
     "export",
+    "listen",
     "lr_find",
     "predict",
     "report",
@@ -182,6 +183,18 @@ def explain(args: argparse.Namespace) -> int:
     for r in api.explain(args.run, args.images, target=args.target, output=out):
         print(f"{r.source}: predicted {r.predicted}; Grad-CAM of {r.label} ({r.probability:.3f})")
     print(f"heatmaps in {out}")
+    return 0
+
+
+def listen(args: argparse.Namespace) -> int:
+    spotting = api.Spotting(**_fields(args, api.Spotting))
+    found = api.listen(args.model, args.recording, spotting=spotting, reject=args.reject, progress=not args.quiet)
+    if args.json:
+        print(json.dumps([dataclasses.asdict(d) for d in found]))
+        return 0
+    for d in found:
+        print(f"{d.seconds:9.2f} s  {d.label}  ({d.score:.2f})")
+    print(f"{len(found)} keyword{'s' if len(found) != 1 else ''} heard", file=sys.stderr)
     return 0
 
 

@@ -9,7 +9,7 @@ import types
 import typing
 from collections.abc import Collection
 
-from deepcat.api import DEVICES, NEAR_DUPLICATE_BITS, PRECISIONS, Limits, export_formats
+from deepcat.api import DEVICES, NEAR_DUPLICATE_BITS, PRECISIONS, Limits, Spotting, export_formats
 from deepcat.cli import commands
 from deepcat.config import TrainConfig
 
@@ -199,6 +199,22 @@ def _explain(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=commands.explain)
 
 
+def _listen(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("listen", help="keyword spotting: the words a sound model hears in a long recording")
+    p.add_argument("model", metavar="MODEL", help="a sound run folder or its exported file")
+    p.add_argument("recording", metavar="RECORDING", help="a wav, flac, ogg or mp3 file")
+    add_dataclass_flags(p, Spotting)
+    p.add_argument(
+        "--reject",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="windows the model answers `unknown` hold no keyword (--no-reject: every window counts)",
+    )
+    p.add_argument("--json", action="store_true", help=CLI_ONLY["json"])
+    p.add_argument("--quiet", action="store_true", help=CLI_ONLY["quiet"])
+    p.set_defaults(func=commands.listen)
+
+
 def _report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("report", help="(re)write RUN/report.html: data, curves, metrics, calibration, mistakes")
     p.add_argument("run", metavar="RUN")
@@ -251,7 +267,7 @@ def _tune(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=commands.tune)
 
 
-VERBS = (_train, _evaluate, _predict, _export, _serve, _check, _shard, _explain, _report, _lr_find, _tune)
+VERBS = (_train, _evaluate, _predict, _export, _serve, _check, _shard, _explain, _listen, _report, _lr_find, _tune)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -97,6 +97,38 @@ def with_noise(samples: np.ndarray, snr_db: float | None, rng: np.random.Generat
     )
 
 
+def keyword_stream(
+    words: list[tuple[str, np.ndarray]],
+    others: list[np.ndarray],
+    *,
+    gaps_s: tuple[float, float] = (0.8, 2.0),
+    snr_db: float = 20.0,
+    seed: int = 0,
+) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
+    """A long recording to spot keywords in: every one of `words` (label, 16 kHz samples of one spoken word) and
+    of `others` (speech that holds no keyword) once, shuffled, each after a pause of `gaps_s` seconds, with noise
+    `snr_db` below the speech over all of it. Returns the samples and each keyword's (label, start, end) in s."""
+    from deepcat.inputs.audio import SAMPLE_RATE
+
+    rng = np.random.default_rng(seed)
+    pieces: list[tuple[str | None, np.ndarray]] = [*words, *((None, other) for other in others)]
+    order = rng.permutation(len(pieces))
+    parts, truth, at = [], [], 0
+    for index in order:
+        label, samples = pieces[index]
+        pause = np.zeros(int(rng.uniform(*gaps_s) * SAMPLE_RATE), np.float32)
+        parts += [pause, samples.astype(np.float32)]
+        at += len(pause)
+        if label is not None:
+            truth.append((label, at / SAMPLE_RATE, (at + len(samples)) / SAMPLE_RATE))
+        at += len(samples)
+    parts.append(np.zeros(SAMPLE_RATE, np.float32))  # a last second for the last word's windows
+    speech = np.concatenate(parts)
+    loud = np.mean(np.concatenate([samples for _, samples in pieces]) ** 2)
+    noise = rng.normal(size=len(speech)).astype(np.float32) * np.sqrt(loud / 10 ** (snr_db / 10))
+    return np.clip(speech + noise, -1, 1).astype(np.float32), truth
+
+
 def render(path: Path, voice: str, word: str, rendition: int) -> None:
     import soundfile as sf
 

@@ -1,0 +1,34 @@
+"""Keyword spotting's arithmetic: windows over a recording, smoothing, thresholds, the refractory period and how
+detections are scored against the words spoken (the end-to-end test on speech is in test_sound.py)."""
+
+import numpy as np
+
+from deepcat.inference.listen import Detection, Spotting, scored, smoothed, spot, window_starts
+
+
+def test_windows_cover_the_recording_and_a_short_one_is_one_window():
+    assert window_starts(16_000 * 3, 16_000, 1_600).tolist() == list(range(0, 32_001, 1_600))
+    assert window_starts(8_000, 16_000, 1_600).tolist() == [0]
+
+
+def test_smoothing_averages_each_window_with_those_just_before_it():
+    probabilities = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [1.0, 0.0]])
+    np.testing.assert_allclose(smoothed(probabilities, 2), [[1, 0], [0.5, 0.5], [0, 1], [0.5, 0.5]])
+
+
+def test_a_word_seen_in_several_windows_is_reported_once_and_non_words_never():
+    classes = ["_silence_", "six", "nine"]
+    rows = [[1, 0, 0]] * 5 + [[0.1, 0.9, 0.0]] * 6 + [[1, 0, 0]] * 4 + [[0, 0, 1]] * 5 + [[0, 0.8, 0.2]] * 2
+    ends = np.arange(1, len(rows) + 1) * 0.1
+    found = spot(np.array(rows), ends, classes, Spotting(smooth=2, threshold=0.7, refractory_ms=1000))
+    assert [(d.label, d.seconds) for d in found] == [("six", 0.7), ("nine", 1.7)]  # "six" at 2.1 s: too soon
+    strict = Spotting(smooth=3, threshold=0.95)  # only three windows of "nine" in a row reach it
+    assert spot(np.array(rows), ends, classes, strict) == [Detection("nine", 1.8, 1.0)]
+
+
+def test_detections_are_scored_against_the_words_spoken():
+    words = [("six", 1.0, 1.5), ("nine", 4.0, 4.6), ("six", 8.0, 8.4)]
+    detections = [Detection("six", 1.8, 0.9), Detection("nine", 2.5, 0.8), Detection("six", 9.9, 0.9)]
+    result = scored(detections, words, seconds=3600, late_s=1.0)
+    assert (result.detected, result.false_activations, result.latencies_s) == (1, 2, [0.3])
+    assert result.detection_rate == 1 / 3 and result.false_per_hour == 2.0
