@@ -314,7 +314,8 @@ def test_tune_on_sound_searches_the_sound_recipe(speech, tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_listen_hears_the_keywords_of_a_long_recording(speech_run, speech, tmp_path):
     """`deepcat listen` over a recording of the unheard test voices' words between pauses and other speech
-    (words the model was not trained on), under noise: most words reported in time, few false activations."""
+    (words the model was not trained on), under noise: most words reported in time, few false activations; the
+    run's ONNX export hears the same."""
     import json
 
     from deepcat.data import spoken_digits
@@ -337,3 +338,5 @@ def test_listen_hears_the_keywords_of_a_long_recording(speech_run, speech, tmp_p
     assert result.words == 36 and result.detection_rate >= 0.6, result  # 32 of 36 here
     assert result.false_activations <= 6, result  # 3 here, in 93 s with six other words spoken
     assert all(-1.0 <= late <= 1.0 for late in result.latencies_s), result  # reported as the word ends
+    exported = deepcat.export(speech_run, format="onnx", progress=False).path
+    assert [(d.label, d.seconds) for d in deepcat.listen(exported, path)] == [(d.label, d.seconds) for d in found]
