@@ -103,10 +103,21 @@ def _sound(results: dict) -> str:
         verdict = "was **refused** by its own check (" + int8["refused"].split("{", 1)[1].split("}")[0] + ")"
     else:
         verdict = f"passed its check: {int8['top1_agreement']:.1%} top-1 agreement on {int8['images']} clips"
+    spotting = results.get("keyword_spotting")
+    heard = (
+        f"`deepcat listen` with that run, over {spotting['recording_minutes']:.0f} minutes of the test voices' "
+        f"{spotting['digits_spoken']:,} digits between {spotting['other_words_spoken']} other spoken words, under "
+        f"noise: {spotting['detection_rate']:.1%} of the digits reported in time, "
+        f"{spotting['false_activations_per_hour']:.0f} false activations per hour, a median latency of "
+        f"{spotting['median_latency_s']:+.2f} s from the end of the word. "
+        if spotting
+        else ""
+    )
     lines += [
         "",
         f"ONNX fp32 agrees with PyTorch to {results['onnx_fp32_max_abs_diff_test_clips']:.1e} (largest probability "
         f"difference over the {results['onnx_fp32_test_clips']:,} test clips). The int8 export of that run {verdict}. "
+        + heard
         + provenance(results),
     ]
     return "\n".join(lines)
