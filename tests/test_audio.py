@@ -127,3 +127,28 @@ def test_spoken_digits_are_generated_deterministically_with_unheard_test_voices(
     assert voices["train"].isdisjoint(voices["test"])
     clip = read_clip(first / clips[0])
     assert len(clip) == SAMPLE_RATE and np.abs(clip).max() > 0.05  # a word, not silence
+
+
+def test_each_torchrun_process_decodes_only_its_share_of_the_clips(tmp_path):
+    """The whole-batch path under torchrun: process `rank` of `world_size` decodes clips rank, rank +
+    world_size, ...; the shares put back in order are every clip (the exchange itself runs in test_sound.py)."""
+    from deepcat.data.clip_batches import decode_all, decode_share
+    from deepcat.data.sources import Samples
+
+    paths = []
+    for i in range(7):
+        paths.append(str(tmp_path / f"{i}.wav"))
+        sf.write(paths[-1], tone(200 + 100 * i, 0.5, SAMPLE_RATE), SAMPLE_RATE)
+    (tmp_path / "3.wav").write_text("not a sound")
+    samples = Samples(paths, np.arange(7) % 2)
+    opened = []
+    decode = samples.decode
+    samples.decode = lambda i, kind: opened.append(i) or decode(i, kind)  # type: ignore[method-assign]
+    pre = AudioPreprocess()
+    shares = [decode_share(samples, pre, rank=rank, world_size=3, progress=False) for rank in range(3)]
+    assert opened == [0, 3, 6, 1, 4, 2, 5]  # each clip once, by the process whose share it is
+    assert [share[1].tolist() for share in shares] == [[True, False, True], [True, True], [True, True]]
+    assert len(shares[0][2]) == 1 and "3.wav" in shares[0][2][0]
+    clips, kept, bad = decode_all(samples, pre, progress=False)
+    assert kept.tolist() == [0, 1, 2, 4, 5, 6] and len(bad) == 1
+    assert np.array_equal(clips[2].numpy(), shares[2][0][0]) and np.array_equal(clips[5].numpy(), shares[0][0][2])

@@ -340,3 +340,27 @@ def test_listen_hears_the_keywords_of_a_long_recording(speech_run, speech, tmp_p
     assert all(-1.0 <= late <= 1.0 for late in result.latencies_s), result  # reported as the word ends
     exported = deepcat.export(speech_run, format="onnx", progress=False).path
     assert [(d.label, d.seconds) for d in deepcat.listen(exported, path)] == [(d.label, d.seconds) for d in found]
+
+
+@needs_espeak
+@pytest.mark.slow
+def test_two_torchrun_processes_share_the_decoding_and_learn_as_one(speech, tmp_path):
+    """DDP on sound's whole-batch path: each of two processes decodes half of the clips and they exchange them;
+    the run learns as one process does (a clip paired with another's label would leave it near chance, 33%).
+    Not the same weights: DS-CNN's batch norm keeps statistics per process by design."""
+    import json
+    import os
+    import socket
+
+    args = [str(speech), "--epochs", "12", "--batch-size", "16", "--no-audit", "--output", str(tmp_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "deepcat", "train", *args, "--name", "one"], check=True, env=env)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port)]
+    two = subprocess.run([*torchrun, "-m", "deepcat", "train", *args, "--name", "two"], env=env, capture_output=True)
+    assert two.returncode == 0, two.stderr.decode()[-3000:]
+    one, both = (json.loads((tmp_path / name / "test_metrics.json").read_text()) for name in ("one", "two"))
+    assert both["images"] == one["images"] == 36
+    assert one["accuracy"] > 0.6 and both["accuracy"] > 0.6 and abs(one["accuracy"] - both["accuracy"]) <= 0.25
