@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 
 from deepcat.inference.answers import as_json
 from deepcat.inference.exported import ExportedClassifier, load_exported
+from deepcat.inference.listen import Spotting
 from deepcat.inference.runtimes import device_for
 from deepcat.inputs import kind_of_meta
 from deepcat.serving import requests
@@ -256,6 +258,8 @@ def _prediction_routes(app: FastAPI, served: Served) -> None:
 
 
 def _info_routes(app: FastAPI, served: Served) -> None:
+    meta_kind = kind_of_meta(served.meta).name
+
     @app.get("/v1/model", summary="Classes, preprocessing and limits", responses=requests.error_responses(401))
     async def model_info(request: Request) -> dict[str, Any]:
         requests.authorise(request, served.api_key)
@@ -271,6 +275,7 @@ def _info_routes(app: FastAPI, served: Served) -> None:
             },
             "file": served.path.name,
             "bytes": served.path.stat().st_size,
+            **({"spotting": dataclasses.asdict(Spotting())} if meta_kind == "audio" else {}),  # the page's microphone
         }
 
     @app.get("/health")
