@@ -152,3 +152,71 @@ def test_each_torchrun_process_decodes_only_its_share_of_the_clips(tmp_path):
     clips, kept, bad = decode_all(samples, pre, progress=False)
     assert kept.tolist() == [0, 1, 2, 4, 5, 6] and len(bad) == 1
     assert np.array_equal(clips[2].numpy(), shares[2][0][0]) and np.array_equal(clips[5].numpy(), shares[0][0][2])
+
+
+def peak_hz(clip, rate=SAMPLE_RATE) -> float:
+    spectrum = np.abs(np.fft.rfft(np.asarray(clip)))
+    return float(np.argmax(spectrum) * rate / len(clip))
+
+
+def test_speed_perturbation_moves_a_tone_by_its_factor():
+    import torch
+
+    from deepcat.inputs.audio_augment import speed
+
+    x = torch.from_numpy(np.stack([tone(1000, 1.0, SAMPLE_RATE)] * 2))
+    faster, slower = speed(x, torch.tensor([1.1, 0.9]))
+    assert abs(peak_hz(faster) - 1100) < 5 and abs(peak_hz(slower) - 900) < 5
+    assert float(faster[:500].abs().max()) == 0.0 < float(slower[:500].abs().max())  # faster: its edges are silence
+
+
+def test_a_telephone_line_and_an_8khz_recording_remove_what_they_cannot_carry():
+    import torch
+
+    from deepcat.inputs.audio_augment import band_limit
+
+    both = tone(200, 1.0, SAMPLE_RATE) + tone(1000, 1.0, SAMPLE_RATE) + tone(6000, 1.0, SAMPLE_RATE)
+    x = torch.from_numpy(np.stack([both] * 3))
+    kept = [
+        {f: np.abs(np.fft.rfft(clip.numpy()))[f] > 100 for f in (200, 1000, 6000)}  # 1 s: bin k is k Hz
+        for clip in band_limit(x, SAMPLE_RATE, torch.tensor([0, 1, 2]))
+    ]
+    assert kept == [
+        {200: True, 1000: True, 6000: True},  # unchanged
+        {200: False, 1000: True, 6000: False},  # telephone: 300-3,400 Hz
+        {200: True, 1000: True, 6000: False},  # 8 kHz: nothing above 4 kHz
+    ]
+
+
+def test_a_room_leaves_a_tail_that_lasts_with_its_reverberation_time():
+    import torch
+
+    from deepcat.inputs.audio_augment import reverberate
+
+    click = np.zeros(SAMPLE_RATE, np.float32)
+    click[1000:1100] = 1.0
+    torch.manual_seed(0)
+    dry, small, large = reverberate(torch.from_numpy(np.stack([click] * 3)), SAMPLE_RATE, torch.tensor([0, 0.2, 0.8]))
+    tail = slice(1100 + SAMPLE_RATE // 10, 1100 + SAMPLE_RATE // 5)  # 100-200 ms after the click
+    energy = [float(clip[tail].pow(2).sum()) for clip in (dry, small, large)]
+    assert energy[0] < 1e-9 < energy[1] < energy[2]
+    assert torch.allclose(dry, torch.from_numpy(click), atol=1e-5)
+    assert all(abs(float(c.pow(2).sum()) - 100) < 1 for c in (small, large))  # the clip's energy is kept
+
+
+def test_a_microphone_colours_the_spectrum_smoothly_and_the_strong_preset_uses_every_piece():
+    import torch
+
+    from deepcat.inputs.audio import AudioPreprocess
+    from deepcat.inputs.audio_augment import colour
+    from deepcat.inputs.audio_tensors import augment_batch
+
+    x = torch.from_numpy(np.stack([tone(150, 1.0, SAMPLE_RATE) + tone(7000, 1.0, SAMPLE_RATE)]))
+    tilted = colour(x, SAMPLE_RATE, torch.tensor([[-6.0, -3, 0, 0, 3, 6]]))[0].numpy()
+    spectrum, before = np.abs(np.fft.rfft(tilted)), np.abs(np.fft.rfft(x[0].numpy()))
+    assert spectrum[150] < before[150] * 0.6 and spectrum[7000] > before[7000] * 1.7  # about -6 dB, about +6 dB
+    torch.manual_seed(0)
+    light = augment_batch(x.repeat(8, 1), AudioPreprocess(), [], preset="light")
+    torch.manual_seed(0)
+    strong = augment_batch(x.repeat(8, 1), AudioPreprocess(), [], preset="strong")
+    assert light.shape == strong.shape == (8, SAMPLE_RATE) and not torch.allclose(light, strong)

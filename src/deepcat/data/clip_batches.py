@@ -119,7 +119,7 @@ class ClipBatches:
             with torch.no_grad():  # closed before the yield: the consumer trains with gradients
                 x = self.clips[index]
                 if self.augment != "none":
-                    x = augment_batch(x, self.pre, self.noise)
+                    x = augment_batch(x, self.pre, self.noise, preset=self.augment)
                 x = self.front(x)
             yield x, self.labels[index], (self.bad if k == 0 else [])
 

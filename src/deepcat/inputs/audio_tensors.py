@@ -133,10 +133,17 @@ def noise_bank(files: list[str], length: int) -> list[torch.Tensor]:
     return [torch.from_numpy(clip) for clip in (read_clip(p) for p in files) if len(clip) >= length]
 
 
-def augment_batch(x: torch.Tensor, pre: AudioPreprocess, noise: list[torch.Tensor]) -> torch.Tensor:
-    """(B, samples) -> (B, samples): each clip shifted in time by up to SHIFT_SECONDS (silence fills the gap),
+def augment_batch(
+    x: torch.Tensor, pre: AudioPreprocess, noise: list[torch.Tensor], *, preset: str = "light"
+) -> torch.Tensor:
+    """(B, samples) -> (B, samples): with the `strong` preset, other speeds, rooms, lines and microphones first
+    (`audio_augment.acoustic`); then each clip shifted in time by up to SHIFT_SECONDS (silence fills the gap),
     then, for most clips, noise mixed in at a random SNR: a random stretch of a `noise` clip, else white noise.
     Draws from torch's global RNG, which the training loop seeds per epoch (a resumed run replays it)."""
+    from deepcat.inputs.audio_augment import acoustic
+
+    if preset == "strong":
+        x = acoustic(x, pre.sample_rate)
     batch, length = x.shape
     limit = int(SHIFT_SECONDS * pre.sample_rate)
     shift = torch.randint(-limit, limit + 1, (batch, 1))
@@ -172,10 +179,11 @@ class Augment:
             if self.augment != "none":
                 if self._noise is None:
                     self._noise = noise_bank(self.noise_files, self.pre.samples)
-                clip = augment_batch(clip, self.pre, self._noise)
+                clip = augment_batch(clip, self.pre, self._noise, preset=self.augment)
             return cast("torch.Tensor", self.front(clip)[0])
 
 
 def train_transform(pre: AudioPreprocess, *, augment: str, noise_files: list[str]) -> Augment:
-    """Augmentation presets for sound: none, or light and strong (both: shift, noise and SpecAugment)."""
+    """Augmentation presets for sound: none; light (shift, noise and SpecAugment); strong (also speed, rooms,
+    telephone and 8 kHz lines, microphones: `audio_augment.py`)."""
     return Augment(pre, augment=augment, noise_files=noise_files)
