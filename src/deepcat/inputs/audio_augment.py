@@ -91,9 +91,11 @@ def colour(x: torch.Tensor, sample_rate: int, anchors_db: torch.Tensor) -> torch
     return cast("torch.Tensor", torch.fft.irfft(spectrum * 10 ** (gain_db / 20), n=x.shape[1]))
 
 
-def acoustic(x: torch.Tensor, sample_rate: int, pieces: tuple[str, ...] = ACOUSTIC) -> torch.Tensor:
-    """`pieces` of ACOUSTIC applied to a batch with parameters drawn per clip: a speed in SPEEDS; a room for
-    REVERB_PROBABILITY of the clips; a telephone or 8 kHz line for BAND_PROBABILITY; a microphone for every clip."""
+def acoustic(x: torch.Tensor, sample_rate: int, pieces: tuple[str, ...] | None = None) -> torch.Tensor:
+    """`pieces` (default: ACOUSTIC, read when called: `benchmarks/sound.py` measures them one at a time) applied
+    to a batch with parameters drawn per clip: a speed in SPEEDS; a room for REVERB_PROBABILITY of the clips; a
+    telephone or 8 kHz line for BAND_PROBABILITY; a microphone for every clip."""
+    pieces = ACOUSTIC if pieces is None else pieces
     batch = x.shape[0]
     if "speed" in pieces:
         x = speed(x, torch.empty(batch).uniform_(*SPEEDS))
