@@ -188,6 +188,35 @@ def test_workers_run_trials_in_several_processes(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+def test_torchrun_processes_are_search_workers_on_one_study(tmp_path):
+    """`torchrun ... -m deepcat tune`: each process is a worker on the one study (as on two machines with a
+    c10d rendezvous), each trial trains alone, the workers draw different first trials, and one process writes
+    the results and judges the winner."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port)]
+    command = [*torchrun, "-m", "deepcat", "tune", "digits", "--trials", "4", "--epochs", "1", "--batch-size", "64"]
+    done = subprocess.run(
+        [*command, "--no-audit"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=os.environ | {"OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = trial_rows(tmp_path / "tunes" / "digits")
+    assert sorted(int(r["number"]) for r in rows) == [0, 1, 2, 3] and len({r["user_attrs_worker"] for r in rows}) == 2
+    first = {r["user_attrs_worker"]: r for r in sorted(rows, key=lambda r: int(r["number"]))}
+    assert len({r["params_lr"] for r in first.values()}) == 2  # not the same draw twice
+    assert done.stdout.count("trials (") == 2  # each worker says what the study holds...
+    best = [r for r in rows if r["state"] == "COMPLETE"]
+    assert best and (tmp_path / "tunes" / "digits" / "report.html").is_file()  # ...one wrote the results
+    judged = list((tmp_path / "tunes" / "digits" / "trials").glob("*/report.html"))
+    assert len(judged) == 1  # and judged the winner alone
+
+
+@pytest.mark.slow
 def test_a_worker_killed_mid_trial_fails_that_trial_and_the_study_goes_on(tmp_path, monkeypatch):
     import signal
     import time

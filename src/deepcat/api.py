@@ -593,12 +593,12 @@ def tune(  # type: ignore[misc]  # DATA may come first, as on the command line
     if data is not None:
         options["data"] = data
     fixed = {k: v for k, v in options.items() if v is not None}
-    result, splits = search(
+    result, splits, judge = search(
         resolve_config(config_file=config, **options),
         fixed,
         Search(budget, trials, space, workers, storage, study, pruning),
         progress=progress,
     )
-    if result.best_run is not None and not (result.best_run / "report.html").is_file():
+    if judge and result.best_run is not None and not (result.best_run / "report.html").is_file():
         after_training(result.best_run, splits, progress=progress)  # the winner, calibrated and reported
     return result

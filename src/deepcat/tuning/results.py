@@ -34,7 +34,9 @@ class TuneResult:
     best_config: Path | None  # best.yaml
 
 
-def write_results(study: Any, folder: Path) -> TuneResult:
+def write_results(study: Any, folder: Path, *, write: bool = True) -> TuneResult:
+    """The search's outcome from its study; with `write`, trials.csv, best.yaml and report.html too (one process
+    of a search under torchrun writes them)."""
     from optuna.trial import TrialState
 
     trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("over_cap")]
@@ -44,7 +46,8 @@ def write_results(study: Any, folder: Path) -> TuneResult:
         rows["seconds"] = rows.pop("duration").dt.total_seconds()
         rows["error"] = [t.user_attrs.get("error", STOPPED if t.state == TrialState.FAIL else "") for t in trials]
         rows = rows.drop(columns=[c for c in rows.columns if c in ("user_attrs_error", "user_attrs_over_cap")])
-    rows.to_csv(folder / "trials.csv", index=False)
+    if write:
+        rows.to_csv(folder / "trials.csv", index=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     best = max(complete, key=lambda t: t.value) if complete else None
     best_run = Path(best.user_attrs["run"]) if best is not None else None
@@ -54,7 +57,8 @@ def write_results(study: Any, folder: Path) -> TuneResult:
             k: v for k, v in yaml.safe_load((best_run / "config.yaml").read_text()).items() if k not in NOT_REPRODUCED
         }
         best_config = folder / "best.yaml"
-        best_config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        if write:
+            best_config.write_text(yaml.safe_dump(cfg, sort_keys=False))
     count = {s: sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
     result = TuneResult(
         folder,
@@ -68,7 +72,8 @@ def write_results(study: Any, folder: Path) -> TuneResult:
         best_run,
         best_config,
     )
-    write_report(study, result)
+    if write:
+        write_report(study, result)
     return result
 
 
