@@ -60,6 +60,7 @@ if TYPE_CHECKING:
         evaluate,
         explain,
         export,
+        listen,
         load,
         lr_find,
         predict,
