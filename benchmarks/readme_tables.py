@@ -110,7 +110,11 @@ def _sound(results: dict) -> str:
     if "refused" in int8:
         verdict = "was **refused** by its own check (" + int8["refused"].split("{", 1)[1].split("}")[0] + ")"
     else:
-        verdict = f"passed its check: {int8['top1_agreement']:.1%} top-1 agreement on {int8['images']} clips"
+        verdict = (
+            f"passed its check: {int8['top1_agreement']:.1%} top-1 agreement on {int8['images']} clips of voices "
+            f"training never heard, accuracy {int8['accuracy_pytorch']:.1%} in PyTorch and "
+            f"{int8['accuracy_exported']:.1%} in int8"
+        )
     spotting = results.get("keyword_spotting")
     heard = (
         f"`deepcat listen` with that run, over {spotting['recording_minutes']:.0f} minutes of the test voices' "
@@ -121,6 +125,15 @@ def _sound(results: dict) -> str:
         if spotting
         else ""
     )
+    commands = results.get("keyword_spotting_with_non_word_classes")
+    if commands:
+        model = commands["model"]
+        heard += (
+            f"The same recording with a model trained on `spoken-commands` (the digits, `_silence_` and `_unknown_`; "
+            f"{model['test accuracy (unheard voices)']:.1%} on its own test clips): "
+            f"{commands['detection_rate']:.1%} of the digits, {commands['false_activations_per_hour']:.0f} false "
+            f"activations per hour. "
+        )
     lines += [
         "",
         f"ONNX fp32 agrees with PyTorch to {results['onnx_fp32_max_abs_diff_test_clips']:.1e} (largest probability "

@@ -114,19 +114,37 @@ def test_spec_augment_masks_only_while_training():
 @pytest.mark.skipif(
     __import__("shutil").which("espeak-ng") is None, reason="needs Debian's espeak-ng (.ci/run installs it)"
 )
-def test_spoken_digits_are_generated_deterministically_with_unheard_test_voices(tmp_path):
+def test_spoken_digits_are_generated_deterministically_with_unheard_test_voices_and_accents(tmp_path):
     from deepcat.data import spoken_digits
+    from deepcat.data.resolve import resolve_data
 
-    small = dict(accents=("en-us", "en-gb"), train_variants=("m1",), test_variants=("f1",), progress=False)
+    small = dict(
+        words=("zero", "one"),
+        accents=("en-us", "en-gb"),
+        test_accents=("en-gb",),
+        train_variants=("m1",),
+        test_variants=("f1",),
+        progress=False,
+    )
     first = spoken_digits.generate(tmp_path / "a", **small)
     second = spoken_digits.generate(tmp_path / "b", **small)
     clips = sorted(p.relative_to(first) for p in first.rglob("*.wav"))
-    assert len(clips) == 2 * 10 * 2 * spoken_digits.RENDITIONS
+    assert len(clips) == 2 * 2 * (2 + 2) * spoken_digits.RENDITIONS  # accents x variants x (words + non-words)
     assert all((first / c).read_bytes() == (second / c).read_bytes() for c in clips)  # deterministic
     voices = {split: {c.name.rsplit("-", 1)[0] for c in clips if c.parts[0] == split} for split in ("train", "test")}
-    assert voices["train"].isdisjoint(voices["test"])
-    clip = read_clip(first / clips[0])
+    assert voices["train"] == {"en-us+m1"}  # the held-out accent and the held-out variant never train
+    assert voices["test"] == {"en-us+f1", "en-gb+m1", "en-gb+f1"}
+    clip = read_clip(first / "train" / "one" / "en-us+m1-0.wav")
     assert len(clip) == SAMPLE_RATE and np.abs(clip).max() > 0.05  # a word, not silence
+    silence = read_clip(first / "train" / "_silence_" / "en-us+m1-0.wav")
+    assert np.abs(silence).max() < 0.1  # background alone
+    # the built-in names read the same folder: spoken-digits without the non-words, spoken-commands with them
+    digits = resolve_data(f"spoken-digits:{first}", val_fraction=0.0)
+    commands = resolve_data(f"spoken-commands:{first}", val_fraction=0.0)
+    assert digits.classes == ["one", "zero"] and len(digits.test) == 3 * 2 * spoken_digits.RENDITIONS
+    assert commands.classes == ["_silence_", "_unknown_", "one", "zero"]
+    assert [commands.classes[y] for y in commands.test.labels[:1]] == ["_silence_"]
+    assert {digits.classes[y] for y in digits.train.labels} == {"one", "zero"}
 
 
 def test_each_torchrun_process_decodes_only_its_share_of_the_clips(tmp_path):

@@ -10,7 +10,7 @@ from deepcat.errors import DeepcatError
 @pytest.mark.parametrize(
     "line, message",
     [
-        ("epochs: ten", "epochs in {cfg} must be a whole number; received 'ten'"),
+        ("epochs: ten", "epochs in {cfg} must be a whole number or null; received 'ten'"),
         ("lr: [0.1, 0.2]", "lr in {cfg} must be a number or null; received [0.1, 0.2]"),
         ("channels_last: maybe", "channels_last in {cfg} must be true or false; received 'maybe'"),
         ("batch_size: 3.5", "batch_size in {cfg} must be a whole number or null; received 3.5"),

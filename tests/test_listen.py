@@ -3,7 +3,7 @@ detections are scored against the words spoken (the end-to-end test on speech is
 
 import numpy as np
 
-from deepcat.inference.listen import Detection, Spotting, scored, smoothed, spot, window_starts
+from deepcat.inference.listen import Detection, Spotter, Spotting, scored, spot, window_starts
 
 
 def test_windows_cover_the_recording_and_a_short_one_is_one_window():
@@ -12,8 +12,10 @@ def test_windows_cover_the_recording_and_a_short_one_is_one_window():
 
 
 def test_smoothing_averages_each_window_with_those_just_before_it():
-    probabilities = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [1.0, 0.0]])
-    np.testing.assert_allclose(smoothed(probabilities, 2), [[1, 0], [0.5, 0.5], [0, 1], [0.5, 0.5]])
+    spotter = Spotter(["a", "b"], Spotting(smooth=2, threshold=0.75, refractory_ms=0))
+    rows = [[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]]
+    found = [spotter.push(np.array(row), end) for end, row in enumerate(rows)]
+    assert found == [Detection("a", 0, 1.0), None, Detection("b", 2, 1.0), None, Detection("a", 4, 1.0)]
 
 
 def test_a_word_seen_in_several_windows_is_reported_once_and_non_words_never():
@@ -32,3 +34,17 @@ def test_detections_are_scored_against_the_words_spoken():
     result = scored(detections, words, seconds=3600, late_s=1.0)
     assert (result.detected, result.false_activations, result.latencies_s) == (1, 2, [0.3])
     assert result.detection_rate == 1 / 3 and result.false_per_hour == 2.0
+
+
+def test_listen_needs_a_recording_or_the_microphone_and_says_what_the_microphone_needs(tmp_path):
+    import subprocess
+    import sys
+
+    neither = subprocess.run([sys.executable, "-m", "deepcat", "listen", str(tmp_path)], capture_output=True, text=True)
+    assert neither.returncode == 2 and "RECORDING or to the microphone (--mic)" in neither.stderr
+    # without sounddevice (CI installs none) or without a microphone (a server has none): one line, before any
+    # model loads (this folder holds none)
+    mic = subprocess.run(
+        [sys.executable, "-m", "deepcat", "listen", str(tmp_path), "--mic"], capture_output=True, text=True
+    )
+    assert mic.returncode == 2 and "microphone" in mic.stderr and "Traceback" not in mic.stderr, mic.stderr

@@ -52,7 +52,7 @@ class TrainConfig:
     model_width: int | None = _opt(None, "channels of the first stage of deepcat's own CNN (auto: 16)")
     pretrained: bool | None = _opt(None, "start from ImageNet weights (auto: yes for photo models, no for smallcnn)")
     weights: str | None = _opt(None, "local weights file (.pth/.safetensors) to start from")
-    epochs: int = _opt(10, "passes over the training data")
+    epochs: int | None = _opt(None, "passes over the training data (auto: 10 for images, 30 for sound)")
     freeze_epochs: int = _opt(1, "epochs training only the new head before unfreezing (pretrained models)")
     head_from_features: bool = _opt(
         True,
@@ -86,7 +86,11 @@ class TrainConfig:
     loss: str = _opt("cross_entropy", "loss function by registered name: cross_entropy, focal, ...")
     label_smoothing: float = _opt(0.1, "label smoothing for cross-entropy")
     class_weights: bool = _opt(False, "weight the loss by inverse class frequency (imbalanced data)")
-    augment: str = _opt("light", "augmentation preset", choices=("none", "light", "strong"))
+    augment: str = _opt(
+        "auto",
+        "augmentation preset (auto: strong for sound, light for images)",
+        choices=("auto", "none", "light", "strong"),
+    )
     hflip: bool | None = _opt(None, "random horizontal flips (auto: off for digits, on otherwise)")
     mixup: float = _opt(0.0, "mixup alpha (0 = off)")
     cutmix: float = _opt(0.0, "cutmix alpha (0 = off)")
@@ -135,7 +139,7 @@ class TrainOptions(TypedDict, total=False):
     model_width: int | None
     pretrained: bool | None
     weights: str | None
-    epochs: int
+    epochs: int | None
     freeze_epochs: int
     head_from_features: bool
     unfreeze: float
@@ -233,7 +237,11 @@ def resolve_config(*, config_file: str | Path | None = None, **overrides: Any) -
         choices = f.metadata.get("choices")
         if choices and getattr(cfg, f.name) not in choices and getattr(cfg, f.name) is not None:
             raise DeepcatError(f"{f.name} must be one of {', '.join(choices)}; received {getattr(cfg, f.name)!r}")
-    if cfg.epochs < 1 or (cfg.batch_size is not None and cfg.batch_size < 1) or cfg.accumulate < 1:
+    if (
+        (cfg.epochs is not None and cfg.epochs < 1)
+        or (cfg.batch_size is not None and cfg.batch_size < 1)
+        or cfg.accumulate < 1
+    ):
         raise DeepcatError(
             f"epochs, batch_size and accumulate must be >= 1; received "
             f"epochs={cfg.epochs}, batch_size={cfg.batch_size}, accumulate={cfg.accumulate}"

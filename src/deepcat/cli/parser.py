@@ -200,9 +200,16 @@ def _explain(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _listen(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("listen", help="keyword spotting: the words a sound model hears in a long recording")
+    p = sub.add_parser("listen", help="keyword spotting: the words a sound model hears in a recording or live")
     p.add_argument("model", metavar="MODEL", help="a sound run folder or its exported file")
-    p.add_argument("recording", metavar="RECORDING", help="a wav, flac, ogg or mp3 file")
+    p.add_argument("recording", metavar="RECORDING", nargs="?", help="a wav, flac, ogg or mp3 file")
+    p.add_argument("--mic", action="store_true", help="listen to the microphone until Ctrl-C (deepcat[mic])")
+    p.add_argument(
+        "--mic-device",
+        dest="device_name",
+        default=None,
+        help="the input device's name or number (python -m sounddevice)",
+    )
     add_dataclass_flags(p, Spotting)
     p.add_argument(
         "--reject",

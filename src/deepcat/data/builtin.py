@@ -1,5 +1,5 @@
-"""Built-in data sets, by name: digits (embedded), fashion-mnist, oxford-pets; for sound, spoken-digits
-(generated offline) and speech-commands.
+"""Built-in data sets, by name: digits (embedded), fashion-mnist, oxford-pets; for sound, spoken-digits and
+spoken-commands (generated offline) and speech-commands.
 
 `digits` ships inside scikit-learn, so it needs no download; `spoken-digits` is generated once with
 espeak-ng into the data cache. The others look in `data_root` (or a folder given as `name:PATH`), then in
@@ -8,6 +8,7 @@ Debian's package for Fashion-MNIST, and only then download (torchvision's downlo
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +29,9 @@ __all__ = [
     "oxford_pets",
     "read_idx",
     "speech_commands",
+    "spoken_commands",
     "spoken_digits",
+    "without_classes",
 ]
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -130,14 +133,36 @@ def oxford_pets(arg: str | None, *, val_fraction: float, seed: int, data_root: s
     return DataSplits("oxford-pets", ["cat", "dog"], train, val, parts["test"])
 
 
-def spoken_digits(arg: str | None, *, val_fraction: float, seed: int, data_root: str | None) -> DataSplits:
+def without_classes(splits: DataSplits, dropped: tuple[str, ...]) -> DataSplits:
+    """`splits` without the samples of the `dropped` classes, the others' labels renumbered."""
+    kept = [name for name in splits.classes if name not in dropped]
+    new_label = np.array([kept.index(n) if n in kept else -1 for n in splits.classes], dtype=np.int64)
+
+    def keep(samples: Samples | None) -> Samples | None:
+        if samples is None:
+            return None
+        subset = samples.subset(np.flatnonzero(new_label[samples.labels] >= 0))
+        subset.labels = new_label[subset.labels]
+        return subset
+
+    train = keep(splits.train)
+    assert train is not None  # noqa: S101 - a training split stays a training split
+    return dataclasses.replace(splits, classes=kept, train=train, val=keep(splits.val), test=keep(splits.test))
+
+
+def spoken_digits(
+    arg: str | None, *, val_fraction: float, seed: int, data_root: str | None, not_words: bool = False
+) -> DataSplits:
     """The words zero to nine in espeak-ng's voices (see `spoken_digits.py`); the validation and test splits'
-    voices are never heard in training. Generated into `data_root`/spoken-digits on first use (about a minute)."""
+    voices are never heard in training. Generated into `data_root`/spoken-digits on first use (about a minute).
+    With `not_words`, also Speech Commands' `_silence_` and `_unknown_` classes (`spoken-commands`)."""
     from deepcat.data import spoken_digits as generator
 
     root = generator.generate(Path(arg).expanduser() if arg else default_root(data_root) / "spoken-digits")
     splits = from_folder(root, val_fraction=0.0, seed=seed)
-    splits.name, splits.mirror_safe = "spoken-digits", False
+    splits.name, splits.mirror_safe = "spoken-commands" if not_words else "spoken-digits", False
+    if not not_words:
+        splits = without_classes(splits, generator.NOT_WORDS)
     if val_fraction > 0:  # validation voices, like the test's, are never heard in training: an honest val split
         voices = np.array([Path(p).stem.split("+", 1)[1].rsplit("-", 1)[0] for p in splits.train.items])
         names = sorted(set(voices))
@@ -147,6 +172,12 @@ def spoken_digits(arg: str | None, *, val_fraction: float, seed: int, data_root:
         everything = splits.train
         splits.train, splits.val = everything.subset(np.flatnonzero(~in_val)), everything.subset(np.flatnonzero(in_val))
     return splits
+
+
+def spoken_commands(arg: str | None, *, val_fraction: float, seed: int, data_root: str | None) -> DataSplits:
+    """spoken-digits with Speech Commands' 12-class convention: the ten digits, `_silence_` (background alone) and
+    `_unknown_` (other words). `deepcat listen` never reports those two, so other speech is not a keyword."""
+    return spoken_digits(arg, val_fraction=val_fraction, seed=seed, data_root=data_root, not_words=True)
 
 
 SPEECH_COMMANDS_URL = "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz"
@@ -178,5 +209,6 @@ BUILTINS: dict[str, Callable[..., DataSplits]] = {
     "fashion-mnist": fashion_mnist,
     "oxford-pets": oxford_pets,
     "spoken-digits": spoken_digits,
+    "spoken-commands": spoken_commands,
     "speech-commands": speech_commands,
 }

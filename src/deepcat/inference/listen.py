@@ -1,4 +1,4 @@
-"""Keyword spotting over a long recording (`deepcat listen MODEL FILE`).
+"""Keyword spotting over a long recording or the microphone (`deepcat listen MODEL FILE`, `... --mic`).
 
 The sound model reads a window of its own clip length every `hop_ms`. Each class's probability is averaged over
 the last `smooth` windows (a window the model answers `unknown` counts as no keyword at all), and a keyword is
@@ -6,11 +6,16 @@ reported when its average reaches `threshold`; then nothing is reported for `ref
 word fills several overlapping windows. This is the posterior smoothing of small-footprint keyword spotters
 (Chen, Parada and Heigold, 2014), with the model's own `unknown` score as the garbage model. Classes named as
 Speech Commands names its non-words (`_silence_`, `_unknown_`) are never reported.
+
+A file and the microphone go through the same `Spotter`: a file's windows are scored in batches (fast), the
+microphone's one at a time as its samples arrive (`listen_stream`), so a recording played block by block gives
+the detections the file gives.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,10 +32,12 @@ __all__ = [
     "NOT_KEYWORDS",
     "Detection",
     "Spotted",
+    "Spotter",
     "Spotting",
     "listen",
+    "listen_stream",
+    "microphone",
     "scored",
-    "smoothed",
     "spot",
     "window_starts",
 ]
@@ -70,26 +77,67 @@ def window_starts(samples: int, window: int, hop: int) -> np.ndarray:
     return np.arange(0, samples - window + 1, hop, dtype=np.int64)
 
 
-def smoothed(probabilities: np.ndarray, smooth: int) -> np.ndarray:
-    """(T, C) -> (T, C): each row the mean of itself and the `smooth` - 1 rows before it (fewer at the start)."""
-    total = np.cumsum(probabilities, axis=0)
-    total[smooth:] = total[smooth:] - total[:-smooth].copy()
-    counts = np.minimum(np.arange(1, len(probabilities) + 1), smooth)
-    return total / counts[:, None]
+class Spotter:
+    """The detector's state over a stream of windows: the last `smooth` windows' probabilities and when the
+    refractory period ends. `push` one window's class probabilities at a time; it returns the detection, if any."""
+
+    def __init__(self, classes: Sequence[str], spotting: Spotting):
+        self.classes, self.spotting = list(classes), spotting
+        self.keyword = np.array([name not in NOT_KEYWORDS for name in classes])
+        self.recent: deque[np.ndarray] = deque(maxlen=spotting.smooth)
+        self.quiet_until = -np.inf
+
+    def push(self, probabilities: np.ndarray, end_s: float) -> Detection | None:
+        self.recent.append(np.asarray(probabilities, np.float64))
+        average = np.mean(self.recent, axis=0) * self.keyword
+        best = int(average.argmax())
+        if average[best] < self.spotting.threshold or end_s < self.quiet_until:
+            return None
+        self.quiet_until = end_s + self.spotting.refractory_ms / 1000
+        return Detection(self.classes[best], round(float(end_s), 3), float(average[best]))
 
 
 def spot(probabilities: np.ndarray, ends_s: np.ndarray, classes: Sequence[str], spotting: Spotting) -> list[Detection]:
     """Detections from each window's class probabilities (T, C) and the time each window ends."""
-    keyword = np.array([name not in NOT_KEYWORDS for name in classes])
-    average = smoothed(probabilities, spotting.smooth) * keyword
-    found: list[Detection] = []
-    quiet_until = -np.inf
-    for end, row in zip(ends_s, average):
-        best = int(row.argmax())
-        if row[best] >= spotting.threshold and end >= quiet_until:
-            found.append(Detection(classes[best], round(float(end), 3), float(row[best])))
-            quiet_until = end + spotting.refractory_ms / 1000
-    return found
+    spotter = Spotter(classes, spotting)
+    found = (spotter.push(row, float(end)) for row, end in zip(probabilities, ends_s))
+    return [d for d in found if d is not None]
+
+
+def _sound_preprocess(classifier: Classifier | ExportedClassifier) -> Any:
+    """The classifier's AudioPreprocess; a clear error for a model of another kind."""
+    from deepcat.inference.exported import ExportedClassifier
+    from deepcat.inputs import kind_of_meta
+    from deepcat.inputs.audio import AudioPreprocess
+
+    pre: object
+    if isinstance(classifier, ExportedClassifier):
+        kind, pre = kind_of_meta(classifier.meta).name, AudioPreprocess.from_dict(classifier.meta)
+    else:
+        kind, pre = classifier.kind.name, classifier.preprocess
+    if kind != "audio" or not isinstance(pre, AudioPreprocess):
+        raise DeepcatError(
+            f"listen needs a sound model; {classifier.name} classifies {kind}s (train one on a folder of clips: "
+            "deepcat train spoken-digits)"
+        )
+    return pre
+
+
+def _probabilities(
+    classifier: Classifier | ExportedClassifier, windows: list[np.ndarray], *, reject: bool, batch_size: int
+) -> np.ndarray:
+    """(len(windows), classes): each window's class probabilities; all zero where the model answers `unknown`
+    (rejected: no keyword) or cannot read the window."""
+    classes = list(classifier.classes)
+    column = {name: i for i, name in enumerate(classes)}
+    probabilities = np.zeros((len(windows), len(classes)), np.float32)
+    answers = classifier.predict(windows, top_k=len(classes), reject=reject, batch_size=batch_size)
+    assert isinstance(answers, list)  # noqa: S101 - a list of inputs gets a list of answers
+    for row, answer in enumerate(answers):
+        if answer.label in column:
+            for name, p in answer.top:
+                probabilities[row, column[name]] = p
+    return probabilities
 
 
 def listen(
@@ -105,39 +153,89 @@ def listen(
     run's, or an export's)."""
     from tqdm import tqdm
 
-    from deepcat.inference.exported import ExportedClassifier
-    from deepcat.inputs import kind_of_meta
-    from deepcat.inputs.audio import SAMPLE_RATE, AudioPreprocess, read_clip
+    from deepcat.inputs.audio import SAMPLE_RATE, read_clip
 
-    pre: object
-    if isinstance(classifier, ExportedClassifier):
-        kind, pre = kind_of_meta(classifier.meta).name, AudioPreprocess.from_dict(classifier.meta)
-    else:
-        kind, pre = classifier.kind.name, classifier.preprocess
-    if kind != "audio" or not isinstance(pre, AudioPreprocess):
-        raise DeepcatError(
-            f"listen needs a sound model; {classifier.name} classifies {kind}s (train one on a folder of clips: "
-            "deepcat train spoken-digits)"
-        )
+    pre = _sound_preprocess(classifier)
     if not isinstance(recording, np.ndarray):
         recording = read_clip(recording)
     hop = max(1, int(round(spotting.hop_ms / 1000 * SAMPLE_RATE)))
     starts = window_starts(len(recording), pre.samples, hop)
-    classes = list(classifier.classes)
-    probabilities = np.zeros((len(starts), len(classes)), np.float32)
-    column = {name: i for i, name in enumerate(classes)}
-    chunks = range(0, len(starts), batch_size * 16)  # windows in chunks: bounded memory over an hour of audio
+    probabilities = np.zeros((len(starts), len(classifier.classes)), np.float32)
+    chunk = batch_size * 16  # windows in chunks: bounded memory over an hour of audio
+    chunks = range(0, len(starts), chunk)
     for first in tqdm(chunks, desc="listen", unit="chunk", disable=not progress or len(chunks) < 2):
-        chunk = starts[first : first + batch_size * 16]
-        windows = [recording[s : s + pre.samples] for s in chunk]
-        answers = classifier.predict(windows, top_k=len(classes), reject=reject, batch_size=batch_size)
-        assert isinstance(answers, list)  # noqa: S101 - a list of inputs gets a list of answers
-        for row, answer in enumerate(answers, start=first):
-            if answer.label in column:  # `unknown` (rejected) or unreadable: no keyword in this window
-                for name, p in answer.top:
-                    probabilities[row, column[name]] = p
+        windows = [recording[s : s + pre.samples] for s in starts[first : first + chunk]]
+        probabilities[first : first + len(windows)] = _probabilities(
+            classifier, windows, reject=reject, batch_size=batch_size
+        )
     ends = (starts + min(pre.samples, len(recording))) / SAMPLE_RATE
-    return spot(probabilities, ends, classes, spotting)
+    return spot(probabilities, ends, classifier.classes, spotting)
+
+
+def listen_stream(
+    classifier: Classifier | ExportedClassifier,
+    blocks: Iterable[np.ndarray],
+    spotting: Spotting,
+    *,
+    reject: bool = True,
+) -> Iterator[Detection]:
+    """Detections as mono 16 kHz `blocks` of any size arrive (the microphone's, or a file's played block by
+    block): each window, `hop_ms` after the last, is scored as soon as its last sample is in."""
+    from deepcat.inputs.audio import SAMPLE_RATE
+
+    pre = _sound_preprocess(classifier)
+    hop = max(1, int(round(spotting.hop_ms / 1000 * SAMPLE_RATE)))
+    spotter = Spotter(classifier.classes, spotting)
+    buffer = np.zeros(0, np.float32)
+    consumed = 0  # samples dropped from the buffer's front: buffer[0] is sample `consumed` of the stream
+    for block in blocks:
+        buffer = np.concatenate([buffer, np.asarray(block, np.float32).reshape(-1)])
+        ready = (len(buffer) - pre.samples) // hop + 1 if len(buffer) >= pre.samples else 0
+        if ready <= 0:
+            continue
+        windows = [buffer[i * hop : i * hop + pre.samples] for i in range(ready)]
+        rows = _probabilities(classifier, windows, reject=reject, batch_size=max(1, ready))
+        for i, row in enumerate(rows):
+            found = spotter.push(row, (consumed + i * hop + pre.samples) / SAMPLE_RATE)
+            if found is not None:
+                yield found
+        buffer, consumed = buffer[ready * hop :], consumed + ready * hop
+
+
+def microphone(hop_ms: float, device: str | int | None = None) -> Iterator[np.ndarray]:
+    """The default (or `device`) input's samples, mono at 16 kHz, in blocks of `hop_ms`, until interrupted.
+    PortAudio through `sounddevice` (`pip install 'deepcat[mic]'`). The device is opened at once, so a missing
+    library or microphone is said before a model loads."""
+    import queue
+
+    from deepcat.inputs.audio import SAMPLE_RATE
+
+    try:
+        import sounddevice
+    except (ImportError, OSError) as e:  # OSError: the package is there, the PortAudio library is not
+        raise DeepcatError(
+            f"listening to the microphone needs sounddevice and PortAudio ({e}): pip install 'deepcat[mic]' "
+            "(and on Debian/Ubuntu: apt-get install libportaudio2)"
+        ) from None
+    arrived: queue.Queue[np.ndarray] = queue.Queue()
+
+    def on_block(data: np.ndarray, frames: int, time: Any, status: Any) -> None:
+        arrived.put(data[:, 0].copy())
+
+    block = max(1, int(round(hop_ms / 1000 * SAMPLE_RATE)))
+    try:
+        stream = sounddevice.InputStream(
+            samplerate=SAMPLE_RATE, channels=1, dtype="float32", blocksize=block, device=device, callback=on_block
+        )
+    except Exception as e:  # noqa: BLE001 - PortAudio's errors: no device, a rate it cannot take
+        raise DeepcatError(f"could not open the microphone ({e}); list devices with: python -m sounddevice") from None
+
+    def blocks() -> Iterator[np.ndarray]:
+        with stream:
+            while True:
+                yield arrived.get()
+
+    return blocks()
 
 
 @dataclass(frozen=True)

@@ -129,6 +129,8 @@ class InputKind:
     auto_model: Callable[[Any], str]  # splits -> the model `--model auto` trains
     sized: bool = True  # --image-size and progressive resizing apply to the network's input
     mirrorable: bool = True  # a horizontal flip is a valid augmentation (when the data set allows it)
+    default_augment: str = "light"  # the preset `--augment auto` trains with
+    default_epochs: int = 10  # what `--epochs auto` trains for
     min_side: Callable[[Any], int | None] = full_size  # reduced-size decoding of training reads
     size_limit: str = "max_pixels"  # the server limit decode_bytes is given
     channels: int = 3  # channels of what the network sees

@@ -30,9 +30,9 @@ __all__ = [
 
 ACOUSTIC = ("speed", "reverb", "band", "colour")  # every piece, in the order they are applied
 SPEEDS = (0.85, 1.15)  # playback speed: pitch and tempo together (Kaldi's 0.9-1.1 speed perturbation, wider)
-REVERB_PROBABILITY = 0.5
+REVERB_PROBABILITY = 0.8  # most recordings are made in rooms
 RT60_SECONDS = (0.15, 0.8)  # a small room to a hall
-BAND_PROBABILITY = 0.3  # a third of the clips through a telephone line or an 8 kHz recording
+BAND_PROBABILITY = 0.5  # half the clips through a telephone line or an 8 kHz recording
 TELEPHONE_HZ = (300.0, 3400.0)
 NARROW_HZ = 4000.0  # what an 8 kHz recording holds
 COLOUR_DB = 6.0  # a microphone's response: up to +-6 dB, smooth across frequency

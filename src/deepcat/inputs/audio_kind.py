@@ -120,6 +120,8 @@ AUDIO = INPUT_KINDS.add(
         auto_model=keyword_model,
         sized=False,  # the clip length and the log-mel front end decide the input
         mirrorable=False,
+        default_augment="strong",  # other speeds, rooms, lines and microphones: see benchmarks/sound.py
+        default_epochs=30,  # the strong preset's variety needs them: 10 left spoken-digits at 93%, 30 at 98%
         size_limit="max_seconds",
         channels=1,
     ),

@@ -178,7 +178,8 @@ def _epochs(
     from_features = head_features.applies(s, dist)  # frozen epochs: the head learns from features computed once
     tools = EpochTools(scaler, ema, log, callbacks, progress)
     fire(callbacks, "on_fit_start", run_dir=run_dir, config=cfg)
-    for epoch in range(at.epoch, cfg.epochs):
+    epochs = cast(int, cfg.epochs)  # resolve_auto filled it
+    for epoch in range(at.epoch, epochs):
         seed_everything(cfg.seed * 1000 + epoch)  # augmentation and order depend only on (seed, epoch)
         if frozen != (epoch < cfg.freeze_epochs):
             frozen = epoch < cfg.freeze_epochs
@@ -276,7 +277,7 @@ def _train_epoch(
                     step,
                     peak=float(cast(float, cfg.lr)),
                     steps_per_epoch=steps_per_epoch,
-                    epochs=cfg.epochs,
+                    epochs=cast(int, cfg.epochs),
                     freeze_epochs=cfg.freeze_epochs,
                     kind=cfg.schedule,
                     warmup_epochs=cfg.warmup_epochs,

@@ -39,6 +39,7 @@ def resolve_auto(cfg: TrainConfig, splits: DataSplits) -> TrainConfig:
     elif image_size is None and not is_pretrainable(canonical):
         image_size = 64  # deepcat's own models on photos: small and fast; pass --image-size for more
     # else None: a pretrained model keeps the input size its features were learned at (e.g. 224)
+    epochs = cfg.epochs or kind.default_epochs
     batch_size = cfg.batch_size or int(min(128, max(16, 2 ** math.floor(math.log2(max(1, len(splits.train) / 32))))))
     return dataclasses.replace(
         cfg,
@@ -48,7 +49,9 @@ def resolve_auto(cfg: TrainConfig, splits: DataSplits) -> TrainConfig:
         optimizer=optimizer,
         image_size=image_size,
         lr=cfg.lr if cfg.lr is not None else OPTIMIZERS.get(optimizer).default_lr,
+        augment=cfg.augment if cfg.augment != "auto" else kind.default_augment,
         hflip=cfg.hflip if cfg.hflip is not None else (splits.mirror_safe and kind.mirrorable),
-        freeze_epochs=min(cfg.freeze_epochs, cfg.epochs - 1) if (pretrained or cfg.weights) else 0,
+        epochs=epochs,
+        freeze_epochs=min(cfg.freeze_epochs, epochs - 1) if (pretrained or cfg.weights) else 0,
         unfreeze=cfg.unfreeze if starts_pretrained else 1.0,
     )

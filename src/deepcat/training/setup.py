@@ -157,7 +157,7 @@ def prepare(cfg: TrainConfig, dist: distributed.Dist) -> Setup:
 def epoch_input_size(cfg: TrainConfig, epoch: int) -> int | None:
     """Progressive resizing: the side photos are shrunk to in `epoch` (None: full size). The unfrozen epochs grow
     linearly from `cfg.progressive` of the input size to all of it in the last, in steps of 32 px."""
-    unfrozen, k = cfg.epochs - cfg.freeze_epochs, epoch - cfg.freeze_epochs
+    unfrozen, k = cast(int, cfg.epochs) - cfg.freeze_epochs, epoch - cfg.freeze_epochs  # resolve_auto filled it
     if cfg.progressive >= 1 or not cfg.image_size or k < 0 or k >= unfrozen - 1:
         return None
     share = cfg.progressive + (1 - cfg.progressive) * k / (unfrozen - 1)

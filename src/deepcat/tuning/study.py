@@ -76,7 +76,7 @@ def search(
         else default_space(
             model=auto.model,
             pretrained=bool(auto.pretrained or auto.weights),
-            epochs=cfg.epochs,
+            epochs=cast(int, auto.epochs),
             lr=float(cast(float, auto.lr)),
         )
     )
