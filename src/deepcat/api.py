@@ -8,15 +8,16 @@ Heavy libraries load inside each function, so `import deepcat` stays instant.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from typing_extensions import Unpack
 
 from deepcat.config import TrainConfig, TrainOptions
 from deepcat.data.audit.findings import NEAR_DUPLICATE_BITS
+from deepcat.errors import DeepcatError
 from deepcat.inference.listen import Spotting
 from deepcat.inference.runtimes import DEVICES
 from deepcat.run_folder import model_source
@@ -473,33 +474,74 @@ def explain(
     return explain_run(Path(run), expand_inputs(images), target=target, output=output)
 
 
+@overload
 def listen(
     model: str | Path | Classifier | ExportedClassifier,
     recording: str | Path,
     *,
+    mic: Literal[False] = False,
+    mic_device: str | None = None,
     spotting: Spotting | None = None,
     reject: bool = True,
     progress: bool = False,
-) -> list[Detection]:
-    """Keywords heard in a long recording by a sound model: a window of the model's clip length every `hop_ms`,
-    each class's probability averaged over the last `smooth` windows, a keyword reported when that reaches
-    `threshold`, then nothing for `refractory_ms`. With `reject`, windows the model answers `unknown` (no word
-    it knows, or other speech) hold no keyword.
+) -> list[Detection]: ...
+
+
+@overload
+def listen(
+    model: str | Path | Classifier | ExportedClassifier,
+    recording: None = None,
+    *,
+    mic: Literal[True],
+    mic_device: str | None = None,
+    spotting: Spotting | None = None,
+    reject: bool = True,
+    progress: bool = False,
+) -> Iterator[Detection]: ...
+
+
+def listen(
+    model: str | Path | Classifier | ExportedClassifier,
+    recording: str | Path | None = None,
+    *,
+    mic: bool = False,
+    mic_device: str | None = None,
+    spotting: Spotting | None = None,
+    reject: bool = True,
+    progress: bool = False,
+) -> list[Detection] | Iterator[Detection]:
+    """Keywords heard in a recording (or live, from the microphone) by a sound model: a window of the model's
+    clip length every `hop_ms`, each class's probability averaged over the last `smooth` windows, a keyword
+    reported when that reaches `threshold`, then nothing for `refractory_ms`. With `reject`, windows the model
+    answers `unknown` (no word it knows, or other speech) hold no keyword.
 
     Args:
         model: a sound run, its exported file, or a loaded classifier. recording: a wav, flac, ogg or mp3 file.
+        mic: listen to the microphone instead (`pip install 'deepcat[mic]'`); mic_device: its name or number.
         spotting: the window, smoothing, threshold and refractory settings (default: `Spotting()`).
-        reject: windows below the calibrated `unknown` threshold hold no keyword. progress: a bar.
+        reject: windows below the calibrated `unknown` threshold hold no keyword. progress: a bar (files).
 
     Returns:
-        One `Detection` (label, seconds from the start when it was reported, smoothed probability) per keyword.
+        For a recording, one `Detection` (label, seconds from the start when it was reported, smoothed
+        probability) per keyword; with `mic`, the detections as they are heard (an endless iterator).
 
     >>> [(d.label, d.seconds) for d in deepcat.listen("runs/spoken-digits", "call.wav")]
+    >>> for heard in deepcat.listen("runs/spoken-digits", mic=True): print(heard.label)
     """
     from deepcat.inference.listen import listen as listen_to
+    from deepcat.inference.listen import listen_stream, microphone
 
+    spotting = spotting or Spotting()
+    if (recording is None) != mic:
+        raise DeepcatError("listen to a RECORDING or to the microphone (--mic), one of the two")
+    if mic:
+        device = int(mic_device) if mic_device is not None and mic_device.isdigit() else mic_device
+        blocks = microphone(spotting.hop_ms, device=device)  # opened first: a missing microphone is said at once
+        classifier = load(model) if isinstance(model, (str, Path)) else model
+        return listen_stream(classifier, blocks, spotting, reject=reject)
+    assert recording is not None  # noqa: S101 - checked above
     classifier = load(model) if isinstance(model, (str, Path)) else model
-    return listen_to(classifier, recording, spotting or Spotting(), reject=reject, progress=progress)
+    return listen_to(classifier, recording, spotting, reject=reject, progress=progress)
 
 
 def report(run: str | Path) -> Path:

@@ -188,34 +188,29 @@ def explain(args: argparse.Namespace) -> int:
 
 def listen(args: argparse.Namespace) -> int:
     spotting = api.Spotting(**_fields(args, api.Spotting))
-    if (args.recording is None) == (not args.mic):
-        raise DeepcatError("listen to a RECORDING or to the microphone (--mic), one of the two")
     if args.mic:
-        return _listen_live(args, spotting)
+        heard = api.listen(
+            args.model, args.recording, mic=True, mic_device=args.mic_device, spotting=spotting, reject=args.reject
+        )
+        print("listening (Ctrl-C stops)", file=sys.stderr)
+        try:
+            for d in heard:
+                print(json.dumps(dataclasses.asdict(d)) if args.json else _detection(d), flush=True)
+        except KeyboardInterrupt:
+            pass
+        return 0
     found = api.listen(args.model, args.recording, spotting=spotting, reject=args.reject, progress=not args.quiet)
     if args.json:
         print(json.dumps([dataclasses.asdict(d) for d in found]))
         return 0
     for d in found:
-        print(f"{d.seconds:9.2f} s  {d.label}  ({d.score:.2f})")
+        print(_detection(d))
     print(f"{len(found)} keyword{'s' if len(found) != 1 else ''} heard", file=sys.stderr)
     return 0
 
 
-def _listen_live(args: argparse.Namespace, spotting: api.Spotting) -> int:
-    """Keywords as they are spoken into the microphone, one line each, until Ctrl-C."""
-    from deepcat.inference.listen import listen_stream, microphone
-
-    blocks = microphone(spotting.hop_ms, device=args.device_name)
-    classifier = api.load(args.model)
-    print("listening (Ctrl-C stops)", file=sys.stderr)
-    try:
-        for d in listen_stream(classifier, blocks, spotting, reject=args.reject):
-            line = json.dumps(dataclasses.asdict(d)) if args.json else f"{d.seconds:9.2f} s  {d.label}  ({d.score:.2f})"
-            print(line, flush=True)
-    except KeyboardInterrupt:
-        pass
-    return 0
+def _detection(d: Any) -> str:
+    return f"{d.seconds:9.2f} s  {d.label}  ({d.score:.2f})"
 
 
 def report(args: argparse.Namespace) -> int:

@@ -206,7 +206,6 @@ def _listen(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--mic", action="store_true", help="listen to the microphone until Ctrl-C (deepcat[mic])")
     p.add_argument(
         "--mic-device",
-        dest="device_name",
         default=None,
         help="the input device's name or number (python -m sounddevice)",
     )
