@@ -43,10 +43,8 @@ def speech(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def speech_run(speech, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs")
-    # `light`: 12 epochs of 108 clips are too few for the default `strong` preset's variety (8 of 36 words heard)
-    return deepcat.train(
-        data=str(speech), output=str(out), name="speech", epochs=12, batch_size=8, augment="light", progress=False
-    )
+    # sound's defaults (30 epochs, `strong`): 12 epochs of `light` heard 19 of the 36 test words in a recording
+    return deepcat.train(data=str(speech), output=str(out), name="speech", batch_size=8, progress=False)
 
 
 @needs_espeak
@@ -69,6 +67,10 @@ def test_a_folder_of_clips_trains_evaluates_and_reports_as_sound(speech_run):
     assert test["images"] == 36 and test["accuracy"] > 0.6  # voices never heard in training
     report = (speech_run / "report.html").read_text()
     assert "1 s clips at 16 kHz, 40-band log-mel input" in report and "sound clips" in report
+    # judged as a keyword spotter too: the test clips' words strung into one recording, `deepcat listen` over it
+    spotting = json.loads((speech_run / "spotting.json").read_text())
+    assert spotting["keywords_spoken"] == 36 and spotting["detection_rate"] >= 0.5, spotting
+    assert "Keyword spotting" in report and f"{spotting['detection_rate']:.1%}" in report
 
 
 @needs_espeak
@@ -351,8 +353,8 @@ def test_listen_hears_the_keywords_of_a_long_recording(speech_run, speech, tmp_p
     printed = subprocess.run(listen, capture_output=True, text=True, check=True).stdout
     found = [Detection(**d) for d in json.loads(printed)]
     result = scored(found, truth, len(recording) / SAMPLE_RATE)
-    assert result.words == 36 and result.detection_rate >= 0.6, result  # 32 of 36 here
-    assert result.false_activations <= 6, result  # 3 here, in 93 s with six other words spoken
+    assert result.words == 36 and result.detection_rate >= 0.6, result  # 27 of 36 here
+    assert result.false_activations <= 6, result  # none here, in 93 s with six other words spoken
     assert all(-1.0 <= late <= 1.0 for late in result.latencies_s), result  # reported as the word ends
     exported = deepcat.export(speech_run, format="onnx", progress=False).path
     assert [(d.label, d.seconds) for d in deepcat.listen(exported, path)] == [(d.label, d.seconds) for d in found]
@@ -374,12 +376,8 @@ def test_two_torchrun_processes_share_the_decoding_and_learn_as_one(speech, tmp_
 
     args = [
         str(speech),
-        "--epochs",
-        "12",
         "--batch-size",
         "16",
-        "--augment",
-        "light",
         "--no-audit",
         "--output",
         str(tmp_path),

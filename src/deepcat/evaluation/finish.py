@@ -11,13 +11,13 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from deepcat.data.sources import DataSplits
+from deepcat.data.sources import DataSplits, Samples
 from deepcat.device import pick_device
 from deepcat.errors import DeepcatError
 from deepcat.evaluation import calibration
@@ -83,6 +83,10 @@ def after_training(run_dir: Path, splits: DataSplits, *, progress: bool = True) 
     name = "test" if splits.test is not None else "val" if splits.val is not None else None
     if name is not None:
         score_held_out(model, splits, name, cal, unknown, ctx)
+        if splits.input_kind == "audio":  # a sound model is a keyword spotter too: judged as `deepcat listen` runs
+            from deepcat.evaluation.spotting import spotting_on_held_out
+
+            spotting_on_held_out(run_dir, cast(Samples, splits.split(name)), splits.classes)
     total = sum(len(part) for part in (splits.train, splits.val, splits.test) if part is not None)
     if total <= LABEL_CHECK_MAX_IMAGES:
         try:

@@ -170,6 +170,30 @@ def _sets_section(cal: dict[str, Any]) -> str:
     )
 
 
+def _spotting_section(run_dir: Path) -> str:
+    found = _read_json(run_dir / "spotting.json")
+    if not found:
+        return ""
+    late = found["median_latency_s"]
+    return (
+        "<h2>Keyword spotting</h2><p><code>deepcat listen</code>'s detector (a window every "
+        f"{found['settings']['hop_ms']:g} ms, {found['settings']['smooth']} smoothed, threshold "
+        f"{found['settings']['threshold']:g}) over {found['recording_minutes']:.0f} minutes made of held-out clips: "
+        f"{found['keywords_spoken']} keywords with pauses between them and {found['other_clips']} clips of "
+        "non-words among them, under noise.</p>"
+        + _table(
+            ["keywords heard in time", "false activations per hour", "median latency from the word's end"],
+            [
+                [
+                    f"{found['detection_rate']:.1%}",
+                    f"{found['false_activations_per_hour']:.0f}",
+                    "" if late is None else f"{late:+.2f} s",
+                ]
+            ],
+        )
+    )
+
+
 def _mistakes_section(run_dir: Path, noun: str) -> str:
     mistakes = _read_json(run_dir / "mistakes.json")
     if not mistakes:
@@ -298,6 +322,7 @@ def write_report(run_dir: str | Path) -> Path:
         ),
         _evaluation_section(run_dir),
         _calibration_section(run_dir, cal),
+        _spotting_section(run_dir),
         _mistakes_section(run_dir, kind_of_meta(meta).words.noun),
         _labels_section(run_dir, kind_of_meta(meta).words),
         _export_section(run_dir),
