@@ -28,6 +28,38 @@ def test_a_word_seen_in_several_windows_is_reported_once_and_non_words_never():
     assert spot(np.array(rows), ends, classes, strict) == [Detection("nine", 1.8, 1.0)]
 
 
+def test_a_class_can_have_its_own_threshold():
+    import pytest
+
+    from deepcat.errors import DeepcatError
+
+    rows = np.array([[0.8, 0.2], [0.2, 0.8], [0.6, 0.4]])
+    ends = np.array([1.0, 2.0, 3.0])
+    shared = Spotting(smooth=1, threshold=0.7, refractory_ms=0)
+    assert [d.label for d in spot(rows, ends, ["six", "nine"], shared)] == ["six", "nine"]
+    own = Spotting(smooth=1, threshold=0.7, refractory_ms=0, thresholds={"six": 0.9, "nine": 0.5})
+    assert [(d.label, d.seconds) for d in spot(rows, ends, ["six", "nine"], own)] == [("nine", 2.0)]
+    # a word under its own threshold does not hide one over its own, even a less likely one
+    low = Spotting(smooth=1, thresholds={"nine": 0.3})
+    assert [d.label for d in spot(np.array([[0.6, 0.4]]), ends[:1], ["six", "nine"], low)] == ["nine"]
+    with pytest.raises(DeepcatError, match=r"\['seven'\], which the model does not hear"):
+        Spotter(["six", "nine"], Spotting(thresholds={"seven": 0.5}))
+    with pytest.raises(DeepcatError, match="above 0 and at most 1"):
+        Spotter(["six", "nine"], Spotting(thresholds={"six": 1.5}))
+
+
+def test_class_thresholds_from_the_command_line(capsys):
+    import pytest
+
+    from deepcat.cli.parser import build_parser
+
+    given = ["listen", "run", "a.wav", "--class-threshold", "six=0.9", "--class-threshold", "_x_=0.5"]
+    assert build_parser().parse_args(given).thresholds == [("six", 0.9), ("_x_", 0.5)]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["listen", "run", "a.wav", "--class-threshold", "six"])
+    assert "give CLASS=PROBABILITY, e.g. six=0.9" in capsys.readouterr().err
+
+
 def test_detections_are_scored_against_the_words_spoken():
     words = [("six", 1.0, 1.5), ("nine", 4.0, 4.6), ("six", 8.0, 8.4)]
     detections = [Detection("six", 1.8, 0.9), Detection("nine", 2.5, 0.8), Detection("six", 9.9, 0.9)]

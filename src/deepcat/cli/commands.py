@@ -187,7 +187,7 @@ def explain(args: argparse.Namespace) -> int:
 
 
 def listen(args: argparse.Namespace) -> int:
-    spotting = api.Spotting(**_fields(args, api.Spotting))
+    spotting = api.Spotting(**{**_fields(args, api.Spotting), "thresholds": dict(args.thresholds or [])})
     if args.mic:
         heard = api.listen(
             args.model, args.recording, mic=True, mic_device=args.mic_device, spotting=spotting, reject=args.reject

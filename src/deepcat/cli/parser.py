@@ -199,6 +199,16 @@ def _explain(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=commands.explain)
 
 
+def _class_threshold(text: str) -> tuple[str, float]:
+    name, _, value = text.rpartition("=")
+    try:
+        if name:
+            return name, float(value)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"{text!r}: give CLASS=PROBABILITY, e.g. six=0.9")
+
+
 def _listen(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("listen", help="keyword spotting: the words a sound model hears in a recording or live")
     p.add_argument("model", metavar="MODEL", help="a sound run folder or its exported file")
@@ -209,7 +219,15 @@ def _listen(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=None,
         help="the input device's name or number (python -m sounddevice)",
     )
-    add_dataclass_flags(p, Spotting)
+    add_dataclass_flags(p, Spotting, skip=("thresholds",))
+    p.add_argument(
+        "--class-threshold",
+        dest="thresholds",
+        action="append",
+        type=_class_threshold,
+        metavar="CLASS=P",
+        help="a class's own threshold, in place of --threshold (repeat for more classes): --class-threshold six=0.9",
+    )
     p.add_argument(
         "--reject",
         action=argparse.BooleanOptionalAction,

@@ -2,10 +2,11 @@
 
 The sound model reads a window of its own clip length every `hop_ms`. Each class's probability is averaged over
 the last `smooth` windows (a window the model answers `unknown` counts as no keyword at all), and a keyword is
-reported when its average reaches `threshold`; then nothing is reported for `refractory_ms`, because one spoken
-word fills several overlapping windows. This is the posterior smoothing of small-footprint keyword spotters
-(Chen, Parada and Heigold, 2014), with the model's own `unknown` score as the garbage model. Classes named as
-Speech Commands names its non-words (`_silence_`, `_unknown_`) are never reported.
+reported when its average reaches its threshold (`threshold`, or the class's own in `thresholds`); then nothing
+is reported for `refractory_ms`, because one spoken word fills several overlapping windows. This is the
+posterior smoothing of small-footprint keyword spotters (Chen, Parada and Heigold, 2014), with the model's own
+`unknown` score as the garbage model. Classes named as Speech Commands names its non-words (`_silence_`,
+`_unknown_`) are never reported.
 
 A file and the microphone go through the same `Spotter`: a file's windows are scored in batches (fast), the
 microphone's one at a time as its samples arrive (`listen_stream`), so a recording played block by block gives
@@ -57,6 +58,20 @@ class Spotting:
     smooth: int = _opt(3, "windows whose probabilities are averaged")
     threshold: float = _opt(0.7, "average probability a keyword must reach to be reported")
     refractory_ms: float = _opt(1000.0, "after a detection, nothing is reported for this many ms")
+    # a word that is heard too often (or too rarely) gets its own: {"six": 0.9}
+    thresholds: dict[str, float] = field(
+        default_factory=dict, metadata={"help": "a class's own threshold, in place of --threshold"}
+    )
+
+    def limits(self, classes: Sequence[str]) -> np.ndarray:
+        """Each class's threshold; an error names a class the model does not have."""
+        missing = sorted(set(self.thresholds) - set(classes))
+        if missing:
+            raise DeepcatError(f"thresholds for {missing}, which the model does not hear; its classes: {list(classes)}")
+        bad = {name: t for name, t in {**self.thresholds, "(default)": self.threshold}.items() if not 0 < t <= 1}
+        if bad:
+            raise DeepcatError(f"a threshold is an average probability, above 0 and at most 1: {bad}")
+        return np.array([self.thresholds.get(name, self.threshold) for name in classes])
 
 
 @dataclass(frozen=True)
@@ -84,15 +99,17 @@ class Spotter:
     def __init__(self, classes: Sequence[str], spotting: Spotting):
         self.classes, self.spotting = list(classes), spotting
         self.keyword = np.array([name not in NOT_KEYWORDS for name in classes])
+        self.limits = spotting.limits(classes)
         self.recent: deque[np.ndarray] = deque(maxlen=spotting.smooth)
         self.quiet_until = -np.inf
 
     def push(self, probabilities: np.ndarray, end_s: float) -> Detection | None:
         self.recent.append(np.asarray(probabilities, np.float64))
         average = np.mean(self.recent, axis=0) * self.keyword
-        best = int(average.argmax())
-        if average[best] < self.spotting.threshold or end_s < self.quiet_until:
+        heard = average >= self.limits  # of the words over their thresholds, the likeliest
+        if not heard.any() or end_s < self.quiet_until:
             return None
+        best = int(np.where(heard, average, -1.0).argmax())
         self.quiet_until = end_s + self.spotting.refractory_ms / 1000
         return Detection(self.classes[best], round(float(end_s), 3), float(average[best]))
 
