@@ -32,7 +32,11 @@ validation voices are held out from both). Each one's regularisation (C) is chos
 the training clips, grouped by voice variant so that a fold's voices are unheard as the test's are, then refitted
 on them all. Feature extraction and the search are timed with the fit.
 
-    python benchmarks/sound.py          # ~50 min on 2 cores (the first run also generates the data, ~1 min)
+Seeds (`--seeds N`, results/sound_seeds.json): one run trains each model once; the default recipe, `light`
+and the MFCC baselines with N seeds each give the spread of the points lost, and how many seeds meet the aim.
+
+    python benchmarks/sound.py            # ~45 min on 2 cores (the first run also generates the data, ~1 min)
+    python benchmarks/sound.py --seeds 3  # ~25 min
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import statistics
 import sys
 import tempfile
 import time
@@ -236,9 +241,11 @@ RECIPES = (  # (name, --augment, the pieces of audio_augment.ACOUSTIC that `stro
 )
 
 
-def deepcat_row(name, augment, pieces, tmp, splits, test, y_test, hard, data="spoken-digits") -> tuple[Path, dict]:
-    """`deepcat train spoken-digits --augment AUGMENT` (with only `pieces` of the strong ones), scored on the
-    clean and the degraded test clips."""
+def deepcat_row(
+    name, augment, pieces, tmp, splits, test, y_test, hard, data="spoken-digits", seed=0
+) -> tuple[Path, dict]:
+    """`deepcat train spoken-digits --augment AUGMENT --seed SEED` (with only `pieces` of the strong ones), scored
+    on the clean and the degraded test clips."""
     import deepcat
     from deepcat.inputs import audio_augment
 
@@ -247,7 +254,12 @@ def deepcat_row(name, augment, pieces, tmp, splits, test, y_test, hard, data="sp
     try:
         started = time.perf_counter()
         run = deepcat.train(
-            data=data, output=tmp, name=data + augment + "-".join(pieces or ()), augment=augment, progress=False
+            data=data,
+            output=tmp,
+            name=f"{data}{augment}{'-'.join(pieces or ())}-seed{seed}",
+            augment=augment,
+            seed=seed,
+            progress=False,
         )
         finished = time.perf_counter() - started
     finally:
@@ -270,10 +282,49 @@ def deepcat_row(name, augment, pieces, tmp, splits, test, y_test, hard, data="sp
     }
 
 
+def seeds_main(seeds: int, out: str) -> None:
+    """The default recipe against `light` and the MFCC baselines, each trained with seeds 0 to `seeds` - 1 (the
+    seed also draws the validation voices, so each seed's training clips differ; every method of a seed trains on
+    the same ones), interleaved seed by seed: clean, degraded and points lost, and how many seeds meet the aim."""
+    from deepcat.data import spoken_digits
+    from deepcat.data.builtin import default_root
+    from deepcat.data.resolve import resolve_data
+
+    spoken_digits.generate(default_root(None) / "spoken-digits")
+    test, y_test = load_clips(resolve_data("spoken-digits").test)
+    hard = degraded(test)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in range(seeds):
+            splits = resolve_data("spoken-digits", seed=seed)
+            for name, augment, pieces in RECIPES[:2]:
+                rows.append({**deepcat_row(name, augment, pieces, tmp, splits, test, y_test, hard, seed=seed)[1]})
+            rows += baselines(splits, hard)
+            for row in rows[-4:]:
+                row["seed"] = seed
+                row["points lost"] = 100 * (row["test accuracy (unheard voices)"] - row[DEGRADED])
+    summary = []
+    for method in dict.fromkeys(r["method"].split(" (C=")[0] for r in rows):
+        mine = [r for r in rows if r["method"].split(" (C=")[0] == method]
+        triple = {}
+        for key in ("test accuracy (unheard voices)", DEGRADED, "points lost"):
+            values = [r[key] for r in mine]
+            triple[key] = [statistics.median(values), min(values), max(values)]
+        summary.append({"method": method, **triple, "seeds within 3 points": sum(r["points lost"] <= 3 for r in mine)})
+    report("sound", rows, out, hide=("finished run s",), seeds=seeds, aim_points_lost=3, summary_median_min_max=summary)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "sound.json"))
+    parser.add_argument("--out", default=None, help="default: results/sound.json (with --seeds: sound_seeds.json)")
+    parser.add_argument(
+        "--seeds", type=int, default=0, help="instead: the default recipe, light and the baselines over N seeds"
+    )
     args = parser.parse_args()
+    if args.seeds:
+        seeds_main(args.seeds, args.out or str(Path(__file__).parent / "results" / "sound_seeds.json"))
+        return
+    args.out = args.out or str(Path(__file__).parent / "results" / "sound.json")
 
     import deepcat
     from deepcat.data import spoken_digits
