@@ -32,58 +32,6 @@ def pytest_addoption(parser):
     )
 
 
-# ExecuTorch's runtime segfaulted a whole test session on an AVX-512 CPU, after about a hundred tests (OpenVINO's,
-# LiteRT's and others' runtimes among them) had run in the process; the same test passes alone, and with any
-# one earlier test file. Its tests run each in a Python of their own, so a crash there fails one test, not CI.
-OWN_PROCESS = ("executorch",)  # the parametrisations whose id starts so
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_protocol(item, nextitem):
-    import os
-    import subprocess
-    import sys
-
-    from _pytest.reports import TestReport
-
-    if not any(f"[{word}" in item.nodeid for word in OWN_PROCESS) or os.environ.get("DEEPCAT_TEST_OWN_PROCESS"):
-        return None
-    item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-    started = time.perf_counter()
-    command = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", item.nodeid]
-    command += ["--bf16", item.config.getoption("--bf16")]
-    ran = subprocess.run(
-        command,
-        env={**os.environ, "DEEPCAT_TEST_OWN_PROCESS": "1"},
-        capture_output=True,
-        text=True,
-        cwd=item.config.rootpath,
-    )
-    output = ran.stdout + ran.stderr
-    skipped = ran.returncode == 0 and " skipped" in output.splitlines()[-1] and " passed" not in output.splitlines()[-1]
-    outcome = "skipped" if skipped else "passed" if ran.returncode == 0 else "failed"
-    longrepr = None
-    if skipped:
-        longrepr = (str(item.path), item.location[1] or 0, output.strip().splitlines()[-2].split(": ", 1)[-1][-300:])
-    elif outcome == "failed":
-        longrepr = f"in its own process (exit {ran.returncode}):\n{output[-6000:]}"
-    judged = "setup" if skipped else "call"  # a skip is reported at setup, as pytest does
-    for when in ("setup", "teardown") if skipped else ("setup", "call", "teardown"):
-        item.ihook.pytest_runtest_logreport(
-            report=TestReport(
-                item.nodeid,
-                item.location,
-                {k: 1 for k in item.keywords},
-                outcome if when == judged else "passed",
-                longrepr if when == judged else None,
-                when,
-                duration=time.perf_counter() - started if when == judged else 0.0,
-            )
-        )
-    item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
-    return True
-
-
 @pytest.fixture(autouse=True)
 def _forced_bf16(request, monkeypatch):
     """`pytest --bf16 on|off`: `--amp auto` trains and evaluates in bf16 (emulated where the CPU lacks it: slower,
