@@ -16,6 +16,7 @@ from deepcat.errors import DeepcatError
 from deepcat.exporting.check import compare
 from deepcat.exporting.formats import FORMATS as EXPORT_FORMATS
 from deepcat.inference.exported import load_exported
+from deepcat.inference.signal_stack import current_signal_stack
 
 pytestmark = pytest.mark.precision  # parity and calibration through bf16 or fp32 training: CI runs both
 
@@ -65,7 +66,9 @@ def needs_runtime(fmt: str) -> None:
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_every_format_matches_pytorch(digits_run, fmt):
     needs_runtime(fmt)
+    signal_stack = current_signal_stack()
     result = export(digits_run, format=fmt, progress=False)
+    assert current_signal_stack() == signal_stack  # OpenVINO's plugin swaps it (see the test below)
     check = result.check
     assert check.passed and check.images == 288
     if EXPORT_FORMATS.get(fmt).precision == "fp32":
@@ -93,6 +96,30 @@ def test_an_exported_file_and_pytorch_predict_the_same_labels(digits_run, fmt):
     onnx_side = deepcat.load(path).predict(images, reject=False)
     assert [p.label for p in torch_side] == [p.label for p in onnx_side] == ["0", "3", "5", "7", "9"]
     assert max(abs(a.probability - b.probability) for a, b in zip(torch_side, onnx_side)) < 1e-4
+
+
+FREED_ON_ANOTHER_THREAD = """
+import gc, signal, subprocess, sys, threading
+from deepcat.inference.exported import load_exported
+signal.signal(signal.SIGCHLD, lambda *_: None)  # as a DataLoader's workers do; Python's handlers use the signal stack
+held = [load_exported(sys.argv[1])]
+freeing = threading.Thread(target=lambda: (held.clear(), gc.collect()))  # the collector frees it on some thread
+freeing.start()
+freeing.join()
+subprocess.run([sys.executable, "-c", "pass"], check=True)  # the child's exit sends this thread SIGCHLD
+print("signals still work")
+"""
+
+
+@pytest.mark.toolchain
+def test_an_openvino_model_freed_on_another_thread_leaves_signals_working(digits_run, tmp_path):
+    """OpenVINO's CPU plugin gives the loading thread a signal stack and unmaps it when freed, from whichever thread:
+    the loading thread's next signal then killed the process (SIGSEGV), as it killed this test session after the
+    OpenVINO exports. Loading gives the thread its own stack back."""
+    needs_runtime("openvino")
+    path = export(digits_run, format="openvino", output=tmp_path / "m.xml", progress=False).path
+    done = subprocess.run([sys.executable, "-c", FREED_ON_ANOTHER_THREAD, path], capture_output=True, text=True)
+    assert done.returncode == 0 and "signals still work" in done.stdout, (done.returncode, done.stderr[-2000:])
 
 
 def test_failed_check_is_an_error():

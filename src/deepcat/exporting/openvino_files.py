@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from deepcat.inference.runtimes import need
+from deepcat.inference.signal_stack import own_signal_stack
 
 __all__ = ["RESTORE_ITERATIONS", "quantize_openvino", "write_openvino"]
 
@@ -32,6 +33,13 @@ def write_openvino(onnx_file: Path, out: Path, meta: dict[str, Any]) -> Path:
 
 
 def quantize_openvino(fp32_file: Path, out: Path, images: np.ndarray, held_out: np.ndarray) -> dict[str, Any]:
+    """NNCF's quantisation (below), leaving the calling thread's signal stack as it found it: NNCF's own `Core`s load
+    OpenVINO's CPU plugin, which replaces it (see `deepcat.inference.signal_stack`)."""
+    with own_signal_stack():
+        return _quantize(fp32_file, out, images, held_out)
+
+
+def _quantize(fp32_file: Path, out: Path, images: np.ndarray, held_out: np.ndarray) -> dict[str, Any]:
     """Static int8 by NNCF, calibrated on `images`. With `held_out` images, NNCF's accuracy control keeps in float
     the layers that cost most agreement with the fp32 IR there, until int8 agrees on SEARCH_AGREEMENT of them (as
     `deepcat export` chooses float segments for ONNX) or RESTORE_ITERATIONS steps are spent: on a Lite0 fine-tuned

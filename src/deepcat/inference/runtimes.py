@@ -24,6 +24,7 @@ from types import ModuleType
 from typing import Any
 
 from deepcat.errors import DeepcatError
+from deepcat.inference.signal_stack import own_signal_stack
 
 __all__ = [
     "DEVICES",
@@ -157,7 +158,9 @@ def open_openvino(path: Path, threads: int | None, device: str = "cpu") -> tuple
     config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32"}
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
-    return OpenVinoSession(core.compile_model(model, "CPU", config)), meta
+    with own_signal_stack():  # compiling loads the CPU plugin, which swaps this thread's signal stack
+        compiled = core.compile_model(model, "CPU", config)
+    return OpenVinoSession(compiled), meta
 
 
 OUTPUTS = ["probabilities", "unknown_score", "logits"]  # the deployable graph's outputs, in order
