@@ -1,6 +1,7 @@
 """The server over real HTTP on loopback: answers, micro-batching, metrics, and every bad input as a 4xx."""
 
 import asyncio
+import contextlib
 import io
 import time
 from pathlib import Path
@@ -324,9 +325,10 @@ def test_the_finishing_rate_counts_busy_time_only():
 
 def test_a_burst_of_96_on_a_rested_server_is_answered_in_full(model_path):
     """The first `queue_depth` (100) inputs are admitted whatever their wait: even with a 1 ms wait budget, a burst
-    of 96 on a server that knows its rate and rested is answered in full; of a burst of 320, the ones past the
-    depth are shed (160 was once answered in full: the small model kept up with the client sending them)."""
-    images = digit_pngs(320)
+    of 96 on a server that knows its rate and rested is answered in full. (What past the depth is shed depends on
+    whether the client sends faster than the server answers: a fast CPU answered all of 320, so the next test
+    holds the inputs on a clock of its own.)"""
+    images = digit_pngs(96)
     app = create_app(model_path, limits=Limits(max_queue_ms=1))
 
     async def burst(url, count):
@@ -343,9 +345,28 @@ def test_a_burst_of_96_on_a_rested_server_is_answered_in_full(model_path):
             httpx.post(f"{url}/v1/predict", content=image, headers={"content-type": "image/png"})
         time.sleep(2.1)
         assert [r.status_code for r in asyncio.run(burst(url, 96))] == [200] * 96
-        time.sleep(2.1)
-        statuses = [r.status_code for r in asyncio.run(burst(url, 320))]
-        assert statuses.count(200) >= 100 and statuses.count(503) > 0, statuses
+
+
+def test_past_the_queue_depth_inputs_over_the_budget_are_shed():
+    """A server finishing 100 inputs a second with a 10 ms budget and a depth of 100: a burst's first 100 are
+    held (a wait of up to 1 s), the 101st is refused; once the queue is back under the depth, inputs are held
+    again."""
+    from deepcat.serving.errors import RequestError
+
+    now = [0.0]
+    gate = Admission(budget_s=0.01, depth=100, clock=lambda: now[0])
+    for _ in range(20):  # 100 inputs a second
+        with gate.admit(1):
+            now[0] += 0.01
+    with contextlib.ExitStack() as held:
+        for _ in range(100):
+            held.enter_context(gate.admit(1))
+        with pytest.raises(RequestError, match="10 ms budget") as refused:
+            held.enter_context(gate.admit(1))
+        assert refused.value.status == 503 and gate.inside == 100
+    assert gate.inside == 0
+    with gate.admit(1):  # idle again: admitted
+        assert gate.inside == 1
 
 
 def test_a_client_deadline_shortens_the_wait_it_accepts(model_path):
