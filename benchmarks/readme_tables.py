@@ -144,6 +144,23 @@ def _sound(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _sound_seeds(results: dict) -> str:
+    seeds, aim = results["seeds"], results["aim_points_lost"]
+    degraded = "test accuracy (degraded: 8 kHz, room)"
+    lines = [
+        f"| method ({seeds} seeds: median [min, max]) | test accuracy (unheard voices) | degraded: 8 kHz, room | "
+        f"points lost | seeds within {aim} points |",
+        "|---|---|---|---|---|",
+    ]
+    for r in results["summary_median_min_max"]:
+        name = f"`{r['method']}`" if r["method"].startswith("deepcat") else r["method"] + " (scikit-learn)"
+        lines.append(
+            f"| {name} | {_spread(r['test accuracy (unheard voices)'], '.1%')} | {_spread(r[degraded], '.1%')} | "
+            f"{_spread(r['points lost'], '.1f')} | {r['seeds within 3 points']} of {seeds} |"
+        )
+    return "\n".join([*lines, "", provenance(results)])
+
+
 def _infer(results: dict) -> str:
     def cell(value: float | None, form: str) -> str:
         return "" if value is None else format(value, form)
@@ -381,6 +398,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "open_set_fashion-mnist": _open_set,
     "serve": _serve,
     "sound": _sound,
+    "sound_seeds": _sound_seeds,
     "startup": _startup,
     "tune": _tune,
 }

@@ -36,7 +36,7 @@ Seeds (`--seeds N`, results/sound_seeds.json): one run trains each model once; t
 and the MFCC baselines with N seeds each give the spread of the points lost, and how many seeds meet the aim.
 
     python benchmarks/sound.py            # ~45 min on 2 cores (the first run also generates the data, ~1 min)
-    python benchmarks/sound.py --seeds 3  # ~25 min
+    python benchmarks/sound.py --seeds 3  # ~32 min
 """
 
 from __future__ import annotations
