@@ -1,7 +1,6 @@
 """The server over real HTTP on loopback: answers, micro-batching, metrics, and every bad input as a 4xx."""
 
 import asyncio
-import contextlib
 import io
 import time
 from pathlib import Path
@@ -187,21 +186,6 @@ def test_api_key(model_path):
         assert model.status_code == 200 and model.content == Path(model_path).read_bytes()
 
 
-def test_admission_admits_everything_until_it_knows_the_finishing_rate():
-    """A cold server cannot estimate a wait, so it admits; once the rate is known, a wait over budget is refused."""
-    from deepcat.serving.errors import RequestError
-
-    gate = Admission(budget_s=1e-9)
-    with gate.admit(1), gate.admit(100):  # nothing finished yet: no rate, no refusal
-        assert gate.rate() is None
-    assert gate.rate() is not None and gate.inside == 0
-    with gate.admit(1):  # idle: admitted whatever the rate
-        with pytest.raises(RequestError) as refused:
-            with gate.admit(1):
-                pass
-    assert refused.value.status == 503 and refused.value.headers == {"Retry-After": "1"}
-
-
 def test_past_capacity_requests_are_refused_at_once_with_503_and_retry_after(model_path):
     """A 1 ms wait budget: once the finishing rate is known, a burst is shed but for what the idle server
     admits, every admitted request is still answered right, and each refusal is counted in /metrics."""
@@ -307,22 +291,6 @@ def test_a_run_is_served_in_int8_only_when_its_int8_file_passed_its_check(model_
     assert serving_model(run) == fp32
 
 
-def test_the_finishing_rate_counts_busy_time_only():
-    """Ten inputs finished in 0.1 s of work, then the server sat idle for 1.5 s: its rate is ~100/s, not ~6/s."""
-    now = [10.0]
-    gate = Admission(budget_s=0.25, clock=lambda: now[0])
-    for _ in range(10):  # one input after another, 10 ms of work each
-        with gate.admit(1):
-            now[0] += 0.01
-    now[0] += 1.5
-    assert 90 < gate.rate() < 120
-    now[0] += 30  # long after: nothing finished lately, the last rate measured stands
-    assert 90 < gate.rate() < 120
-    with gate.admit(1):  # busy again: the idle 31.5 s are not in the rate
-        now[0] += 0.01
-    assert 90 < gate.rate() < 120
-
-
 def test_a_burst_of_96_on_a_rested_server_is_answered_in_full(model_path):
     """The first `queue_depth` (100) inputs are admitted whatever their wait: even with a 1 ms wait budget, a burst
     of 96 on a server that knows its rate and rested is answered in full. (What past the depth is shed depends on
@@ -345,28 +313,6 @@ def test_a_burst_of_96_on_a_rested_server_is_answered_in_full(model_path):
             httpx.post(f"{url}/v1/predict", content=image, headers={"content-type": "image/png"})
         time.sleep(2.1)
         assert [r.status_code for r in asyncio.run(burst(url, 96))] == [200] * 96
-
-
-def test_past_the_queue_depth_inputs_over_the_budget_are_shed():
-    """A server finishing 100 inputs a second with a 10 ms budget and a depth of 100: a burst's first 100 are
-    held (a wait of up to 1 s), the 101st is refused; once the queue is back under the depth, inputs are held
-    again."""
-    from deepcat.serving.errors import RequestError
-
-    now = [0.0]
-    gate = Admission(budget_s=0.01, depth=100, clock=lambda: now[0])
-    for _ in range(20):  # 100 inputs a second
-        with gate.admit(1):
-            now[0] += 0.01
-    with contextlib.ExitStack() as held:
-        for _ in range(100):
-            held.enter_context(gate.admit(1))
-        with pytest.raises(RequestError, match="10 ms budget") as refused:
-            held.enter_context(gate.admit(1))
-        assert refused.value.status == 503 and gate.inside == 100
-    assert gate.inside == 0
-    with gate.admit(1):  # idle again: admitted
-        assert gate.inside == 1
 
 
 def test_a_client_deadline_shortens_the_wait_it_accepts(model_path):

@@ -1,0 +1,58 @@
+"""Admission on a clock of its own: the finishing rate, the queue depth and the budget decide what is held and what
+is shed (the server end to end is in test_serving.py)."""
+
+import contextlib
+
+import pytest
+
+from deepcat.serving.admission import Admission
+from deepcat.serving.errors import RequestError
+
+
+def test_admission_admits_everything_until_it_knows_the_finishing_rate():
+    """A cold server cannot estimate a wait, so it admits; once the rate is known, a wait over budget is refused."""
+    gate = Admission(budget_s=1e-9)
+    with gate.admit(1), gate.admit(100):  # nothing finished yet: no rate, no refusal
+        assert gate.rate() is None
+    assert gate.rate() is not None and gate.inside == 0
+    with gate.admit(1):  # idle: admitted whatever the rate
+        with pytest.raises(RequestError) as refused:
+            with gate.admit(1):
+                pass
+    assert refused.value.status == 503 and refused.value.headers == {"Retry-After": "1"}
+
+
+def test_the_finishing_rate_counts_busy_time_only():
+    """Ten inputs finished in 0.1 s of work, then the server sat idle for 1.5 s: its rate is ~100/s, not ~6/s."""
+    now = [10.0]
+    gate = Admission(budget_s=0.25, clock=lambda: now[0])
+    for _ in range(10):  # one input after another, 10 ms of work each
+        with gate.admit(1):
+            now[0] += 0.01
+    now[0] += 1.5
+    assert 90 < gate.rate() < 120
+    now[0] += 30  # long after: nothing finished lately, the last rate measured stands
+    assert 90 < gate.rate() < 120
+    with gate.admit(1):  # busy again: the idle 31.5 s are not in the rate
+        now[0] += 0.01
+    assert 90 < gate.rate() < 120
+
+
+def test_past_the_queue_depth_inputs_over_the_budget_are_shed():
+    """A server finishing 100 inputs a second with a 10 ms budget and a depth of 100: a burst's first 100 are
+    held (a wait of up to 1 s), the 101st is refused; once the queue is back under the depth, inputs are held
+    again."""
+    now = [0.0]
+    gate = Admission(budget_s=0.01, depth=100, clock=lambda: now[0])
+    for _ in range(20):  # 100 inputs a second
+        with gate.admit(1):
+            now[0] += 0.01
+    with contextlib.ExitStack() as held:
+        for _ in range(100):
+            held.enter_context(gate.admit(1))
+        with pytest.raises(RequestError, match="10 ms budget") as refused:
+            held.enter_context(gate.admit(1))
+        assert refused.value.status == 503 and gate.inside == 100
+    assert gate.inside == 0
+    with gate.admit(1):  # idle again: admitted
+        assert gate.inside == 1
