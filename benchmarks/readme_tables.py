@@ -156,7 +156,7 @@ def _sound_seeds(results: dict) -> str:
         name = f"`{r['method']}`" if r["method"].startswith("deepcat") else r["method"] + " (scikit-learn)"
         lines.append(
             f"| {name} | {_spread(r['test accuracy (unheard voices)'], '.1%')} | {_spread(r[degraded], '.1%')} | "
-            f"{_spread(r['points lost'], '.1f')} | {r['seeds within 3 points']} of {seeds} |"
+            f"{_spread(r['points lost'], '.1f')} | {r[f'seeds within {aim} points']} of {seeds} |"
         )
     return "\n".join([*lines, "", provenance(results)])
 
