@@ -174,12 +174,24 @@ def create_app(
     return app
 
 
+DRAIN_BYTES = 1 << 20  # a refused body this small is read to its end before the answer
+
+
 def _observe(app: FastAPI, metrics: Metrics) -> None:
     """Every refusal as a JSON error, and every request counted and timed in /metrics."""
 
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError) -> JSONResponse:
         metrics.errors.labels(kind=exc.kind).inc()
+        declared = request.headers.get("content-length", "")
+        if exc.status != 413 and declared.isdigit() and int(declared) <= DRAIN_BYTES:
+            # a refusal decided from the headers leaves the body unread; closing a socket with unread bytes resets
+            # it, and the reset can destroy the answer on its way (the soak test's clients saw ReadError)
+            try:
+                async for _ in request.stream():
+                    pass
+            except Exception:  # already read, or the client went away: nothing left to drain
+                pass
         return JSONResponse({"error": exc.kind, "detail": exc.detail}, status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
