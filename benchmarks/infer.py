@@ -10,9 +10,11 @@ Lite0 fine-tuned by `deepcat.train` on Fashion-MNIST, ResNet-18 and ResNet-50:
 every runtime pinned to PyTorch's thread count. `passes_check`: the file is within `deepcat export`'s bounds here
 (fp32: probabilities within 1e-4; int8: 99% top-1 agreement and, with labels, at most one point of accuracy lost).
 
-Images/s at batch 32 (and its ratio to the fastest PyTorch path), ms at batch 1, top-1 agreement with PyTorch, and
-the share of the machine's peak (FLOPs per image from torch.utils.flop_counter; peak = cores x clock x FLOPs per
-cycle of the instruction set the CPU has: AVX-512 or AVX2 FMA for fp32, AMX for bf16 and int8).
+Images/s at batch 32 (and its ratio to the fastest PyTorch path), ms at batch 1 (each the median of ROUNDS rounds
+in which the runtimes take turns: timed one after another, a slow spell fell on one runtime alone), top-1
+agreement with PyTorch, and the share of the machine's peak (FLOPs per image from torch.utils.flop_counter;
+peak = cores x clock x FLOPs per cycle of the instruction set the CPU has: AVX-512 or AVX2 FMA for fp32, AMX for
+bf16 and int8).
 
 EfficientNet-Lite0 has real ImageNet weights (offline), checked on random crops of scikit-image's sample photos
 (unlabelled: agreement only). The fine-tuned Lite0 (`--finetuned` training images per class, 3 epochs) is checked
@@ -52,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import report  # noqa: E402
 
 REAL_WEIGHTS = ("tf_efficientnet_lite0",)  # the ResNets here are random-init: agreement says little
+ROUNDS = 3  # timing rounds: each runtime's figure is the median of its rounds' medians
 
 
 def photo_crops(n: int, seed: int, meta: dict) -> np.ndarray:
@@ -340,10 +343,14 @@ def bench_model(subject: Subject, tmp: Path, peaks: dict[str, float]) -> list[di
         if fmt in sessions:
             runners[label] = (sessions[fmt].probabilities, fmt, "int8" if fmt.endswith("int8") else "fp32")
     batch32, batch1 = checks[:32], checks[:1]
+    seconds: dict[str, tuple[list[float], list[float]]] = {runtime: ([], []) for runtime in runners}
+    for _ in range(ROUNDS):  # the runtimes take turns, so a slow spell of a shared machine falls on all of them
+        for runtime, (fn, _, _) in runners.items():
+            seconds[runtime][0].append(median_seconds(fn, batch32, repeats=5))
+            seconds[runtime][1].append(median_seconds(fn, batch1, repeats=20))
     rows = []
-    for runtime, (fn, fmt, precision_) in runners.items():
-        t32 = median_seconds(fn, batch32, repeats=5)
-        t1 = median_seconds(fn, batch1, repeats=20)
+    for runtime, (_, fmt, precision_) in runners.items():
+        t32, t1 = (statistics.median(times) for times in seconds[runtime])
         probs = answers[fmt]
         rows.append(
             {
