@@ -27,7 +27,7 @@ Each model is measured in a process of its own (`process_peak_rss_mb`): in one p
 memory (24 GB) on the second model, whose own process peaked under 6 GB; what the compilers and toolchains keep
 from one model outlived it.
 
-    python benchmarks/infer.py                      # ~40 min on 2 cores
+    python benchmarks/infer.py                      # ~50 min on 2 cores (38 min timed one runtime after another)
     python benchmarks/infer.py --models tf_efficientnet_lite0 --finetuned 0
 """
 

@@ -179,6 +179,14 @@ def _infer(results: dict) -> str:
             f"{cell(r['peak_share'], '.1%')} | {cell(r['file_mb'], '.1f')} |"
         )
     checked = {r["model"]: r["check_images"] for r in results["rows"]}
+    fastest = []
+    for model in checked:
+        passing = [r for r in results["rows"] if r["model"] == model and r.get("passes_check")]
+        if passing:
+            best = max(passing, key=lambda r: r["images_per_s_batch32"])
+            fastest.append(f"{model}: {best['runtime']}, {best['over_best_pytorch_batch32']:.2f}x")
+    if fastest:
+        lines += ["", "The fastest file that passes its check, over PyTorch's best: " + "; ".join(fastest) + "."]
     lines += [
         "",
         "Check images: " + "; ".join(f"{n:,} for {model}" for model, n in checked.items()) + ". "
@@ -393,7 +401,6 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "scale": _scale,
     "train_speed": _train_speed,
     "infer": _infer,
-    "infer_runtimes": _infer,
     "open_set_digits": _open_set,
     "open_set_fashion-mnist": _open_set,
     "serve": _serve,
