@@ -2,8 +2,7 @@
 never hears, clean and degraded, in one run.
 
 deepcat: the default recipe (DS-CNN on the 40-band log-mel spectrogram inside the model, EPOCHS epochs), trained
-on the training voices (23 of the 24 variants in 5 of the 8 accents; one more accent and one variant are held out
-for validation, as the test holds out two accents and six variants),
+on the training voices (19 of the 24 variants in 6 of the 8 accents; 5 variants are held out for validation),
 timed from the call to `deepcat.train` to the end of training (`metrics.csv`'s epoch seconds) and to the
 finished run (calibration, evaluation, report). Then ONNX fp32 against PyTorch on every test clip, and the int8
 export's own check, which runs on the validation voices (unheard in training, as the test's are).
