@@ -52,7 +52,7 @@ class TrainConfig:
     model_width: int | None = _opt(None, "channels of the first stage of deepcat's own CNN (auto: 16)")
     pretrained: bool | None = _opt(None, "start from ImageNet weights (auto: yes for photo models, no for smallcnn)")
     weights: str | None = _opt(None, "local weights file (.pth/.safetensors) to start from")
-    epochs: int | None = _opt(None, "passes over the training data (auto: 10 for images, 30 for sound)")
+    epochs: int | None = _opt(None, "passes over the training data (auto: 10 for images, 60 for sound)")
     freeze_epochs: int = _opt(1, "epochs training only the new head before unfreezing (pretrained models)")
     head_from_features: bool = _opt(
         True,
