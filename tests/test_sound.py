@@ -296,7 +296,7 @@ def test_sound_trains_longer_with_strong_augmentation_by_default(speech):
     from deepcat.training.recipe import resolve_auto
 
     auto = resolve_auto(resolve_config(data=str(speech)), resolve_data(str(speech)))
-    assert (auto.model, auto.augment, auto.epochs) == ("dscnn", "strong", 30)  # speeds, rooms, lines, microphones
+    assert (auto.model, auto.augment, auto.epochs) == ("dscnn", "strong", 60)  # speeds, rooms, lines, microphones
 
 
 def test_a_timm_model_reads_the_spectrogram_as_a_one_channel_image():
