@@ -242,7 +242,7 @@ def test_auto_recipe_picks_by_image_size(digits_folder):
     splits = resolve_data(str(digits_folder))  # 16 px images: the small-image recipe
     small = resolve_auto(resolve_config(data=str(digits_folder)), splits)
     assert (small.model, small.pretrained, small.image_size, small.optimizer) == ("smallcnn", False, 16, "sgd")
-    assert (small.epochs, small.augment) == (10, "light")  # sound's auto: 30 epochs of `strong` (test_sound.py)
+    assert (small.epochs, small.augment) == (10, "light")  # sound's auto: 60 epochs of `strong` (test_sound.py)
     tuned = resolve_auto(resolve_config(data=str(digits_folder), model="efficientnet_lite0"), splits)
     assert (tuned.model, tuned.pretrained, tuned.image_size, tuned.freeze_epochs) == (
         "tf_efficientnet_lite0",
