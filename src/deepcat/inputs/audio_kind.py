@@ -121,8 +121,8 @@ AUDIO = INPUT_KINDS.add(
         sized=False,  # the clip length and the log-mel front end decide the input
         mirrorable=False,
         default_augment="strong",  # other speeds, rooms, lines and microphones: see benchmarks/sound.py
-        # the strong preset's variety needs them: 10 left spoken-digits at 93%, 30 at 98%; 60 lost 2.3 points to
-        # degraded test voices where 30 lost 3.4 (seed 0; benchmarks/sound.py --seeds 3 for the spread)
+        # the strong preset's variety needs them: 10 left spoken-digits at 93%, 30 at 98%; from clean to degraded
+        # test voices, 60 lose 2.8 points at the median of 3 seeds, 30 lost 3.4 (benchmarks/sound.py --seeds 3)
         default_epochs=60,
         size_limit="max_seconds",
         channels=1,
