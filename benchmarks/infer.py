@@ -149,7 +149,7 @@ def imagenet_subject(name: str) -> Subject:
     else:
         model, spec = create_model(name=name, num_classes=1000, image_size=224)
         with torch.no_grad():  # timm zeroes each residual block's last BatchNorm scale at init (zero_init_last):
-            for norm in model.modules():  # LiteRT's converter then drops those branches (ResNet-18 ran at 3.5x the
+            for norm in model.modules():  # LiteRT's converter then drops those branches (ResNet-18 ran at 3.6x the
                 if isinstance(norm, torch.nn.BatchNorm2d):  # CPU's peak); a trained network has no zero scales
                     norm.weight.uniform_(0.5, 1.5)
         made = default_preprocess(model, spec, image_size=224, native_size=None)

@@ -1,7 +1,7 @@
 """Sound: `deepcat train spoken-digits` against classical baselines, on the test split's voices that training
 never hears, clean and degraded, in one run.
 
-deepcat: the default recipe (DS-CNN on the 40-band log-mel spectrogram inside the model, EPOCHS epochs), trained
+deepcat: the default recipe (DS-CNN on the 40-band log-mel spectrogram inside the model, `--epochs auto`), trained
 on the training voices (19 of the 24 variants in 6 of the 8 accents; 5 variants are held out for validation),
 timed from the call to `deepcat.train` to the end of training (`metrics.csv`'s epoch seconds) and to the
 finished run (calibration, evaluation, report). Then ONNX fp32 against PyTorch on every test clip, and the int8
@@ -235,7 +235,6 @@ def keyword_spotting(run: Path, recording: np.ndarray, truth: list[tuple[str, fl
     }
 
 
-EPOCHS = 60  # deepcat's default for sound (`--epochs auto`)
 RECIPES = (  # (name, --augment, the pieces of audio_augment.ACOUSTIC that `strong` applies)
     ("default (augment strong: every piece)", "auto", None),
     ("augment light", "light", ()),
