@@ -1,3 +1,4 @@
+import csv
 import json
 
 import pytest
@@ -7,6 +8,7 @@ from safetensors.torch import load_file
 import deepcat
 from deepcat.cli import main
 from deepcat.errors import DeepcatError
+from deepcat.training.loop import is_better
 
 FAST = dict(epochs=2, batch_size=32, progress=False)
 
@@ -64,8 +66,19 @@ def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path):
 
 def test_early_stopping_ends_the_run(tmp_path):
     run = deepcat.train(data="digits", output=str(tmp_path), name="r", epochs=6, lr=1e-9, patience=1, progress=False)
-    val_acc = [float(line.split(",")[5]) for line in (run / "metrics.csv").read_text().splitlines()[1:]]
-    assert len(val_acc) < 6 and val_acc[-1] <= max(val_acc[:-1])  # stopped after the first non-improving epoch
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    scores = [(float(r["val_acc"]), float(r["val_loss"])) for r in rows]
+    best = [scores[0]]
+    for score in scores[1:]:
+        best.append(score if is_better(*score, than=best[-1]) else best[-1])
+    assert len(rows) < 6 and best[-1] == best[-2]  # stopped after the first epoch that did not improve the best
+    assert all(best[i] != best[i - 1] for i in range(1, len(best) - 1))
+
+
+def test_best_epoch_breaks_val_accuracy_ties_on_val_loss():
+    assert is_better(0.9, 0.5, than=(0.8, 0.1))  # accuracy first
+    assert is_better(1.0, 0.04, than=(1.0, 0.20))  # a saturated val split: the surer epoch wins
+    assert not is_better(1.0, 0.20, than=(1.0, 0.04)) and not is_better(0.8, 0.01, than=(0.9, 0.5))
 
 
 def _setup(**options):

@@ -97,7 +97,7 @@ class TrainConfig:
     amp: str = _opt("auto", "mixed precision", choices=("auto", "bf16", "fp16", "off"))
     channels_last: bool = _opt(True, "channels-last memory format for convolutions")
     ema: float = _opt(0.0, "decay of an exponential moving average of weights (0 = off, e.g. 0.999)")
-    patience: int = _opt(0, "early stopping after this many epochs without a better val accuracy (0 = off)")
+    patience: int = _opt(0, "stop after this many epochs without new best weights (val accuracy, then loss; 0 = off)")
     accumulate: int = _opt(1, "gradient accumulation steps")
     val_fraction: float = _opt(0.2, "share of the training data held out for validation when no val split exists")
     workers: int | None = _opt(None, "data-loading processes (auto: 0 for in-memory data, else up to 4)")

@@ -3,7 +3,7 @@
     runs/NAME/
       config.yaml          resolved configuration (every `auto` filled in)
       model.json           architecture, class names, preprocessing: all a consumer needs
-      best.safetensors     weights with the best val accuracy
+      best.safetensors     weights with the best val accuracy (ties: the lower val loss)
       last.safetensors     weights after the last finished epoch
       state.pt             optimiser, step, RNG-free counters: what `--resume` needs
       metrics.csv          one row per epoch

@@ -64,7 +64,7 @@ def _evaluate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="auto", help=TrainConfig.help_of("device"))
     p.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "off"), help=TrainConfig.help_of("amp"))
-    p.add_argument("--which", default="best", choices=("best", "last"), help="weights: best val accuracy, or last")
+    p.add_argument("--which", default="best", choices=("best", "last"), help="weights: best (val acc, then loss), last")
     p.add_argument("--json", action="store_true", help=CLI_ONLY["json"])
     p.set_defaults(func=commands.evaluate)
 

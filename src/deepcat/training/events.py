@@ -50,22 +50,22 @@ def fire(callbacks: list[Any], event: str, **info: Any) -> None:
 
 
 class EarlyStopping:
-    """Stop when val accuracy has not improved for `patience` epochs."""
+    """Stop when the best weights have not changed for `patience` epochs: the loop's own rule decides (higher val
+    accuracy, ties broken by lower val loss), so stopping and `best.safetensors` never disagree."""
 
     def __init__(self, patience: int):
-        self.patience, self.best, self.waited = patience, -1.0, 0
+        self.patience, self.waited = patience, 0
 
-    def on_epoch_end(self, *, metrics: dict[str, float], **_: Any) -> None:
-        acc = metrics.get("val_acc", -1.0)
-        if acc > self.best:
-            self.best, self.waited = acc, 0
+    def on_epoch_end(self, *, improved: bool, **_: Any) -> None:
+        if improved:
+            self.waited = 0
             return
         self.waited += 1
         if self.waited >= self.patience:
-            raise StopTraining(f"val accuracy has not improved for {self.patience} epochs")
+            raise StopTraining(f"val accuracy and loss have not improved for {self.patience} epochs")
 
     def state_dict(self) -> dict[str, float]:
-        return {"best": self.best, "waited": self.waited}
+        return {"waited": self.waited}
 
     def load_state_dict(self, state: dict[str, float]) -> None:
-        self.best, self.waited = state["best"], int(state["waited"])
+        self.waited = int(state["waited"])

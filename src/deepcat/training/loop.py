@@ -7,6 +7,7 @@ scores, the report) is `evaluation/finish.py`, called by the public `deepcat.tra
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ from deepcat.training.setup import (
     train_mode,
 )
 
-__all__ = ["EpochTools", "Fitted", "Progress", "fit", "start_run"]
+__all__ = ["EpochTools", "Fitted", "Progress", "fit", "is_better", "start_run"]
 
 
 @dataclass
@@ -50,6 +51,7 @@ class Progress:
     epoch: int = 0
     step: int = 0
     best_score: float = -1.0
+    best_loss: float = math.inf  # breaks ties on best_score: a saturated val split still picks the surest epoch
     history: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -163,6 +165,7 @@ def _epochs(
             "epoch": at.epoch,
             "step": at.step,
             "best_acc": at.best_score,
+            "best_loss": at.best_loss,
             "history": at.history,
             **{name: obj.state_dict() if obj is not None else None for name, obj in tensors.items()},  # type: ignore[attr-defined]
         }
@@ -197,9 +200,11 @@ def _epochs(
         if val_loader is not None:
             row.update(_validate(s, eval_model, val_loader, tools))
         row["seconds"] = time.perf_counter() - started
-        score = row.get("val_acc", row["train_acc"])
-        improved = score > at.best_score
-        at.epoch, at.best_score = epoch + 1, max(at.best_score, score)
+        score, loss = row.get("val_acc", row["train_acc"]), row.get("val_loss", row["train_loss"])
+        improved = is_better(score, loss, than=(at.best_score, at.best_loss))
+        if improved:
+            at.best_score, at.best_loss = score, loss
+        at.epoch = epoch + 1
         at.history.append(row)
         try:
             fire(
@@ -221,12 +226,20 @@ def _epochs(
     fire(callbacks, "on_fit_end", run_dir=run_dir)
 
 
+def is_better(score: float, loss: float, *, than: tuple[float, float]) -> bool:
+    """The loop's rule for the best epoch: higher val accuracy, ties broken by lower val loss (Keras's default
+    monitor), so a run whose val split saturates early still keeps improving its best weights."""
+    best_score, best_loss = than
+    return score > best_score or (score == best_score and loss < best_loss)
+
+
 def _restore(state: dict[str, Any], tensors: dict[str, Any]) -> Progress:
     """Load every saved state into its object (those the run does not use are None) and return the counters."""
     for name, obj in tensors.items():
         if obj is not None and state.get(name) is not None:
             obj.load_state_dict(state[name])
-    return Progress(state["epoch"], state["step"], state["best_acc"], state["history"])
+    best_loss = state.get("best_loss", math.inf)  # absent from checkpoints written before ties were broken
+    return Progress(state["epoch"], state["step"], state["best_acc"], best_loss, state["history"])
 
 
 def _set_phase(s: Setup, frozen: bool, dist: distributed.Dist) -> nn.Module:
