@@ -119,8 +119,8 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
 
 
 NO_MISTAKES = (
-    "every validation image was classified right, so over-confidence cannot be measured; the "
-    "temperature stays 1.0 (more validation images would let it be fitted)"
+    "every validation example was classified right, so over-confidence cannot be measured; the "
+    "temperature stays 1.0 (more validation examples would let it be fitted)"
 )
 
 
