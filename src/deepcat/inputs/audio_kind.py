@@ -122,7 +122,7 @@ AUDIO = INPUT_KINDS.add(
         mirrorable=False,
         default_augment="strong",  # other speeds, rooms, lines and microphones: see benchmarks/sound.py
         # the strong preset's variety needs them: 10 left spoken-digits at 93%, 30 at 98%; from clean to degraded
-        # test voices, 60 lose 2.8 points at the median of 3 seeds, 30 lost 3.4 (benchmarks/sound.py --seeds 3)
+        # test voices, 60 lose 2.3 points at the median of 3 seeds (each within 3), 30 lost 3.4 (sound.py --seeds 3)
         default_epochs=60,
         size_limit="max_seconds",
         channels=1,
