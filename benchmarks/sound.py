@@ -35,8 +35,8 @@ on them all. Feature extraction and the search are timed with the fit.
 Seeds (`--seeds N`, results/sound_seeds.json): one run trains each model once; the default recipe, `light`
 and the MFCC baselines with N seeds each give the spread of the points lost, and how many seeds meet the aim.
 
-    python benchmarks/sound.py            # ~75 min on 2 cores (the first run also generates the data, ~1 min)
-    python benchmarks/sound.py --seeds 3  # ~55 min
+    python benchmarks/sound.py            # ~50 min on 2 cores (the first run also generates the data, ~1 min)
+    python benchmarks/sound.py --seeds 3  # ~30 min
 """
 
 from __future__ import annotations
