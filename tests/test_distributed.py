@@ -110,6 +110,19 @@ def test_a_worker_killed_mid_run_is_restarted_by_torchrun_and_ends_with_the_same
     assert len((tmp_path / "two" / "metrics.csv").read_text().splitlines()) == 9
 
 
+@pytest.mark.slow
+def test_early_stopping_stops_every_torchrun_process_in_the_same_epoch(digits_folder, tmp_path):
+    """Only rank 0 validates; its verdict stops every process at once (a process that stopped alone would leave
+    the others waiting in DDP's next all-reduce). With lr 0 the second epoch cannot improve on the first."""
+    args = [*options(digits_folder, tmp_path, epochs=6), "--lr", "0", "--patience", "1", "--name", "stop"]
+    rendezvous = ("--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "--rdzv-id", "stop")
+    command = [*torchrun("--nnodes", "1", "--nproc-per-node", "2", *rendezvous), *args]
+    job = subprocess.run(command, capture_output=True, text=True, env=ENV, timeout=300)
+    assert job.returncode == 0, job.stderr[-3000:]
+    assert "early stopping" in job.stderr
+    assert len((tmp_path / "stop" / "metrics.csv").read_text().splitlines()) == 3  # the header and 2 epochs
+
+
 def test_a_restarted_torchrun_job_continues_its_own_run(digits_folder, tmp_path, monkeypatch, capsys):
     """What a worker does when torchrun restarts it (`--max-restarts`, after a worker failed): it finds the run
     folder its job's first attempt wrote (marked with the job's id) and continues it; another job starts anew."""
