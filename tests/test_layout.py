@@ -69,3 +69,52 @@ def test_a_lone_request_runs_on_every_core_and_a_crowd_on_one_core_each():
     assert ran[0] == ("every core", 1)
     crowd = ran[1:]
     assert sum(size for _, size in crowd) == 8 and sum(name == "one thread" for name, _ in crowd) >= len(crowd) - 1
+
+
+def test_onnx_runtime_threads_sleep_soon_after_a_run(tmp_path):
+    """ONNX Runtime's pool threads spin after a run, by default for about 40 ms (a core's worth, measured): deepcat's
+    sessions stop after SPIN_US, leaving the cores to decoding and the network between requests."""
+    import json
+    import os
+    import resource
+
+    import onnx
+    import pytest
+    from onnx import TensorProto, helper, numpy_helper
+
+    from deepcat.inference.runtimes import SPIN_US, open_onnx
+
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("a pool thread needs a second core")
+    rng = np.random.default_rng(0)
+    weights = [
+        numpy_helper.from_array(rng.standard_normal(s, dtype=np.float32), n)
+        for n, s in [("w1", (32, 3, 3, 3)), ("w2", (32, 32, 3, 3))]
+    ]
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["pixels", "w1"], ["a"], pads=[1, 1, 1, 1]),
+            helper.make_node("Conv", ["a", "w2"], ["b"], pads=[1, 1, 1, 1]),
+            helper.make_node("GlobalAveragePool", ["b"], ["probabilities"]),
+        ],
+        "convs",
+        [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, [1, 3, 224, 224])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, None)],
+        initializer=weights,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.metadata_props.add(key="deepcat", value=json.dumps({"classes": ["a", "b"]}))
+    path = tmp_path / "convs.onnx"
+    onnx.save(model, path)
+
+    session, _ = open_onnx(path, threads=2)
+    assert session.get_session_options().get_session_config_entry("session.intra_op.spin_duration_us") == str(SPIN_US)
+
+    def cpu_seconds():
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    session.run(None, {"pixels": np.zeros((1, 3, 224, 224), np.float32)})
+    before = cpu_seconds()
+    time.sleep(0.2)
+    assert cpu_seconds() - before < 0.015  # ONNX Runtime's default spinning: 39 ms here

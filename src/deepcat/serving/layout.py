@@ -2,9 +2,9 @@
 measured cost of a batch, so that the layout that suits one CPU is not forced on another.
 
 - While the server holds at most one input per core, its batches run on a session with one thread per core: a
-  lone request uses every core, as a plain per-request server's does. That session's threads spin between runs
-  (ONNX Runtime's default: about a core's worth while idle, measured), which helps its next run and would only
-  slow a one-thread batch beside it, so light load stays on it.
+  lone request uses every core, as a plain per-request server's does. That session's threads spin for at most
+  `runtimes.SPIN_US` after a run: ONNX Runtime's default, about 40 ms, took a core's worth between requests from
+  decoding and the network.
 - Under load, up to `workers` batches run at once on one-thread sessions, one more batch than cores so that one
   decodes its inputs while the others are inside ONNX Runtime (measured on 2 cores, `benchmarks/serve.py`: 1.3-1.5x
   the requests/s of one batch at a time on every core, which oversubscribes them).
