@@ -99,7 +99,7 @@ def onnx_providers(device: str, cache: Path) -> list[Any]:
 # between runs of Lite0 int8 on 2 threads, 19.3 ms of CPU per 4.4 ms run. Past this many microseconds they sleep
 # (10.4 ms of CPU, the run 0.4 ms slower when they must be woken). A server sharing its cores with decoding and
 # the network needs those cycles: with `benchmarks/serve.py`'s Poisson arrivals at 76 requests/s, p99 fell from
-# 99 to 48 ms and CPU per request from 20.4 to 13.2 ms (one trial of each, 2 cores).
+# 99 to 48 ms and CPU per request from 20.4 to 13.2 ms (three 5 s Poisson sequences each, 2 cores).
 SPIN_US = 1000
 
 
