@@ -95,8 +95,8 @@ def onnx_providers(device: str, cache: Path) -> list[Any]:
     return providers
 
 
-# ONNX Runtime's pool threads spin after a run until the next one, by default for as long as it takes: with 10 ms
-# between runs of Lite0 int8 on 2 threads, 19.3 ms of CPU per 4.4 ms run. Past this many microseconds they sleep
+# ONNX Runtime's pool threads spin after a run, by default for about 40 ms (measured): with 10 ms between runs of
+# Lite0 int8 on 2 threads, 19.3 ms of CPU per 4.4 ms run. Past this many microseconds they sleep
 # (10.4 ms of CPU, the run 0.4 ms slower when they must be woken). A server sharing its cores with decoding and
 # the network needs those cycles: with `benchmarks/serve.py`'s Poisson arrivals at 76 requests/s, p99 fell from
 # 99 to 48 ms and CPU per request from 20.4 to 13.2 ms (three 5 s Poisson sequences each, 2 cores).
