@@ -1,9 +1,15 @@
 """The server's layout: chosen from the cores and the measured cost of a batch, and which session a batch runs on."""
 
 import asyncio
+import json
+import os
+import resource
 import time
 
 import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 
 def test_the_layout_comes_from_the_cores_and_the_measured_cost_of_a_batch():
@@ -74,14 +80,6 @@ def test_a_lone_request_runs_on_every_core_and_a_crowd_on_one_core_each():
 def test_onnx_runtime_threads_sleep_soon_after_a_run(tmp_path):
     """ONNX Runtime's pool threads spin after a run, by default for about 40 ms (a core's worth, measured): deepcat's
     sessions stop after SPIN_US, leaving the cores to decoding and the network between requests."""
-    import json
-    import os
-    import resource
-
-    import onnx
-    import pytest
-    from onnx import TensorProto, helper, numpy_helper
-
     from deepcat.inference.runtimes import SPIN_US, open_onnx
 
     if len(os.sched_getaffinity(0)) < 2:

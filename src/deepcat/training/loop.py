@@ -201,8 +201,8 @@ def _epochs(
             row.update(_validate(s, eval_model, val_loader, tools))
         row["seconds"] = time.perf_counter() - started
         score, loss = row.get("val_acc", row["train_acc"]), row.get("val_loss", row["train_loss"])
-        improved = is_better(score, loss, than=(at.best_score, at.best_loss))  # only rank 0 validates:
-        improved = bool(distributed.broadcast_object(dist, improved))  # its verdict decides early stopping everywhere
+        # only rank 0 validates: its verdict decides the best weights and early stopping in every process
+        improved = bool(distributed.broadcast_object(dist, is_better(score, loss, than=(at.best_score, at.best_loss))))
         if improved:
             at.best_score, at.best_loss = score, loss
         at.epoch = epoch + 1
