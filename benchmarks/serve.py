@@ -10,6 +10,8 @@
 - Flask + the PyTorch model once per request under gunicorn: what most tutorials deploy.
 
 Every server runs pinned to the same cores, with one inference thread per core; the load generator shares them.
+Beside requests/s and latency, each row gives the CPU time the server process (and its workers) used per answered
+request: on a shared machine it moves less than requests/s, and it is what a server spends that others could use.
 
 Closed loop: 1, 8, 32 and 128 clients, each sending its next request when its last is answered (a client refused
 with 503 waits its `Retry-After`). The servers take turns, level by level, for `--rounds` rounds, so that a slow
@@ -60,16 +62,33 @@ def photo() -> bytes:
     return buf.getvalue()
 
 
-def memory_mb(pid: int, field: str = "VmHWM") -> float:
-    """The peak (VmHWM) or current (VmRSS) resident memory of the process and its children (gunicorn's workers), in
-    MB; peaks are summed."""
-    total, pids = 0.0, [pid]
+def process_tree(pid: int) -> list[int]:
+    """The process and its children (gunicorn's workers), recursively."""
+    tree, pids = [], [pid]
     while pids:
         pid = pids.pop()
-        status = Path(f"/proc/{pid}/status").read_text()
-        total += int(next(line.split()[1] for line in status.splitlines() if line.startswith(field))) / 1024
+        tree.append(pid)
         pids += [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return tree
+
+
+def memory_mb(pid: int, field: str = "VmHWM") -> float:
+    """The peak (VmHWM) or current (VmRSS) resident memory of the process and its children, in MB; peaks are
+    summed."""
+    total = 0.0
+    for member in process_tree(pid):
+        status = Path(f"/proc/{member}/status").read_text()
+        total += int(next(line.split()[1] for line in status.splitlines() if line.startswith(field))) / 1024
     return total
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) the process and its children have used so far."""
+    total = 0
+    for member in process_tree(pid):
+        fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of proc(5)
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def start(command: list[str], url: str, cores: set[int]) -> subprocess.Popen:
@@ -163,6 +182,7 @@ def summary(key: str, name: str, clients: int, slices: list[dict]) -> dict:
         "requests_per_s": statistics.median(s["requests_per_s"] for s in slices),
         "p50_ms": 1000 * statistics.median(latencies),
         "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
+        "server_cpu_ms_per_answer": 1000 * sum(s["cpu_s"] for s in slices) / len(latencies),
         "labels": ",".join(sorted(set().union(*(s["labels"] for s in slices)))),
     }
 
@@ -207,9 +227,10 @@ def main() -> None:
                 turns = max(1, round(args.seconds)) if clients == 1 else 1
                 for _ in range(turns):
                     for key in order:
-                        result = asyncio.run(
-                            closed_loop(running[key][1], body, clients=clients, seconds=args.seconds / turns)
-                        )
+                        server, url = running[key]
+                        used = cpu_seconds(server.pid)
+                        result = asyncio.run(closed_loop(url, body, clients=clients, seconds=args.seconds / turns))
+                        result["cpu_s"] = cpu_seconds(server.pid) - used
                         slices.setdefault((key, clients), []).append(result)
                 print(
                     f"round {round_ + 1}, {clients} clients: "
