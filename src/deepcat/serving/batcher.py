@@ -187,6 +187,6 @@ class MicroBatcher:
                 answers.append(e.with_traceback(None))  # its frames (and their buffers) are not kept
         if not inputs:
             return [answer for answer in answers if answer is not None]
-        outputs = infer(np.stack(inputs))
+        outputs = infer(inputs[0][None] if len(inputs) == 1 else np.stack(inputs))  # one input: a view, no copy
         rows = iter(zip(*(o if o is not None else [None] * len(inputs) for o in outputs)))
         return [next(rows) if answer is None else answer for answer in answers]

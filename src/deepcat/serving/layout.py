@@ -2,9 +2,9 @@
 measured cost of a batch, so that the layout that suits one CPU is not forced on another.
 
 - While the server holds at most one input per core, its batches run on a session with one thread per core: a
-  lone request uses every core, as a plain per-request server's does. That session's threads spin for at most
-  `runtimes.SPIN_US` after a run: ONNX Runtime's default, about 40 ms, took a core's worth between requests from
-  decoding and the network.
+  lone request uses every core, as a plain per-request server's does. That session's threads spin for
+  `runtimes.SPIN_US` after a run (5 ms: long enough for a lone client's next request; ONNX Runtime's default, about
+  40 ms, took a core's worth between requests from decoding and the network).
 - Under load, up to `workers` batches run at once on one-thread sessions, one more batch than cores so that one
   decodes its inputs while the others are inside ONNX Runtime (measured on 2 cores, `benchmarks/serve.py`: 1.3-1.5x
   the requests/s of one batch at a time on every core, which oversubscribes them).
