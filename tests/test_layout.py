@@ -77,6 +77,24 @@ def test_a_lone_request_runs_on_every_core_and_a_crowd_on_one_core_each():
     assert sum(size for _, size in crowd) == 8 and sum(name == "one thread" for name, _ in crowd) >= len(crowd) - 1
 
 
+def test_a_slow_spell_while_the_batches_are_timed_does_not_change_the_layout():
+    """The batch sizes take turns and each keeps its best run: four runs in a row twice as slow (a busy neighbour on
+    a shared machine) leave max_batch as the clean costs choose it. Timing each size in turn, the spell held every run
+    of batch 8 and chose 4."""
+    from deepcat.serving.layout import choose_layout
+
+    near_at_8 = {1: 0.004, 2: 0.0035, 4: 0.003, 8: 0.00315, 16: 0.0032}
+    calls = []
+
+    def infer(batch):
+        calls.append(len(batch))
+        slowed = 2 if 13 <= len(calls) <= 16 else 1
+        time.sleep(near_at_8[len(batch)] * len(batch) * slowed)
+        return (batch,)
+
+    assert choose_layout(infer, (3,), cores=2).max_batch == 8
+
+
 def test_onnx_runtime_threads_sleep_soon_after_a_run(tmp_path):
     """ONNX Runtime's pool threads spin after a run, by default for about 40 ms (a core's worth, measured): deepcat's
     sessions stop after SPIN_US, leaving the cores to decoding and the network between requests."""

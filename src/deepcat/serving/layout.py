@@ -8,16 +8,17 @@ measured cost of a batch, so that the layout that suits one CPU is not forced on
 - Under load, up to `workers` batches run at once on one-thread sessions, one more batch than cores so that one
   decodes its inputs while the others are inside ONNX Runtime (measured on 2 cores, `benchmarks/serve.py`: 1.3-1.5x
   the requests/s of one batch at a time on every core, which oversubscribes them).
-- The model is timed at batch 1, 2, 4, ... LARGEST on one thread, and `max_batch` is the largest size whose input
-  cost at most NEAR more than the cheapest, among batches lasting at most MAX_BATCH_S (the first input of a batch
-  waits for its last). On a CPU batching gains little in the model (EfficientNet-Lite0 int8 on 2 cores: 5.2, 4.8,
-  4.4, 4.4, 4.6 ms an input at 1, 2, 4, 8, 16), but under load a batch also shares the server's own costs per
-  batch (thread hops, stacking, the answers): in one interleaved trial, 32 and 128 clients got about 1.08x the
-  requests/s with batches of up to 8 than of 4, which cost the same in the model.
+- The model is timed at batch 1, 2, 4, ... LARGEST on one thread (ROUNDS turns over the sizes), and `max_batch` is the
+  largest size whose input cost at most NEAR more than the cheapest, among batches lasting at most MAX_BATCH_S (the
+  first input of a batch waits for its last). On a CPU batching gains little in the model (EfficientNet-Lite0 int8 on
+  2 cores: 5.2, 4.8, 4.4, 4.4, 4.6 ms an input at 1, 2, 4, 8, 16), but under load a batch also shares the server's own
+  costs per batch (thread hops, stacking, the answers): in one interleaved trial, 32 and 128 clients got about 1.08x
+  the requests/s with batches of up to 8 than of 4, which cost the same in the model.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ __all__ = [
     "LARGEST_GPU",
     "MAX_BATCH_S",
     "NEAR",
+    "ROUNDS",
     "Layout",
     "batch_costs",
     "choose_layout",
@@ -40,6 +42,7 @@ __all__ = [
 LARGEST = 16  # the largest batch tried on a CPU
 LARGEST_GPU = 64  # ... and on a GPU
 MAX_BATCH_S = 0.05  # a batch never lasts longer than this on one thread: its first input waits for its last
+ROUNDS = 5  # turns over every batch size when timing them
 NEAR = 0.10  # a larger batch is chosen while its cost per input is within this share of the cheapest
 
 
@@ -57,24 +60,31 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def batch_costs(infer: Callable[[np.ndarray], Any], shape: tuple[int, ...], largest: int = LARGEST) -> dict[int, float]:
-    """Seconds per input at batch 1, 2, 4, ... `largest` (the best of 3 runs after one warm-up), stopping after
-    the first batch that lasts over MAX_BATCH_S."""
-    costs: dict[int, float] = {}
+def batch_costs(
+    infer: Callable[[np.ndarray], Any], shape: tuple[int, ...], largest: int = LARGEST, rounds: int = ROUNDS
+) -> dict[int, float]:
+    """Seconds per input at batch 1, 2, 4, ... `largest`, stopping after the first batch that lasts over
+    MAX_BATCH_S: each size's best of `rounds` runs, the sizes taking turns, so that a slow spell of a shared
+    machine falls on all of them (timing each size in turn, best of 3, chose batches of 4 instead of 8 in one
+    start of eight on 2 cores: its batch-1 cost alone ranged 4.7-5.8 ms between starts)."""
+    batches: list[np.ndarray] = []
     size = 1
     while size <= largest:
         batch = np.zeros((size, *shape), np.float32)
+        infer(batch)  # warm-up
+        started = time.perf_counter()
         infer(batch)
-        runs = []
-        for _ in range(3):
-            started = time.perf_counter()
-            infer(batch)
-            runs.append(time.perf_counter() - started)
-        costs[size] = min(runs) / size
-        if min(runs) > MAX_BATCH_S:
+        batches.append(batch)
+        if time.perf_counter() - started > MAX_BATCH_S:
             break
         size *= 2
-    return costs
+    best = {len(batch): math.inf for batch in batches}
+    for _ in range(rounds):
+        for batch in batches:
+            started = time.perf_counter()
+            infer(batch)
+            best[len(batch)] = min(best[len(batch)], time.perf_counter() - started)
+    return {size: seconds / size for size, seconds in best.items()}
 
 
 def choose_layout(
