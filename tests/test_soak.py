@@ -87,23 +87,25 @@ def test_soak_12000_requests_32_clients_one_in_five_malformed_memory_flat(tmp_pa
     run = deepcat.train("digits", output=str(tmp_path), name="d", epochs=1, audit=False, progress=False)
     model = deepcat.export(run, format="onnx", progress=False).path
     port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "deepcat",
-            "serve",
-            model,
-            "--port",
-            str(port),
-            "--max-bytes",
-            "200000",
-            "--max-queue-ms",
-            "0",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    log = tmp_path / "server.log"  # printed at the end: pytest shows it when the test fails
+    with log.open("w") as stderr:  # the server holds its own copy of the file
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "deepcat",
+                "serve",
+                model,
+                "--port",
+                str(port),
+                "--max-bytes",
+                "200000",
+                "--max-queue-ms",
+                "0",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 60
@@ -128,8 +130,10 @@ def test_soak_12000_requests_32_clients_one_in_five_malformed_memory_flat(tmp_pa
         seconds = time.perf_counter() - started
         assert httpx.get(f"{url}/health").json() == {"status": "ok"}
     finally:
+        exit_code = server.poll()
         server.terminate()
         server.wait(10)
+        print(f"server exit code while the clients ran: {exit_code}; its stderr:\n{log.read_text()[-4000:]}")
     print(f"soak: {REQUESTS} requests in {seconds:.1f} s, RSS {good_traffic} KiB (good traffic), then {samples}")
     assert len(results) == REQUESTS
     statuses = {s for _, s, _ in results}

@@ -1,17 +1,31 @@
 """`deepcat serve`'s start: which file to serve (a run's checked export, an exported file, or the pretrained
-model), refused early when the server cannot run it, then uvicorn until interrupted."""
+model), refused early when the server cannot run it, then uvicorn until interrupted.
+
+An idle keep-alive connection stays open KEEP_ALIVE_S, longer than a client keeps it: a server that closes it
+first can close it as the client sends the next request on it, and that request fails with no answer (a POST is
+not retried). uvicorn's own 5 s equals httpx's, and under the soak test's load some of its 32 pooled connections
+idle that long: CI runs failed on a ReadError now and then (with both sides at 0.3 s, 2-4 requests in 20 s of
+that load; none with the server at 5 s). Clients and load balancers (httpx 5 s, nginx's upstream 60 s, AWS ALB
+60 s) close first, and stop using the connection when they do.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from deepcat.errors import DeepcatError
 from deepcat.run_folder import model_source
 from deepcat.serving.limits import Limits
 
-__all__ = ["run_server"]
+if TYPE_CHECKING:
+    import uvicorn
+
+__all__ = ["KEEP_ALIVE_S", "run_server", "uvicorn_config"]
+
+KEEP_ALIVE_S = 75  # nginx's keepalive_timeout default: past the 60 s idle timeout of common load balancers
 
 
 def run_server(
@@ -49,4 +63,11 @@ def run_server(
         f"serving {model} on http://{host}:{port} (docs at /docs){' with an API key' if api_key else ''}",
         file=sys.stderr,
     )
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.Server(uvicorn_config(app, host=host, port=port)).run()
+
+
+def uvicorn_config(app: Any, *, host: str, port: int) -> uvicorn.Config:
+    """How deepcat runs its app under uvicorn (the tests' server runs it the same way)."""
+    import uvicorn
+
+    return uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_keep_alive=KEEP_ALIVE_S)
