@@ -16,7 +16,11 @@ request: on a shared machine it moves less than requests/s, and it is what a ser
 Closed loop: 1, 8, 32 and 128 clients, each sending its next request when its last is answered (a client refused
 with 503 waits its `Retry-After`). The servers take turns, level by level, for `--rounds` rounds, so that a slow
 spell of a shared machine falls on all of them; requests/s is the median over rounds, latencies are pooled. A lone
-client's turns last 1 s (its p50 and p99 are the comparison a noisy spell distorts most).
+client's turns last 1 s (its p50 and p99 are the comparison a noisy spell distorts most). After each turn the
+next server waits until the last one has gone quiet (`settle`), and that server's CPU time counts up to then:
+ONNX Runtime's threads spin about 40 ms after a run by default, and a server that followed such a turn lost a
+core for its first requests (deepcat's lone p99 was 8.5 ms over 20 interleaved 1 s turns that followed such
+servers', 5.3 ms over 30 once turns waited).
 
 Open loop, as MLPerf's server scenario measures: requests arrive at Poisson times at a fixed rate, whatever the
 server answers. Rates rise by 25% at a time; at each rate every server gets the same `--open-trials` Poisson
@@ -89,6 +93,19 @@ def cpu_seconds(pid: int) -> float:
         fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
         total += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of proc(5)
     return total / os.sysconf("SC_CLK_TCK")
+
+
+def settle(pid: int, quiet_s: float = 0.05, at_most_s: float = 1.0) -> None:
+    """Wait until the server stops using CPU after its turn (threads that spin after their last run, at most
+    `at_most_s`), so that it does not take a core from the next server's turn."""
+    deadline = time.perf_counter() + at_most_s
+    used = cpu_seconds(pid)
+    while time.perf_counter() < deadline:
+        time.sleep(quiet_s)
+        now = cpu_seconds(pid)
+        if now == used:
+            return
+        used = now
 
 
 def start(command: list[str], url: str, cores: set[int]) -> subprocess.Popen:
@@ -230,6 +247,7 @@ def main() -> None:
                         server, url = running[key]
                         used = cpu_seconds(server.pid)
                         result = asyncio.run(closed_loop(url, body, clients=clients, seconds=args.seconds / turns))
+                        settle(server.pid)
                         result["cpu_s"] = cpu_seconds(server.pid) - used
                         slices.setdefault((key, clients), []).append(result)
                 print(
@@ -248,6 +266,7 @@ def main() -> None:
                     trials[key].append(
                         asyncio.run(open_loop(running[key][1], body, rate=rate, seconds=args.open_seconds, seed=seed))
                     )
+                    settle(running[key][0].pid)
             for key, results in trials.items():
                 result = open_loop_p99(results)
                 ok = result["p99_ms"] <= P99_TARGET_MS and result["failed"] <= 0.01 * result["sent"]
