@@ -20,7 +20,7 @@ import uvicorn
 from PIL import Image
 
 from deepcat.serving.app import default_web_assets
-from deepcat.serving.start import uvicorn_config
+from deepcat.serving.start import UVICORN_OPTIONS
 
 
 def pytest_addoption(parser):
@@ -129,7 +129,7 @@ class Server:
 
     def __init__(self, app):
         self.port = free_port()
-        self.server = uvicorn.Server(uvicorn_config(app, host="127.0.0.1", port=self.port))
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, **UVICORN_OPTIONS))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self):

@@ -14,18 +14,16 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from deepcat.errors import DeepcatError
 from deepcat.run_folder import model_source
 from deepcat.serving.limits import Limits
 
-if TYPE_CHECKING:
-    import uvicorn
-
-__all__ = ["KEEP_ALIVE_S", "run_server", "uvicorn_config"]
+__all__ = ["KEEP_ALIVE_S", "UVICORN_OPTIONS", "run_server"]
 
 KEEP_ALIVE_S = 75  # nginx's keepalive_timeout default: past the 60 s idle timeout of common load balancers
+UVICORN_OPTIONS: dict[str, Any] = {"log_level": "warning", "timeout_keep_alive": KEEP_ALIVE_S}  # the tests' too
 
 
 def run_server(
@@ -63,11 +61,4 @@ def run_server(
         f"serving {model} on http://{host}:{port} (docs at /docs){' with an API key' if api_key else ''}",
         file=sys.stderr,
     )
-    uvicorn.Server(uvicorn_config(app, host=host, port=port)).run()
-
-
-def uvicorn_config(app: Any, *, host: str, port: int) -> uvicorn.Config:
-    """How deepcat runs its app under uvicorn (the tests' server runs it the same way)."""
-    import uvicorn
-
-    return uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_keep_alive=KEEP_ALIVE_S)
+    uvicorn.run(app, host=host, port=port, **UVICORN_OPTIONS)
