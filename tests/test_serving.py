@@ -1,8 +1,8 @@
 """The server over real HTTP on loopback: answers, micro-batching, metrics, and every bad input as a 4xx."""
 
 import asyncio
+import http.client
 import io
-import socket
 import time
 from pathlib import Path
 
@@ -60,13 +60,15 @@ def test_an_idle_connection_outlives_the_clients_keep_alive(server):
     """httpx drops a pooled connection idle 5 s; the server keeps it longer, so it never closes one a client is
     sending on (the soak test's ReadError). The same socket still answers after 6 s idle."""
     host, port = server.removeprefix("http://").split(":")
-    request = f"GET /health HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
-    with socket.create_connection((host, int(port)), timeout=10) as s:
-        s.sendall(request)
-        assert s.recv(4096).startswith(b"HTTP/1.1 200")
-        time.sleep(6)
-        s.sendall(request)
-        assert s.recv(4096).startswith(b"HTTP/1.1 200")  # b"" when the server has closed it
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection.request("GET", "/health")
+    connection.getresponse().read()  # read whole, so that the next answer starts on its own
+    first = connection.sock
+    time.sleep(6)
+    connection.request("GET", "/health")  # on the same socket: http.client reconnects only after a close it saw
+    assert connection.getresponse().status == 200  # RemoteDisconnected when the server has closed it
+    assert connection.sock is first
+    connection.close()
 
 
 @pytest.mark.parametrize("fmt,runtime", [("openvino", "openvino")])  # ExecuTorch files are refused: see the next test
