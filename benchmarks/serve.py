@@ -20,7 +20,9 @@ client's turns last 1 s (its p50 and p99 are the comparison a noisy spell distor
 next server waits until the last one has gone quiet (`settle`), and that server's CPU time counts up to then:
 ONNX Runtime's threads spin about 40 ms after a run by default, and a server that followed such a turn lost a
 core for its first requests (deepcat's lone p99 was 8.5 ms over 20 interleaved 1 s turns that followed such
-servers', 5.3 ms over 30 once turns waited).
+servers', 5.3 ms over 30 once turns waited). The ratios of deepcat's lone p50 and p99 to each baseline's come
+with 95% intervals, by the bootstrap over the turns resampled in pairs, and every level keeps each turn's ratio of
+requests/s: one run's ratio alone does not say whether a 3% difference is the servers' or the machine's.
 
 Open loop, as MLPerf's server scenario measures: requests arrive at Poisson times at a fixed rate, whatever the
 server answers. Rates rise by 25% at a time; at each rate every server gets the same `--open-trials` Poisson
@@ -39,6 +41,7 @@ import asyncio
 import io
 import json
 import os
+import random
 import socket
 import statistics
 import subprocess
@@ -55,6 +58,7 @@ from load import closed_loop, open_loop, open_loop_p99  # noqa: E402
 P99_TARGET_MS = 100.0  # open loop: the p99 a rate must keep, failures counted as slower
 RATE_STEP = 1.25  # open loop: each rate 25% above the last
 LEVELS = (1, 8, 32, 128)
+RESAMPLES = 2000  # bootstrap resamples of a lone client's turns, for the latency ratios' intervals
 
 
 def photo() -> bytes:
@@ -188,18 +192,43 @@ def servers(fp32: Path, int8: Path) -> dict[str, tuple[str, list[str]]]:
     }
 
 
-def summary(key: str, name: str, clients: int, slices: list[dict]) -> dict:
+def p50_p99(slices: list[dict]) -> tuple[float, float]:
+    """The p50 and p99 of the slices' latencies pooled, in seconds."""
     latencies = sorted(x for s in slices for x in s["latencies"])
+    return statistics.median(latencies), latencies[int(0.99 * (len(latencies) - 1))]
+
+
+def paired_intervals(ours: list[dict], theirs: list[dict], resamples: int = RESAMPLES) -> dict[str, list[float]]:
+    """95% intervals of our p50 and p99 over theirs, latencies pooled, by the bootstrap over turns resampled in
+    pairs: turn i of each server ran back to back, so a slow spell of the machine falls on both or neither."""
+    rng = random.Random(0)
+    ratios: dict[str, list[float]] = {"p50": [], "p99": []}
+    for _ in range(resamples):
+        picks = [rng.randrange(len(ours)) for _ in ours]
+        mine, other = p50_p99([ours[i] for i in picks]), p50_p99([theirs[i] for i in picks])
+        ratios["p50"].append(mine[0] / other[0])
+        ratios["p99"].append(mine[1] / other[1])
+    return {k: [sorted(v)[int(0.025 * resamples)], sorted(v)[int(0.975 * resamples)]] for k, v in ratios.items()}
+
+
+def turn_ratios(ours: list[dict], theirs: list[dict]) -> list[float]:
+    """Our requests/s over theirs in each turn (turn i of each server ran back to back)."""
+    return [o["requests_per_s"] / t["requests_per_s"] for o, t in zip(ours, theirs)]
+
+
+def summary(key: str, name: str, clients: int, slices: list[dict]) -> dict:
+    p50, p99 = p50_p99(slices)
+    answered = sum(len(s["latencies"]) for s in slices)
     return {
         "server": name,
         "key": key,
         "clients": clients,
-        "answered": len(latencies),
+        "answered": answered,
         "refused_503": sum(s["refused"] for s in slices),
         "requests_per_s": statistics.median(s["requests_per_s"] for s in slices),
-        "p50_ms": 1000 * statistics.median(latencies),
-        "p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
-        "server_cpu_ms_per_answer": 1000 * sum(s["cpu_s"] for s in slices) / len(latencies),
+        "p50_ms": 1000 * p50,
+        "p99_ms": 1000 * p99,
+        "server_cpu_ms_per_answer": 1000 * sum(s["cpu_s"] for s in slices) / answered,
         "labels": ",".join(sorted(set().union(*(s["labels"] for s in slices)))),
     }
 
@@ -290,10 +319,14 @@ def main() -> None:
         b: {f"{c}_clients": by[(ours, c)]["requests_per_s"] / by[(b, c)]["requests_per_s"] for c in levels}
         for b in baselines
     }
+    by_turn = {  # each turn's ratio (the two servers ran back to back): how far the medians' ratio could move
+        b: {f"{c}_clients": turn_ratios(slices[(ours, c)], slices[(b, c)]) for c in levels} for b in baselines
+    }
     lone = {
         b: {
             "p50": by[(ours, 1)]["p50_ms"] / by[(b, 1)]["p50_ms"],
             "p99": by[(ours, 1)]["p99_ms"] / by[(b, 1)]["p99_ms"],
+            "interval_95": paired_intervals(slices[(ours, 1)], slices[(b, 1)]),
         }
         for b in baselines
         if 1 in levels
@@ -312,6 +345,7 @@ def main() -> None:
         peak_memory_mb=peak_memory,
         compared=ours,
         deepcat_over=ratios,
+        deepcat_over_by_turn=by_turn,
         lone_request_latency_over=lone,
         past_capacity={
             "best_clients": best["clients"],
@@ -331,7 +365,12 @@ def main() -> None:
         print(
             f"deepcat / {baseline}: requests/s "
             + ", ".join(f"{k} {v:.2f}x" for k, v in ratios[baseline].items())
-            + (f"; lone request p50 {lone[baseline]['p50']:.2f}x, p99 {lone[baseline]['p99']:.2f}x" if lone else "")
+            + (
+                f"; lone request p50 {lone[baseline]['p50']:.2f}x {lone[baseline]['interval_95']['p50']}, "
+                f"p99 {lone[baseline]['p99']:.2f}x {lone[baseline]['interval_95']['p99']}"
+                if lone
+                else ""
+            )
         )
     print(
         "open-loop capacity (p99 under 100 ms, failures counted): "
