@@ -4,6 +4,7 @@ import asyncio
 import json
 import os
 import resource
+import threading
 import time
 
 import numpy as np
@@ -75,6 +76,35 @@ def test_a_lone_request_runs_on_every_core_and_a_crowd_on_one_core_each():
     assert ran[0] == ("every core", 1)
     crowd = ran[1:]
     assert sum(size for _, size in crowd) == 8 and sum(name == "one thread" for name, _ in crowd) >= len(crowd) - 1
+
+
+def test_a_lone_client_runs_on_one_thread_after_several_were_used():
+    """An input run alone takes the first idle one of the batcher's own threads, not whichever thread a shared pool
+    hands out: after two inputs ran alone at once, a lone client's requests all run on one thread (taken in turn
+    from asyncio's executor, a lone client's p99 doubled after an overload: `MicroBatcher._alone_thread`)."""
+    from deepcat.serving.batcher import MicroBatcher
+
+    threads = []
+
+    def infer(batch):
+        threads.append(threading.get_ident())
+        time.sleep(0.01)
+        return (batch,)
+
+    async def serve():
+        batcher = MicroBatcher(infer, infer_alone=infer, max_batch=2, workers=3, few=2)
+        batcher.start()
+        try:
+            await asyncio.gather(*(batcher.submit(lambda: np.zeros(1, np.float32)) for _ in range(2)))
+            assert len(set(threads)) == 2  # both ran alone, at once
+            threads.clear()
+            for _ in range(8):
+                await batcher.submit(lambda: np.zeros(1, np.float32))
+        finally:
+            await batcher.stop()
+
+    asyncio.run(serve())
+    assert len(threads) == 8 and len(set(threads)) == 1
 
 
 def test_a_slow_spell_while_the_batches_are_timed_does_not_change_the_layout():
