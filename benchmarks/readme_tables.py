@@ -53,8 +53,7 @@ def _serve(results: dict) -> str:
             refused = f", {r['refused_503']:,} refused" if r["refused_503"] else ""
             cells.append(f"{r['requests_per_s']:.1f}/s, p50 {r['p50_ms']:.1f} / p99 {r['p99_ms']:.1f} ms{refused}")
         best = max(baselines, key=lambda b: rows[(b, c)]["requests_per_s"])
-        ratio = rows[("deepcat", c)]["requests_per_s"] / rows[(best, c)]["requests_per_s"]
-        lines.append(f"| {c} | " + " | ".join(cells) + f" | **{ratio:.2f}x** ({best}) |")
+        lines.append(f"| {c} | " + " | ".join(cells) + f" | {_serve_ratio(results, rows, best, c)} |")
     capacity = results["open_loop"]["capacity_requests_per_s"]
     lines.append(
         "| open loop: highest Poisson rate with p99 under "
@@ -84,6 +83,21 @@ def _serve(results: dict) -> str:
         f"{results['int8_check']['images']} crops. {provenance(results)}",
     ]
     return "\n".join(lines)
+
+
+def _serve_ratio(results: dict, rows: dict, best: str, clients: int) -> str:
+    """A lone client: deepcat's p50 and p99 over the best baseline's, with their 95% intervals; more clients: its
+    requests/s over the baseline's, with the range of the turns' ratios."""
+    if clients == 1:
+        lone = results["lone_request_latency_over"][best]
+        return (
+            f"p50 **{lone['p50']:.2f}x** [{lone['interval_95']['p50'][0]:.2f}, {lone['interval_95']['p50'][1]:.2f}], "
+            f"p99 **{lone['p99']:.2f}x** [{lone['interval_95']['p99'][0]:.2f}, {lone['interval_95']['p99'][1]:.2f}] "
+            f"({best}; 95% intervals)"
+        )
+    ratio = rows[("deepcat", clients)]["requests_per_s"] / rows[(best, clients)]["requests_per_s"]
+    turns = results["deepcat_over_by_turn"][best][f"{clients}_clients"]
+    return f"**{ratio:.2f}x** ({best}; turns {min(turns):.2f}-{max(turns):.2f})"
 
 
 def _sound(results: dict) -> str:
