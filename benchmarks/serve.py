@@ -208,7 +208,8 @@ def paired_intervals(ours: list[dict], theirs: list[dict], resamples: int = RESA
         mine, other = p50_p99([ours[i] for i in picks]), p50_p99([theirs[i] for i in picks])
         ratios["p50"].append(mine[0] / other[0])
         ratios["p99"].append(mine[1] / other[1])
-    return {k: [sorted(v)[int(0.025 * resamples)], sorted(v)[int(0.975 * resamples)]] for k, v in ratios.items()}
+    ordered = {k: sorted(v) for k, v in ratios.items()}
+    return {k: [v[int(0.025 * resamples)], v[int(0.975 * resamples)]] for k, v in ordered.items()}
 
 
 def turn_ratios(ours: list[dict], theirs: list[dict]) -> list[float]:

@@ -52,13 +52,12 @@ class MicroBatcher:
         self.task: asyncio.Task[None] | None = None
         self.free = asyncio.Semaphore(workers)  # a batch holds one while it runs
         self.running: dict[asyncio.Task[None], int] = {}  # each running batch and its size
-        self.alone = 0  # inputs running at once in their own request's task (light load)
-        self.alone_threads: list[ThreadPoolExecutor] = []  # one thread each (`_alone_thread`)
-        self.alone_busy: list[bool] = []
+        self.alone_threads: list[ThreadPoolExecutor] = []  # one thread each (`_alone_thread`)...
+        self.alone_busy: list[bool] = []  # ...and whether an input runs alone on it now (light load)
 
     def in_batches(self) -> int:
         """Inputs inside running batches."""
-        return sum(self.running.values()) + self.alone
+        return sum(self.running.values()) + sum(self.alone_busy)
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._run())
@@ -86,7 +85,6 @@ class MicroBatcher:
         """Run one input at once on `infer_alone`, in the request's own task: no batch task, no future, two thread
         hops fewer than a batch (a lone request's latency is mostly these hops and the model)."""
         await self.free.acquire()  # does not wait: the caller saw a free worker, and nothing ran since
-        self.alone += 1
         slot = self._alone_thread()
         self.alone_busy[slot] = True
         try:
@@ -95,7 +93,6 @@ class MicroBatcher:
             [row] = await loop.run_in_executor(thread, self._decode_and_infer, [prepare], self.infer_alone)
         finally:
             self.alone_busy[slot] = False
-            self.alone -= 1
             self.free.release()
         if isinstance(row, Exception):
             raise row
@@ -108,8 +105,8 @@ class MicroBatcher:
         client's requests all run on one thread. Taken in turn from a shared pool of the threads an overload had
         started (asyncio's default executor), a lone client's p99 after 5 s of 128 clients was 9.5 ms against 5.1
         before; on its own first thread, 4.9 (FastAPI's: 4.3; `benchmarks/serve.py`'s client, 6 interleaved 1 s
-        turns). The threads' own state differs (a thread woken on a core another keeps busy waits for it), and
-        which thread the pool wakes is not chosen."""
+        turns). Why the thread matters was not measured; likely a thread woken on the core where ONNX Runtime's
+        thread still spins waits for it, and a pool does not choose which idle thread it wakes."""
         if all(self.alone_busy):
             self.alone_threads.append(ThreadPoolExecutor(1, thread_name_prefix="deepcat-alone"))
             self.alone_busy.append(False)
