@@ -9,11 +9,15 @@ measured cost of a batch, so that the layout that suits one CPU is not forced on
   decodes its inputs while the others are inside ONNX Runtime (measured on 2 cores, `benchmarks/serve.py`: 1.3-1.5x
   the requests/s of one batch at a time on every core, which oversubscribes them).
 - The model is timed at batch 1, 2, 4, ... LARGEST on one thread (ROUNDS turns over the sizes), and `max_batch` is the
-  largest size whose input cost at most NEAR more than the cheapest, among batches lasting at most MAX_BATCH_S (the
-  first input of a batch waits for its last). On a CPU batching gains little in the model (EfficientNet-Lite0 int8 on
-  2 cores: 5.2, 4.8, 4.4, 4.4, 4.6 ms an input at 1, 2, 4, 8, 16), but under load a batch also shares the server's own
-  costs per batch (thread hops, stacking, the answers): in one interleaved trial, 32 and 128 clients got about 1.08x
-  the requests/s with batches of up to 8 than of 4, which cost the same in the model.
+  largest size whose input costs at most NEAR more than the cheapest, among batches lasting at most MAX_BATCH_S (the
+  first input of a batch waits for its last). Where a larger batch costs the same in the model it is chosen: under
+  load a batch also shares the server's own costs per batch (thread hops, stacking, the answers): on a 2-core EPYC
+  with AVX-512 VNNI (Lite0 int8: 5.2, 4.8, 4.4, 4.4, 4.6 ms an input at 1, 2, 4, 8, 16), in one interleaved trial,
+  32 and 128 clients got about 1.08x the requests/s with batches of up to 8 than of 4. Where it costs more, it
+  loses: on a faster 2-core EPYC that also has AVX-VNNI (2.7, 2.4, 2.3, 2.5, 2.9 ms; likely a batch of 8's
+  activations outgrow the core's cache), batches of up to 4 beat 8 in each of 8 interleaved turns at 32 and at 128
+  clients (405 against 390 and 378 against 356 requests/s, 6-8% less CPU per answer), where NEAR at 10% had let in
+  8. NEAR is about the timing's own noise: a size's best of ROUNDS moved up to 3% between starts.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ LARGEST = 16  # the largest batch tried on a CPU
 LARGEST_GPU = 64  # ... and on a GPU
 MAX_BATCH_S = 0.05  # a batch never lasts longer than this on one thread: its first input waits for its last
 ROUNDS = 5  # turns over every batch size when timing them
-NEAR = 0.10  # a larger batch is chosen while its cost per input is within this share of the cheapest
+NEAR = 0.03  # a larger batch is chosen while its cost per input is within this share of the cheapest
 
 
 @dataclass(frozen=True)
