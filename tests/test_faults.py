@@ -32,10 +32,11 @@ def test_sigkill_mid_epoch_resumes_to_the_uninterrupted_weights(tmp_path, source
     )
     deadline = time.time() + 120
     # epoch 2's line comes once it is saved, and says how long it took
-    while not (epoch_2 := re.search(r"epoch 2\s+train_loss.*\bseconds ([\d.]+)", proc.stderr.readline().decode())):
-        assert proc.poll() is None, "training ended before epoch 2"
+    epoch_2 = r"epoch 2\s+train_loss.*\bseconds ([\d.]+)"
+    while not (saved := re.search(epoch_2, line := proc.stderr.readline().decode())):
+        assert line or proc.poll() is None, "training ended before epoch 2"
         assert time.time() < deadline
-    time.sleep(float(epoch_2[1]) / 3)  # a third into epoch 3 on any machine (a fixed 0.5 s outlasted a 0.5 s epoch)
+    time.sleep(float(saved[1]) / 3)  # a third into epoch 3 on any machine (a fixed 0.5 s outlasted a 0.5 s epoch)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     rows = (cut / "metrics.csv").read_text().splitlines()
