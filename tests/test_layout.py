@@ -109,6 +109,44 @@ def test_a_lone_client_runs_on_one_thread_after_several_were_used():
     assert len(threads) == 8 and len(set(threads)) == 1
 
 
+def test_a_batch_takes_at_most_its_share_of_the_inputs_in_the_server():
+    """With 8 inputs in a server of 3 workers, batches hold at most 2 (8 split into 4 batches), not 4 that leave a
+    worker without a batch; with 32 inside, batches are filled to max_batch."""
+    from deepcat.serving.batcher import MicroBatcher
+
+    def sizes_with(count):
+        sizes, inside = [], 0
+
+        def infer(batch):
+            sizes.append(len(batch))
+            time.sleep(0.01)
+            return (batch,)
+
+        async def serve():
+            batcher = MicroBatcher(infer, max_batch=4, workers=3, admitted=lambda: inside)
+
+            async def one():
+                nonlocal inside
+                inside += 1
+                try:
+                    await batcher.submit(lambda: np.zeros(1, np.float32))
+                finally:
+                    inside -= 1
+
+            batcher.start()
+            try:
+                await asyncio.gather(*(one() for _ in range(count)))
+            finally:
+                await batcher.stop()
+
+        asyncio.run(serve())
+        assert sum(sizes) == count
+        return sizes
+
+    assert max(sizes_with(8)) == 2
+    assert max(sizes_with(32)) == 4
+
+
 def test_a_slow_spell_while_the_batches_are_timed_does_not_change_the_layout():
     """The batch sizes take turns and each keeps its best run: four runs in a row twice as slow (a busy neighbour on
     a shared machine) leave max_batch as the clean costs choose it. Timing each size in turn, the spell held every run
