@@ -123,12 +123,15 @@ class MicroBatcher:
 
     def _share(self) -> int:
         """The most inputs the next batch takes: the admitted inputs split into `workers` + 1 batches, at most
-        `max_batch`. At 8 clients on 2 cores (3 workers, `max_batch` 4) batches of 4 left the cores about 9% idle:
-        two batches held every input, the third worker had none, and each batch's four answers went out and came
-        back together. Capped by the share (batches of 2 there), 419.7 against 407.4 requests/s and 32.9 against
-        41.6 ms p99, the same at 32 clients (421.6 against 420.7); `max_batch` 2 itself gained more at 8 clients
-        (428.9) but lost 4.5% at 32 in each of 10 turns (EfficientNet-Lite0 int8, AMD EPYC with AVX-VNNI;
-        interleaved 3 s turns of `benchmarks/serve.py`'s client)."""
+        `max_batch`. Measured with EfficientNet-Lite0 int8 on a 2-core AMD EPYC with AVX-VNNI (3 workers, batches of
+        up to 4; interleaved 3 s turns of `benchmarks/serve.py`'s client):
+        - at 8 clients, batches of up to 4 left the machine 9-12% idle (the FastAPI baseline: about 4%), with
+          one batch running alone 9% of the time; likely a batch's answers leave and come back together;
+        - capped by the share (batches of 1-2 at 8 clients), 419.7 against 407.4 and 437.6 against 426.0
+          requests/s in two trials (p99 32.9 against 41.6 and 31.8 against 38.4 ms); at 32 and 128 clients, where
+          the share is `max_batch`, the same (421.6 against 420.7, 439.3 against 439.5);
+        - `max_batch` 2 at every load gained more at 8 clients (428.9) but lost 1.4% and 4.5% at 32 clients (the
+          second trial in each of its 10 turns)."""
         if self.admitted is None:
             return self.max_batch
         return max(1, min(self.max_batch, math.ceil(self.admitted() / (self.workers + 1))))
