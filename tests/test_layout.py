@@ -110,8 +110,8 @@ def test_a_lone_client_runs_on_one_thread_after_several_were_used():
 
 
 def test_a_batch_takes_at_most_its_share_of_the_inputs_in_the_server():
-    """With 8 inputs in a server of 3 workers, batches hold at most 2 (8 split into 4 batches), not 4 that leave a
-    worker without a batch; with 32 inside, batches are filled to max_batch."""
+    """With 8 inputs in a server of 3 workers, batches hold at most 2 (8 split into 4 batches; without the share,
+    the first batch took 4); with 32 inside, batches are filled to max_batch."""
     from deepcat.serving.batcher import MicroBatcher
 
     def sizes_with(count):
