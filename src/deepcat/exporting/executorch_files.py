@@ -14,20 +14,28 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepcat.exporting.pt2e import in_core_aten, in_the_body, program, quantized
+from deepcat.exporting.pt2e import fuse_clamps, in_core_aten, in_the_body, program, quantized
 from deepcat.inference.runtimes import need
 
 __all__ = ["write_executorch"]
 
 
 def _xnnpack_int8(net: torch.nn.Module, example: torch.Tensor, images: np.ndarray) -> torch.nn.Module:
-    """Static int8 (per-channel weights, per-tensor activations) by ExecuTorch's XNNPACK quantizer."""
+    """Static int8 (per-channel weights, per-tensor activations) by ExecuTorch's XNNPACK quantizer, each clamp
+    quantised with the convolution before it (`fuse_clamps`)."""
     quantizer_module = need(
         "executorch.backends.xnnpack.quantizer.xnnpack_quantizer", "executorch", "--format executorch-int8"
     )
-    quantizer = quantizer_module.XNNPACKQuantizer().set_global(
-        quantizer_module.get_symmetric_quantization_config(is_per_channel=True)
+    utils = need(
+        "executorch.backends.xnnpack.quantizer.xnnpack_quantizer_utils", "executorch", "--format executorch-int8"
     )
+
+    class ClampsFused(quantizer_module.XNNPACKQuantizer):  # type: ignore[misc,name-defined]
+        def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+            fuse_clamps(model, self.global_config, utils, in_the_body)
+            return super().annotate(model)  # type: ignore[no-any-return]
+
+    quantizer = ClampsFused().set_global(quantizer_module.get_symmetric_quantization_config(is_per_channel=True))
     quantizer.set_filter_function(in_the_body)
     return quantized(net, example, images, quantizer)
 

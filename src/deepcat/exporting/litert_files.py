@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepcat.exporting.pt2e import BATCH, in_core_aten, in_the_body, quantized
+from deepcat.exporting.pt2e import BATCH, fuse_clamps, in_core_aten, in_the_body, quantized
 from deepcat.inference.runtimes import need
 
 __all__ = ["write_litert"]
@@ -26,11 +26,14 @@ __all__ = ["write_litert"]
 def _litert_int8(net: torch.nn.Module, example: torch.Tensor, images: np.ndarray) -> tuple[torch.nn.Module, Any]:
     """Static int8 (per-channel weights, per-tensor activations) by litert-torch's PT2E quantizer, on the network
     body only: its own way to leave modules float (`set_module_name(name, None)`) is not implemented in 0.10, so
-    its annotation runs with deepcat's filter (the private step its `annotate` runs per module name)."""
+    its annotation runs with deepcat's filter (the private step its `annotate` runs per module name), after each
+    clamp is joined to the convolution before it (`fuse_clamps`)."""
     quantizer_module = need("litert_torch.quantize.pt2e_quantizer", "litert", "--format litert-int8")
+    utils = need("litert_torch.quantize.pt2e_quantizer_utils", "litert", "--format litert-int8")
 
     class BodyOnly(quantizer_module.PT2EQuantizer):  # type: ignore[misc,name-defined]
         def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+            fuse_clamps(model, self.global_config, utils, in_the_body)
             self._annotate_all_static_patterns(model, self.global_config, in_the_body)
             quantizer_module.propagate_annotation(model)
             return model
