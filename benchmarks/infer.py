@@ -256,13 +256,19 @@ OTHER_RUNTIMES = {
 }
 
 
-def other_runtimes(net: torch.nn.Module, onnx_file: Path, stem: Path, meta: dict, subject: Subject) -> dict:
-    """The OpenVINO, ExecuTorch and LiteRT files `deepcat export` writes, where their toolchains are installed.
-    OpenVINO int8 keeps layers in float by NNCF's accuracy control on held-out images where the weights are real
-    (as the ONNX int8 file keeps segments float); a random network's answers are near ties, so there it is plain."""
+def other_runtimes(
+    net: torch.nn.Module, onnx_file: Path, stem: Path, meta: dict, subject: Subject
+) -> tuple[dict, dict]:
+    """The OpenVINO, ExecuTorch and LiteRT files `deepcat export` writes, where their toolchains are installed, and
+    the precision each mixed int8 file chose. OpenVINO int8 keeps layers in float by NNCF's accuracy control on
+    held-out images where the weights are real (as the ONNX int8 file keeps segments float); a random network's
+    answers are near ties, so there it is plain. ExecuTorch and LiteRT int8 come every layer int8 and, where the
+    weights are real, as `deepcat export` writes them (leading segments float until 99.5% held-out agreement)."""
     import importlib.util
 
-    paths = {}
+    from deepcat.exporting.formats import FORMATS
+
+    paths, precision = {}, {}
     if importlib.util.find_spec("openvino") and importlib.util.find_spec("nncf"):
         from deepcat.exporting.openvino_files import quantize_openvino, write_openvino
 
@@ -284,7 +290,13 @@ def other_runtimes(net: torch.nn.Module, onnx_file: Path, stem: Path, meta: dict
         example = torch.from_numpy(subject.checks[:2])
         paths["litert"] = write_litert(net, example, stem.with_suffix(".tflite"), meta)
         paths["litert-int8"] = write_litert(net, example, stem.with_suffix(".int8.tflite"), meta, subject.calibration)
-    return paths
+    example, images = torch.from_numpy(subject.checks[:2]), (subject.calibration, subject.held_out)
+    for fmt in ("executorch-int8", "litert-int8"):
+        if fmt in paths and subject.real_weights:
+            mixed = stem.with_suffix(f".mixed{paths[fmt].suffix}")
+            written = FORMATS.get(fmt).write(net, meta, mixed, example, lambda: images, True)
+            paths[f"{fmt}-mixed"], precision[f"{fmt}-mixed"] = mixed, written.precision
+    return paths, precision
 
 
 def passes_check(
@@ -320,7 +332,8 @@ def bench_model(subject: Subject, tmp: Path, peaks: dict[str, float]) -> list[di
         mixed = tmp / f"{stem}.mixed.onnx"
         precision = quantize_int8(fp32, mixed, subject.calibration, meta, held_out=subject.held_out)
         paths["onnx-int8-mixed"] = mixed
-    paths |= other_runtimes(net, fp32, tmp / stem, meta, subject)
+    others, mixed_precision = other_runtimes(net, fp32, tmp / stem, meta, subject)
+    paths |= others
     threads = torch.get_num_threads()  # every runtime gets the same thread count as PyTorch
     sessions = {fmt: load_exported(path, threads=threads) for fmt, path in paths.items()}
     files = {
@@ -343,6 +356,11 @@ def bench_model(subject: Subject, tmp: Path, peaks: dict[str, float]) -> list[di
     for fmt, label in OTHER_RUNTIMES.items():
         if fmt in sessions:
             runners[label] = (sessions[fmt].probabilities, fmt, "int8" if fmt.endswith("int8") else "fp32")
+        if f"{fmt}-mixed" in sessions:
+            chosen = mixed_precision[f"{fmt}-mixed"]
+            as_exported = label.replace("int8 (XNNPACK)", "int8 as exported")
+            as_exported += f" ({chosen['float_segments']} of {chosen['segments']} segments float)"
+            runners[as_exported] = (sessions[f"{fmt}-mixed"].probabilities, f"{fmt}-mixed", "int8")
     batch32, batch1 = checks[:32], checks[:1]
     seconds: dict[str, tuple[list[float], list[float]]] = {runtime: ([], []) for runtime in runners}
     for _ in range(ROUNDS):  # the runtimes take turns, so a slow spell of a shared machine falls on all of them

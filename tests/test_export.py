@@ -217,6 +217,29 @@ def test_int8_goes_back_to_float_from_the_input_side_until_it_agrees(digits_run,
     assert np.abs(load_exported(tmp_path / "int8.onnx").probabilities(held_out) - reference).max() > 1e-4
 
 
+@pytest.mark.parametrize("toolchain", formats("executorch", "litert"))
+def test_executorch_and_litert_int8_go_back_to_float_until_they_agree(digits_run, tmp_path, monkeypatch, toolchain):
+    """The same search as the ONNX int8 file's, each try run by the toolchain's runtime: on real digits a trivial
+    agreement floats no segment, an unreachable one floats every segment (the file then matches fp32)."""
+    import deepcat.exporting.onnx_formats as onnx_formats
+    from deepcat.exporting.check import run_images
+
+    needs_runtime(toolchain)
+    suffix = {"executorch": ".pte", "litert": ".tflite"}[toolchain]
+    fp32 = load_exported(export(digits_run, format=toolchain, output=tmp_path / f"fp32{suffix}", progress=False).path)
+    held_out = run_images(Path(digits_run), fp32.meta, split="train", limit=64, seed=2)[0]
+    reference, results, difference = fp32.probabilities(held_out), {}, {}
+    monkeypatch.setattr(onnx_formats, "SEGMENTS", 2)  # three tries to float all, not nine
+    for name, target in (("int8", 0.0), ("float", 1.01)):
+        monkeypatch.setattr(onnx_formats, "SEARCH_AGREEMENT", target)
+        path = tmp_path / f"{name}{suffix}"
+        results[name] = export(digits_run, format=f"{toolchain}-int8", output=path, progress=False).precision
+        difference[name] = np.abs(load_exported(path).probabilities(held_out) - reference).max()
+    assert results["int8"]["float_segments"] == 0
+    assert results["float"]["float_segments"] == results["float"]["segments"] == 2
+    assert difference["float"] < 1e-4 < difference["int8"]
+
+
 def test_onnx_keeps_the_small_cnn_test_time_flip(tmp_path):
     """The exported graph is the inference graph: smallcnn's mirror averaging is inside it."""
     import torch

@@ -211,12 +211,37 @@ def pt2e_writers(toolchain: str, convert: str, quantizer: str) -> tuple[Writer, 
         calibration: CalibrationImages,
         quiet: bool,
     ) -> Written:
-        images, _ = calibration()
+        """int8 with leading segments float until it agrees with fp32 on held-out images (SEARCH_AGREEMENT), as in
+        the ONNX int8 file; each try written, and run by the toolchain's own runtime."""
+        from deepcat.exporting.onnx_formats import SEARCH_AGREEMENT, SEGMENTS
+
+        images, held_out = calibration()
         if not quiet:
             print(f"quantising to int8 for {toolchain}, calibrated on {len(images)} training images", file=sys.stderr)
-        program()(net, example, out, meta, images)
-        written = _exported(out)
-        written.precision = {"quantizer": quantizer, "calibration_images": len(images)}
+        reference = torch_logits(net, held_out, output=0).argmax(1) if len(held_out) else None
+        for floated in range(SEGMENTS + 1):
+            program()(net, example, out, meta, images, floated)
+            written = _exported(out)
+            if reference is None:
+                agreement = None
+                break
+            agreement = float((written.session.probabilities(held_out).argmax(1) == reference).mean())
+            if agreement >= SEARCH_AGREEMENT:
+                break
+        if not quiet and floated:
+            print(
+                f"kept the first {floated} of {SEGMENTS} segments in float to reach {agreement:.1%} agreement on "
+                f"{len(held_out)} held-out training images",
+                file=sys.stderr,
+            )
+        written.precision = {
+            "quantizer": quantizer,
+            "calibration_images": len(images),
+            "float_segments": floated,
+            "segments": SEGMENTS,
+            "held_out_images": len(held_out),
+            "held_out_agreement": agreement,
+        }
         return written
 
     return write_fp32, write_int8

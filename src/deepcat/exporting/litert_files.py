@@ -10,48 +10,57 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from deepcat.exporting.pt2e import BATCH, fuse_clamps, in_core_aten, in_the_body, quantized
+from deepcat.exporting.pt2e import BATCH, fuse_clamps, in_core_aten, quantized
 from deepcat.inference.runtimes import need
 
 __all__ = ["write_litert"]
 
 
-def _litert_int8(net: torch.nn.Module, example: torch.Tensor, images: np.ndarray) -> tuple[torch.nn.Module, Any]:
+def _litert_int8(
+    net: torch.nn.Module, example: torch.Tensor, images: np.ndarray, float_segments: int = 0
+) -> tuple[torch.nn.Module, Any]:
     """Static int8 (per-channel weights, per-tensor activations) by litert-torch's PT2E quantizer, on the network
-    body only: its own way to leave modules float (`set_module_name(name, None)`) is not implemented in 0.10, so
-    its annotation runs with deepcat's filter (the private step its `annotate` runs per module name), after each
-    clamp is joined to the convolution before it (`fuse_clamps`)."""
+    body only (the first `float_segments` float too): its own way to leave modules float (`set_module_name(name,
+    None)`) is not implemented in 0.10, so its annotation runs with deepcat's filter (the private step its
+    `annotate` runs per module name), after each clamp is joined to the convolution before it (`fuse_clamps`)."""
     quantizer_module = need("litert_torch.quantize.pt2e_quantizer", "litert", "--format litert-int8")
     utils = need("litert_torch.quantize.pt2e_quantizer_utils", "litert", "--format litert-int8")
 
-    class BodyOnly(quantizer_module.PT2EQuantizer):  # type: ignore[misc,name-defined]
-        def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
-            fuse_clamps(model, self.global_config, utils, in_the_body)
-            self._annotate_all_static_patterns(model, self.global_config, in_the_body)
-            quantizer_module.propagate_annotation(model)
-            return model
+    def quantizer_for(keep: Callable[[torch.fx.Node], bool]) -> Any:
+        class Kept(quantizer_module.PT2EQuantizer):  # type: ignore[misc,name-defined]
+            def annotate(self, model: torch.fx.GraphModule) -> torch.fx.GraphModule:
+                fuse_clamps(model, self.global_config, utils, keep)
+                self._annotate_all_static_patterns(model, self.global_config, keep)
+                quantizer_module.propagate_annotation(model)
+                return model
 
-    quantizer = BodyOnly().set_global(quantizer_module.get_symmetric_quantization_config(is_per_channel=True))
-    return quantized(net, example, images, quantizer, fold=False), quantizer
+        return Kept().set_global(quantizer_module.get_symmetric_quantization_config(is_per_channel=True))
+
+    return quantized(net, example, images, quantizer_for, fold=False, float_segments=float_segments)
 
 
 def write_litert(
-    net: torch.nn.Module, example: torch.Tensor, out: Path, meta: dict[str, Any], images: np.ndarray | None = None
+    net: torch.nn.Module,
+    example: torch.Tensor,
+    out: Path,
+    meta: dict[str, Any],
+    images: np.ndarray | None = None,
+    float_segments: int = 0,
 ) -> Path:
-    """Convert `net` (int8 when calibration `images` are given) to a LiteRT flatbuffer at `out`, with deepcat's
-    metadata inside."""
+    """Convert `net` (int8 when calibration `images` are given, its first `float_segments` float) to a LiteRT
+    flatbuffer at `out`, with deepcat's metadata inside."""
     litert_torch = need("litert_torch", "litert", "--format litert")
     net = in_core_aten(net)
     model, config = net, None
     if images is not None:  # the converter turns quantize / dequantize pairs into int8 tensors in STATIC mode
-        model, quantizer = _litert_int8(net, example, images)
+        model, quantizer = _litert_int8(net, example, images, float_segments)
         config = need("litert_torch.quantize.quant_config", "litert", "--format litert-int8").QuantConfig(
             pt2e_quantizer=quantizer
         )

@@ -1,6 +1,7 @@
 """What the PyTorch 2 export paths (ExecuTorch, LiteRT) share: the graph in core ATen, captured for one input at a
 time (as an app runs it), and static int8 of the network body by a PT2E quantizer, with each convolution and the
-clamp after it (ReLU6) quantised as one operation (`fuse_clamps`).
+clamp after it (ReLU6) quantised as one operation (`fuse_clamps`) and, as in the ONNX int8 file, the leading
+segments of the network left float when asked (`segments_of`: the writers choose how many on held-out images).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ __all__ = [
     "in_the_body",
     "program",
     "quantized",
+    "segments_of",
 ]
 
 # Programs take one input at a time, as an app runs them (the runtimes split a batch). With a dynamic batch axis,
@@ -30,6 +32,7 @@ __all__ = [
 BATCH = 1
 FLOAT_MODULES = ("front_end", "unknown")  # `Deployable`'s parts that stay float: the input normalisation and the score
 CLAMPED_OPS = ("conv1d", "conv2d", "linear")  # operations a clamp after them joins (`fuse_clamps`)
+WEIGHTED_OPS = CLAMPED_OPS  # what a segment counts (`segments_of`)
 
 
 class GlobalMaxPool(torch.nn.Module):
@@ -94,17 +97,48 @@ def fuse_clamps(model: torch.fx.GraphModule, config: Any, qspecs: Any, keep: Cal
             param.meta[key] = QuantizationAnnotation(_annotated=True)
 
 
+def segments_of(graph: torch.fx.Graph, count: int) -> dict[str, int]:
+    """Each operation's segment: the graph, in its order, cut into `count` runs holding equal numbers of weighted
+    layers, as `onnx_formats.segments` cuts the ONNX graph (fewer runs when it has fewer weighted layers)."""
+    weighted = {getattr(torch.ops.aten, op).default for op in WEIGHTED_OPS}
+    nodes = [node for node in graph.nodes if node.op == "call_function"]
+    per_segment = max(1, -(-sum(node.target in weighted for node in nodes) // count))
+    segment, seen, runs = {}, 0, 0
+    for node in nodes:
+        if node.target in weighted:
+            runs = seen // per_segment
+            seen += 1
+        segment[node.name] = runs
+    return segment
+
+
 def quantized(
-    net: torch.nn.Module, example: torch.Tensor, images: np.ndarray, quantizer: Any, *, fold: bool = True
-) -> torch.nn.Module:
-    """Static int8 of the network body by `quantizer` (its operators outside the body left float), calibrated on
-    `images` one at a time; `fold`: int8 weights as constants (ExecuTorch), or float weights behind a quantize
-    operator (what LiteRT's converter reads). The front end, softmax and `unknown` score stay float, as in the ONNX
-    int8 file."""
+    net: torch.nn.Module,
+    example: torch.Tensor,
+    images: np.ndarray,
+    quantizer_for: Callable[[Callable[[torch.fx.Node], bool]], Any],
+    *,
+    fold: bool = True,
+    float_segments: int = 0,
+) -> tuple[torch.nn.Module, Any]:
+    """Static int8 of the network body by the quantizer `quantizer_for(keep)` makes (`keep`: whether an operation is
+    quantised), calibrated on `images` one at a time, and that quantizer; the first `float_segments` of the graph's
+    SEGMENTS (`segments_of`) stay float. `fold`: int8 weights as constants (ExecuTorch), or float weights behind a
+    quantize operator (what LiteRT's converter reads). The front end, softmax and `unknown` score stay float, as in
+    the ONNX int8 file."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    prepared = prepare_pt2e(program(net, example).module(), quantizer)
+    from deepcat.exporting.onnx_formats import SEGMENTS
+
+    captured = program(net, example).module()
+    segment = segments_of(captured.graph, SEGMENTS)
+
+    def keep(node: torch.fx.Node) -> bool:  # a weight is not an operation: its layer decides
+        return in_the_body(node) and (node.op != "call_function" or segment.get(node.name, SEGMENTS) >= float_segments)
+
+    quantizer = quantizer_for(keep)
+    prepared = prepare_pt2e(captured, quantizer)
     with torch.no_grad():
         for chunk in np.array_split(images, -(-len(images) // BATCH)):
             prepared(torch.from_numpy(chunk))
-    return convert_pt2e(prepared, fold_quantize=fold)  # type: ignore[no-any-return]
+    return convert_pt2e(prepared, fold_quantize=fold), quantizer
