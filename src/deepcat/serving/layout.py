@@ -4,7 +4,11 @@ measured cost of a batch, so that the layout that suits one CPU is not forced on
 - While the server holds at most one input per core, its batches run on a session with one thread per core: a
   lone request uses every core, as a plain per-request server's does. That session's threads spin for
   `runtimes.SPIN_US` after a run (5 ms: long enough for a lone client's next request; ONNX Runtime's default, about
-  40 ms, took a core's worth between requests from decoding and the network).
+  40 ms, took a core's worth between requests from decoding and the network). Its decoding stays on one core:
+  ONNX Runtime's other thread spins on the other, so resizing half of the crop on a second thread made decoding
+  slower (Lite0 int8 on 2 cores, in one process: 1.37-1.40 against 1.28-1.30 ms; a lone client's p50 3.03 against
+  2.92 ms), and stopping the spin after each run (`session.force_spinning_stop`) made the 2nd to 8th inputs after
+  an idle spell take about 7 ms to decode and run instead of 3 (side trials).
 - Under load, up to `workers` batches run at once on one-thread sessions, one more batch than cores so that one
   decodes its inputs while the others are inside ONNX Runtime (measured on 2 cores, `benchmarks/serve.py`: 1.3-1.5x
   the requests/s of one batch at a time on every core, which oversubscribes them).
