@@ -183,8 +183,9 @@ def write_openvino_int8(
 
 def pt2e_writers(toolchain: str, convert: str, quantizer: str) -> tuple[Writer, Writer]:
     """The fp32 and int8 writers of a toolchain that converts PyTorch 2 export's graph (ExecuTorch, LiteRT).
-    `convert` names the function `(net, example, out, meta, images=None)` that writes the file, quantising when
-    given calibration images; it is imported only when a file is written (the toolchains are optional extras)."""
+    `convert` names the function `(net, example, out, meta, images=None, float_segments=0)` that writes the
+    file, quantising when given calibration images (its first `float_segments` float); it is imported only when a
+    file is written (the toolchains are optional extras)."""
 
     def program() -> Callable[..., Path]:
         module, _, function = convert.rpartition(".")
