@@ -15,7 +15,6 @@ import torch
 
 __all__ = [
     "BATCH",
-    "CLAMPED_OPS",
     "FLOAT_MODULES",
     "GlobalMaxPool",
     "fuse_clamps",
@@ -32,8 +31,7 @@ __all__ = [
 # log-mel front end came out with a static batch of 2; LiteRT converts one static shape.
 BATCH = 1
 FLOAT_MODULES = ("front_end", "unknown")  # `Deployable`'s parts that stay float: the input normalisation and the score
-CLAMPED_OPS = ("conv1d", "conv2d", "linear")  # operations a clamp after them joins (`fuse_clamps`)
-WEIGHTED_OPS = CLAMPED_OPS  # what a segment counts (`segments_of`)
+WEIGHTED_OPS = ("conv1d", "conv2d", "linear")  # the layers a segment counts, and a clamp after them joins
 
 
 class GlobalMaxPool(torch.nn.Module):
@@ -79,7 +77,7 @@ def fuse_clamps(model: torch.fx.GraphModule, config: Any, qspecs: Any, keep: Cal
 
     key = "quantization_annotation"
     clamps = (torch.ops.aten.hardtanh.default, torch.ops.aten.hardtanh_.default)
-    joined = tuple(getattr(torch.ops.aten, op).default for op in CLAMPED_OPS)
+    joined = _weighted_ops()
     for clamp in model.graph.nodes:
         if clamp.op != "call_function" or clamp.target not in clamps:
             continue
@@ -99,10 +97,14 @@ def fuse_clamps(model: torch.fx.GraphModule, config: Any, qspecs: Any, keep: Cal
             param.meta[key] = QuantizationAnnotation(_annotated=True)
 
 
+def _weighted_ops() -> set[Any]:
+    return {getattr(torch.ops.aten, op).default for op in WEIGHTED_OPS}
+
+
 def segments_of(graph: torch.fx.Graph, count: int) -> dict[str, int]:
     """Each operation's segment: the graph, in its order, cut into `count` runs holding equal numbers of weighted
     layers, as `onnx_formats.segments` cuts the ONNX graph (fewer runs when it has fewer weighted layers)."""
-    weighted = {getattr(torch.ops.aten, op).default for op in WEIGHTED_OPS}
+    weighted = _weighted_ops()
     nodes = [node for node in graph.nodes if node.op == "call_function"]
     per_segment = max(1, -(-sum(node.target in weighted for node in nodes) // count))
     segment, seen, runs = {}, 0, 0
