@@ -197,18 +197,19 @@ def test_int8_goes_back_to_float_from_the_input_side_until_it_agrees(digits_run,
     """The mixed-precision search on real digits: an unreachable agreement floats every segment (the file then
     matches fp32), a trivial one floats none; segments cover the graph in order."""
     import deepcat.exporting.onnx_formats as formats
+    from deepcat.exporting import mixed_precision
     from deepcat.exporting.check import run_images
 
     fp32 = Path(export(digits_run, format="onnx", progress=False).path)
     meta = load_exported(fp32).meta
     images = run_images(Path(digits_run), meta, split="train", limit=96, seed=1)[0]
     calibration, held_out = images[:64], images[64:]
-    runs = formats.segments(fp32)
-    assert 1 < len(runs) <= formats.SEGMENTS and all(runs)
+    runs = formats.segments(fp32, mixed_precision.SEGMENTS)
+    assert 1 < len(runs) <= mixed_precision.SEGMENTS and all(runs)
 
-    monkeypatch.setattr(formats, "SEARCH_AGREEMENT", 0.0)
+    monkeypatch.setattr(mixed_precision, "SEARCH_AGREEMENT", 0.0)
     some_int8 = formats.quantize_int8(fp32, tmp_path / "int8.onnx", calibration, meta, held_out=held_out)
-    monkeypatch.setattr(formats, "SEARCH_AGREEMENT", 1.01)
+    monkeypatch.setattr(mixed_precision, "SEARCH_AGREEMENT", 1.01)
     all_float = formats.quantize_int8(fp32, tmp_path / "float.onnx", calibration, meta, held_out=held_out)
 
     assert some_int8["float_segments"] == 0 and all_float["float_segments"] == all_float["segments"]
@@ -221,7 +222,7 @@ def test_int8_goes_back_to_float_from_the_input_side_until_it_agrees(digits_run,
 def test_executorch_and_litert_int8_go_back_to_float_until_they_agree(digits_run, tmp_path, monkeypatch, toolchain):
     """The same search as the ONNX int8 file's, each try run by the toolchain's runtime: on real digits a trivial
     agreement floats no segment, an unreachable one floats every segment (the file then matches fp32)."""
-    import deepcat.exporting.onnx_formats as onnx_formats
+    from deepcat.exporting import mixed_precision
     from deepcat.exporting.check import run_images
 
     needs_runtime(toolchain)
@@ -229,9 +230,9 @@ def test_executorch_and_litert_int8_go_back_to_float_until_they_agree(digits_run
     fp32 = load_exported(export(digits_run, format=toolchain, output=tmp_path / f"fp32{suffix}", progress=False).path)
     held_out = run_images(Path(digits_run), fp32.meta, split="train", limit=64, seed=2)[0]
     reference, results, difference = fp32.probabilities(held_out), {}, {}
-    monkeypatch.setattr(onnx_formats, "SEGMENTS", 2)  # three tries to float all, not nine
+    monkeypatch.setattr(mixed_precision, "SEGMENTS", 2)  # three tries to float all, not nine
     for name, target in (("int8", 0.0), ("float", 1.01)):
-        monkeypatch.setattr(onnx_formats, "SEARCH_AGREEMENT", target)
+        monkeypatch.setattr(mixed_precision, "SEARCH_AGREEMENT", target)
         path = tmp_path / f"{name}{suffix}"
         results[name] = export(digits_run, format=f"{toolchain}-int8", output=path, progress=False).precision
         difference[name] = np.abs(load_exported(path).probabilities(held_out) - reference).max()

@@ -102,6 +102,7 @@ def write_int8(
     net: Deployable, meta: dict[str, Any], out: Path, example: torch.Tensor, calibration: CalibrationImages, quiet: bool
 ) -> Written:
     """fp32 ONNX beside it first, then static int8 with mixed precision chosen on held-out images."""
+    from deepcat.exporting import mixed_precision
     from deepcat.exporting.onnx_formats import quantize_int8
 
     fp32 = out.parent / FORMATS.get("onnx").filename
@@ -111,12 +112,10 @@ def write_int8(
         print(f"quantising to int8, calibrated on {len(images)} training images", file=sys.stderr)
     precision = quantize_int8(fp32, out, images, meta, held_out=held_out)
     if not quiet and precision["float_segments"]:
-        print(
-            f"kept the first {precision['float_segments']} of {precision['segments']} segments in float "
-            f"to reach {precision['held_out_agreement']:.1%} agreement on {len(held_out)} held-out "
-            "training images",
-            file=sys.stderr,
+        note = mixed_precision.floated_note(
+            precision["float_segments"], precision["segments"], precision["held_out_agreement"], len(held_out)
         )
+        print(note, file=sys.stderr)
     written = _exported(out)
     written.precision = precision
     return written
@@ -212,34 +211,32 @@ def pt2e_writers(toolchain: str, convert: str, quantizer: str) -> tuple[Writer, 
         calibration: CalibrationImages,
         quiet: bool,
     ) -> Written:
-        """int8 with leading segments float until it agrees with fp32 on held-out images (SEARCH_AGREEMENT), as in
-        the ONNX int8 file; each try written, and run by the toolchain's own runtime."""
-        from deepcat.exporting.onnx_formats import SEARCH_AGREEMENT, SEGMENTS
+        """int8 with leading segments float until it agrees with fp32 on held-out images (`mixed_precision`), as
+        in the ONNX int8 file; each try written, and run by the toolchain's own runtime."""
+        from deepcat.exporting import mixed_precision
 
         images, held_out = calibration()
         if not quiet:
             print(f"quantising to int8 for {toolchain}, calibrated on {len(images)} training images", file=sys.stderr)
         reference = torch_logits(net, held_out, output=0).argmax(1) if len(held_out) else None
-        for floated in range(SEGMENTS + 1):
+        segments = mixed_precision.SEGMENTS
+        tries: list[Written] = []  # each try's file in turn, written over the last
+
+        def write(floated: int) -> Callable[[np.ndarray], np.ndarray]:
             program()(net, example, out, meta, images, floated)
-            written = _exported(out)
-            if reference is None:
-                agreement = None
-                break
-            agreement = float((written.session.probabilities(held_out).argmax(1) == reference).mean())
-            if agreement >= SEARCH_AGREEMENT:
-                break
+            tries.append(_exported(out))
+            session = tries[-1].session
+            return lambda pixels: session.probabilities(pixels).argmax(1)
+
+        floated, agreement = mixed_precision.fewest_float_segments(write, held_out, reference, segments)
+        written = tries[-1]
         if not quiet and floated:
-            print(
-                f"kept the first {floated} of {SEGMENTS} segments in float to reach {agreement:.1%} agreement on "
-                f"{len(held_out)} held-out training images",
-                file=sys.stderr,
-            )
+            print(mixed_precision.floated_note(floated, segments, agreement, len(held_out)), file=sys.stderr)
         written.precision = {
             "quantizer": quantizer,
             "calibration_images": len(images),
             "float_segments": floated,
-            "segments": SEGMENTS,
+            "segments": segments,
             "held_out_images": len(held_out),
             "held_out_agreement": agreement,
         }

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from deepcat.exporting import mixed_precision
 from deepcat.exporting.graph import LOGITS, OUTPUT, SCORE, Deployable, metadata_props
 
 __all__ = [
     "AMPLIFYING_WEIGHT",
     "QUANTIZED_OPS",
-    "SEARCH_AGREEMENT",
-    "SEGMENTS",
     "WEIGHTED_OPS",
     "export_onnx",
     "front_end_nodes",
@@ -108,13 +108,6 @@ def sensitive_nodes(model_path: Path, limit: float = AMPLIFYING_WEIGHT) -> list[
     return sorted(set(keep))
 
 
-# Mixed precision, chosen by measurement: when the int8 model disagrees with fp32 on held-out training
-# images, whole runs of layers go back to float from the input side, where rounding error has the most
-# layers left to grow through. Measured on a fine-tuned EfficientNet-Lite0 (1,000 held-out images), each
-# block quantised alone: the first cost 9.4 points of agreement, the second 2.0, the third 1.0, later ones
-# 0.4 or less.
-SEGMENTS = 8
-SEARCH_AGREEMENT = 0.995  # on held-out images, above the export check's 99% so the check is not a coin toss
 WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
 
 
@@ -145,7 +138,7 @@ def front_end_nodes(graph: Any) -> list[str]:
     return sorted(_ancestors(graph, stem.input[0])) if stem is not None else []
 
 
-def segments(model_path: Path, count: int = SEGMENTS) -> list[list[str]]:
+def segments(model_path: Path, count: int) -> list[list[str]]:
     """The graph's node names cut into `count` consecutive runs holding equal numbers of weighted layers."""
     import onnx
 
@@ -207,7 +200,7 @@ def quantize_int8(
     EfficientNet-Lite0, top-1 agreement with fp32 rose from 79% to 86% (fine-tuned, 10 classes)
     and from 91.5% to 93% (ImageNet). The few convolutions that amplify rounding error stay
     float (`sensitive_nodes`): 86% -> 98% on the same fine-tuned model. With `held_out` images,
-    leading segments go back to float until int8 agrees with fp32 on them (`SEARCH_AGREEMENT`).
+    leading segments go back to float until int8 agrees with fp32 on them (`mixed_precision`).
     Returns which nodes stayed float and the held-out agreement reached.
     """
     import contextlib
@@ -233,10 +226,10 @@ def quantize_int8(
         reference = _top1(fp32, held_out) if held_out is not None and len(held_out) else None
         graph = onnx.load(str(prepared)).graph
         sensitive = sensitive_nodes(prepared) + score_nodes(graph) + front_end_nodes(graph)
-        runs = segments(prepared)
+        runs = segments(prepared, mixed_precision.SEGMENTS)
         stride = next(n for n in range(min(16, len(calibration)), 0, -1) if len(calibration) % n == 0)
-        for floated in range(len(runs) + 1):
-            keep_float = sorted(set(sensitive).union(*runs[:floated]))
+
+        def write(floated: int) -> Callable[[np.ndarray], np.ndarray]:
             with contextlib.redirect_stdout(io.StringIO()):  # ONNX Runtime prints its progress
                 quantize_static(
                     str(prepared),
@@ -248,18 +241,16 @@ def quantize_int8(
                     per_channel=True,
                     weight_type=QuantType.QInt8,
                     activation_type=QuantType.QUInt8,
-                    nodes_to_exclude=keep_float,
+                    nodes_to_exclude=sorted(set(sensitive).union(*runs[:floated])),
                     calibration_cache_path=Path(tmp) / "ranges.json",
                     extra_options={"ActivationSymmetric": False, "WeightSymmetric": True, "CalibStridedMinMax": stride},
                 )
-            agreement = (
-                None if reference is None or held_out is None else float((_top1(path, held_out) == reference).mean())
-            )
-            if agreement is None or agreement >= SEARCH_AGREEMENT:
-                break
+            return partial(_top1, path)
+
+        floated, agreement = mixed_precision.fewest_float_segments(write, held_out, reference, len(runs))
     set_metadata(path, meta)
     return {
-        "float_nodes": len(keep_float),
+        "float_nodes": len(set(sensitive).union(*runs[:floated])),
         "nodes": sum(map(len, runs)),
         "float_segments": floated,
         "segments": len(runs),

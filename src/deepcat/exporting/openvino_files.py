@@ -49,7 +49,7 @@ def _quantize(fp32_file: Path, out: Path, images: np.ndarray, held_out: np.ndarr
     nncf = need("nncf", "openvino", "--format openvino-int8")
     from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
 
-    from deepcat.exporting.onnx_formats import SEARCH_AGREEMENT
+    from deepcat.exporting.mixed_precision import SEARCH_AGREEMENT
     from deepcat.inference.exported import load_exported
 
     model = ov.Core().read_model(str(fp32_file))

@@ -132,7 +132,7 @@ def quantized(
     the ONNX int8 file."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    from deepcat.exporting.onnx_formats import SEGMENTS
+    from deepcat.exporting.mixed_precision import SEGMENTS
 
     captured = program(net, example).module()
     segment = segments_of(captured.graph, SEGMENTS)
