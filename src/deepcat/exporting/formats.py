@@ -220,16 +220,16 @@ def pt2e_writers(toolchain: str, convert: str, quantizer: str) -> tuple[Writer, 
             print(f"quantising to int8 for {toolchain}, calibrated on {len(images)} training images", file=sys.stderr)
         reference = torch_logits(net, held_out, output=0).argmax(1) if len(held_out) else None
         segments = mixed_precision.SEGMENTS
-        tries: list[Written] = []  # each try's file in turn, written over the last
+        last: list[Written] = []  # the latest try's file: each try is written over the one before
 
         def write(floated: int) -> Callable[[np.ndarray], np.ndarray]:
             program()(net, example, out, meta, images, floated)
-            tries.append(_exported(out))
-            session = tries[-1].session
+            last[:] = [_exported(out)]
+            session = last[0].session
             return lambda pixels: session.probabilities(pixels).argmax(1)
 
         floated, agreement = mixed_precision.fewest_float_segments(write, held_out, reference, segments)
-        written = tries[-1]
+        [written] = last
         if not quiet and floated:
             print(mixed_precision.floated_note(floated, segments, agreement, len(held_out)), file=sys.stderr)
         written.precision = {

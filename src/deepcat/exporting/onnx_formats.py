@@ -229,6 +229,9 @@ def quantize_int8(
         runs = segments(prepared, mixed_precision.SEGMENTS)
         stride = next(n for n in range(min(16, len(calibration)), 0, -1) if len(calibration) % n == 0)
 
+        def float_nodes(floated: int) -> list[str]:
+            return sorted(set(sensitive).union(*runs[:floated]))
+
         def write(floated: int) -> Callable[[np.ndarray], np.ndarray]:
             with contextlib.redirect_stdout(io.StringIO()):  # ONNX Runtime prints its progress
                 quantize_static(
@@ -241,7 +244,7 @@ def quantize_int8(
                     per_channel=True,
                     weight_type=QuantType.QInt8,
                     activation_type=QuantType.QUInt8,
-                    nodes_to_exclude=sorted(set(sensitive).union(*runs[:floated])),
+                    nodes_to_exclude=float_nodes(floated),
                     calibration_cache_path=Path(tmp) / "ranges.json",
                     extra_options={"ActivationSymmetric": False, "WeightSymmetric": True, "CalibStridedMinMax": stride},
                 )
@@ -250,7 +253,7 @@ def quantize_int8(
         floated, agreement = mixed_precision.fewest_float_segments(write, held_out, reference, len(runs))
     set_metadata(path, meta)
     return {
-        "float_nodes": len(set(sensitive).union(*runs[:floated])),
+        "float_nodes": len(float_nodes(floated)),
         "nodes": sum(map(len, runs)),
         "float_segments": floated,
         "segments": len(runs),
