@@ -75,19 +75,22 @@ class ExportedClassifier:
 
     def predict(
         self,
-        images: Sequence[InputItem],
+        images: InputItem | Sequence[InputItem],
         *,
         top_k: int = 5,
         reject: bool = True,
         coverage: float | None = None,
         batch_size: int = 32,
         progress: bool = False,
-    ) -> list[Prediction]:
-        """Same answers and shape as `deepcat.load(run).predict`, from ONNX Runtime."""
+    ) -> Prediction | list[Prediction]:
+        """Same answers and shape as `deepcat.load(run).predict`, from ONNX Runtime: one input (a path, an image,
+        an array) gets one `Prediction`, a list of them a list."""
+        single = not isinstance(images, (list, tuple))
+        items = [cast(InputItem, images)] if single else list(cast(Sequence[InputItem], images))
         kind = kind_of_meta(self.meta)
         rule = Rule(self.classes, top_k, self.threshold if reject else None, self.set_limit(coverage))
-        return predict_batches(
-            list(images),
+        results = predict_batches(
+            items,
             rule,
             kind=kind,
             prepare=lambda item: kind.to_model_input(item, self.meta),
@@ -95,6 +98,7 @@ class ExportedClassifier:
             batch_size=batch_size,
             progress=progress,
         )
+        return results[0] if single else results
 
     def answer(
         self, data: bytes, *, name: str = "body", top_k: int = 5, reject: bool = True, coverage: float | None = None
