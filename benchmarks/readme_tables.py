@@ -1,8 +1,10 @@
-"""The README's result tables, written from the results files: each table sits between `<!-- results:NAME -->`
-and `<!-- /results:NAME -->` in README.md and is rendered from `benchmarks/results/NAME.json`, so no figure is
-copied by hand. `tests/test_readme_tables.py` fails when a table differs from what its file renders.
+"""The result tables of the README and the docs site, written from the results files: each table sits between
+`<!-- results:NAME -->` and `<!-- /results:NAME -->` in README.md or a page under docs/ and is rendered from
+`benchmarks/results/NAME.json` (or the file `SOURCES` names for it), so no figure is copied by hand. A results file
+that does not name its commit and CPU renders no table: rerun its benchmark. `tests/test_readme_tables.py` fails
+when a table differs from what its file renders.
 
-    python benchmarks/readme_tables.py          # rewrite the tables in README.md
+    python benchmarks/readme_tables.py          # rewrite the tables in README.md and docs/
     python benchmarks/readme_tables.py --check  # exit 1 when one is stale
 """
 
@@ -19,21 +21,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+
+
+class NoProvenance(Exception):
+    """A results file that does not say which commit and CPU produced it: its table is not shown."""
 
 
 def provenance(results: dict) -> str:
     """One line: which commit, CPU (model and the flags that change behaviour), cores and date produced a file."""
     machine = results["machine"]
-    if "commit" not in machine:
-        return (
-            f"Written by `benchmarks/{results['benchmark']}.py` before results files recorded their commit and CPU "
-            f"(torch {machine.get('torch', '?')}, {machine.get('cpu_count', '?')} cores): rerun it to check."
+    if not machine.get("commit") or not (machine.get("cpu") or {}).get("flags"):
+        raise NoProvenance(
+            f"benchmarks/results/{results['benchmark']}.json does not name its commit and CPU flags: rerun "
+            f"`python benchmarks/{results['benchmark']}.py` before showing its table"
         )
-    cpu = machine.get("cpu") or {}
-    commit = (machine.get("commit") or "unknown")[:10] + (" with local changes" if machine.get("dirty") else "")
+    cpu = machine["cpu"]
+    commit = machine["commit"][:10] + (" with local changes" if machine.get("dirty") else "")
     return (
         f"Measured by `benchmarks/{results['benchmark']}.py` at commit {commit} on {machine.get('date', '?')[:10]}: "
-        f"{cpu.get('model', '?')} ({', '.join(cpu.get('flags', [])) or 'flags not recorded'}), "
+        f"{cpu.get('model', '?')} ({', '.join(cpu['flags'])}), "
         f"{machine.get('usable_cores', machine.get('cpu_count'))} cores."
     )
 
@@ -213,6 +220,32 @@ def _infer(results: dict) -> str:
         f"{results['threads']} threads for every runtime. {provenance(results)}",
     ]
     return "\n".join(lines)
+
+
+def _infer_headline(results: dict) -> str:
+    """Per model: PyTorch's best path, then the fastest exported file that passes deepcat's check."""
+    lines = [
+        "| model | PyTorch's best (images/s, batch 32) | fastest file that passes the check | images/s | speed-up "
+        "| top-1 accuracy, PyTorch / file |",
+        "|---|---|---|---|---|---|",
+    ]
+    for model in dict.fromkeys(r["model"] for r in results["rows"]):
+        rows = [r for r in results["rows"] if r["model"] == model]
+        torch_rows = [r for r in rows if r["runtime"].startswith("PyTorch")]
+        best_torch = max(torch_rows, key=lambda r: r["images_per_s_batch32"])
+        passing = [r for r in rows if r.get("passes_check")]
+        if not passing:
+            continue
+        fastest = max(passing, key=lambda r: r["images_per_s_batch32"])
+        torch_accuracy = next((r["top1_accuracy"] for r in torch_rows if r["top1_accuracy"]), None)
+        accuracy = "unlabelled"
+        if torch_accuracy and fastest["top1_accuracy"]:
+            accuracy = f"{torch_accuracy:.1%} / {fastest['top1_accuracy']:.1%}"
+        lines.append(
+            f"| {model} | {best_torch['images_per_s_batch32']:.0f} | {fastest['runtime']} | "
+            f"{fastest['images_per_s_batch32']:.0f} | **{fastest['over_best_pytorch_batch32']:.2f}x** | {accuracy} |"
+        )
+    return "\n".join([*lines, "", f"{results['threads']} threads for every runtime. {provenance(results)}"])
 
 
 def _startup(results: dict) -> str:
@@ -421,6 +454,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "scale": _scale,
     "train_speed": _train_speed,
     "infer": _infer,
+    "infer_headline": _infer_headline,
     "open_set_digits": _open_set,
     "open_set_fashion-mnist": _open_set,
     "serve": _serve,
@@ -430,32 +464,47 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "tune": _tune,
 }
 
+SOURCES = {"infer_headline": "infer"}  # a table rendered from another name's results file
 
-def render(readme: str) -> str:
-    """`readme` with every marked table rendered afresh from its results file."""
+
+def render(text: str, *, where: str = "README.md") -> str:
+    """`text` with every marked table in it rendered afresh from its results file."""
     for name, renderer in RENDERERS.items():
-        results = json.loads((RESULTS / f"{name}.json").read_text())
         pattern = re.compile(rf"(<!-- results:{name} -->\n)(?:.*?\n)?(<!-- /results:{name} -->)", re.S)
-        if not pattern.search(readme):
-            raise SystemExit(f"README.md has no <!-- results:{name} --> ... <!-- /results:{name} --> markers")
-        table = renderer(results)
-        readme = pattern.sub(lambda m, table=table: m.group(1) + table + "\n" + m.group(2), readme)
-    return readme
+        if not pattern.search(text):
+            continue
+        results = json.loads((RESULTS / f"{SOURCES.get(name, name)}.json").read_text())
+        try:
+            table = renderer(results)
+        except NoProvenance as e:
+            raise SystemExit(f"{where} shows the table {name}, but {e}") from None
+        text = pattern.sub(lambda m, table=table: m.group(1) + table + "\n" + m.group(2), text)
+    return text
+
+
+def pages() -> list[Path]:
+    """Every file that may hold tables: the README and the docs site's pages."""
+    return [README, *sorted(DOCS.rglob("*.md"))]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="exit 1 when a table differs from its results file")
     args = parser.parse_args()
-    current = README.read_text()
-    fresh = render(current)
-    if args.check:
+    stale = []
+    for page in pages():
+        current = page.read_text()
+        fresh = render(current, where=str(page.relative_to(ROOT)))
         if fresh != current:
-            print("README.md's result tables are stale: run python benchmarks/readme_tables.py", file=sys.stderr)
-            sys.exit(1)
-        return
-    README.write_text(fresh)
-    print(f"rewrote {len(RENDERERS)} table(s) in {README}")
+            stale.append(page)
+            if not args.check:
+                page.write_text(fresh)
+    if args.check and stale:
+        names = ", ".join(str(p.relative_to(ROOT)) for p in stale)
+        print(f"result tables are stale in {names}: run python benchmarks/readme_tables.py", file=sys.stderr)
+        sys.exit(1)
+    if not args.check:
+        print(f"rewrote the tables in {len(stale)} file(s)")
 
 
 if __name__ == "__main__":

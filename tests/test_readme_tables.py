@@ -1,8 +1,12 @@
-"""Every result table in README.md is what its results file renders (`benchmarks/readme_tables.py`): a figure
-edited by hand, or a results file rewritten without regenerating the README, fails here."""
+"""Every result table in README.md and on the docs site is what its results file renders
+(`benchmarks/readme_tables.py`): a figure edited by hand, a results file rewritten without regenerating the pages, or
+a table whose results file does not name its commit and CPU fails here."""
 
 import importlib.util
+import json
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -14,15 +18,26 @@ def load_tables():
     return module
 
 
-def test_the_readme_tables_are_what_their_results_files_say():
+def test_every_table_is_what_its_results_file_says():
     tables = load_tables()
-    readme = (ROOT / "README.md").read_text()
-    assert tables.render(readme) == readme, "run: python benchmarks/readme_tables.py"
+    for page in tables.pages():
+        text = page.read_text()
+        assert tables.render(text, where=str(page)) == text, f"{page}: run python benchmarks/readme_tables.py"
 
 
 def test_a_figure_edited_by_hand_is_caught():
     tables = load_tables()
-    readme = (ROOT / "README.md").read_text()
-    start = readme.index("<!-- results:serve -->")
-    edited = readme[:start] + readme[start:].replace("/s, p50", "1/s, p50", 1)
-    assert edited != readme and tables.render(edited) != edited
+    page = (ROOT / "docs" / "benchmarks.md").read_text()
+    start = page.index("<!-- results:serve -->")
+    edited = page[:start] + page[start:].replace("/s, p50", "1/s, p50", 1)
+    assert edited != page and tables.render(edited) != edited
+
+
+def test_a_results_file_without_commit_and_cpu_shows_no_table(tmp_path, monkeypatch):
+    tables = load_tables()
+    startup = json.loads((tables.RESULTS / "startup.json").read_text())
+    del startup["machine"]["commit"]
+    (tmp_path / "startup.json").write_text(json.dumps(startup))
+    monkeypatch.setattr(tables, "RESULTS", tmp_path)
+    with pytest.raises(SystemExit, match="does not name its commit and CPU flags"):
+        tables.render("<!-- results:startup -->\n<!-- /results:startup -->\n", where="page.md")

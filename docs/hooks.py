@@ -1,0 +1,59 @@
+"""MkDocs hooks: the CLI reference is generated from `deepcat`'s own parser at build time, so it cannot drift
+from the flags (`reference/cli.md` holds only the marker). Declared in mkdocs.yml under `hooks:`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+MARKER = "<!-- cli-reference -->"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _flags(action: argparse.Action) -> str:
+    if not action.option_strings:
+        return f"`{action.metavar or action.dest}`"
+    return ", ".join(f"`{flag}`" for flag in action.option_strings)
+
+
+def _default(action: argparse.Action) -> str:
+    if action.default in (None, argparse.SUPPRESS) or isinstance(action, argparse._StoreTrueAction):
+        return ""
+    return f"`{action.default}`"
+
+
+def _choices(action: argparse.Action) -> str:
+    return ", ".join(f"`{c}`" for c in action.choices) if action.choices else ""
+
+
+def cli_reference() -> str:
+    """Markdown for every verb of `deepcat`: its usage line, then each argument with its default, choices and help."""
+    from deepcat.cli.parser import build_parser
+
+    parser = build_parser()
+    verbs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {choice.dest: choice.help for choice in verbs._choices_actions}
+    parts = []
+    for name, sub in verbs.choices.items():
+        sub.prog = f"deepcat {name}"
+        usage = sub.format_usage().removeprefix("usage: ").strip()
+        lines = [f"## deepcat {name}", "", helps.get(name) or "", ""]
+        if sub.description:
+            lines += [sub.description, ""]
+        lines += ["```", usage, "```", "", "| argument | default | choices | what it does |", "|---|---|---|---|"]
+        for action in sub._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            help_text = (action.help or "").replace(" (default: None)", "")
+            lines.append(f"| {_flags(action)} | {_default(action)} | {_choices(action)} | {_cell(help_text)} |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
+def on_page_markdown(markdown: str, **kwargs: Any) -> str:
+    if MARKER in markdown:
+        return markdown.replace(MARKER, cli_reference())
+    return markdown
