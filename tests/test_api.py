@@ -99,7 +99,7 @@ def test_every_public_api_function_says_its_arguments_and_what_it_returns():
     from deepcat import api
 
     functions = [getattr(api, name) for name in api.__all__]
-    functions = [f for f in functions if inspect.isfunction(f) and f.__module__ == "deepcat.api"]
+    functions = [f for f in functions if inspect.isfunction(f) and f.__module__.startswith("deepcat.api.")]
     assert len(functions) >= 10
     missing = [
         f.__name__
