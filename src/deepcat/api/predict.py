@@ -67,7 +67,7 @@ def predict(
 
     Args:
         model: a run folder, an .onnx/.ort/.xml/.pte/.tflite file, a loaded classifier, or None.
-        inputs: files, folders, globs or URLs of shards; in Python also in-memory items (numpy arrays, PIL images).
+        inputs: files, folders or globs; in Python also in-memory items (numpy arrays, PIL images).
         top_k: classes listed in each answer.
         reject: answer `unknown` below the model's calibrated threshold (off: always a class).
         coverage: also answer the set of classes that holds the true one with this probability (0.50 to 0.99,
