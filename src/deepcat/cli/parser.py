@@ -25,6 +25,7 @@ Sub = argparse._SubParsersAction  # the `add_subparsers()` object each verb adds
 
 
 def _printing(parser: argparse.ArgumentParser, *names: str) -> None:
+    """--json / --quiet: how the command prints what its call returned; Python has no such option."""
     for name in names:
         parser.add_argument(f"--{name}", action="store_true", help=CLI_ONLY[name])
 
@@ -94,7 +95,7 @@ def _check(sub: Sub[argparse.ArgumentParser]) -> None:
     )
     custom: dict[str, dict[str, Any]] = {"labels": {"metavar": "RUN"}, "output": {"names": ("--output", "--out")}}
     add_api_flags(p, api.check, custom=custom)
-    p.add_argument("--top", type=int, default=20, help="suspected label errors to print (default: 20)")
+    p.add_argument("--top", type=int, default=20, help="suspected label errors to print (default: %(default)s)")
     _printing(p, "quiet")
     p.set_defaults(func=commands.check)
 
