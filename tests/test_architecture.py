@@ -66,7 +66,7 @@ EXCEPTIONS = {
 TYPE_ONLY = {"cli": ALLOWED["api"]}
 JUDGING = ("deepcat.evaluation.report", "deepcat.evaluation.explain", "deepcat.evaluation.label_errors")
 FRONTS = (
-    "api.py",
+    "api/",
     "cli/",
     "evaluation/finish.py",
     "evaluation/report.py",

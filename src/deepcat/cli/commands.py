@@ -1,4 +1,5 @@
-"""One function per verb: parsed flags in, a call of the Python API, what it returned printed. Nothing else."""
+"""One function per verb: parsed flags in (`flags.api_options` reads them back into the verb's keyword arguments),
+a call of the Python API, what it returned printed. Nothing else."""
 
 from __future__ import annotations
 
@@ -10,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from deepcat import api
-from deepcat.config import TrainConfig
+from deepcat.cli.flags import api_options
 from deepcat.errors import DeepcatError
 
 __all__ = [
-    "CHECK_SPLIT",
     "check",
     "evaluate",
     "explain",
@@ -29,18 +29,10 @@ __all__ = [
     "tune",
 ]
 
-CHECK_SPLIT = ("val_fraction", "seed", "classes", "data_root", "modality")  # check splits DATA as train would
-
-
-def _fields(args: argparse.Namespace, cls: type, only: tuple[str, ...] | None = None) -> dict[str, Any]:
-    """The flags that mirror `cls`'s fields (or the fields `only`) and were given."""
-    names = set(only) if only else {f.name for f in dataclasses.fields(cls)}
-    return {k: v for k, v in vars(args).items() if k in names and v is not None}
-
 
 def train(args: argparse.Namespace) -> int:
     try:
-        run = api.train(config=args.config, resume=args.resume, **_fields(args, TrainConfig))
+        run = api.train(args.data, **api_options(args, api.train))
     except KeyboardInterrupt:
         print(
             "\ninterrupted: the last finished epoch is saved; continue with "
@@ -55,15 +47,7 @@ def train(args: argparse.Namespace) -> int:
 def evaluate(args: argparse.Namespace) -> int:
     from deepcat.cli.tables import print_evaluation
 
-    metrics = api.evaluate(
-        args.run,
-        args.data,
-        batch_size=args.batch_size,
-        device=args.device,
-        amp=args.amp,
-        which=args.which,
-        progress=not args.json,
-    )
+    metrics = api.evaluate(args.run, args.data, **api_options(args, api.evaluate), progress=not args.json)
     if args.json:
         print(json.dumps(metrics.to_dict(), indent=2))
     else:
@@ -80,9 +64,9 @@ def predict(args: argparse.Namespace) -> int:
     if not inputs:
         raise DeepcatError("no images given: deepcat predict [RUN | MODEL.onnx] IMAGE [IMAGE ...]")
     classifier = api.load(model)
-    options = dict(top_k=args.top_k, reject=args.reject, coverage=args.coverage, batch_size=args.batch_size)
+    options = api_options(args, api.predict)
     if args.output:  # this process's share, under torchrun
-        written = api.predict(classifier, inputs, **options, output=args.output, progress=not args.json)
+        written = api.predict(classifier, inputs, **options, progress=not args.json)
         summary = {
             "output": str(written.path),
             "predicted": written.predicted,
@@ -101,14 +85,7 @@ def predict(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
-    result = api.export(
-        args.run,
-        format=args.format,
-        output=args.output,
-        calibration_images=args.calibration_images,
-        check_images=args.check_images,
-        progress=not args.quiet,
-    )
+    result = api.export(args.run, **api_options(args, api.export), progress=not args.quiet)
     check = result.check
     speed = f", {result.ms_batch1:.2f} ms per image here" if result.ms_batch1 else ""
     print(
@@ -121,28 +98,12 @@ def export(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    api.serve(
-        args.model,
-        host=args.host,
-        port=args.port,
-        api_key=args.api_key,
-        reject=args.reject,
-        precision=args.precision,
-        device=args.device,
-        limits=api.Limits(**_fields(args, api.Limits)),
-    )
+    api.serve(args.model, **api_options(args, api.serve))
     return 0
 
 
 def shard(args: argparse.Namespace) -> int:
-    out = api.shard(
-        args.data,
-        out=args.out,
-        per_shard=args.per_shard,
-        shard_mb=args.shard_mb,
-        **_fields(args, TrainConfig, CHECK_SPLIT),
-        progress=not args.quiet,
-    )
+    out = api.shard(args.data, **api_options(args, api.shard), progress=not args.quiet)
     print(f"shards: {out}; train on them with `deepcat train {out}`")
     return 0
 
@@ -150,15 +111,7 @@ def shard(args: argparse.Namespace) -> int:
 def check(args: argparse.Namespace) -> int:
     from deepcat.cli.tables import print_audit, print_suspects
 
-    result = api.check(
-        args.data,
-        **_fields(args, TrainConfig, CHECK_SPLIT),
-        near=args.near,
-        fix=args.fix,
-        labels=args.labels,
-        output=args.output,
-        progress=not args.quiet,
-    )
+    result = api.check(args.data, **api_options(args, api.check), progress=not args.quiet)
     print_audit(result.audit)
     print(f"findings: {result.audit_path}")
     if result.clean is not None:
@@ -180,18 +133,16 @@ def check(args: argparse.Namespace) -> int:
 
 def explain(args: argparse.Namespace) -> int:
     out = args.output or f"{args.run.rstrip('/')}/explain"
-    for r in api.explain(args.run, args.images, target=args.target, output=out):
+    for r in api.explain(args.run, args.images, **{**api_options(args, api.explain), "output": out}):
         print(f"{r.source}: predicted {r.predicted}; Grad-CAM of {r.label} ({r.probability:.3f})")
     print(f"heatmaps in {out}")
     return 0
 
 
 def listen(args: argparse.Namespace) -> int:
-    spotting = api.Spotting(**{**_fields(args, api.Spotting), "thresholds": dict(args.thresholds or [])})
+    options = api_options(args, api.listen)
     if args.mic:
-        heard = api.listen(
-            args.model, args.recording, mic=True, mic_device=args.mic_device, spotting=spotting, reject=args.reject
-        )
+        heard = api.listen(args.model, args.recording, **options)
         print("listening (Ctrl-C stops)", file=sys.stderr)
         try:
             for d in heard:
@@ -199,7 +150,7 @@ def listen(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             pass
         return 0
-    found = api.listen(args.model, args.recording, spotting=spotting, reject=args.reject, progress=not args.quiet)
+    found = api.listen(args.model, args.recording, **options, progress=not args.quiet)
     if args.json:
         print(json.dumps([dataclasses.asdict(d) for d in found]))
         return 0
@@ -219,30 +170,13 @@ def report(args: argparse.Namespace) -> int:
 
 
 def lr_find(args: argparse.Namespace) -> int:
-    result = api.lr_find(
-        config=args.config,
-        steps=args.steps,
-        start_lr=args.start_lr,
-        end_lr=args.end_lr,
-        plot=args.plot,
-        **_fields(args, TrainConfig),
-    )
+    result = api.lr_find(args.data, **api_options(args, api.lr_find))
     print(f"suggested learning rate: {result.suggested_lr:.2e}  (plot: {result.plot})")
     return 0
 
 
 def tune(args: argparse.Namespace) -> int:
-    result = api.tune(
-        config=args.config,
-        budget=args.budget,
-        trials=args.trials,
-        space=args.space,
-        workers=args.workers,
-        storage=args.storage,
-        study=args.study,
-        pruning=args.pruning,
-        **{k: v for k, v in _fields(args, TrainConfig).items() if k != "workers"},
-    )
+    result = api.tune(args.data, **api_options(args, api.tune))
     print(f"{result.trials} trials ({result.complete} finished, {result.pruned} pruned, {result.failed} failed)")
     if result.best_run is not None:
         print(

@@ -1,0 +1,63 @@
+"""`deepcat export`: write a deployable model file and check it against PyTorch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+__all__ = ["export", "export_formats"]
+
+if TYPE_CHECKING:
+    from deepcat.exporting.export import ExportResult
+
+
+def export_formats() -> list[str]:
+    """The names `export(format=...)` accepts.
+
+    Returns:
+        The registered export formats' names.
+    """
+    from deepcat.exporting.formats import FORMATS
+
+    return FORMATS.names()
+
+
+def export(
+    run: str | Path,
+    *,
+    format: str = "onnx",
+    output: str | Path | None = None,
+    calibration_images: int | None = None,
+    check_images: int = 500,
+    progress: bool = True,
+) -> ExportResult:
+    """Write a deployable model (ONNX, OpenVINO, ExecuTorch or LiteRT, fp32 or int8; .ort; TorchScript) and check it
+    against PyTorch on the run's validation images; a check out of bounds raises DeepcatError. The run's report lists
+    the file.
+
+    Args:
+        run: a run folder.
+        format: the format to write, one of `export_formats()`.
+        output: the file to write (default: RUN/export/<the format's file>).
+        calibration_images: int8: training images to calibrate on (default: by the model's size).
+        check_images: validation images the check compares on.
+        progress: show progress bars.
+
+    Returns:
+        An `ExportResult`: the file, its size, the check's figures and, for int8, what stayed float.
+
+    >>> deepcat.export("runs/pets", format="onnx-int8").path
+    """
+    from deepcat.evaluation.finish import after_export
+    from deepcat.exporting.export import export_run
+
+    result = export_run(
+        Path(run),
+        format=format,
+        output=output,
+        calibration_images=calibration_images,
+        check_images=check_images,
+        progress=progress,
+    )
+    after_export(run)
+    return result
