@@ -126,6 +126,8 @@ def test_an_old_export_without_the_later_keys_reads_as_it_behaved():
     assert meta.calibration_or_default.threshold is None and (meta.score_output, meta.logits_output) == (None, None)
     with pytest.raises(DeepcatError, match="no classes"):
         ExportMeta.from_dict({"name": "m"})
+    with pytest.raises(DeepcatError, match=r"m.onnx lacks the image preprocessing's 'input_size'.*deepcat export"):
+        ExportMeta.from_dict({"classes": ["a", "b"]}, where="m.onnx")
 
 
 def test_nothing_outside_run_meta_reads_the_metadata_by_its_keys():

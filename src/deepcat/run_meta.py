@@ -177,8 +177,7 @@ class RunMeta:
     def from_dict(cls, raw: Mapping[str, Any], *, where: str = "model.json") -> RunMeta:
         """A model.json of any format this deepcat knows (`migrate_run`); `where` names it in errors."""
         meta = migrate_run(raw, where=where)
-        kind = input_kind(meta["input_kind"])
-        pre = cast(Preprocessing, kind.preprocess(meta["preprocess"]))
+        pre = _preprocessing(meta["input_kind"], meta["preprocess"], f"{where} (preprocess)", "train the run again")
         _refuse_unknown(meta["preprocess"], pre.to_dict(), f"{where} (preprocess)")
         model = dict(meta["model"])
         _refuse_unknown(model, [f.name for f in fields(ModelSpec)], f"{where} (model)")
@@ -283,7 +282,7 @@ class ExportMeta:
         meta = migrate_export(raw, where=where)
         kind = input_kind(meta["input_kind"])
         own = {key: value for key, value in meta.items() if key not in EXPORT_KEYS}  # the preprocessing's fields
-        pre = cast(Preprocessing, kind.preprocess(own))
+        pre = _preprocessing(kind.name, own, where, "export the run again with `deepcat export RUN`")
         _refuse_unknown(own, pre.to_dict(), where, str(meta["deepcat_version"]))
         calibration = meta["calibration"]
         return cls(
@@ -319,6 +318,16 @@ def migrate_export(raw: Mapping[str, Any], *, where: str = "the export metadata"
         "deepcat_version": "",
         **raw,
     }
+
+
+def _preprocessing(kind: str, values: Mapping[str, Any], where: str, fix: str) -> Preprocessing:
+    """The kind's preprocessing dataclass from its saved fields; one missing is an error that names it."""
+    try:
+        return cast(Preprocessing, input_kind(kind).preprocess(dict(values)))
+    except KeyError as e:
+        raise DeepcatError(
+            f"{where} lacks the {kind} preprocessing's {e.args[0]!r}, so deepcat cannot feed the model: {fix}"
+        ) from None
 
 
 def _refuse_unknown(
