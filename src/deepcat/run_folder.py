@@ -103,14 +103,30 @@ def write_model_json(run_dir: Path, meta: RunMeta) -> None:
 
 
 def update_model_json(run_dir: Path, *, calibration: Calibration) -> RunMeta:
-    """Save the calibration fitted after training in model.json; returns the run's metadata as now saved."""
+    """Save the calibration fitted after training in model.json, leaving the rest as the run wrote it.
+
+    Args:
+        run_dir: the run folder.
+        calibration: what `deepcat.evaluation.calibration.fit` returned.
+
+    Returns:
+        The run's metadata as now saved.
+    """
     meta = dataclasses.replace(read_model_json(run_dir), calibration=calibration)
     write_model_json(run_dir, meta)
     return meta
 
 
 def read_model_json(run_dir: Path) -> RunMeta:
-    """A run's model.json, brought up to this deepcat's format; one from a newer deepcat is refused."""
+    """A run's model.json, typed and brought up to this deepcat's format (deepcat.run_meta.migrate_run).
+
+    Args:
+        run_dir: the run folder; one without model.json, or whose model.json a newer deepcat wrote, is a
+            DeepcatError that says what to do.
+
+    Returns:
+        The run's metadata.
+    """
     path = Path(run_dir) / "model.json"
     if not path.is_file():
         raise DeepcatError(

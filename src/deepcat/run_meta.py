@@ -11,11 +11,15 @@ model.json's formats (`format_version`):
   (none)  runs saved before the version was written, read as version 1
   1       format_version, model, classes, input_kind, preprocess; calibration once fitted after training.
           Within it, older runs lack input_kind (images), the calibration's later keys (score: energy, conformal,
-          images, note) and the spec's layers / kwargs: the dataclasses' defaults are how those runs behaved.
-A change of layout bumps MODEL_JSON_VERSION and adds one step to `UPGRADES`. The export metadata has no number of
-its own (its layout is one of the export's outputs, and its readers key on names): older files lack input_kind,
-input, calibration, score_output, logits_output, name or version, and `migrate_export` fills them as those files
-behaved. Only numpy and the input kinds load with this module: `deepcat predict MODEL.onnx` reads it without torch.
+          images, note) and the spec's layers / kwargs: the dataclasses' defaults are how those runs behaved. (The
+          first calibrations name the score `max_probability`, which deepcat no longer has: such a run still reads,
+          and predicting with it is refused as before, by the score's registry.)
+A change of layout bumps MODEL_JSON_VERSION and adds one step to `UPGRADES`. A changed model default is not a
+migration: `models.registry.NEW_RUN_KWARGS` writes it into new runs' spec (`kwargs`), so a spec saved without it
+rebuilds as it was trained. The export metadata has no number of its own (its readers key on names, and its keys
+stay as they are): older files lack input_kind, input, calibration, score_output, logits_output, name or version,
+and `migrate_export` fills them as those files behaved. Only numpy and the input kinds load with this module:
+`deepcat predict MODEL.onnx` reads it without torch.
 """
 
 from __future__ import annotations
@@ -175,7 +179,15 @@ class RunMeta:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], *, where: str = "model.json") -> RunMeta:
-        """A model.json of any format this deepcat knows (`migrate_run`); `where` names it in errors."""
+        """A model.json of any format this deepcat knows, typed, so no reader restates a key or a default.
+
+        Args:
+            raw: the JSON object as saved (any format version up to MODEL_JSON_VERSION).
+            where: the file, as errors name it.
+
+        Returns:
+            The run's metadata in today's format (`to_dict` writes it back).
+        """
         meta = migrate_run(raw, where=where)
         pre = _preprocessing(meta["input_kind"], meta["preprocess"], f"{where} (preprocess)", "train the run again")
         _refuse_unknown(meta["preprocess"], pre.to_dict(), f"{where} (preprocess)")
@@ -194,8 +206,16 @@ class RunMeta:
 
 
 def migrate_run(raw: Mapping[str, Any], *, where: str = "model.json") -> dict[str, Any]:
-    """model.json of any format this deepcat reads -> today's layout, as those runs behaved; one from a newer
-    deepcat (a format version above MODEL_JSON_VERSION, or keys this deepcat does not know) is refused."""
+    """Every migration of model.json in one place, so what an old run means is decided once.
+
+    Args:
+        raw: model.json as saved; a format version above MODEL_JSON_VERSION, or a key this deepcat does not know,
+            is a DeepcatError that says to upgrade.
+        where: the file, as errors name it.
+
+    Returns:
+        The same JSON in today's layout, stamped with MODEL_JSON_VERSION, as the run behaved when it was saved.
+    """
     meta = dict(raw)
     version = meta.pop("format_version", 1)  # runs saved before the version was written are version 1
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
@@ -278,7 +298,15 @@ class ExportMeta:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], *, where: str = "the export metadata") -> ExportMeta:
-        """The metadata of an export of any deepcat version this one reads (`migrate_export`)."""
+        """The metadata of an export by any deepcat this one reads, typed.
+
+        Args:
+            raw: the JSON object the file stores; keys this deepcat does not know are refused (a newer deepcat).
+            where: the file, as errors name it.
+
+        Returns:
+            The metadata with older files' missing keys filled as they behaved (`migrate_export`).
+        """
         meta = migrate_export(raw, where=where)
         kind = input_kind(meta["input_kind"])
         own = {key: value for key, value in meta.items() if key not in EXPORT_KEYS}  # the preprocessing's fields
@@ -301,8 +329,16 @@ class ExportMeta:
 
 
 def migrate_export(raw: Mapping[str, Any], *, where: str = "the export metadata") -> dict[str, Any]:
-    """Export metadata of any deepcat version -> today's keys, as older files behaved: images when no kind was
-    recorded, the kind's own input description, no calibration, no score or logits output named."""
+    """Every migration of the export metadata in one place: what an older file lacks, filled as it behaved.
+
+    Args:
+        raw: the JSON object a file stores; one without classes is not deepcat's (a DeepcatError).
+        where: the file, as errors name it.
+
+    Returns:
+        The JSON with today's keys: images when no kind was recorded, no calibration (never `unknown`), no score or
+        logits output named, and `input` None where the kind's own description (`input_spec`) applies.
+    """
     if "classes" not in raw:
         raise DeepcatError(f"{where}: its deepcat metadata has no classes; export the run again with `deepcat export`")
     return {
