@@ -38,17 +38,16 @@ def resampled_coverage(run: Path, repeats: int = RESAMPLES) -> dict[float, float
 
     from deepcat.evaluation.calibration import COVERAGES, conformal_quantiles, neg_log_probs
     from deepcat.evaluation.scores import Scoring, logits_of
-    from deepcat.inputs import preprocess_of
     from deepcat.run_folder import load_model, run_splits
 
     model, meta = load_model(run)
     splits = run_splits(run)
-    how = Scoring(preprocess_of(meta), torch.device("cpu"), progress=False)
+    how = Scoring(meta.preprocess, torch.device("cpu"), progress=False)
     (val_logits, val_labels), (test_logits, test_labels) = (
         logits_of(model, part, how) for part in (splits.val, splits.test)
     )
     logits, labels = np.concatenate([val_logits, test_logits]), np.concatenate([val_labels, test_labels])
-    temperature = meta["calibration"]["temperature"]
+    temperature = meta.calibration_or_default.temperature
     true_scores = neg_log_probs(logits, temperature)[np.arange(len(labels)), labels]
     rng, n = np.random.default_rng(0), len(val_labels)
     covered: dict[float, list[float]] = {c: [] for c in COVERAGES}

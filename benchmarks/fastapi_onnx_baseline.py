@@ -18,17 +18,18 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 
-from deepcat.inputs.image import decode_bytes, pixels
+from deepcat.inputs.image import Preprocess, decode_bytes, pixels
 
 options = ort.SessionOptions()
 options.intra_op_num_threads = len(os.sched_getaffinity(0))  # one per core, as every other contestant
 session = ort.InferenceSession(sys.argv[1], options, providers=["CPUExecutionProvider"])
 meta = json.loads(session.get_modelmeta().custom_metadata_map["deepcat"])
+pre = Preprocess.from_dict(meta)
 app = FastAPI()
 
 
 def classify(body: bytes) -> dict:
-    batch = pixels(decode_bytes(body, "upload", 40_000_000, meta), meta)[None]
+    batch = pixels(decode_bytes(body, "upload", 40_000_000, pre), pre)[None]
     probabilities = session.run(None, {session.get_inputs()[0].name: batch})[0][0]
     best = int(np.argmax(probabilities))
     return {"label": meta["classes"][best], "probability": float(probabilities[best])}

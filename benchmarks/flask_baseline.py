@@ -25,16 +25,16 @@ def create(runtime: str, model: str | None = None) -> Flask:
         import numpy as np
         import onnxruntime as ort
 
-        from deepcat.inputs.image import decode_bytes, pixels
+        from deepcat.inputs.image import Preprocess, decode_bytes, pixels
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = cores
         session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
         meta = json.loads(session.get_modelmeta().custom_metadata_map["deepcat"])
-        classes, name = meta["classes"], session.get_inputs()[0].name
+        classes, name, pre = meta["classes"], session.get_inputs()[0].name, Preprocess.from_dict(meta)
 
         def classify(body: bytes) -> tuple[str, float]:
-            batch = pixels(decode_bytes(body, "upload", 40_000_000, meta), meta)[None]
+            batch = pixels(decode_bytes(body, "upload", 40_000_000, pre), pre)[None]
             probabilities = session.run(None, {name: batch})[0][0]
             best = int(np.argmax(probabilities))
             return classes[best], float(probabilities[best])

@@ -57,7 +57,7 @@ REAL_WEIGHTS = ("tf_efficientnet_lite0",)  # the ResNets here are random-init: a
 ROUNDS = 3  # timing rounds: each runtime's figure is the median of its rounds' medians
 
 
-def photo_crops(n: int, seed: int, meta: dict) -> np.ndarray:
+def photo_crops(n: int, seed: int, meta) -> np.ndarray:
     from skimage import data
 
     from deepcat.inputs.image import pixels
@@ -72,7 +72,7 @@ def photo_crops(n: int, seed: int, meta: dict) -> np.ndarray:
         side = int(min(w, h) * rng.uniform(0.6, 1.0))
         left, top = rng.integers(0, w - side + 1), rng.integers(0, h - side + 1)
         crop = photo.crop((left, top, left + side, top + side))
-        out.append(pixels(crop.transpose(Image.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else crop, meta))
+        out.append(pixels(crop.transpose(Image.FLIP_LEFT_RIGHT) if rng.random() < 0.5 else crop, meta.preprocess))
     return np.stack(out)
 
 
@@ -195,7 +195,7 @@ def finetuned_subject(tmp: Path, *, per_class: int, test_per_class: int, seed: i
 
     def read(split: str) -> tuple[np.ndarray, np.ndarray]:
         files = sorted((data / split).glob("*/*.png"))
-        return np.stack([pixels(Image.open(f), meta) for f in files]), np.array(
+        return np.stack([pixels(Image.open(f), meta.preprocess) for f in files]), np.array(
             [classes.index(f.parent.name) for f in files]
         )
 
@@ -256,9 +256,7 @@ OTHER_RUNTIMES = {
 }
 
 
-def other_runtimes(
-    net: torch.nn.Module, onnx_file: Path, stem: Path, meta: dict, subject: Subject
-) -> tuple[dict, dict]:
+def other_runtimes(net: torch.nn.Module, onnx_file: Path, stem: Path, meta, subject: Subject) -> tuple[dict, dict]:
     """The OpenVINO, ExecuTorch and LiteRT files `deepcat export` writes, where their toolchains are installed, and
     the precision each mixed int8 file chose. OpenVINO int8 keeps layers in float by NNCF's accuracy control on
     held-out images where the weights are real (as the ONNX int8 file keeps segments float); a random network's

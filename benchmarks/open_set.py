@@ -68,20 +68,20 @@ def photo_crops(rng: np.random.Generator, per_photo: int = 50):
     return Samples(np.stack(crops), np.zeros(len(crops), dtype=np.int64))
 
 
-def export_cost(model, meta: dict, score, path: Path) -> tuple[float, float]:
+def export_cost(model, meta, score, path: Path) -> tuple[float, float]:
     """The ONNX file's size in MB with `score` inside, and ONNX Runtime's median ms per image at batch 1."""
     from deepcat.exporting.graph import Deployable, metadata
     from deepcat.exporting.onnx_formats import export_onnx
     from deepcat.inference.exported import load_exported
-    from deepcat.inputs import input_kind, preprocess_of
+    from deepcat.inputs import input_kind
 
-    pre = preprocess_of(meta)
-    net = Deployable(model.float(), pre, temperature=meta["calibration"]["temperature"], unknown=score)
+    pre = meta.preprocess
+    net = Deployable(model.float(), pre, temperature=meta.calibration_or_default.temperature, unknown=score)
     export_onnx(
         net,
         input_kind(pre.kind).example(pre, 2),
         path,
-        metadata(name="open", classes=meta["classes"], pre=pre, version="bench", source="bench"),
+        metadata(name="open", classes=list(meta.classes), pre=pre, version="bench", source="bench"),
     )
     clf = load_exported(path, threads=2)
     one = input_kind(pre.kind).example(pre, 1).numpy()
@@ -108,7 +108,6 @@ def main() -> None:
     from deepcat.evaluation.finish import unknown_scores
     from deepcat.evaluation.scores import Scoring, features_of
     from deepcat.inference.unknown_score import SCORES, WithFeatures, fit_score, stage_names
-    from deepcat.inputs import preprocess_of
     from deepcat.run_folder import load_model
 
     full = resolve_data(args.data)
@@ -122,7 +121,7 @@ def main() -> None:
         seconds = time.perf_counter() - started
         model, meta = load_model(run)
         splits = resolve_data(args.data, classes=",".join(known))
-        how = Scoring(preprocess_of(meta), torch.device("cpu"), progress=False)
+        how = Scoring(meta.preprocess, torch.device("cpu"), progress=False)
         held = np.isin(np.array(full.classes)[full.test.labels], held_out)
         sets = {
             "train": splits.train,

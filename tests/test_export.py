@@ -82,7 +82,8 @@ def test_every_format_matches_pytorch(digits_run, fmt):
     if fmt != "torchscript":  # the file describes itself: classes and preprocessing in its metadata
         clf = load_exported(result.path)
         assert clf.classes == [str(d) for d in range(10)]
-        assert (clf.meta["input_size"], clf.meta["resize"]) == (16, 16) and clf.meta["mean"] == [0.5] * 3
+        pre = clf.meta.preprocess
+        assert (pre.input_size, pre.resize) == (16, 16) and clf.meta.to_dict()["mean"] == [0.5] * 3
         batch = clf.session.get_inputs()[0]
         assert batch.shape[0] != 1 and not isinstance(batch.shape[0], int)  # dynamic batch axis
 

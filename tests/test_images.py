@@ -71,20 +71,20 @@ def test_a_large_jpeg_request_is_decoded_at_reduced_scale_to_nearly_the_same_mod
 
     from skimage import data
 
-    from deepcat.inputs.image import decode_bytes, pixels
+    from deepcat.inputs.image import Preprocess, decode_bytes, pixels
 
-    meta = {"resize": 256, "input_size": 224, "interpolation": "bicubic"}
+    pre = Preprocess(input_size=224, resize=256, interpolation="bicubic")
     big = Image.fromarray(data.chelsea()).resize((1804, 1200), Image.BICUBIC)  # shorter side 1200 >= 2 x 256
     buf = io.BytesIO()
     big.save(buf, format="JPEG", quality=90)
-    reduced = decode_bytes(buf.getvalue(), "photo.jpg", 40_000_000, meta)
+    reduced = decode_bytes(buf.getvalue(), "photo.jpg", 40_000_000, pre)
     full = decode_bytes(buf.getvalue(), "photo.jpg", 40_000_000)
     assert full.size == (1804, 1200) and 256 <= min(reduced.size) < 600
-    gap = np.abs(pixels(reduced, meta) - pixels(full, meta))
+    gap = np.abs(pixels(reduced, pre) - pixels(full, pre))
     assert gap.mean() < 2.0 and np.percentile(gap, 99) < 16, (gap.mean(), np.percentile(gap, 99))
     small = io.BytesIO()
     Image.fromarray(data.chelsea()).save(small, format="JPEG")  # 451x300: under twice the resize, decoded whole
-    assert decode_bytes(small.getvalue(), "cat.jpg", 40_000_000, meta).size == (451, 300)
+    assert decode_bytes(small.getvalue(), "cat.jpg", 40_000_000, pre).size == (451, 300)
 
 
 def test_training_reads_a_large_jpeg_at_reduced_scale_keeping_twice_the_resize(tmp_path):

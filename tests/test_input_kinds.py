@@ -56,7 +56,7 @@ def read(path: str | Path, min_side: int | None = None) -> np.ndarray:
         raise BadInput(f"{path}: not a readable .npy signal ({e})") from e
 
 
-def decode_bytes(data: bytes, name: str, limit: int, meta: dict[str, Any]) -> np.ndarray:
+def decode_bytes(data: bytes, name: str, limit: int, pre: SensorPreprocess) -> np.ndarray:
     try:
         signal = np.load(io.BytesIO(data), allow_pickle=False)
     except (OSError, ValueError) as e:
@@ -128,7 +128,7 @@ SENSOR = InputKind(
     from_memory=lambda item: np.asarray(item, np.float32).ravel(),
     decode_bytes=decode_bytes,
     preprocess=SensorPreprocess.from_dict,
-    to_model_input=lambda signal, meta: fit(signal, meta["length"]),
+    to_model_input=lambda signal, pre: fit(signal, pre.length),
     eval_transform=eval_transform,
     train_transform=train_transform,
     front_end=lambda pre: Unflatten(),
@@ -203,9 +203,8 @@ def check_kind(kind: InputKind, item: Any) -> None:
     the words are filled."""
     pre = kind.default_preprocess(Hints(model_config=None, input_size=None, native_size=16, clip_seconds=1.0))
     assert pre.kind == kind.name and kind.preprocess(pre.to_dict()) == pre and pre.describe()
-    meta = {**pre.to_dict(), "input_kind": kind.name}
     decoded = kind.from_memory(item)
-    model_input = kind.to_model_input(decoded, meta)
+    model_input = kind.to_model_input(decoded, pre)
     assert model_input.dtype == np.float32 and model_input.shape == tuple(kind.example(pre, 2).shape[1:])
     with torch.no_grad():
         through_graph = kind.front_end(pre).eval()(torch.from_numpy(model_input)[None])[0]

@@ -189,7 +189,8 @@ def test_onnx_runtime_threads_sleep_soon_after_a_run(tmp_path):
         initializer=weights,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.metadata_props.add(key="deepcat", value=json.dumps({"classes": ["a", "b"]}))
+    meta = {"classes": ["a", "b"], "input_size": 224, "resize": 224, "interpolation": "bilinear", "mean": [0] * 3}
+    model.metadata_props.add(key="deepcat", value=json.dumps({**meta, "std": [1] * 3}))
     path = tmp_path / "convs.onnx"
     onnx.save(model, path)
 

@@ -272,15 +272,19 @@ def test_model_json_is_versioned_and_an_old_run_without_a_version_still_loads(tm
     from deepcat.inputs.image import Preprocess
     from deepcat.models.create import ModelSpec
     from deepcat.run_folder import MODEL_JSON_VERSION, read_model_json, update_model_json, write_model_json
+    from deepcat.run_meta import Calibration, RunMeta
 
-    write_model_json(tmp_path, spec=ModelSpec("smallcnn", 2), classes=["a", "b"], preprocess=Preprocess(16, 16))
-    update_model_json(tmp_path, calibration={"temperature": 1.5})
-    meta = read_model_json(tmp_path)
-    assert meta["format_version"] == MODEL_JSON_VERSION and meta["calibration"] == {"temperature": 1.5}
+    write_model_json(
+        tmp_path, RunMeta(model=ModelSpec("smallcnn", 2), classes=("a", "b"), preprocess=Preprocess(16, 16))
+    )
+    update_model_json(tmp_path, calibration=Calibration(temperature=1.5))
+    meta = json.loads((tmp_path / "model.json").read_text())
+    assert meta["format_version"] == MODEL_JSON_VERSION and meta["calibration"]["temperature"] == 1.5
+    assert read_model_json(tmp_path).calibration == Calibration(temperature=1.5)
     assert [p.name for p in tmp_path.iterdir()] == ["model.json"]  # written under a temporary name, then renamed
     del meta["format_version"]  # as runs saved before the version was written
     (tmp_path / "model.json").write_text(json.dumps(meta))
-    assert read_model_json(tmp_path)["classes"] == ["a", "b"]
+    assert read_model_json(tmp_path).classes == ("a", "b")
     (tmp_path / "model.json").write_text(json.dumps({**meta, "format_version": MODEL_JSON_VERSION + 1}))
     with pytest.raises(DeepcatError, match="upgrade deepcat"):
         read_model_json(tmp_path)

@@ -65,16 +65,12 @@ def test_every_score_exports_inside_the_graph_with_any_batch_size(tmp_path, kind
         train = stages(torch.rand(400, 3, 8, 8) * 255)[0] if kind == "layers" else torch.randn(400, 64)
     score = fit_score(kind, train, torch.arange(4).repeat(100), stages=stages.stages, sizes=stages.sizes)
     net = Deployable(model, pre, unknown=score)
+    meta = metadata(name="m", classes=list("abcd"), pre=pre, version="1", source="test")
     if runtime == "litert" and kind == "knn":  # its top-k becomes an operation LiteRT's interpreter lacks
         with pytest.raises(DeepcatError, match="LiteRT's interpreter cannot run STABLEHLO_SORT of m.tflite"):
-            write(net, torch.rand(2, 3, 8, 8) * 255, tmp_path / "m.tflite", {})
+            write(net, torch.rand(2, 3, 8, 8) * 255, tmp_path / "m.tflite", meta)
         return
-    path = write(
-        net,
-        torch.rand(2, 3, 8, 8) * 255,
-        tmp_path / ("m.tflite" if runtime == "litert" else "m.onnx"),
-        metadata(name="m", classes=list("abcd"), pre=pre, version="1", source="test"),
-    )
+    path = write(net, torch.rand(2, 3, 8, 8) * 255, tmp_path / ("m.tflite" if runtime == "litert" else "m.onnx"), meta)
     for batch in (1, 5):
         pixels = np.random.default_rng(batch).uniform(0, 255, (batch, 3, 8, 8)).astype(np.float32)
         _, exported = load_exported(path).infer(pixels)

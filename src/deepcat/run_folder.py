@@ -2,7 +2,7 @@
 
     runs/NAME/
       config.yaml          resolved configuration (every `auto` filled in)
-      model.json           architecture, class names, preprocessing: all a consumer needs
+      model.json           architecture, class names, preprocessing, calibration (deepcat.run_meta.RunMeta)
       best.safetensors     weights with the best val accuracy (ties: the lower val loss)
       last.safetensors     weights after the last finished epoch
       state.pt             optimiser, step, RNG-free counters: what `--resume` needs
@@ -21,13 +21,13 @@ need them), so the server and `deepcat predict MODEL.onnx` can read a run's layo
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from deepcat.errors import DeepcatError
-from deepcat.inputs import DEFAULT_KIND
+from deepcat.run_meta import MODEL_JSON_VERSION, Calibration, RunMeta
 
 if TYPE_CHECKING:
     import torch.nn as nn
@@ -55,7 +55,6 @@ __all__ = [
     "write_split",
 ]
 
-MODEL_JSON_VERSION = 1  # model.json's format; runs saved before it had one read as version 1
 ONNX_FILE = "model.onnx"  # RUN/export/: the fp32 ONNX file, and the int8 one `deepcat serve` prefers once checked
 ONNX_INT8_FILE = "model.int8.onnx"
 
@@ -97,44 +96,50 @@ def save_weights(model: nn.Module, path: Path) -> None:
     tmp.replace(path)
 
 
-def write_model_json(
-    run_dir: Path, *, spec: Any, classes: list[str], preprocess: Any, extra: dict[str, Any] | None = None
-) -> None:
-    """model.json: the architecture (`ModelSpec`), class names and the input kind's preprocessing, versioned."""
-    meta = {
-        "format_version": MODEL_JSON_VERSION,
-        "model": asdict(spec),
-        "classes": classes,
-        "input_kind": preprocess.kind,
-        "preprocess": preprocess.to_dict(),
-        **(extra or {}),
-    }
-    atomic_write(run_dir / "model.json", json.dumps(meta, indent=2).encode())
+def write_model_json(run_dir: Path, meta: RunMeta) -> None:
+    """model.json: the architecture, class names and the input kind's preprocessing, stamped with its format
+    version (deepcat.run_meta)."""
+    atomic_write(Path(run_dir) / "model.json", meta.to_json().encode())
 
 
-def update_model_json(run_dir: Path, **values: Any) -> None:
-    """Add or replace top-level keys of model.json (e.g. the calibration fitted after training)."""
-    meta = read_model_json(run_dir)
-    meta.update(values)
-    atomic_write(Path(run_dir) / "model.json", json.dumps(meta, indent=2).encode())
+def update_model_json(run_dir: Path, *, calibration: Calibration) -> RunMeta:
+    """Save the calibration fitted after training in model.json, leaving the rest as the run wrote it.
+
+    Args:
+        run_dir: the run folder.
+        calibration: what `deepcat.evaluation.calibration.fit` returned.
+
+    Returns:
+        The run's metadata as now saved.
+    """
+    meta = dataclasses.replace(read_model_json(run_dir), calibration=calibration)
+    write_model_json(run_dir, meta)
+    return meta
 
 
-def read_model_json(run_dir: Path) -> dict[str, Any]:
-    """A run's model.json; one from a newer deepcat (a format version above this one's) is refused."""
+def read_model_json(run_dir: Path) -> RunMeta:
+    """A run's model.json, typed and brought up to this deepcat's format (deepcat.run_meta.migrate_run).
+
+    Args:
+        run_dir: the run folder; one without model.json, or whose model.json a newer deepcat wrote, is a
+            DeepcatError that says what to do.
+
+    Returns:
+        The run's metadata.
+    """
     path = Path(run_dir) / "model.json"
     if not path.is_file():
         raise DeepcatError(
             f"{run_dir} is not a deepcat run folder (no model.json). "
             f"Pass the folder that `deepcat train` printed, e.g. runs/smallcnn-digits-..."
         )
-    meta = json.loads(path.read_text())
-    version = meta.get("format_version", 1)
-    if not isinstance(version, int) or version > MODEL_JSON_VERSION:
-        raise DeepcatError(
-            f"{path} has format version {version!r}, newer than this deepcat reads "
-            f"({MODEL_JSON_VERSION}): upgrade deepcat (pip install -U deepcat)"
-        )
-    return cast("dict[str, Any]", meta)
+    try:
+        raw = json.loads(path.read_text())
+    except ValueError as e:
+        raise DeepcatError(f"{path} is not JSON ({e}); the run folder is damaged: train the run again") from None
+    if not isinstance(raw, dict):
+        raise DeepcatError(f"{path} is not a JSON object; the run folder is damaged: train the run again")
+    return RunMeta.from_dict(raw, where=str(path))
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:
@@ -158,20 +163,19 @@ def run_splits(run_dir: Path, data: str | None = None) -> DataSplits:
         val_fraction=0.0,
         seed=cfg["seed"],
         data_root=cfg.get("data_root"),
-        modality=read_model_json(run_dir).get("input_kind", DEFAULT_KIND),
+        modality=read_model_json(run_dir).preprocess.kind,
     )
 
 
-def load_model(run_dir: str | Path, *, which: str = "best") -> tuple[nn.Module, dict[str, Any]]:
+def load_model(run_dir: str | Path, *, which: str = "best") -> tuple[nn.Module, RunMeta]:
     """Rebuild the architecture from model.json and load `which` (best|last) weights, in eval mode."""
     from safetensors.torch import load_model as load_into
 
-    from deepcat.models.create import ModelSpec, build
+    from deepcat.models.create import build
 
     run_dir = Path(run_dir)
     meta = read_model_json(run_dir)
-    spec = ModelSpec(**meta["model"])
-    model = build(spec, image_size=meta["preprocess"].get("input_size", 0))  # sound: no image size
+    model = build(meta.model, image_size=meta.image_size)
     weights = run_dir / f"{which}.safetensors"
     if not weights.is_file():
         raise DeepcatError(f"{weights} is missing; the run may have stopped before its first epoch ended")

@@ -23,7 +23,7 @@ from PIL import Image
 
 from deepcat.data.sources import Samples
 from deepcat.errors import DeepcatError
-from deepcat.inputs import Preprocessing, preprocess_of
+from deepcat.inputs import Preprocessing
 
 __all__ = ["Explanation", "explain_run", "grad_cam", "overlay", "save_explanations", "target_layer", "worst_mistakes"]
 
@@ -122,22 +122,20 @@ def explain_run(
 ) -> list[Explanation]:
     """Grad-CAM for each image (`deepcat.explain`): of `target` (a class name) or of the predicted class.
     With `output`, writes one PNG per image there (image, heatmap overlay, label)."""
-    from deepcat.evaluation.calibration import Calibration
     from deepcat.inference.answers import decoded
-    from deepcat.inputs import kind_of_meta
     from deepcat.run_folder import load_model
 
     model, meta = load_model(run)
     model = model.float()
-    classes, pre = meta["classes"], preprocess_of(meta)
+    classes, pre = list(meta.classes), meta.preprocess
     if target is not None and target not in classes:
         from deepcat.errors import did_you_mean
 
         raise DeepcatError(
             f"class {target!r} is not one of the run's classes{did_you_mean(target, classes)}: {', '.join(classes)}"
         )
-    temperature = Calibration.from_dict(meta.get("calibration")).temperature
-    kind = kind_of_meta(meta)
+    temperature = meta.calibration_or_default.temperature
+    kind = meta.kind
     transform = kind.eval_transform(pre)
     results = []
     for item in images:

@@ -11,7 +11,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 import torch
@@ -34,8 +34,8 @@ from deepcat.inference.unknown_score import (
     save_score,
     stage_names,
 )
-from deepcat.inputs import preprocess_of
 from deepcat.run_folder import load_model, read_config, update_model_json
+from deepcat.run_meta import RunMeta
 
 __all__ = [
     "FIT_IMAGES",
@@ -63,13 +63,13 @@ class RunContext:
     accept: float
 
     @classmethod
-    def of(cls, run_dir: Path, meta: dict[str, Any], *, progress: bool) -> RunContext:
+    def of(cls, run_dir: Path, meta: RunMeta, *, progress: bool) -> RunContext:
         """Always fp32, whatever the run trained in: what is fitted here (the temperature, the `unknown` score's
         statistics and threshold, the set limits) and the test metrics describe the model as it is deployed, and
         every runtime that uses them (ONNX, the server, `load`) computes in fp32."""
         cfg = read_config(run_dir)
         scoring = Scoring(
-            preprocess_of(meta), pick_device(cfg.get("device", "auto")), None, cfg.get("workers"), progress=progress
+            meta.preprocess, pick_device(cfg.get("device", "auto")), None, cfg.get("workers"), progress=progress
         )
         return cls(run_dir, scoring, cfg.get("accept", calibration.DEFAULT_ACCEPT))
 
@@ -128,7 +128,7 @@ def calibrate(model: nn.Module, splits: DataSplits, ctx: RunContext) -> tuple[ca
     cal = calibration.fit(logits, labels, unknown_scores(unknown, features, logits), score=kind, accept=ctx.accept)
     if cal.note:
         print(f"calibration: {cal.note}", file=sys.stderr)
-    update_model_json(ctx.run_dir, calibration=cal.to_dict())
+    update_model_json(ctx.run_dir, calibration=cal)
     return cal, unknown
 
 

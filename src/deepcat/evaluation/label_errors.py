@@ -23,7 +23,7 @@ from deepcat.data.loader import BadInputLog, batches, eval_loader
 from deepcat.data.sources import DataSplits, Samples, combined
 from deepcat.errors import DeepcatError
 from deepcat.evaluation.scores import forward_in_parts
-from deepcat.inputs import DEFAULT_KIND, Preprocessing, Words, input_kind, preprocess_of
+from deepcat.inputs import DEFAULT_KIND, Preprocessing, Words, input_kind
 
 __all__ = ["LabelErrors", "Suspect", "embeddings", "find_label_errors", "out_of_fold_probs", "save"]
 
@@ -121,13 +121,14 @@ def find_label_errors(run: str | Path, splits: DataSplits, *, folds: int = 5, pr
     from deepcat.run_folder import load_model
 
     model, meta = load_model(run)
-    if list(splits.classes) != list(meta["classes"]):
+    classes = list(meta.classes)
+    if list(splits.classes) != classes:
         raise DeepcatError(
-            f"{run} was trained on classes {meta['classes']}, the data has {splits.classes}; "
+            f"{run} was trained on classes {classes}, the data has {splits.classes}; "
             f"check labels with a run trained on this data"
         )
     samples, names, where = combined(splits)
-    features, labels = embeddings(model, samples, preprocess_of(meta), progress=progress)
+    features, labels = embeddings(model, samples, meta.preprocess, progress=progress)
     if len(labels) != len(samples):
         raise DeepcatError("some images are unreadable; run `deepcat check DATA` and fix them first")
     probs = out_of_fold_probs(features, labels, folds=folds)
@@ -135,7 +136,6 @@ def find_label_errors(run: str | Path, splits: DataSplits, *, folds: int = 5, pr
     # Windows, a spawned process) they are not there, so it runs in this process
     jobs = None if multiprocessing.get_start_method() == "fork" else 1
     ranked = find_label_issues(labels, probs, return_indices_ranked_by="self_confidence", n_jobs=jobs)
-    classes = meta["classes"]
     suspects = [
         Suspect(
             int(i),

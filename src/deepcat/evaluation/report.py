@@ -14,7 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from deepcat.inputs import Words, kind_of_meta, preprocess_of
+from deepcat.inputs import Words
+from deepcat.run_folder import read_model_json
+from deepcat.run_meta import RunMeta
 
 __all__ = ["CSS", "SCORE_NAMES", "write_report"]
 
@@ -253,16 +255,16 @@ def _export_section(run_dir: Path) -> str:
     )
 
 
-def _model_card(cfg: dict[str, Any], meta: dict[str, Any], cal: dict[str, Any] | None) -> str:
+def _model_card(cfg: dict[str, Any], meta: RunMeta, cal: dict[str, Any] | None) -> str:
     threshold_note = (
         f"({cal.get('score', 'energy')} threshold {cal['threshold']:.2f})" if cal and cal.get("threshold") else ""
     )
-    classes = ", ".join(meta["classes"])
-    words = kind_of_meta(meta).words
+    classes = ", ".join(meta.classes)
+    words = meta.kind.words
     noun, source = words.plural, words.source
     return (
         f"<h2>Model card</h2><table>"
-        f"<tr><th>Model</th><td>{html.escape(meta['model']['name'])}, {preprocess_of(meta).describe()}"
+        f"<tr><th>Model</th><td>{html.escape(meta.model.name)}, {meta.preprocess.describe()}"
         f"{', ImageNet-pretrained' if cfg.get('pretrained') else ', trained from scratch'}</td></tr>"
         f"<tr><th>Data</th><td>{html.escape(str(cfg.get('data')))}; classes: {html.escape(classes)}</td></tr>"
         f"<tr><th>Intended use</th><td>Sorting {noun} into exactly these classes, on {noun} like the training "
@@ -281,7 +283,7 @@ def write_report(run_dir: str | Path) -> Path:
 
     run_dir = Path(run_dir)
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
-    meta = _read_json(run_dir / "model.json")
+    meta = read_model_json(run_dir)
     cal = _read_json(run_dir / "calibration.json")
     metrics = next((m for m in (_read_json(run_dir / f"{n}_metrics.json") for n in ("test", "val")) if m), None)
     history = list(csv.DictReader((run_dir / "metrics.csv").open())) if (run_dir / "metrics.csv").is_file() else []
@@ -293,8 +295,8 @@ def write_report(run_dir: str | Path) -> Path:
     ]
     body = [
         f"<h1>{html.escape(run_dir.name)}</h1>",
-        f"<p class='lead'>{html.escape(meta['model']['name'])} on {html.escape(str(cfg.get('data')))}, "
-        f"{len(meta['classes'])} classes. Report written {time.strftime('%Y-%m-%d %H:%M')}.</p>",
+        f"<p class='lead'>{html.escape(meta.model.name)} on {html.escape(str(cfg.get('data')))}, "
+        f"{len(meta.classes)} classes. Report written {time.strftime('%Y-%m-%d %H:%M')}.</p>",
         f"<div class='cards'>{''.join(cards)}</div>",
         _data_section(run_dir, cfg, _read_json(run_dir / "audit.json")),
         "<h2>Training</h2>"
@@ -323,8 +325,8 @@ def write_report(run_dir: str | Path) -> Path:
         _evaluation_section(run_dir),
         _calibration_section(run_dir, cal),
         _spotting_section(run_dir),
-        _mistakes_section(run_dir, kind_of_meta(meta).words.noun),
-        _labels_section(run_dir, kind_of_meta(meta).words),
+        _mistakes_section(run_dir, meta.kind.words.noun),
+        _labels_section(run_dir, meta.kind.words),
         _export_section(run_dir),
         _model_card(cfg, meta, cal),
     ]

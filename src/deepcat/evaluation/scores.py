@@ -18,7 +18,6 @@ from deepcat.data.loader import BadInputLog, batches, eval_loader
 from deepcat.data.sources import DataSplits, Samples
 from deepcat.device import amp_dtype, autocast, pick_device
 from deepcat.errors import DeepcatError
-from deepcat.inputs import preprocess_of
 
 __all__ = [
     "Evaluation",
@@ -259,22 +258,21 @@ def evaluate_run(
     run_dir: Path, *, data: str | None, batch_size: int, device: str, amp: str, which: str, progress: bool
 ) -> Evaluation:
     """Score a run on DATA (default: its own test split, else val); writes RUN/evaluation/."""
-    from deepcat.evaluation.calibration import Calibration
     from deepcat.run_folder import load_model, read_config, run_splits
 
     model, meta = load_model(run_dir, which=which)
-    cal = Calibration.from_dict(meta.get("calibration"))
+    cal, classes = meta.calibration_or_default, list(meta.classes)
     data_name = data or read_config(run_dir)["data"]
-    split_name, samples = pick_eval_samples(run_splits(run_dir, data), meta["classes"])
+    split_name, samples = pick_eval_samples(run_splits(run_dir, data), classes)
     dev = pick_device(device)
     out = run_dir / "evaluation"
     out.mkdir(exist_ok=True)
-    how = Scoring(preprocess_of(meta), dev, amp_dtype(amp, dev), batch_size=batch_size, progress=progress)
+    how = Scoring(meta.preprocess, dev, amp_dtype(amp, dev), batch_size=batch_size, progress=progress)
     logits, labels = logits_of(model, samples, how)
     return score(
         logits,
         labels,
-        classes=meta["classes"],
+        classes=classes,
         temperature=cal.temperature,
         data=data_name,
         split=split_name,

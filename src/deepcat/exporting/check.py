@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from deepcat.errors import DeepcatError
-from deepcat.inputs import BadInput, kind_of_meta
+from deepcat.inputs import BadInput
+from deepcat.run_meta import ExportMeta
 
 __all__ = [
     "FP32_MAX_ABS_DIFF",
@@ -31,7 +32,7 @@ INT8_MAX_ACCURACY_DROP = 0.01
 
 
 def run_images(
-    run_dir: Path, meta: dict[str, Any], *, split: str, limit: int, seed: int = 0
+    run_dir: Path, meta: ExportMeta, *, split: str, limit: int, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Up to `limit` inputs of the run's `split` (falling back to val, test, train) as the model's raw input
     (images: (N, 3, H, W) pixels), decoded by the run's input kind."""
@@ -42,14 +43,14 @@ def run_images(
     samples = next(part for name in order if (part := splits.split(name)) is not None)
     rng = np.random.default_rng(seed)
     index = rng.permutation(len(samples))[:limit]
-    kind = kind_of_meta(meta)
+    kind = meta.kind
     batch, labels = [], []
     for i in index:
         try:
             decoded = samples.decode(i, kind)
         except BadInput:
             continue
-        batch.append(kind.to_model_input(decoded, meta))
+        batch.append(kind.to_model_input(decoded, meta.preprocess))
         labels.append(int(samples.labels[i]))
     if not batch:
         raise DeepcatError(f"no readable inputs in {run_dir}'s data to check the export with")

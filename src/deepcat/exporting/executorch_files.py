@@ -7,7 +7,6 @@ constant method, `deepcat`, that returns it as JSON.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import torch
 
 from deepcat.exporting.pt2e import fuse_clamps, in_core_aten, program, quantized
 from deepcat.inference.runtimes import need
+from deepcat.run_meta import ExportMeta
 
 __all__ = ["write_executorch"]
 
@@ -50,7 +50,7 @@ def write_executorch(
     net: torch.nn.Module,
     example: torch.Tensor,
     out: Path,
-    meta: dict[str, Any],
+    meta: ExportMeta,
     images: np.ndarray | None = None,
     float_segments: int = 0,
 ) -> Path:
@@ -63,7 +63,7 @@ def write_executorch(
     net = in_core_aten(net)
     model = net if images is None else _xnnpack_int8(net, example, images, float_segments)
     lowered = to_edge_transform_and_lower(
-        program(model, example), partitioner=[XnnpackPartitioner()], constant_methods={"deepcat": json.dumps(meta)}
+        program(model, example), partitioner=[XnnpackPartitioner()], constant_methods={"deepcat": meta.to_json()}
     )
     out.write_bytes(lowered.to_executorch().buffer)
     return out

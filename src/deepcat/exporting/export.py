@@ -14,8 +14,8 @@ import torch
 from deepcat.exporting.check import ExportCheck, compare, run_images
 from deepcat.exporting.formats import FORMATS, CalibrationImages, torch_logits
 from deepcat.exporting.graph import Deployable, metadata
-from deepcat.inputs import preprocess_of
 from deepcat.run_folder import check_file
+from deepcat.run_meta import ExportMeta
 
 __all__ = ["HELD_OUT_IMAGES", "ExportResult", "export_checked", "export_pretrained_cat_dog", "export_run"]
 
@@ -71,16 +71,16 @@ def export_run(
 
     chosen = FORMATS.get(format)
     model, run_meta = load_model(run_dir)
-    pre = preprocess_of(run_meta)
+    pre = run_meta.preprocess
     digest = hashlib.sha256((run_dir / "best.safetensors").read_bytes()).hexdigest()[:12]
-    cal = run_meta.get("calibration")
+    cal = run_meta.calibration_or_default
     meta = metadata(
         name=run_dir.name,
-        classes=run_meta["classes"],
+        classes=list(run_meta.classes),
         pre=pre,
         version=digest,
-        source=run_meta["model"]["name"],
-        calibration=cal,
+        source=run_meta.model.name,
+        calibration=run_meta.calibration,
     )
     checks, labels = run_images(run_dir, meta, split="val", limit=check_images)
     if calibration_images is None:  # ONNX Runtime's percentile calibration holds every activation of every
@@ -90,8 +90,8 @@ def export_run(
     net = Deployable(
         model.float(),
         pre,
-        temperature=(cal or {}).get("temperature", 1.0),
-        unknown=load_score((cal or {}).get("score", "energy"), run_dir),
+        temperature=cal.temperature,
+        unknown=load_score(cal.score, run_dir),
     )
     count = calibration_images
 
@@ -108,7 +108,7 @@ def export_run(
 
 def export_checked(
     net: Deployable,
-    meta: dict[str, Any],
+    meta: ExportMeta,
     *,
     format: str,
     out: Path,

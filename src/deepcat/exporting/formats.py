@@ -5,7 +5,6 @@ so `export_checked` can compare it with PyTorch. A new format is one `FORMATS.ad
 from __future__ import annotations
 
 import importlib
-import json
 import sys
 import warnings
 from collections.abc import Callable
@@ -17,6 +16,7 @@ import numpy as np
 
 from deepcat.registry import Registry
 from deepcat.run_folder import ONNX_FILE, ONNX_INT8_FILE
+from deepcat.run_meta import ExportMeta
 
 if TYPE_CHECKING:  # torch loads when a format is written, so the CLI can list the formats at once
     import torch
@@ -57,7 +57,7 @@ class Written:
 
 
 # (network, metadata, out file, example input, calibration images, quiet) -> the written file
-Writer = Callable[["Deployable", dict[str, Any], Path, "torch.Tensor", CalibrationImages, bool], Written]
+Writer = Callable[["Deployable", ExportMeta, Path, "torch.Tensor", CalibrationImages, bool], Written]
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def _exported(path: Path) -> Written:
 
 
 def write_onnx(
-    net: Deployable, meta: dict[str, Any], out: Path, example: torch.Tensor, calibration: CalibrationImages, quiet: bool
+    net: Deployable, meta: ExportMeta, out: Path, example: torch.Tensor, calibration: CalibrationImages, quiet: bool
 ) -> Written:
     from deepcat.exporting.onnx_formats import export_onnx
 
@@ -99,7 +99,7 @@ def write_onnx(
 
 
 def write_int8(
-    net: Deployable, meta: dict[str, Any], out: Path, example: torch.Tensor, calibration: CalibrationImages, quiet: bool
+    net: Deployable, meta: ExportMeta, out: Path, example: torch.Tensor, calibration: CalibrationImages, quiet: bool
 ) -> Written:
     """fp32 ONNX beside it first, then static int8 with mixed precision chosen on held-out images."""
     from deepcat.exporting import mixed_precision
@@ -122,7 +122,7 @@ def write_int8(
 
 
 def write_ort(
-    net: Deployable, meta: dict[str, Any], out: Path, example: torch.Tensor, calibration: CalibrationImages, quiet: bool
+    net: Deployable, meta: ExportMeta, out: Path, example: torch.Tensor, calibration: CalibrationImages, quiet: bool
 ) -> Written:
     """The int8 model in ONNX Runtime Mobile's format, for Android."""
     from deepcat.exporting.onnx_formats import to_ort_format
@@ -136,7 +136,7 @@ def write_ort(
 
 
 def write_torchscript(
-    net: Deployable, meta: dict[str, Any], out: Path, example: torch.Tensor, calibration: CalibrationImages, quiet: bool
+    net: Deployable, meta: ExportMeta, out: Path, example: torch.Tensor, calibration: CalibrationImages, quiet: bool
 ) -> Written:
     import torch
 
@@ -144,13 +144,13 @@ def write_torchscript(
         warnings.simplefilter("ignore", FutureWarning)
         with torch.no_grad():  # trace the inference graph
             traced = torch.jit.trace(net, example)
-        torch.jit.save(traced, str(out), _extra_files={"deepcat.json": json.dumps(meta)})
+        torch.jit.save(traced, str(out), _extra_files={"deepcat.json": meta.to_json()})
         loaded = torch.jit.load(str(out))
     return Written(lambda batch: torch_logits(loaded, batch), lambda batch: torch_logits(loaded, batch, output=1))
 
 
 def write_openvino(
-    net: Deployable, meta: dict[str, Any], out: Path, example: torch.Tensor, calibration: CalibrationImages, quiet: bool
+    net: Deployable, meta: ExportMeta, out: Path, example: torch.Tensor, calibration: CalibrationImages, quiet: bool
 ) -> Written:
     """OpenVINO IR (.xml + .bin), converted from the fp32 ONNX file written beside it."""
     from deepcat.exporting import openvino_files
@@ -164,7 +164,7 @@ def write_openvino(
 
 
 def write_openvino_int8(
-    net: Deployable, meta: dict[str, Any], out: Path, example: torch.Tensor, calibration: CalibrationImages, quiet: bool
+    net: Deployable, meta: ExportMeta, out: Path, example: torch.Tensor, calibration: CalibrationImages, quiet: bool
 ) -> Written:
     """The fp32 IR beside it first, then int8 by NNCF's post-training quantisation."""
     from deepcat.exporting import openvino_files
@@ -192,7 +192,7 @@ def pt2e_writers(toolchain: str, convert: str, quantizer: str) -> tuple[Writer, 
 
     def write_fp32(
         net: Deployable,
-        meta: dict[str, Any],
+        meta: ExportMeta,
         out: Path,
         example: torch.Tensor,
         calibration: CalibrationImages,
@@ -205,7 +205,7 @@ def pt2e_writers(toolchain: str, convert: str, quantizer: str) -> tuple[Writer, 
 
     def write_int8(
         net: Deployable,
-        meta: dict[str, Any],
+        meta: ExportMeta,
         out: Path,
         example: torch.Tensor,
         calibration: CalibrationImages,

@@ -3,7 +3,6 @@ What the graph takes is the input kind's (`deepcat.inputs`): its front end is th
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +11,7 @@ import torch.nn as nn
 
 from deepcat.inference.unknown_score import UnknownScore, WithFeatures
 from deepcat.inputs import input_kind
+from deepcat.run_meta import PROBABILITIES, Calibration, ExportMeta
 
 __all__ = ["LOGITS", "OUTPUT", "SCORE", "Deployable", "metadata", "metadata_props"]
 
@@ -50,28 +50,27 @@ class Deployable(nn.Module):
 
 
 def metadata(
-    *, name: str, classes: list[str], pre: Any, version: str, source: str, calibration: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """What a consumer needs to feed the model and read its answer; stored as JSON under the key `deepcat`.
-    `calibration.threshold`: below this score (second output) the answer is `unknown`; `calibration.conformal`:
-    the prediction sets' limits (see deepcat.evaluation.calibration)."""
+    *, name: str, classes: list[str], pre: Any, version: str, source: str, calibration: Calibration | None = None
+) -> ExportMeta:
+    """What a consumer needs to feed the model and read its answer (deepcat.run_meta.ExportMeta); stored as JSON
+    under the key `deepcat`. `calibration.threshold`: below this score (second output) the answer is `unknown`;
+    `calibration.conformal`: the prediction sets' limits (see deepcat.evaluation.calibration)."""
     from deepcat.version import __version__
 
-    return {
-        "name": name,
-        "version": version,
-        "source": source,
-        "classes": classes,
-        **pre.to_dict(),
-        "calibration": calibration,
-        "input_kind": pre.kind,
-        "input": input_kind(pre.kind).input_spec(pre),
-        "output": {"name": OUTPUT, "kind": "probabilities"},
-        "score_output": SCORE,
-        "logits_output": LOGITS,
-        "deepcat_version": __version__,
-    }
+    return ExportMeta(
+        name=name,
+        version=version,
+        source=source,
+        classes=tuple(classes),
+        preprocess=pre,
+        calibration=calibration,
+        input=input_kind(pre.kind).input_spec(pre),
+        output={**PROBABILITIES, "name": OUTPUT},
+        score_output=SCORE,
+        logits_output=LOGITS,
+        deepcat_version=__version__,
+    )
 
 
-def metadata_props(meta: dict[str, Any]) -> dict[str, str]:
-    return {"deepcat": json.dumps(meta)}
+def metadata_props(meta: ExportMeta) -> dict[str, str]:
+    return {"deepcat": meta.to_json()}

@@ -8,7 +8,6 @@ metadata is a named metadata entry, `deepcat`, of the flatbuffer (JSON), which `
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ import torch
 
 from deepcat.exporting.pt2e import BATCH, fuse_clamps, in_core_aten, quantized
 from deepcat.inference.runtimes import need
+from deepcat.run_meta import ExportMeta
 
 __all__ = ["write_litert"]
 
@@ -50,7 +50,7 @@ def write_litert(
     net: torch.nn.Module,
     example: torch.Tensor,
     out: Path,
-    meta: dict[str, Any],
+    meta: ExportMeta,
     images: np.ndarray | None = None,
     float_segments: int = 0,
 ) -> Path:
@@ -109,14 +109,14 @@ def _runs(path: Path) -> None:
         ) from error
 
 
-def _add_metadata(path: Path, meta: dict[str, Any]) -> None:
+def _add_metadata(path: Path, meta: ExportMeta) -> None:
     """Append `meta` as the flatbuffer's metadata entry `deepcat` (a buffer of JSON bytes)."""
     import flatbuffers
 
     schema = need("ai_edge_litert.schema_py_generated", "litert", "--format litert")
     model = schema.ModelT.InitFromPackedBuf(bytearray(path.read_bytes()), 0)
     buffer = schema.BufferT()
-    buffer.data = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    buffer.data = np.frombuffer(meta.to_json().encode(), np.uint8)
     model.buffers.append(buffer)
     entry = schema.MetadataT()
     entry.name, entry.buffer = "deepcat", len(model.buffers) - 1

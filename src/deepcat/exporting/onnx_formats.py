@@ -12,6 +12,7 @@ import torch
 
 from deepcat.exporting import mixed_precision
 from deepcat.exporting.graph import LOGITS, OUTPUT, SCORE, Deployable, metadata_props
+from deepcat.run_meta import ExportMeta
 
 __all__ = [
     "AMPLIFYING_WEIGHT",
@@ -28,7 +29,7 @@ __all__ = [
 ]
 
 
-def set_metadata(path: Path, meta: dict[str, Any]) -> None:
+def set_metadata(path: Path, meta: ExportMeta) -> None:
     import onnx
 
     model = onnx.load(str(path))
@@ -38,7 +39,7 @@ def set_metadata(path: Path, meta: dict[str, Any]) -> None:
     onnx.save(model, str(path))  # one file: weights inline, no external data
 
 
-def export_onnx(net: Deployable, example: torch.Tensor, path: Path, meta: dict[str, Any]) -> Path:
+def export_onnx(net: Deployable, example: torch.Tensor, path: Path, meta: ExportMeta) -> Path:
     """fp32 ONNX with a dynamic batch axis, via torch.export (the maintained exporter)."""
     batch = torch.export.Dim("batch", min=1, max=4096)
     with torch.no_grad():  # the inference graph (a model may branch on it: smallcnn's test-time flip)
@@ -46,7 +47,7 @@ def export_onnx(net: Deployable, example: torch.Tensor, path: Path, meta: dict[s
             net,
             (example,),
             dynamo=True,
-            input_names=[meta["input"]["name"]],
+            input_names=[meta.input_name],
             output_names=[OUTPUT, SCORE, LOGITS],
             dynamic_shapes=({0: batch},),
             verbose=False,
@@ -191,7 +192,7 @@ def _top1(path: Path, pixels: np.ndarray) -> np.ndarray:
 
 
 def quantize_int8(
-    fp32: Path, path: Path, calibration: np.ndarray, meta: dict[str, Any], held_out: np.ndarray | None = None
+    fp32: Path, path: Path, calibration: np.ndarray, meta: ExportMeta, held_out: np.ndarray | None = None
 ) -> dict[str, Any]:
     """Static QDQ int8: per-channel int8 weights, uint8 activations calibrated on real images.
 
@@ -237,7 +238,7 @@ def quantize_int8(
                 quantize_static(
                     str(prepared),
                     str(path),
-                    Reader(calibration, meta["input"]["name"]),
+                    Reader(calibration, meta.input_name),
                     quant_format=QuantFormat.QDQ,
                     op_types_to_quantize=QUANTIZED_OPS,
                     calibrate_method=CalibrationMethod.Percentile,

@@ -6,7 +6,6 @@ OpenVINO runs on Intel CPUs, GPUs and NPUs and uses VNNI and AMX for int8; the I
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import numpy as np
 
 from deepcat.inference.runtimes import need
 from deepcat.inference.signal_stack import own_signal_stack
+from deepcat.run_meta import ExportMeta
 
 __all__ = ["RESTORE_ITERATIONS", "quantize_openvino", "write_openvino"]
 
@@ -23,11 +23,11 @@ __all__ = ["RESTORE_ITERATIONS", "quantize_openvino", "write_openvino"]
 RESTORE_ITERATIONS = 8
 
 
-def write_openvino(onnx_file: Path, out: Path, meta: dict[str, Any]) -> Path:
+def write_openvino(onnx_file: Path, out: Path, meta: ExportMeta) -> Path:
     """The fp32 IR of an exported ONNX file. Weights stay fp32 (OpenVINO's default halves them to fp16)."""
     ov = need("openvino", "openvino", "--format openvino")
     model = ov.convert_model(str(onnx_file))
-    model.set_rt_info(json.dumps(meta), ["deepcat"])
+    model.set_rt_info(meta.to_json(), ["deepcat"])
     ov.save_model(model, str(out), compress_to_fp16=False)
     return out
 

@@ -65,7 +65,7 @@ class Prediction:
 
 def decide(
     row: np.ndarray,
-    classes: list[str],
+    classes: Sequence[str],
     *,
     top_k: int,
     score: float | None,
@@ -96,13 +96,13 @@ def as_json(
     row: np.ndarray,
     score: float | None,
     *,
-    meta: dict[str, Any],
+    classes: Sequence[str],
     top_k: int,
     threshold: float | None,
     set_limit: float | None = None,
 ) -> dict[str, Any]:
     """One answer as `POST /v1/predict` gives it (also from the Flask and Django examples)."""
-    answer = decide(row, meta["classes"], top_k=top_k, score=score, threshold=threshold, set_limit=set_limit)
+    answer = decide(row, classes, top_k=top_k, score=score, threshold=threshold, set_limit=set_limit)
     answer["top"] = [{"label": label, "probability": p} for label, p in answer["top"]]
     return {"source": source, **answer}
 

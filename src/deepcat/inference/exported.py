@@ -18,7 +18,7 @@ from typing import Any, cast
 import numpy as np
 
 from deepcat.inference.answers import InputItem, Prediction, Rule, predict_batches
-from deepcat.inputs import kind_of_meta
+from deepcat.run_meta import ExportMeta
 
 __all__ = ["ExportedClassifier", "load_exported"]
 
@@ -29,16 +29,16 @@ class ExportedClassifier:
     feed it."""
 
     session: Any
-    meta: dict[str, Any]
+    meta: ExportMeta
     device: str = "cpu"  # where the session runs: cpu or cuda
 
     @property
     def classes(self) -> list[str]:
-        return cast("list[str]", self.meta["classes"])
+        return list(self.meta.classes)
 
     @property
     def name(self) -> str:
-        return cast(str, self.meta.get("name", "model"))
+        return self.meta.name
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -62,7 +62,7 @@ class ExportedClassifier:
     @property
     def threshold(self) -> float | None:
         """`unknown` score below which the answer is `unknown` (None: never)."""
-        return (self.meta.get("calibration") or {}).get("threshold")
+        return self.meta.calibration_or_default.threshold
 
     def set_limit(self, coverage: float | None) -> float | None:
         """The prediction sets' limit for `coverage` (None: no sets asked for)."""
@@ -71,7 +71,7 @@ class ExportedClassifier:
 
         if coverage is None:
             return None
-        return set_limit((self.meta.get("calibration") or {}).get("conformal"), coverage, DeepcatError)
+        return set_limit(self.meta.calibration_or_default.conformal, coverage, DeepcatError)
 
     def predict(
         self,
@@ -87,13 +87,13 @@ class ExportedClassifier:
         an array) gets one `Prediction`, a list of them a list."""
         single = not isinstance(images, (list, tuple))
         items = [cast(InputItem, images)] if single else list(cast(Sequence[InputItem], images))
-        kind = kind_of_meta(self.meta)
+        kind, pre = self.meta.kind, self.meta.preprocess
         rule = Rule(self.classes, top_k, self.threshold if reject else None, self.set_limit(coverage))
         results = predict_batches(
             items,
             rule,
             kind=kind,
-            prepare=lambda item: kind.to_model_input(item, self.meta),
+            prepare=lambda item: kind.to_model_input(item, pre),
             infer=lambda batch: self.infer(np.stack(batch)),
             batch_size=batch_size,
             progress=progress,
@@ -107,17 +107,17 @@ class ExportedClassifier:
         raises `BadInput` (with its HTTP status and reason) for bytes that are not a readable input."""
         from deepcat.inference.answers import as_json
 
-        kind = kind_of_meta(self.meta)
-        raw = kind.to_model_input(kind.decode_bytes(data, name, kind.default_limit, self.meta), self.meta)
+        kind, pre = self.meta.kind, self.meta.preprocess
+        raw = kind.to_model_input(kind.decode_bytes(data, name, kind.default_limit, pre), pre)
         probs, scores = self.infer(raw[None])
         return {
             "model": self.name,
-            "version": self.meta.get("version"),
+            "version": self.meta.version,
             **as_json(
                 name,
                 probs[0],
                 None if scores is None else scores[0],
-                meta=self.meta,
+                classes=self.meta.classes,
                 top_k=top_k,
                 threshold=self.threshold if reject else None,
                 set_limit=self.set_limit(coverage),

@@ -124,12 +124,11 @@ def spot(probabilities: np.ndarray, ends_s: np.ndarray, classes: Sequence[str], 
 def _sound_preprocess(classifier: Classifier | ExportedClassifier) -> Any:
     """The classifier's AudioPreprocess; a clear error for a model of another kind."""
     from deepcat.inference.exported import ExportedClassifier
-    from deepcat.inputs import kind_of_meta
     from deepcat.inputs.audio import AudioPreprocess
 
     pre: object
     if isinstance(classifier, ExportedClassifier):
-        kind, pre = kind_of_meta(classifier.meta).name, AudioPreprocess.from_dict(classifier.meta)
+        kind, pre = classifier.meta.kind.name, classifier.meta.preprocess
     else:
         kind, pre = classifier.kind.name, classifier.preprocess
     if kind != "audio" or not isinstance(pre, AudioPreprocess):

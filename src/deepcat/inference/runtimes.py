@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import json
 import os
 import threading
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from typing import Any
 
 from deepcat.errors import DeepcatError
 from deepcat.inference.signal_stack import own_signal_stack
+from deepcat.run_meta import ExportMeta
 
 __all__ = [
     "DEVICES",
@@ -46,7 +46,7 @@ __all__ = [
 
 DEVICES = ("auto", "cpu", "cuda")
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")  # ONNX Runtime's, in order of preference
-Opener = Callable[[Path, "int | None", str], tuple[Any, dict[str, Any]]]
+Opener = Callable[[Path, "int | None", str], tuple[Any, ExportMeta]]
 
 
 def need(module: str, extra: str, purpose: str) -> ModuleType:
@@ -105,7 +105,7 @@ def onnx_providers(device: str, cache: Path) -> list[Any]:
 SPIN_US = 5000
 
 
-def open_onnx(path: Path, threads: int | None, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
+def open_onnx(path: Path, threads: int | None, device: str = "cpu") -> tuple[Any, ExportMeta]:
     """ONNX Runtime for .onnx and .ort files (metadata under the key `deepcat`), on the CPU or a CUDA GPU."""
     import onnxruntime as ort
 
@@ -123,7 +123,7 @@ def open_onnx(path: Path, threads: int | None, device: str = "cpu") -> tuple[Any
     props = session.get_modelmeta().custom_metadata_map
     if "deepcat" not in props:
         raise _no_metadata(path)
-    return session, json.loads(props["deepcat"])
+    return session, ExportMeta.from_json(props["deepcat"], where=str(path))
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,7 @@ class OpenVinoSession:
         return [result[name] for name in (names or self.output_names)]
 
 
-def open_openvino(path: Path, threads: int | None, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
+def open_openvino(path: Path, threads: int | None, device: str = "cpu") -> tuple[Any, ExportMeta]:
     """OpenVINO Runtime on the CPU, for IR files (.xml beside its .bin; metadata in the rt_info key `deepcat`).
     Float layers run in fp32: by default OpenVINO runs them in bf16 on CPUs that have it, so the same file would
     answer differently on an AVX-512 BF16 or AMX CPU than on an AVX2 one."""
@@ -166,7 +166,7 @@ def open_openvino(path: Path, threads: int | None, device: str = "cpu") -> tuple
     model = core.read_model(str(path))
     if not model.has_rt_info(["deepcat"]):
         raise _no_metadata(path)
-    meta = json.loads(model.get_rt_info(["deepcat"]).astype(str))
+    meta = ExportMeta.from_json(model.get_rt_info(["deepcat"]).astype(str), where=str(path))
     config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32"}
     if threads:
         config["INFERENCE_NUM_THREADS"] = threads
@@ -182,14 +182,14 @@ class ExecuTorchSession:
     """An ExecuTorch program's `forward` behind ONNX Runtime's calls. One call at a time: ExecuTorch's methods are
     not thread-safe (two server workers executing at once crashed the process), and an app runs one anyway."""
 
-    def __init__(self, program: Any, meta: dict[str, Any]):
+    def __init__(self, program: Any, meta: ExportMeta):
         self.meta = meta
         self.method = program.load_method("forward")
         self.planned = tuple(self.method.metadata.input_tensor_meta(0).sizes())
         self._lock = threading.Lock()
 
     def get_inputs(self) -> list[Port]:
-        return [Port(self.meta["input"]["name"], ["batch", *self.planned[1:]])]
+        return [Port(self.meta.input_name, ["batch", *self.planned[1:]])]
 
     def run(self, names: list[str] | None, feeds: dict[str, Any]) -> list[Any]:
         import numpy as np
@@ -208,7 +208,7 @@ class ExecuTorchSession:
         return [outputs[OUTPUTS.index(name)] for name in (names or OUTPUTS)]
 
 
-def open_executorch(path: Path, threads: int | None, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
+def open_executorch(path: Path, threads: int | None, device: str = "cpu") -> tuple[Any, ExportMeta]:
     """ExecuTorch's runtime (its Python bindings, XNNPACK on the CPU) for .pte programs; metadata from the
     program's constant method `deepcat`."""
     runtime = need("executorch.runtime", "executorch", f"running {path.name}").Runtime.get()
@@ -219,15 +219,16 @@ def open_executorch(path: Path, threads: int | None, device: str = "cpu") -> tup
     program = runtime.load_program(str(path))
     if "deepcat" not in program.method_names:
         raise _no_metadata(path)
-    [meta] = program.load_method("deepcat").execute([])
-    return ExecuTorchSession(program, json.loads(meta)), json.loads(meta)
+    [text] = program.load_method("deepcat").execute([])
+    meta = ExportMeta.from_json(text, where=str(path))
+    return ExecuTorchSession(program, meta), meta
 
 
 class LiteRtSession:
     """A LiteRT interpreter behind ONNX Runtime's calls, one input at a time (the file's static batch of 1, as an
     app runs it) and one call at a time (an interpreter is not thread-safe)."""
 
-    def __init__(self, interpreter: Any, meta: dict[str, Any]):
+    def __init__(self, interpreter: Any, meta: ExportMeta):
         self.meta, self.interpreter = meta, interpreter
         interpreter.allocate_tensors()
         [self.input] = interpreter.get_input_details()
@@ -236,7 +237,7 @@ class LiteRtSession:
         self._lock = threading.Lock()
 
     def get_inputs(self) -> list[Port]:
-        return [Port(self.meta["input"]["name"], ["batch", *map(int, self.input["shape"][1:])])]
+        return [Port(self.meta.input_name, ["batch", *map(int, self.input["shape"][1:])])]
 
     def run(self, names: list[str] | None, feeds: dict[str, Any]) -> list[Any]:
         import numpy as np
@@ -252,18 +253,18 @@ class LiteRtSession:
         return [outputs[OUTPUTS.index(name)] for name in (names or OUTPUTS)]
 
 
-def litert_metadata(path: Path) -> dict[str, Any] | None:
+def litert_metadata(path: Path) -> ExportMeta | None:
     """The `deepcat` metadata entry of a LiteRT flatbuffer (None: it has none)."""
     schema = need("ai_edge_litert.schema_py_generated", "litert", f"reading {path.name}")
     model = schema.Model.GetRootAs(path.read_bytes(), 0)
     for i in range(model.MetadataLength()):
         entry = model.Metadata(i)
         if entry.Name() == b"deepcat":
-            return dict(json.loads(model.Buffers(entry.Buffer()).DataAsNumpy().tobytes()))
+            return ExportMeta.from_json(model.Buffers(entry.Buffer()).DataAsNumpy().tobytes(), where=str(path))
     return None
 
 
-def open_litert(path: Path, threads: int | None, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
+def open_litert(path: Path, threads: int | None, device: str = "cpu") -> tuple[Any, ExportMeta]:
     """LiteRT's interpreter (ai-edge-litert, XNNPACK on the CPU) for .tflite files; metadata from the flatbuffer's
     metadata entry `deepcat`."""
     interpreter = need("ai_edge_litert.interpreter", "litert", f"running {path.name}")
@@ -308,7 +309,7 @@ def device_for(path: Path, device: str) -> str:
     return resolve_device(device) if device != "auto" or "cuda" in runtime_for(path).devices else "cpu"
 
 
-def open_file(path: Path, threads: int | None, device: str = "cpu") -> tuple[Any, dict[str, Any], str]:
+def open_file(path: Path, threads: int | None, device: str = "cpu") -> tuple[Any, ExportMeta, str]:
     """The session, metadata and device (cpu or cuda) for an exported file, by its suffix, on `device`."""
     runtime, device = runtime_for(path), device_for(path, device)
     if device not in runtime.devices:

@@ -14,7 +14,7 @@ import torch.nn as nn
 from deepcat.inference.answers import InputItem, Prediction, Rule, predict_batches
 from deepcat.inference.calibrated import Calibration
 from deepcat.inference.unknown_score import UnknownScore, WithFeatures, load_score
-from deepcat.inputs import Preprocessing, input_kind, preprocess_of
+from deepcat.inputs import Preprocessing, input_kind
 
 __all__ = ["Classifier", "load_run", "pretrained_cat_dog"]
 
@@ -108,11 +108,11 @@ def load_run(run: str | Path, *, which: str = "best") -> Classifier:
     from deepcat.run_folder import load_model
 
     model, meta = load_model(run, which=which)
-    calibration = Calibration.from_dict(meta.get("calibration"))
+    calibration = meta.calibration_or_default
     return Classifier(
         model,
-        meta["classes"],
-        preprocess_of(meta),
+        list(meta.classes),
+        meta.preprocess,
         Path(run).name,
         calibration=calibration,
         unknown=load_score(calibration.score, Path(run)),

@@ -6,7 +6,8 @@ numpy alone, for ONNX Runtime and the server, and with torch for training), and 
 takes. Images are the first kind (`image.py`); a new kind is one module that adds itself to `INPUT_KINDS`.
 
 The kind is chosen by the data (the files' suffixes, or a built-in data set) and saved in model.json and
-in the exported model's metadata (`input_kind`), so every consumer decodes as training did.
+in the exported model's metadata (`input_kind`, read back by deepcat.run_meta), so every consumer decodes as
+training did.
 """
 
 from __future__ import annotations
@@ -32,8 +33,6 @@ __all__ = [
     "all_suffixes",
     "input_kind",
     "kind_of_files",
-    "kind_of_meta",
-    "preprocess_of",
 ]
 
 
@@ -106,10 +105,10 @@ class InputKind:
     media_types: tuple[str, ...]  # raw request bodies accepted (prefixes)
     read: Callable[..., Any]  # (file[, min_side]) -> item; BadInput names it
     from_memory: Callable[[Any], Any]  # array / object -> decoded item
-    decode_bytes: Callable[[bytes, str, int, dict[str, Any]], Any]  # (body, name, size limit, model metadata) ->
-    #                                                                   decoded item, possibly reduced for the model
-    preprocess: Callable[[dict[str, Any]], Any]  # model.json "preprocess" -> its dataclass
-    to_model_input: Callable[[Any, dict[str, Any]], np.ndarray]  # decoded + metadata -> float32 input
+    decode_bytes: Callable[[bytes, str, int, Any], Any]  # (body, name, size limit, the model's preprocessing) ->
+    #                                                       decoded item, possibly reduced for the model
+    preprocess: Callable[[dict[str, Any]], Any]  # model.json "preprocess" (or the export metadata) -> its dataclass
+    to_model_input: Callable[[Any, Any], np.ndarray]  # (decoded, preprocessing) -> float32 input
     eval_transform: Callable[[Any], Callable[[Any], Any]]  # preprocess -> (decoded -> tensor)
     train_transform: Callable[..., Callable[[Any], Any]]  # (preprocess, splits, augment, hflip) -> same
     front_end: Callable[[Any], Any]  # preprocess -> nn.Module inside the graph
@@ -148,16 +147,6 @@ def input_kind(name: str | None = None) -> InputKind:
     from deepcat.inputs import audio_kind, image_kind  # noqa: F401 - register the kinds
 
     return INPUT_KINDS.get(name or DEFAULT_KIND)
-
-
-def kind_of_meta(meta: dict[str, Any]) -> InputKind:
-    """The kind a model.json or an export's metadata was saved with."""
-    return input_kind(meta.get("input_kind"))
-
-
-def preprocess_of(meta: dict[str, Any]) -> Any:
-    """The preprocessing dataclass of a model.json (`meta["preprocess"]`), of the kind it was saved with."""
-    return kind_of_meta(meta).preprocess(meta["preprocess"])
 
 
 def kind_of_files(paths: Sequence[Path]) -> InputKind:

@@ -115,9 +115,9 @@ def from_memory(item: Any) -> np.ndarray:
     return array.astype(np.float32)
 
 
-def decode_bytes(data: bytes, name: str, max_seconds: int, meta: dict[str, Any] | None = None) -> np.ndarray:
+def decode_bytes(data: bytes, name: str, max_seconds: int, pre: AudioPreprocess | None = None) -> np.ndarray:
     """A request body -> samples; refuses what is not sound (415) and clips far longer than any model needs.
-    (`meta`, the model's metadata, is part of the kinds' contract; sound is decoded whole whatever the model.)"""
+    (`pre`, the model's preprocessing, is part of the kinds' contract; sound is decoded whole whatever the model.)"""
     import soundfile as sf
 
     try:
@@ -145,9 +145,9 @@ def fit_length(samples: np.ndarray, length: int) -> np.ndarray:
     return np.pad(samples, (before, length - len(samples) - before))
 
 
-def model_input(samples: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
-    """Decoded samples + an export's metadata -> the graph's input: (samples,) float32 at 16 kHz, clip length."""
-    return fit_length(samples, AudioPreprocess.from_dict(meta).samples).astype(np.float32)
+def model_input(samples: np.ndarray, pre: AudioPreprocess) -> np.ndarray:
+    """Decoded samples + the model's preprocessing -> the graph's input: (samples,) float32 at 16 kHz, clip length."""
+    return fit_length(samples, pre.samples).astype(np.float32)
 
 
 # The audit's pass. Duplicates are the same sound: a hash of the decoded samples (at 16-bit precision, with the

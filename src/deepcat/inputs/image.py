@@ -138,10 +138,10 @@ def from_memory(item: Any) -> Image.Image:
     raise BadInput(f"cannot read a {type(item).__name__} as an image; pass a path, a PIL image or an array")
 
 
-def decode_bytes(data: bytes, name: str, max_pixels: int, meta: dict[str, Any] | None = None) -> Image.Image:
+def decode_bytes(data: bytes, name: str, max_pixels: int, pre: Preprocess | None = None) -> Image.Image:
     """Request bytes -> RGB image, refusing empty, non-image, bomb and truncated input; the pixel count is
-    checked from the header, before decoding, so a decompression bomb never expands. With the model's `meta`, a
-    large JPEG is decoded at reduced scale, never below its `resize` (`reduce_jpeg`)."""
+    checked from the header, before decoding, so a decompression bomb never expands. With the model's
+    preprocessing `pre`, a large JPEG is decoded at reduced scale, never below its `resize` (`reduce_jpeg`)."""
     if not data:
         raise BadInput(f"{name}: the request had no image bytes", reason="empty_body")
     try:
@@ -169,8 +169,8 @@ def decode_bytes(data: bytes, name: str, max_pixels: int, meta: dict[str, Any] |
             f"{len(data)}: it is truncated (refused before its {width * height} pixels are allocated)",
             reason="corrupt_image",
         )
-    if meta is not None:
-        reduce_jpeg(image, meta["resize"])
+    if pre is not None:
+        reduce_jpeg(image, pre.resize)
     try:
         image.load()
         return to_rgb(image)
@@ -187,13 +187,13 @@ def png_min_bytes(width: int, height: int) -> int:
     return height * (1 + (width + 7) // 8) // 1032
 
 
-def pixels(image: Image.Image, meta: dict[str, Any]) -> np.ndarray:
+def pixels(image: Image.Image, pre: Preprocess) -> np.ndarray:
     """(3, H, W) float32 RGB in 0..255: shorter side to `resize`, centre crop `input_size` (as torchvision). Only the
     crop is resampled (PIL's `box`): the same pixels as resizing the whole image and cropping (at most 2 levels
     apart from rounding, in 1 pixel of 10,000), in half the time on a photo, the largest cost of a request."""
     image = to_rgb(image)
     w, h = image.size
-    size, crop = meta["resize"], meta["input_size"]
+    size, crop = pre.resize, pre.input_size
     if w <= h:
         new_w, new_h = size, int(size * h / w)
     else:
@@ -204,7 +204,7 @@ def pixels(image: Image.Image, meta: dict[str, Any]) -> np.ndarray:
     else:
         sx, sy = w / new_w, h / new_h
         box = (left * sx, top * sy, (left + crop) * sx, (top + crop) * sy)
-        image = image.resize((crop, crop), RESAMPLE[meta["interpolation"]], box=box)
+        image = image.resize((crop, crop), RESAMPLE[pre.interpolation], box=box)
     chw: np.ndarray = np.asarray(image, dtype=np.float32).transpose(2, 0, 1).copy()  # (3, H, W)
     return chw
 

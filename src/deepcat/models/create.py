@@ -8,7 +8,7 @@ file, the packaged EfficientNet-Lite0 weights (offline), or the timm hub.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -20,6 +20,7 @@ from deepcat.inputs import Hints, InputKind, input_kind
 from deepcat.models import efficientnet_lite0, keyword_cnn, layer_stack, small_cnn  # noqa: F401 - registers models
 from deepcat.models.registry import MODELS, NEW_RUN_KWARGS
 from deepcat.registry import Registry
+from deepcat.run_meta import ModelSpec  # saved in model.json: its home is the metadata's module
 
 __all__ = [
     "ALIASES",
@@ -45,16 +46,6 @@ ALIASES = {
     "inception": "inception_v3",
     "vit_tiny": "vit_tiny_patch16_224",
 }
-
-
-@dataclass
-class ModelSpec:
-    """Enough to rebuild the architecture: saved in the run's model.json."""
-
-    name: str
-    num_classes: int
-    layers: dict[str, Any] | None = None  # the YAML spec for layer-stack models
-    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from deepcat.inference.answers import as_json
 from deepcat.inference.exported import ExportedClassifier, load_exported
 from deepcat.inference.listen import Spotting
 from deepcat.inference.runtimes import device_for
-from deepcat.inputs import kind_of_meta
+from deepcat.run_meta import ExportMeta
 from deepcat.serving import requests
 from deepcat.serving.admission import Admission
 from deepcat.serving.batcher import MicroBatcher
@@ -74,7 +74,7 @@ class Served:
         self.admission = Admission(budget_s=self.limits.max_queue_ms / 1000, depth=self.limits.queue_depth)
 
     @property
-    def meta(self) -> dict[str, Any]:
+    def meta(self) -> ExportMeta:
         return self.classifier.meta
 
     async def classify(
@@ -93,7 +93,7 @@ class Served:
             else:
                 rows = await asyncio.gather(*(batcher.submit(prepare, within_s) for prepare in prepares))
         return [
-            as_json(name, row, score, meta=self.meta, top_k=top_k, threshold=self.threshold, set_limit=limit)
+            as_json(name, row, score, classes=self.meta.classes, top_k=top_k, threshold=self.threshold, set_limit=limit)
             for (name, _), (row, score) in zip(inputs, rows)
         ]
 
@@ -106,7 +106,7 @@ class Served:
             raise RequestError(422, "invalid_parameter", f"coverage: {e}") from None
 
     def answer(self, results: dict[str, Any]) -> dict[str, Any]:
-        return {"model": self.meta["name"], "version": self.meta.get("version"), **results}
+        return {"model": self.meta.name, "version": self.meta.version, **results}
 
 
 def create_app(
@@ -163,10 +163,9 @@ def create_app(
     meta = served.meta
     app = FastAPI(
         title="deepcat",
-        version=str(meta.get("deepcat_version", "")),
+        version=meta.deepcat_version,
         lifespan=lifespan,
-        description=f"{kind_of_meta(meta).name.capitalize()} classifier {meta['name']}: "
-        f"{', '.join(meta['classes'][:20])}",
+        description=f"{meta.kind.name.capitalize()} classifier {meta.name}: {', '.join(meta.classes[:20])}",
     )
     _observe(app, served.metrics)
     _prediction_routes(app, served)
@@ -246,7 +245,7 @@ class PlainRoute(APIRoute):
 
 
 def _prediction_routes(app: FastAPI, served: Served) -> None:
-    media_types = kind_of_meta(served.meta).media_types
+    media_types = served.meta.kind.media_types
     refusals = requests.error_responses(400, 401, 413, 415, 422, 503)
 
     async def predict(request: Request) -> JSONResponse:
@@ -291,13 +290,13 @@ def _prediction_routes(app: FastAPI, served: Served) -> None:
 
 
 def _info_routes(app: FastAPI, served: Served) -> None:
-    meta_kind = kind_of_meta(served.meta).name
+    meta_kind = served.meta.kind.name
 
     @app.get("/v1/model", summary="Classes, preprocessing and limits", responses=requests.error_responses(401))
     async def model_info(request: Request) -> dict[str, Any]:
         requests.authorise(request, served.api_key)
         return {
-            **served.meta,
+            **served.meta.to_dict(),
             "threshold": served.threshold,
             "limits": served.limits.__dict__,
             "layout": {

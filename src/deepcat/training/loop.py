@@ -26,6 +26,7 @@ from deepcat.errors import DeepcatError
 from deepcat.evaluation.scores import collect_logits
 from deepcat.inference.calibrated import softmax
 from deepcat.run_folder import write_model_json, write_split
+from deepcat.run_meta import RunMeta
 from deepcat.training import distributed, head_features
 from deepcat.training.checkpoint import Checkpoint, mark_elastic_run
 from deepcat.training.events import EarlyStopping, StopTraining, check_callbacks, fire
@@ -113,7 +114,7 @@ def start_run(s: Setup, run_dir: Path | None, dist: distributed.Dist) -> Path:
         mark_elastic_run(run_dir)
         s.cfg.save(run_dir / "config.yaml")
         write_split(run_dir, s.splits)
-        write_model_json(run_dir, spec=s.spec, classes=s.splits.classes, preprocess=s.pre)
+        write_model_json(run_dir, RunMeta(model=s.spec, classes=tuple(s.splits.classes), preprocess=s.pre))
         sizes = " / ".join(
             f"{len(part) if part is not None else 0} {name}"
             for name, part in (("train", s.splits.train), ("val", s.splits.val), ("test", s.splits.test))
