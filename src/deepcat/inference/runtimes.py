@@ -171,6 +171,13 @@ def open_openvino(path: Path, threads: int | None, device: str = "cpu") -> tuple
     return OpenVinoSession(compiled), meta
 
 
+def open_openvino_weights(path: Path, threads: int | None, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
+    """An OpenVINO IR named by its weights (`X.bin`): the graph `X.xml` beside it, which OpenVINO reads first."""
+    from deepcat.run_folder import openvino_ir
+
+    return open_openvino(openvino_ir(path), threads, device)
+
+
 OUTPUTS = ["probabilities", "unknown_score", "logits"]  # the deployable graph's outputs, in order
 
 
@@ -283,6 +290,7 @@ RUNTIMES: dict[str, Runtime] = {
     ".onnx": Runtime("ONNX Runtime", open_onnx, ("cpu", "cuda"), serves=True),
     ".ort": Runtime("ONNX Runtime", open_onnx, ("cpu", "cuda"), serves=True),
     ".xml": Runtime("OpenVINO Runtime", open_openvino, ("cpu",), serves=True),
+    ".bin": Runtime("OpenVINO Runtime", open_openvino_weights, ("cpu",), serves=True),  # the IR's weights
     # ExecuTorch's Python runtime crashed the process (segfault) in the server's worker threads, even one call at
     # a time; its files are for apps, and `deepcat predict` checks them in the main thread.
     ".pte": Runtime("ExecuTorch", open_executorch, ("cpu",), serves=False),
