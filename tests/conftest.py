@@ -228,7 +228,7 @@ def classify_in_page(
             assert time.time() < deadline, "the page did not load the model"
             time.sleep(0.2)
         if coverage is not None:
-            Select(driver.find_element(By.ID, "coverage")).select_by_visible_text(coverage)
+            Select(driver.find_element(By.ID, "coverage")).select_by_value(coverage)
         driver.find_element(By.ID, "file").send_keys(str(image))
         while not driver.find_element(By.TAG_NAME, "body").get_attribute("data-classified"):
             assert time.time() < deadline, "the page did not classify the image"
