@@ -51,6 +51,15 @@ def _two_threads():
     torch.set_num_threads(threads)
 
 
+# the optional export toolchains (a format's name without -int8) and the runtime module each needs; the test extra
+# has them
+TOOLCHAIN_RUNTIMES = {
+    "openvino": "openvino",
+    "executorch": "executorch.runtime",
+    "litert": "ai_edge_litert.interpreter",
+}
+
+
 def write_digits(root: Path, classes=(0, 1, 7), per_class: int = 30, size: int = 16) -> Path:
     """Real handwritten digits from scikit-learn, saved as PNG files in one folder per class."""
     from sklearn.datasets import load_digits
@@ -228,7 +237,7 @@ def classify_in_page(
             assert time.time() < deadline, "the page did not load the model"
             time.sleep(0.2)
         if coverage is not None:
-            Select(driver.find_element(By.ID, "coverage")).select_by_visible_text(coverage)
+            Select(driver.find_element(By.ID, "coverage")).select_by_value(coverage)
         driver.find_element(By.ID, "file").send_keys(str(image))
         while not driver.find_element(By.TAG_NAME, "body").get_attribute("data-classified"):
             assert time.time() < deadline, "the page did not classify the image"

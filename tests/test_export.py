@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TOOLCHAIN_RUNTIMES
 from PIL import Image
 
 import deepcat
@@ -29,8 +30,7 @@ def digits_run(tmp_path_factory):
     return deepcat.train(data="digits", output=str(out), name="digits", epochs=4, progress=False)
 
 
-# optional extras; the test extra has them
-RUNTIME_OF = {"openvino": "openvino", "executorch": "executorch.runtime", "litert": "ai_edge_litert.interpreter"}
+RUNTIME_OF = TOOLCHAIN_RUNTIMES  # optional extras; the test extra has them
 
 
 def formats(*names: str) -> list:

@@ -1,7 +1,8 @@
 """The seam for a kind of input, checked the way scikit-learn's `check_estimator` checks an estimator: a toy kind
 defined in this file alone (1-D sensor signals saved as .npy files) is registered, then trained, evaluated,
 calibrated, exported to ONNX with its check, predicted from PyTorch and ONNX Runtime, and served over HTTP, with no
-change anywhere in src/. Every registered kind, the built-in ones included, meets the same contract."""
+change anywhere in src/. Every registered kind, the built-in ones included, meets the same contract: the public
+kit `deepcat.testing.check_input_kind`, which a kind written outside deepcat runs too."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ import torch
 import torch.nn as nn
 
 import deepcat
-from deepcat.inputs import INPUT_KINDS, BadInput, Facts, Hints, InputKind, Words, input_kind
+from deepcat.inputs import INPUT_KINDS, BadInput, Facts, InputKind, Words, input_kind
 from deepcat.models.registry import register_model
+from deepcat.testing import ContractError, check_input_kind, check_model_builder
 
 # ---- the toy kind: everything deepcat needs to know about 1-D sensor signals ----------------------------------
 
@@ -193,26 +195,7 @@ def write_signals(root: Path, per_class: int = 40) -> Path:
     return root
 
 
-# ---- the contract every kind meets ------------------------------------------------------------------------------
-
-
-def check_kind(kind: InputKind, item: Any) -> None:
-    """What the rest of deepcat relies on, for one decoded `item` of the kind: the preprocessing round-trips
-    through model.json, the graph's front end turns the raw input (numpy, as ONNX Runtime and the server make it)
-    into what `eval_transform` gives training, pictures are RGB, the example batch has the raw input's shape, and
-    the words are filled."""
-    pre = kind.default_preprocess(Hints(model_config=None, input_size=None, native_size=16, clip_seconds=1.0))
-    assert pre.kind == kind.name and kind.preprocess(pre.to_dict()) == pre and pre.describe()
-    decoded = kind.from_memory(item)
-    model_input = kind.to_model_input(decoded, pre)
-    assert model_input.dtype == np.float32 and model_input.shape == tuple(kind.example(pre, 2).shape[1:])
-    with torch.no_grad():
-        through_graph = kind.front_end(pre).eval()(torch.from_numpy(model_input)[None])[0]
-    torch.testing.assert_close(through_graph, kind.eval_transform(pre)(decoded), atol=1e-3, rtol=1e-3)
-    shown = kind.picture(through_graph, pre)
-    assert shown.dtype == np.uint8 and shown.ndim == 3 and shown.shape[2] == 3
-    assert kind.input_spec(pre)["dtype"] == "float32" and kind.media_types and kind.suffixes
-    assert all(getattr(kind.words, name) for name in Words.__dataclass_fields__)
+# ---- the contract every kind meets: deepcat.testing's kit, which a kind written elsewhere runs too ---------------
 
 
 ITEMS = {
@@ -224,7 +207,20 @@ ITEMS = {
 
 @pytest.mark.parametrize("name", list(ITEMS))
 def test_every_kind_meets_the_contract(name, sensor_kind):
-    check_kind(input_kind(name), ITEMS[name])
+    check_input_kind(input_kind(name), item=ITEMS[name])
+
+
+def test_the_toy_kinds_model_meets_the_builders_contract(sensor_kind):
+    model = check_model_builder("sensor1d", kind="sensor", num_classes=3)
+    assert isinstance(model, Sensor1d)
+
+
+def test_a_kind_that_breaks_the_contract_is_named_with_what_was_received(sensor_kind):
+    from dataclasses import replace
+
+    unlike_training = replace(SENSOR, to_model_input=lambda signal, pre: fit(signal, pre.length) * 2)
+    with pytest.raises(ContractError, match=r"input kind 'sensor': max \|front_end.*received .*expected at most"):
+        check_input_kind(unlike_training, item=ITEMS["sensor"])
 
 
 @pytest.mark.slow

@@ -44,6 +44,7 @@ __all__ = [
     "export_file",
     "load_model",
     "model_source",
+    "openvino_ir",
     "load_state",
     "read_config",
     "read_model_json",
@@ -59,16 +60,44 @@ ONNX_FILE = "model.onnx"  # RUN/export/: the fp32 ONNX file, and the int8 one `d
 ONNX_INT8_FILE = "model.int8.onnx"
 
 
-# Exported files `deepcat.load`, `predict` and `serve` run: ONNX Runtime for .onnx/.ort, OpenVINO for .xml,
-# ExecuTorch for .pte, LiteRT for .tflite (deepcat.inference.runtimes)
-EXPORTED_SUFFIXES = (".onnx", ".ort", ".xml", ".pte", ".tflite")
+# Exported files `deepcat.load`, `predict` and `serve` run: ONNX Runtime for .onnx/.ort, OpenVINO for .xml (or the
+# .bin of weights beside it), ExecuTorch for .pte, LiteRT for .tflite (deepcat.inference.runtimes)
+EXPORTED_SUFFIXES = (".onnx", ".ort", ".xml", ".bin", ".pte", ".tflite")
 
 
 def model_source(path: str | Path) -> str | None:
-    """What `path` names as a model: "run" (a run folder), "exported" (an exported file, by its suffix), or None."""
+    """What `path` names as a model: "run" (a run folder), "exported" (an exported file, by its suffix), or None.
+
+    An OpenVINO IR is two files; its `.bin` (the weights) names the model too, but only beside its `.xml`: a lone
+    `.bin` is refused rather than read as an input, so `predict X.bin imgs/` never answers with another model.
+
+    Args:
+        path: what the user named first, e.g. `runs/pets`, `model.onnx` or `model.openvino.bin`.
+
+    Returns:
+        "run", "exported" or None (not a model: an input).
+
+    >>> model_source("runs/pets/export/model.openvino.bin")  # with model.openvino.xml beside it
+    'exported'
+    """
     if (Path(path) / "model.json").is_file():
         return "run"
+    if str(path).endswith(".bin"):
+        openvino_ir(Path(path))
     return "exported" if str(path).endswith(EXPORTED_SUFFIXES) else None
+
+
+def openvino_ir(path: Path) -> Path:
+    """The `.xml` of an OpenVINO IR named by either of its files: `X.bin` -> `X.xml`, which must exist beside it."""
+    if path.suffix != ".bin":
+        return path
+    xml = path.with_suffix(".xml")
+    if not xml.is_file():
+        raise DeepcatError(
+            f"{path} is an OpenVINO IR's weights, but its graph {xml} is not beside it; "
+            f"pass the .xml, or export again with `deepcat export RUN --format openvino`"
+        )
+    return xml
 
 
 def export_file(run_dir: str | Path, filename: str) -> Path:

@@ -48,14 +48,14 @@ def decode_share(
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Clips rank, rank + world_size, ... at the clip length (zeros where unreadable), which were readable, and
     why the others failed."""
-    from tqdm import tqdm
+    from deepcat.progress import progress_bar
 
     kind = input_kind(pre.kind)
     mine = range(rank, len(samples), world_size)
     clips = np.zeros((len(mine), pre.samples), np.float32)
     readable = np.zeros(len(mine), bool)
     bad = []
-    for row, i in enumerate(tqdm(mine, desc="loading clips", leave=False, disable=not progress or rank != 0)):
+    for row, i in enumerate(progress_bar(mine, desc="loading clips", leave=False, enabled=progress and rank == 0)):
         try:
             clips[row] = fit_length(samples.decode(i, kind), pre.samples)
             readable[row] = True

@@ -243,10 +243,9 @@ def write_shards(
     """Write `splits` as shards under `out` (a folder or an fsspec URL) and return `out`. Each split's inputs
     are shuffled first (seeded), so each shard holds every class and a stream's shuffle buffer mixes well. A
     shard closes at `per_shard` inputs or `shard_mb` megabytes."""
-    from tqdm import tqdm
-
     from deepcat.data.audit.scan import scan
     from deepcat.inputs import input_kind
+    from deepcat.progress import progress_bar
 
     kind = input_kind(splits.input_kind)
     rng = np.random.default_rng(seed)
@@ -266,7 +265,7 @@ def write_shards(
     with tempfile.TemporaryDirectory() as tmp:
         writer: tarfile.TarFile | None = None
         count, current = 0, ""
-        bar = tqdm(total=len(everything), desc="shards", unit="input", disable=not progress, leave=False)
+        bar = progress_bar(total=len(everything), desc="shards", unit="input", enabled=progress, leave=False)
         for row in range(len(everything)):
             split = where[row]
             if writer is None or count >= per_shard or writer.offset >= shard_mb * 1e6 or split != current:

@@ -199,9 +199,8 @@ def generate(
 ) -> Path:
     """Write the data set under `root` (train/WORD/*.wav, test/WORD/*.wav, the same for `not_words`) once; later
     calls return at once. Tests pass fewer words, accents and voices for a small set made the same way."""
-    from tqdm import tqdm
-
     from deepcat.errors import DeepcatError
+    from deepcat.progress import progress_bar
 
     done = root / f".complete-v{VERSION}"
     if done.is_file():
@@ -226,10 +225,10 @@ def generate(
                     jobs.append((path, f"{accent}+{variant}", word, rendition))
     with ThreadPoolExecutor(max_workers=4) as pool:  # espeak-ng runs as processes: threads only wait on them
         list(
-            tqdm(
+            progress_bar(
                 pool.map(lambda job: render(*job), jobs),
                 total=len(jobs),
-                disable=not progress,
+                enabled=progress,
                 desc="generating spoken-digits (once)",
             )
         )

@@ -69,9 +69,8 @@ def embeddings(
     model: nn.Module, samples: Samples, pre: Preprocessing, *, batch_size: int = 256, progress: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """Features entering the classifier head, (N, D), and the labels of the readable images."""
-    from tqdm import tqdm
-
     from deepcat.models.create import classifier_of
+    from deepcat.progress import progress_bar
 
     captured: list[torch.Tensor] = []
     hook = classifier_of(model).register_forward_pre_hook(lambda _, args: captured.append(args[0].flatten(1).float()))
@@ -79,12 +78,12 @@ def embeddings(
     labels = []
     model.eval()
     try:
-        for x, y in tqdm(
+        for x, y in progress_bar(
             batches(loader, BadInputLog(quiet=True)),
             total=len(loader),
             desc="features",
             leave=False,
-            disable=not progress,
+            enabled=progress,
         ):
             forward_in_parts(model, x)  # the hook captures each part's features
             labels.append(y)

@@ -12,12 +12,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from deepcat.data.loader import BadInputLog, batches, eval_loader
 from deepcat.data.sources import DataSplits, Samples
 from deepcat.device import amp_dtype, autocast, pick_device
 from deepcat.errors import DeepcatError
+from deepcat.progress import progress_bar
 
 __all__ = [
     "Evaluation",
@@ -79,7 +79,7 @@ def iter_outputs(
     file) never holds them all."""
     model.eval()
     channels_last = next(model.parameters()).is_contiguous(memory_format=torch.channels_last)
-    for x, y in tqdm(batches(loader, log), total=len(loader), desc=desc, leave=False, disable=not progress):
+    for x, y in progress_bar(batches(loader, log), total=len(loader), desc=desc, leave=False, enabled=progress):
         x = x.to(device, non_blocking=True)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)

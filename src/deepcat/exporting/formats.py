@@ -38,6 +38,7 @@ __all__ = [
     "write_openvino",
     "write_openvino_int8",
     "write_ort",
+    "read_torchscript_metadata",
     "write_torchscript",
 ]
 
@@ -65,6 +66,9 @@ class ExportFormat:
     filename: str  # default file name in RUN/export/
     precision: str  # "fp32" or "int8": which check bound applies
     write: Writer
+    # the deepcat metadata read back from a written file; None: the runtime deepcat opens its suffix with reads it
+    # (`deepcat.inference.runtimes.RUNTIMES`)
+    read_metadata: Callable[[Path], ExportMeta] | None = None
 
 
 FORMATS: Registry[ExportFormat] = Registry("export format")
@@ -147,6 +151,17 @@ def write_torchscript(
         torch.jit.save(traced, str(out), _extra_files={"deepcat.json": meta.to_json()})
         loaded = torch.jit.load(str(out))
     return Written(lambda batch: torch_logits(loaded, batch), lambda batch: torch_logits(loaded, batch, output=1))
+
+
+def read_torchscript_metadata(path: Path) -> ExportMeta:
+    """The deepcat metadata a TorchScript file carries as its extra file `deepcat.json`."""
+    import torch
+
+    extra = {"deepcat.json": ""}
+    with warnings.catch_warnings():  # TorchScript is deprecated upstream; still the format asked for
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.load(str(path), _extra_files=extra)
+    return ExportMeta.from_json(extra["deepcat.json"], where=f"{path}'s deepcat.json")
 
 
 def write_openvino(
@@ -258,7 +273,7 @@ write_litert, write_litert_int8 = pt2e_writers(
 FORMATS.add("onnx", ExportFormat(ONNX_FILE, "fp32", write_onnx))
 FORMATS.add("onnx-int8", ExportFormat(ONNX_INT8_FILE, "int8", write_int8))
 FORMATS.add("ort", ExportFormat("model.int8.ort", "int8", write_ort))
-FORMATS.add("torchscript", ExportFormat("model.torchscript.pt", "fp32", write_torchscript))
+FORMATS.add("torchscript", ExportFormat("model.torchscript.pt", "fp32", write_torchscript, read_torchscript_metadata))
 FORMATS.add("openvino", ExportFormat("model.openvino.xml", "fp32", write_openvino))
 FORMATS.add("openvino-int8", ExportFormat("model.int8.openvino.xml", "int8", write_openvino_int8))
 FORMATS.add("executorch", ExportFormat("model.pte", "fp32", write_executorch))

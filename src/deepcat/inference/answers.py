@@ -136,10 +136,10 @@ def predict_batches(
 ) -> list[Prediction]:
     """Decode, prepare and classify `items` in batches; an unreadable input gets `error`, not an exception.
     `infer` maps prepared images to (probabilities, `unknown` scores); `rule` turns each row into an answer."""
-    from tqdm import tqdm
+    from deepcat.progress import progress_bar
 
     results: list[Prediction] = []
-    for start in tqdm(range(0, len(items), batch_size), disable=not progress, desc="predict"):
+    for start in progress_bar(range(0, len(items), batch_size), enabled=progress, desc="predict"):
         prepared, pending = [], []
         for item in items[start : start + batch_size]:
             pred = Prediction(source=str(item) if isinstance(item, (str, Path)) else type(item).__name__)

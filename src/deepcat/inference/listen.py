@@ -167,9 +167,8 @@ def listen(
 ) -> list[Detection]:
     """Detections in `recording` (a sound file, or mono float32 samples at 16 kHz) by a sound classifier (a
     run's, or an export's)."""
-    from tqdm import tqdm
-
     from deepcat.inputs.audio import SAMPLE_RATE, read_clip
+    from deepcat.progress import progress_bar
 
     pre = _sound_preprocess(classifier)
     if not isinstance(recording, np.ndarray):
@@ -179,7 +178,7 @@ def listen(
     probabilities = np.zeros((len(starts), len(classifier.classes)), np.float32)
     chunk = batch_size * 16  # windows in chunks: bounded memory over an hour of audio
     chunks = range(0, len(starts), chunk)
-    for first in tqdm(chunks, desc="listen", unit="chunk", disable=not progress or len(chunks) < 2):
+    for first in progress_bar(chunks, desc="listen", unit="chunk", enabled=progress and len(chunks) > 1):
         windows = [recording[s : s + pre.samples] for s in starts[first : first + chunk]]
         probabilities[first : first + len(windows)] = _probabilities(
             classifier, windows, reject=reject, batch_size=batch_size

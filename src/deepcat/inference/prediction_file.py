@@ -71,7 +71,7 @@ def predict_to_file(
 ) -> PredictionFile:
     """Predict every input `names` lists that `output` does not hold yet (`read(i)` gives input i to `predict`),
     this process's share of them, and join every process's parts into `output` at the end."""
-    from tqdm import tqdm
+    from deepcat.progress import progress_bar
 
     started = time.perf_counter()
     suffix = output.suffix.lower()
@@ -87,7 +87,7 @@ def predict_to_file(
     pending = [i for i, name in enumerate(names) if name not in done]
     mine = pending[share.rank * len(pending) // share.world_size : (share.rank + 1) * len(pending) // share.world_size]
     errors = 0
-    bar = tqdm(total=len(mine), desc="predict", unit="input", disable=not progress)
+    bar = progress_bar(total=len(mine), desc="predict", unit="input", enabled=progress)
     for start in range(0, len(mine), CHUNK):
         chunk = mine[start : start + CHUNK]
         predictions = predict([read(i) for i in chunk])

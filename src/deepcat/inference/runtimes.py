@@ -95,13 +95,9 @@ def onnx_providers(device: str, cache: Path) -> list[Any]:
     return providers
 
 
-# ONNX Runtime's pool threads spin after a run, by default for about 40 ms (measured): with 10 ms between runs of
-# Lite0 int8 on 2 threads, 19.3 ms of CPU per 4.4 ms run. Past this many microseconds they sleep. A server sharing
-# its cores with decoding and the network needs those cycles (Poisson arrivals at 76 requests/s, 2 cores: p99 99 ->
-# 48 ms and CPU per request 20.4 -> 13.2 ms at 1 ms), but a thread that must be woken makes the next run slower: a
-# lone client's next request reaches ONNX Runtime about 3 ms after the last run (the answer, the network,
-# decoding), and at 1 ms its p50 was 0.4 ms above the default's (7.60 against 7.18 ms at 5 ms, 40 interleaved
-# turns of `benchmarks/serve.py`'s client). 5 ms covers that gap and still sleeps between sparse requests.
+# ONNX Runtime's pool threads spin after a run (by default about 40 ms, a core's worth of CPU between a server's
+# requests); past this many microseconds they sleep. Long enough for a lone client's next request, which arrives
+# about 3 ms after the last run (a waking thread made it slower at 1 ms); docs/design-notes.md has the trials.
 SPIN_US = 5000
 
 
@@ -173,6 +169,13 @@ def open_openvino(path: Path, threads: int | None, device: str = "cpu") -> tuple
     with own_signal_stack():  # compiling loads the CPU plugin, which swaps this thread's signal stack
         compiled = core.compile_model(model, "CPU", config)
     return OpenVinoSession(compiled), meta
+
+
+def open_openvino_weights(path: Path, threads: int | None, device: str = "cpu") -> tuple[Any, ExportMeta]:
+    """An OpenVINO IR named by its weights (`X.bin`): the graph `X.xml` beside it, which OpenVINO reads first."""
+    from deepcat.run_folder import openvino_ir
+
+    return open_openvino(openvino_ir(path), threads, device)
 
 
 OUTPUTS = ["probabilities", "unknown_score", "logits"]  # the deployable graph's outputs, in order
@@ -288,6 +291,7 @@ RUNTIMES: dict[str, Runtime] = {
     ".onnx": Runtime("ONNX Runtime", open_onnx, ("cpu", "cuda"), serves=True),
     ".ort": Runtime("ONNX Runtime", open_onnx, ("cpu", "cuda"), serves=True),
     ".xml": Runtime("OpenVINO Runtime", open_openvino, ("cpu",), serves=True),
+    ".bin": Runtime("OpenVINO Runtime", open_openvino_weights, ("cpu",), serves=True),  # the IR's weights
     # ExecuTorch's Python runtime crashed the process (segfault) in the server's worker threads, even one call at
     # a time; its files are for apps, and `deepcat predict` checks them in the main thread.
     ".pte": Runtime("ExecuTorch", open_executorch, ("cpu",), serves=False),

@@ -235,10 +235,8 @@ class PlainRoute(APIRoute):
     """A route whose endpoint takes the request and returns the response itself: documented in the OpenAPI page as
     any route, but run without FastAPI's request handler (parameter resolution, body validation, response
     serialisation), which the prediction routes do not use: they read their parameters (`params.py`) and body
-    (`requests.py`) and build their JSON answer themselves. Side trials on a 2-core AMD EPYC, 80 interleaved 1 s
-    turns of `benchmarks/serve.py`'s client each: the same endpoint as a plain Starlette route took a lone client's
-    p50 from 3.55 to 3.38 ms (the FastAPI + ONNX baseline: 3.35); as this route, 2.92 against the plain route's
-    2.99 (baseline 2.97) in a later sitting."""
+    (`requests.py`) and build their JSON answer themselves. Skipping that handler made a lone client's requests
+    faster (docs/design-notes.md, "Prediction routes without FastAPI's request handler")."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         return self.endpoint  # an `async def (Request) -> Response`, as the prediction routes are

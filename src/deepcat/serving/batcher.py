@@ -106,11 +106,9 @@ class MicroBatcher:
 
     def _alone_thread(self) -> int:
         """The first idle one of the threads inputs run alone on (a new one when every one is busy), so that a lone
-        client's requests all run on one thread. Taken in turn from a shared pool of the threads an overload had
-        started (asyncio's default executor), a lone client's p99 after 5 s of 128 clients was 9.5 ms against 5.1
-        before; on its own first thread, 4.9 (FastAPI's: 4.3; `benchmarks/serve.py`'s client, 6 interleaved 1 s
-        turns). Why the thread matters was not measured; likely a thread woken on the core where ONNX Runtime's
-        thread still spins waits for it, and a pool does not choose which idle thread it wakes."""
+        client's requests all run on one thread: taken in turn from a shared pool of the threads an overload had
+        started, its p99 after an overload nearly doubled (docs/design-notes.md, "The thread an input runs alone
+        on")."""
         if all(self.alone_busy):
             self.alone_threads.append(ThreadPoolExecutor(1, thread_name_prefix="deepcat-alone"))
             self.alone_busy.append(False)
@@ -123,15 +121,9 @@ class MicroBatcher:
 
     def _share(self) -> int:
         """The most inputs the next batch takes: the admitted inputs split into `workers` + 1 batches, at most
-        `max_batch`. Measured with EfficientNet-Lite0 int8 on a 2-core AMD EPYC with AVX-VNNI (3 workers, batches of
-        up to 4; interleaved 3 s turns of `benchmarks/serve.py`'s client):
-        - at 8 clients, batches of up to 4 left the machine 9-12% idle (the FastAPI baseline: about 4%), with
-          one batch running alone 9% of the time; likely a batch's answers leave and come back together;
-        - capped by the share (batches of 1-2 at 8 clients), 419.7 against 407.4 and 437.6 against 426.0
-          requests/s in two trials (p99 32.9 against 41.6 and 31.8 against 38.4 ms); at 32 and 128 clients, where
-          the share is `max_batch`, the same (421.6 against 420.7, 439.3 against 439.5);
-        - `max_batch` 2 at every load gained more at 8 clients (428.9) but lost 1.4% and 4.5% at 32 clients (the
-          second trial in each of its 10 turns)."""
+        `max_batch`: with a few clients per core, larger batches left cores idle while their answers went out and
+        came back together, and capping them by the share answered about 3% more requests/s at 8 clients and the
+        same at 32 and 128 (docs/design-notes.md, "A batch takes at most its share")."""
         if self.admitted is None:
             return self.max_batch
         return max(1, min(self.max_batch, math.ceil(self.admitted() / (self.workers + 1))))

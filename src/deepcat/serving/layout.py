@@ -3,25 +3,18 @@ measured cost of a batch, so that the layout that suits one CPU is not forced on
 
 - While the server holds at most one input per core, its batches run on a session with one thread per core: a
   lone request uses every core, as a plain per-request server's does. That session's threads spin for
-  `runtimes.SPIN_US` after a run (5 ms: long enough for a lone client's next request; ONNX Runtime's default, about
-  40 ms, took a core's worth between requests from decoding and the network). Its decoding stays on one core:
-  ONNX Runtime's other thread spins on the other, so resizing half of the crop on a second thread made decoding
-  slower (Lite0 int8 on 2 cores, in one process: 1.37-1.40 against 1.28-1.30 ms; a lone client's p50 3.03 against
-  2.92 ms), and stopping the spin after each run (`session.force_spinning_stop`) made the 2nd to 8th inputs after
-  an idle spell take about 7 ms to decode and run instead of 3 (side trials).
+  `runtimes.SPIN_US` after a run, long enough for a lone client's next request. Its decoding stays on one core:
+  ONNX Runtime's other thread spins on the other, and a second decoding thread measured slower.
 - Under load, up to `workers` batches run at once on one-thread sessions, one more batch than cores so that one
-  decodes its inputs while the others are inside ONNX Runtime (measured on 2 cores, `benchmarks/serve.py`: 1.3-1.5x
-  the requests/s of one batch at a time on every core, which oversubscribes them).
+  decodes its inputs while the others are inside ONNX Runtime (one batch at a time on every core oversubscribes
+  them).
 - The model is timed at batch 1, 2, 4, ... LARGEST on one thread (ROUNDS turns over the sizes), and `max_batch` is the
   largest size whose input costs at most NEAR more than the cheapest, among batches lasting at most MAX_BATCH_S (the
-  first input of a batch waits for its last). Where a larger batch costs the same in the model it is chosen: under
-  load a batch also shares the server's own costs per batch (thread hops, stacking, the answers): on a 2-core EPYC
-  with AVX-512 VNNI (Lite0 int8: 5.2, 4.8, 4.4, 4.4, 4.6 ms an input at 1, 2, 4, 8, 16), in one interleaved trial,
-  32 and 128 clients got about 1.08x the requests/s with batches of up to 8 than of 4. Where it costs more, it
-  loses: on a faster 2-core EPYC that also has AVX-VNNI (2.7, 2.4, 2.3, 2.5, 2.9 ms; likely a batch of 8's
-  activations outgrow the core's cache), batches of up to 4 beat 8 in each of 8 interleaved turns at 32 and at 128
-  clients (405 against 390 and 378 against 356 requests/s, 6-8% less CPU per answer), where NEAR at 10% had let in
-  8. NEAR is about the timing's own noise: a size's best of ROUNDS moved up to 3% between starts.
+  first input of a batch waits for its last). A larger batch that costs the same in the model is chosen, since it
+  also shares the server's own costs per batch (thread hops, stacking, the answers); one that costs more loses.
+  NEAR is about the timing's own noise.
+
+The trials behind each of these, with their figures, are in docs/design-notes.md.
 """
 
 from __future__ import annotations
@@ -51,7 +44,9 @@ LARGEST = 16  # the largest batch tried on a CPU
 LARGEST_GPU = 64  # ... and on a GPU
 MAX_BATCH_S = 0.05  # a batch never lasts longer than this on one thread: its first input waits for its last
 ROUNDS = 5  # turns over every batch size when timing them
-NEAR = 0.03  # a larger batch is chosen while its cost per input is within this share of the cheapest
+# A larger batch is chosen while its cost per input is within this share of the cheapest: a size's best of ROUNDS
+# moved up to 3% between starts, and at 10% a batch that answered 4-6% fewer requests/s got in.
+NEAR = 0.03
 
 
 @dataclass(frozen=True)
@@ -73,8 +68,7 @@ def batch_costs(
 ) -> dict[int, float]:
     """Seconds per input at batch 1, 2, 4, ... `largest`, stopping after the first batch that lasts over
     MAX_BATCH_S: each size's best of `rounds` runs, the sizes taking turns, so that a slow spell of a shared
-    machine falls on all of them (timing each size in turn, best of 3, chose batches of 4 instead of 8 in one
-    start of eight on 2 cores: its batch-1 cost alone ranged 4.7-5.8 ms between starts)."""
+    machine falls on all of them rather than on one size (docs/design-notes.md, "Timing batch sizes in turns")."""
     batches: list[np.ndarray] = []
     size = 1
     while size <= largest:

@@ -2,13 +2,12 @@
 
 glibc serves a large allocation with its own mapping, unmapped on free, but after the first such free it raises
 that threshold (up to 32 MB) and serves the next ones from its heaps, which it keeps. A server decoding a large
-image in each of its worker threads then holds every thread's heap at its peak: 32 clients sending a valid
-4000x4000 PNG (48 MB of pixels, in Pillow's blocks of up to 16 MB) took resident memory from 294 to 523 MB.
+image in each of its worker threads then holds every thread's heap at its peak.
 
-Fixing the threshold at MMAP_THRESHOLD keeps it flat (285 -> 300 MB). Not lower: at 1 MB the few-MB buffers
-ONNX Runtime takes on every run were mapped, zeroed and unmapped each time, 2 ms more a request (p50 11.7 against
-9.5 ms with Lite0 int8). Fixing it also fixes the heap's trim threshold at glibc's 128 KB default, so that is
-raised to TRIM_THRESHOLD: the heap is not shrunk and grown again on every request.
+Fixing the threshold at MMAP_THRESHOLD keeps resident memory flat. Not lower: below it, the few-MB buffers ONNX
+Runtime takes on every run would be mapped, zeroed and unmapped each time, which made requests slower. Fixing it
+also fixes the heap's trim threshold at glibc's 128 KB default, so that is raised to TRIM_THRESHOLD: the heap is
+not shrunk and grown again on every request. docs/design-notes.md has the figures.
 """
 
 from __future__ import annotations

@@ -17,7 +17,6 @@ from typing import Any, cast
 import numpy as np
 import torch
 import torch.nn as nn
-from tqdm import tqdm
 
 from deepcat.config import TrainConfig
 from deepcat.data.loader import BadInputLog, batches, eval_loader
@@ -25,6 +24,7 @@ from deepcat.data.sources import DataSplits
 from deepcat.errors import DeepcatError
 from deepcat.evaluation.scores import collect_logits
 from deepcat.inference.calibrated import softmax
+from deepcat.progress import progress_bar
 from deepcat.run_folder import write_model_json, write_split
 from deepcat.run_meta import RunMeta
 from deepcat.training import distributed, head_features
@@ -276,11 +276,10 @@ def _train_epoch(
     train_mode(net)
     seen, loss_sum, correct = 0, 0.0, 0
     size = epoch_input_size(cfg, epoch)
-    bar = tqdm(
+    bar = progress_bar(
         total=len(loader),
         desc=f"epoch {epoch + 1}/{cfg.epochs}" + (f" at {size} px" if size else ""),
-        disable=not tools.progress,
-        dynamic_ncols=True,
+        enabled=tools.progress,
     )
     for i, (x, y) in enumerate(batches(loader, tools.log)):
         logits, loss = forward_loss(s, net, x, y, size)

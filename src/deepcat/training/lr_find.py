@@ -6,10 +6,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from deepcat.config import TrainConfig
 from deepcat.data.loader import BadInputLog, batches
+from deepcat.progress import progress_bar
 from deepcat.training import distributed
 from deepcat.training.optim import set_lr
 from deepcat.training.setup import forward_loss, prepare, set_frozen
@@ -37,7 +36,7 @@ def sweep(
     s.model.train()
     lrs, losses, smooth = [], [], 0.0
     log, step = BadInputLog(), 0
-    bar = tqdm(total=steps, desc="lr-find", disable=not progress)
+    bar = progress_bar(total=steps, desc="lr-find", enabled=progress)
     while step < steps:
         for x, y in batches(s.train_loader, log):
             lr = start_lr * (end_lr / start_lr) ** (step / max(1, steps - 1))

@@ -22,13 +22,13 @@ def _facts_chunk(args: tuple[str, str, Any]) -> list[Facts]:
 
 def scan(items: list[str] | np.ndarray, kind: InputKind, *, workers: int = 2, progress: bool = True) -> list[Facts]:
     """Facts for every item, in order, over `workers` processes."""
-    from tqdm import tqdm
+    from deepcat.progress import progress_bar
 
     source = "arrays" if isinstance(items, np.ndarray) else "files"
     size = 256
     chunks = [(kind.name, source, items[i : i + size]) for i in range(0, len(items), size)]
     out: list[Facts] = []
-    bar = tqdm(total=len(items), desc="audit", unit="file", disable=not progress, leave=False)
+    bar = progress_bar(total=len(items), desc="audit", unit="file", enabled=progress, leave=False)
     if workers > 1 and len(chunks) > 1:
         import multiprocessing as mp
 
