@@ -19,18 +19,13 @@ def _flags(action: argparse.Action) -> str:
     return ", ".join(f"`{flag}`" for flag in action.option_strings)
 
 
-def _default(action: argparse.Action) -> str:
-    if action.default in (None, argparse.SUPPRESS) or isinstance(action, argparse._StoreTrueAction):
-        return ""
-    return f"`{action.default}`"
-
-
 def _choices(action: argparse.Action) -> str:
     return ", ".join(f"`{c}`" for c in action.choices) if action.choices else ""
 
 
 def cli_reference() -> str:
-    """Markdown for every verb of `deepcat`: its usage line, then each argument with its default, choices and help."""
+    """Markdown for every verb of `deepcat`: its usage line, then each argument with its choices and help (which
+    states the default)."""
     from deepcat.cli.parser import build_parser
 
     parser = build_parser()
@@ -43,12 +38,12 @@ def cli_reference() -> str:
         lines = [f"## deepcat {name}", "", helps.get(name) or "", ""]
         if sub.description:
             lines += [sub.description, ""]
-        lines += ["```", usage, "```", "", "| argument | default | choices | what it does |", "|---|---|---|---|"]
+        lines += ["```", usage, "```", "", "| argument | choices | what it does (and its default) |", "|---|---|---|"]
         for action in sub._actions:
             if isinstance(action, argparse._HelpAction):
                 continue
             help_text = (action.help or "").replace(" (default: None)", "")
-            lines.append(f"| {_flags(action)} | {_default(action)} | {_choices(action)} | {_cell(help_text)} |")
+            lines.append(f"| {_flags(action)} | {_choices(action)} | {_cell(help_text)} |")
         parts.append("\n".join(lines))
     return "\n\n".join(parts)
 

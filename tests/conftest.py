@@ -238,6 +238,7 @@ def classify_in_page(
             time.sleep(0.2)
         if coverage is not None:
             Select(driver.find_element(By.ID, "coverage")).select_by_value(coverage)
+            driver.find_element(By.ID, "coverage-help").click()  # what the control means, in a user's words
         driver.find_element(By.ID, "file").send_keys(str(image))
         while not driver.find_element(By.TAG_NAME, "body").get_attribute("data-classified"):
             assert time.time() < deadline, "the page did not classify the image"
@@ -246,6 +247,7 @@ def classify_in_page(
             "label": driver.find_element(By.ID, "label").text,
             "mode": driver.find_element(By.ID, "mode").text,
             "set": driver.find_element(By.ID, "set").text,
+            "sets_help": driver.find_element(By.ID, "sets-help").text,
             "bars": len(driver.find_elements(By.CSS_SELECTOR, "#bars .bar")),
             "viewport_width": driver.execute_script("return window.innerWidth"),
             "page_width": driver.execute_script("return document.documentElement.scrollWidth"),

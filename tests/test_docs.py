@@ -88,6 +88,21 @@ def test_the_cli_reference_holds_every_verb_and_flag():
                     assert f"`{flag}`" in section, (name, flag)
 
 
+def test_the_api_page_documents_every_public_name():
+    """Every public function and class of `deepcat` and `deepcat.api` has its section, generated from its
+    docstring (whose Args: and Returns: tests/test_api.py requires)."""
+    import inspect
+
+    import deepcat
+    from deepcat import api
+
+    page = (DOCS / "reference" / "api.md").read_text()
+    shown = {line.rsplit(".", 1)[-1] for line in re.findall(r"^::: (\S+)$", page, re.M)}
+    public = [getattr(api, name) for name in api.__all__] + [getattr(deepcat, name) for name in deepcat.__all__]
+    named = {obj.__name__ for obj in public if inspect.isfunction(obj) or inspect.isclass(obj)}
+    assert named - shown == set()
+
+
 def test_the_architecture_page_maps_every_module():
     """One map of the code, and it is whole: every module and package of src/deepcat is named on the page."""
     page = (DOCS / "architecture.md").read_text()

@@ -83,4 +83,5 @@ def test_page_answers_unknown_and_prediction_sets_like_the_server(tmp_path):
         ).json()
         shown = classify_in_page(url, three, tmp_path / "profile3", coverage="0.95")
     assert shown["set"].startswith("95% sure it is one of: {" + ", ".join(server["set"]) + "}")
+    assert "9 times in 10" in shown["sets_help"]  # "(what is this?)" says what the list means
     assert "in your browser" in shown["mode"]

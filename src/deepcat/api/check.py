@@ -60,8 +60,9 @@ def check(
     Returns:
         A `CheckResult`: the `Audit`, audit.json's path, and the cleaned split and label errors when asked.
 
-    >>> found = deepcat.check("pets").audit
-    >>> found.count("leak"), found.unreadable
+    Examples:
+        >>> found = deepcat.check("pets").audit
+        >>> found.count("leak"), found.unreadable
     """
     from deepcat.data import audit
     from deepcat.data.resolve import splits_of

@@ -37,7 +37,8 @@ def evaluate(
     Returns:
         An `Evaluation`: accuracy, top-k accuracy, ECE, per-class metrics and the confusion matrix.
 
-    >>> deepcat.evaluate("runs/smallcnn-digits").accuracy
+    Examples:
+        >>> deepcat.evaluate("runs/smallcnn-digits").accuracy
     """
     from deepcat.evaluation.scores import evaluate_run
 

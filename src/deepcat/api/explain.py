@@ -28,7 +28,8 @@ def explain(
     Returns:
         One `Explanation` per image: its label, probability and heatmap.
 
-    >>> deepcat.explain("runs/pets", ["cat.jpg"], output="explain/")[0].label
+    Examples:
+        >>> deepcat.explain("runs/pets", ["cat.jpg"], output="explain/")[0].label
     """
     from deepcat.evaluation.explain import explain_run
     from deepcat.inference.answers import expand_inputs

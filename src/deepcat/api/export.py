@@ -46,7 +46,8 @@ def export(
     Returns:
         An `ExportResult`: the file, its size, the check's figures and, for int8, what stayed float.
 
-    >>> deepcat.export("runs/pets", format="onnx-int8").path
+    Examples:
+        >>> deepcat.export("runs/pets", format="onnx-int8").path
     """
     from deepcat.evaluation.finish import after_export
     from deepcat.exporting.export import export_run

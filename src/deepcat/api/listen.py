@@ -72,8 +72,9 @@ def listen(
         For a recording, one `Detection` (label, seconds from the start when it was reported, smoothed
         probability) per keyword; with `mic`, the detections as they are heard (an endless iterator).
 
-    >>> [(d.label, d.seconds) for d in deepcat.listen("runs/spoken-digits", "call.wav")]
-    >>> for heard in deepcat.listen("runs/spoken-digits", mic=True): print(heard.label)
+    Examples:
+        >>> [(d.label, d.seconds) for d in deepcat.listen("runs/spoken-digits", "call.wav")]
+        >>> for heard in deepcat.listen("runs/spoken-digits", mic=True): print(heard.label)
     """
     from deepcat.inference.listen import listen as listen_to
     from deepcat.inference.listen import listen_stream, microphone

@@ -29,8 +29,9 @@ def load(
         A `Classifier` (PyTorch) or an `ExportedClassifier` (ONNX Runtime, OpenVINO or ExecuTorch), each with
         `.predict`.
 
-    >>> deepcat.load("runs/pets").predict("cat.jpg").label
-    >>> deepcat.load("runs/pets/export/model.onnx").predict(["a.jpg", "b.jpg"])
+    Examples:
+        >>> deepcat.load("runs/pets").predict("cat.jpg").label
+        >>> deepcat.load("runs/pets/export/model.onnx").predict(["a.jpg", "b.jpg"])
     """
     if model is not None and model_source(model) == "exported":
         from deepcat.inference.exported import load_exported

@@ -42,7 +42,8 @@ def lr_find(  # type: ignore[misc]  # DATA may come first, as on the command lin
     Returns:
         An `LrFind`: the rates, losses and the suggested lr.
 
-    >>> deepcat.lr_find("digits").suggested_lr
+    Examples:
+        >>> deepcat.lr_find("digits").suggested_lr
     """
     from deepcat.config import resolve_config
     from deepcat.training.lr_find import sweep

@@ -82,9 +82,10 @@ def predict(
         One `Prediction` per input, in order (an unreadable file's has `error` set); with `output`, a
         `PredictionFile` saying how many inputs were predicted and skipped.
 
-    >>> [p.label for p in deepcat.predict("runs/pets", ["photos/"])]
-    >>> [p.set for p in deepcat.predict("runs/pets", ["photos/"], coverage=0.9)]
-    >>> deepcat.predict("runs/pets", ["s3://bucket/pets"], output="preds.parquet").predicted
+    Examples:
+        >>> [p.label for p in deepcat.predict("runs/pets", ["photos/"])]
+        >>> [p.set for p in deepcat.predict("runs/pets", ["photos/"], coverage=0.9)]
+        >>> deepcat.predict("runs/pets", ["s3://bucket/pets"], output="preds.parquet").predicted
     """
     from deepcat.inference.answers import expand_inputs
 

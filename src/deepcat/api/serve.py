@@ -38,7 +38,8 @@ def serve(
     Returns:
         Nothing; it serves until interrupted.
 
-    >>> deepcat.serve("runs/pets", port=8080, limits=Limits(max_batch=16))
+    Examples:
+        >>> deepcat.serve("runs/pets", port=8080, limits=Limits(max_batch=16))
     """
     from deepcat.serving.start import run_server
 

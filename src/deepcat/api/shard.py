@@ -38,7 +38,8 @@ def shard(
     Returns:
         `out`, to train on.
 
-    >>> deepcat.train(deepcat.shard("pets", out="s3://bucket/pets"))
+    Examples:
+        >>> deepcat.train(deepcat.shard("pets", out="s3://bucket/pets"))
     """
     from deepcat.data.resolve import splits_of
     from deepcat.data.shards import write_shards

@@ -36,8 +36,9 @@ def train(  # type: ignore[misc]  # DATA may come first, as on the command line
     Returns:
         The run folder (config.yaml, model.json, the weights, metrics, report.html).
 
-    >>> run = deepcat.train("pets", model="resnet18", epochs=5)
-    >>> deepcat.train(resume=run)  # continue an interrupted run
+    Examples:
+        >>> run = deepcat.train("pets", model="resnet18", epochs=5)
+        >>> deepcat.train(resume=run)  # continue an interrupted run
     """
     from deepcat.config import resolve_config
     from deepcat.evaluation.finish import after_training

@@ -51,8 +51,9 @@ def tune(  # type: ignore[misc]  # DATA may come first, as on the command line
     Returns:
         A `TuneResult`: trials, the best score, best.yaml and the best run's folder.
 
-    >>> result = deepcat.tune("digits", trials=20)
-    >>> result.best_value, result.best_config   # tunes/digits/best.yaml: `deepcat train --config` it
+    Examples:
+        >>> result = deepcat.tune("digits", trials=20)
+        >>> result.best_value, result.best_config   # tunes/digits/best.yaml: `deepcat train --config` it
     """
     from deepcat.config import resolve_config
     from deepcat.evaluation.finish import after_training
