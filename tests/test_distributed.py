@@ -69,7 +69,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 @pytest.mark.slow
 def test_two_nodes_match_one_process(digits_folder, tmp_path):
     """Two "nodes": two torchrun invocations of one process each, one c10d rendezvous on loopback, as two
-    machines would run them (README: Many processes, many machines)."""
+    machines would run them (docs, Scale: Many processes, many machines)."""
     args = options(digits_folder, tmp_path)
     subprocess.run([sys.executable, "-m", "deepcat", "train", *args, "--name", "one"], check=True, env=ENV)
     rendezvous = ("--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "--rdzv-id", "test")
@@ -85,7 +85,7 @@ def test_two_nodes_match_one_process(digits_folder, tmp_path):
 def test_a_worker_killed_mid_run_is_restarted_by_torchrun_and_ends_with_the_same_weights(tmp_path):
     """torchrun `--max-restarts`: one worker killed (SIGKILL) while the run trains; torchrun stops the other,
     starts both again, and they continue the run from its last saved epoch to one process's weights. With
-    TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1, as the README's command has it: each restart gets a fresh store."""
+    TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1, as the docs' command (Scale) has it: each restart gets a fresh store."""
     data = write_digits(tmp_path / "digits", per_class=150)
     args = [*options(data, tmp_path, epochs=8)]
     subprocess.run([sys.executable, "-m", "deepcat", "train", *args, "--name", "one"], check=True, env=ENV)

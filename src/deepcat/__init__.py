@@ -1,4 +1,4 @@
-"""deepcat: a folder of labelled images in, a trained, evaluated classifier out.
+"""deepcat: a folder of labelled images or sound clips in, a trained, evaluated classifier out.
 
     import deepcat
     run = deepcat.train("pets", epochs=5)           # folder with pets/cat, pets/dog

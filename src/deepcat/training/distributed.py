@@ -47,7 +47,7 @@ def _refuse_a_shared_store_across_restarts() -> None:
         raise SystemExit(
             f"torchrun --max-restarts {restarts} shares one store across restarts, and a restart can hang on a "
             "dead worker's address. Run it as `TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 torchrun --rdzv-backend c10d "
-            "--max-restarts ...` (see the README: Many processes, many machines), or without --max-restarts."
+            "--max-restarts ...` (see the docs: Scale, Many processes, many machines), or without --max-restarts."
         )
 
 
