@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import json
 import os
 import random
 import socket
@@ -137,20 +136,19 @@ def checked_int8(fp32: Path) -> tuple[Path, dict]:
     """The model's int8 file beside it, quantised by deepcat and checked against fp32 as `deepcat export` checks
     a run: calibration, held-out and check crops are disjoint draws of the sample photos."""
     import numpy as np
-    import onnx
     from infer import photo_crops
 
     from deepcat.exporting.check import compare
     from deepcat.exporting.onnx_formats import quantize_int8
     from deepcat.inference.exported import load_exported
 
-    meta = json.loads(next(p.value for p in onnx.load(str(fp32)).metadata_props if p.key == "deepcat"))
+    meta = load_exported(fp32).meta  # the file's typed metadata (ExportMeta)
     int8 = fp32.with_suffix(".int8.onnx")
     precision = quantize_int8(
         fp32, int8, photo_crops(64, seed=0, meta=meta), meta, held_out=photo_crops(200, seed=3, meta=meta)
     )
     checks = photo_crops(500, seed=5, meta=meta)
-    labels = np.array([meta["classes"].index("cat" if i % 5 in (2, 4) else "neither") for i in range(len(checks))])
+    labels = np.array([meta.classes.index("cat" if i % 5 in (2, 4) else "neither") for i in range(len(checks))])
     # the answers are summed ImageNet probabilities: compared as log-probabilities, as logits would be
     answers = [np.log(np.maximum(load_exported(path).probabilities(checks), 1e-30)) for path in (fp32, int8)]
     report = compare(*answers, labels, kind="int8")  # raises when int8 misses the bound

@@ -42,7 +42,7 @@ def cli_reference() -> str:
         for action in sub._actions:
             if isinstance(action, argparse._HelpAction):
                 continue
-            help_text = (action.help or "").replace(" (default: None)", "")
+            help_text = sub._get_formatter()._expand_help(action) if action.help else ""  # as --help prints it
             lines.append(f"| {_flags(action)} | {_choices(action)} | {_cell(help_text)} |")
         parts.append("\n".join(lines))
     return "\n\n".join(parts)

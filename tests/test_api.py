@@ -22,11 +22,10 @@ import pytest
 import deepcat
 from deepcat import api
 from deepcat.cli import build_parser
-from deepcat.cli.flags import add_api_flags, api_options, docstring_args
+from deepcat.cli.flags import API_ONLY, add_api_flags, api_options, docstring_args
 from deepcat.config import TrainConfig, TrainOptions
 
 CLI_ONLY = {"json", "quiet", "top", "help"}  # how the CLI prints, not what is done
-API_ONLY = {"progress", "callbacks"}  # how Python shows progress and hooks into training
 API_ONLY_VERBS = {"load"}  # a classifier object has no command-line form
 CLI_READS = {"predict": {"model"}}  # the CLI reads MODEL as the first of its inputs
 OWN_FORM = {"thresholds"}  # listen's --class-threshold CLASS=P: a dict field, typed by its own action

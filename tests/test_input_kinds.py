@@ -205,6 +205,10 @@ ITEMS = {
 }
 
 
+def test_every_registered_kind_is_held_to_the_contract(sensor_kind):
+    assert set(INPUT_KINDS.names()) <= set(ITEMS), "a registered kind with no item for the kit below"
+
+
 @pytest.mark.parametrize("name", list(ITEMS))
 def test_every_kind_meets_the_contract(name, sensor_kind):
     check_input_kind(input_kind(name), item=ITEMS[name])

@@ -142,3 +142,23 @@ def test_nothing_outside_run_meta_reads_the_metadata_by_its_keys():
         if reads.search(line)
     ]
     assert found == []
+
+
+def test_a_sound_run_from_before_mean_normalisation_reads_as_it_computed():
+    saved = {
+        "model": {"name": "dscnn", "num_classes": 2},
+        "classes": ["no", "yes"],
+        "input_kind": "audio",
+        "preprocess": {"sample_rate": 16000, "clip_seconds": 1.0},
+    }
+    assert RunMeta.from_dict(saved).preprocess.mean_normalise is False
+    assert RunMeta.from_dict(
+        {**saved, "preprocess": {**saved["preprocess"], "mean_normalise": True}}
+    ).preprocess.mean_normalise
+
+
+def test_a_model_spec_without_its_size_is_one_line():
+    with pytest.raises(DeepcatError, match="lacks num_classes"):
+        RunMeta.from_dict(
+            {"model": {"name": "smallcnn"}, "classes": ["a", "b"], "preprocess": Preprocess(32, 36).to_dict()}
+        )

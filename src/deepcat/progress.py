@@ -12,23 +12,13 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sized
-from typing import IO, Any, Protocol, TypeVar
+from typing import IO, Any, TypeVar
 
-__all__ = ["LINE_EVERY_S", "LineProgress", "Progress", "is_terminal", "progress_bar"]
+__all__ = ["LINE_EVERY_S", "LineProgress", "is_terminal", "progress_bar"]
 
 T = TypeVar("T")
 
 LINE_EVERY_S = 30.0  # in a log, a line at most this often while a bar runs (and one when it ends)
-
-
-class Progress(Protocol):
-    """What deepcat calls on a progress bar; tqdm's bars and `LineProgress` both answer it."""
-
-    def update(self, n: int = 1) -> Any: ...
-
-    def set_postfix(self, **values: Any) -> Any: ...
-
-    def close(self) -> Any: ...
 
 
 def is_terminal(stream: IO[str] | None = None) -> bool:
@@ -59,11 +49,12 @@ class LineProgress:
         self.iterable, self.total, self.desc, self.unit = iterable, total, desc, unit
         self.stream = sys.stderr if stream is None else stream
         self.leave, self.every, self.n, self.postfix, self.lines = leave, every, 0, "", 0
+        self.shown: int | None = None  # the count the last line showed
         self.started = self.last_line = time.monotonic()
         self.closed = False
 
     def __iter__(self) -> Iterator[Any]:
-        for item in self.iterable or ():
+        for item in () if self.iterable is None else self.iterable:
             yield item
             self.update()
         self.close()
@@ -85,7 +76,7 @@ class LineProgress:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            if self.leave or self.lines:
+            if (self.leave or self.lines) and self.shown != self.n:  # no line that repeats the last one
                 self._line()
 
     def _line(self) -> None:
@@ -104,7 +95,7 @@ class LineProgress:
             else "{desc}: {n_fmt} [{elapsed}, {rate_fmt}{postfix}]",
         )
         self.stream.write(text + "\n")
-        self.lines += 1
+        self.lines, self.shown = self.lines + 1, self.n
         self.stream.flush()
 
 
@@ -127,7 +118,7 @@ def progress_bar(
         enabled: False gives a bar that shows nothing. leave: keep a terminal bar once it ends.
 
     Returns:
-        A bar answering `Progress` (and iteration when given `iterable`).
+        A bar with tqdm's `update`, `set_postfix` and `close` (and iteration when given `iterable`).
 
     >>> for batch in progress_bar(loader, desc="predict"): ...
     """

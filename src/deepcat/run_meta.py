@@ -193,6 +193,11 @@ class RunMeta:
         _refuse_unknown(meta["preprocess"], pre.to_dict(), f"{where} (preprocess)")
         model = dict(meta["model"])
         _refuse_unknown(model, [f.name for f in fields(ModelSpec)], f"{where} (model)")
+        missing = [key for key in ("name", "num_classes") if key not in model]
+        if missing:
+            raise DeepcatError(
+                f"{where} (model) lacks {', '.join(missing)}, so the network cannot be rebuilt: train the run again"
+            )
         return cls(
             model=ModelSpec(**model),
             classes=tuple(meta["classes"]),
@@ -231,7 +236,14 @@ def migrate_run(raw: Mapping[str, Any], *, where: str = "model.json") -> dict[st
         raise DeepcatError(f"{where} lacks {', '.join(missing)}; it is not a deepcat model.json (train a run again)")
     _refuse_unknown(meta, RUN_KEYS, where)
     meta.setdefault("input_kind", DEFAULT_KIND)  # runs saved before kinds existed are images
+    meta["preprocess"] = _older_preprocessing(meta["input_kind"], meta["preprocess"])
     return {"format_version": MODEL_JSON_VERSION, **meta}
+
+
+def _older_preprocessing(kind: str, saved: Mapping[str, Any]) -> dict[str, Any]:
+    """A preprocessing field added after runs were saved with its kind, set as those runs computed: sound's
+    per-band mean normalisation came in f80ca0b, default on, so a sound run saved without it never normalised."""
+    return {"mean_normalise": False, **saved} if kind == "audio" else dict(saved)
 
 
 @dataclass(frozen=True)
@@ -353,6 +365,7 @@ def migrate_export(raw: Mapping[str, Any], *, where: str = "the export metadata"
         "logits_output": None,
         "deepcat_version": "",
         **raw,
+        **_older_preprocessing(raw.get("input_kind", DEFAULT_KIND), raw),
     }
 
 

@@ -17,12 +17,12 @@ if TYPE_CHECKING:
 def load(
     model: str | Path | None = None, *, which: Literal["best", "last"] = "best"
 ) -> Classifier | ExportedClassifier:
-    """A classifier to call `.predict` on: a run folder (PyTorch), an exported .onnx/.ort/.xml/.pte/.tflite file
-    (ONNX Runtime, OpenVINO, ExecuTorch or LiteRT; only ExecuTorch imports torch), or with neither the pretrained
-    cat / dog / neither model.
+    """A classifier to call `.predict` on: a run folder (PyTorch), an exported .onnx/.ort/.xml (or its .bin)/.pte/
+    .tflite file (ONNX Runtime, OpenVINO, ExecuTorch or LiteRT; only ExecuTorch imports torch), or with neither the
+    pretrained cat / dog / neither model.
 
     Args:
-        model: a run folder, an .onnx/.ort/.xml/.pte/.tflite file, or None.
+        model: a run folder, an .onnx/.ort/.xml (or its .bin)/.pte/.tflite file, or None.
         which: a run's "best" or "last" weights.
 
     Returns:

@@ -66,7 +66,7 @@ def predict(
     shards (`shard`), and under torchrun the processes share the work and write one file.
 
     Args:
-        model: a run folder, an .onnx/.ort/.xml/.pte/.tflite file, a loaded classifier, or None.
+        model: a run folder, an .onnx/.ort/.xml (or its .bin)/.pte/.tflite file, a loaded classifier, or None.
         inputs: files, folders or globs; in Python also in-memory items (numpy arrays, PIL images).
         top_k: classes listed in each answer.
         reject: answer `unknown` below the model's calibrated threshold (off: always a class).

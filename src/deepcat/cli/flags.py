@@ -99,8 +99,12 @@ def _dataclass_in(hint: Any) -> type | None:
 
 
 def _shown(help_text: str, default: Any) -> str:
-    """Help that ends with the default, where there is one to show (a bool flag's own action shows its own)."""
-    return help_text if default is None or isinstance(default, bool) else f"{help_text} (default: {default})"
+    """Help that ends with the default, where there is one to show: none for None (the help says what happens),
+    on or off for a bool."""
+    if default is None:
+        return help_text
+    shown = ("on" if default else "off") if isinstance(default, bool) else default
+    return f"{help_text} (default: {shown})"
 
 
 def _argument(parser: argparse.ArgumentParser, flag: str, custom: Mapping[str, Any], **derived: Any) -> None:
@@ -140,7 +144,7 @@ def add_dataclass_flags(
         flag, form = "--" + f.name.replace("_", "-"), (custom or {}).get(f.name, {})
         help_text = f.metadata.get("help", "")
         if f.default is not dataclasses.MISSING:
-            help_text = f"{help_text} (default: {f.default})"
+            help_text = _shown(help_text, f.default)
         if kind is bool:
             _argument(
                 parser, flag, form, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text
@@ -214,7 +218,7 @@ def _add_option(
     kind, choices = _plain(hint)
     if kind is bool:
         action = argparse.BooleanOptionalAction if default else "store_true"
-        _argument(parser, flag, form, dest=name, action=action, default=bool(default), help=help_text)
+        _argument(parser, flag, form, dest=name, action=action, default=bool(default), help=_shown(help_text, default))
     elif default is inspect.Parameter.empty:
         _argument(parser, flag, form, dest=name, type=kind, choices=choices, required=True, help=help_text)
     else:

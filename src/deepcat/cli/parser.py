@@ -16,9 +16,9 @@ from typing import Any
 
 from deepcat import api
 from deepcat.cli import commands
-from deepcat.cli.flags import add_api_flags, add_dataclass_flags
+from deepcat.cli.flags import add_api_flags
 
-__all__ = ["CLI_ONLY", "VERBS", "add_dataclass_flags", "build_parser"]
+__all__ = ["CLI_ONLY", "VERBS", "build_parser"]
 
 CLI_ONLY = {"json": "print JSON instead of a table", "quiet": "no progress bars"}  # how results are printed
 Sub = argparse._SubParsersAction  # the `add_subparsers()` object each verb adds its sub-command to

@@ -17,6 +17,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from deepcat.errors import DeepcatError
 from deepcat.inference.answers import InputItem, Prediction, Rule, predict_batches
 from deepcat.run_meta import ExportMeta
 
@@ -56,7 +57,9 @@ class ExportedClassifier:
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """(B, K) logits before temperature and softmax (exports since the `logits` output was added)."""
-        [logits] = self.session.run(["logits"], {self.session.get_inputs()[0].name: batch})
+        if self.meta.logits_output is None:
+            raise DeepcatError(f"{self.name} was exported before files had a logits output: export the run again")
+        [logits] = self.session.run([self.meta.logits_output], {self.session.get_inputs()[0].name: batch})
         return cast("np.ndarray", logits)
 
     @property
@@ -66,7 +69,6 @@ class ExportedClassifier:
 
     def set_limit(self, coverage: float | None) -> float | None:
         """The prediction sets' limit for `coverage` (None: no sets asked for)."""
-        from deepcat.errors import DeepcatError
         from deepcat.inference.calibrated import set_limit
 
         if coverage is None:
