@@ -162,3 +162,17 @@ def test_a_model_spec_without_its_size_is_one_line():
         RunMeta.from_dict(
             {"model": {"name": "smallcnn"}, "classes": ["a", "b"], "preprocess": Preprocess(32, 36).to_dict()}
         )
+
+
+def test_code_that_read_the_metadata_as_a_dict_still_works_and_is_told_the_field():
+    meta = RunMeta.from_dict(
+        {
+            "model": {"name": "smallcnn", "num_classes": 2},
+            "classes": ["a", "b"],
+            "preprocess": Preprocess(32, 36).to_dict(),
+        }
+    )
+    with pytest.warns(DeprecationWarning, match="meta.classes"):
+        assert meta["classes"] == ["a", "b"]
+    with pytest.warns(DeprecationWarning):
+        assert meta.get("calibration") is None and meta.get("nothing", 3) == 3

@@ -132,8 +132,35 @@ def set_limit(conformal: Mapping[str, float | None] | None, coverage: float, err
     return float("inf") if limit is None else float(limit)
 
 
+class _ReadsLikeItsJson:
+    """Deprecated dict reads (`meta["classes"]`, `meta.get("calibration")`) for code written when the metadata was
+    a dict: they still answer, from `to_dict()`, with a DeprecationWarning that names the typed field to read."""
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def __getitem__(self, key: str) -> Any:
+        _deprecated_read(key)
+        return self.to_dict()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        _deprecated_read(key)
+        return self.to_dict().get(key, default)
+
+
+def _deprecated_read(key: str) -> None:
+    import warnings
+
+    warnings.warn(
+        f"reading the metadata as a dict (meta[{key!r}]) is deprecated: read its typed fields "
+        "(meta.classes, meta.preprocess, meta.calibration, ...) or meta.to_dict()",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+
+
 @dataclass(frozen=True)
-class RunMeta:
+class RunMeta(_ReadsLikeItsJson):
     """A run's model.json: the architecture, the class names, the input kind's preprocessing and, once fitted
     after training, the calibration (None before it, or without a validation split's fit).
 
@@ -247,7 +274,7 @@ def _older_preprocessing(kind: str, saved: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class ExportMeta:
+class ExportMeta(_ReadsLikeItsJson):
     """The metadata inside an exported file: what a consumer needs to feed the model and read its answer. Its
     preprocessing fields sit at the JSON's top level (`resize`, `input_size`, ... for images), where ONNX
     consumers and the web page read them. `calibration.threshold`: below this score (the `score_output`) the
