@@ -422,6 +422,9 @@ def _audit(results: dict) -> str:
             )
         elif "pairs" in r:
             found = f"{r['pairs']:,} pairs" + (" (the same pairs)" if r.get("same_pairs") else "")
+            if "same_pairs_checked_on" in r:
+                same = "the same" if r["same_pairs"] else "**not** the same"
+                found = f"{r['pairs']:,} pairs ({same} as every pair, on a random {r['same_pairs_checked_on']:,})"
         else:
             found = ""
         peak = f"{r['peak_mb']:,.0f}" if "peak_mb" in r else ""
