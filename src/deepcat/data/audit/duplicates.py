@@ -38,8 +38,8 @@ BIG_BUCKET = 256  # a bucket of more hashes than this is searched all-pairs, in 
 def near_pairs(hashes: np.ndarray, max_bits: int) -> np.ndarray:
     """All pairs (i < j) of 64-bit hashes that differ in at most `max_bits` bits, sorted. On random hashes it
     compares about n^2 / 2^13 pairs per piece at 4 bits instead of n^2 / 2: still quadratic, but 1.28 million
-    hashes (ImageNet's size) take half a minute on 2 cores where every pair would take over an hour
-    (`benchmarks/audit.py`).
+    hashes (ImageNet's size, clustered as real ones are) take about half a minute on 2 cores where every pair
+    would take over an hour (`benchmarks/audit.py`).
 
     Pigeonhole: cut the 64 bits into `max_bits + 1` pieces; two hashes within `max_bits` bits agree exactly on at
     least one piece. For each piece, the hashes are sorted by it, and only hashes sharing that piece are compared.
