@@ -33,13 +33,16 @@ async def post(
     return int(status_line.split()[1]), headers, body
 
 
-async def closed_loop(url: str, body: bytes, *, clients: int, seconds: float) -> dict:
-    """`clients` closed-loop clients for `seconds`, one keep-alive connection each."""
+async def closed_loop(url: str, body: bytes, *, clients: int, seconds: float, warmup_s: float = 0.0) -> dict:
+    """`clients` closed-loop clients for `seconds`, one keep-alive connection each. With `warmup_s`, they run that
+    much longer first, and what was sent before it is left out (a standing queue's start is not its steady
+    state)."""
     host, port = url.removeprefix("http://").split(":")
     request = request_bytes(url, body)
     latencies: list[float] = []
     refused, labels = 0, set()
-    deadline = time.perf_counter() + seconds
+    measured_from = time.perf_counter() + warmup_s
+    deadline = measured_from + seconds
 
     async def client() -> None:
         nonlocal refused
@@ -51,20 +54,21 @@ async def closed_loop(url: str, body: bytes, *, clients: int, seconds: float) ->
                 if headers.get("connection") == "close":
                     writer.close()
                     reader, writer = await asyncio.open_connection(host, int(port))
+                counted = started >= measured_from
                 if status == 503:
-                    refused += 1
+                    refused += counted
                     await asyncio.sleep(float(headers.get("retry-after", 1)))
                     continue
                 if status != 200:
                     raise RuntimeError(f"HTTP {status}: {answer[:200]!r}")
-                latencies.append(time.perf_counter() - started)
+                if counted:
+                    latencies.append(time.perf_counter() - started)
                 labels.add(json.loads(answer)["label"])
         finally:
             writer.close()
 
-    started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(clients)))
-    wall = time.perf_counter() - started
+    wall = time.perf_counter() - measured_from
     return {"latencies": latencies, "refused": refused, "requests_per_s": len(latencies) / wall, "labels": labels}
 
 

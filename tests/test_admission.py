@@ -5,7 +5,7 @@ import contextlib
 
 import pytest
 
-from deepcat.serving.admission import Admission
+from deepcat.serving.admission import BURST_WINDOW_S, Admission
 from deepcat.serving.errors import RequestError
 
 
@@ -56,3 +56,41 @@ def test_past_the_queue_depth_inputs_over_the_budget_are_shed():
     assert gate.inside == 0
     with gate.admit(1):  # idle again: admitted
         assert gate.inside == 1
+
+
+def test_a_queue_that_stands_past_the_burst_window_is_held_to_the_budget():
+    """The depth admits a burst on a rested server, not a standing queue: a server finishing 100 inputs a second
+    with a 250 ms budget holds 50 inputs (a 0.5 s wait) that came at once; while they stand, an input that comes
+    once the burst window has passed is refused although the server holds fewer than `depth`. After a quiet spell
+    (a wait under half the budget for a whole window) the allowance is back."""
+    now = [0.0]
+    gate = Admission(budget_s=0.25, depth=100, clock=lambda: now[0])
+    for _ in range(20):  # 100 inputs a second
+        with gate.admit(1):
+            now[0] += 0.01
+    with contextlib.ExitStack() as held:
+        queue = [held.enter_context(contextlib.ExitStack()) for _ in range(50)]
+        for stack in queue:  # a burst of 50 on a rested server: admitted whatever its wait
+            stack.enter_context(gate.admit(1))
+        for _ in range(int(BURST_WINDOW_S / 0.01) + 40):  # sustained: each finish is followed by a new arrival
+            now[0] += 0.01
+            queue.pop(0).close()
+            stack = held.enter_context(contextlib.ExitStack())
+            try:
+                stack.enter_context(gate.admit(1))
+                queue.append(stack)
+            except RequestError as refused:
+                assert refused.status == 503 and "250 ms budget" in refused.detail
+        assert gate.inside <= 25  # held to the budget: 25 inputs are 250 ms of work at 100 a second
+        while gate.inside > 10:  # the queue drains to a wait under half the budget...
+            now[0] += 0.01
+            queue.pop(0).close()
+        for _ in range(int(BURST_WINDOW_S / 0.01) + 1):  # ...and stays there for a window: quiet
+            now[0] += 0.01
+            queue.pop(0).close()
+            stack = held.enter_context(contextlib.ExitStack())
+            stack.enter_context(gate.admit(1))
+            queue.append(stack)
+        for _ in range(60):  # a burst on the quiet server: admitted up to the depth
+            held.enter_context(gate.admit(1))
+        assert gate.inside == 70

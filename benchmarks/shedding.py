@@ -1,0 +1,137 @@
+"""`deepcat serve`'s load shedding at the edges, in one run: a burst on a rested server, and sustained load past
+capacity (issue 54).
+
+The server is what a plain `deepcat serve` runs with no run folder: the zero-shot ImageNet Lite0 (cat / dog /
+neither) in fp32, pinned to this machine's cores, at its default wait budget (`--max-queue-ms 1000`) and at 250 ms.
+For each budget, in turn:
+
+- a burst of 96 requests, each on its own connection, on a server that has measured its rate and then rested
+  2.5 s: every one should be answered (the burst allowance admits up to `--queue-depth` 100 whatever the wait);
+- closed-loop clients that honour `Retry-After` (1 s), one keep-alive connection each (`load.closed_loop`), at 8,
+  32, 64 and 128 clients, each level `--seconds` long after `--warmup` seconds left out: the first second of a
+  level is a burst, admitted up to the depth; what the budget bounds is the queue that stands after it.
+
+Done when, at 64 and 128 clients, the answered requests' p99 is within the budget plus one batch's service time,
+and the answered rate is at least 90% of the best level's. One batch's service time is the layout's largest batch
+on one worker core: `max_batch * workers / best rate` (the workers run batches side by side, one core each).
+
+    python benchmarks/shedding.py          # ~6 min on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import report  # noqa: E402
+from load import closed_loop, post, request_bytes  # noqa: E402
+from serve import free_port, photo, start  # noqa: E402
+
+BUDGETS_MS = (1000, 250)
+LEVELS = (8, 32, 64, 128)
+SUSTAINED = (64, 128)  # the levels the targets are judged at
+BURST = 96
+REST_S = 2.5  # longer than the burst window (`admission.BURST_WINDOW_S`): the server is rested
+
+
+async def burst(url: str, body: bytes, count: int) -> list[int]:
+    """`count` requests at once, each on a connection of its own: their statuses."""
+    host, port = url.removeprefix("http://").split(":")
+    request = request_bytes(url, body)
+
+    async def one() -> int:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            status, _, _ = await post(reader, writer, request)
+            return status
+        finally:
+            writer.close()
+
+    return list(await asyncio.gather(*(one() for _ in range(count))))
+
+
+def p99(latencies: list[float]) -> float:
+    ordered = sorted(latencies)
+    return ordered[int(0.99 * (len(ordered) - 1))]
+
+
+def measure(budget_ms: int, body: bytes, args: argparse.Namespace) -> list[dict]:
+    from deepcat.serving.model_file import serving_model
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "deepcat", "serve", str(serving_model(None)), "--device", "cpu"]
+    server = start([*command, "--port", str(port), "--max-queue-ms", str(budget_ms)], url, os.sched_getaffinity(0))
+    try:
+        layout = httpx.get(f"{url}/v1/model").json()["layout"]
+        asyncio.run(closed_loop(url, body, clients=1, seconds=2))  # warm-up: the server measures its rate
+        time.sleep(REST_S)
+        statuses = asyncio.run(burst(url, body, BURST))
+        rows = [
+            {
+                "budget_ms": budget_ms,
+                "load": f"burst of {BURST} after {REST_S} s idle",
+                "answered": statuses.count(200),
+                "refused": statuses.count(503),
+            }
+        ]
+        for clients in LEVELS:
+            time.sleep(REST_S)
+            run = asyncio.run(closed_loop(url, body, clients=clients, seconds=args.seconds, warmup_s=args.warmup))
+            rows.append(
+                {
+                    "budget_ms": budget_ms,
+                    "load": f"{clients} clients",
+                    "clients": clients,
+                    "answered": len(run["latencies"]),
+                    "refused": run["refused"],
+                    "answered_per_s": run["requests_per_s"],
+                    "p50_ms": 1000 * statistics.median(run["latencies"]),
+                    "p99_ms": 1000 * p99(run["latencies"]),
+                }
+            )
+    finally:
+        server.kill()
+        server.wait()
+    best = max(r["answered_per_s"] for r in rows if "clients" in r)
+    batch_ms = 1000 * layout["max_batch"] * layout["workers"] / best
+    for r in rows:
+        r["layout"] = f"{layout['workers']} workers x batch {layout['max_batch']}"
+        if r.get("clients") in SUSTAINED:
+            r["bound_ms"] = budget_ms + batch_ms
+            r["share_of_best"] = r["answered_per_s"] / best
+            r["met"] = r["p99_ms"] <= r["bound_ms"] and r["share_of_best"] >= 0.9
+        elif "clients" not in r:
+            r["met"] = r["answered"] == BURST
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=20, help="how long each level is measured")
+    parser.add_argument("--warmup", type=float, default=5, help="seconds of each level left out before measuring")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "shedding.json"))
+    args = parser.parse_args()
+    body = photo()
+    rows = [row for budget_ms in BUDGETS_MS for row in measure(budget_ms, body, args)]
+    report(
+        "shedding",
+        rows,
+        args.out,
+        model="zero-shot ImageNet EfficientNet-Lite0, fp32 (cat / dog / neither)",
+        seconds=args.seconds,
+        warmup_s=args.warmup,
+        all_met=all(r["met"] for r in rows if "met" in r),
+    )
+
+
+if __name__ == "__main__":
+    main()
