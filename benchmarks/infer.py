@@ -264,7 +264,7 @@ def other_runtimes(net: torch.nn.Module, onnx_file: Path, stem: Path, meta, subj
     weights are real, as `deepcat export` writes them (leading segments float until 99.5% held-out agreement)."""
     import importlib.util
 
-    from deepcat.exporting.formats import FORMATS
+    from deepcat.exporting.formats import FORMATS, QuantInputs
 
     paths, precision = {}, {}
     if importlib.util.find_spec("openvino") and importlib.util.find_spec("nncf"):
@@ -288,7 +288,7 @@ def other_runtimes(net: torch.nn.Module, onnx_file: Path, stem: Path, meta, subj
         example = torch.from_numpy(subject.checks[:2])
         paths["litert"] = write_litert(net, example, stem.with_suffix(".tflite"), meta)
         paths["litert-int8"] = write_litert(net, example, stem.with_suffix(".int8.tflite"), meta, subject.calibration)
-    example, images = torch.from_numpy(subject.checks[:2]), (subject.calibration, subject.held_out)
+    example, images = torch.from_numpy(subject.checks[:2]), QuantInputs(subject.calibration, subject.held_out)
     for fmt in ("executorch-int8", "litert-int8"):
         if fmt in paths and subject.real_weights:
             mixed = stem.with_suffix(f".mixed{paths[fmt].suffix}")
@@ -300,13 +300,12 @@ def other_runtimes(net: torch.nn.Module, onnx_file: Path, stem: Path, meta, subj
 def passes_check(
     row: dict, reference: np.ndarray, probs: np.ndarray, labels: np.ndarray | None, precision: str
 ) -> bool:
-    """`deepcat export`'s bounds (deepcat.exporting.check), on this benchmark's check images."""
-    from deepcat.exporting.check import FP32_MAX_ABS_DIFF, INT8_MAX_ACCURACY_DROP, INT8_MIN_AGREEMENT
+    """`deepcat export`'s bounds on top-1 answers (deepcat.exporting.check), on this benchmark's check images."""
+    from deepcat.exporting.check import FP32_MAX_ABS_DIFF, int8_keeps
 
     if precision == "fp32":
         return row["max_abs_diff"] <= FP32_MAX_ABS_DIFF
-    lost = 0.0 if labels is None else float((reference.argmax(1) == labels).mean()) - row["top1_accuracy"]
-    return row["top1_agreement"] >= INT8_MIN_AGREEMENT and lost <= INT8_MAX_ACCURACY_DROP
+    return int8_keeps(reference.argmax(1), probs.argmax(1), labels)
 
 
 def bench_model(subject: Subject, tmp: Path, peaks: dict[str, float]) -> list[dict]:

@@ -70,12 +70,14 @@ def test_every_format_matches_pytorch(digits_run, fmt):
     result = export(digits_run, format=fmt, progress=False)
     assert current_signal_stack() == signal_stack  # OpenVINO's plugin swaps it (see the test below)
     check = result.check
-    assert check.passed and check.images == 288
     if EXPORT_FORMATS.get(fmt).precision == "fp32":
+        assert check.passed and check.images == 288 and check.rule == "fp32"
         assert check.max_abs_diff <= 1e-4
-    else:
-        assert check.top1_agreement >= 0.99
-        assert check.accuracy_pytorch - check.accuracy_exported <= 0.01
+    else:  # the 288 validation images shared between the float-segment search and the check, none in both
+        assert check.passed and check.images == 144 and result.precision["search_images"] == 144
+        assert check.rule == "int8: accuracy (MLPerf)" and check.top1_agreement >= 0.97
+        assert check.accuracy_ratio >= 0.99 and len(check.accuracy_ratio_interval) == 2
+        assert {"ece_exported", "unknown_exported", "coverage_exported"} <= set(check.trust)
     if fmt in ("openvino-int8", "executorch-int8", "litert-int8"):  # int8 weights: the score's statistics stay float
         fp32 = Path(export(digits_run, format=fmt.removesuffix("-int8"), progress=False).path)
         assert weight_bytes(Path(result.path)) < 0.6 * weight_bytes(fp32)
@@ -163,7 +165,77 @@ def test_failed_check_is_an_error():
         compare(reference, reference * 0.999, labels, kind="fp32")
 
 
-@pytest.mark.parametrize("fmt", formats("onnx", "openvino", "executorch", "litert"))
+def _answers(labels: np.ndarray, right: np.ndarray, classes: int = 10) -> np.ndarray:
+    """Logits whose top-1 is the label where `right`, the next class elsewhere."""
+    top = np.where(right, labels, (labels + 1) % classes)
+    return np.eye(classes, dtype=np.float32)[top] * 4.0
+
+
+def test_int8_is_judged_by_accuracy_as_mlperf_judges_it_with_agreement_beside_it():
+    """1,000 inputs, fp32 right on 83%: an int8 file that swaps 12 right answers for wrong ones and 12 wrong for
+    right ones disagrees on 2.4% of inputs at the same accuracy, and passes (the old 99%-agreement bound refused
+    such files); one that only loses 20 right answers (98% of fp32's accuracy) fails on accuracy, with the ratio's
+    interval in the check; one that swaps 40 each way (92% agreement) fails on agreement. Without labels
+    agreement is the test."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 1000)
+    right = rng.random(1000) < 0.83
+    reference = _answers(labels, right)
+    swapped = right.copy()
+    swapped[np.flatnonzero(right)[:12]] = False
+    swapped[np.flatnonzero(~right)[:12]] = True
+    passed = compare(reference, _answers(labels, swapped), labels, kind="int8")
+    assert passed.passed and passed.rule == "int8: accuracy (MLPerf)" and passed.top1_agreement == 0.976
+    low, high = passed.accuracy_ratio_interval
+    assert passed.accuracy_ratio == 1.0 and low < 1.0 < high
+    lost = right.copy()
+    lost[np.flatnonzero(right)[:20]] = False
+    with pytest.raises(DeepcatError, match=r"accuracy 97\.6% of fp32's \(95% interval"):
+        compare(reference, _answers(labels, lost), labels, kind="int8")
+    traded = right.copy()
+    traded[np.flatnonzero(right)[:40]] = False
+    traded[np.flatnonzero(~right)[:40]] = True
+    with pytest.raises(DeepcatError, match=r"top-1 agreement 92\.0% < 97%"):
+        compare(reference, _answers(labels, traded), labels, kind="int8")
+    unlabelled = compare(reference, reference, None, kind="int8")
+    assert unlabelled.rule == "int8: agreement (no labels)" and unlabelled.accuracy_pytorch is None
+    with pytest.raises(DeepcatError, match=r"agreement \(no labels\): top-1 agreement 97\.6% < 99%"):
+        compare(reference, _answers(labels, swapped), None, kind="int8")
+
+
+def test_int8_that_breaks_the_trust_features_fails_its_check():
+    """Same answers, but the int8 file's confidence, `unknown` share or sets moved: each is caught by its own
+    tolerance, and each figure is in the check."""
+    from deepcat.evaluation.calibration import conformal_quantiles
+    from deepcat.run_meta import Calibration
+
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 10, 1000)
+    reference = _answers(labels, rng.random(1000) < 0.83) + rng.normal(0, 1, (1000, 10)).astype(np.float32)
+    scores = rng.normal(0, 1, 1000)
+    threshold, sets = float(np.quantile(scores, 0.05)), conformal_quantiles(reference, labels, 1.0)
+    cal = Calibration(temperature=1.0, threshold=threshold, conformal=sets)
+    same = compare(reference, reference.copy(), labels, kind="int8", scores=(scores, scores.copy()), calibration=cal)
+    assert same.passed and set(same.trust) == {
+        "ece_pytorch",
+        "ece_exported",
+        "unknown_pytorch",
+        "unknown_exported",
+        "coverage_pytorch",
+        "coverage_exported",
+    }
+    with pytest.raises(DeepcatError, match="calibration error"):
+        compare(reference, reference * 3, labels, kind="int8", scores=(scores, scores), calibration=cal)
+    with pytest.raises(DeepcatError, match="answered unknown on 10.0% of inputs against fp32's 5.0%"):
+        shifted = scores - np.where(np.argsort(np.argsort(scores)) < 100, 10.0, 0.0)  # twice as many under it
+        compare(reference, reference, labels, kind="int8", scores=(scores, shifted), calibration=cal)
+    with pytest.raises(DeepcatError, match="90% sets held the label"):
+        pushed = reference.copy()
+        wrong = reference.argmax(1) != labels
+        pushed[np.flatnonzero(wrong), labels[wrong]] -= 5.0  # the same answers, the label out of the sets it was in
+        compare(reference, pushed, labels, kind="int8", calibration=cal)
+
+
 def test_cli_predict_runs_an_exported_file_and_only_executorch_imports_torch(digits_run, fmt):
     needs_runtime(fmt)
     path = export(digits_run, format=fmt, progress=False).path
@@ -195,8 +267,8 @@ def test_cli_export_prints_the_check(digits_run, capsys):
 
 
 def test_int8_goes_back_to_float_from_the_input_side_until_it_agrees(digits_run, tmp_path, monkeypatch):
-    """The mixed-precision search on real digits: an unreachable agreement floats every segment (the file then
-    matches fp32), a trivial one floats none; segments cover the graph in order."""
+    """The mixed-precision search on real digits: an unreachable bound floats every segment (the file then matches
+    fp32), a trivial one floats none; segments cover the graph in order."""
     import deepcat.exporting.onnx_formats as formats
     from deepcat.exporting import mixed_precision
     from deepcat.exporting.check import run_images
@@ -208,9 +280,9 @@ def test_int8_goes_back_to_float_from_the_input_side_until_it_agrees(digits_run,
     runs = formats.segments(fp32, mixed_precision.SEGMENTS)
     assert 1 < len(runs) <= mixed_precision.SEGMENTS and all(runs)
 
-    monkeypatch.setattr(mixed_precision, "SEARCH_AGREEMENT", 0.0)
+    monkeypatch.setattr(mixed_precision, "SEARCH_MARGIN", -1.0)  # any file passes
     some_int8 = formats.quantize_int8(fp32, tmp_path / "int8.onnx", calibration, meta, held_out=held_out)
-    monkeypatch.setattr(mixed_precision, "SEARCH_AGREEMENT", 1.01)
+    monkeypatch.setattr(mixed_precision, "SEARCH_MARGIN", 1.0)  # none does
     all_float = formats.quantize_int8(fp32, tmp_path / "float.onnx", calibration, meta, held_out=held_out)
 
     assert some_int8["float_segments"] == 0 and all_float["float_segments"] == all_float["segments"]
@@ -222,7 +294,7 @@ def test_int8_goes_back_to_float_from_the_input_side_until_it_agrees(digits_run,
 @pytest.mark.parametrize("toolchain", formats("executorch", "litert"))
 def test_executorch_and_litert_int8_go_back_to_float_until_they_agree(digits_run, tmp_path, monkeypatch, toolchain):
     """The same search as the ONNX int8 file's, each try run by the toolchain's runtime: on real digits a trivial
-    agreement floats no segment, an unreachable one floats every segment (the file then matches fp32)."""
+    bound floats no segment, an unreachable one floats every segment (the file then matches fp32)."""
     from deepcat.exporting import mixed_precision
     from deepcat.exporting.check import run_images
 
@@ -232,8 +304,8 @@ def test_executorch_and_litert_int8_go_back_to_float_until_they_agree(digits_run
     held_out = run_images(Path(digits_run), fp32.meta, split="train", limit=64, seed=2)[0]
     reference, results, difference = fp32.probabilities(held_out), {}, {}
     monkeypatch.setattr(mixed_precision, "SEGMENTS", 2)  # three tries to float all, not nine
-    for name, target in (("int8", 0.0), ("float", 1.01)):
-        monkeypatch.setattr(mixed_precision, "SEARCH_AGREEMENT", target)
+    for name, margin in (("int8", -1.0), ("float", 1.0)):  # any file passes the search, none does
+        monkeypatch.setattr(mixed_precision, "SEARCH_MARGIN", margin)
         path = tmp_path / f"{name}{suffix}"
         results[name] = export(digits_run, format=f"{toolchain}-int8", output=path, progress=False).precision
         difference[name] = np.abs(load_exported(path).probabilities(held_out) - reference).max()
@@ -280,7 +352,7 @@ def test_the_check_measures_the_export_even_when_the_temperature_saturates(digit
     export(sharp, format="onnx", progress=False)  # its own fp32 check, whatever the tests before it exported
     int8 = export(sharp, format="onnx-int8", progress=False)
     fp32 = json.loads((sharp / "export" / "model.onnx.check.json").read_text())["check"]
-    assert int8.check.top1_agreement >= 0.99 and int8.check.max_abs_diff > 1e-4  # rounding is measured
+    assert int8.check.top1_agreement >= 0.97 and int8.check.max_abs_diff > 1e-4  # rounding is measured
     assert 0 < fp32["max_abs_diff"] <= 1e-4
     clf = load_exported(int8.path)
     pixels = np.stack(

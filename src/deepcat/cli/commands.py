@@ -88,11 +88,18 @@ def export(args: argparse.Namespace) -> int:
     result = api.export(args.run, **api_options(args, api.export), progress=not args.quiet)
     check = result.check
     speed = f", {result.ms_batch1:.2f} ms per image here" if result.ms_batch1 else ""
+    accuracy = (
+        f", accuracy PyTorch {check.accuracy_pytorch:.2%} vs exported {check.accuracy_exported:.2%}"
+        if check.accuracy_pytorch is not None and check.accuracy_exported is not None
+        else ""
+    )
+    searched = (result.precision or {}).get("search_images")
+    search = f" (another {searched} chose its float layers)" if searched else ""
     print(
         f"{result.format}: {result.path} ({result.bytes / 1e6:.2f} MB{speed})\n"
-        f"checked on {check.images} validation images: max |diff| {check.max_abs_diff:.2e}, "
-        f"top-1 agreement {check.top1_agreement:.2%}, accuracy PyTorch {check.accuracy_pytorch:.2%} "
-        f"vs exported {check.accuracy_exported:.2%}"
+        f"checked on {check.images} validation images{search} by the {check.rule} rule: "
+        f"max |diff| {check.max_abs_diff:.2e}, top-1 agreement {check.top1_agreement:.2%}"
+        f"{accuracy}"
     )
     return 0
 

@@ -21,7 +21,16 @@ from typing import Any
 
 import numpy as np
 
-from deepcat.inference.calibrated import DEFAULT_ACCEPT, Calibration, neg_log_probs, prediction_sets, softmax
+from deepcat.inference.calibrated import (
+    DEFAULT_ACCEPT,
+    ECE_BINS,
+    Calibration,
+    expected_calibration_error,
+    neg_log_probs,
+    prediction_sets,
+    reliability_bins,
+    softmax,
+)
 
 __all__ = [
     "COVERAGES",
@@ -47,7 +56,6 @@ __all__ = [
     "tradeoff",
 ]
 
-ECE_BINS = 15
 LOG_T_PRIOR = 0.5  # sd of the prior on log T: negligible at 10,000 images, decisive at 50
 CROSS_FIT_FOLDS = 5
 COVERAGES = tuple(round(0.5 + 0.01 * i, 2) for i in range(50))  # 0.50 .. 0.99: what --coverage accepts
@@ -95,27 +103,6 @@ def conformal_quantiles(logits: np.ndarray, labels: np.ndarray, temperature: flo
         rank = int(np.ceil((n + 1) * coverage))  # the finite-sample correction of split conformal
         out[f"{coverage:.2f}"] = float(true[rank - 1]) if rank <= n else None
     return out
-
-
-def reliability_bins(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> dict[str, list[float]]:
-    """Per confidence bin: mean confidence, accuracy and count (empty bins have count 0)."""
-    confidence, correct = probs.max(1), probs.argmax(1) == labels
-    index = np.minimum((confidence * bins).astype(int), bins - 1)
-    count = np.bincount(index, minlength=bins)
-    safe = np.maximum(count, 1)
-    return {
-        "confidence": (np.bincount(index, confidence, bins) / safe).tolist(),
-        "accuracy": (np.bincount(index, correct, bins) / safe).tolist(),
-        "count": count.tolist(),
-    }
-
-
-def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float:
-    """Sum over bins of |accuracy - confidence| weighted by the bin's share of images."""
-    b = reliability_bins(probs, labels, bins)
-    count = np.asarray(b["count"])
-    gap = np.abs(np.asarray(b["accuracy"]) - np.asarray(b["confidence"]))
-    return float((gap * count).sum() / max(count.sum(), 1))
 
 
 NO_MISTAKES = (

@@ -12,14 +12,14 @@ import numpy as np
 import torch
 
 from deepcat.exporting.check import ExportCheck, compare, run_images
-from deepcat.exporting.formats import FORMATS, CalibrationImages, torch_logits
+from deepcat.exporting.formats import FORMATS, CalibrationImages, QuantInputs, torch_logits
 from deepcat.exporting.graph import Deployable, metadata
 from deepcat.run_folder import check_file
-from deepcat.run_meta import ExportMeta
+from deepcat.run_meta import Calibration, ExportMeta
 
-__all__ = ["HELD_OUT_IMAGES", "ExportResult", "export_checked", "export_pretrained_cat_dog", "export_run"]
+__all__ = ["SEARCH_IMAGES", "ExportResult", "export_checked", "export_pretrained_cat_dog", "export_run"]
 
-HELD_OUT_IMAGES = 200  # training images (not calibration ones) int8 must agree on before the check
+SEARCH_IMAGES = 200  # validation inputs the int8 float-segment search judges on (at most half of them; never checked)
 
 
 @dataclass
@@ -82,7 +82,11 @@ def export_run(
         source=run_meta.model.name,
         calibration=run_meta.calibration,
     )
-    checks, labels = run_images(run_dir, meta, split="val", limit=check_images)
+    int8 = chosen.precision == "int8"
+    # int8: the validation split is shared between the float-segment search and the check, never an input in both
+    val, val_labels = run_images(run_dir, meta, split="val", limit=check_images + (SEARCH_IMAGES if int8 else 0))
+    searched = min(SEARCH_IMAGES, len(val) // 2) if int8 else 0
+    checks, labels = val[searched:][:check_images], val_labels[searched:][:check_images]
     if calibration_images is None:  # ONNX Runtime's percentile calibration holds every activation of every
         # image in memory: 256 images at 224 px took 17 GB with EfficientNet-Lite0; 64 take 5 GB
         calibration_images = int(min(256, max(32, 64 * (224 / getattr(pre, "input_size", 64)) ** 2)))  # sound: 256
@@ -95,14 +99,21 @@ def export_run(
     )
     count = calibration_images
 
-    def training_images() -> tuple[np.ndarray, np.ndarray]:
-        """Calibration images and, disjoint from them, held-out images for choosing what stays float."""
-        images = run_images(run_dir, meta, split="train", limit=count + HELD_OUT_IMAGES, seed=1)[0]
-        calibrate = max(1, min(count, len(images) // 2))
-        return images[:calibrate], images[calibrate:]
+    def quant_inputs() -> QuantInputs:
+        """Training inputs to calibrate on, and the validation inputs (with labels) the search judges on."""
+        images = run_images(run_dir, meta, split="train", limit=count, seed=1)[0]
+        return QuantInputs(images, val[:searched], val_labels[:searched])
 
     return export_checked(
-        net, meta, format=format, out=out, checks=checks, labels=labels, calibration=training_images, quiet=not progress
+        net,
+        meta,
+        format=format,
+        out=out,
+        checks=checks,
+        labels=labels,
+        calibration=quant_inputs,
+        calibration_fit=run_meta.calibration,
+        quiet=not progress,
     )
 
 
@@ -113,19 +124,24 @@ def export_checked(
     format: str,
     out: Path,
     checks: np.ndarray,
-    labels: np.ndarray,
+    labels: np.ndarray | None,
     calibration: CalibrationImages,
+    calibration_fit: Calibration | None = None,
     quiet: bool = False,
 ) -> ExportResult:
-    """Write `net` as `format` to `out`, then compare it with PyTorch on `checks` (raises when out of bounds)."""
+    """Write `net` as `format` to `out`, then compare it with PyTorch on `checks` (raises when out of bounds):
+    `labels` their classes (None: no labels, int8 judged by agreement), `calibration_fit` the model's fitted
+    calibration (int8 must keep its trust features)."""
     chosen = FORMATS.get(format)
     out.parent.mkdir(parents=True, exist_ok=True)
     checked = check_file(out)
     checked.unlink(missing_ok=True)  # a file that fails its check must not keep an earlier file's pass
     reference = torch_logits(net, checks)
     written = chosen.write(net, meta, out, torch.from_numpy(checks[:2]), calibration, quiet)
-    scores = (torch_logits(net, checks, output=1), written.scores(checks)) if chosen.precision == "fp32" else None
-    report = compare(reference, written.logits(checks), labels, kind=chosen.precision, scores=scores)
+    scores = torch_logits(net, checks, output=1), written.scores(checks)
+    report = compare(
+        reference, written.logits(checks), labels, kind=chosen.precision, scores=scores, calibration=calibration_fit
+    )
     result = ExportResult(
         str(out),
         format,

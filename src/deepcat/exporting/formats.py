@@ -27,6 +27,7 @@ __all__ = [
     "FORMATS",
     "CalibrationImages",
     "ExportFormat",
+    "QuantInputs",
     "Written",
     "torch_logits",
     "write_executorch",
@@ -42,7 +43,18 @@ __all__ = [
     "write_torchscript",
 ]
 
-CalibrationImages = Callable[[], tuple[np.ndarray, np.ndarray]]  # () -> (calibration images, held-out images)
+
+@dataclass
+class QuantInputs:
+    """What int8 quantisation reads: inputs to calibrate on (training inputs), and the float-segment search's
+    inputs with their labels (validation inputs the export check does not use; labels None where there are none)."""
+
+    calibration: np.ndarray
+    search: np.ndarray
+    search_labels: np.ndarray | None = None
+
+
+CalibrationImages = Callable[[], QuantInputs]  # called only by the int8 formats, which need them
 
 
 @dataclass
@@ -111,13 +123,15 @@ def write_int8(
 
     fp32 = out.parent / FORMATS.get("onnx").filename
     write_onnx(net, meta, fp32, example, calibration, quiet)
-    images, held_out = calibration()
+    inputs = calibration()
     if not quiet:
-        print(f"quantising to int8, calibrated on {len(images)} training images", file=sys.stderr)
-    precision = quantize_int8(fp32, out, images, meta, held_out=held_out)
+        print(f"quantising to int8, calibrated on {len(inputs.calibration)} training images", file=sys.stderr)
+    precision = quantize_int8(
+        fp32, out, inputs.calibration, meta, held_out=inputs.search, held_out_labels=inputs.search_labels
+    )
     if not quiet and precision["float_segments"]:
         note = mixed_precision.floated_note(
-            precision["float_segments"], precision["segments"], precision["held_out_agreement"], len(held_out)
+            precision["float_segments"], precision["segments"], precision["search_agreement"], len(inputs.search)
         )
         print(note, file=sys.stderr)
     written = _exported(out)
@@ -186,10 +200,10 @@ def write_openvino_int8(
 
     fp32 = out.parent / FORMATS.get("openvino").filename
     write_openvino(net, meta, fp32, example, calibration, quiet)
-    images, held_out = calibration()
+    inputs = calibration()
     if not quiet:
-        print(f"quantising to int8 with NNCF, calibrated on {len(images)} training images", file=sys.stderr)
-    precision = openvino_files.quantize_openvino(fp32, out, images, held_out)
+        print(f"quantising to int8 with NNCF, calibrated on {len(inputs.calibration)} training images", file=sys.stderr)
+    precision = openvino_files.quantize_openvino(fp32, out, inputs.calibration, inputs.search, inputs.search_labels)
     written = _exported(out)
     written.precision = precision
     return written
@@ -230,7 +244,8 @@ def pt2e_writers(toolchain: str, convert: str, quantizer: str) -> tuple[Writer, 
         in the ONNX int8 file; each try written, and run by the toolchain's own runtime."""
         from deepcat.exporting import mixed_precision
 
-        images, held_out = calibration()
+        inputs = calibration()
+        images, held_out = inputs.calibration, inputs.search
         if not quiet:
             print(f"quantising to int8 for {toolchain}, calibrated on {len(images)} training images", file=sys.stderr)
         reference = torch_logits(net, held_out, output=0).argmax(1) if len(held_out) else None
@@ -243,7 +258,9 @@ def pt2e_writers(toolchain: str, convert: str, quantizer: str) -> tuple[Writer, 
             session = last[0].session
             return lambda pixels: session.probabilities(pixels).argmax(1)
 
-        floated, agreement = mixed_precision.fewest_float_segments(write, held_out, reference, segments)
+        floated, agreement = mixed_precision.fewest_float_segments(
+            write, held_out, reference, segments, inputs.search_labels
+        )
         [written] = last
         if not quiet and floated:
             print(mixed_precision.floated_note(floated, segments, agreement, len(held_out)), file=sys.stderr)
@@ -252,8 +269,8 @@ def pt2e_writers(toolchain: str, convert: str, quantizer: str) -> tuple[Writer, 
             "calibration_images": len(images),
             "float_segments": floated,
             "segments": segments,
-            "held_out_images": len(held_out),
-            "held_out_agreement": agreement,
+            "search_images": len(held_out),
+            "search_agreement": agreement,
         }
         return written
 

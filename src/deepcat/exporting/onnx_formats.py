@@ -192,7 +192,12 @@ def _top1(path: Path, pixels: np.ndarray) -> np.ndarray:
 
 
 def quantize_int8(
-    fp32: Path, path: Path, calibration: np.ndarray, meta: ExportMeta, held_out: np.ndarray | None = None
+    fp32: Path,
+    path: Path,
+    calibration: np.ndarray,
+    meta: ExportMeta,
+    held_out: np.ndarray | None = None,
+    held_out_labels: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Static QDQ int8: per-channel int8 weights, uint8 activations calibrated on real images.
 
@@ -200,9 +205,10 @@ def quantize_int8(
     and changed top-1 answers. Percentile ranges (99.999%) over min/max: measured on
     EfficientNet-Lite0, top-1 agreement with fp32 rose from 79% to 86% (fine-tuned, 10 classes)
     and from 91.5% to 93% (ImageNet). The few convolutions that amplify rounding error stay
-    float (`sensitive_nodes`): 86% -> 98% on the same fine-tuned model. With `held_out` images,
-    leading segments go back to float until int8 agrees with fp32 on them (`mixed_precision`).
-    Returns which nodes stayed float and the held-out agreement reached.
+    float (`sensitive_nodes`): 86% -> 98% on the same fine-tuned model. With `held_out` images
+    (and their labels, where known), leading segments go back to float until int8 keeps fp32's answers on them
+    by the export check's rule (`mixed_precision`). Returns which nodes stayed float and the held-out agreement
+    reached.
     """
     import contextlib
     import io
@@ -251,15 +257,17 @@ def quantize_int8(
                 )
             return partial(_top1, path)
 
-        floated, agreement = mixed_precision.fewest_float_segments(write, held_out, reference, len(runs))
+        floated, agreement = mixed_precision.fewest_float_segments(
+            write, held_out, reference, len(runs), held_out_labels
+        )
     set_metadata(path, meta)
     return {
         "float_nodes": len(float_nodes(floated)),
         "nodes": sum(map(len, runs)),
         "float_segments": floated,
         "segments": len(runs),
-        "held_out_images": 0 if reference is None else len(reference),
-        "held_out_agreement": agreement,
+        "search_images": 0 if reference is None else len(reference),
+        "search_agreement": agreement,
     }
 
 
