@@ -19,6 +19,7 @@ from deepcat.inputs import InputKind, all_suffixes, input_kind, kind_of_files
 
 __all__ = ["check_class_name", "confined", "folder_labels", "list_inputs", "new_file_name"]
 
+SAMPLE = 5000  # files whose suffixes choose the folder's kind
 _CLASS_NAME = re.compile(r"[^\s./\\_][^/\\\x00-\x1f]{0,63}")
 
 
@@ -30,7 +31,7 @@ def list_inputs(root: Path, modality: str = "auto") -> tuple[InputKind, list[str
     root = root.resolve()
     known = set(all_suffixes())
     found: list[str] = []
-    stack = [root]
+    stack, skip = [str(root)], len(str(root)) + 1  # an entry's path is the root's, a separator, then its own
     while stack:
         folder = stack.pop()
         try:
@@ -41,13 +42,18 @@ def list_inputs(root: Path, modality: str = "auto") -> tuple[InputKind, list[str
             if entry.name.startswith("."):
                 continue
             if entry.is_dir(follow_symlinks=False):
-                stack.append(Path(entry.path))
-            elif os.path.splitext(entry.name)[1].lower() in known and entry.is_file():
-                relative = Path(entry.path).relative_to(root).as_posix()
+                stack.append(entry.path)
+            elif _suffix(entry.name) in known and entry.is_file():
+                relative = entry.path[skip:].replace(os.sep, "/")
                 if not entry.is_symlink() or confined(root, relative) is not None:
                     found.append(relative)
-    kind = input_kind(modality) if modality != "auto" else kind_of_files([Path(p) for p in found])
-    return kind, sorted(p for p in found if os.path.splitext(p)[1].lower() in kind.suffixes)
+    step = max(1, len(found) // SAMPLE)  # the kind from a sample: a folder's suffixes hardly need all of it
+    kind = input_kind(modality) if modality != "auto" else kind_of_files([Path(p) for p in found[::step]])
+    return kind, sorted(p for p in found if _suffix(p) in kind.suffixes)
+
+
+def _suffix(name: str) -> str:
+    return name[name.rfind(".") :].lower() if "." in name else ""
 
 
 def folder_labels(paths: list[str]) -> dict[str, str]:

@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,7 +42,8 @@ class Item:
 
 
 class LabelSession:
-    """Inputs `paths` (relative to `root`) of `kind`, labelled into `store`; `classes` in their keys' order."""
+    """Inputs `paths` (relative to `root`) of `kind`, labelled into `store`; `classes` in their keys' order;
+    `suggester` makes the session's suggester from the inputs' absolute paths and their kind."""
 
     def __init__(
         self,
@@ -50,13 +52,15 @@ class LabelSession:
         paths: list[str],
         store: LabelStore,
         classes: Sequence[str],
-        suggester: Suggester,
+        suggester: Callable[[list[str], InputKind], Suggester] = make_suggester,
     ):
-        self.root, self.kind, self.store, self.suggester = root.resolve(), kind, store, suggester
+        self.root, self.kind, self.store = root.resolve(), kind, store
         self.paths = list(paths)
+        self._absolute = [os.path.join(self.root, p) for p in self.paths]  # as the suggester knows them
         self._index = {p: i for i, p in enumerate(self.paths)}
         self._lock = threading.Lock()  # paths and classes grow from request threads
         self.classes = list(dict.fromkeys(classes))
+        self.suggester = suggester(list(self._absolute), kind)
 
     def summary(self) -> dict[str, object]:
         """What the page shows at its top: the folder, the CSV, the kind, the classes and how many are labelled."""
@@ -129,6 +133,7 @@ class LabelSession:
         with self._lock:
             self._index[relative] = len(self.paths)
             self.paths.append(relative)
+            self._absolute.append(str(path))
         self.add_class(label)
         return self.label(relative, label)
 
@@ -149,8 +154,8 @@ class LabelSession:
     def _view(self) -> tuple[list[str], list[str | None]]:
         labels = self.store.labels()
         with self._lock:
-            paths = list(self.paths)
-        return [str(self.root / p) for p in paths], [labels.get(p) for p in paths]
+            paths, absolute = list(self.paths), list(self._absolute)
+        return absolute, [labels.get(p) for p in paths]
 
     def _refit(self) -> None:
         paths, labels = self._view()
@@ -179,5 +184,4 @@ def open_session(
     classes = [check_class_name(name) for name in classes]
     named = {label for label in store.labels().values() if label != NONE_OF_THESE}
     ordered = [*classes, *sorted(named - set(classes))]
-    absolute = [str(root.resolve() / p) for p in paths]
-    return LabelSession(root, kind, paths, store, ordered, suggester(absolute, kind))
+    return LabelSession(root, kind, paths, store, ordered, suggester)
