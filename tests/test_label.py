@@ -172,6 +172,7 @@ def test_a_write_killed_halfway_leaves_the_old_file_whole(photos):
     assert (photos / "labels.csv").read_bytes() == before
     assert [p.name for p in photos.glob(".labels.csv.*.tmp")]  # the new file, never swapped in
     fresh = LabelStore(photos / "labels.csv", photos)
+    assert not list(photos.glob(".labels.csv.*.tmp"))  # cleared by the next store
     fresh.set("img1.png", "one")  # and the next label goes on from the old file
     assert {r["path"]: r["label"] for r in rows(photos / "labels.csv")} == {"img0.png": "zero", "img1.png": "one"}
 
@@ -190,11 +191,13 @@ def test_a_captured_frame_is_saved_in_its_class_folder_and_labelled(photos):
             c.post("/v1/capture", params={"label": "../up"}, content=frame, headers=png),
             c.post("/v1/capture", params={"label": "three"}, content=frame, headers=text),
         ]
-        assert [r.status_code for r in refused] == [422, 422, 415]
+        (photos / "out").symlink_to(photos.parent, target_is_directory=True)  # a class folder leading out
+        refused.append(c.post("/v1/capture", params={"label": "out"}, content=frame, headers=png))
+        assert [r.status_code for r in refused] == [422, 422, 415, 422]
         assert c.get("/v1/input", params={"path": path}).content == frame
     assert {r["path"]: r["label"] for r in rows(photos / "labels.csv")}[path] == "three"
     assert sorted(p.name for p in (photos / "three").iterdir()) == [Path(path).name]  # the refused left nothing
-    assert not (photos.parent / "up").exists()
+    assert not (photos.parent / "up").exists() and not list(photos.parent.glob("capture-*"))
 
 
 def test_classes_added_on_the_page_are_checked(photos):

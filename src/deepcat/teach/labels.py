@@ -85,7 +85,8 @@ class LabelStore:
         self._rows: dict[str, dict[str, str]] = {}
         self._seen: tuple[int, int, int] | None = None  # the file read last: inode, size, mtime
         with self._locked():
-            self._read()
+            for stale in self.csv.parent.glob(f".{self.csv.name}.*.tmp"):  # a write killed before its rename;
+                stale.unlink(missing_ok=True)  # every write holds the lock, so none is under way now
 
     def labels(self) -> dict[str, str]:
         """Path -> label (`NONE_OF_THESE` included), read again when another process wrote the file."""
@@ -133,7 +134,15 @@ class LabelStore:
     def _file_lock(self) -> Iterator[None]:
         import fcntl
 
-        with open(self.csv.with_name(f".{self.csv.name}.lock"), "a") as f:
+        lock = self.csv.with_name(f".{self.csv.name}.lock")
+        try:
+            f = open(lock, "a")
+        except OSError as e:
+            raise DeepcatError(
+                f"cannot write in {self.csv.parent} ({e.strerror}); labels are saved beside the inputs: make the "
+                f"folder writable, or copy it somewhere that is"
+            ) from None
+        with f:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX)
             try:
                 yield

@@ -121,6 +121,8 @@ class LabelSession:
         if suffix not in self.kind.suffixes:
             raise DeepcatError(f"a {suffix} file is not an input of this {self.kind.name} folder")
         folder = self.root / label
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            raise DeepcatError(f"{folder} is not a folder inside {self.root}; rename it to capture into {label!r}")
         folder.mkdir(exist_ok=True)
         path = new_file_name(folder, suffix)
         write_atomically(path, data)
