@@ -47,7 +47,8 @@ ALLOWED = {
     },
     "evaluation": {"data", "device", "errors", "inference", "inputs", "models", "progress", "run_folder", "run_meta"},
     "exporting": {"errors", "inference", "inputs", "registry", "run_folder", "run_meta", "version"},
-    "serving": {"errors", "inference", "inputs", "run_folder", "run_meta"},
+    "serving": {"errors", "inference", "inputs", "run_folder", "run_meta", "teach"},
+    "teach": {"data", "errors", "inputs"},  # labelling a folder: the labels' CSV, the inputs, what to show next
     "inference": {"errors", "inputs", "models", "progress", "registry", "run_folder", "run_meta"},
     "run_folder": {"data", "errors", "inputs", "models", "run_meta"},
     "run_meta": {"errors", "inputs"},  # model.json and the export metadata, typed: below every reader

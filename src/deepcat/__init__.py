@@ -29,6 +29,7 @@ VERBS = (
     "report",
     "lr_find",
     "tune",
+    "label",
 )
 __all__ = [
     "train",
@@ -43,6 +44,7 @@ __all__ = [
     "report",
     "lr_find",
     "tune",
+    "label",
     "load",
     "TrainConfig",
     "DeepcatError",
@@ -60,6 +62,7 @@ if TYPE_CHECKING:
         evaluate,
         explain,
         export,
+        label,
         listen,
         load,
         lr_find,

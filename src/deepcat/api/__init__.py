@@ -5,7 +5,7 @@ each option's name, type and default, its `Args:` section the help, and `deepcat
 them (a test compares the two). Options that are a dataclass's fields (`TrainConfig` for train, lr-find and tune;
 the server's `Limits`; listening's `Spotting`) are declared there. Each function is the front of one layer: data/
 (check, shard), training/ (train, lr_find), tuning/ (tune), evaluation/ (evaluate, explain, report), inference/
-(predict, load, listen), exporting/ (export), serving/ (serve). Heavy libraries load inside each function, so
+(predict, load, listen), exporting/ (export), serving/ (serve, label). Heavy libraries load inside each function, so
 `import deepcat` stays instant.
 
 A new verb is one module here (its function) and its line below; `deepcat.cli` adds its flags and printing.
@@ -17,6 +17,7 @@ from deepcat.api.check import CheckResult, check
 from deepcat.api.evaluate import evaluate
 from deepcat.api.explain import explain
 from deepcat.api.export import export, export_formats
+from deepcat.api.label import label
 from deepcat.api.listen import listen
 from deepcat.api.load import load
 from deepcat.api.lr_find import lr_find
@@ -44,6 +45,7 @@ __all__ = [
     "explain",
     "export",
     "export_formats",
+    "label",
     "listen",
     "load",
     "lr_find",

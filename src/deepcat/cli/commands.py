@@ -19,6 +19,7 @@ __all__ = [
     "evaluate",
     "explain",
     "export",
+    "label",
     "listen",
     "lr_find",
     "predict",
@@ -143,6 +144,11 @@ def explain(args: argparse.Namespace) -> int:
     for r in api.explain(args.run, args.images, **{**api_options(args, api.explain), "output": out}):
         print(f"{r.source}: predicted {r.predicted}; Grad-CAM of {r.label} ({r.probability:.3f})")
     print(f"heatmaps in {out}")
+    return 0
+
+
+def label(args: argparse.Namespace) -> int:
+    api.label(args.data, **api_options(args, api.label))
     return 0
 
 

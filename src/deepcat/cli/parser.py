@@ -171,6 +171,17 @@ def _tune(sub: Sub[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=commands.tune)
 
 
+def _label(sub: Sub[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "label",
+        help="a local page to label a folder by keyboard, webcam or microphone, into DATA/labels.csv",
+        description="Label DATA in the browser; every label is saved to DATA/labels.csv at once. Then: "
+        "deepcat train DATA/labels.csv.",
+    )
+    add_api_flags(p, api.label, custom={"data": {"metavar": "DATA"}})
+    p.set_defaults(func=commands.label)
+
+
 VERBS: tuple[Callable[[Sub[argparse.ArgumentParser]], None], ...] = (
     _train,
     _evaluate,
@@ -184,6 +195,7 @@ VERBS: tuple[Callable[[Sub[argparse.ArgumentParser]], None], ...] = (
     _report,
     _lr_find,
     _tune,
+    _label,
 )
 
 

@@ -20,6 +20,7 @@ from deepcat.errors import DeepcatError
 from deepcat.inputs import DEFAULT_KIND, InputKind, input_kind, kind_of_files
 
 __all__ = [
+    "NONE_OF_THESE",
     "SPEECH_COMMANDS_NOISE",
     "SPEECH_COMMANDS_TEST_LIST",
     "SPLIT_NAMES",
@@ -36,6 +37,9 @@ __all__ = [
 ]
 
 SPLIT_NAMES = ("train", "val", "test")
+# a CSV row labelled this was looked at and is none of the classes (`deepcat label`'s "none of these"): it is kept
+# so the page does not ask again, and left out of training, as `_background_noise_` is left out of the classes
+NONE_OF_THESE = "_none_"
 
 
 class StoredInputs(Protocol):
@@ -243,7 +247,8 @@ def from_speech_commands(root: Path, *, kind: InputKind | None = None) -> DataSp
 
 
 def from_csv(path: Path, *, val_fraction: float, seed: int, kind: InputKind | None = None) -> DataSplits:
-    """CSV with columns path,label (and optionally split); relative paths are relative to the CSV."""
+    """CSV with columns path,label (and optionally split); relative paths are relative to the CSV. Rows labelled
+    `NONE_OF_THESE` are left out."""
     with path.open(newline="") as f:
         reader = csv.DictReader(f)
         columns = reader.fieldnames or []
@@ -253,7 +258,7 @@ def from_csv(path: Path, *, val_fraction: float, seed: int, kind: InputKind | No
                 f"{path} is missing the column(s) {', '.join(missing)}; its header is "
                 f"{','.join(columns) or '(empty)'}. The first line must be: path,label"
             )
-        rows = list(reader)
+        rows = [r for r in reader if r["label"] != NONE_OF_THESE]
     if not rows:
         raise DeepcatError(f"{path} has a header but no rows")
     classes = sorted({r["label"] for r in rows})

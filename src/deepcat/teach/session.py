@@ -1,0 +1,189 @@
+"""A labelling session over one DATA: its inputs, classes, labels and suggester, as the page sees them. The
+HTTP routes (`serving/label_app.py`) only translate requests into these calls and errors into answers.
+
+Example:
+    >>> session = open_session("photos", classes=["cat", "dog"])
+    >>> [item.path for item in session.next(3)]
+    ['IMG_0001.jpg', 'IMG_0002.jpg', 'IMG_0003.jpg']
+    >>> session.label("IMG_0001.jpg", "cat")
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from deepcat.errors import DeepcatError
+from deepcat.inputs import InputKind
+from deepcat.teach.background import Progress
+from deepcat.teach.folder import check_class_name, confined, folder_labels, list_inputs, new_file_name
+from deepcat.teach.labels import NONE_OF_THESE, Change, LabelStore, write_atomically
+from deepcat.teach.suggest import Suggester, make_suggester
+
+__all__ = ["Item", "LabelSession", "UnknownInput", "open_session"]
+
+LABELS_CSV = "labels.csv"
+
+
+class UnknownInput(DeepcatError):
+    """A path that is not one of the session's inputs (outside DATA, not a file of its kind): answered 404."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One input to label: its path relative to DATA, and the model's pre-label and probability (or None)."""
+
+    path: str
+    prelabel: str | None
+    probability: float | None
+
+
+class LabelSession:
+    """Inputs `paths` (relative to `root`) of `kind`, labelled into `store`; `classes` in their keys' order;
+    `suggester` makes the session's suggester from the inputs' absolute paths and their kind."""
+
+    def __init__(
+        self,
+        root: Path,
+        kind: InputKind,
+        paths: list[str],
+        store: LabelStore,
+        classes: Sequence[str],
+        suggester: Callable[[list[str], InputKind], Suggester] = make_suggester,
+    ):
+        self.root, self.kind, self.store = root.resolve(), kind, store
+        self.paths = list(paths)
+        self._absolute = [os.path.join(self.root, p) for p in self.paths]  # as the suggester knows them
+        self._index = {p: i for i, p in enumerate(self.paths)}
+        self._lock = threading.Lock()  # paths and classes grow from request threads
+        self.classes = list(dict.fromkeys(classes))
+        self.suggester = suggester(list(self._absolute), kind)
+
+    def summary(self) -> dict[str, object]:
+        """What the page shows at its top: the folder, the CSV, the kind, the classes and how many are labelled."""
+        labels = self.store.labels()
+        done = sum(1 for p in self.paths if p in labels)
+        return {
+            "data": str(self.root),
+            "csv": str(self.store.csv),
+            "kind": self.kind.name,
+            "classes": list(self.classes),
+            "none_label": NONE_OF_THESE,
+            "total": len(self.paths),
+            "labelled": done,
+        }
+
+    def next(self, count: int) -> list[Item]:
+        """Up to `count` unlabelled inputs to show, in the suggester's order, with its pre-labels."""
+        paths, labels = self._view()
+        found = self.suggester.suggest(paths, labels, list(self.classes), count)
+        return [
+            Item(self.paths[i], prelabel, prob) for i, prelabel, prob in zip(found.order, found.prelabels, found.probs)
+        ]
+
+    def file(self, path: str) -> Path:
+        """The file of input `path`, or `UnknownInput` when it is no input of this session, or leads out of DATA."""
+        full = confined(self.root, path)
+        if full is None or path not in self._index or not full.is_file():
+            raise UnknownInput(f"{path!r} is not an input under {self.root}")
+        return full
+
+    def label(self, path: str, label: str) -> Change:
+        """Label input `path` with a class or `NONE_OF_THESE`, and save; `InputGone` when it was deleted."""
+        if label != NONE_OF_THESE and label not in self.classes:
+            raise DeepcatError(f"{label!r} is not a class here; the classes are {', '.join(self.classes) or '(none)'}")
+        if confined(self.root, path) is None or path not in self._index:
+            raise UnknownInput(f"{path!r} is not an input under {self.root}")
+        change = self.store.set(path, label)
+        self._refit()
+        return change
+
+    def undo(self, path: str | None = None) -> Change:
+        """Undo this server's last label (of `path`, when given); see `LabelStore.undo`."""
+        change = self.store.undo(path)
+        self._refit()
+        return change
+
+    def add_class(self, name: str) -> list[str]:
+        """Add class `name` (kept in order; one already there is not added twice); the classes now."""
+        name = check_class_name(name)
+        with self._lock:
+            if name not in self.classes:
+                self.classes.append(name)
+            return list(self.classes)
+
+    def capture(self, label: str, data: bytes, suffix: str) -> Change:
+        """A webcam frame or a recorded clip: saved as a new file in DATA/`label`/, checked readable, labelled."""
+        label = check_class_name(label)
+        if suffix not in self.kind.suffixes:
+            raise DeepcatError(f"a {suffix} file is not an input of this {self.kind.name} folder")
+        folder = self.root / label
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            raise DeepcatError(f"{folder} is not a folder inside {self.root}; rename it to capture into {label!r}")
+        folder.mkdir(exist_ok=True)
+        path = new_file_name(folder, suffix)
+        write_atomically(path, data)
+        try:
+            self.kind.read(str(path))
+        except Exception as e:  # unreadable capture: not kept, and said why
+            path.unlink(missing_ok=True)
+            raise DeepcatError(f"the captured {self.kind.name} could not be read back: {e}; nothing was saved") from e
+        relative = path.relative_to(self.root).as_posix()
+        with self._lock:
+            self._index[relative] = len(self.paths)
+            self.paths.append(relative)
+            self._absolute.append(str(path))
+        self.add_class(label)
+        return self.label(relative, label)
+
+    def progress(self) -> Progress:
+        return self.suggester.progress()
+
+    def corrupt(self) -> list[tuple[str, str]]:
+        """Unreadable inputs found so far, (path, why), relative paths."""
+        where = f"{self.root}/"
+        return sorted(
+            (Path(p).relative_to(self.root).as_posix(), why.replace(where, ""))
+            for p, why in self.suggester.failures().items()
+        )
+
+    def close(self) -> None:
+        self.suggester.close()
+
+    def _view(self) -> tuple[list[str], list[str | None]]:
+        labels = self.store.labels()
+        with self._lock:
+            paths, absolute = list(self.paths), list(self._absolute)
+        return absolute, [labels.get(p) for p in paths]
+
+    def _refit(self) -> None:
+        paths, labels = self._view()
+        self.suggester.refit(paths, labels, list(self.classes))
+
+
+def open_session(
+    data: str | Path,
+    *,
+    classes: Sequence[str] = (),
+    modality: str = "auto",
+    suggester: Callable[[list[str], InputKind], Suggester] = make_suggester,
+) -> LabelSession:
+    """A session over DATA: a folder (flat, or partly sorted into class folders; labels go to its labels.csv) or
+    a CSV of path,label (labels go to it; its folder's files are the inputs). `classes` come first, then the
+    classes the folders and the CSV already name."""
+    given = Path(data).expanduser()
+    if given.is_dir():
+        root, csv_path = given, given / LABELS_CSV
+    elif given.suffix.lower() == ".csv" and (given.is_file() or given.parent.is_dir()):
+        root, csv_path = given.parent, given
+    else:
+        raise DeepcatError(f"{data} is neither a folder nor a .csv in one; pass the folder of inputs to label")
+    kind, paths = list_inputs(root, modality)
+    store = LabelStore(csv_path, root, folder_labels(paths))
+    classes = [check_class_name(name) for name in classes]
+    named = {label for label in store.labels().values() if label != NONE_OF_THESE}
+    ordered = [*classes, *sorted(named - set(classes))]
+    return LabelSession(root, kind, paths, store, ordered, suggester)
