@@ -85,9 +85,10 @@ def test_onnx_agrees_with_pytorch_on_every_test_clip(speech_run, speech):
     diff = max(abs(a[1] - b[1]) for p, q in zip(torch_side, onnx_side) for a, b in zip(p.top, q.top))
     assert diff < 1e-4 and [p.label for p in torch_side] == [p.label for p in onnx_side]
     try:  # int8 passes the same check as images, or is refused
-        assert deepcat.export(speech_run, format="onnx-int8", progress=False).check.top1_agreement >= 0.99
+        check = deepcat.export(speech_run, format="onnx-int8", progress=False).check
+        assert check.accuracy_ratio >= 0.99 and check.top1_agreement >= 0.97
     except deepcat.DeepcatError as refused:
-        assert "disagrees with PyTorch beyond its bound" in str(refused)
+        assert "disagrees with PyTorch beyond its bounds" in str(refused)
 
 
 @needs_espeak
