@@ -40,8 +40,7 @@ def test_the_finishing_rate_counts_busy_time_only():
 
 def test_past_the_queue_depth_inputs_over_the_budget_are_shed():
     """A server finishing 100 inputs a second with a 10 ms budget and a depth of 100: a burst's first 100 are
-    held (a wait of up to 1 s), the 101st is refused; once the queue is back under the depth, inputs are held
-    again."""
+    held (a wait of up to 1 s), the 101st is refused; once the server is idle again, an input is admitted."""
     now = [0.0]
     gate = Admission(budget_s=0.01, depth=100, clock=lambda: now[0])
     for _ in range(20):  # 100 inputs a second
@@ -61,7 +60,7 @@ def test_past_the_queue_depth_inputs_over_the_budget_are_shed():
 def test_a_queue_that_stands_past_the_burst_window_is_held_to_the_budget():
     """The depth admits a burst on a rested server, not a standing queue: a server finishing 100 inputs a second
     with a 250 ms budget holds 50 inputs (a 0.5 s wait) that came at once; while they stand, an input that comes
-    once the burst window has passed is refused although the server holds fewer than `depth`. After a quiet spell
+    once the burst window has passed is refused although the server holds fewer than `depth`. After a calm spell
     (a wait under half the budget for a whole window) the allowance is back."""
     now = [0.0]
     gate = Admission(budget_s=0.25, depth=100, clock=lambda: now[0])
@@ -85,12 +84,12 @@ def test_a_queue_that_stands_past_the_burst_window_is_held_to_the_budget():
         while gate.inside > 10:  # the queue drains to a wait under half the budget...
             now[0] += 0.01
             queue.pop(0).close()
-        for _ in range(int(BURST_WINDOW_S / 0.01) + 1):  # ...and stays there for a window: quiet
+        for _ in range(int(BURST_WINDOW_S / 0.01) + 1):  # ...and stays there for a window: calm
             now[0] += 0.01
             queue.pop(0).close()
             stack = held.enter_context(contextlib.ExitStack())
             stack.enter_context(gate.admit(1))
             queue.append(stack)
-        for _ in range(60):  # a burst on the quiet server: admitted up to the depth
+        for _ in range(60):  # a burst on the calm server: admitted up to the depth
             held.enter_context(gate.admit(1))
         assert gate.inside == 70

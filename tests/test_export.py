@@ -236,6 +236,7 @@ def test_int8_that_breaks_the_trust_features_fails_its_check():
         compare(reference, pushed, labels, kind="int8", calibration=cal)
 
 
+@pytest.mark.parametrize("fmt", formats("onnx", "openvino", "executorch", "litert"))
 def test_cli_predict_runs_an_exported_file_and_only_executorch_imports_torch(digits_run, fmt):
     needs_runtime(fmt)
     path = export(digits_run, format=fmt, progress=False).path

@@ -26,6 +26,8 @@ from deepcat.teach.labels import NONE_OF_THESE, LabelStore
 from deepcat.teach.session import open_session
 from deepcat.teach.suggest import FolderOrder, Suggestions
 
+LOCAL = "http://127.0.0.1"  # without a key the server answers only requests addressed to this machine
+
 
 @pytest.fixture
 def photos(tmp_path: Path) -> Path:
@@ -43,7 +45,7 @@ def photos(tmp_path: Path) -> Path:
 
 
 def client(root: Path, **options) -> TestClient:
-    return TestClient(create_label_app(open_session(root, classes=["zero", "one"]), **options))
+    return TestClient(create_label_app(open_session(root, classes=["zero", "one"]), **options), base_url=LOCAL)
 
 
 def rows(path: Path) -> list[dict[str, str]]:
@@ -101,8 +103,12 @@ def test_a_path_outside_data_is_not_found(photos, tmp_path):
             assert c.get("/v1/input", params={"path": path}).status_code == 404, path
             assert c.post("/v1/label", json={"path": path, "label": "zero"}).status_code == 404, path
         assert c.get("/v1/input/../../secret.png").status_code == 404
-        assert c.get("/v1/input", params={"path": "labels.csv"}).status_code == 404  # inside, but no input
+        (photos / "notes.txt").write_text("not an input")
+        assert c.get("/v1/input", params={"path": "notes.txt"}).status_code == 404  # inside, but no input
+        assert c.post("/v1/label", json={"path": "img0.png"}).json()["error"] == "invalid_parameter"
     assert not (photos / "labels.csv").exists()
+    with TestClient(create_label_app(open_session(photos)), base_url="http://attacker.example") as c:
+        assert c.get("/v1/state").status_code == 400  # DNS rebinding: a page elsewhere cannot read DATA
 
 
 def test_a_label_for_a_deleted_file_is_reported_not_written(photos):
@@ -234,7 +240,7 @@ class Brightness(FolderOrder):
 
 def test_a_suggester_with_a_model_gives_the_page_its_order_and_pre_labels(photos):
     session = open_session(photos, classes=["zero", "one"], suggester=Brightness)
-    with TestClient(create_label_app(session)) as c:
+    with TestClient(create_label_app(session), base_url=LOCAL) as c:
         items = c.get("/v1/next", params={"count": 3}).json()["items"]
     light = {p.name: np.asarray(Image.open(p)).mean() / 255 for p in photos.glob("img*.png")}
     assert [i["path"] for i in items] == sorted(light, key=light.__getitem__, reverse=True)[:3]
@@ -254,7 +260,7 @@ def test_a_folder_of_100000_files_opens_in_seconds(tmp_path):
             os.link(first, root / f"{i:06d}.png")
     started = time.perf_counter()
     session = open_session(root)
-    with TestClient(create_label_app(session)) as c:
+    with TestClient(create_label_app(session), base_url=LOCAL) as c:
         items = c.get("/v1/next", params={"count": 10}).json()["items"]
         progress = c.get("/v1/progress").json()
     opened = time.perf_counter() - started

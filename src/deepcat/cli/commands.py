@@ -98,7 +98,7 @@ def export(args: argparse.Namespace) -> int:
     search = f" (another {searched} chose its float layers)" if searched else ""
     print(
         f"{result.format}: {result.path} ({result.bytes / 1e6:.2f} MB{speed})\n"
-        f"checked on {check.images} validation images{search} by the {check.rule} rule: "
+        f"checked on {check.images} validation images{search} ({check.rule}): "
         f"max |diff| {check.max_abs_diff:.2e}, top-1 agreement {check.top1_agreement:.2%}"
         f"{accuracy}"
     )

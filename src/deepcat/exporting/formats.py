@@ -240,8 +240,9 @@ def pt2e_writers(toolchain: str, convert: str, quantizer: str) -> tuple[Writer, 
         calibration: CalibrationImages,
         quiet: bool,
     ) -> Written:
-        """int8 with leading segments float until it agrees with fp32 on held-out images (`mixed_precision`), as
-        in the ONNX int8 file; each try written, and run by the toolchain's own runtime."""
+        """int8 with leading segments float until it keeps fp32's answers on the search's inputs by the check's
+        rule (`mixed_precision`), as in the ONNX int8 file; each try written, and run by the toolchain's own
+        runtime."""
         from deepcat.exporting import mixed_precision
 
         inputs = calibration()

@@ -4,14 +4,14 @@
 A burst on a rested server is answered in full however fast the model is: what arrives within BURST_WINDOW_S (or
 the budget, if longer) of the server leaving rest is admitted up to `depth` inputs whatever its wait (TorchServe's
 default queue of 100). The allowance is for bursts, not for a queue that stands: once the window has passed, an
-input whose wait would exceed the budget is refused at once, however few the server holds. Without that, 128
-closed-loop clients held about a second of work whatever the budget (their p99 1.3 s against 250 ms). The server
-is rested when it is idle, or after a quiet spell: its wait under half the budget for a whole window, so a burst
-that lands on a server answering a few steady clients is admitted too.
+input whose wait would exceed the budget is refused at once, however few the server holds (else sustained load
+keeps `depth` inputs waiting, whatever the budget). The server is rested when it is idle, or after a calm spell:
+its wait under half the budget for a whole window, so a burst that lands on a server answering a few steady
+clients is admitted too.
 
 The wait is estimated by Little's law: the inputs already in the server divided by the rate at which it has
 recently finished them. The rate is measured on a clock that runs only while the server holds inputs, so a
-server idle between bursts has not got slower, and after a quiet spell the last rate measured stands: a burst of
+server idle between bursts has not got slower, and after an idle spell the last rate measured stands: a burst of
 128 requests on a server idle for a few seconds was otherwise all admitted, and its p99 reached 1.4 s against a
 250 ms budget. An idle server, or one that has never measured its rate (a cold start), admits every input.
 
@@ -34,7 +34,7 @@ __all__ = ["BURST_WINDOW_S", "DEADLINE_HEADER", "RATE_MIN_FINISHED", "RATE_WINDO
 RATE_WINDOW_S = 2.0  # the finishing rate is measured over the last 2 busy seconds...
 RATE_MIN_FINISHED = 8  # ...and at least the last 8 finished inputs; before 8 have finished it is not known
 RETRY_AFTER_S = 1
-BURST_WINDOW_S = 1.0  # a burst is what arrives this soon after the server leaves rest (96 requests take ~0.1 s)
+BURST_WINDOW_S = 1.0  # a burst is what arrives this soon after the server leaves rest
 DEADLINE_HEADER = "X-Deadline-Ms"
 
 
@@ -46,22 +46,22 @@ class Admission:
         self.busy_since: float | None = None  # when the current busy spell began (None: idle)
         self.finished: collections.deque[float] = collections.deque(maxlen=4096)  # busy clock at each finish
         self.rested_at = clock()  # when the server last left rest: the burst allowance runs from here
-        self.quiet_since: float | None = None  # when the wait last fell under half the budget (None: not quiet)
+        self.calm_since: float | None = None  # when the wait last fell under half the budget (None: not calm)
 
     def window(self) -> float:
         """Seconds after leaving rest during which a burst is admitted past the budget."""
         return max(BURST_WINDOW_S, self.budget_s)
 
     def observe(self) -> None:
-        """Note whether the server is rested: idle, or quiet (its wait under half the budget) for a whole window."""
+        """Note whether the server is rested: idle, or calm (its wait under half the budget) for a whole window."""
         now = self.clock()
         if self.inside == 0:
-            self.rested_at, self.quiet_since = now, None
+            self.rested_at, self.calm_since = now, None
         elif self.expected_wait(0) > self.budget_s / 2:
-            self.quiet_since = None
-        elif self.quiet_since is None:
-            self.quiet_since = now
-        elif now - self.quiet_since >= self.window():
+            self.calm_since = None
+        elif self.calm_since is None:
+            self.calm_since = now
+        elif now - self.calm_since >= self.window():
             self.rested_at = now
 
     def bursting(self) -> bool:

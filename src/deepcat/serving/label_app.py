@@ -7,13 +7,15 @@
     POST /v1/label          {"path", "label"}: label an input (a class, or `none_label`); 410 if it was deleted
     POST /v1/undo           {"path"}: undo this server's last label of that input (no path: its last label)
     POST /v1/classes        {"name"}: add a class
-    POST /v1/capture?label= a webcam frame (image/jpeg, image/png) or a clip (audio/wav), saved in DATA/label/
+    POST /v1/capture?label= a webcam frame (image/jpeg, image/png) or a clip (audio/wav), saved in DATA/<label>/
     GET  /v1/progress       the background pass: stage, done, total
     GET  /v1/corrupt        the unreadable inputs found so far, each with why
 
 Every refusal is a JSON `{"error", "detail"}`, as the model server's (`errors.RequestError`); with an API key,
-every route but the page itself needs it (`requests.authorise`). The routes are plain `def`s: FastAPI runs them
-in its thread pool, so a label's write to the disk never holds up the event loop.
+every route but the page itself needs it (`requests.authorise`). Without a key, only requests addressed to this
+machine by a local name are answered (a web page elsewhere cannot reach DATA through DNS rebinding). The routes
+that touch the disk are plain `def`s: FastAPI runs them in its thread pool, so a label's write never holds up the
+event loop.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel
 
@@ -62,6 +65,10 @@ def create_label_app(session: LabelSession, *, api_key: str | None = None) -> Fa
         session.close()
 
     app = FastAPI(title="deepcat label", lifespan=lifespan, description=f"Labelling {session.root}")
+    if api_key is None:
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=["127.0.0.1", "localhost", "[::1]", "::1"])
     _errors(app)
     _routes(app, session, api_key)
     return app
@@ -74,6 +81,11 @@ def _errors(app: FastAPI) -> None:
     @app.exception_handler(RequestError)
     async def request_error(request: Request, exc: RequestError) -> JSONResponse:
         return JSONResponse({"error": exc.kind, "detail": exc.detail}, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return await request_error(request, RequestError(422, "invalid_parameter", detail))
 
     @app.exception_handler(DeepcatError)
     async def refused(request: Request, exc: DeepcatError) -> JSONResponse:

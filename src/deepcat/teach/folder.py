@@ -20,7 +20,7 @@ from deepcat.inputs import InputKind, all_suffixes, input_kind, kind_of_files
 __all__ = ["check_class_name", "confined", "folder_labels", "list_inputs", "new_file_name"]
 
 SAMPLE = 5000  # files whose suffixes choose the folder's kind
-_CLASS_NAME = re.compile(r"[^\s./\\_][^/\\\x00-\x1f]{0,63}")
+_CLASS_NAME = re.compile(r"[^\s./\\_\x00-\x1f\x7f][^/\\\x00-\x1f\x7f]{0,63}")
 
 
 def list_inputs(root: Path, modality: str = "auto") -> tuple[InputKind, list[str]]:
@@ -57,13 +57,15 @@ def _suffix(name: str) -> str:
 
 
 def folder_labels(paths: list[str]) -> dict[str, str]:
-    """The label each path's first-level folder gives it: {"cat/1.jpg": "cat"}; files at the top have none."""
-    return {p: p.split("/", 1)[0] for p in paths if "/" in p}
+    """The label each path's first-level folder gives it: {"cat/1.jpg": "cat"}; files at the top have none, nor
+    have files in a folder that cannot be a class (`_background_noise_` in Speech Commands, `.hidden`)."""
+    labels = {p: p.split("/", 1)[0] for p in paths if "/" in p}
+    return {p: label for p, label in labels.items() if _CLASS_NAME.fullmatch(label)}
 
 
 def confined(root: Path, relative: str) -> Path | None:
-    """`root / relative` when it is a file inside `root` once every `..` and symbolic link is resolved, else None:
-    a request can reach the folder's own files and nothing else."""
+    """`root / relative` when it lies inside `root` once every `..` and symbolic link is resolved, else None: a
+    request can reach the folder's own files and nothing else (whether it is a file, its caller checks)."""
     if not relative or "\x00" in relative or Path(relative).is_absolute():
         return None
     base = root.resolve()
