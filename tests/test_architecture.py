@@ -27,8 +27,22 @@ ALLOWED = {
         "inference",
         "run_folder",
         "serving",
+        "teach",
         "training",
         "tuning",
+    },
+    # from unlabelled photos to a first model: features cached on disk, a head refit per label, a quick run folder
+    "teach": {
+        "config",
+        "data",
+        "errors",
+        "inference",
+        "inputs",
+        "models",
+        "progress",
+        "run_folder",
+        "run_meta",
+        "training",
     },
     "tuning": {"config", "data", "errors", "training"},
     "training": {
