@@ -23,7 +23,7 @@ from deepcat.errors import DeepcatError, did_you_mean
 
 __all__ = ["NO_EXAMPLES_LOGIT", "PROTOTYPES_BELOW", "PROTOTYPE_SCALE", "REGULARISATION", "QuickHead", "fit_quick"]
 
-PROTOTYPES_BELOW = 5  # labels in the smallest class under which prototypes beat the linear head
+PROTOTYPES_BELOW = 6  # prototypes up to 5 labels in the smallest class; the linear head won from 10
 PROTOTYPE_SCALE = 20.0  # logits per unit of cosine similarity (the prototypes' inverse temperature)
 REGULARISATION = 0.01  # scikit-learn's C: the inverse strength of the L2 penalty on standardised features
 NO_EXAMPLES_LOGIT = -1e4  # a class without a label yet: never predicted (probability 0)
