@@ -27,6 +27,7 @@ ALLOWED = {
         "inference",
         "run_folder",
         "serving",
+        "teach",
         "training",
         "tuning",
     },
@@ -48,7 +49,20 @@ ALLOWED = {
     "evaluation": {"data", "device", "errors", "inference", "inputs", "models", "progress", "run_folder", "run_meta"},
     "exporting": {"errors", "inference", "inputs", "registry", "run_folder", "run_meta", "version"},
     "serving": {"errors", "inference", "inputs", "run_folder", "run_meta", "teach"},
-    "teach": {"data", "errors", "inputs"},  # labelling a folder: the labels' CSV, the inputs, what to show next
+    # labelling a folder (the labels' CSV, what to show next) and a first model: features cached on disk, a head
+    # refit per label, the same head as a run folder (`train --quick`)
+    "teach": {
+        "config",
+        "data",
+        "errors",
+        "inference",
+        "inputs",
+        "models",
+        "progress",
+        "run_folder",
+        "run_meta",
+        "training",
+    },
     "inference": {"errors", "inputs", "models", "progress", "registry", "run_folder", "run_meta"},
     "run_folder": {"data", "errors", "inputs", "models", "run_meta"},
     "run_meta": {"errors", "inputs"},  # model.json and the export metadata, typed: below every reader

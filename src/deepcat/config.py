@@ -52,6 +52,11 @@ class TrainConfig:
     model_width: int | None = _opt(None, "channels of the first stage of deepcat's own CNN (auto: 16)")
     pretrained: bool | None = _opt(None, "start from ImageNet weights (auto: yes for photo models, no for smallcnn)")
     weights: str | None = _opt(None, "local weights file (.pth/.safetensors) to start from")
+    quick: bool = _opt(
+        False,
+        "a first model in seconds: the pretrained backbone kept as it is and a linear head fitted on its "
+        "features, cached beside the data (DATA/.deepcat/features) so the next quick run embeds nothing; no epochs",
+    )
     epochs: int | None = _opt(None, "passes over the training data (auto: 10 for images, 60 for sound)")
     freeze_epochs: int = _opt(1, "epochs training only the new head before unfreezing (pretrained models)")
     head_from_features: bool = _opt(
@@ -139,6 +144,7 @@ class TrainOptions(TypedDict, total=False):
     model_width: int | None
     pretrained: bool | None
     weights: str | None
+    quick: bool
     epochs: int | None
     freeze_epochs: int
     head_from_features: bool
