@@ -29,6 +29,11 @@ from deepcat.teach.suggest import FolderOrder, Suggestions
 LOCAL = "http://127.0.0.1"  # without a key the server answers only requests addressed to this machine
 
 
+def in_order(paths, kind, root):
+    """No model: the labelling mechanics alone, inputs in folder order."""
+    return FolderOrder(paths, kind)
+
+
 @pytest.fixture
 def photos(tmp_path: Path) -> Path:
     """A partly sorted folder: 8 digits at the top, 2 already in seven/, one corrupt file, one outside."""
@@ -45,7 +50,8 @@ def photos(tmp_path: Path) -> Path:
 
 
 def client(root: Path, **options) -> TestClient:
-    return TestClient(create_label_app(open_session(root, classes=["zero", "one"]), **options), base_url=LOCAL)
+    session = open_session(root, classes=["zero", "one"], suggester=in_order)
+    return TestClient(create_label_app(session, **options), base_url=LOCAL)
 
 
 def rows(path: Path) -> list[dict[str, str]]:
@@ -107,7 +113,10 @@ def test_a_path_outside_data_is_not_found(photos, tmp_path):
         assert c.get("/v1/input", params={"path": "notes.txt"}).status_code == 404  # inside, but no input
         assert c.post("/v1/label", json={"path": "img0.png"}).json()["error"] == "invalid_parameter"
     assert not (photos / "labels.csv").exists()
-    with TestClient(create_label_app(open_session(photos)), base_url="http://attacker.example") as c:
+    elsewhere = TestClient(
+        create_label_app(open_session(photos, suggester=in_order)), base_url="http://attacker.example"
+    )
+    with elsewhere as c:
         assert c.get("/v1/state").status_code == 400  # DNS rebinding: a page elsewhere cannot read DATA
 
 
@@ -239,7 +248,7 @@ class Brightness(FolderOrder):
 
 
 def test_a_suggester_with_a_model_gives_the_page_its_order_and_pre_labels(photos):
-    session = open_session(photos, classes=["zero", "one"], suggester=Brightness)
+    session = open_session(photos, classes=["zero", "one"], suggester=lambda paths, kind, root: Brightness(paths, kind))
     with TestClient(create_label_app(session), base_url=LOCAL) as c:
         items = c.get("/v1/next", params={"count": 3}).json()["items"]
     light = {p.name: np.asarray(Image.open(p)).mean() / 255 for p in photos.glob("img*.png")}

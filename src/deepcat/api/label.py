@@ -15,6 +15,7 @@ def label(
     api_key: str | None = None,
     classes: str | None = None,
     modality: str = "auto",
+    model: str = "auto",
 ) -> None:
     """Label DATA on a page in the browser: each input shown in turn (a clip plays), a key per class, Enter
     accepts the model's pre-label when there is one, 0 or n says "none of these", Backspace or u undoes; the
@@ -30,6 +31,9 @@ def label(
         classes: comma-separated class names to start with, in the order of their keys 1-9 (more can be
             added on the page).
         modality: kind of input: auto (the kind most of DATA's files are) or a registered kind (image, audio).
+        model: auto: for images, a pretrained backbone embeds every input in the background (cached in
+            DATA/.deepcat) and a quick head, refit after each label, pre-labels the inputs and picks the ones to
+            ask next (cats and dogs get ImageNet's pre-labels before the first label); none: folder order.
 
     Returns:
         Nothing; it serves the page until interrupted.
@@ -40,4 +44,4 @@ def label(
     from deepcat.serving.label_start import run_label_server
 
     names = [c.strip() for c in (classes or "").split(",") if c.strip()]
-    run_label_server(data, host=host, port=port, api_key=api_key, classes=names, modality=modality)
+    run_label_server(data, host=host, port=port, api_key=api_key, classes=names, modality=modality, model=model)

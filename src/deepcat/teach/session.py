@@ -43,7 +43,7 @@ class Item:
 
 class LabelSession:
     """Inputs `paths` (relative to `root`) of `kind`, labelled into `store`; `classes` in their keys' order;
-    `suggester` makes the session's suggester from the inputs' absolute paths and their kind."""
+    `suggester` makes the session's suggester from the inputs' absolute paths, their kind and DATA."""
 
     def __init__(
         self,
@@ -52,7 +52,7 @@ class LabelSession:
         paths: list[str],
         store: LabelStore,
         classes: Sequence[str],
-        suggester: Callable[[list[str], InputKind], Suggester] = make_suggester,
+        suggester: Callable[[list[str], InputKind, Path], Suggester] = make_suggester,
     ):
         self.root, self.kind, self.store = root.resolve(), kind, store
         self.paths = list(paths)
@@ -60,7 +60,7 @@ class LabelSession:
         self._index = {p: i for i, p in enumerate(self.paths)}
         self._lock = threading.Lock()  # paths and classes grow from request threads
         self.classes = list(dict.fromkeys(classes))
-        self.suggester = suggester(list(self._absolute), kind)
+        self.suggester = suggester(list(self._absolute), kind, self.root)
 
     def summary(self) -> dict[str, object]:
         """What the page shows at its top: the folder, the CSV, the kind, the classes and how many are labelled."""
@@ -169,7 +169,7 @@ def open_session(
     *,
     classes: Sequence[str] = (),
     modality: str = "auto",
-    suggester: Callable[[list[str], InputKind], Suggester] = make_suggester,
+    suggester: Callable[[list[str], InputKind, Path], Suggester] = make_suggester,
 ) -> LabelSession:
     """A session over DATA: a folder (flat, or partly sorted into class folders; labels go to its labels.csv) or
     a CSV of path,label (labels go to it; its folder's files are the inputs). `classes` come first, then the

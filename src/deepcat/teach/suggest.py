@@ -2,7 +2,7 @@
 
 The page calls a `Suggester` and knows nothing else of models. `FolderOrder` is the suggester without a model:
 the unlabelled inputs in folder order, no pre-labels, while a background pass reads every file once to find the
-corrupt ones. A suggester with a model keeps the same four methods:
+corrupt ones. A suggester with a model (`model_suggest.ModelSuggester`) keeps the same methods:
 
 - a `BackgroundPass` whose work is a file's features (a feature cache's lookup) instead of a plain read, so its
   progress is the features' and its failures the unreadable files;
@@ -18,12 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
+from deepcat.errors import DeepcatError
 from deepcat.inputs import InputKind
 from deepcat.teach.background import BackgroundPass, Progress
 
-__all__ = ["FolderOrder", "Suggester", "Suggestions", "make_suggester"]
+__all__ = ["MODELS", "FolderOrder", "Suggester", "Suggestions", "make_suggester"]
+
+MODELS = ("auto", "none")  # `deepcat label --model`: a pretrained backbone's help, or folder order
 
 SYNC_CHECKS = 200  # at most this many files read while answering one request; the rest wait for the background
 
@@ -109,6 +113,14 @@ class FolderOrder:
         self.checked.stop()
 
 
-def make_suggester(paths: Sequence[str], kind: InputKind) -> Suggester:
-    """The suggester `deepcat label` starts with, over `paths` (absolute) of `kind`."""
+def make_suggester(paths: Sequence[str], kind: InputKind, root: Path, model: str = "auto") -> Suggester:
+    """The suggester `deepcat label` starts with, over `paths` (absolute) of `kind` under DATA (`root`): with
+    `model` auto, images get a pretrained backbone's features and a quick head (`model_suggest.ModelSuggester`);
+    `none`, and sound clips (no pretrained sound model ships), are shown in folder order."""
+    if model not in MODELS:
+        raise DeepcatError(f"model must be one of {', '.join(MODELS)}; received {model!r}")
+    if model == "auto" and kind.name == "image":
+        from deepcat.teach.model_suggest import model_suggester
+
+        return model_suggester(paths, root)
     return FolderOrder(paths, kind)
