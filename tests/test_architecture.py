@@ -62,6 +62,8 @@ ALLOWED = {
     "progress": set(),
     # the conformance kit for kinds, models and formats written elsewhere: it reads the core; the core never reads it
     "testing": {"errors", "exporting", "inference", "inputs", "models", "registry", "run_folder"},
+    # labelling with the model's help: what to label next, bulk acceptance, review lists (numpy in and out)
+    "teach": {"data", "errors", "inputs", "registry"},
 }
 # Named exceptions, each with its reason: (importing file, part imported).
 EXCEPTIONS = {
