@@ -312,6 +312,45 @@ def _finetune(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _active(results: dict) -> str:
+    """Per data set and strategy: median test accuracy at each label count and the labels needed to reach random
+    sampling's accuracy at 1,000; then the winner, 16 labels a class against all the pool's, bulk acceptance."""
+    lines = []
+    for summary in results["summary"]:
+        counts = [k.removeprefix("acc@") for k in next(iter(summary["strategies"].values())) if k.startswith("acc@")]
+        lines += [
+            f"**{summary['data']}** ({summary['pool']:,} in the pool, {summary['test']:,} test; "
+            f"random's accuracy at 1,000 labels: {summary['random_acc_at_1000']:.1%})",
+            "",
+            "| strategy | " + " | ".join(f"{c} labels" for c in counts) + " | labels to random's 1,000 (per seed) |",
+            "|---" * (len(counts) + 2) + "|",
+        ]
+        for name, r in summary["strategies"].items():
+            best = " (default)" if name == summary["winner"] else ""
+            reach = ", ".join("never" if n is None else str(n) for n in r["labels_to_reach_random_at_1000"])
+            lines.append(f"| {name}{best} | " + " | ".join(f"{r[f'acc@{c}']:.1%}" for c in counts) + f" | {reach} |")
+        bulk = []
+        for strategy, runs in summary["bulk_after_1000"].items():
+            for guarantee in ("among_accepted", "overall"):
+                wrong = statistics.median(run[guarantee]["wrong_among_accepted"] for run in runs)
+                accepted = statistics.median(run[guarantee]["accepted"] for run in runs)
+                bulk.append(
+                    f"{strategy}'s labels, {guarantee.replace('_', ' ')}: {accepted:,.0f} of "
+                    f"{runs[0][guarantee]['of']:,} accepted, {wrong:.1%} of them wrong"
+                )
+        lines += [
+            "",
+            f"160 labels (16 a class on average) by the default: {summary['acc@160_over_full_pool_linear_head']:.0%}"
+            f" of the same head on all {summary['pool']:,} pool labels ({summary['full_pool_linear_head']:.1%}). "
+            f"Bulk acceptance at alpha = {results['alpha']:.0%} after 1,000 labels (median over seeds): "
+            + "; ".join(bulk)
+            + ".",
+            "",
+        ]
+    lines.append(f"Fashion-MNIST features at {results['image_size']} px. " + provenance(results))
+    return "\n".join(lines)
+
+
 def _train_speed(results: dict) -> str:
     """Each contestant's runs (the rows without a summary in their name) as median [min, max]."""
     runs: dict[str, list[dict]] = {}
@@ -453,6 +492,7 @@ def _scale(results: dict) -> str:
 
 
 RENDERERS: dict[str, Callable[[dict], str]] = {
+    "active": _active,
     "audit": _audit,
     "conformal": _conformal,
     "data": _data,

@@ -59,6 +59,7 @@ ALLOWED = {
         "inputs",
         "models",
         "progress",
+        "registry",
         "run_folder",
         "run_meta",
         "training",
@@ -77,6 +78,7 @@ ALLOWED = {
     "progress": set(),
     # the conformance kit for kinds, models and formats written elsewhere: it reads the core; the core never reads it
     "testing": {"errors", "exporting", "inference", "inputs", "models", "registry", "run_folder"},
+    # labelling with the model's help: what to label next, bulk acceptance, review lists (numpy in and out)
 }
 # Named exceptions, each with its reason: (importing file, part imported).
 EXCEPTIONS = {

@@ -31,8 +31,7 @@ def run_label_server(
     import uvicorn
 
     from deepcat.serving.label_app import create_label_app
-    from deepcat.teach.session import open_session
-    from deepcat.teach.suggest import make_suggester
+    from deepcat.teach.session import make_suggester, open_session
 
     api_key = api_key or os.environ.get("DEEPCAT_API_KEY")
     if host not in LOCAL_HOSTS and not api_key:

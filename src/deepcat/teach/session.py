@@ -21,11 +21,25 @@ from deepcat.inputs import InputKind
 from deepcat.teach.background import Progress
 from deepcat.teach.folder import check_class_name, confined, folder_labels, list_inputs, new_file_name
 from deepcat.teach.labels import NONE_OF_THESE, Change, LabelStore, write_atomically
-from deepcat.teach.suggest import Suggester, make_suggester
+from deepcat.teach.suggest import FolderOrder, Suggester
 
-__all__ = ["Item", "LabelSession", "UnknownInput", "open_session"]
+__all__ = ["MODELS", "Item", "LabelSession", "UnknownInput", "make_suggester", "open_session"]
 
 LABELS_CSV = "labels.csv"
+MODELS = ("auto", "none")  # `deepcat label --model`: a pretrained backbone's help, or folder order
+
+
+def make_suggester(paths: Sequence[str], kind: InputKind, root: Path, model: str = "auto") -> Suggester:
+    """The suggester `deepcat label` starts with, over `paths` (absolute) of `kind` under DATA (`root`): with
+    `model` auto, images get a pretrained backbone's features and a quick head (`model_suggest.ModelSuggester`);
+    `none`, and sound clips (no pretrained sound model ships), are shown in folder order."""
+    if model not in MODELS:
+        raise DeepcatError(f"model must be one of {', '.join(MODELS)}; received {model!r}")
+    if model == "auto" and kind.name == "image":
+        from deepcat.teach.model_suggest import model_suggester
+
+        return model_suggester(paths, root)
+    return FolderOrder(paths, kind)
 
 
 class UnknownInput(DeepcatError):

@@ -11,23 +11,19 @@ corrupt ones. A suggester with a model (`model_suggest.ModelSuggester`) keeps th
 - `suggest`: the head's probabilities for the inputs with features, an active-learning choice of which to show
   (`labelled` excluded), and each one's top class and probability as pre-label; before any fit, no pre-labels.
 
-`make_suggester` is where the page gets its suggester.
+`session.make_suggester` is where the page gets its suggester.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
-from deepcat.errors import DeepcatError
 from deepcat.inputs import InputKind
 from deepcat.teach.background import BackgroundPass, Progress
 
-__all__ = ["MODELS", "FolderOrder", "Suggester", "Suggestions", "make_suggester"]
-
-MODELS = ("auto", "none")  # `deepcat label --model`: a pretrained backbone's help, or folder order
+__all__ = ["FolderOrder", "Suggester", "Suggestions"]
 
 SYNC_CHECKS = 200  # at most this many files read while answering one request; the rest wait for the background
 
@@ -111,16 +107,3 @@ class FolderOrder:
 
     def close(self) -> None:
         self.checked.stop()
-
-
-def make_suggester(paths: Sequence[str], kind: InputKind, root: Path, model: str = "auto") -> Suggester:
-    """The suggester `deepcat label` starts with, over `paths` (absolute) of `kind` under DATA (`root`): with
-    `model` auto, images get a pretrained backbone's features and a quick head (`model_suggest.ModelSuggester`);
-    `none`, and sound clips (no pretrained sound model ships), are shown in folder order."""
-    if model not in MODELS:
-        raise DeepcatError(f"model must be one of {', '.join(MODELS)}; received {model!r}")
-    if model == "auto" and kind.name == "image":
-        from deepcat.teach.model_suggest import model_suggester
-
-        return model_suggester(paths, root)
-    return FolderOrder(paths, kind)
