@@ -1,0 +1,64 @@
+"""The labelling page with a model (`teach.model_suggest`), on real digits: features computed in the background,
+a quick head refit after the labels, pre-labels a user can accept, and the page's inputs chosen by the model."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from sklearn.datasets import load_digits
+
+from deepcat.serving.label_app import create_label_app
+from deepcat.teach.session import open_session
+
+LOCAL = "http://127.0.0.1"
+
+
+@pytest.fixture
+def zeros_and_ones(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """60 unlabelled digits, 0s and 1s, enlarged to 64 px (a photo-sized backbone sees them better), and the truth."""
+    digits = load_digits()
+    root, truth = tmp_path / "digits", {}
+    root.mkdir()
+    picked = [i for i, y in enumerate(digits.target) if y in (0, 1)][:60]
+    for n, i in enumerate(picked):
+        image = Image.fromarray(np.clip(digits.images[i] * 16, 0, 255).astype(np.uint8)).resize((64, 64))
+        image.save(root / f"{n:03d}.png")
+        truth[f"{n:03d}.png"] = ["zero", "one"][digits.target[i]]
+    return root, truth
+
+
+def wait(until, what: str, timeout: float = 180.0):
+    deadline = time.time() + timeout
+    while not (value := until()):
+        assert time.time() < deadline, what
+        time.sleep(0.2)
+    return value
+
+
+def test_the_model_pre_labels_what_it_asks_next_after_a_few_labels(zeros_and_ones):
+    root, truth = zeros_and_ones
+    session = open_session(root, classes=["zero", "one"])
+    with TestClient(create_label_app(session), base_url=LOCAL) as c:
+        wait(lambda: c.get("/v1/progress").json()["finished"], "features for 60 digits")
+        first = c.get("/v1/next", params={"count": 6}).json()["items"]
+        assert all(item["prelabel"] is None for item in first)  # no label yet, and no ImageNet class for digits
+        labelled = [p for p, label in truth.items() if label == "zero"][:3]
+        labelled += [p for p, label in truth.items() if label == "one"][:3]
+        for name in labelled:
+            assert c.post("/v1/label", json={"path": name, "label": truth[name]}).status_code == 200
+
+        def pre_labelled():
+            items = c.get("/v1/next", params={"count": 20}).json()["items"]
+            return items if items and all(item["prelabel"] for item in items) else None
+
+        items = wait(pre_labelled, "pre-labels once the head is fitted")
+    assert len(items) == 20 and not {item["path"] for item in items} & set(labelled)
+    right = sum(item["prelabel"] == truth[item["path"]] for item in items)
+    assert right >= 17, f"{right} of 20 pre-labels right after 3 labels a class"
+    assert all(0.5 <= item["probability"] <= 1 for item in items)
+    assert (root / ".deepcat" / "features").is_dir()  # embedded once, kept for the next session
