@@ -62,3 +62,26 @@ def test_the_model_pre_labels_what_it_asks_next_after_a_few_labels(zeros_and_one
     assert right >= 17, f"{right} of 20 pre-labels right after 3 labels a class"
     assert all(0.5 <= item["probability"] <= 1 for item in items)
     assert (root / ".deepcat" / "features").is_dir()  # embedded once, kept for the next session
+
+
+def test_pre_labels_are_accepted_in_bulk_at_the_error_rate_asked(zeros_and_ones):
+    """Too few labels: refused, saying how many are needed. With 12 labels a class, the pre-labels the model is
+    sure of are accepted at 10% error in one write, and at most 10% of them (plus one) are wrong."""
+    root, truth = zeros_and_ones
+    session = open_session(root, classes=["zero", "one"])
+    with TestClient(create_label_app(session), base_url=LOCAL) as c:
+        wait(lambda: c.get("/v1/progress").json()["finished"], "features for 60 digits")
+        labelled = [p for p, label in truth.items() if label == "zero"][:12]
+        labelled += [p for p, label in truth.items() if label == "one"][:12]
+        for name in labelled[:4] + labelled[12:16]:
+            c.post("/v1/label", json={"path": name, "label": truth[name]})
+        few = c.post("/v1/bulk", json={"alpha": 0.1})
+        assert few.status_code == 422 and "Label 14 more" in few.json()["detail"], few.json()
+        for name in labelled:
+            c.post("/v1/label", json={"path": name, "label": truth[name]})
+        found = c.post("/v1/bulk", json={"alpha": 0.1}).json()
+    saved = session.store.labels()
+    accepted = {p: label for p, label in saved.items() if p not in labelled}
+    assert found["accepted"] == len(accepted) > 10, found
+    wrong = sum(label != truth[p] for p, label in accepted.items())
+    assert wrong <= 0.1 * len(accepted) + 1, f"{wrong} of {len(accepted)} accepted pre-labels wrong"

@@ -7,6 +7,7 @@
     POST /v1/label          {"path", "label"}: label an input (a class, or `none_label`); 410 if it was deleted
     POST /v1/undo           {"path"}: undo this server's last label of that input (no path: its last label)
     POST /v1/classes        {"name"}: add a class
+    POST /v1/bulk           {"alpha"}: accept every pre-label the model is sure enough of, at that error rate
     POST /v1/capture?label= a webcam frame (image/jpeg, image/png) or a clip (audio/wav), saved in DATA/<label>/
     GET  /v1/progress       the background pass: stage, done, total
     GET  /v1/corrupt        the unreadable inputs found so far, each with why
@@ -54,6 +55,10 @@ class UndoBody(BaseModel):
 
 class ClassBody(BaseModel):
     name: str
+
+
+class BulkBody(BaseModel):
+    alpha: float = 0.02
 
 
 def create_label_app(session: LabelSession, *, api_key: str | None = None) -> FastAPI:
@@ -127,6 +132,12 @@ def _routes(app: FastAPI, session: LabelSession, api_key: str | None) -> None:
     def undo(request: Request, body: UndoBody) -> dict[str, Any]:
         requests.authorise(request, api_key)
         return _change(session.undo(body.path))
+
+    @app.post("/v1/bulk", summary="Accept the pre-labels the model is sure enough of, at an error rate")
+    def bulk(request: Request, body: BulkBody) -> dict[str, Any]:
+        requests.authorise(request, api_key)
+        changes, message = session.accept_in_bulk(body.alpha)
+        return {"accepted": len(changes), "message": message}
 
     @app.post("/v1/classes", summary="Add a class")
     def add_class(request: Request, body: ClassBody) -> dict[str, Any]:

@@ -105,6 +105,14 @@ class LabelStore:
             self._history.append(change)
         return change
 
+    def set_many(self, labels: Mapping[str, str]) -> list[Change]:
+        """Label many inputs in one write (pre-labels accepted in bulk); files deleted since are left out."""
+        present = {path: label for path, label in labels.items() if (self.root / path).is_file()}
+        with self._locked():
+            changes = self._write_all(present)
+            self._history.extend(changes)
+        return changes
+
     def undo(self, path: str | None = None) -> Change:
         """Put back the label before this process's last change (to `path`, when given: a tab undoes its own);
         refused with an `UndoConflict` when there is none or its label was changed since by someone else."""
@@ -178,16 +186,21 @@ class LabelStore:
         return {**self.folder_labels, **{p: row["label"] for p, row in self._rows.items()}}
 
     def _write(self, path: str, label: str | None) -> Change:
-        previous = self._labels().get(path)
+        [change] = self._write_all({path: label})
+        return change
+
+    def _write_all(self, labels: Mapping[str, str | None]) -> list[Change]:
+        before = self._labels()
         rows = {p: {"path": p, "label": lab} for p, lab in self.folder_labels.items()} | self._rows
-        if label is None:
-            rows.pop(path, None)
-        else:
-            rows[path] = {**rows.get(path, {}), "path": path, "label": label}
+        for path, label in labels.items():
+            if label is None:
+                rows.pop(path, None)
+            else:
+                rows[path] = {**rows.get(path, {}), "path": path, "label": label}
         text = io.StringIO()
         writer = csv.DictWriter(text, fieldnames=self._columns, restval="", lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows[p] for p in sorted(rows))
         write_atomically(self.csv, text.getvalue())
         self._rows, self._seen = rows, self._stamp()
-        return Change(path, label, previous)
+        return [Change(path, label, before.get(path)) for path, label in labels.items()]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deepcat.errors import DeepcatError
 from deepcat.teach.background import Progress
 from deepcat.teach.features import FeatureCache, cats_and_dogs
 from deepcat.teach.quick import QuickHead, fit_quick
@@ -80,6 +81,29 @@ class ModelSuggester:
             self._grow(paths)
             self._labels = (list(paths), list(labels), list(classes))
         self._fit_wanted.set()
+
+    def accept_in_bulk(
+        self, paths: Sequence[str], labels: Sequence[str | None], classes: Sequence[str], alpha: float
+    ) -> tuple[dict[int, str], str]:
+        """Pre-labels accepted at error rate `alpha` among those accepted (`bulk.bulk_accept`, Learn then Test),
+        the threshold set on out-of-fold probabilities of the labelled inputs from the same quick head."""
+        from deepcat.teach.bulk import bulk_accept
+
+        with self._lock:
+            self._grow(paths)
+            have, stored = self.have[: len(paths)].copy(), self.features
+        if stored is None:
+            raise DeepcatError("the features are not computed yet: wait for the progress bar, then try again")
+        rows = [i for i, label in enumerate(labels) if label in classes and have[i]]
+        names = sorted({str(labels[i]) for i in rows}, key=list(classes).index)
+        if len(names) < 2:
+            raise DeepcatError("label inputs of at least two classes before accepting pre-labels in bulk")
+        y = np.array([names.index(str(labels[i])) for i in rows])
+        x = stored[rows].astype(np.float32)
+        pool = np.array([i for i, label in enumerate(labels) if label is None and have[i]], np.int64)
+        probs = fit_quick(x, y, names).predict_proba(stored[pool].astype(np.float32))
+        found = bulk_accept(calibration_probs=_out_of_fold(x, y), calibration_labels=y, pool_probs=probs, alpha=alpha)
+        return {int(pool[i]): names[int(probs[i].argmax())] for i in found.accepted}, found.message
 
     def progress(self) -> Progress:
         with self._lock:
@@ -176,3 +200,16 @@ class ModelSuggester:
 def model_suggester(paths: Sequence[str], root: Path) -> ModelSuggester:
     """The suggester `deepcat label` uses for images: features cached under DATA (`FeatureCache`)."""
     return ModelSuggester(paths, FeatureCache(root))
+
+
+def _out_of_fold(x: np.ndarray, y: np.ndarray, folds: int = 5) -> np.ndarray:
+    """(n, k) each labelled input's probabilities from the quick head fitted without it (stratified folds, as
+    many as the smallest class allows): what bulk acceptance sets its threshold on."""
+    from sklearn.model_selection import StratifiedKFold
+
+    k = int(y.max()) + 1
+    splits = max(2, min(folds, int(np.bincount(y).min())))
+    out = np.zeros((len(y), k))
+    for fit, held in StratifiedKFold(splits, shuffle=True, random_state=0).split(x, y):
+        out[held] = fit_quick(x[fit], y[fit], [str(i) for i in range(k)]).predict_proba(x[held])
+    return out

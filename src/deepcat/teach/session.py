@@ -121,6 +121,17 @@ class LabelSession:
         self._refit()
         return change
 
+    def accept_in_bulk(self, alpha: float) -> tuple[list[Change], str]:
+        """Accept every pre-label the model is sure enough of, at error rate `alpha` among those accepted, in one
+        write; the labels written, and what the model said (the threshold, or how many more labels it needs)."""
+        if not 0 < alpha < 1:
+            raise DeepcatError(f"alpha is an error rate between 0 and 1, e.g. 0.02; received {alpha}")
+        paths, labels = self._view()
+        chosen, message = self.suggester.accept_in_bulk(paths, labels, list(self.classes), alpha)
+        changes = self.store.set_many({self.paths[i]: label for i, label in chosen.items()})
+        self._refit()
+        return changes, message
+
     def add_class(self, name: str) -> list[str]:
         """Add class `name` (kept in order; one already there is not added twice); the classes now."""
         name = check_class_name(name)

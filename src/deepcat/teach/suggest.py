@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from deepcat.errors import DeepcatError
 from deepcat.inputs import InputKind
 from deepcat.teach.background import BackgroundPass, Progress
 
@@ -52,6 +53,13 @@ class Suggester(Protocol):
 
     def refit(self, paths: Sequence[str], labels: Sequence[str | None], classes: Sequence[str]) -> None:
         """The labels changed: learn from them (a suggester with a model may do so in the background)."""
+        ...
+
+    def accept_in_bulk(
+        self, paths: Sequence[str], labels: Sequence[str | None], classes: Sequence[str], alpha: float
+    ) -> tuple[dict[int, str], str]:
+        """The unlabelled inputs whose pre-label can be accepted at error rate `alpha` (index -> class), and a
+        sentence for the page; a DeepcatError when it cannot (no model, too few labels: it says how many)."""
         ...
 
     def progress(self) -> Progress:
@@ -98,6 +106,14 @@ class FolderOrder:
             if path not in self.known:  # new to the pass: read it now
                 self.known.add(path)
                 self.checked.add(path)
+
+    def accept_in_bulk(
+        self, paths: Sequence[str], labels: Sequence[str | None], classes: Sequence[str], alpha: float
+    ) -> tuple[dict[int, str], str]:
+        raise DeepcatError(
+            "accepting pre-labels in bulk needs the page's model: start `deepcat label` without --model none, on "
+            "a folder of images"
+        )
 
     def progress(self) -> Progress:
         return self.checked.progress()
