@@ -288,3 +288,31 @@ def test_model_json_is_versioned_and_an_old_run_without_a_version_still_loads(tm
     (tmp_path / "model.json").write_text(json.dumps({**meta, "format_version": MODEL_JSON_VERSION + 1}))
     with pytest.raises(DeepcatError, match="upgrade deepcat"):
         read_model_json(tmp_path)
+
+
+def test_a_run_continues_from_an_earlier_one_with_new_classes(tmp_path):
+    """--from: six digit classes first, then all ten. The continued run is the earlier one's architecture, weights
+    and input size; the classes it knew keep their head rows (at its first step it answers them as the earlier
+    run did); asking for another model is refused."""
+    from deepcat.models.create import carry_head, create_model, read_weights_file
+    from deepcat.run_folder import load_model
+
+    old = deepcat.train(data="digits", classes="0,1,2,3,4,5", output=str(tmp_path), name="six", **FAST)
+    before, meta = load_model(old)
+    ten = [str(d) for d in range(10)]
+    weights = str(old / "best.safetensors")
+    after, _ = create_model(
+        name=meta.model.name, num_classes=10, image_size=meta.image_size, weights=weights, options=meta.model.kwargs
+    )
+    assert carry_head(after.eval(), read_weights_file(weights), meta.classes, ten) == 6
+    x = torch.randn(4, 3, meta.image_size, meta.image_size)
+    with torch.no_grad():
+        assert torch.allclose(before(x), after(x)[:, :6], atol=1e-5) and not after(x)[:, 6:].any()
+
+    new = deepcat.train(data="digits", from_run=str(old), output=str(tmp_path), name="ten", **FAST)
+    saved = json.loads((new / "model.json").read_text())
+    assert saved["model"]["name"] == meta.model.name and saved["classes"] == ten
+    assert saved["preprocess"]["input_size"] == meta.image_size
+    assert deepcat.evaluate(new, progress=False).accuracy > 0.8
+    with pytest.raises(DeepcatError, match="continues its smallcnn: drop --model resnet18"):
+        deepcat.train(data="digits", from_run=str(old), model="resnet18", output=str(tmp_path), name="x", **FAST)

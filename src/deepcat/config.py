@@ -52,6 +52,11 @@ class TrainConfig:
     model_width: int | None = _opt(None, "channels of the first stage of deepcat's own CNN (auto: 16)")
     pretrained: bool | None = _opt(None, "start from ImageNet weights (auto: yes for photo models, no for smallcnn)")
     weights: str | None = _opt(None, "local weights file (.pth/.safetensors) to start from")
+    from_run: str | None = _opt(
+        None,
+        "an earlier run folder to continue from, with new images or new classes: its model, weights and input "
+        "size; the classes it knew keep what its head learnt",
+    )
     quick: bool = _opt(
         False,
         "a first model in seconds: the pretrained backbone kept as it is and a linear head fitted on its "
@@ -144,6 +149,7 @@ class TrainOptions(TypedDict, total=False):
     model_width: int | None
     pretrained: bool | None
     weights: str | None
+    from_run: str | None
     quick: bool
     epochs: int | None
     freeze_epochs: int

@@ -36,7 +36,9 @@ def _train(sub: Sub[argparse.ArgumentParser]) -> None:
         help="train a classifier; prints the run folder",
         description="Train a classifier on DATA. Every option can also live in a YAML --config.",
     )
-    add_api_flags(p, api.train, custom={"resume": {"metavar": "RUN"}})
+    add_api_flags(
+        p, api.train, custom={"resume": {"metavar": "RUN"}, "from_run": {"names": ("--from",), "metavar": "RUN"}}
+    )
     p.set_defaults(func=commands.train)
 
 

@@ -7,7 +7,7 @@ file, the packaged EfficientNet-Lite0 weights (offline), or the timm hub.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -198,6 +198,25 @@ def zero_new_head(model: nn.Module, left_out: list[str] | None = None) -> None:
     if isinstance(head, nn.Linear) and (left_out is None or f"{prefix}.weight" in left_out):
         nn.init.zeros_(head.weight)
         nn.init.zeros_(head.bias)
+
+
+def carry_head(model: nn.Module, state: dict[str, torch.Tensor], old: Sequence[str], new: Sequence[str]) -> int:
+    """Continuing a run with other classes: each class the old head knew keeps its row (weights and bias), so the
+    continued model answers them as before from its first step; new classes start at zero. Returns the rows
+    carried (0 when the head is not a linear layer of the same width)."""
+    head = classifier_of(model)
+    prefix = next(name for name, module in model.named_modules() if module is head)
+    weight, bias = state.get(f"{prefix}.weight"), state.get(f"{prefix}.bias")
+    if not isinstance(head, nn.Linear) or weight is None or bias is None or weight.shape[1] != head.in_features:
+        return 0
+    carried = 0
+    with torch.no_grad():
+        for j, name in enumerate(new):
+            if name in old:
+                head.weight[j] = weight[list(old).index(name)]
+                head.bias[j] = bias[list(old).index(name)]
+                carried += 1
+    return carried
 
 
 def create_model(

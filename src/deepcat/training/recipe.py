@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import cast
 
 from deepcat.config import TrainConfig
 from deepcat.data.sources import DataSplits
+from deepcat.errors import DeepcatError
 from deepcat.inputs import input_kind
 from deepcat.models.create import is_pretrainable, resolve_name
 from deepcat.training.optim import OPTIMIZERS
@@ -20,6 +22,8 @@ __all__ = ["resolve_auto"]
 
 
 def resolve_auto(cfg: TrainConfig, splits: DataSplits) -> TrainConfig:
+    if cfg.from_run:
+        cfg = continued(cfg)
     kind = input_kind(splits.input_kind)
     model = cfg.model
     if model == "auto":
@@ -54,4 +58,33 @@ def resolve_auto(cfg: TrainConfig, splits: DataSplits) -> TrainConfig:
         epochs=epochs,
         freeze_epochs=min(cfg.freeze_epochs, epochs - 1) if (pretrained or cfg.weights) else 0,
         unfreeze=cfg.unfreeze if starts_pretrained else 1.0,
+    )
+
+
+def continued(cfg: TrainConfig) -> TrainConfig:
+    """`from_run`: the earlier run's architecture, weights and input size, unless the config already says others
+    (refused: a model or weights besides the run's would not be continuing it)."""
+    from pathlib import Path
+
+    from deepcat.run_folder import read_model_json
+
+    run = Path(cast(str, cfg.from_run))
+    weights = run / "best.safetensors"
+    if not weights.is_file():
+        raise DeepcatError(f"--from {run}: no best.safetensors there; pass a run folder `deepcat train` wrote")
+    meta = read_model_json(run)
+    if meta.model.layers is not None:
+        raise DeepcatError(f"--from {run}: a layers-YAML model; continue it with --model YAML --weights {weights}")
+    if cfg.model not in ("auto", meta.model.name) or cfg.weights:
+        raise DeepcatError(
+            f"--from {run} continues its {meta.model.name}: drop --model {cfg.model}"
+            f"{' and --weights' if cfg.weights else ''}"
+        )
+    width = meta.model.kwargs.get("width")
+    return dataclasses.replace(
+        cfg,
+        model=meta.model.name,
+        weights=str(weights),
+        image_size=cfg.image_size or (meta.image_size or None),
+        model_width=cfg.model_width or (int(width) if width else None),
     )

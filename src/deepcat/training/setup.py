@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -91,6 +92,12 @@ def prepare(cfg: TrainConfig, dist: distributed.Dist) -> Setup:
         in_chans=kind.channels,
         options={"flip_average": bool(cfg.hflip), **({"width": cfg.model_width} if cfg.model_width else {})},
     )
+    if cfg.from_run:  # the classes the earlier run knew keep its head's rows
+        from deepcat.models.create import carry_head, read_weights_file
+        from deepcat.run_folder import read_model_json
+
+        old = read_model_json(Path(cfg.from_run)).classes
+        carry_head(model, read_weights_file(str(cfg.weights)), old, splits.classes)
     pre = default_preprocess(
         model,
         spec,
