@@ -377,3 +377,39 @@ def test_a_client_deadline_shortens_the_wait_it_accepts(model_path):
         assert bad.status_code == 422 and "X-Deadline-Ms" in bad.json()["detail"]
         parameters = client.get("/openapi.json").json()["paths"]["/v1/predict"]["post"]["parameters"]
         assert any(p["name"] == "X-Deadline-Ms" and p["in"] == "header" for p in parameters)
+
+
+def test_keep_saves_the_inputs_worth_a_label_bounded_and_only_when_asked(model_path, tmp_path):
+    """--keep: noise (answered unknown, or unsure) is kept with its answer in kept.csv and a digit the model is
+    sure of is not; past --keep-mb the oldest kept go first; without --keep nothing is written. `deepcat label`
+    opens the folder."""
+    import csv
+
+    from deepcat.teach.folder import list_inputs
+
+    rng = np.random.default_rng(0)
+    noise = []
+    for _ in range(3):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(buf, format="PNG")
+        noise.append(buf.getvalue())
+    sure = digit_pngs(1)[0]
+    kept = tmp_path / "kept"
+    with Server(create_app(model_path, keep=kept, keep_mb=1.5 * len(noise[0]) / 1e6)) as url:
+        answers = [
+            httpx.post(f"{url}/v1/predict", content=b, headers={"content-type": "image/png"}).json()
+            for b in [sure, *noise]
+        ]
+        deadline, written = time.time() + 10, kept / "kept.csv"
+        while not written.exists() or len(written.read_text().splitlines()) < 1 + len(noise):  # kept after answering
+            assert time.time() < deadline, "the noise was not kept"
+            time.sleep(0.05)
+    assert answers[0]["probability"] >= 0.6 and answers[0]["label"] != "unknown"
+    rows = list(csv.DictReader((kept / "kept.csv").open()))
+    assert [r["answer"] for r in rows] == [a["label"] for a in answers[1:]] and all(r["why"] for r in rows)
+    files = sorted(p.name for p in kept.glob("*.png"))
+    assert files == [rows[-1]["file"]]  # 1.5 inputs' worth of room: the oldest two went
+    assert list_inputs(kept)[1] == files  # what `deepcat label KEPT` opens
+    with Server(create_app(model_path)) as url:
+        httpx.post(f"{url}/v1/predict", content=noise[0], headers={"content-type": "image/png"})
+    assert not (tmp_path / "other").exists() and len(list(kept.iterdir())) == 2  # kept.csv and the newest

@@ -19,6 +19,8 @@ def serve(
     precision: str = "auto",
     device: str = "auto",
     limits: Limits | None = None,
+    keep: str | Path | None = None,
+    keep_mb: float = 500,
 ) -> None:
     """Serve a run (exported to ONNX on first use), an exported file (.onnx, .ort, .xml), or the pretrained
     cat / dog / neither model: the REST API and the web page, until interrupted.
@@ -34,6 +36,10 @@ def serve(
         device: auto, cpu or cuda. Auto: a CUDA GPU where ONNX Runtime has its CUDA provider (pip install
             onnxruntime-gpu), else the CPU.
         limits: the server's `Limits` (upload sizes, micro-batching, admission).
+        keep: a folder to keep the inputs worth a label in (answered unknown, with a probability under 0.6, or a
+            90% set of several classes), each with its answer in kept.csv; then `deepcat label KEEP`. Off by default:
+            nothing is kept without it.
+        keep_mb: the most the keep folder holds, in MB; past it the oldest kept inputs are deleted first.
 
     Returns:
         Nothing; it serves until interrupted.
@@ -52,4 +58,6 @@ def serve(
         precision=precision,
         device=device,
         limits=limits or Limits(),
+        keep=Path(keep) if keep else None,
+        keep_mb=keep_mb,
     )

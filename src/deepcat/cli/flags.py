@@ -114,7 +114,7 @@ def _argument(parser: argparse.ArgumentParser, flag: str, custom: Mapping[str, A
     names = custom.pop("names", (flag,))
     more = custom.pop("more", "")
     derived.update(custom)
-    derived["help"] = f"{derived['help']} {more}".strip()
+    derived["help"] = f"{derived['help']} {more}".strip().replace("%", "%%")  # argparse formats help with %
     parser.add_argument(*names, **derived)
 
 

@@ -36,6 +36,7 @@ from deepcat.serving import requests
 from deepcat.serving.admission import Admission
 from deepcat.serving.batcher import MicroBatcher
 from deepcat.serving.errors import RequestError, decode
+from deepcat.serving.keep import Keeper
 from deepcat.serving.layout import Layout, choose_layout, usable_cores
 from deepcat.serving.limits import Limits
 from deepcat.serving.metrics import Metrics
@@ -68,6 +69,7 @@ class Served:
     layout: Layout
     metrics: Metrics = field(default_factory=Metrics)
     batcher: MicroBatcher | None = None
+    keeper: Keeper | None = None  # `--keep DIR`: inputs worth a label are saved there
     admission: Admission = field(init=False)
 
     def __post_init__(self) -> None:
@@ -92,10 +94,15 @@ class Served:
                 rows = [await batcher.submit(prepares[0], within_s)]
             else:
                 rows = await asyncio.gather(*(batcher.submit(prepare, within_s) for prepare in prepares))
-        return [
+        answers = [
             as_json(name, row, score, classes=self.meta.classes, top_k=top_k, threshold=self.threshold, set_limit=limit)
             for (name, _), (row, score) in zip(inputs, rows)
         ]
+        if self.keeper is not None:
+            suffix = min(self.meta.kind.suffixes)  # when the bytes do not say (keep.MAGIC)
+            for (_, data), (row, _), answer in zip(inputs, rows, answers):
+                self.keeper.consider(data, answer, row, suffix)
+        return answers
 
     def set_limit(self, coverage: float | None) -> float | None:
         from deepcat.errors import DeepcatError
@@ -117,9 +124,12 @@ def create_app(
     web_assets: Path | None = None,
     reject: bool = True,
     device: str = "cpu",
+    keep: Path | None = None,
+    keep_mb: float = 500,
 ) -> FastAPI:
     """A FastAPI app serving one exported model on `device` (cpu, cuda or auto); preprocessing comes from the
-    model's own metadata. With `reject`, inputs below the model's calibrated threshold are answered `unknown`."""
+    model's own metadata. With `reject`, inputs below the model's calibrated threshold are answered `unknown`;
+    with `keep`, inputs worth a label are saved there (`keep.Keeper`, at most `keep_mb` MB)."""
     limits = limits or Limits()
     cores = usable_cores()
     device = device_for(Path(model_path), device)
@@ -143,6 +153,10 @@ def create_app(
         web_assets or default_web_assets(),
         layout,
     )
+    if keep is not None:
+        conformal = classifier.meta.calibration_or_default.conformal
+        limit = classifier.set_limit(0.9) if conformal else None
+        served.keeper = Keeper(Path(keep), int(keep_mb * 1e6), set_limit=limit)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

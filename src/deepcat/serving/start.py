@@ -36,6 +36,8 @@ def run_server(
     precision: str,
     device: str,
     limits: Limits,
+    keep: Path | None = None,
+    keep_mb: float = 500,
 ) -> None:
     """Serve `model` (see `deepcat.serve`) on `host`:`port` until interrupted."""
     import uvicorn
@@ -56,9 +58,12 @@ def run_server(
         )
     api_key = api_key or os.environ.get("DEEPCAT_API_KEY")
     return_large_buffers()
-    app = create_app(Path(model), limits=limits, api_key=api_key, reject=reject, device=device)
+    app = create_app(
+        Path(model), limits=limits, api_key=api_key, reject=reject, device=device, keep=keep, keep_mb=keep_mb
+    )
+    kept = f"; inputs worth a label kept in {keep} (then: deepcat label {keep})" if keep else ""
     print(
-        f"serving {model} on http://{host}:{port} (docs at /docs){' with an API key' if api_key else ''}",
+        f"serving {model} on http://{host}:{port} (docs at /docs){' with an API key' if api_key else ''}{kept}",
         file=sys.stderr,
     )
     uvicorn.run(app, host=host, port=port, **UVICORN_OPTIONS)
