@@ -121,7 +121,8 @@ def disagreements(func, parser: argparse.ArgumentParser, *, reads=frozenset()) -
         if name not in actions:
             continue
         a = actions[name]
-        if not (a.help or "").startswith(option.help):
+        shown = (a.help or "").replace("%%", "%")  # as argparse prints it
+        if not shown.startswith(option.help):
             found.append(f"{name}: help {a.help!r}, declared {option.help!r}")
         if name in params and option.where == "TrainConfig" and not option.positional:
             if params[name].default != option.default:
