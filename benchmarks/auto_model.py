@@ -17,8 +17,8 @@ own, with the best weights, from the run's test_metrics.json.
 `auto`'s column is what the real resolve path (`resolve_data` on the folder, then `resolve_auto`) picks at the
 commit that writes the table; its accuracy is the run of the model it picks (the rule is deterministic and reads
 only the data, so training it again would repeat that run). With several seeds, the accuracies and seconds are
-means over seeds. Rows merge into the results file by (data, size, seed, model), each with its commit;
-`--models` with no names retrains nothing and only asks `auto` again.
+means over seeds. Rows merge into the results file by (data, size, seed, model), each with its commit, as each
+size is measured; `--models` with no names retrains nothing and only asks `auto` again.
 
     python benchmarks/auto_model.py                              # ~40 min on 2 cores
     python benchmarks/auto_model.py --data digits --sizes 10 30  # a part, merged
@@ -157,23 +157,9 @@ def summary(rows: list[dict], picks: dict[tuple[str, int], dict]) -> list[dict]:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", nargs="+", default=["fashion-mnist", "digits"], choices=["fashion-mnist", "digits"])
-    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="training images per class")
-    parser.add_argument("--models", nargs="*", default=list(MODELS), choices=MODELS, help="none: auto's picks only")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--test-per-class", type=int, default=100, help="Fashion-MNIST (digits: its fixed 360)")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "auto_model.json"))
-    args = parser.parse_args()
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    new, picks = [], {}
-    for data in args.data:
-        for per_class in args.sizes:
-            for seed in args.seeds:
-                rows, pick = one_size(args, data, per_class, seed)
-                new += rows
-                picks[(data, per_class)] = pick
+def save(args: argparse.Namespace, new: list[dict], picks: dict[tuple[str, int], dict]) -> list[dict]:
+    """Merge `new` into the results file (an earlier row of the same data, size, seed and model is replaced), ask
+    auto about every size there that `picks` lacks, and write the file with its summary."""
     key = ("data", "per_class", "seed", "model")
     done = {tuple(r[k] for k in key) for r in new}
     same_test = lambda r: r.get("test_per_class") == args.test_per_class  # noqa: E731
@@ -187,6 +173,25 @@ def main() -> None:
                 picks[(data, per_class)] = {"data": data, "per_class": per_class, **auto_pick(folder)}
     table = summary(rows, picks)
     report("auto_model", rows, args.out, summary=table, picks=list(picks.values()))
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", nargs="+", default=["fashion-mnist", "digits"], choices=["fashion-mnist", "digits"])
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="training images per class")
+    parser.add_argument("--models", nargs="*", default=list(MODELS), choices=MODELS, help="none: auto's picks only")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--test-per-class", type=int, default=100, help="Fashion-MNIST (digits: its fixed 360)")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "auto_model.json"))
+    args = parser.parse_args()
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    picks: dict[tuple[str, int], dict] = {}
+    runs = [(d, n, s) for d in args.data for n in args.sizes for s in args.seeds] if args.models else []
+    table = [] if runs else save(args, [], picks)  # no models: auto asked again about what was measured
+    for data, per_class, seed in runs:
+        rows, picks[(data, per_class)] = one_size(args, data, per_class, seed)
+        table = save(args, rows, picks)  # written after each size: a long run stopped keeps what it measured
     for row in table:
         print(row)
 
