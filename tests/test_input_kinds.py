@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 
 import deepcat
-from deepcat.inputs import INPUT_KINDS, BadInput, Facts, InputKind, Words, input_kind
+from deepcat.inputs import INPUT_KINDS, BadInput, Facts, InputKind, ModelChoice, Words, input_kind
 from deepcat.models.registry import register_model
 from deepcat.testing import ContractError, check_input_kind, check_model_builder
 
@@ -146,7 +146,7 @@ SENSOR = InputKind(
     default_limit=1_000_000,
     words=Words(noun="signal", plural="signals", sizes="lengths", picture="signal", source="same sensor and mounting"),
     default_preprocess=lambda hints: SensorPreprocess(),
-    auto_model=lambda splits: "sensor1d",
+    auto_model=lambda splits: ModelChoice("sensor1d", "the toy kind's only model"),
     sized=False,
     mirrorable=False,
     channels=1,

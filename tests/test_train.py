@@ -265,6 +265,26 @@ def test_auto_recipe_picks_by_image_size(digits_folder):
     )  # None: the pretrained model's own 224 px
 
 
+def test_a_run_says_in_one_line_which_model_auto_chose_and_why(digits_folder, tmp_path, capsys):
+    from deepcat.config import resolve_config
+    from deepcat.training.distributed import Dist
+    from deepcat.training.loop import start_run
+    from deepcat.training.setup import prepare
+
+    for model in ("auto", "smallcnn"):
+        cfg = resolve_config(data=str(digits_folder), model=model, audit=False, output=str(tmp_path), name=model)
+        s = prepare(cfg, Dist())
+        start_run(s, None, Dist())
+        lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("model: ")]
+        if model == "smallcnn":
+            assert lines == []  # the user named it: nothing to explain
+            continue
+        assert s.model_choice is not None and lines == [f"model: {s.cfg.model} (auto: {s.model_choice.reason})"]
+        assert "16-px images" in lines[0]
+        saved = (tmp_path / model / "config.yaml").read_text()
+        assert f"model: {s.cfg.model}" in saved  # the saved config names the model, not `auto`
+
+
 def test_model_json_is_versioned_and_an_old_run_without_a_version_still_loads(tmp_path):
     import json
 

@@ -110,6 +110,11 @@ class DataSplits:
     def split(self, name: str) -> Samples | None:
         return {"train": self.train, "val": self.val, "test": self.test}[name]
 
+    def train_per_class(self) -> int:
+        """A typical class's number of training inputs: the median, so one large class does not hide many small
+        ones (what `--model auto` weighs with the inputs' size)."""
+        return int(np.median(np.bincount(self.train.labels, minlength=len(self.classes))))
+
 
 def combined(splits: DataSplits) -> tuple[Samples, list[str], list[str]]:
     """Every split's samples in one Samples (train, then val, then test), with display names and split names."""

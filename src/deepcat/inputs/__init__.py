@@ -28,6 +28,7 @@ __all__ = [
     "Facts",
     "Hints",
     "InputKind",
+    "ModelChoice",
     "Preprocessing",
     "Words",
     "all_suffixes",
@@ -85,6 +86,15 @@ class Hints:
 
 
 @dataclass(frozen=True)
+class ModelChoice:
+    """What `--model auto` trains on some data (`InputKind.auto_model`), and why: the run prints the reason, so a
+    user who would choose otherwise knows what the choice rests on."""
+
+    model: str  # a registered or timm model name
+    reason: str  # a phrase, e.g. "photos: ImageNet-pretrained EfficientNet-Lite0, fine-tuned"
+
+
+@dataclass(frozen=True)
 class Words:
     """How messages, tables and the report name a kind's inputs."""
 
@@ -125,7 +135,7 @@ class InputKind:
     default_limit: int  # decode_bytes' size limit unless a server sets it
     words: Words
     default_preprocess: Callable[[Hints], Any]  # -> the preprocessing a new run of this kind starts with
-    auto_model: Callable[[Any], str]  # splits -> the model `--model auto` trains
+    auto_model: Callable[[Any], ModelChoice]  # splits -> the model `--model auto` trains, and why
     sized: bool = True  # --image-size and progressive resizing apply to the network's input
     mirrorable: bool = True  # a horizontal flip is a valid augmentation (when the data set allows it)
     default_augment: str = "light"  # the preset `--augment auto` trains with

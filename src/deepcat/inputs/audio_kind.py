@@ -9,7 +9,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from deepcat.inputs import INPUT_KINDS, Hints, InputKind, Words
+from deepcat.inputs import INPUT_KINDS, Hints, InputKind, ModelChoice, Words
 from deepcat.inputs.audio import (
     AUDIO_SUFFIXES,
     FLAG_LABELS,
@@ -78,9 +78,9 @@ def default_preprocess(hints: Hints) -> AudioPreprocess:
     return AudioPreprocess(clip_seconds=hints.clip_seconds)
 
 
-def keyword_model(splits: Any) -> str:
+def keyword_model(splits: Any) -> ModelChoice:
     """`--model auto` for sound: the keyword-spotting DS-CNN on the log-mel spectrogram."""
-    return "dscnn"
+    return ModelChoice("dscnn", "sound: the keyword-spotting DS-CNN on the log-mel spectrogram, from scratch")
 
 
 WORDS = Words(

@@ -8,7 +8,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from deepcat.inputs import INPUT_KINDS, Hints, InputKind, Words
+from deepcat.inputs import INPUT_KINDS, Hints, InputKind, ModelChoice, Words
 from deepcat.inputs.image import (
     FLAG_LABELS,
     IMAGE_SUFFIXES,
@@ -25,7 +25,7 @@ from deepcat.inputs.image import (
     pixels,
 )
 
-__all__ = ["IMAGE"]
+__all__ = ["IMAGE", "auto_model"]
 
 
 def eval_transform(pre: Preprocess) -> Any:
@@ -74,9 +74,12 @@ def default_preprocess(hints: Hints) -> Preprocess:
     )
 
 
-def auto_model(splits: Any) -> str:
+def auto_model(splits: Any) -> ModelChoice:
     """Small images (<= 64 px): deepcat's small CNN from scratch; photos: ImageNet EfficientNet-Lite0."""
-    return "smallcnn" if splits.small_images else "tf_efficientnet_lite0"
+    if not splits.small_images:
+        return ModelChoice("tf_efficientnet_lite0", "photos: an ImageNet-pretrained backbone, fine-tuned")
+    size = f"{splits.native_size}-px images" if splits.native_size else "small images (<= 64 px)"
+    return ModelChoice("smallcnn", f"{size}: the small CNN from scratch, at their own size")
 
 
 def unchanged(image: Any) -> Any:

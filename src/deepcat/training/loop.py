@@ -125,6 +125,8 @@ def start_run(s: Setup, run_dir: Path | None, dist: distributed.Dist) -> Path:
             f"batch {s.cfg.batch_size}",
             file=sys.stderr,
         )
+        if s.model_choice is not None:
+            print(f"model: {s.model_choice.model} (auto: {s.model_choice.reason})", file=sys.stderr)
         if s.cfg.audit:
             _audit(s, run_dir)
     return run_dir

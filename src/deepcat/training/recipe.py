@@ -1,8 +1,8 @@
 """Fill every `auto` in a TrainConfig from the data, so the saved config is the whole recipe.
 
-The kind of input picks the model (`InputKind.auto_model`): for small images (digits, Fashion-MNIST) deepcat's
-small CNN from scratch with SGD; for photos ImageNet EfficientNet-Lite0 (its weights ship offline) fine-tuned
-with AdamW; for sound the keyword-spotting DS-CNN on the log-mel spectrogram, from scratch, with AdamW.
+The kind of input picks the model (`InputKind.auto_model`), and says why: for photos ImageNet EfficientNet-Lite0
+(its weights ship offline) fine-tuned with AdamW; for small images (digits, Fashion-MNIST) deepcat's small CNN
+from scratch with SGD; for sound the keyword-spotting DS-CNN on the log-mel spectrogram, from scratch, with AdamW.
 """
 
 from __future__ import annotations
@@ -14,20 +14,25 @@ from typing import cast
 from deepcat.config import TrainConfig
 from deepcat.data.sources import DataSplits
 from deepcat.errors import DeepcatError
-from deepcat.inputs import input_kind
+from deepcat.inputs import ModelChoice, input_kind
 from deepcat.models.create import is_pretrainable, resolve_name
 from deepcat.training.optim import OPTIMIZERS
 
-__all__ = ["resolve_auto"]
+__all__ = ["auto_choice", "resolve_auto"]
+
+
+def auto_choice(cfg: TrainConfig, splits: DataSplits) -> ModelChoice | None:
+    """The model `model: auto` trains on `splits` and why (the run prints it); None when `cfg` names its model."""
+    return input_kind(splits.input_kind).auto_model(splits) if cfg.model == "auto" else None
 
 
 def resolve_auto(cfg: TrainConfig, splits: DataSplits) -> TrainConfig:
+    """`cfg` with every `auto` filled from `splits`: what config.yaml saves, so a run can be repeated as it was."""
     if cfg.from_run:
         cfg = continued(cfg)
     kind = input_kind(splits.input_kind)
-    model = cfg.model
-    if model == "auto":
-        model = kind.auto_model(splits)
+    choice = auto_choice(cfg, splits)
+    model = choice.model if choice else cfg.model
     canonical, _ = resolve_name(model)
     model = model if canonical == "layers" else canonical
     pretrained = cfg.pretrained

@@ -19,12 +19,12 @@ from deepcat.data.resolve import splits_of
 from deepcat.data.sources import DataSplits
 from deepcat.device import amp_dtype, autocast, pick_device
 from deepcat.errors import DeepcatError
-from deepcat.inputs import Preprocessing, input_kind
+from deepcat.inputs import ModelChoice, Preprocessing, input_kind
 from deepcat.models.create import ModelSpec, classifier_of, create_model, default_preprocess, early_parameters
 from deepcat.training import distributed
 from deepcat.training.losses import LOSSES, build_loss, inverse_frequency
 from deepcat.training.optim import OPTIMIZERS, build_optimizer
-from deepcat.training.recipe import resolve_auto
+from deepcat.training.recipe import auto_choice, resolve_auto
 
 __all__ = ["Setup", "epoch_input_size", "forward_loss", "prepare", "seed_everything", "set_frozen", "train_mode"]
 
@@ -71,6 +71,7 @@ class Setup:
     optimizer: torch.optim.Optimizer
     mixup: Any
     order: Order  # the training order: this process's share, its batch size
+    model_choice: ModelChoice | None = None  # what `model: auto` chose and why (None: the config named its model)
 
 
 def prepare(cfg: TrainConfig, dist: distributed.Dist) -> Setup:
@@ -80,6 +81,7 @@ def prepare(cfg: TrainConfig, dist: distributed.Dist) -> Setup:
         OPTIMIZERS.get(cfg.optimizer)
     device = pick_device(cfg.device, dist.local_rank)
     splits = splits_of(cfg.to_dict())
+    choice = auto_choice(cfg, splits)
     cfg = resolve_auto(cfg, splits)
     seed_everything(cfg.seed)
     kind = input_kind(splits.input_kind)
@@ -158,6 +160,7 @@ def prepare(cfg: TrainConfig, dist: distributed.Dist) -> Setup:
         optimizer,
         mixup,
         order,
+        choice,
     )
 
 
