@@ -25,7 +25,7 @@ from deepcat.cli import build_parser
 from deepcat.cli.flags import API_ONLY, add_api_flags, api_options, docstring_args
 from deepcat.config import TrainConfig, TrainOptions
 
-CLI_ONLY = {"json", "quiet", "top", "help"}  # how the CLI prints, not what is done
+CLI_ONLY = {"json", "quiet", "monitor", "top", "help"}  # how the CLI prints, not what is done
 API_ONLY_VERBS = {"load"}  # a classifier object has no command-line form
 CLI_READS = {"predict": {"model"}}  # the CLI reads MODEL as the first of its inputs
 OWN_FORM = {"thresholds"}  # listen's --class-threshold CLASS=P: a dict field, typed by its own action

@@ -94,6 +94,7 @@ class Calibration:
     images: int = 0  # validation images all of this rests on
     note: str | None = None  # why the temperature was kept at 1.0, if it was
     conformal: dict[str, float | None] | None = None  # coverage ("0.90") -> set limit (see `conformal_quantiles`)
+    reference: dict[str, Any] | None = None  # validation's answers, which the field is compared with (monitor.py)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -20,7 +20,12 @@ from deepcat.cli.flags import add_api_flags
 
 __all__ = ["CLI_ONLY", "VERBS", "build_parser"]
 
-CLI_ONLY = {"json": "print JSON instead of a table", "quiet": "no progress bars"}  # how results are printed
+CLI_ONLY = {  # how results are printed
+    "json": "print JSON instead of a table",
+    "quiet": "no progress bars",
+    "monitor": "also print how these inputs compare with the validation split (drift test, accuracy estimated "
+    "without labels, alarm): the report the server's /v1/monitor gives",
+}
 Sub = argparse._SubParsersAction  # the `add_subparsers()` object each verb adds its sub-command to
 
 
@@ -59,7 +64,7 @@ def _predict(sub: Sub[argparse.ArgumentParser]) -> None:
     )
     inputs = {"nargs": "+", "metavar": "[RUN | MODEL.onnx] IMAGES"}  # the model, when given, is the first
     add_api_flags(p, api.predict, skip=("model",), custom={"inputs": inputs})
-    _printing(p, "json")
+    _printing(p, "json", "monitor")
     p.set_defaults(func=commands.predict)
 
 

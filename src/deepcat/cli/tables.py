@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -61,6 +61,37 @@ def print_predictions(predictions: list[Prediction], model: str, top_k: int) -> 
             shown = () if not sets else ("{" + ", ".join(p.set) + "}" if p.set else "{} (no class is likely enough)",)
             table.add_row(name, label, f"{p.probability:.3f}", top, *shown)
     Console().print(table)
+
+
+def print_monitor(report: dict[str, Any]) -> None:
+    """The monitor's report (`inference/monitor.py`): these inputs against the validation split."""
+
+    def share(value: float | None) -> str:
+        return "" if value is None else f"{value:.1%}"
+
+    def number(value: float | None) -> str:
+        return "" if value is None else f"{value:.3f}"
+
+    table = Table(title=f"monitor: the last {report['answers']} answers against validation")
+    for col in ("", "now", "validation"):
+        table.add_column(col)
+    accuracy, drift = report["accuracy"], report["drift"]
+    interval = accuracy["interval"]
+    estimate = share(accuracy["estimate"]) + (f" ({interval[0]:.1%} to {interval[1]:.1%})" if interval else "")
+    table.add_row("accuracy (estimated, no labels)", estimate, share(accuracy["validation"]))
+    table.add_row("mean confidence", number(report["confidence"]["mean"]), number(report["confidence"]["validation"]))
+    unknown = report["unknown_share"]
+    table.add_row("answered unknown", share(unknown["now"]), share(unknown["validation"]))
+    if report["set_size"]["mean"] is not None:
+        table.add_row("mean 90% set size", number(report["set_size"]["mean"]), "")
+    tests = ", ".join(f"{name} {p:.2g}" for name, p in drift["tests"].items())
+    p_value = f"{drift['p_value']:.3g} ({tests})" if drift["p_value"] is not None else drift["why"]
+    table.add_row("drift p-value", p_value, "")
+    Console().print(table)
+    if report["alarm"]:
+        Console().print("[bold red]alarm[/bold red]: " + "; ".join(report["reasons"]))
+    else:
+        Console().print(f"no alarm (drift p-value at least {drift['alpha']})")
 
 
 def print_audit(found: Audit) -> None:

@@ -7,6 +7,7 @@ report, Grad-CAM or label-error code except this module.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from deepcat.errors import DeepcatError
 from deepcat.evaluation import calibration
 from deepcat.evaluation.label_errors import LabelErrors
 from deepcat.evaluation.scores import Evaluation, Scoring, features_of, score
+from deepcat.inference.monitor import reference_of
 from deepcat.inference.unknown_score import (
     DEFAULT_SCORE,
     FEATURE_SCORES,
@@ -125,7 +127,10 @@ def calibrate(model: nn.Module, splits: DataSplits, ctx: RunContext) -> tuple[ca
             kind, torch.from_numpy(train_features), torch.from_numpy(train_labels), stages=stages, sizes=tapped.sizes
         )
         save_score(unknown, ctx.run_dir)
-    cal = calibration.fit(logits, labels, unknown_scores(unknown, features, logits), score=kind, accept=ctx.accept)
+    scores = unknown_scores(unknown, features, logits)
+    cal = calibration.fit(logits, labels, scores, score=kind, accept=ctx.accept)
+    probabilities = torch.softmax(torch.from_numpy(logits) / cal.temperature, 1).numpy()
+    cal = dataclasses.replace(cal, reference=reference_of(probabilities, scores, labels, threshold=cal.threshold))
     if cal.note:
         print(f"calibration: {cal.note}", file=sys.stderr)
     update_model_json(ctx.run_dir, calibration=cal)

@@ -3,8 +3,12 @@
     POST /v1/predict         one input, as multipart field `file` or as the raw body
     POST /v1/predict/batch   several inputs, multipart fields `files`
     GET  /v1/model           classes, input size, metadata, limits
+    GET  /v1/monitor         the last answers against validation: class mix, confidence, unknown share, drift test,
+                             estimated (and measured) accuracy, alarm with its reasons (`inference/monitor.py`)
+    POST /v1/feedback        an answer's true label, {"id", "label"}: the measured accuracy (`feedback.py`)
     GET  /health, /ready     liveness, readiness
-    GET  /metrics            Prometheus: requests, latency, batch sizes, errors by kind (503 "overloaded": shed)
+    GET  /metrics            Prometheus: requests, latency, batch sizes, errors by kind (503 "overloaded": shed),
+                             the monitor's statistics and alarm
     GET  /                   a page that classifies in the browser (onnxruntime-web) or via this server
 
 Request parsing and the API key are in `requests.py`; decoding is the model's input kind's (`errors.decode`).
@@ -22,6 +26,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -30,12 +35,14 @@ from fastapi.routing import APIRoute
 from deepcat.inference.answers import as_json
 from deepcat.inference.exported import ExportedClassifier, load_exported
 from deepcat.inference.listen import Spotting
+from deepcat.inference.monitor import WINDOW, Monitor, monitor_for
 from deepcat.inference.runtimes import device_for
 from deepcat.run_meta import ExportMeta
 from deepcat.serving import requests
 from deepcat.serving.admission import Admission
 from deepcat.serving.batcher import MicroBatcher
 from deepcat.serving.errors import RequestError, decode
+from deepcat.serving.feedback import Answers
 from deepcat.serving.keep import Keeper
 from deepcat.serving.layout import Layout, choose_layout, usable_cores
 from deepcat.serving.limits import Limits
@@ -70,10 +77,15 @@ class Served:
     metrics: Metrics = field(default_factory=Metrics)
     batcher: MicroBatcher | None = None
     keeper: Keeper | None = None  # `--keep DIR`: inputs worth a label are saved there
+    monitor_window: int = WINDOW
     admission: Admission = field(init=False)
+    monitor: Monitor = field(init=False)
+    answers: Answers = field(init=False)
 
     def __post_init__(self) -> None:
         self.admission = Admission(budget_s=self.limits.max_queue_ms / 1000, depth=self.limits.queue_depth)
+        self.monitor = monitor_for(self.meta.classes, self.meta.calibration_or_default, self.monitor_window)
+        self.answers = Answers(self.meta.classes)
 
     @property
     def meta(self) -> ExportMeta:
@@ -98,6 +110,10 @@ class Served:
             as_json(name, row, score, classes=self.meta.classes, top_k=top_k, threshold=self.threshold, set_limit=limit)
             for (name, _), (row, score) in zip(inputs, rows)
         ]
+        scores = None if rows[0][1] is None else np.array([score for _, score in rows], np.float32)
+        self.monitor.observe(np.stack([row for row, _ in rows]), scores)
+        for answer in answers:
+            self.answers.remember(answer)
         if self.keeper is not None:
             suffix = min(self.meta.kind.suffixes)  # when the bytes do not say (keep.MAGIC)
             for (_, data), (row, _), answer in zip(inputs, rows, answers):
@@ -126,10 +142,12 @@ def create_app(
     device: str = "cpu",
     keep: Path | None = None,
     keep_mb: float = 500,
+    monitor_window: int = WINDOW,
 ) -> FastAPI:
     """A FastAPI app serving one exported model on `device` (cpu, cuda or auto); preprocessing comes from the
     model's own metadata. With `reject`, inputs below the model's calibrated threshold are answered `unknown`;
-    with `keep`, inputs worth a label are saved there (`keep.Keeper`, at most `keep_mb` MB)."""
+    with `keep`, inputs worth a label are saved there (`keep.Keeper`, at most `keep_mb` MB); the monitor's
+    statistics are over the last `monitor_window` answers."""
     limits = limits or Limits()
     cores = usable_cores()
     device = device_for(Path(model_path), device)
@@ -152,6 +170,7 @@ def create_app(
         classifier.threshold if reject else None,
         web_assets or default_web_assets(),
         layout,
+        monitor_window=monitor_window,
     )
     if keep is not None:
         conformal = classifier.meta.calibration_or_default.conformal
@@ -181,9 +200,11 @@ def create_app(
         lifespan=lifespan,
         description=f"{meta.kind.name.capitalize()} classifier {meta.name}: {', '.join(meta.classes[:20])}",
     )
+    served.metrics.watch(served.monitor)
     _observe(app, served.metrics)
     _prediction_routes(app, served)
     _info_routes(app, served)
+    _monitor_routes(app, served)
     _page_routes(app, served)
     return app
 
@@ -338,6 +359,48 @@ def _info_routes(app: FastAPI, served: Served) -> None:
     )
     async def prometheus() -> Response:
         return Response(served.metrics.render(), media_type=served.metrics.content_type)
+
+
+def _monitor_routes(app: FastAPI, served: Served) -> None:
+    """What the model sees in the field, and the true labels its owner sends back."""
+
+    @app.get(
+        "/v1/monitor",
+        summary="The last answers against validation: drift, estimated accuracy, alarm",
+        responses=requests.error_responses(401),
+    )
+    async def monitor(request: Request) -> dict[str, Any]:
+        requests.authorise(request, served.api_key)
+        return served.answer(served.monitor.report())
+
+    @app.post(
+        "/v1/feedback",
+        summary="An answer's true label",
+        responses=requests.error_responses(401, 404, 422),
+        openapi_extra={"requestBody": FEEDBACK_BODY},
+    )
+    async def feedback(request: Request) -> dict[str, Any]:
+        requests.authorise(request, served.api_key)
+        answer_id, correct = served.answers.score(await request.body())
+        served.monitor.add_feedback(correct)
+        return {"id": answer_id, "correct": correct}
+
+
+FEEDBACK_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["id", "label"],
+                "properties": {
+                    "id": {"type": "string", "description": "the answer's id"},
+                    "label": {"type": "string", "description": "its true class"},
+                },
+            }
+        }
+    },
+}
 
 
 def _page_routes(app: FastAPI, served: Served) -> None:

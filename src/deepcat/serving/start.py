@@ -38,6 +38,7 @@ def run_server(
     limits: Limits,
     keep: Path | None = None,
     keep_mb: float = 500,
+    monitor_window: int = 500,
 ) -> None:
     """Serve `model` (see `deepcat.serve`) on `host`:`port` until interrupted."""
     import uvicorn
@@ -59,7 +60,14 @@ def run_server(
     api_key = api_key or os.environ.get("DEEPCAT_API_KEY")
     return_large_buffers()
     app = create_app(
-        Path(model), limits=limits, api_key=api_key, reject=reject, device=device, keep=keep, keep_mb=keep_mb
+        Path(model),
+        limits=limits,
+        api_key=api_key,
+        reject=reject,
+        device=device,
+        keep=keep,
+        keep_mb=keep_mb,
+        monitor_window=monitor_window,
     )
     kept = f"; inputs worth a label kept in {keep} (then: deepcat label {keep})" if keep else ""
     print(
