@@ -3,6 +3,7 @@
 import asyncio
 import http.client
 import io
+import json
 import time
 from pathlib import Path
 
@@ -186,6 +187,24 @@ def test_bad_input_is_a_4xx_with_a_reason(server, case, status, kind, chelsea_jp
     assert response.status_code == status, response.text
     assert response.json()["error"] == kind and response.json()["detail"]
     assert httpx.get(f"{server}/health").status_code == 200  # still up
+
+
+def test_an_oversize_upload_gets_its_413_from_clients_that_send_the_whole_body_first(model_path):
+    """urllib sends the whole body before it reads the answer: a server that answers from Content-Length and
+    closes with the body unread resets the connection, and urllib saw "connection reset by peer"."""
+    import urllib.error
+    import urllib.request
+
+    import requests
+
+    body = b"\x89PNG" + bytes(60_000_000)  # past the default 10 MB, and past the sockets' buffers
+    with Server(create_app(model_path)) as url:
+        request = urllib.request.Request(f"{url}/v1/predict", data=body, headers={"content-type": "image/png"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=30)
+        assert refused.value.code == 413 and json.loads(refused.value.read())["error"] == "too_many_bytes"
+        answer = requests.post(f"{url}/v1/predict", data=body, headers={"content-type": "image/png"}, timeout=30)
+        assert answer.status_code == 413 and answer.json()["error"] == "too_many_bytes"
 
 
 def test_api_key(model_path):
