@@ -85,3 +85,38 @@ def test_page_answers_unknown_and_prediction_sets_like_the_server(tmp_path):
     assert shown["set"].startswith("95% sure it is one of: {" + ", ".join(server["set"]) + "}")
     assert "9 times in 10" in shown["sets_help"]  # "(what is this?)" says what the list means
     assert "in your browser" in shown["mode"]
+
+
+@pytest.mark.slow
+@needs_browser
+def test_the_monitor_panel_shows_the_servers_alarm_and_its_reason(tmp_path):
+    """Digits served, sent digits unlike anything in training (inverted): the page's panel shows the alarm."""
+    from conftest import chrome, png_bytes
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    import deepcat
+    from deepcat import export
+    from deepcat.data.builtin import digits
+
+    run = deepcat.train(data="digits", output=str(tmp_path), name="d", epochs=4, progress=False)
+    model = export(run, format="onnx", progress=False).path
+    test = digits(None, val_fraction=0.1, seed=0, data_root=None).test
+    with Server(create_app(model, monitor_window=100)) as url:
+        for start in range(0, 100, 10):
+            files = [
+                ("files", (f"{i}.png", png_bytes(255 - img), "image/png"))
+                for i, img in enumerate(test.items[start : start + 10])
+            ]
+            assert httpx.post(f"{url}/v1/predict/batch", files=files).status_code == 200
+        driver = chrome(tmp_path / "profile")
+        try:
+            driver.get(url)
+            WebDriverWait(driver, 60).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
+            driver.find_element(By.CSS_SELECTOR, "#monitor summary").click()
+            WebDriverWait(driver, 20).until(lambda d: d.find_element(By.ID, "alarm").text.startswith("alarm:"))
+            alarm = driver.find_element(By.ID, "alarm").text
+            rows = driver.find_element(By.ID, "monitor-rows").text
+        finally:
+            driver.quit()
+    assert "inputs unknown, validation" in alarm and "100 of the last 100" in rows
