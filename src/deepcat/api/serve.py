@@ -21,6 +21,7 @@ def serve(
     limits: Limits | None = None,
     keep: str | Path | None = None,
     keep_mb: float = 500,
+    decision: str | Path | None = None,
 ) -> None:
     """Serve a run (exported to ONNX on first use), an exported file (.onnx, .ort, .xml), or the pretrained
     cat / dog / neither model: the REST API and the web page, until interrupted.
@@ -40,6 +41,8 @@ def serve(
             90% set of several classes), each with its answer in kept.csv; then `deepcat label KEEP`. Off by default:
             nothing is kept without it.
         keep_mb: the most the keep folder holds, in MB; past it the oldest kept inputs are deleted first.
+        decision: a decision file (JSON: per-class least probabilities, a cost matrix; docs/deploy/serve.md) the
+            server and its page answer by, instead of the model's own (a run's decision.json, an export's metadata).
 
     Returns:
         Nothing; it serves until interrupted.
@@ -60,4 +63,5 @@ def serve(
         limits=limits or Limits(),
         keep=Path(keep) if keep else None,
         keep_mb=keep_mb,
+        decision=Path(decision) if decision else None,
     )

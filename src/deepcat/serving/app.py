@@ -31,7 +31,7 @@ from deepcat.inference.answers import as_json
 from deepcat.inference.exported import ExportedClassifier, load_exported
 from deepcat.inference.listen import Spotting
 from deepcat.inference.runtimes import device_for
-from deepcat.run_meta import ExportMeta
+from deepcat.run_meta import Decision, ExportMeta
 from deepcat.serving import requests
 from deepcat.serving.admission import Admission
 from deepcat.serving.batcher import MicroBatcher
@@ -95,7 +95,16 @@ class Served:
             else:
                 rows = await asyncio.gather(*(batcher.submit(prepare, within_s) for prepare in prepares))
         answers = [
-            as_json(name, row, score, classes=self.meta.classes, top_k=top_k, threshold=self.threshold, set_limit=limit)
+            as_json(
+                name,
+                row,
+                score,
+                classes=self.meta.classes,
+                top_k=top_k,
+                threshold=self.threshold,
+                set_limit=limit,
+                decision=self.meta.decision,
+            )
             for (name, _), (row, score) in zip(inputs, rows)
         ]
         if self.keeper is not None:
@@ -126,10 +135,12 @@ def create_app(
     device: str = "cpu",
     keep: Path | None = None,
     keep_mb: float = 500,
+    decision: Path | None = None,
 ) -> FastAPI:
     """A FastAPI app serving one exported model on `device` (cpu, cuda or auto); preprocessing comes from the
     model's own metadata. With `reject`, inputs below the model's calibrated threshold are answered `unknown`;
-    with `keep`, inputs worth a label are saved there (`keep.Keeper`, at most `keep_mb` MB)."""
+    with `keep`, inputs worth a label are saved there (`keep.Keeper`, at most `keep_mb` MB); `decision` (a
+    file) replaces the model's own thresholds and costs, in its answers and in /v1/model, which the page reads."""
     limits = limits or Limits()
     cores = usable_cores()
     device = device_for(Path(model_path), device)
@@ -144,6 +155,9 @@ def create_app(
     else:
         del timed
         classifier, one_thread = load_exported(model_path, threads=cores), load_exported(model_path, threads=1)
+    if decision is not None:
+        given = Decision.read(decision, classes=classifier.classes)
+        classifier.meta = dataclasses.replace(classifier.meta, decision=given)
     served = Served(
         Path(model_path),
         classifier,
