@@ -14,6 +14,7 @@ from PIL import Image
 
 import deepcat
 from deepcat import export
+from deepcat.cli import main
 from deepcat.errors import DeepcatError
 from deepcat.inference.exported import load_exported
 from deepcat.run_meta import Decision
@@ -33,6 +34,17 @@ def test_costs_pick_the_answer_of_least_expected_cost_and_thresholds_fall_to_the
     assert strict.choose(row) is None  # no class is sure enough: unknown
     zero_one = Decision.from_dict({"costs": {"cat": {"dog": 1}}}, classes=CLASSES)  # the default costs
     assert zero_one.choose(row) == 1  # = the most probable class
+
+
+def test_the_documented_example_answers_as_the_docs_say():
+    """docs/deploy/serve.md: 70% dog, 30% cat is answered cat (expected cost 0.7 against 1.5 for dog)."""
+    docs = {"thresholds": {"dog": 0.8}, "costs": {"cat": {"dog": 5}, "neither": {"dog": 5}}}
+    decision = Decision.from_dict(docs, classes=("cat", "dog", "neither"))
+    row = np.array([0.3, 0.7, 0.0])
+    assert (row[:, None] * decision.matrix).sum(0) == pytest.approx([0.7, 1.5, 1.0])
+    assert decision.choose(row) == 0
+    assert Decision.from_dict({"costs": docs["costs"]}, classes=("cat", "dog", "neither")).choose(row) == 0
+    assert Decision.from_dict({"thresholds": docs["thresholds"]}, classes=("cat", "dog", "neither")).choose(row) == 0
 
 
 @pytest.mark.parametrize(
@@ -79,11 +91,15 @@ def flipped(tmp_path_factory):
     return run, model, images, decision, pick, answered, runner_up
 
 
-def test_a_cost_matrix_flips_the_likeliest_answer_alike_in_predict_the_export_and_the_server(flipped):
+def test_a_cost_matrix_flips_the_likeliest_answer_alike_in_predict_the_export_and_the_server(
+    flipped, capsys, monkeypatch
+):
     run, model, images, decision, pick, answered, runner_up = flipped
     torch_labels = [p.label for p in deepcat.predict(run, images, reject=False, decision=decision)]
     onnx = deepcat.predict(model, images, reject=False, decision=decision)
     assert torch_labels[pick] == onnx[pick].label == runner_up != answered
+    assert main(["predict", str(model), str(images[pick]), "--json", "--no-reject", "--decision", str(decision)]) == 0
+    assert json.loads(capsys.readouterr().out)["predictions"][0]["label"] == runner_up
     assert onnx[pick].probability == pytest.approx(dict(onnx[pick].top)[runner_up])  # the answer's own
 
     with TestClient(create_app(model, reject=False, decision=decision)) as client:
@@ -104,6 +120,14 @@ def test_a_cost_matrix_flips_the_likeliest_answer_alike_in_predict_the_export_an
     with TestClient(create_app(carried, reject=False)) as client:
         again = client.post("/v1/predict", content=images[pick].read_bytes(), headers={"content-type": "image/png"})
     assert again.json()["label"] == runner_up
+
+    # `deepcat serve RUN` answers by a decision.json newer than the run's export (here model.onnx has none)
+    started = {}
+    monkeypatch.setattr("uvicorn.run", lambda app, **options: started.setdefault("app", app))
+    monkeypatch.setattr("deepcat.serving.memory.return_large_buffers", lambda: None)  # the test process's malloc
+    deepcat.serve(run, device="cpu")
+    with TestClient(started["app"]) as client:
+        assert client.get("/v1/model").json()["decision"] == info["decision"]
     (Path(run) / "decision.json").unlink()
 
 

@@ -80,8 +80,8 @@ def predict(
             what it holds; the inputs may be one folder or URL of shards; under torchrun the processes share
             the work).
         progress: show a bar (over 64 inputs).
-        decision: a decision file (JSON: per-class least probabilities, a cost matrix; docs/deploy/serve.md) to
-            answer by instead of the model's own (a run's decision.json, an export's metadata); default: the own.
+        decision: a decision file (JSON: per-class least probabilities and a cost matrix, see docs/deploy/serve.md)
+            to answer by, in place of the model's own (a run's decision.json, or an exported file's metadata).
 
     Returns:
         One `Prediction` per input, in order (an unreadable file's has `error` set); with `output`, a
