@@ -115,6 +115,7 @@ def test_a_cost_matrix_flips_the_likeliest_answer_alike_in_predict_the_export_an
     shutil.copy(decision, Path(run) / "decision.json")
     carried = Path(export(run, format="onnx", output=str(Path(run) / "carried.onnx"), progress=False).path)
     assert load_exported(carried).meta.decision == Decision.read(decision, classes=info["classes"])
+    assert "decision" not in load_exported(model).meta.to_dict()  # a file without one reads in older deepcats
     assert [p.label for p in deepcat.predict(carried, images, reject=False)] == [p.label for p in onnx]
     assert deepcat.predict(run, images[pick : pick + 1], reject=False)[0].label == runner_up  # the run's own
     with TestClient(create_app(carried, reject=False)) as client:

@@ -18,8 +18,9 @@ A change of layout bumps MODEL_JSON_VERSION and adds one step to `UPGRADES`. A c
 migration: `models.registry.NEW_RUN_KWARGS` writes it into new runs' spec (`kwargs`), so a spec saved without it
 rebuilds as it was trained. The export metadata has no number of its own (its readers key on names, and its keys
 stay as they are): older files lack input_kind, input, calibration, score_output, logits_output, name or version,
-and `migrate_export` fills them as those files behaved. Only numpy and the input kinds load with this module:
-`deepcat predict MODEL.onnx` reads it without torch.
+and `migrate_export` fills them as those files behaved; `decision` (the owner's `Decision`, from the run's
+decision.json) is written only when set, so a file without one reads in older deepcats as before. Only numpy and
+the input kinds load with this module: `deepcat predict MODEL.onnx` reads it without torch.
 """
 
 from __future__ import annotations
@@ -391,7 +392,8 @@ class ExportMeta(_ReadsLikeItsJson):
     """The metadata inside an exported file: what a consumer needs to feed the model and read its answer. Its
     preprocessing fields sit at the JSON's top level (`resize`, `input_size`, ... for images), where ONNX
     consumers and the web page read them. `calibration.threshold`: below this score (the `score_output`) the
-    answer is `unknown`; `calibration.conformal`: the prediction sets' limits."""
+    answer is `unknown`; `calibration.conformal`: the prediction sets' limits; `decision`: the owner's thresholds
+    and costs that pick the answer."""
 
     name: str
     version: str | None  # the weights' digest (or "imagenet"): which model answered
