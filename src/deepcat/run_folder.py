@@ -3,6 +3,7 @@
     runs/NAME/
       config.yaml          resolved configuration (every `auto` filled in)
       model.json           architecture, class names, preprocessing, calibration (deepcat.run_meta.RunMeta)
+      decision.json        written by its owner, optional: per-class thresholds and costs (deepcat.run_meta.Decision)
       best.safetensors     weights with the best val accuracy (ties: the lower val loss)
       last.safetensors     weights after the last finished epoch
       state.pt             optimiser, step, RNG-free counters: what `--resume` needs
@@ -23,11 +24,12 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from deepcat.errors import DeepcatError
-from deepcat.run_meta import MODEL_JSON_VERSION, Calibration, RunMeta
+from deepcat.run_meta import MODEL_JSON_VERSION, Calibration, Decision, RunMeta
 
 if TYPE_CHECKING:
     import torch.nn as nn
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EXPORTED_SUFFIXES",
     "MODEL_JSON_VERSION",
+    "DECISION_FILE",
     "ONNX_FILE",
     "ONNX_INT8_FILE",
     "atomic_write",
@@ -47,6 +50,7 @@ __all__ = [
     "openvino_ir",
     "load_state",
     "read_config",
+    "read_decision",
     "read_model_json",
     "run_splits",
     "save_state",
@@ -58,6 +62,7 @@ __all__ = [
 
 ONNX_FILE = "model.onnx"  # RUN/export/: the fp32 ONNX file, and the int8 one `deepcat serve` prefers once checked
 ONNX_INT8_FILE = "model.int8.onnx"
+DECISION_FILE = "decision.json"  # RUN/: the owner's thresholds and costs, carried into every export
 
 
 # Exported files `deepcat.load`, `predict` and `serve` run: ONNX Runtime for .onnx/.ort, OpenVINO for .xml (or the
@@ -169,6 +174,12 @@ def read_model_json(run_dir: Path) -> RunMeta:
     if not isinstance(raw, dict):
         raise DeepcatError(f"{path} is not a JSON object; the run folder is damaged: train the run again")
     return RunMeta.from_dict(raw, where=str(path))
+
+
+def read_decision(run_dir: Path, classes: Sequence[str]) -> Decision | None:
+    """The run's decision.json, checked against its `classes` (None: the run has none, so the likeliest class)."""
+    path = Path(run_dir) / DECISION_FILE
+    return Decision.read(path, classes=classes) if path.is_file() else None
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:

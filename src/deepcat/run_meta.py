@@ -18,8 +18,9 @@ A change of layout bumps MODEL_JSON_VERSION and adds one step to `UPGRADES`. A c
 migration: `models.registry.NEW_RUN_KWARGS` writes it into new runs' spec (`kwargs`), so a spec saved without it
 rebuilds as it was trained. The export metadata has no number of its own (its readers key on names, and its keys
 stay as they are): older files lack input_kind, input, calibration, score_output, logits_output, name or version,
-and `migrate_export` fills them as those files behaved. Only numpy and the input kinds load with this module:
-`deepcat predict MODEL.onnx` reads it without torch.
+and `migrate_export` fills them as those files behaved; `decision` (the owner's `Decision`, from the run's
+decision.json) is written only when set, so a file without one reads in older deepcats as before. Only numpy and
+the input kinds load with this module: `deepcat predict MODEL.onnx` reads it without torch.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
+from functools import cached_property
+from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -40,6 +43,7 @@ __all__ = [
     "PROBABILITIES",
     "UPGRADES",
     "Calibration",
+    "Decision",
     "ExportMeta",
     "ModelSpec",
     "RunMeta",
@@ -67,6 +71,7 @@ EXPORT_KEYS = (  # beside the kind's preprocessing fields, which sit at the top 
     "score_output",
     "logits_output",
     "deepcat_version",
+    "decision",
 )
 PROBABILITIES = {"name": "probabilities", "kind": "probabilities"}  # the graph's first output, in every export
 UPGRADE = "upgrade deepcat (pip install -U deepcat)"
@@ -131,6 +136,115 @@ def set_limit(conformal: Mapping[str, float | None] | None, coverage: float, err
         raise error(f"coverage must be one of 0.50, 0.51, ..., 0.99; received {coverage}")
     limit = conformal[key]
     return float("inf") if limit is None else float(limit)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Which class to answer, as its owner decides (a run's decision.json, or `--decision FILE`): a class answered
+    only at or above its least probability (`thresholds`), and what each mistake costs (`costs[true][answered]`;
+    a pair not written costs 1, a right answer 0), so that a false "dog" can cost more than a missed one.
+
+    The answer is the class of least expected cost under the calibrated probabilities (Bayes' rule; with no costs
+    that is the most probable class) among those that reach their threshold, else `unknown`. The server, `predict`,
+    the exported file's metadata and the page (serving/page/index.html, `decided`) apply this one rule.
+
+    >>> Decision.from_dict({"thresholds": {"dog": 0.8}, "costs": {"cat": {"dog": 5}}}, classes=("cat", "dog"))
+    """
+
+    classes: tuple[str, ...]
+    thresholds: dict[str, float] = field(default_factory=dict)  # class -> least probability to answer it
+    costs: dict[str, dict[str, float]] = field(default_factory=dict)  # true class -> answered class -> cost
+
+    def to_dict(self) -> dict[str, Any]:
+        """As the decision file and the export metadata hold it (the classes are the model's own)."""
+        return {"thresholds": dict(self.thresholds), "costs": {true: dict(row) for true, row in self.costs.items()}}
+
+    @classmethod
+    def from_dict(cls, raw: Any, *, classes: Sequence[str], where: str = "the decision") -> Decision:
+        """Checked against the model's `classes`: a name it lacks, a probability outside 0..1 or a negative cost
+        is a DeepcatError that names `where` and the fix."""
+        fix = f"; fix {where}"
+        if not isinstance(raw, Mapping):
+            raise DeepcatError(f'{where} must be a JSON object such as {{"thresholds": {{...}}, "costs": {{...}}}}')
+        _refuse_keys(raw, ("thresholds", "costs"), where)
+        thresholds = {
+            name: _number(p, f"{where}: thresholds.{name}", 0, 1)
+            for name, p in _named(raw.get("thresholds", {}), classes, f"{where}: thresholds").items()
+        }
+        costs: dict[str, dict[str, float]] = {}
+        for true, row in _named(raw.get("costs", {}), classes, f"{where}: costs").items():
+            costs[true] = {
+                answered: _number(c, f"{where}: costs.{true}.{answered}", 0, None)
+                for answered, c in _named(row, classes, f"{where}: costs.{true}").items()
+            }
+        if not thresholds and not costs:
+            raise DeepcatError(f"{where} sets neither thresholds nor costs, so it changes no answer{fix}")
+        return cls(tuple(classes), thresholds, costs)
+
+    @classmethod
+    def read(cls, path: str | Path, *, classes: Sequence[str]) -> Decision:
+        """A decision file (JSON) for a model with `classes`."""
+        path = Path(path)
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise DeepcatError(f"{path}: no such decision file") from None
+        except ValueError as e:
+            raise DeepcatError(f"{path} is not JSON ({e}); write it as in docs/deploy/serve.md") from None
+        return cls.from_dict(raw, classes=classes, where=str(path))
+
+    @cached_property
+    def matrix(self) -> np.ndarray:
+        """(C, C) float64 costs, [true, answered], in the classes' order."""
+        index = {name: i for i, name in enumerate(self.classes)}
+        out = 1 - np.eye(len(self.classes))
+        for true, row in self.costs.items():
+            for answered, cost in row.items():
+                out[index[true], index[answered]] = cost
+        return out
+
+    @cached_property
+    def least(self) -> np.ndarray:
+        """(C,) the least probability each class is answered at (0: any)."""
+        return np.array([self.thresholds.get(name, 0.0) for name in self.classes], dtype=np.float64)
+
+    def choose(self, row: np.ndarray) -> int | None:
+        """The class to answer for one row of calibrated probabilities (C,), or None (`unknown`)."""
+        p = np.asarray(row, dtype=np.float64)
+        risk = (p[:, None] * self.matrix).sum(0)  # (C,) expected cost of each answer, summed over true classes
+        for j in np.lexsort((-p, risk)):  # least risk first, then the more probable; the page sorts the same
+            if p[j] >= self.least[j]:
+                return int(j)
+        return None
+
+
+def _named(values: Any, classes: Sequence[str], where: str) -> dict[str, Any]:
+    """A JSON object keyed by class names, each one of `classes`."""
+    if not isinstance(values, Mapping):
+        raise DeepcatError(f"{where} must be a JSON object keyed by class name; received {values!r}")
+    for name in values:
+        if name not in classes:
+            raise DeepcatError(
+                f"{where} names {name!r}, which is not one of the model's classes ({', '.join(classes[:20])})."
+                f"{did_you_mean(name, classes)}"
+            )
+    return dict(values)
+
+
+def _number(value: Any, where: str, low: float, high: float | None) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+    if not ok or value < low or (high is not None and value > high):
+        valid = f"from {low} to {high}" if high is not None else f"{low} or more"
+        raise DeepcatError(f"{where} must be a number {valid}; received {value!r}")
+    return float(value)
+
+
+def _refuse_keys(values: Mapping[str, Any], known: Sequence[str], where: str) -> None:
+    unknown = [key for key in values if key not in known]
+    if unknown:
+        raise DeepcatError(
+            f"{where} holds {unknown[0]!r}; a decision has {' and '.join(known)}.{did_you_mean(unknown[0], known)}"
+        )
 
 
 class _ReadsLikeItsJson:
@@ -279,7 +393,8 @@ class ExportMeta(_ReadsLikeItsJson):
     """The metadata inside an exported file: what a consumer needs to feed the model and read its answer. Its
     preprocessing fields sit at the JSON's top level (`resize`, `input_size`, ... for images), where ONNX
     consumers and the web page read them. `calibration.threshold`: below this score (the `score_output`) the
-    answer is `unknown`; `calibration.conformal`: the prediction sets' limits."""
+    answer is `unknown`; `calibration.conformal`: the prediction sets' limits; `decision`: the owner's thresholds
+    and costs that pick the answer."""
 
     name: str
     version: str | None  # the weights' digest (or "imagenet"): which model answered
@@ -292,6 +407,7 @@ class ExportMeta(_ReadsLikeItsJson):
     score_output: str | None  # the `unknown` score's output (None: files from before it)
     logits_output: str | None  # the logits' output (None: files from before it)
     deepcat_version: str  # the deepcat that wrote the file ("" before it was recorded)
+    decision: Decision | None = None  # the owner's thresholds and costs (the run's decision.json); None: the likeliest
 
     @property
     def kind(self) -> InputKind:
@@ -320,6 +436,7 @@ class ExportMeta(_ReadsLikeItsJson):
             "score_output": self.score_output,
             "logits_output": self.logits_output,
             "deepcat_version": self.deepcat_version,
+            **({} if self.decision is None else {"decision": self.decision.to_dict()}),  # older readers lack it
         }
 
     def to_json(self) -> str:
@@ -365,6 +482,11 @@ class ExportMeta(_ReadsLikeItsJson):
             score_output=meta["score_output"],
             logits_output=meta["logits_output"],
             deepcat_version=meta["deepcat_version"],
+            decision=(
+                None
+                if meta["decision"] is None
+                else Decision.from_dict(meta["decision"], classes=meta["classes"], where=f"{where} (decision)")
+            ),
         )
 
 
@@ -392,6 +514,7 @@ def migrate_export(raw: Mapping[str, Any], *, where: str = "the export metadata"
         "score_output": None,
         "logits_output": None,
         "deepcat_version": "",
+        "decision": None,  # the most probable class
         **raw,
         **_older_preprocessing(raw.get("input_kind", DEFAULT_KIND), raw),
     }

@@ -28,6 +28,7 @@ def predict(
     batch_size: int = ...,
     output: None = ...,
     progress: bool = ...,
+    decision: str | Path | None = ...,
 ) -> list[Prediction]: ...
 
 
@@ -42,6 +43,7 @@ def predict(
     batch_size: int = ...,
     output: str | Path,
     progress: bool = ...,
+    decision: str | Path | None = ...,
 ) -> PredictionFile: ...
 
 
@@ -55,6 +57,7 @@ def predict(
     batch_size: int = 32,
     output: str | Path | None = None,
     progress: bool = False,
+    decision: str | Path | None = None,
 ) -> list[Prediction] | PredictionFile:
     """Label files, folders or globs (or in-memory images) with a run, an exported model, a classifier from
     `load`, or (model None) the pretrained cat / dog / neither model. With `reject`, inputs below the calibrated
@@ -77,6 +80,8 @@ def predict(
             what it holds; the inputs may be one folder or URL of shards; under torchrun the processes share
             the work).
         progress: show a bar (over 64 inputs).
+        decision: a decision file (JSON: per-class least probabilities and a cost matrix, see docs/deploy/serve.md)
+            to answer by, in place of the model's own (a run's decision.json, or an exported file's metadata).
 
     Returns:
         One `Prediction` per input, in order (an unreadable file's has `error` set); with `output`, a
@@ -86,11 +91,14 @@ def predict(
         >>> [p.label for p in deepcat.predict("runs/pets", ["photos/"])]
         >>> [p.set for p in deepcat.predict("runs/pets", ["photos/"], coverage=0.9)]
         >>> deepcat.predict("runs/pets", ["s3://bucket/pets"], output="preds.parquet").predicted
+        >>> deepcat.predict("runs/pets", ["photos/"], decision="decision.json")  # a false "dog" costs more
     """
-    from deepcat.inference.answers import expand_inputs
+    from deepcat.inference.answers import Decision, expand_inputs
 
     classifier = load(model) if model is None or isinstance(model, (str, Path)) else model
     options: dict[str, Any] = dict(top_k=top_k, reject=reject, coverage=coverage, batch_size=batch_size)
+    if decision is not None:
+        options["decision"] = Decision.read(decision, classes=classifier.classes)
     if output is not None:
         return _predict_to_file(classifier, inputs, Path(output), options, progress=progress)
     items = expand_inputs(inputs)

@@ -22,6 +22,7 @@ def serve(
     keep: str | Path | None = None,
     keep_mb: float = 500,
     monitor_window: int = 500,
+    decision: str | Path | None = None,
 ) -> None:
     """Serve a run (exported to ONNX on first use), an exported file (.onnx, .ort, .xml), or the pretrained
     cat / dog / neither model: the REST API and the web page, until interrupted.
@@ -43,6 +44,8 @@ def serve(
         keep_mb: the most the keep folder holds, in MB; past it the oldest kept inputs are deleted first.
         monitor_window: the answers `/v1/monitor` and the page's monitor panel are about: the last this many,
             compared with the validation split's (drift test, accuracy estimate, alarm).
+        decision: a decision file (JSON: per-class least probabilities, a cost matrix; docs/deploy/serve.md) the
+            server and its page answer by, instead of the model's own (a run's decision.json, an export's metadata).
 
     Returns:
         Nothing; it serves until interrupted.
@@ -64,4 +67,5 @@ def serve(
         keep=Path(keep) if keep else None,
         keep_mb=keep_mb,
         monitor_window=monitor_window,
+        decision=Path(decision) if decision else None,
     )

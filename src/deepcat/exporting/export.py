@@ -67,7 +67,7 @@ def export_run(
 ) -> ExportResult:
     """Export a run's best weights and check the file against PyTorch on the run's validation images."""
     from deepcat.inference.unknown_score import load_score
-    from deepcat.run_folder import load_model
+    from deepcat.run_folder import load_model, read_decision
 
     chosen = FORMATS.get(format)
     model, run_meta = load_model(run_dir)
@@ -81,6 +81,7 @@ def export_run(
         version=digest,
         source=run_meta.model.name,
         calibration=run_meta.calibration,
+        decision=read_decision(run_dir, run_meta.classes),
     )
     int8 = chosen.precision == "int8"
     # int8: the validation split is shared between the float-segment search and the check, never an input in both

@@ -11,7 +11,7 @@ import torch.nn as nn
 
 from deepcat.inference.unknown_score import UnknownScore, WithFeatures
 from deepcat.inputs import input_kind
-from deepcat.run_meta import PROBABILITIES, Calibration, ExportMeta
+from deepcat.run_meta import PROBABILITIES, Calibration, Decision, ExportMeta
 
 __all__ = ["LOGITS", "OUTPUT", "SCORE", "Deployable", "metadata", "metadata_props"]
 
@@ -50,7 +50,14 @@ class Deployable(nn.Module):
 
 
 def metadata(
-    *, name: str, classes: list[str], pre: Any, version: str, source: str, calibration: Calibration | None = None
+    *,
+    name: str,
+    classes: list[str],
+    pre: Any,
+    version: str,
+    source: str,
+    calibration: Calibration | None = None,
+    decision: Decision | None = None,
 ) -> ExportMeta:
     """What a consumer needs to feed the model and read its answer (deepcat.run_meta.ExportMeta); stored as JSON
     under the key `deepcat`. `calibration.threshold`: below this score (second output) the answer is `unknown`;
@@ -69,6 +76,7 @@ def metadata(
         score_output=SCORE,
         logits_output=LOGITS,
         deepcat_version=__version__,
+        decision=decision,
     )
 
 

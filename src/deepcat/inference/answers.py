@@ -17,9 +17,11 @@ from PIL import Image
 
 from deepcat.errors import DeepcatError
 from deepcat.inputs import BadInput, InputKind, all_suffixes
+from deepcat.run_meta import Decision  # the owner's thresholds and costs: saved with the model, its home is run_meta
 
 __all__ = [
     "UNKNOWN",
+    "Decision",
     "InputItem",
     "Prediction",
     "Rule",
@@ -71,16 +73,22 @@ def decide(
     score: float | None,
     threshold: float | None,
     set_limit: float | None = None,
+    decision: Decision | None = None,
 ) -> dict[str, Any]:
     """One row of probabilities and its `unknown` score -> label (or `unknown` when the score is below
     `threshold`), probability, top-k and, with `set_limit`, the prediction set (classes whose -log probability
-    is at most the limit, most probable first). The one rule `predict`, the ONNX runtime and the server share."""
+    is at most the limit, most probable first). The one rule `predict`, the ONNX runtime and the server share.
+    `decision` (the owner's thresholds and costs) picks the label instead of the most probable class, and may
+    answer `unknown` too; `probability` is then the chosen class's."""
     order = np.argsort(-row)
     top = order[: max(1, min(top_k, len(classes)))]
     rejected = threshold is not None and score is not None and score < threshold
+    chosen: int | None = int(top[0])
+    if decision is not None and not rejected:
+        chosen = decision.choose(row)
     answer = {
-        "label": UNKNOWN if rejected else classes[top[0]],
-        "probability": float(row[top[0]]),
+        "label": UNKNOWN if rejected or chosen is None else classes[chosen],
+        "probability": float(row[top[0] if chosen is None else chosen]),
         "top": [(classes[i], float(row[i])) for i in top],
         "score": None if score is None else float(score),
         "threshold": threshold,
@@ -100,9 +108,10 @@ def as_json(
     top_k: int,
     threshold: float | None,
     set_limit: float | None = None,
+    decision: Decision | None = None,
 ) -> dict[str, Any]:
     """One answer as `POST /v1/predict` gives it (also from the Flask and Django examples)."""
-    answer = decide(row, classes, top_k=top_k, score=score, threshold=threshold, set_limit=set_limit)
+    answer = decide(row, classes, top_k=top_k, score=score, threshold=threshold, set_limit=set_limit, decision=decision)
     answer["top"] = [{"label": label, "probability": p} for label, p in answer["top"]]
     return {"source": source, **answer}
 
@@ -116,12 +125,14 @@ def decoded(item: InputItem, kind: InputKind) -> Any:
 @dataclass(frozen=True)
 class Rule:
     """How a row of probabilities becomes an answer (`decide`): the class names, how many to list, the `unknown`
-    threshold (None: never) and the prediction-set limit (None: no sets)."""
+    threshold (None: never), the prediction-set limit (None: no sets) and the owner's decision (None: the most
+    probable class)."""
 
     classes: list[str]
     top_k: int
     threshold: float | None = None
     set_limit: float | None = None
+    decision: Decision | None = None
 
 
 def predict_batches(
@@ -160,6 +171,7 @@ def predict_batches(
                     score=score,
                     threshold=rule.threshold,
                     set_limit=rule.set_limit,
+                    decision=rule.decision,
                 )
                 for key, value in answer.items():
                     setattr(pred, key, value)

@@ -19,7 +19,7 @@ import numpy as np
 
 from deepcat.errors import DeepcatError
 from deepcat.inference.answers import InputItem, Prediction, Rule, predict_batches
-from deepcat.run_meta import ExportMeta
+from deepcat.run_meta import Decision, ExportMeta
 
 __all__ = ["ExportedClassifier", "load_exported"]
 
@@ -84,13 +84,20 @@ class ExportedClassifier:
         coverage: float | None = None,
         batch_size: int = 32,
         progress: bool = False,
+        decision: Decision | None = None,
     ) -> Prediction | list[Prediction]:
         """Same answers and shape as `deepcat.load(run).predict`, from ONNX Runtime: one input (a path, an image,
-        an array) gets one `Prediction`, a list of them a list."""
+        an array) gets one `Prediction`, a list of them a list. `decision` replaces the file's own (metadata)."""
         single = not isinstance(images, (list, tuple))
         items = [cast(InputItem, images)] if single else list(cast(Sequence[InputItem], images))
         kind, pre = self.meta.kind, self.meta.preprocess
-        rule = Rule(self.classes, top_k, self.threshold if reject else None, self.set_limit(coverage))
+        rule = Rule(
+            self.classes,
+            top_k,
+            self.threshold if reject else None,
+            self.set_limit(coverage),
+            decision or self.meta.decision,
+        )
         results = predict_batches(
             items,
             rule,
@@ -123,6 +130,7 @@ class ExportedClassifier:
                 top_k=top_k,
                 threshold=self.threshold if reject else None,
                 set_limit=self.set_limit(coverage),
+                decision=self.meta.decision,
             ),
         }
 

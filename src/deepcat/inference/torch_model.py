@@ -15,6 +15,7 @@ from deepcat.inference.answers import InputItem, Prediction, Rule, predict_batch
 from deepcat.inference.calibrated import Calibration
 from deepcat.inference.unknown_score import UnknownScore, WithFeatures, load_score
 from deepcat.inputs import Preprocessing, input_kind
+from deepcat.run_meta import Decision
 
 __all__ = ["Classifier", "load_run", "pretrained_cat_dog"]
 
@@ -30,6 +31,7 @@ class Classifier:
     reduce: Callable[[torch.Tensor], torch.Tensor] | None = None  # maps model probs to `classes`
     calibration: Calibration = field(default_factory=Calibration)  # temperature, `unknown` threshold, sets
     unknown: UnknownScore | None = None  # the `unknown` score (energy if None)
+    decision: Decision | None = None  # the run's decision.json: thresholds and costs (None: the likeliest class)
 
     def __post_init__(self) -> None:
         self.kind = input_kind(self.preprocess.kind)
@@ -60,10 +62,12 @@ class Classifier:
         coverage: float | None = None,
         batch_size: int = 32,
         progress: bool = False,
+        decision: Decision | None = None,
     ) -> Prediction | list[Prediction]:
         """Predict one image (path, PIL image or HxWx3 array) or a list of them. With `reject`, an image
         whose `unknown` score is below the run's threshold is labelled `unknown`; with `coverage` (0.5 to
-        0.99) each answer carries the prediction set that holds the true class that often.
+        0.99) each answer carries the prediction set that holds the true class that often. `decision` replaces
+        the run's own (its decision.json).
 
         >>> deepcat.load("runs/pets").predict("cat.jpg", coverage=0.9).set
         ['cat']
@@ -74,6 +78,7 @@ class Classifier:
             top_k,
             self.calibration.threshold if reject else None,
             None if coverage is None else self.calibration.set_limit(coverage),
+            decision or self.decision,
         )
         items = [cast(InputItem, images)] if single else list(cast(Sequence[InputItem], images))
 
@@ -105,7 +110,7 @@ def pretrained_cat_dog() -> Classifier:
 
 def load_run(run: str | Path, *, which: str = "best") -> Classifier:
     """A trained run's classifier (`deepcat.load(run)`)."""
-    from deepcat.run_folder import load_model
+    from deepcat.run_folder import load_model, read_decision
 
     model, meta = load_model(run, which=which)
     calibration = meta.calibration_or_default
@@ -116,4 +121,5 @@ def load_run(run: str | Path, *, which: str = "best") -> Classifier:
         Path(run).name,
         calibration=calibration,
         unknown=load_score(calibration.score, Path(run)),
+        decision=read_decision(Path(run), meta.classes),
     )

@@ -37,7 +37,7 @@ from deepcat.inference.exported import ExportedClassifier, load_exported
 from deepcat.inference.listen import Spotting
 from deepcat.inference.monitor import WINDOW, Monitor, monitor_for
 from deepcat.inference.runtimes import device_for
-from deepcat.run_meta import ExportMeta
+from deepcat.run_meta import Decision, ExportMeta
 from deepcat.serving import requests
 from deepcat.serving.admission import Admission
 from deepcat.serving.batcher import MicroBatcher
@@ -107,7 +107,16 @@ class Served:
             else:
                 rows = await asyncio.gather(*(batcher.submit(prepare, within_s) for prepare in prepares))
         answers = [
-            as_json(name, row, score, classes=self.meta.classes, top_k=top_k, threshold=self.threshold, set_limit=limit)
+            as_json(
+                name,
+                row,
+                score,
+                classes=self.meta.classes,
+                top_k=top_k,
+                threshold=self.threshold,
+                set_limit=limit,
+                decision=self.meta.decision,
+            )
             for (name, _), (row, score) in zip(inputs, rows)
         ]
         scores = None if rows[0][1] is None else np.array([score for _, score in rows], np.float32)
@@ -143,11 +152,13 @@ def create_app(
     keep: Path | None = None,
     keep_mb: float = 500,
     monitor_window: int = WINDOW,
+    decision: Path | None = None,
 ) -> FastAPI:
     """A FastAPI app serving one exported model on `device` (cpu, cuda or auto); preprocessing comes from the
     model's own metadata. With `reject`, inputs below the model's calibrated threshold are answered `unknown`;
     with `keep`, inputs worth a label are saved there (`keep.Keeper`, at most `keep_mb` MB); the monitor's
-    statistics are over the last `monitor_window` answers."""
+    statistics are over the last `monitor_window` answers; `decision` (a file) replaces the model's own
+    thresholds and costs, in its answers and in /v1/model, which the page reads."""
     limits = limits or Limits()
     cores = usable_cores()
     device = device_for(Path(model_path), device)
@@ -162,6 +173,9 @@ def create_app(
     else:
         del timed
         classifier, one_thread = load_exported(model_path, threads=cores), load_exported(model_path, threads=1)
+    if decision is not None:
+        given = Decision.read(decision, classes=classifier.classes)
+        classifier.meta = dataclasses.replace(classifier.meta, decision=given)
     served = Served(
         Path(model_path),
         classifier,

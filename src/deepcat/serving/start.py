@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from deepcat.errors import DeepcatError
-from deepcat.run_folder import model_source
+from deepcat.run_folder import DECISION_FILE, model_source
 from deepcat.serving.limits import Limits
 
 __all__ = ["KEEP_ALIVE_S", "UVICORN_OPTIONS", "run_server"]
@@ -39,6 +39,7 @@ def run_server(
     keep: Path | None = None,
     keep_mb: float = 500,
     monitor_window: int = 500,
+    decision: Path | None = None,
 ) -> None:
     """Serve `model` (see `deepcat.serve`) on `host`:`port` until interrupted."""
     import uvicorn
@@ -50,6 +51,8 @@ def run_server(
 
     if model is None or model_source(model) == "run":
         device = resolve_device(device)
+        own = None if model is None else Path(model) / DECISION_FILE
+        decision = decision or (own if own is not None and own.is_file() else None)  # newer than its export, maybe
         model = serving_model(model, precision, device)
     elif not (model_source(model) == "exported" and Path(model).is_file()):
         raise DeepcatError(f"{model} is neither a run folder nor an exported file that exists (.onnx, .ort, .xml)")
@@ -68,6 +71,7 @@ def run_server(
         keep=keep,
         keep_mb=keep_mb,
         monitor_window=monitor_window,
+        decision=decision,
     )
     kept = f"; inputs worth a label kept in {keep} (then: deepcat label {keep})" if keep else ""
     print(
