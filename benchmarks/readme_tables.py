@@ -491,11 +491,86 @@ def _scale(results: dict) -> str:
     return "\n".join([*lines, "", provenance(results)])
 
 
+def _shedding(results: dict) -> str:
+    """Per wait budget: the burst, then each sustained level (answered p99 against its bound)."""
+    lines = [
+        "| budget | load | answered | refused (503) | answered/s | p50 ms | p99 ms | target | met |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results["rows"]:
+        if "clients" not in r:
+            target = "all answered"
+        elif "bound_ms" in r:
+            target = f"p99 ≤ {r['bound_ms']:,.0f} ms, rate ≥ 90% of best ({r['share_of_best']:.0%})"
+        else:
+            target = ""
+        speed = f"{r['answered_per_s']:.1f}" if "answered_per_s" in r else ""
+        p50 = f"{r['p50_ms']:,.0f}" if r.get("p50_ms") is not None else ""
+        p99 = f"{r['p99_ms']:,.0f}" if r.get("p99_ms") is not None else ""
+        met = {True: "yes", False: "**no**", None: ""}[r.get("met")]
+        lines.append(
+            f"| {r['budget_ms']:,} ms | {r['load']} | {r['answered']:,} | {r['refused']:,} | {speed} | {p50} | "
+            f"{p99} | {target} | {met} |"
+        )
+    layout = results["rows"][0].get("layout", "")
+    return "\n".join([*lines, "", f"{results.get('model', '')}; {layout}. {provenance(results)}"])
+
+
+def _drift(results: dict) -> str:
+    """Per shift (medians over seeds): the monitor's requests to the alarm, the accuracy it estimates against the
+    true one, and the MMD baseline's requests to detection; false alarms over normal windows first."""
+    rows = results["rows"]
+    normal = [r for r in rows if r["shift"].startswith("none")]
+    shifts = list(dict.fromkeys(r["shift"] for r in rows if not r["shift"].startswith("none")))
+
+    def median(values: list) -> float | None:
+        known = [v for v in values if v is not None]
+        return statistics.median(known) if known else None
+
+    def requests(values: list) -> str:
+        never = sum(v is None for v in values)
+        found = median(values)
+        shown = "never" if found is None else f"{found:,.0f}"
+        return shown + (f" ({never} of {len(values)} never)" if never and found is not None else "")
+
+    seeds = len(normal)
+    false = median([r["false alarms"] for r in normal])
+    mmd_false = median([r.get("mmd false alarms") for r in normal])
+    lines = [
+        "| shift | monitor: requests to alarm | accuracy | estimated (ATC) | error (points) | CBPE's error | "
+        "MMD (Alibi Detect): requests to detection |",
+        "|---|---|---|---|---|---|---|",
+        f"| none: false alarms over {NORMAL_WINDOWS} windows | {false:.0%} | | | | | "
+        + ("" if mmd_false is None else f"{mmd_false:.0%}")
+        + " |",
+    ]
+    for name in shifts:
+        picked = [r for r in rows if r["shift"] == name]
+        lines.append(
+            f"| {name} | {requests([r['alarm after'] for r in picked])} | "
+            f"{median([r['accuracy'] for r in picked]):.1%} | {median([r['estimated'] for r in picked]):.1%} | "
+            f"{median([r['error (points)'] for r in picked]):+.1f} | "
+            f"{median([100 * (r['cbpe'] - r['accuracy']) for r in picked]):+.1f} | "
+            f"{requests([r.get('mmd alarm after') for r in picked])} |"
+        )
+    data = normal[0]["data"]
+    note = (
+        f"{data}, the default recipe trained on all classes but two, {seeds} seed{'s' if seeds > 1 else ''} "
+        f"(medians); the monitor's window {results.get('window', 500)}, looked at every {results.get('check_every')} "
+        f"requests; MMD every {results.get('mmd_every')}."
+    )
+    return "\n".join([*lines, "", note + " " + provenance(results)])
+
+
+NORMAL_WINDOWS = 20
+
+
 RENDERERS: dict[str, Callable[[dict], str]] = {
     "active": _active,
     "audit": _audit,
     "conformal": _conformal,
     "data": _data,
+    "drift_fashion-mnist": _drift,
     "gpu": _gpu,
     "finetune": _finetune,
     "profile_epoch": _profile_epoch,
@@ -506,6 +581,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "open_set_digits": _open_set,
     "open_set_fashion-mnist": _open_set,
     "serve": _serve,
+    "shedding": _shedding,
     "sound": _sound,
     "sound_seeds": _sound_seeds,
     "startup": _startup,

@@ -142,3 +142,16 @@ def _predict_to_file(
         )
     finally:
         distributed.cleanup(d)
+
+
+def monitor_report(classifier: Classifier | ExportedClassifier, predictions: Sequence[Prediction]) -> dict[str, Any]:
+    """The server's monitor report (`/v1/monitor`) over a batch of `predict`'s answers, its window all of them:
+    how they compare with the validation split (drift tests, accuracy estimated without labels, alarm)."""
+    from deepcat.inference.monitor import monitor_for
+
+    calibration = (
+        classifier.calibration if hasattr(classifier, "calibration") else classifier.meta.calibration_or_default
+    )
+    monitor = monitor_for(classifier.classes, calibration, window=max(1, len(predictions)))
+    monitor.observe_predictions(predictions)
+    return monitor.report()

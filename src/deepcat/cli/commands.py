@@ -58,6 +58,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def predict(args: argparse.Namespace) -> int:
+    from deepcat.api.predict import monitor_report
     from deepcat.cli.tables import print_monitor, print_predictions
 
     inputs = list(args.inputs)
@@ -78,7 +79,7 @@ def predict(args: argparse.Namespace) -> int:
         print(json.dumps(summary) if args.json else "  ".join(f"{k} {v}" for k, v in summary.items()))
         return 0
     predictions = api.predict(classifier, inputs, **options, progress=not args.json)
-    report = _monitor_report(classifier, predictions) if args.monitor else None
+    report = monitor_report(classifier, predictions) if args.monitor else None
     if args.json:
         found = {"model": classifier.name, "predictions": [p.to_dict() for p in predictions]}
         print(json.dumps({**found, **({"monitor": report} if report else {})}, indent=2))
@@ -87,16 +88,6 @@ def predict(args: argparse.Namespace) -> int:
         if report:
             print_monitor(report)
     return 1 if all(p.error for p in predictions) else 0
-
-
-def _monitor_report(classifier: Any, predictions: list[Any]) -> dict[str, Any]:
-    """The server's monitor over a batch of `predict`'s answers (its window: all of them)."""
-    from deepcat.inference.monitor import monitor_for
-
-    calibration = getattr(classifier, "calibration", None) or classifier.meta.calibration_or_default
-    monitor = monitor_for(classifier.classes, calibration, window=max(1, len(predictions)))
-    monitor.observe_predictions(predictions)
-    return monitor.report()
 
 
 def export(args: argparse.Namespace) -> int:

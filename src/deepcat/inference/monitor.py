@@ -11,10 +11,12 @@ they compared), and the `unknown` score is the model's feature space already red
 data an input is (`unknown_score.py`): nothing is computed that the graph does not already answer, so a served
 answer costs a ring-buffer write. `benchmarks/drift.py` compares it with Alibi Detect's MMD on the features.
 
-The accuracy estimate is confidence-based performance estimation (NannyML's CBPE): with calibrated
-probabilities, input i is right with probability p_i, so the window's accuracy is their mean, with the
-Poisson-binomial's spread as its interval. It holds while calibration holds; inputs of classes the model never
-saw are answered with confidence and make it overestimate, which is what the drift alarm is for.
+The accuracy is estimated without labels by Average Thresholded Confidence (Garg et al., ICLR 2022): the
+confidence that as many validation answers exceed as were right, and the share of the window above it, with its
+Wilson 95% interval. `benchmarks/drift.py` measured it against the mean calibrated confidence (NannyML's CBPE):
+closer on average on both data sets, though under a strong shift both miss by tens of points, since the model
+answers inputs it cannot read with confidence. That is what the drift alarm is for; labels sent back
+(`/v1/feedback`) give the measured accuracy beside the estimate.
 """
 
 from __future__ import annotations
@@ -136,7 +138,7 @@ class Monitor:
         unknown = float((score < self.threshold).mean()) if has_score and self.threshold is not None else None
         drift = self._drift(confidence, score if has_score else None, predicted)
         accuracy = {
-            **_estimated_accuracy(confidence),
+            **_estimated_accuracy(confidence, ref),
             "validation": None if ref is None else ref.get("accuracy"),
             "measured": _measured_accuracy(feedback),
         }
@@ -166,7 +168,7 @@ class Monitor:
             "answered": self.answered,
             "confidence": _mean(self._confidence[:n]),
             "unknown_share": float((score < self.threshold).mean()) if known else None,  # type: ignore[operator]
-            "estimated_accuracy": _mean(self._confidence[:n]),
+            "estimated_accuracy": _estimated_accuracy(self._confidence[:n], self.reference)["estimate"],
             "p_value": drift["p_value"],
         }
 
@@ -206,24 +208,33 @@ def _class_mix_p(now: np.ndarray, validation: Sequence[int]) -> float:
     return float(stats.chi2_contingency(table).pvalue)
 
 
-def _estimated_accuracy(confidence: np.ndarray) -> dict[str, Any]:
-    """CBPE: the mean calibrated top-1 probability, with the 95% interval of a sum of Bernoulli(p_i)."""
-    if len(confidence) == 0:
+def _estimated_accuracy(confidence: np.ndarray, ref: Mapping[str, Any] | None) -> dict[str, Any]:
+    """ATC: the share of the window above the confidence that as many validation answers exceed as were right,
+    with its Wilson 95% interval (None: no answers, or no reference)."""
+    if ref is None or len(confidence) == 0:
         return {"estimate": None, "interval": None}
-    p = confidence.astype(np.float64)
-    estimate, spread = float(p.mean()), float(np.sqrt((p * (1 - p)).sum()) / len(p))
-    return {"estimate": estimate, "interval": [max(0.0, estimate - Z95 * spread), min(1.0, estimate + Z95 * spread)]}
+    threshold = float(np.quantile(ref["confidence"], 1 - ref["accuracy"]))
+    above = int((confidence > threshold).sum())
+    return {"estimate": above / len(confidence), "interval": _wilson(above, len(confidence))}
 
 
 def _measured_accuracy(correct: Sequence[bool]) -> dict[str, Any] | None:
     """The accuracy on the labels sent back, with its Wilson 95% interval (None: none sent)."""
-    n = len(correct)
-    if n == 0:
+    if not correct:
         return None
-    p = sum(correct) / n
+    return {
+        "value": sum(correct) / len(correct),
+        "interval": _wilson(sum(correct), len(correct)),
+        "labels": len(correct),
+    }
+
+
+def _wilson(hits: int, n: int) -> list[float]:
+    """The Wilson score 95% interval of a share `hits / n`."""
+    p = hits / n
     centre = (p + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
     half = Z95 * np.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / (1 + Z95**2 / n)
-    return {"value": p, "interval": [max(0.0, centre - half), min(1.0, centre + half)], "labels": n}
+    return [max(0.0, float(centre - half)), min(1.0, float(centre + half))]
 
 
 def _reasons(
