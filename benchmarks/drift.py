@@ -13,8 +13,8 @@ window (inputs of an unseen class are never right), beside the mean calibrated c
 the monitor does not use: it measured further off), and the false alarms over 20 windows of normal traffic.
 The baseline, in the same run: Alibi Detect's `MMDDrift` (its PyTorch backend, its own defaults: p-value 0.05,
 100 permutations) on the model's penultimate features, reference 500 validation inputs, tested every 100
-requests on the last 500. It runs in its own virtual environment (alibi-detect pins numpy 1.x): `python -m venv .alibi && .alibi/bin/pip install
-torch==2.13.0 alibi-detect`, then `--alibi .alibi/bin/python`.
+requests on the last 500. It runs in its own virtual environment (alibi-detect pins numpy 1.x):
+`python -m venv .alibi && .alibi/bin/pip install torch==2.13.0 alibi-detect`, then `--alibi .alibi/bin/python`.
 
     python benchmarks/drift.py --data fashion-mnist --seeds 0 1 2 --alibi /work/.alibi-venv/bin/python
     python benchmarks/drift.py --data digits --window 100        # a minute: the script works
