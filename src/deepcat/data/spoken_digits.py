@@ -98,8 +98,8 @@ PITCHES = (10, 90)  # espeak-ng's 0-99 pitch scale (default: 50)
 SNR_DB = (None, 20.0, 10.0)  # clean, light and heavy noise
 # Speech Commands' non-words: `_silence_` is background alone, RENDITIONS clips per voice; `_unknown_` is other
 # speech, UNKNOWN_RENDITIONS clips per voice, drawn by UNKNOWN_MIX. OTHER_WORDS are Speech Commands' ten extra
-# words and two near a digit; a homophone ("ate") is no `_unknown_`: see other_speech.HOMOPHONES.
-OTHER_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", "seventy", "nice")
+# words and three near a digit; a homophone ("ate") is no `_unknown_`: see other_speech.HOMOPHONES.
+OTHER_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", "seventy", "free", "nice")
 NOT_WORDS = ("_silence_", "_unknown_")
 UNKNOWN_RENDITIONS = 8  # 1,920 clips of other speech over the 240 voices (about 4 times a keyword's)
 UNKNOWN_MIX = {"word": 0.5, "text": 0.3, "near": 0.05, "cut keyword": 0.15}
