@@ -105,7 +105,8 @@ UNKNOWN_RENDITIONS = 8  # 1,920 clips of other speech over the 240 voices (about
 UNKNOWN_MIX = {"word": 0.5, "text": 0.3, "near": 0.05, "cut keyword": 0.15}
 # A window holding at least KEEP_AS_KEYWORD of a keyword is that keyword; one holding at most CUT_AS_OTHER of it
 # is `_unknown_` (half a "seven" is no seven, and `listen` should stay quiet on it); between is not generated:
-# a 60% word is neither, and either label would teach the model a guess.
+# a 60% word is neither, and either label would teach the model a guess. Training's own shift of up to 100 ms
+# (audio_tensors.SHIFT_SECONDS) moves a word by a quarter of a typical 0.4 s digit: the gap absorbs most of that.
 KEEP_AS_KEYWORD = 0.75
 CUT_AS_OTHER = 0.5
 NEIGHBOUR_PROBABILITY = 0.5  # stream windows with another word beside the keyword
