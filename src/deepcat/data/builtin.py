@@ -154,7 +154,7 @@ def spoken_digits(
     arg: str | None, *, val_fraction: float, seed: int, data_root: str | None, not_words: bool = False
 ) -> DataSplits:
     """The words zero to nine in espeak-ng's voices (see `spoken_digits.py`); the validation and test splits'
-    voices are never heard in training. Generated into `data_root`/spoken-digits on first use (about a minute).
+    voices are never heard in training. Generated into `data_root`/spoken-digits on first use (about 75 s on 2 cores).
     With `not_words`, also Speech Commands' `_silence_` and `_unknown_` classes (`spoken-commands`)."""
     from deepcat.data import spoken_digits as generator
 

@@ -4,9 +4,15 @@ deterministically, into the data cache as one folder per class under train/ and 
 TRAIN_VARIANTS in the accents not in TEST_ACCENTS; the test split holds every other pairing, so each test voice
 is a variant or an accent (or both) that training never hears.
 
-Speech Commands' two non-word classes are generated beside the words: `_unknown_` (other words, OTHER_WORDS, in
-the same voices) and `_silence_` (background alone: noise, hum or near silence). The built-in `spoken-digits`
-leaves them out; `spoken-commands` trains with them (see `data/builtin.py`).
+Speech Commands' two non-word classes are generated beside the words: `_unknown_` (other speech in the same
+voices: words and texts from `other_speech.py`, near words, and keywords more than half cut off at a window's
+edge) and `_silence_` (background alone: noise, hum or near silence). The built-in `spoken-digits` leaves them
+out; `spoken-commands` trains with them (see `data/builtin.py`).
+
+A stream shows a word anywhere in the detector's window, cut at its edges, next to other words. So every
+training keyword after its first rendition is a stream window (`stream_window`): the word at a random offset
+that keeps at least KEEP_AS_KEYWORD of it, beside a neighbouring word for half of them. The test split keeps
+its words centred, so its clip accuracy compares with earlier versions'; `benchmarks/sound.py` measures streams.
 """
 
 from __future__ import annotations
@@ -21,8 +27,12 @@ from typing import cast
 
 import numpy as np
 
+from deepcat.data.other_speech import OtherSpeech, load_other_speech
+
 __all__ = [
     "ACCENTS",
+    "CUT_AS_OTHER",
+    "KEEP_AS_KEYWORD",
     "NOT_WORDS",
     "OTHER_WORDS",
     "PITCHES",
@@ -32,13 +42,22 @@ __all__ = [
     "TEST_ACCENTS",
     "TEST_VARIANTS",
     "TRAIN_VARIANTS",
+    "UNKNOWN_MIX",
+    "UNKNOWN_RENDITIONS",
     "VERSION",
     "WORDS",
+    "cut_window",
     "espeak",
     "generate",
+    "kept_share",
+    "placed",
     "render",
     "render_silence",
+    "spoken",
+    "stream_window",
     "trimmed",
+    "unknown_clip",
+    "window_label",
     "with_noise",
 ]
 
@@ -77,11 +96,22 @@ RENDITIONS = 2  # per speaker and word, each with its own speed, pitch and noise
 SPEEDS = (110, 260)  # words per minute (espeak-ng's default: 175)
 PITCHES = (10, 90)  # espeak-ng's 0-99 pitch scale (default: 50)
 SNR_DB = (None, 20.0, 10.0)  # clean, light and heavy noise
-# Speech Commands' non-words: `_unknown_` holds words that are not keywords (its ten extra words, and a few
-# that share sounds with digits), `_silence_` background alone; RENDITIONS clips of each per voice.
-OTHER_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", "seventy", "free", "nice", "ate")
+# Speech Commands' non-words: `_silence_` is background alone, RENDITIONS clips per voice; `_unknown_` is other
+# speech, UNKNOWN_RENDITIONS clips per voice, drawn by UNKNOWN_MIX. OTHER_WORDS are Speech Commands' ten extra
+# words and three near a digit; a homophone ("ate") is no `_unknown_`: see other_speech.HOMOPHONES.
+OTHER_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", "seventy", "free", "nice")
 NOT_WORDS = ("_silence_", "_unknown_")
-VERSION = 2  # bump when what is generated changes
+UNKNOWN_RENDITIONS = 8  # 1,920 clips of other speech over the 240 voices (about 4 times a keyword's)
+UNKNOWN_MIX = {"word": 0.5, "text": 0.3, "near": 0.05, "cut keyword": 0.15}
+# A window holding at least KEEP_AS_KEYWORD of a keyword is that keyword; one holding at most CUT_AS_OTHER of it
+# is `_unknown_` (half a "seven" is no seven, and `listen` should stay quiet on it); between is not generated:
+# a 60% word is neither, and either label would teach the model a guess. Training's own shift of up to 100 ms
+# (audio_tensors.SHIFT_SECONDS) moves a word by a quarter of a typical 0.4 s digit: the gap absorbs most of that.
+KEEP_AS_KEYWORD = 0.75
+CUT_AS_OTHER = 0.5
+NEIGHBOUR_PROBABILITY = 0.5  # stream windows with another word beside the keyword
+GAP_SECONDS = (0.05, 0.3)  # ... this far from it
+VERSION = 3  # bump when what is generated changes
 
 
 def espeak(voice: str, word: str, speed: int, pitch: int) -> tuple[np.ndarray, int]:
@@ -148,20 +178,108 @@ def keyword_stream(
     return np.clip(speech + noise, -1, 1).astype(np.float32), truth
 
 
-def render(path: Path, voice: str, word: str, rendition: int) -> None:
-    """One clip of `word` (for `_unknown_`: one of OTHER_WORDS; for `_silence_`: background alone)."""
+def spoken(voice: str, text: str, rng: np.random.Generator) -> np.ndarray:
+    """`text` in `voice` at a speed and pitch drawn from SPEEDS and PITCHES: 16 kHz samples, silence trimmed."""
+    from deepcat.inputs.audio import to_mono_16k
+
+    samples, rate = espeak(voice, text, speed=int(rng.integers(*SPEEDS)), pitch=int(rng.integers(*PITCHES)))
+    return trimmed(to_mono_16k(samples, rate))
+
+
+def placed(samples: np.ndarray, length: int, offset: int) -> np.ndarray:
+    """A window of `length` samples holding `samples` from `offset` on (before 0 or past the end: cut off)."""
+    window = np.zeros(length, np.float32)
+    start, end = max(offset, 0), min(offset + len(samples), length)
+    if end > start:
+        window[start:end] = samples[start - offset : end - offset]
+    return window
+
+
+def kept_share(size: int, length: int, offset: int) -> float:
+    """How much of a word `size` samples long a window of `length` holds when the word starts at `offset`."""
+    return max(0, min(offset + size, length) - max(offset, 0)) / size
+
+
+def window_label(word: str, share: float) -> str | None:
+    """The class of a window holding `share` of the keyword `word`: the keyword, `_unknown_` when at most
+    CUT_AS_OTHER of it is there, None (make no such window) between."""
+    if share >= KEEP_AS_KEYWORD:
+        return word
+    return "_unknown_" if share <= CUT_AS_OTHER else None
+
+
+def stream_window(
+    samples: np.ndarray, length: int, rng: np.random.Generator, neighbour: np.ndarray | None = None
+) -> np.ndarray:
+    """`samples` (one word) where a stream's window may show it: at a random offset that keeps at least
+    KEEP_AS_KEYWORD of it, with `neighbour` (another word) GAP_SECONDS before or after it, cut where it leaves."""
+    from deepcat.inputs.audio import SAMPLE_RATE
+
+    size = len(samples)
+    lowest, highest = -int((1 - KEEP_AS_KEYWORD) * size), length - int(np.ceil(KEEP_AS_KEYWORD * size))
+    offset = int(rng.integers(lowest, highest + 1)) if highest >= lowest else (length - size) // 2
+    window = placed(samples, length, offset)
+    if neighbour is not None:
+        gap = int(rng.uniform(*GAP_SECONDS) * SAMPLE_RATE)
+        at = offset - gap - len(neighbour) if rng.random() < 0.5 else offset + size + gap
+        window += placed(neighbour, length, at)
+    return window
+
+
+def cut_window(samples: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
+    """`samples` (a keyword) mostly outside a window: 15% to CUT_AS_OTHER of it at the window's start or end."""
+    kept = max(1, int(rng.uniform(0.15, CUT_AS_OTHER) * len(samples)))
+    return placed(samples, length, kept - len(samples) if rng.random() < 0.5 else length - kept)
+
+
+def unknown_clip(voice: str, rng: np.random.Generator, other: OtherSpeech, keywords: tuple[str, ...]) -> np.ndarray:
+    """One second of other speech in `voice`, of a kind drawn by UNKNOWN_MIX: a word from the word list, a
+    second of a fortune (cut wherever the second falls), a near word (OTHER_WORDS), or a keyword cut in half."""
+    from deepcat.inputs.audio import SAMPLE_RATE
+
+    kind = str(rng.choice(list(UNKNOWN_MIX), p=list(UNKNOWN_MIX.values())))
+    if kind == "text":
+        samples = spoken(voice, other.texts[int(rng.integers(len(other.texts)))], rng)
+        if len(samples) <= SAMPLE_RATE:
+            return stream_window(samples, SAMPLE_RATE, rng)
+        start = int(rng.integers(len(samples) - SAMPLE_RATE + 1))
+        return samples[start : start + SAMPLE_RATE].astype(np.float32)
+    if kind == "cut keyword":
+        return cut_window(spoken(voice, keywords[int(rng.integers(len(keywords)))], rng), SAMPLE_RATE, rng)
+    pool = OTHER_WORDS if kind == "near" else other.words
+    return stream_window(spoken(voice, pool[int(rng.integers(len(pool)))], rng), SAMPLE_RATE, rng)
+
+
+def render(
+    path: Path,
+    voice: str,
+    word: str,
+    rendition: int,
+    *,
+    other: OtherSpeech,
+    stream: bool = False,
+    keywords: tuple[str, ...] = WORDS,
+) -> None:
+    """One clip of `word` (a keyword, centred, or with `stream` as `stream_window` puts it; `_unknown_`: other
+    speech, see `unknown_clip`; `_silence_`: background alone), its draws seeded by voice, word and rendition."""
     import soundfile as sf
 
-    from deepcat.inputs.audio import SAMPLE_RATE, fit_length, to_mono_16k
+    from deepcat.inputs.audio import SAMPLE_RATE, fit_length
 
     rng = np.random.default_rng(zlib.crc32(f"{voice}/{word}/{rendition}".encode()))
     if word == "_silence_":
         sf.write(path, render_silence(rng), SAMPLE_RATE, subtype="PCM_16")
         return
     if word == "_unknown_":
-        word = OTHER_WORDS[int(rng.integers(len(OTHER_WORDS)))]
-    samples, rate = espeak(voice, word, speed=int(rng.integers(*SPEEDS)), pitch=int(rng.integers(*PITCHES)))
-    clip = fit_length(trimmed(to_mono_16k(samples, rate)), SAMPLE_RATE)
+        clip = unknown_clip(voice, rng, other, keywords)
+    elif stream:
+        samples = spoken(voice, word, rng)
+        neighbour = None
+        if rng.random() < NEIGHBOUR_PROBABILITY:
+            neighbour = spoken(voice, other.words[int(rng.integers(len(other.words)))], rng)
+        clip = stream_window(samples, SAMPLE_RATE, rng, neighbour)
+    else:
+        clip = fit_length(spoken(voice, word, rng), SAMPLE_RATE)
     clip = with_noise(clip, SNR_DB[int(rng.integers(len(SNR_DB)))], rng)
     sf.write(path, np.clip(clip, -1, 1), SAMPLE_RATE, subtype="PCM_16")
 
@@ -195,10 +313,12 @@ def generate(
     train_variants: tuple[str, ...] = TRAIN_VARIANTS,
     test_variants: tuple[str, ...] = TEST_VARIANTS,
     not_words: tuple[str, ...] = NOT_WORDS,
+    unknown_renditions: int = UNKNOWN_RENDITIONS,
     progress: bool = True,
 ) -> Path:
     """Write the data set under `root` (train/WORD/*.wav, test/WORD/*.wav, the same for `not_words`) once; later
-    calls return at once. Tests pass fewer words, accents and voices for a small set made the same way."""
+    calls return at once. Tests pass fewer words, accents and voices for a small set made the same way; more
+    `unknown_renditions` make more other speech (the default set: about 75 s on 2 cores)."""
     from deepcat.errors import DeepcatError
     from deepcat.progress import progress_bar
 
@@ -214,19 +334,26 @@ def generate(
         shutil.rmtree(root / split, ignore_errors=True)
     for stale in root.glob(".complete-v*"):
         stale.unlink()
+    other = {split: load_other_speech(test=split == "test") for split in ("train", "test")}
     jobs = []
     for accent in accents:
         for variant in (*train_variants, *test_variants):
             split = "train" if accent not in test_accents and variant in train_variants else "test"
             for word in (*words, *not_words):
                 (root / split / word).mkdir(parents=True, exist_ok=True)
-                for rendition in range(RENDITIONS):
+                for rendition in range(unknown_renditions if word == "_unknown_" else RENDITIONS):
                     path = root / split / word / f"{accent}+{variant}-{rendition}.wav"
-                    jobs.append((path, f"{accent}+{variant}", word, rendition))
+                    stream = split == "train" and word in words and rendition > 0  # the first stays centred
+                    jobs.append((path, f"{accent}+{variant}", word, rendition, other[split], stream))
+
+    def run(job: tuple[Path, str, str, int, OtherSpeech, bool]) -> None:
+        path, voice, word, rendition, speech, stream = job
+        render(path, voice, word, rendition, other=speech, stream=stream, keywords=words)
+
     with ThreadPoolExecutor(max_workers=4) as pool:  # espeak-ng runs as processes: threads only wait on them
         list(
             progress_bar(
-                pool.map(lambda job: render(*job), jobs),
+                pool.map(run, jobs),
                 total=len(jobs),
                 enabled=progress,
                 desc="generating spoken-digits (once)",
