@@ -40,6 +40,8 @@ __all__ = [
     "microphone",
     "scored",
     "spot",
+    "window_probabilities",
+    "window_probabilities_one_by_one",
     "window_starts",
 ]
 
@@ -139,11 +141,12 @@ def _sound_preprocess(classifier: Classifier | ExportedClassifier) -> Any:
     return pre
 
 
-def _probabilities(
+def window_probabilities_one_by_one(
     classifier: Classifier | ExportedClassifier, windows: list[np.ndarray], *, reject: bool, batch_size: int
 ) -> np.ndarray:
-    """(len(windows), classes): each window's class probabilities; all zero where the model answers `unknown`
-    (rejected: no keyword) or cannot read the window."""
+    """(len(windows), classes): each window's class probabilities through `predict`, the graph's front end run on
+    every window; all zero where the model answers `unknown` (rejected: no keyword) or cannot read the window.
+    The slow reference `window_probabilities` is held to (in tests and benchmarks/listen_speed.py)."""
     classes = list(classifier.classes)
     column = {name: i for i, name in enumerate(classes)}
     probabilities = np.zeros((len(windows), len(classes)), np.float32)
@@ -154,6 +157,45 @@ def _probabilities(
             for name, p in answer.top:
                 probabilities[row, column[name]] = p
     return probabilities
+
+
+def window_probabilities(
+    classifier: Classifier | ExportedClassifier,
+    recording: np.ndarray,
+    *,
+    hop_ms: float,
+    reject: bool = True,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each window's first sample (T,) and class probabilities (T, classes) over 16 kHz `recording`, each log-mel
+    frame computed once (`listen_windows`); a recording shorter than a window is one window, padded as `predict`
+    pads a clip."""
+    from deepcat.inference.listen_windows import StreamWindows, window_scorer
+    from deepcat.inputs.audio import SAMPLE_RATE, fit_length
+    from deepcat.progress import progress_bar
+
+    pre = _sound_preprocess(classifier)
+    if len(recording) < pre.samples:
+        recording = fit_length(recording, pre.samples)
+    hop = _hop(hop_ms)
+    starts = window_starts(len(recording), pre.samples, hop)
+    scorer = window_scorer(classifier, reject=reject, windows=len(starts))
+    windows = StreamWindows(pre, hop, batch=batch_size, spectrograms=scorer.spectrograms)
+    probabilities = np.zeros((len(starts), len(classifier.classes)), np.float32)
+    done, block = 0, 60 * SAMPLE_RATE  # a minute at a time: a progress bar that moves
+    blocks = range(0, len(recording), block)
+    for first in progress_bar(blocks, desc="listen", unit="min", enabled=progress and len(blocks) > 1):
+        for _, inputs in windows.add(recording[first : first + block]):
+            probabilities[done : done + len(inputs)] = scorer(inputs)
+            done += len(inputs)
+    return starts, probabilities
+
+
+def _hop(hop_ms: float) -> int:
+    from deepcat.inputs.audio import SAMPLE_RATE
+
+    return max(1, int(round(hop_ms / 1000 * SAMPLE_RATE)))
 
 
 def listen(
@@ -168,21 +210,13 @@ def listen(
     """Detections in `recording` (a sound file, or mono float32 samples at 16 kHz) by a sound classifier (a
     run's, or an export's)."""
     from deepcat.inputs.audio import SAMPLE_RATE, read_clip
-    from deepcat.progress import progress_bar
 
     pre = _sound_preprocess(classifier)
     if not isinstance(recording, np.ndarray):
         recording = read_clip(recording)
-    hop = max(1, int(round(spotting.hop_ms / 1000 * SAMPLE_RATE)))
-    starts = window_starts(len(recording), pre.samples, hop)
-    probabilities = np.zeros((len(starts), len(classifier.classes)), np.float32)
-    chunk = batch_size * 16  # windows in chunks: bounded memory over an hour of audio
-    chunks = range(0, len(starts), chunk)
-    for first in progress_bar(chunks, desc="listen", unit="chunk", enabled=progress and len(chunks) > 1):
-        windows = [recording[s : s + pre.samples] for s in starts[first : first + chunk]]
-        probabilities[first : first + len(windows)] = _probabilities(
-            classifier, windows, reject=reject, batch_size=batch_size
-        )
+    starts, probabilities = window_probabilities(
+        classifier, recording, hop_ms=spotting.hop_ms, reject=reject, batch_size=batch_size, progress=progress
+    )
     ends = (starts + min(pre.samples, len(recording))) / SAMPLE_RATE
     return spot(probabilities, ends, classifier.classes, spotting)
 
@@ -195,26 +229,21 @@ def listen_stream(
     reject: bool = True,
 ) -> Iterator[Detection]:
     """Detections as mono 16 kHz `blocks` of any size arrive (the microphone's, or a file's played block by
-    block): each window, `hop_ms` after the last, is scored as soon as its last sample is in."""
+    block): each window, `hop_ms` after the last, is scored as soon as its last sample is in. Memory stays
+    bounded however long the stream (a fixed buffer of samples, `listen_windows.StreamWindows`)."""
+    from deepcat.inference.listen_windows import StreamWindows, window_scorer
     from deepcat.inputs.audio import SAMPLE_RATE
 
     pre = _sound_preprocess(classifier)
-    hop = max(1, int(round(spotting.hop_ms / 1000 * SAMPLE_RATE)))
+    scorer = window_scorer(classifier, reject=reject)
+    windows = StreamWindows(pre, _hop(spotting.hop_ms), spectrograms=scorer.spectrograms)
     spotter = Spotter(classifier.classes, spotting)
-    buffer = np.zeros(0, np.float32)
-    consumed = 0  # samples dropped from the buffer's front: buffer[0] is sample `consumed` of the stream
     for block in blocks:
-        buffer = np.concatenate([buffer, np.asarray(block, np.float32).reshape(-1)])
-        ready = (len(buffer) - pre.samples) // hop + 1 if len(buffer) >= pre.samples else 0
-        if ready <= 0:
-            continue
-        windows = [buffer[i * hop : i * hop + pre.samples] for i in range(ready)]
-        rows = _probabilities(classifier, windows, reject=reject, batch_size=max(1, ready))
-        for i, row in enumerate(rows):
-            found = spotter.push(row, (consumed + i * hop + pre.samples) / SAMPLE_RATE)
-            if found is not None:
-                yield found
-        buffer, consumed = buffer[ready * hop :], consumed + ready * hop
+        for starts, inputs in windows.add(block):
+            for start, row in zip(starts, scorer(inputs)):
+                found = spotter.push(row, (int(start) + pre.samples) / SAMPLE_RATE)
+                if found is not None:
+                    yield found
 
 
 def microphone(hop_ms: float, device: str | int | None = None) -> Iterator[np.ndarray]:
