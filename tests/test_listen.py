@@ -80,3 +80,16 @@ def test_listen_needs_a_recording_or_the_microphone_and_says_what_the_microphone
         [sys.executable, "-m", "deepcat", "listen", str(tmp_path), "--mic"], capture_output=True, text=True
     )
     assert mic.returncode == 2 and "microphone" in mic.stderr and "Traceback" not in mic.stderr, mic.stderr
+
+
+def test_a_recordings_first_and_last_windows_report_nothing_but_still_smooth():
+    """The recording's edges (an encoder's padding, a word cut by the end) are no keyword; a word heard in the
+    windows next to them still is, and an edge's suppressed report starts no refractory period."""
+    rows = np.array([[0.9, 0.1], [0.9, 0.1], [0.1, 0.1], [0.1, 0.1], [0.1, 0.9]])
+    ends = np.arange(1, 6.0)
+    spotting = Spotting(smooth=1, threshold=0.7, refractory_ms=5000)
+    assert [d.seconds for d in spot(rows, ends, ["six", "nine"], spotting)] == [1.0]  # the edge hid the next one
+    at_edges = spot(rows, ends, ["six", "nine"], spotting, edges=True)
+    assert at_edges == [Detection("six", 2.0, 0.9)]  # the first window's is not said, the last window's "nine" not
+    smoothed = spot(rows[-2:], ends[-2:], ["six", "nine"], Spotting(smooth=2, threshold=0.5), edges=True)
+    assert smoothed == []  # the end of the recording: the word only its last window holds is not a keyword

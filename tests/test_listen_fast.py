@@ -104,3 +104,20 @@ def test_streaming_memory_does_not_grow_with_the_stream():
     found = list(listen_stream(classifier, blocks(), Spotting(threshold=0.99)))
     assert len(sampled) == 8 and found is not None
     assert max(sampled[1:]) - sampled[1] < 8, sampled  # MB: flat after the first minute
+
+
+@needs_espeak
+def test_at_the_ends_of_a_recording_nothing_is_reported_from_a_file_or_a_stream(recording):
+    from deepcat.inference.listen import listen, spot
+
+    classifier = linear_classifier()
+    eager = Spotting(smooth=1, threshold=0.34, refractory_ms=0)  # every window over it: six or nine
+    found = listen(classifier, recording, eager)
+    starts, probabilities = window_probabilities(classifier, recording, hop_ms=100)
+    ends = (starts + PRE.samples) / 16_000
+    unguarded = spot(probabilities, ends, classifier.classes, eager)
+    assert unguarded[0].seconds == ends[0] and unguarded[-1].seconds == round(ends[-1], 3)  # would have spoken
+    assert found == unguarded[1:-1]
+    streamed = list(listen_stream(classifier, np.array_split(recording, 23), eager))  # its network in ONNX Runtime
+    assert [(d.label, d.seconds) for d in streamed] == [(d.label, d.seconds) for d in found]
+    np.testing.assert_allclose([d.score for d in streamed], [d.score for d in found], atol=2e-5)

@@ -105,8 +105,12 @@ class Spotter:
         self.recent: deque[np.ndarray] = deque(maxlen=spotting.smooth)
         self.quiet_until = -np.inf
 
-    def push(self, probabilities: np.ndarray, end_s: float) -> Detection | None:
+    def push(self, probabilities: np.ndarray, end_s: float, *, edge: bool = False) -> Detection | None:
+        """`edge`: the recording's first or last window, which is smoothed with the others but reports nothing
+        (and so starts no refractory period that would hide the word in the windows next to it)."""
         self.recent.append(np.asarray(probabilities, np.float64))
+        if edge:
+            return None
         average = np.mean(self.recent, axis=0) * self.keyword
         heard = average >= self.limits  # of the words over their thresholds, the likeliest
         if not heard.any() or end_s < self.quiet_until:
@@ -116,10 +120,22 @@ class Spotter:
         return Detection(self.classes[best], round(float(end_s), 3), float(average[best]))
 
 
-def spot(probabilities: np.ndarray, ends_s: np.ndarray, classes: Sequence[str], spotting: Spotting) -> list[Detection]:
-    """Detections from each window's class probabilities (T, C) and the time each window ends."""
+def spot(
+    probabilities: np.ndarray,
+    ends_s: np.ndarray,
+    classes: Sequence[str],
+    spotting: Spotting,
+    *,
+    edges: bool = False,
+) -> list[Detection]:
+    """Detections from each window's class probabilities (T, C) and the time each window ends; with `edges`, the
+    first and last windows are a recording's edges and report nothing (see `listen`)."""
     spotter = Spotter(classes, spotting)
-    found = (spotter.push(row, float(end)) for row, end in zip(probabilities, ends_s))
+    last = len(probabilities) - 1
+    found = (
+        spotter.push(row, float(end), edge=edges and i in (0, last))
+        for i, (row, end) in enumerate(zip(probabilities, ends_s))
+    )
     return [d for d in found if d is not None]
 
 
@@ -208,7 +224,9 @@ def listen(
     progress: bool = False,
 ) -> list[Detection]:
     """Detections in `recording` (a sound file, or mono float32 samples at 16 kHz) by a sound classifier (a
-    run's, or an export's)."""
+    run's, or an export's). Nothing is reported from the recording's first and last window: they hold its edges
+    (an encoder's padding of silence, a word cut in half; a recording shorter than a window is all padding), and
+    a word spoken whole near an edge is also in the windows next to them. A single clip is `predict`'s."""
     from deepcat.inputs.audio import SAMPLE_RATE, read_clip
 
     pre = _sound_preprocess(classifier)
@@ -218,7 +236,7 @@ def listen(
         classifier, recording, hop_ms=spotting.hop_ms, reject=reject, batch_size=batch_size, progress=progress
     )
     ends = (starts + min(pre.samples, len(recording))) / SAMPLE_RATE
-    return spot(probabilities, ends, classifier.classes, spotting)
+    return spot(probabilities, ends, classifier.classes, spotting, edges=True)
 
 
 def listen_stream(
@@ -229,8 +247,9 @@ def listen_stream(
     reject: bool = True,
 ) -> Iterator[Detection]:
     """Detections as mono 16 kHz `blocks` of any size arrive (the microphone's, or a file's played block by
-    block): each window, `hop_ms` after the last, is scored as soon as its last sample is in. Memory stays
-    bounded however long the stream (a fixed buffer of samples, `listen_windows.StreamWindows`)."""
+    block): each window, `hop_ms` after the last, is scored as soon as its last sample is in, and its detection
+    said when the next window is in (the stream's first and last windows report nothing, as `listen`'s). Memory
+    stays bounded however long the stream (a fixed buffer of samples, `listen_windows.StreamWindows`)."""
     from deepcat.inference.listen_windows import StreamWindows, window_scorer
     from deepcat.inputs.audio import SAMPLE_RATE
 
@@ -238,12 +257,13 @@ def listen_stream(
     scorer = window_scorer(classifier, reject=reject)
     windows = StreamWindows(pre, _hop(spotting.hop_ms), spectrograms=scorer.spectrograms)
     spotter = Spotter(classifier.classes, spotting)
+    held: Detection | None = None  # the latest window's: said once another window shows it was not the last
     for block in blocks:
         for starts, inputs in windows.add(block):
             for start, row in zip(starts, scorer(inputs)):
-                found = spotter.push(row, (int(start) + pre.samples) / SAMPLE_RATE)
-                if found is not None:
-                    yield found
+                if held is not None:
+                    yield held
+                held = spotter.push(row, (int(start) + pre.samples) / SAMPLE_RATE, edge=start == 0)
 
 
 def microphone(hop_ms: float, device: str | int | None = None) -> Iterator[np.ndarray]:

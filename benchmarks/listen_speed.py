@@ -1,0 +1,107 @@
+"""How fast `deepcat listen` reads a long recording (issue 51: an hour in at most 30 s on 2 cores), old path and
+new in one run, on the same recording and model.
+
+The model is spoken-digits' default network (DS-CNN, 10 classes, 1 s clips, untrained: its weights do not
+change the time). The recording is espeak-ng's digits between pauses under noise (`keyword_stream`), repeated to
+`--minutes`. Rows:
+- old: each window through `predict` (the graph's front end on every window), `--old-minutes` of the recording;
+- frames once + PyTorch: the windows' spectrograms sliced from log-mel frames computed once, the network in PyTorch;
+- frames once + ONNX Runtime (run): the same, the run's network exported to ONNX in memory (`deepcat listen RUN`);
+- frames once + ONNX Runtime (export): an exported .onnx file cut after its front end (`deepcat listen RUN.onnx`).
+Each row gives seconds per hour of audio and the largest difference of any window's probability from the old
+path's on the part both read.
+
+    python benchmarks/listen_speed.py   # about 90 s on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common import report  # noqa: E402
+
+
+def recording(minutes: float) -> np.ndarray:
+    from deepcat.data import spoken_digits
+    from deepcat.inputs.audio import SAMPLE_RATE, to_mono_16k
+
+    words = [
+        (word, spoken_digits.trimmed(to_mono_16k(*spoken_digits.espeak(voice, word, 160, 50))))
+        for voice in ("en-us", "en-gb+f2", "en-us+m3")
+        for word in spoken_digits.WORDS
+    ]
+    piece = spoken_digits.keyword_stream(words, [], seed=0)[0]
+    return np.resize(piece, int(minutes * 60 * SAMPLE_RATE))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=10.0, help="audio the new paths read")
+    parser.add_argument("--old-minutes", type=float, default=3.0, help="audio the old path reads (it is slow)")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "listen_speed.json"))
+    args = parser.parse_args()
+
+    import torch
+
+    from deepcat.exporting.graph import Deployable, metadata
+    from deepcat.exporting.onnx_formats import export_onnx
+    from deepcat.inference import listen_windows
+    from deepcat.inference.exported import load_exported
+    from deepcat.inference.listen import window_probabilities, window_probabilities_one_by_one, window_starts
+    from deepcat.inference.torch_model import Classifier
+    from deepcat.inputs.audio import SAMPLE_RATE, AudioPreprocess
+    from deepcat.models.keyword_cnn import KeywordCNN
+
+    torch.manual_seed(0)
+    pre = AudioPreprocess()
+    classes = [str(i) for i in range(10)]
+    classifier = Classifier(KeywordCNN(len(classes), in_chans=1), classes, pre, "dscnn")
+    audio = recording(args.minutes)
+    hop = 1_600  # Spotting's default 100 ms
+    old_audio = audio[: int(args.old_minutes * 60 * SAMPLE_RATE)]
+    windows = [old_audio[s : s + pre.samples] for s in window_starts(len(old_audio), pre.samples, hop)]
+    started = time.perf_counter()
+    old = window_probabilities_one_by_one(classifier, windows, reject=True, batch_size=64)
+    rows = [row("old: each window through predict", "torch", old_audio, time.perf_counter() - started, None)]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "dscnn.onnx"
+        meta = metadata(name="dscnn", classes=classes, pre=pre, version="bench", source="dscnn")
+        export_onnx(Deployable(classifier.model, pre), torch.zeros(2, pre.samples), path, meta)
+        exported = load_exported(path, threads=torch.get_num_threads())
+        paths = (
+            ("frames once", "torch", classifier, 10**12),
+            ("frames once, run exported in memory", "onnxruntime", classifier, 0),
+            ("frames once, .onnx cut after its front end", "onnxruntime", exported, 0),
+        )
+        for name, runtime, model, pays_after in paths:
+            listen_windows.EXPORT_PAYS_AFTER = pays_after
+            started = time.perf_counter()
+            _, new = window_probabilities(model, audio, hop_ms=100)
+            seconds = time.perf_counter() - started
+            rows.append(row(name, runtime, audio, seconds, float(np.abs(new[: len(old)] - old).max())))
+    old_per_hour = rows[0]["s per hour of audio"]
+    for r in rows:
+        r["speed-up"] = round(old_per_hour / r["s per hour of audio"], 1)
+    report("listen_speed", rows, args.out, hop_ms=100, model="dscnn (untrained), 10 classes, 1 s clips")
+
+
+def row(method: str, runtime: str, audio: np.ndarray, seconds: float, diff: float | None) -> dict:
+    minutes = len(audio) / 16_000 / 60
+    return {
+        "method": method,
+        "network in": runtime,
+        "audio min": round(minutes, 1),
+        "s": round(seconds, 2),
+        "s per hour of audio": round(seconds * 60 / minutes, 1),
+        "max |p - old p|": diff,
+    }
+
+
+if __name__ == "__main__":
+    main()
