@@ -17,12 +17,14 @@ path's on the part both read.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parent))
 from common import report  # noqa: E402
 
 
@@ -99,7 +101,7 @@ def row(method: str, runtime: str, audio: np.ndarray, seconds: float, diff: floa
         "audio min": round(minutes, 1),
         "s": round(seconds, 2),
         "s per hour of audio": round(seconds * 60 / minutes, 1),
-        "max |p - old p|": diff,
+        "max |p - old p|": None if diff is None else f"{diff:.1e}",
     }
 
 
