@@ -8,9 +8,10 @@ posterior smoothing of small-footprint keyword spotters (Chen, Parada and Heigol
 `unknown` score as the garbage model. Classes named as Speech Commands names its non-words (`_silence_`,
 `_unknown_`) are never reported.
 
-A file and the microphone go through the same `Spotter`: a file's windows are scored in batches (fast), the
-microphone's one at a time as its samples arrive (`listen_stream`), so a recording played block by block gives
-the detections the file gives.
+A file and the microphone go through the same windows (`listen_windows`: each log-mel frame computed once, the
+network in ONNX Runtime) and the same `Spotter`: a file's windows in large batches, the microphone's as its
+samples arrive (`listen_stream`), so a recording played block by block gives the detections the file gives.
+The recording's first and last windows report nothing (its edges: padding, a word cut in half).
 """
 
 from __future__ import annotations
