@@ -94,6 +94,10 @@ class Calibration:
     images: int = 0  # validation images all of this rests on
     note: str | None = None  # why the temperature was kept at 1.0, if it was
     conformal: dict[str, float | None] | None = None  # coverage ("0.90") -> set limit (see `conformal_quantiles`)
+    # sound: each keyword's [threshold, false activations per hour] on a held-out stream of no keyword, thresholds
+    # rising, and that stream's length (deepcat.inference.false_alarms); `listen --false-alarms-per-hour` reads it
+    false_alarms: dict[str, list[list[float]]] | None = None
+    false_alarm_hours: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

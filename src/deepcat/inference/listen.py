@@ -16,6 +16,7 @@ The recording's first and last windows report nothing (its edges: padding, a wor
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from deepcat.errors import DeepcatError
+from deepcat.inputs.audio import NOT_KEYWORDS
 
 if TYPE_CHECKING:
     from deepcat.inference.exported import ExportedClassifier
@@ -39,14 +41,13 @@ __all__ = [
     "listen",
     "listen_stream",
     "microphone",
+    "resolved",
     "scored",
     "spot",
     "window_probabilities",
     "window_probabilities_one_by_one",
     "window_starts",
 ]
-
-NOT_KEYWORDS = frozenset({"_silence_", "_unknown_", "_background_noise_"})
 
 
 def _opt(default: Any, help: str) -> Any:
@@ -64,6 +65,11 @@ class Spotting:
     # a word that is heard too often (or too rarely) gets its own: {"six": 0.9}
     thresholds: dict[str, float] = field(
         default_factory=dict, metadata={"help": "a class's own threshold, in place of --threshold"}
+    )
+    false_alarms_per_hour: float | None = _opt(
+        None,
+        "each keyword's threshold for at most this many false activations an hour on the run's held-out stream of "
+        "other speech (saved when it trained with _unknown_/_silence_ clips); a --class-threshold still wins",
     )
 
     def limits(self, classes: Sequence[str]) -> np.ndarray:
@@ -119,6 +125,28 @@ class Spotter:
         best = int(np.where(heard, average, -1.0).argmax())
         self.quiet_until = end_s + self.spotting.refractory_ms / 1000
         return Detection(self.classes[best], round(float(end_s), 3), float(average[best]))
+
+
+def resolved(spotting: Spotting, classifier: Classifier | ExportedClassifier) -> Spotting:
+    """`spotting` with the thresholds its `false_alarms_per_hour` picks from the model's saved false-alarm curve
+    (a class given its own in `thresholds` keeps it); unchanged without a rate."""
+    from deepcat.inference.exported import ExportedClassifier
+    from deepcat.inference.false_alarms import thresholds_for
+
+    if spotting.false_alarms_per_hour is None:
+        return spotting
+    if isinstance(classifier, ExportedClassifier):
+        calibration = classifier.meta.calibration_or_default
+    else:
+        calibration = classifier.calibration
+    if not calibration.false_alarms:
+        raise DeepcatError(
+            f"{classifier.name} has no false-alarm curve to pick thresholds from: it was trained without clips of "
+            "other speech and noise (folders _unknown_ and _silence_, as deepcat train spoken-commands has) or "
+            "before deepcat saved one; give --threshold (or --class-threshold) instead"
+        )
+    picked = thresholds_for(calibration.false_alarms, spotting.false_alarms_per_hour)
+    return dataclasses.replace(spotting, thresholds={**picked, **spotting.thresholds})
 
 
 def spot(
@@ -231,6 +259,7 @@ def listen(
     from deepcat.inputs.audio import SAMPLE_RATE, read_clip
 
     pre = _sound_preprocess(classifier)
+    spotting = resolved(spotting, classifier)
     if not isinstance(recording, np.ndarray):
         recording = read_clip(recording)
     starts, probabilities = window_probabilities(
@@ -255,6 +284,7 @@ def listen_stream(
     from deepcat.inputs.audio import SAMPLE_RATE
 
     pre = _sound_preprocess(classifier)
+    spotting = resolved(spotting, classifier)
     scorer = window_scorer(classifier, reject=reject)
     windows = StreamWindows(pre, _hop(spotting.hop_ms), spectrograms=scorer.spectrograms)
     spotter = Spotter(classifier.classes, spotting)
