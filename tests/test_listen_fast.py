@@ -121,3 +121,46 @@ def test_at_the_ends_of_a_recording_nothing_is_reported_from_a_file_or_a_stream(
     streamed = list(listen_stream(classifier, np.array_split(recording, 23), eager))  # its network in ONNX Runtime
     assert [(d.label, d.seconds) for d in streamed] == [(d.label, d.seconds) for d in found]
     np.testing.assert_allclose([d.score for d in streamed], [d.score for d in found], atol=2e-5)
+
+
+@needs_espeak
+@pytest.mark.slow
+def test_a_run_with_non_word_clips_saves_thresholds_for_a_false_alarm_rate(tmp_path, recording):
+    """After training, each keyword's false-alarm curve over val's `_silence_` and `_unknown_` clips is in
+    model.json and the export; `deepcat listen --false-alarms-per-hour` picks from it."""
+    import json
+    import subprocess
+    import sys
+
+    import soundfile as sf
+
+    import deepcat
+    from deepcat.data import spoken_digits
+    from deepcat.inference.exported import load_exported
+    from deepcat.run_folder import read_model_json
+
+    data = spoken_digits.generate(
+        tmp_path / "data",
+        words=("six", "nine"),
+        accents=("en-us", "en-gb"),
+        train_variants=("m1", "f2", "m3", "klatt"),
+        test_variants=("f5",),
+        test_accents=(),
+        progress=False,
+    )
+    run = deepcat.train(
+        data=str(data), output=str(tmp_path / "runs"), name="r", epochs=3, batch_size=16, progress=False
+    )
+    calibration = read_model_json(run).calibration
+    assert calibration is not None and calibration.false_alarms is not None, calibration
+    curves, hours = calibration.false_alarms, calibration.false_alarm_hours
+    assert set(curves) == {"six", "nine"} and hours is not None and hours > 0
+    assert all(len(curve) == 71 and curve[0][0] == 0.3 and curve[-1][0] == 1.0 for curve in curves.values())
+    assert all(rate >= 0 and rate * hours == round(rate * hours) for curve in curves.values() for _, rate in curve)
+    exported = deepcat.export(run, format="onnx", progress=False).path
+    assert load_exported(exported).meta.calibration_or_default.false_alarms == curves
+    path = tmp_path / "long.wav"
+    sf.write(path, recording, 16_000)
+    given = [sys.executable, "-m", "deepcat", "listen", str(exported), str(path), "--json", "--quiet"]
+    printed = subprocess.run([*given, "--false-alarms-per-hour", "1"], capture_output=True, text=True, check=True)
+    assert isinstance(json.loads(printed.stdout), list)

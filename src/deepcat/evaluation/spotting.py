@@ -104,7 +104,7 @@ def false_alarms_on_held_out(run_dir: Path, samples: Samples, classes: list[str]
     update_model_json(run_dir, calibration=calibration)
     picked = thresholds_for(curves, DEFAULT_PER_HOUR)
     print(
-        f"false alarms over {hours * 60:.0f} min of held-out non-word clips: thresholds for at most "
+        f"false alarms over {hours * 60:.1f} min of held-out non-word clips: thresholds for at most "
         f"{DEFAULT_PER_HOUR:g} an hour (deepcat listen --false-alarms-per-hour 1): {picked}",
         file=sys.stderr,
     )

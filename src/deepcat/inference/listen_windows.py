@@ -7,9 +7,10 @@ reach into the zeros LogMel pads the clip with, are computed for each window; th
 window. So each window's probabilities equal those of the window classified alone (`window_probabilities`'
 reference path, which `tests/test_listen_fast.py` holds them to).
 
-The network after the front end runs in ONNX Runtime: on 2 cores the DS-CNN took 0.32 ms a window there against
-2.8 ms in PyTorch. An export's own graph is cut where its front end ends; a run's network is exported to ONNX
-in memory first (a few seconds), which pays for itself after about 1,500 windows (2.5 minutes of audio).
+The network after the front end runs in ONNX Runtime, several times faster than PyTorch on the CPU for the
+DS-CNN's small convolutions (the trial: docs/design-notes.md). An export's own graph is cut where its front end
+ends; a run's network is exported to ONNX in memory first (a few seconds), which pays for itself after about
+EXPORT_PAYS_AFTER windows; a shorter recording stays in PyTorch.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = ["EXPORT_PAYS_AFTER", "StreamWindows", "WindowScorer", "window_scorer"]
 
-EXPORT_PAYS_AFTER = 1_500  # windows: a run's network exported to ONNX first (~4 s) is faster past this many
+EXPORT_PAYS_AFTER = 1_500  # windows (2.5 minutes at 100 ms hops): the in-memory export's seconds, at PyTorch's pace
 
 
 class StreamWindows:
