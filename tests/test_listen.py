@@ -80,3 +80,76 @@ def test_listen_needs_a_recording_or_the_microphone_and_says_what_the_microphone
         [sys.executable, "-m", "deepcat", "listen", str(tmp_path), "--mic"], capture_output=True, text=True
     )
     assert mic.returncode == 2 and "microphone" in mic.stderr and "Traceback" not in mic.stderr, mic.stderr
+
+
+def test_a_recordings_first_and_last_windows_report_nothing_but_still_smooth():
+    """The recording's edges (an encoder's padding, a word cut by the end) are no keyword; a word heard in the
+    windows next to them still is, and an edge's suppressed report starts no refractory period."""
+    rows = np.array([[0.9, 0.1], [0.9, 0.1], [0.1, 0.1], [0.1, 0.1], [0.1, 0.9]])
+    ends = np.arange(1, 6.0)
+    spotting = Spotting(smooth=1, threshold=0.7, refractory_ms=5000)
+    assert [d.seconds for d in spot(rows, ends, ["six", "nine"], spotting)] == [1.0]  # the edge hid the next one
+    at_edges = spot(rows, ends, ["six", "nine"], spotting, edges=True)
+    assert at_edges == [Detection("six", 2.0, 0.9)]  # the first window's is not said, the last window's "nine" not
+    smoothed = spot(rows[-2:], ends[-2:], ["six", "nine"], Spotting(smooth=2, threshold=0.5), edges=True)
+    assert smoothed == []  # the end of the recording: the word only its last window holds is not a keyword
+
+
+def test_each_keywords_threshold_is_picked_for_a_false_alarm_rate_on_a_negative_stream():
+    """Half an hour of no keyword: "six" rises to 0.9 twice, 0.8 once more and 0.6 in four more places (one of
+    them twice within the refractory second, one in the recording's last window); "nine" never passes 0.5."""
+    from deepcat.inference.false_alarms import false_alarm_curve, thresholds_for
+
+    rows = np.zeros((18_000, 3))
+    rows[:, 2] = 1.0  # `_unknown_`: never a keyword, never a curve
+    for at, p in [(100, 0.9), (5_000, 0.9), (9_000, 0.8), (12_000, 0.6), (12_005, 0.6), (13_000, 0.6), (17_999, 0.6)]:
+        rows[at] = [p, 0.0, 1 - p]
+    rows[15_000] = [0.6, 0.4, 0.0]
+    rows[16_000] = [0.0, 0.45, 0.55]
+    curves = false_alarm_curve(rows, ["six", "nine", "_unknown_"], Spotting(smooth=1), hours=0.5)
+    assert set(curves) == {"six", "nine"}
+    heard = spot(
+        rows, np.arange(18_000) / 10, ["six", "nine", "_unknown_"], Spotting(smooth=1, threshold=0.6), edges=True
+    )
+    assert [d.label for d in heard].count("six") == 6  # what listen itself reports at 0.6, as the curve counts
+    six = dict((t, rate) for t, rate in curves["six"])
+    assert (six[0.6], six[0.61], six[0.8], six[0.81], six[0.9], six[0.91]) == (12.0, 6.0, 6.0, 4.0, 4.0, 0.0)
+    assert dict((t, rate) for t, rate in curves["nine"])[0.45] == 2.0
+    assert thresholds_for(curves, 1.0) == {"six": 0.91, "nine": 0.46}
+    assert thresholds_for(curves, 4.0) == {"six": 0.81, "nine": 0.3}  # 2 an hour at every threshold it has
+    assert thresholds_for(curves, 100.0) == {"six": 0.3, "nine": 0.3}
+
+
+def test_listen_picks_thresholds_from_the_curve_the_model_saved():
+    import dataclasses
+
+    import pytest
+    import torch
+
+    from deepcat.cli.parser import build_parser
+    from deepcat.errors import DeepcatError
+    from deepcat.inference.listen import resolved
+    from deepcat.inference.torch_model import Classifier
+    from deepcat.inputs.audio import AudioPreprocess
+    from deepcat.run_meta import Calibration
+
+    curves = {"six": [[0.5, 3.0], [0.6, 1.0], [0.7, 0.0]], "nine": [[0.5, 0.5], [0.6, 0.0], [0.7, 0.0]]}
+    saved = Calibration(false_alarms=curves, false_alarm_hours=2.0)
+    assert Calibration.from_dict(json_round_trip(saved.to_dict())) == saved  # as model.json and exports hold it
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(40 * 101, 3))
+    classifier = Classifier(model, ["six", "nine", "_unknown_"], AudioPreprocess(), "run", calibration=saved)
+    rate = Spotting(false_alarms_per_hour=1.0, thresholds={"nine": 0.9})
+    assert resolved(rate, classifier).thresholds == {"six": 0.6, "nine": 0.9}  # a class's own still wins
+    assert resolved(Spotting(false_alarms_per_hour=0.0), classifier).thresholds == {"six": 0.7, "nine": 0.6}
+    assert resolved(Spotting(), classifier) == Spotting()
+    classifier.calibration = dataclasses.replace(saved, false_alarms=None)
+    with pytest.raises(DeepcatError, match="no false-alarm curve.*_unknown_ and _silence_.*--threshold"):
+        resolved(rate, classifier)
+    given = build_parser().parse_args(["listen", "run", "a.wav", "--false-alarms-per-hour", "0.5"])
+    assert given.false_alarms_per_hour == 0.5
+
+
+def json_round_trip(value):
+    import json
+
+    return json.loads(json.dumps(value))

@@ -100,6 +100,10 @@ class Calibration:
     note: str | None = None  # why the temperature was kept at 1.0, if it was
     conformal: dict[str, float | None] | None = None  # coverage ("0.90") -> set limit (see `conformal_quantiles`)
     reference: dict[str, Any] | None = None  # validation's answers, which the field is compared with (monitor.py)
+    # sound: each keyword's [threshold, false activations per hour] on a held-out stream of no keyword, thresholds
+    # rising, and that stream's length (deepcat.inference.false_alarms); `listen --false-alarms-per-hour` reads it
+    false_alarms: dict[str, list[list[float]]] | None = None
+    false_alarm_hours: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

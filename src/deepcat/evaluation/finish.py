@@ -86,8 +86,10 @@ def after_training(run_dir: Path, splits: DataSplits, *, progress: bool = True) 
     if name is not None:
         score_held_out(model, splits, name, cal, unknown, ctx)
         if splits.input_kind == "audio":  # a sound model is a keyword spotter too: judged as `deepcat listen` runs
-            from deepcat.evaluation.spotting import spotting_on_held_out
+            from deepcat.evaluation.spotting import false_alarms_on_held_out, spotting_on_held_out
 
+            if splits.val is not None:  # thresholds for a false-alarm rate, chosen on val's non-word clips
+                false_alarms_on_held_out(run_dir, splits.val, splits.classes)
             spotting_on_held_out(run_dir, cast(Samples, splits.split(name)), splits.classes)
     total = sum(len(part) for part in (splits.train, splits.val, splits.test) if part is not None)
     if total <= LABEL_CHECK_MAX_IMAGES:

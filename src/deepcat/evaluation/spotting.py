@@ -17,9 +17,10 @@ import numpy as np
 from deepcat.data.sources import Samples
 from deepcat.inputs import BadInput
 
-__all__ = ["MAX_WORDS", "spotting_on_held_out"]
+__all__ = ["MAX_NEGATIVE_CLIPS", "MAX_WORDS", "false_alarms_on_held_out", "spotting_on_held_out"]
 
 MAX_WORDS = 300  # keywords in the recording: about 12 minutes, scored in about 10 s on 2 cores
+MAX_NEGATIVE_CLIPS = 1_000  # non-word clips in the false-alarm stream: about 40 minutes, scored in about 10 s
 
 
 def spotting_on_held_out(run_dir: Path, samples: Samples, classes: list[str], *, seed: int = 0) -> dict[str, Any]:
@@ -68,3 +69,43 @@ def spotting_on_held_out(run_dir: Path, samples: Samples, classes: list[str], *,
         file=sys.stderr,
     )
     return summary
+
+
+def false_alarms_on_held_out(run_dir: Path, samples: Samples, classes: list[str], *, seed: int = 0) -> float | None:
+    """Each keyword's false-alarm curve (`deepcat.inference.false_alarms`) over a stream of `samples`' non-word
+    clips (`_silence_`, `_unknown_`: no keyword spoken), with pauses, under noise, saved in the run's calibration
+    (model.json; an export carries it) for `deepcat listen --false-alarms-per-hour`. Returns the stream's hours,
+    or None where `samples` hold no non-word clip (nothing is saved)."""
+    from deepcat.data.spoken_digits import keyword_stream, trimmed
+    from deepcat.inference.false_alarms import DEFAULT_PER_HOUR, false_alarm_curve, thresholds_for
+    from deepcat.inference.listen import NOT_KEYWORDS, Spotting, window_probabilities
+    from deepcat.inference.torch_model import load_run
+    from deepcat.inputs import input_kind
+    from deepcat.inputs.audio import SAMPLE_RATE
+    from deepcat.run_folder import read_model_json, update_model_json
+
+    kind = input_kind("audio")
+    negative = np.flatnonzero([classes[y] in NOT_KEYWORDS for y in samples.labels])
+    others = []
+    for i in np.random.default_rng(seed).permutation(negative)[:MAX_NEGATIVE_CLIPS]:
+        try:
+            others.append(trimmed(np.asarray(samples.decode(int(i), kind), np.float32)))
+        except BadInput:
+            continue
+    if not others:
+        return None
+    recording, _ = keyword_stream([], others, seed=seed)
+    hours = len(recording) / SAMPLE_RATE / 3600
+    spotting = Spotting()
+    _, probabilities = window_probabilities(load_run(run_dir), recording, hop_ms=spotting.hop_ms)
+    curves = false_alarm_curve(probabilities, classes, spotting, hours=hours)
+    meta = read_model_json(run_dir)
+    calibration = dataclasses.replace(meta.calibration_or_default, false_alarms=curves, false_alarm_hours=hours)
+    update_model_json(run_dir, calibration=calibration)
+    picked = thresholds_for(curves, DEFAULT_PER_HOUR)
+    print(
+        f"false alarms over {hours * 60:.1f} min of held-out non-word clips: thresholds for at most "
+        f"{DEFAULT_PER_HOUR:g} an hour (deepcat listen --false-alarms-per-hour 1): {picked}",
+        file=sys.stderr,
+    )
+    return hours

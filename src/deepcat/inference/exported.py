@@ -32,6 +32,7 @@ class ExportedClassifier:
     session: Any
     meta: ExportMeta
     device: str = "cpu"  # where the session runs: cpu or cuda
+    path: Path | None = None  # the file it was opened from (listen cuts an ONNX graph after its front end)
 
     @property
     def classes(self) -> list[str]:
@@ -140,4 +141,4 @@ def load_exported(path: str | Path, *, threads: int | None = None, device: str =
     ONNX files, a CUDA GPU (`device`: cpu, cuda or auto)."""
     from deepcat.inference.runtimes import open_file
 
-    return ExportedClassifier(*open_file(Path(path), threads, device))
+    return ExportedClassifier(*open_file(Path(path), threads, device), path=Path(path))

@@ -8,13 +8,15 @@ posterior smoothing of small-footprint keyword spotters (Chen, Parada and Heigol
 `unknown` score as the garbage model. Classes named as Speech Commands names its non-words (`_silence_`,
 `_unknown_`) are never reported.
 
-A file and the microphone go through the same `Spotter`: a file's windows are scored in batches (fast), the
-microphone's one at a time as its samples arrive (`listen_stream`), so a recording played block by block gives
-the detections the file gives.
+A file and the microphone go through the same windows (`listen_windows`: each log-mel frame computed once, the
+network in ONNX Runtime) and the same `Spotter`: a file's windows in large batches, the microphone's as its
+samples arrive (`listen_stream`), so a recording played block by block gives the detections the file gives.
+The recording's first and last windows report nothing (its edges: padding, a word cut in half).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from deepcat.errors import DeepcatError
+from deepcat.inputs.audio import NOT_KEYWORDS
 
 if TYPE_CHECKING:
     from deepcat.inference.exported import ExportedClassifier
@@ -38,12 +41,13 @@ __all__ = [
     "listen",
     "listen_stream",
     "microphone",
+    "resolved",
     "scored",
     "spot",
+    "window_probabilities",
+    "window_probabilities_one_by_one",
     "window_starts",
 ]
-
-NOT_KEYWORDS = frozenset({"_silence_", "_unknown_", "_background_noise_"})
 
 
 def _opt(default: Any, help: str) -> Any:
@@ -61,6 +65,11 @@ class Spotting:
     # a word that is heard too often (or too rarely) gets its own: {"six": 0.9}
     thresholds: dict[str, float] = field(
         default_factory=dict, metadata={"help": "a class's own threshold, in place of --threshold"}
+    )
+    false_alarms_per_hour: float | None = _opt(
+        None,
+        "each keyword's threshold for at most this many false activations an hour on the run's held-out stream of "
+        "other speech (saved when it trained with _unknown_/_silence_ clips); a --class-threshold still wins",
     )
 
     def limits(self, classes: Sequence[str]) -> np.ndarray:
@@ -103,8 +112,12 @@ class Spotter:
         self.recent: deque[np.ndarray] = deque(maxlen=spotting.smooth)
         self.quiet_until = -np.inf
 
-    def push(self, probabilities: np.ndarray, end_s: float) -> Detection | None:
+    def push(self, probabilities: np.ndarray, end_s: float, *, edge: bool = False) -> Detection | None:
+        """`edge`: the recording's first or last window, which is smoothed with the others but reports nothing
+        (and so starts no refractory period that would hide the word in the windows next to it)."""
         self.recent.append(np.asarray(probabilities, np.float64))
+        if edge:
+            return None
         average = np.mean(self.recent, axis=0) * self.keyword
         heard = average >= self.limits  # of the words over their thresholds, the likeliest
         if not heard.any() or end_s < self.quiet_until:
@@ -114,10 +127,44 @@ class Spotter:
         return Detection(self.classes[best], round(float(end_s), 3), float(average[best]))
 
 
-def spot(probabilities: np.ndarray, ends_s: np.ndarray, classes: Sequence[str], spotting: Spotting) -> list[Detection]:
-    """Detections from each window's class probabilities (T, C) and the time each window ends."""
+def resolved(spotting: Spotting, classifier: Classifier | ExportedClassifier) -> Spotting:
+    """`spotting` with the thresholds its `false_alarms_per_hour` picks from the model's saved false-alarm curve
+    (a class given its own in `thresholds` keeps it); unchanged without a rate."""
+    from deepcat.inference.exported import ExportedClassifier
+    from deepcat.inference.false_alarms import thresholds_for
+
+    if spotting.false_alarms_per_hour is None:
+        return spotting
+    if isinstance(classifier, ExportedClassifier):
+        calibration = classifier.meta.calibration_or_default
+    else:
+        calibration = classifier.calibration
+    if not calibration.false_alarms:
+        raise DeepcatError(
+            f"{classifier.name} has no false-alarm curve to pick thresholds from: it was trained without clips of "
+            "other speech and noise (folders _unknown_ and _silence_, as deepcat train spoken-commands has) or "
+            "before deepcat saved one; give --threshold (or --class-threshold) instead"
+        )
+    picked = thresholds_for(calibration.false_alarms, spotting.false_alarms_per_hour)
+    return dataclasses.replace(spotting, thresholds={**picked, **spotting.thresholds})
+
+
+def spot(
+    probabilities: np.ndarray,
+    ends_s: np.ndarray,
+    classes: Sequence[str],
+    spotting: Spotting,
+    *,
+    edges: bool = False,
+) -> list[Detection]:
+    """Detections from each window's class probabilities (T, C) and the time each window ends; with `edges`, the
+    first and last windows are a recording's edges and report nothing (see `listen`)."""
     spotter = Spotter(classes, spotting)
-    found = (spotter.push(row, float(end)) for row, end in zip(probabilities, ends_s))
+    last = len(probabilities) - 1
+    found = (
+        spotter.push(row, float(end), edge=edges and i in (0, last))
+        for i, (row, end) in enumerate(zip(probabilities, ends_s))
+    )
     return [d for d in found if d is not None]
 
 
@@ -139,11 +186,12 @@ def _sound_preprocess(classifier: Classifier | ExportedClassifier) -> Any:
     return pre
 
 
-def _probabilities(
+def window_probabilities_one_by_one(
     classifier: Classifier | ExportedClassifier, windows: list[np.ndarray], *, reject: bool, batch_size: int
 ) -> np.ndarray:
-    """(len(windows), classes): each window's class probabilities; all zero where the model answers `unknown`
-    (rejected: no keyword) or cannot read the window."""
+    """(len(windows), classes): each window's class probabilities through `predict`, the graph's front end run on
+    every window; all zero where the model answers `unknown` (rejected: no keyword) or cannot read the window.
+    The slow reference `window_probabilities` is held to (in tests and benchmarks/listen_speed.py)."""
     classes = list(classifier.classes)
     column = {name: i for i, name in enumerate(classes)}
     probabilities = np.zeros((len(windows), len(classes)), np.float32)
@@ -156,6 +204,45 @@ def _probabilities(
     return probabilities
 
 
+def window_probabilities(
+    classifier: Classifier | ExportedClassifier,
+    recording: np.ndarray,
+    *,
+    hop_ms: float,
+    reject: bool = True,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each window's first sample (T,) and class probabilities (T, classes) over 16 kHz `recording`, each log-mel
+    frame computed once (`listen_windows`); a recording shorter than a window is one window, padded as `predict`
+    pads a clip."""
+    from deepcat.inference.listen_windows import StreamWindows, window_scorer
+    from deepcat.inputs.audio import SAMPLE_RATE, fit_length
+    from deepcat.progress import progress_bar
+
+    pre = _sound_preprocess(classifier)
+    if len(recording) < pre.samples:
+        recording = fit_length(recording, pre.samples)
+    hop = _hop(hop_ms)
+    starts = window_starts(len(recording), pre.samples, hop)
+    scorer = window_scorer(classifier, reject=reject, windows=len(starts))
+    windows = StreamWindows(pre, hop, batch=batch_size, spectrograms=scorer.spectrograms)
+    probabilities = np.zeros((len(starts), len(classifier.classes)), np.float32)
+    done, block = 0, 60 * SAMPLE_RATE  # a minute at a time: a progress bar that moves
+    blocks = range(0, len(recording), block)
+    for first in progress_bar(blocks, desc="listen", unit="min", enabled=progress and len(blocks) > 1):
+        for _, inputs in windows.add(recording[first : first + block]):
+            probabilities[done : done + len(inputs)] = scorer(inputs)
+            done += len(inputs)
+    return starts, probabilities
+
+
+def _hop(hop_ms: float) -> int:
+    from deepcat.inputs.audio import SAMPLE_RATE
+
+    return max(1, int(round(hop_ms / 1000 * SAMPLE_RATE)))
+
+
 def listen(
     classifier: Classifier | ExportedClassifier,
     recording: np.ndarray | str | Path,
@@ -166,25 +253,20 @@ def listen(
     progress: bool = False,
 ) -> list[Detection]:
     """Detections in `recording` (a sound file, or mono float32 samples at 16 kHz) by a sound classifier (a
-    run's, or an export's)."""
+    run's, or an export's). Nothing is reported from the recording's first and last window: they hold its edges
+    (an encoder's padding of silence, a word cut in half; a recording shorter than a window is all padding), and
+    a word spoken whole near an edge is also in the windows next to them. A single clip is `predict`'s."""
     from deepcat.inputs.audio import SAMPLE_RATE, read_clip
-    from deepcat.progress import progress_bar
 
     pre = _sound_preprocess(classifier)
+    spotting = resolved(spotting, classifier)
     if not isinstance(recording, np.ndarray):
         recording = read_clip(recording)
-    hop = max(1, int(round(spotting.hop_ms / 1000 * SAMPLE_RATE)))
-    starts = window_starts(len(recording), pre.samples, hop)
-    probabilities = np.zeros((len(starts), len(classifier.classes)), np.float32)
-    chunk = batch_size * 16  # windows in chunks: bounded memory over an hour of audio
-    chunks = range(0, len(starts), chunk)
-    for first in progress_bar(chunks, desc="listen", unit="chunk", enabled=progress and len(chunks) > 1):
-        windows = [recording[s : s + pre.samples] for s in starts[first : first + chunk]]
-        probabilities[first : first + len(windows)] = _probabilities(
-            classifier, windows, reject=reject, batch_size=batch_size
-        )
+    starts, probabilities = window_probabilities(
+        classifier, recording, hop_ms=spotting.hop_ms, reject=reject, batch_size=batch_size, progress=progress
+    )
     ends = (starts + min(pre.samples, len(recording))) / SAMPLE_RATE
-    return spot(probabilities, ends, classifier.classes, spotting)
+    return spot(probabilities, ends, classifier.classes, spotting, edges=True)
 
 
 def listen_stream(
@@ -195,26 +277,24 @@ def listen_stream(
     reject: bool = True,
 ) -> Iterator[Detection]:
     """Detections as mono 16 kHz `blocks` of any size arrive (the microphone's, or a file's played block by
-    block): each window, `hop_ms` after the last, is scored as soon as its last sample is in."""
+    block): each window, `hop_ms` after the last, is scored as soon as its last sample is in, and its detection
+    said when the next window is in (the stream's first and last windows report nothing, as `listen`'s). Memory
+    stays bounded however long the stream (a fixed buffer of samples, `listen_windows.StreamWindows`)."""
+    from deepcat.inference.listen_windows import StreamWindows, window_scorer
     from deepcat.inputs.audio import SAMPLE_RATE
 
     pre = _sound_preprocess(classifier)
-    hop = max(1, int(round(spotting.hop_ms / 1000 * SAMPLE_RATE)))
+    spotting = resolved(spotting, classifier)
+    scorer = window_scorer(classifier, reject=reject)
+    windows = StreamWindows(pre, _hop(spotting.hop_ms), spectrograms=scorer.spectrograms)
     spotter = Spotter(classifier.classes, spotting)
-    buffer = np.zeros(0, np.float32)
-    consumed = 0  # samples dropped from the buffer's front: buffer[0] is sample `consumed` of the stream
+    held: Detection | None = None  # the latest window's: said once another window shows it was not the last
     for block in blocks:
-        buffer = np.concatenate([buffer, np.asarray(block, np.float32).reshape(-1)])
-        ready = (len(buffer) - pre.samples) // hop + 1 if len(buffer) >= pre.samples else 0
-        if ready <= 0:
-            continue
-        windows = [buffer[i * hop : i * hop + pre.samples] for i in range(ready)]
-        rows = _probabilities(classifier, windows, reject=reject, batch_size=max(1, ready))
-        for i, row in enumerate(rows):
-            found = spotter.push(row, (consumed + i * hop + pre.samples) / SAMPLE_RATE)
-            if found is not None:
-                yield found
-        buffer, consumed = buffer[ready * hop :], consumed + ready * hop
+        for starts, inputs in windows.add(block):
+            for start, row in zip(starts, scorer(inputs)):
+                if held is not None:
+                    yield held
+                held = spotter.push(row, (int(start) + pre.samples) / SAMPLE_RATE, edge=start == 0)
 
 
 def microphone(hop_ms: float, device: str | int | None = None) -> Iterator[np.ndarray]:

@@ -23,6 +23,7 @@ __all__ = [
     "FLAG_LABELS",
     "MAP_SIZE",
     "MAX_SECONDS",
+    "NOT_KEYWORDS",
     "ODD_LENGTH",
     "SAMPLE_RATE",
     "SILENT_DBFS",
@@ -44,6 +45,8 @@ __all__ = [
 MAX_SECONDS = 60  # the longest clip decoded by default
 
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".mp3"})
+# classes named as Speech Commands names what is no word: `deepcat listen` never reports them
+NOT_KEYWORDS = frozenset({"_silence_", "_unknown_", "_background_noise_"})
 SAMPLE_RATE = 16_000
 
 

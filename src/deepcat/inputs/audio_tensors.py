@@ -5,7 +5,6 @@ the features is restated by a consumer. SpecAugment-style masking runs inside it
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import cast
 
@@ -14,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from deepcat.inputs.audio import AudioPreprocess
+from deepcat.inputs.audio_features import frame_geometry, hz_to_mel, mel_filterbank, mel_to_hz
 
 __all__ = [
     "NOISE_PROBABILITY",
@@ -29,27 +29,6 @@ __all__ = [
     "noise_bank",
     "train_transform",
 ]
-
-
-def hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
-    return 2595.0 * np.log10(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)  # the HTK scale
-
-
-def mel_to_hz(mel: np.ndarray) -> np.ndarray:
-    return 700.0 * (10.0 ** (np.asarray(mel, dtype=np.float64) / 2595.0) - 1.0)
-
-
-def mel_filterbank(
-    n_mels: int, n_fft: int, sample_rate: int, f_min: float = 0.0, f_max: float | None = None
-) -> np.ndarray:
-    """(n_mels, n_fft // 2 + 1) triangular filters, evenly spaced on the mel scale, peak 1."""
-    f_max = f_max or sample_rate / 2
-    bins = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
-    edges = mel_to_hz(np.linspace(hz_to_mel(f_min), hz_to_mel(f_max), n_mels + 2))
-    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    rising = (bins[None] - lower) / (centre - lower)
-    falling = (upper - bins[None]) / (upper - centre)
-    return cast("np.ndarray", np.maximum(0.0, np.minimum(rising, falling)).astype(np.float32))
 
 
 class LogMel(nn.Module):
@@ -69,9 +48,8 @@ class LogMel(nn.Module):
         freq_width: int = 6,
     ):
         super().__init__()
-        self.window = int(round(pre.sample_rate * pre.window_ms / 1000))
-        self.hop = int(round(pre.sample_rate * pre.hop_ms / 1000))
-        self.n_fft = 2 ** math.ceil(math.log2(self.window))
+        geometry = frame_geometry(pre)
+        self.window, self.hop, self.n_fft = geometry.window, geometry.hop, geometry.n_fft
         n = np.arange(self.window)
         k = np.arange(self.n_fft // 2 + 1)[:, None]
         hann = 0.5 - 0.5 * np.cos(2 * np.pi * n / self.window)
