@@ -565,6 +565,17 @@ def _drift(results: dict) -> str:
 NORMAL_WINDOWS = 20
 
 
+def _monitor_cost(results: dict) -> str:
+    r = results["rows"][0]
+    lines = [
+        "| model, per answer | monitor, per answer | monitor's share of an answer | report (each scrape) |",
+        "|---|---|---|---|",
+        f"| {r['model ms per answer']:.1f} ms | {r['monitor us per answer']:.0f} µs | "
+        f"{r['monitor share of an answer']:.2%} | {r['report ms (each scrape)']:.1f} ms |",
+    ]
+    return "\n".join([*lines, "", f"{results.get('model', '')}, one thread. {provenance(results)}"])
+
+
 RENDERERS: dict[str, Callable[[dict], str]] = {
     "active": _active,
     "audit": _audit,
@@ -572,6 +583,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "data": _data,
     "drift_fashion-mnist": _drift,
     "gpu": _gpu,
+    "monitor_cost": _monitor_cost,
     "finetune": _finetune,
     "profile_epoch": _profile_epoch,
     "scale": _scale,
