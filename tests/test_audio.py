@@ -129,7 +129,8 @@ def test_spoken_digits_are_generated_deterministically_with_unheard_test_voices_
     first = spoken_digits.generate(tmp_path / "a", **small)
     second = spoken_digits.generate(tmp_path / "b", **small)
     clips = sorted(p.relative_to(first) for p in first.rglob("*.wav"))
-    assert len(clips) == 2 * 2 * (2 + 2) * spoken_digits.RENDITIONS  # accents x variants x (words + non-words)
+    per_voice = (2 + 1) * spoken_digits.RENDITIONS + spoken_digits.UNKNOWN_RENDITIONS  # words, silence; other speech
+    assert len(clips) == 2 * 2 * per_voice  # accents x variants
     assert all((first / c).read_bytes() == (second / c).read_bytes() for c in clips)  # deterministic
     voices = {split: {c.name.rsplit("-", 1)[0] for c in clips if c.parts[0] == split} for split in ("train", "test")}
     assert voices["train"] == {"en-us+m1"}  # the held-out accent and the held-out variant never train
