@@ -156,7 +156,11 @@ def test_a_run_with_non_word_clips_saves_thresholds_for_a_false_alarm_rate(tmp_p
     curves, hours = calibration.false_alarms, calibration.false_alarm_hours
     assert set(curves) == {"six", "nine"} and hours is not None and hours > 0
     assert all(len(curve) == 71 and curve[0][0] == 0.3 and curve[-1][0] == 1.0 for curve in curves.values())
-    assert all(rate >= 0 and rate * hours == round(rate * hours) for curve in curves.values() for _, rate in curve)
+    assert all(
+        rate >= 0 and rate * hours == pytest.approx(round(rate * hours))
+        for curve in curves.values()
+        for _, rate in curve
+    )
     exported = deepcat.export(run, format="onnx", progress=False).path
     assert load_exported(exported).meta.calibration_or_default.false_alarms == curves
     path = tmp_path / "long.wav"

@@ -116,6 +116,8 @@ def test_feedback_refuses_what_it_cannot_score(served_digits):
         assert wrong_label.status_code == 422 and "not one of the model's classes" in wrong_label.json()["detail"]
         assert client.post("/v1/feedback", content=b"{", headers=key).json()["error"] == "invalid_feedback"
         assert client.post("/v1/feedback", json={"id": "nope", "label": "3"}, headers=key).status_code == 404
+        huge = client.post("/v1/feedback", content=b" " * 10_000, headers={**key, "content-type": "application/json"})
+        assert huge.status_code == 413
         assert client.post("/v1/feedback", json={"id": answer["id"], "label": "3"}, headers=key).status_code == 200
         again = client.post("/v1/feedback", json={"id": answer["id"], "label": "3"}, headers=key)
         assert again.status_code == 404  # one label per answer
@@ -133,3 +135,25 @@ def test_predict_monitor_prints_the_servers_report_for_a_folder(served_digits, t
         (tmp_path / f"{i}.png").write_bytes(png_bytes(255 - img))
     assert main(["predict", str(run), str(tmp_path), "--monitor"]) == 0
     assert "alarm" in capsys.readouterr().out
+
+
+def test_without_a_threshold_a_moved_score_is_said_by_the_score_and_sets_are_sized_only_when_given():
+    rng = np.random.default_rng(2)
+    probabilities, scores, labels = answers(rng, 1000)
+    monitor = Monitor(["a", "b", "c", "d"], reference_of(probabilities, scores, labels, threshold=None), window=300)
+    shifted, moved, _ = answers(rng, 300, score_shift=-3.0)
+    monitor.observe(shifted, moved)
+    report = monitor.report()
+    assert report["unknown_share"]["now"] is None and report["set_size"]["mean"] is None
+    assert any("unknown score of the last 300 inputs moved" in reason for reason in report["reasons"])
+
+
+def test_a_label_sent_back_is_scored_against_the_answer_given_not_the_likeliest_class():
+    from deepcat.serving.feedback import Answers
+
+    store = Answers(["cat", "dog"])
+    decided = {"label": "cat", "top": [{"label": "dog", "probability": 0.6}, {"label": "cat", "probability": 0.4}]}
+    unknown = {"label": "unknown", "top": [{"label": "dog", "probability": 0.5}]}
+    first, second = store.remember(decided), store.remember(unknown)
+    assert store.score(json.dumps({"id": first, "label": "cat"}).encode()) == (first, True)
+    assert store.score(json.dumps({"id": second, "label": "dog"}).encode()) == (second, True)  # its best guess

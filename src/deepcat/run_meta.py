@@ -87,6 +87,9 @@ class ModelSpec:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
+LATER = ("reference", "false_alarms", "false_alarm_hours")  # Calibration's fields written only when set
+
+
 @dataclass(frozen=True)
 class Calibration:
     """What is saved with a model (model.json and the export metadata): temperature, the `unknown` score and its
@@ -106,7 +109,10 @@ class Calibration:
     false_alarm_hours: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The saved fields; the later ones (LATER) only when set, so a model without them reads in the deepcats
+        from before them."""
+        values = asdict(self)
+        return {k: v for k, v in values.items() if k not in LATER or v is not None}
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None, *, where: str = "the calibration") -> Calibration:

@@ -84,14 +84,14 @@ def load_other_speech(*, test: bool) -> OtherSpeech:
 
     if not WORD_LIST.is_file():
         raise DeepcatError(
-            f"spoken-commands' other speech reads the word list {WORD_LIST}: install it "
+            f"the spoken-digits and spoken-commands sets' other speech reads the word list {WORD_LIST}: install it "
             "(Debian/Ubuntu: apt-get install wamerican)"
         )
     sources = sorted(p for p in FORTUNES.glob("*") if p.is_file() and p.suffix == "") if FORTUNES.is_dir() else []
     if not sources:
         raise DeepcatError(
-            f"spoken-commands' other speech reads fortune's texts under {FORTUNES}: install them "
-            "(Debian/Ubuntu: apt-get install fortune-mod)"
+            f"the spoken-digits and spoken-commands sets' other speech reads fortune's texts under {FORTUNES}: "
+            "install them (Debian/Ubuntu: apt-get install fortune-mod)"
         )
     words = sorted(
         {w for w in WORD_LIST.read_text(errors="ignore").split() if re.fullmatch(r"[a-z]{3,12}", w) and speakable(w)}

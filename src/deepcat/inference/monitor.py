@@ -40,6 +40,7 @@ MIN_ANSWERS = 100  # fewer answers than this in the window: statistics shown, no
 ALPHA = 0.01  # the alarm's false-alarm rate per look, over the three tests together (Bonferroni)
 REFERENCE_SAMPLE = 500  # validation values kept per statistic (sorted quantiles): about 8 KB in model.json
 TREND_POINTS = 60  # points of the trend kept for the page
+NO_SET = -1  # the set size of an answer given without a prediction set
 Z95 = 1.959964
 
 
@@ -69,8 +70,9 @@ def reference_of(
 @dataclass
 class Monitor:
     """The last `window` answers of a model with `classes`, tested against `reference` (None: a model trained
-    before deepcat kept one: statistics without a drift test). Thread-safe: the server's batches observe
-    from worker threads while a request reads the report."""
+    before deepcat kept one: statistics without a drift test); `threshold`: the `unknown` threshold the answers
+    were given with (None: none rejected). Thread-safe. Each answer is a write into the ring buffer; each fifth of
+    a window, a trend point runs the tests (about 2 ms)."""
 
     classes: Sequence[str]
     reference: Mapping[str, Any] | None
@@ -85,7 +87,13 @@ class Monitor:
 
     def __post_init__(self) -> None:
         if self.window < 1:
-            raise ValueError(f"the monitor's window must hold at least one answer; got {self.window}")
+            from deepcat.errors import DeepcatError
+
+            raise DeepcatError(
+                f"the monitor's window must hold at least one answer (--monitor-window); got {self.window}"
+            )
+        import scipy.stats  # noqa: F401 - now, not on the server's event loop at the first trend point
+
         self._confidence = np.zeros(self.window, np.float32)
         self._score = np.full(self.window, np.nan, np.float32)
         self._predicted = np.zeros(self.window, np.int32)
@@ -104,7 +112,7 @@ class Monitor:
         index = {c: i for i, c in enumerate(self.classes)}
         scores = None if any(p.score is None for p in answered) else np.array([p.score for p in answered])
         in_set = None if any(p.set is None for p in answered) else np.array([len(p.set or ()) for p in answered])
-        confidence = np.array([p.probability for p in answered], np.float32)
+        confidence = np.array([p.top[0][1] for p in answered], np.float32)  # top-1, as `observe` (not a decision's)
         self._add(confidence, np.array([index[p.top[0][0]] for p in answered]), scores, in_set)
 
     def _add(
@@ -115,7 +123,7 @@ class Monitor:
                 slot = self.answered % self.window
                 self._confidence[slot], self._predicted[slot] = confidence[i], predicted[i]
                 self._score[slot] = np.nan if scores is None else scores[i]
-                self._set_size[slot] = 0 if in_set is None else in_set[i]
+                self._set_size[slot] = NO_SET if in_set is None else in_set[i]
                 self.answered += 1
                 if self.answered % max(1, self.window // 5) == 0 and self.answered >= min(self.window, MIN_ANSWERS):
                     self.trend.append(self._trend_point())
@@ -149,7 +157,7 @@ class Monitor:
             "classes": _shares(predicted, self.classes),
             "confidence": {"mean": _mean(confidence), "validation": _ref_mean(ref, "confidence")},
             "unknown_share": {"now": unknown, "validation": None if ref is None else ref.get("unknown_share")},
-            "set_size": {"mean": _mean(set_size) if n and set_size.min() > 0 else None},
+            "set_size": {"mean": _mean(set_size) if n and set_size.min() != NO_SET else None},
             "drift": drift,
             "accuracy": accuracy,
             "trend": trend,
@@ -161,14 +169,15 @@ class Monitor:
     def _trend_point(self) -> dict[str, Any]:
         """A point of the trend, taken under the lock each fifth of a window."""
         n = min(self.answered, self.window)
-        score = self._score[:n]
-        known = not np.isnan(score).any() and self.threshold is not None
-        drift = self._drift(self._confidence[:n], score if known else None, self._predicted[:n])
+        confidence, score = self._confidence[:n], self._score[:n]
+        has_score = not np.isnan(score).any()
+        drift = self._drift(confidence, score if has_score else None, self._predicted[:n])
+        unknown = float((score < self.threshold).mean()) if has_score and self.threshold is not None else None
         return {
             "answered": self.answered,
-            "confidence": _mean(self._confidence[:n]),
-            "unknown_share": float((score < self.threshold).mean()) if known else None,  # type: ignore[operator]
-            "estimated_accuracy": _estimated_accuracy(self._confidence[:n], self.reference)["estimate"],
+            "confidence": _mean(confidence),
+            "unknown_share": unknown,
+            "estimated_accuracy": _estimated_accuracy(confidence, self.reference)["estimate"],
             "p_value": drift["p_value"],
         }
 
@@ -191,10 +200,14 @@ class Monitor:
         return {"p_value": p_value, "tests": tests, "alpha": self.alpha, "drifted": p_value < self.alpha, "why": None}
 
 
-def monitor_for(classes: Sequence[str], calibration: Calibration, window: int = WINDOW) -> Monitor:
-    """The monitor of a model with `classes` and `calibration` (its reference, threshold and 90% set limit)."""
+def monitor_for(
+    classes: Sequence[str], calibration: Calibration, window: int = WINDOW, *, reject: bool = True
+) -> Monitor:
+    """The monitor of a model with `classes` and `calibration` (its reference, 90% set limit and, with `reject`
+    as its answers were given, its `unknown` threshold)."""
     set_limit = calibration.set_limit(0.9) if calibration.conformal else None
-    return Monitor(classes, calibration.reference, threshold=calibration.threshold, set_limit=set_limit, window=window)
+    threshold = calibration.threshold if reject else None
+    return Monitor(classes, calibration.reference, threshold=threshold, set_limit=set_limit, window=window)
 
 
 def _class_mix_p(now: np.ndarray, validation: Sequence[int]) -> float:
@@ -247,7 +260,10 @@ def _reasons(
     reasons = []
     if "score" in failed:
         now, then = report["unknown_share"]["now"], ref.get("unknown_share")
-        reasons.append(f"{now:.0%} of the last {n} inputs unknown, validation {then:.0%}")
+        if now is None:  # no threshold: say it by the score itself
+            reasons.append(f"the unknown score of the last {n} inputs moved from validation's (KS test)")
+        else:
+            reasons.append(f"{now:.0%} of the last {n} inputs unknown, validation {then:.0%}")
     if "confidence" in failed:
         mean, then = report["confidence"]["mean"], report["confidence"]["validation"]
         reasons.append(f"mean confidence {mean:.2f} over the last {n} inputs, validation {then:.2f}")

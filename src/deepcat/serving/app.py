@@ -42,7 +42,7 @@ from deepcat.serving import requests
 from deepcat.serving.admission import Admission
 from deepcat.serving.batcher import MicroBatcher
 from deepcat.serving.errors import RequestError, decode
-from deepcat.serving.feedback import Answers
+from deepcat.serving.feedback import FEEDBACK_BYTES, Answers
 from deepcat.serving.keep import Keeper
 from deepcat.serving.layout import Layout, choose_layout, usable_cores
 from deepcat.serving.limits import Limits
@@ -84,7 +84,9 @@ class Served:
 
     def __post_init__(self) -> None:
         self.admission = Admission(budget_s=self.limits.max_queue_ms / 1000, depth=self.limits.queue_depth)
-        self.monitor = monitor_for(self.meta.classes, self.meta.calibration_or_default, self.monitor_window)
+        self.monitor = monitor_for(
+            self.meta.classes, self.meta.calibration_or_default, self.monitor_window, reject=self.threshold is not None
+        )
         self.answers = Answers(self.meta.classes)
 
     @property
@@ -410,12 +412,12 @@ def _monitor_routes(app: FastAPI, served: Served) -> None:
     @app.post(
         "/v1/feedback",
         summary="An answer's true label",
-        responses=requests.error_responses(401, 404, 422),
+        responses=requests.error_responses(401, 404, 413, 422),
         openapi_extra={"requestBody": FEEDBACK_BODY},
     )
     async def feedback(request: Request) -> dict[str, Any]:
         requests.authorise(request, served.api_key)
-        answer_id, correct = served.answers.score(await request.body())
+        answer_id, correct = served.answers.score(await requests.read_small_body(request, FEEDBACK_BYTES))
         served.monitor.add_feedback(correct)
         return {"id": answer_id, "correct": correct}
 

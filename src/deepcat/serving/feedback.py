@@ -12,11 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from deepcat.inference.answers import UNKNOWN
 from deepcat.serving.errors import RequestError
 
-__all__ = ["REMEMBERED", "Answers"]
+__all__ = ["FEEDBACK_BYTES", "REMEMBERED", "Answers"]
 
-REMEMBERED = 100_000  # answers a label can be sent for: about 10 MB, a day of one answer a second
+REMEMBERED = 100_000  # answers a label can be sent for: about 17 MB, a day of one answer a second
+FEEDBACK_BYTES = 4096  # a feedback body is an id and a class name
 
 
 @dataclass
@@ -29,9 +31,10 @@ class Answers:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def remember(self, answer: dict[str, Any]) -> str:
-        """Give `answer` an id (set in it and returned) and remember its label (its top class if `unknown`)."""
+        """Give `answer` an id (set in it and returned) and remember the label it gave (its top class if it
+        answered `unknown`, so a label sent back says whether the model's best guess was right)."""
         answer_id = uuid.uuid4().hex
-        label = answer["top"][0]["label"] if answer.get("top") else answer["label"]
+        label = answer["top"][0]["label"] if answer["label"] == UNKNOWN else answer["label"]
         with self.lock:
             self.labels[answer_id] = label
             while len(self.labels) > self.size:

@@ -25,6 +25,7 @@ __all__ = [
     "check_headers",
     "error_responses",
     "read_inputs",
+    "read_small_body",
     "single_body",
 ]
 
@@ -113,6 +114,19 @@ def check_headers(request: Request, *, many: bool, limits: Limits, media_types: 
         raise RequestError(413, "too_many_bytes", f"body of {declared} bytes is over the limit of {allowed} bytes")
     if int(declared) == 0:
         raise RequestError(400, "empty_body", "the request has no body: send the input's bytes")
+
+
+async def read_small_body(request: Request, limit: int) -> bytes:
+    """A body that must be small (a JSON request), refused with 413 past `limit` bytes, declared or read."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise RequestError(413, "too_many_bytes", f"body of {declared} bytes is over the limit of {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise RequestError(413, "too_many_bytes", f"body is over the limit of {limit} bytes")
+    return bytes(body)
 
 
 async def read_inputs(
