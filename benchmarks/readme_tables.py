@@ -557,7 +557,8 @@ def _drift(results: dict) -> str:
     note = (
         f"{data}, the default recipe trained on all classes but two, {seeds} seed{'s' if seeds > 1 else ''} "
         f"(medians); the monitor's window {results.get('window', 500)}, looked at every {results.get('check_every')} "
-        f"requests; MMD every {results.get('mmd_every')}."
+        f"requests, alarming at p < 0.01 over its three tests; MMD every {results.get('mmd_every')}, at its own "
+        "default p < 0.05. False alarms: one look at each of 20 windows of normal traffic."
     )
     return "\n".join([*lines, "", note + " " + provenance(results)])
 
@@ -581,6 +582,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "audit": _audit,
     "conformal": _conformal,
     "data": _data,
+    "drift_fashion-mnist": _drift,
     "gpu": _gpu,
     "monitor_cost": _monitor_cost,
     "finetune": _finetune,
