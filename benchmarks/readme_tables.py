@@ -594,6 +594,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "open_set_digits": _open_set,
     "open_set_fashion-mnist": _open_set,
     "serve": _serve,
+    "shedding": _shedding,
     "sound": _sound,
     "sound_seeds": _sound_seeds,
     "startup": _startup,
