@@ -417,7 +417,7 @@ def _monitor_routes(app: FastAPI, served: Served) -> None:
     )
     async def feedback(request: Request) -> dict[str, Any]:
         requests.authorise(request, served.api_key)
-        answer_id, correct = served.answers.score(await requests.read_small_body(request, FEEDBACK_BYTES))
+        answer_id, correct = served.answers.score(await requests.read_body(request, FEEDBACK_BYTES))
         served.monitor.add_feedback(correct)
         return {"id": answer_id, "correct": correct}
 

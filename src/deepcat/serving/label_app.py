@@ -150,11 +150,7 @@ def _routes(app: FastAPI, session: LabelSession, api_key: str | None) -> None:
         media = request.headers.get("content-type", "").split(";")[0].strip()
         if media not in CAPTURE_SUFFIXES:
             raise RequestError(415, "unsupported_media_type", f"send {', '.join(CAPTURE_SUFFIXES)}; received {media!r}")
-        data = bytearray()
-        async for chunk in request.stream():
-            data += chunk
-            if len(data) > MAX_CAPTURE_BYTES:
-                raise RequestError(413, "too_many_bytes", f"a capture is at most {MAX_CAPTURE_BYTES} bytes")
+        data = await requests.read_body(request, MAX_CAPTURE_BYTES)
         if not data:
             raise RequestError(400, "empty", "the capture is empty")
         from starlette.concurrency import run_in_threadpool

@@ -25,7 +25,7 @@ __all__ = [
     "check_headers",
     "error_responses",
     "read_inputs",
-    "read_small_body",
+    "read_body",
     "single_body",
 ]
 
@@ -116,8 +116,8 @@ def check_headers(request: Request, *, many: bool, limits: Limits, media_types: 
         raise RequestError(400, "empty_body", "the request has no body: send the input's bytes")
 
 
-async def read_small_body(request: Request, limit: int) -> bytes:
-    """A body that must be small (a JSON request), refused with 413 past `limit` bytes, declared or read."""
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refused with 413 past `limit` bytes, declared or read."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise RequestError(413, "too_many_bytes", f"body of {declared} bytes is over the limit of {limit} bytes")
@@ -136,12 +136,7 @@ async def read_inputs(
     passed."""
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         return await _read_form(request, field=field, many=many, limits=limits)
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limits.max_bytes:
-            raise RequestError(413, "too_many_bytes", f"body is over the limit of {limits.max_bytes} bytes")
-    return [("body", bytes(body))]
+    return [("body", await read_body(request, limits.max_bytes))]
 
 
 async def _read_form(request: Request, *, field: str, many: bool, limits: Limits) -> list[tuple[str, bytes]]:
