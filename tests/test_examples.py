@@ -22,15 +22,18 @@ def digits_model(tmp_path_factory) -> str:
 
 
 def served_answer(model: str) -> dict:
-    """What `deepcat serve` answers for the 7, for comparison."""
+    """What `deepcat serve` answers for the 7, for comparison, but the answer's id (for `/v1/feedback`, which the
+    examples do not have)."""
     from fastapi.testclient import TestClient
 
     from deepcat.serving.app import create_app
 
     with TestClient(create_app(model)) as client:
-        return client.post(
+        answer = client.post(
             "/v1/predict?top_k=3", files={"file": ("digit-7.png", SEVEN.read_bytes(), "image/png")}
         ).json()
+    assert len(answer.pop("id")) == 32
+    return answer
 
 
 def test_flask_app_answers_like_the_server(digits_model):
