@@ -19,7 +19,7 @@ import numpy as np
 
 from deepcat.errors import DeepcatError
 from deepcat.inference.answers import InputItem, Prediction, Rule, predict_batches
-from deepcat.run_meta import Calibration, Decision, ExportMeta
+from deepcat.run_meta import Decision, ExportMeta
 
 __all__ = ["ExportedClassifier", "load_exported"]
 
@@ -64,14 +64,9 @@ class ExportedClassifier:
         return cast("np.ndarray", logits)
 
     @property
-    def calibration(self) -> Calibration:
-        """The file's calibration (the defaults for a file without one), as `Classifier.calibration`."""
-        return self.meta.calibration_or_default
-
-    @property
     def threshold(self) -> float | None:
         """`unknown` score below which the answer is `unknown` (None: never)."""
-        return self.calibration.threshold
+        return self.meta.calibration_or_default.threshold
 
     def set_limit(self, coverage: float | None) -> float | None:
         """The prediction sets' limit for `coverage` (None: no sets asked for)."""
@@ -79,7 +74,7 @@ class ExportedClassifier:
 
         if coverage is None:
             return None
-        return set_limit(self.calibration.conformal, coverage, DeepcatError)
+        return set_limit(self.meta.calibration_or_default.conformal, coverage, DeepcatError)
 
     def predict(
         self,
