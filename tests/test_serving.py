@@ -16,6 +16,7 @@ from PIL import Image
 import deepcat
 from deepcat import export
 from deepcat.inference.exported import load_exported
+from deepcat.serving import admission
 from deepcat.serving.admission import RATE_MIN_FINISHED, Admission
 from deepcat.serving.app import Limits, create_app
 
@@ -326,11 +327,12 @@ def test_a_run_is_served_in_int8_only_when_its_int8_file_passed_its_check(model_
     assert serving_model(run) == fp32
 
 
-def test_a_burst_of_96_on_a_rested_server_is_answered_in_full(model_path):
+def test_a_burst_of_96_on_a_rested_server_is_answered_in_full(model_path, monkeypatch):
     """The first `queue_depth` (100) inputs are admitted whatever their wait: even with a 1 ms wait budget, a burst
-    of 96 on a server that knows its rate and rested is answered in full. (What past the depth is shed depends on
-    whether the client sends faster than the server answers: a fast CPU answered all of 320, so the next test
-    holds the inputs on a clock of its own.)"""
+    of 96 on a server that knows its rate and rested is answered in full. The burst window is widened to 60 s:
+    a loaded CI machine took over a second to open 96 connections, and what arrives after the window is shed by
+    design (tests/test_admission.py holds the window on a clock of its own)."""
+    monkeypatch.setattr(admission, "BURST_WINDOW_S", 60.0)
     images = digit_pngs(96)
     app = create_app(model_path, limits=Limits(max_queue_ms=1))
 
