@@ -149,9 +149,6 @@ def monitor_report(classifier: Classifier | ExportedClassifier, predictions: Seq
     how they compare with the validation split (drift tests, accuracy estimated without labels, alarm)."""
     from deepcat.inference.monitor import monitor_for
 
-    calibration = (
-        classifier.calibration if hasattr(classifier, "calibration") else classifier.meta.calibration_or_default
-    )
-    monitor = monitor_for(classifier.classes, calibration, window=max(1, len(predictions)))
+    monitor = monitor_for(classifier.classes, classifier.calibration, window=max(1, len(predictions)))
     monitor.observe_predictions(predictions)
     return monitor.report()

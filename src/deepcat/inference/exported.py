@@ -19,7 +19,7 @@ import numpy as np
 
 from deepcat.errors import DeepcatError
 from deepcat.inference.answers import InputItem, Prediction, Rule, predict_batches
-from deepcat.run_meta import Decision, ExportMeta
+from deepcat.run_meta import Calibration, Decision, ExportMeta
 
 __all__ = ["ExportedClassifier", "load_exported"]
 
@@ -64,9 +64,14 @@ class ExportedClassifier:
         return cast("np.ndarray", logits)
 
     @property
+    def calibration(self) -> Calibration:
+        """The file's calibration (the defaults for a file without one), as `Classifier.calibration`."""
+        return self.meta.calibration_or_default
+
+    @property
     def threshold(self) -> float | None:
         """`unknown` score below which the answer is `unknown` (None: never)."""
-        return self.meta.calibration_or_default.threshold
+        return self.calibration.threshold
 
     def set_limit(self, coverage: float | None) -> float | None:
         """The prediction sets' limit for `coverage` (None: no sets asked for)."""
@@ -74,7 +79,7 @@ class ExportedClassifier:
 
         if coverage is None:
             return None
-        return set_limit(self.meta.calibration_or_default.conformal, coverage, DeepcatError)
+        return set_limit(self.calibration.conformal, coverage, DeepcatError)
 
     def predict(
         self,

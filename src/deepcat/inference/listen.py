@@ -130,15 +130,11 @@ class Spotter:
 def resolved(spotting: Spotting, classifier: Classifier | ExportedClassifier) -> Spotting:
     """`spotting` with the thresholds its `false_alarms_per_hour` picks from the model's saved false-alarm curve
     (a class given its own in `thresholds` keeps it); unchanged without a rate."""
-    from deepcat.inference.exported import ExportedClassifier
     from deepcat.inference.false_alarms import thresholds_for
 
     if spotting.false_alarms_per_hour is None:
         return spotting
-    if isinstance(classifier, ExportedClassifier):
-        calibration = classifier.meta.calibration_or_default
-    else:
-        calibration = classifier.calibration
+    calibration = classifier.calibration
     if not calibration.false_alarms:
         raise DeepcatError(
             f"{classifier.name} has no false-alarm curve to pick thresholds from: it was trained without clips of "
