@@ -135,6 +135,8 @@ def test_predict_monitor_prints_the_servers_report_for_a_folder(served_digits, t
         (tmp_path / f"{i}.png").write_bytes(png_bytes(255 - img))
     assert main(["predict", str(run), str(tmp_path), "--monitor"]) == 0
     assert "alarm" in capsys.readouterr().out
+    assert main(["predict", str(run), str(tmp_path), "--monitor", "--output", str(tmp_path / "a.csv")]) == 2
+    assert "drop --output" in capsys.readouterr().err and not (tmp_path / "a.csv").exists()
 
 
 def test_without_a_threshold_a_moved_score_is_said_by_the_score_and_sets_are_sized_only_when_given():

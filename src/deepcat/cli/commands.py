@@ -67,6 +67,11 @@ def predict(args: argparse.Namespace) -> int:
         raise DeepcatError("no images given: deepcat predict [RUN | MODEL.onnx] IMAGE [IMAGE ...]")
     classifier = api.load(model)
     options = api_options(args, api.predict)
+    if args.output and args.monitor:
+        raise DeepcatError(
+            "--monitor compares the answers it prints with the run's validation answers, and --output writes "
+            "them to a file instead: drop --output, on a sample of the inputs if there are many"
+        )
     if args.output:  # this process's share, under torchrun
         written = api.predict(classifier, inputs, **options, progress=not args.json)
         summary = {
