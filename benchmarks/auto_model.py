@@ -1,5 +1,5 @@
 """What `--model auto` should train on small images, by how many are labelled: deepcat's small CNN from scratch
-against ImageNet-pretrained EfficientNet-Lite0, each with deepcat's default recipe, at 10, 30, 100 and 1,000
+against ImageNet-pretrained EfficientNet-Lite0, each with deepcat's default recipe, at 10, 30, 100, 300 and 1,000
 training images per class of Fashion-MNIST (28 px) and scikit-learn's digits (8 px).
 
 For each data set and size, a folder as a user would have it: `train/` with that many images of each class drawn
@@ -21,7 +21,7 @@ only the data, so training it again would repeat that run). With several seeds, 
 means over seeds. Rows merge into the results file by (data, size, seed, model), each with its commit, as each
 size is measured; `--models` with no names retrains nothing and only asks `auto` again.
 
-    python benchmarks/auto_model.py                              # ~40 min on 2 cores
+    python benchmarks/auto_model.py                              # ~70 min on 2 cores (half of it Lite0 at 1,000)
     python benchmarks/auto_model.py --data digits --sizes 10 30  # a part, merged
     python benchmarks/auto_model.py --models                     # auto's picks again, no training
 """
@@ -44,7 +44,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent))
 from common import merged, report  # noqa: E402
 
-SIZES = (10, 30, 100, 1000)
+SIZES = (10, 30, 100, 300, 1000)
 MODELS = ("smallcnn", "tf_efficientnet_lite0")
 TEST_SEED = 1234  # the test images are drawn once, whatever the training seed
 
@@ -72,6 +72,15 @@ def write_folder(root: Path, data: str, per_class: int, seed: int, test_per_clas
             for i in index:
                 Image.fromarray(samples.items[i]).save(folder / f"{samples.ids[i]}.png")
     return root
+
+
+def measured_sizes(data: str, sizes: list[int]) -> list[int]:
+    """`sizes`, but of those past what `data` holds (each would train on all of it) only the largest."""
+    from deepcat.data.resolve import resolve_data
+
+    pool = int(np.bincount(resolve_data(data, val_fraction=0.0).train.labels).min())
+    whole = [n for n in sorted(sizes) if n + -(-n // 4) > pool]
+    return [n for n in sizes if n not in whole[:-1]]
 
 
 def auto_pick(folder: Path) -> dict:
@@ -144,7 +153,7 @@ def summary(rows: list[dict], picks: dict[tuple[str, int], dict]) -> list[dict]:
     """Per (data, size): each model's mean test accuracy and seconds over its seeds, auto's pick, and whether
     auto is within 1 point of the better."""
     out = []
-    for data, per_class in dict.fromkeys((r["data"], r["per_class"]) for r in rows):
+    for data, per_class in sorted({(r["data"], r["per_class"]) for r in rows}):
         runs = [r for r in rows if (r["data"], r["per_class"]) == (data, per_class)]
         row: dict = {"data": data, "per_class": per_class, "train_per_class": runs[0]["train_per_class"]}
         row["all_available"] = per_class > row["train_per_class"]
@@ -194,7 +203,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(min(2, torch.get_num_threads()))
     picks: dict[tuple[str, int], dict] = {}
-    runs = [(d, n, s) for d in args.data for n in args.sizes for s in args.seeds] if args.models else []
+    sizes = {d: measured_sizes(d, args.sizes) for d in args.data}
+    runs = [(d, n, s) for d in args.data for n in sizes[d] for s in args.seeds] if args.models else []
     table = [] if runs else save(args, [], picks)  # no models: auto asked again about what was measured
     for data, per_class, seed in runs:
         rows, picks[(data, per_class)] = one_size(args, data, per_class, seed)

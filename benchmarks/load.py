@@ -40,6 +40,7 @@ async def closed_loop(url: str, body: bytes, *, clients: int, seconds: float, wa
     host, port = url.removeprefix("http://").split(":")
     request = request_bytes(url, body)
     latencies: list[float] = []
+    finished: list[float] = []  # seconds after `measured_from` at which each counted answer came
     refused, labels = 0, set()
     measured_from = time.perf_counter() + warmup_s
     deadline = measured_from + seconds
@@ -62,14 +63,22 @@ async def closed_loop(url: str, body: bytes, *, clients: int, seconds: float, wa
                 if status != 200:
                     raise RuntimeError(f"HTTP {status}: {answer[:200]!r}")
                 if counted:
-                    latencies.append(time.perf_counter() - started)
+                    now = time.perf_counter()
+                    latencies.append(now - started)
+                    finished.append(now - measured_from)
                 labels.add(json.loads(answer)["label"])
         finally:
             writer.close()
 
     await asyncio.gather(*(client() for _ in range(clients)))
     wall = time.perf_counter() - measured_from
-    return {"latencies": latencies, "refused": refused, "requests_per_s": len(latencies) / wall, "labels": labels}
+    return {
+        "latencies": latencies,
+        "finished": finished,
+        "refused": refused,
+        "requests_per_s": len(latencies) / wall,
+        "labels": labels,
+    }
 
 
 async def open_loop(url: str, body: bytes, *, rate: float, seconds: float, seed: int) -> dict:

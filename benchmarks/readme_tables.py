@@ -491,6 +491,32 @@ def _scale(results: dict) -> str:
     return "\n".join([*lines, "", provenance(results)])
 
 
+def _auto_model(results: dict) -> str:
+    """Per data set and labelled images per class: each model's test accuracy and fit seconds, and auto's pick."""
+    lines = [
+        "| data | training images per class | small CNN, from scratch | Lite0, ImageNet-pretrained | `auto` picks | "
+        "within 1 point of the better |",
+        "|---|---|---|---|---|---|",
+    ]
+
+    def cell(row: dict, model: str) -> str:
+        accuracy, seconds = row.get(f"{model}_accuracy"), row.get(f"{model}_seconds")
+        return "not run" if accuracy is None else f"{accuracy:.1%} ({seconds:,.0f} s)"
+
+    names = {"smallcnn": "small CNN", "tf_efficientnet_lite0": "Lite0"}
+    for r in results["summary"]:
+        seeds = max(r.get("smallcnn_seeds", 1), r.get("tf_efficientnet_lite0_seeds", 1))
+        size = f"{r['train_per_class']:,}" + (" (all there is)" if r["all_available"] else "")
+        size += f", mean of {seeds} seeds" if seeds > 1 else ""
+        within = {True: "yes", False: "**no**", None: ""}[r.get("auto_within_1_point")]
+        lines.append(
+            f"| {r['data']} | {size} | {cell(r, 'smallcnn')} | {cell(r, 'tf_efficientnet_lite0')} | "
+            f"{names.get(r.get('auto', ''), r.get('auto', ''))} | {within} |"
+        )
+    note = "Test accuracy (fit seconds)."
+    return "\n".join([*lines, "", f"{note} {provenance(results)}"])
+
+
 def _shedding(results: dict) -> str:
     """Per wait budget: the burst, then each sustained level (answered p99 against its bound)."""
     lines = [
@@ -498,22 +524,31 @@ def _shedding(results: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results["rows"]:
+        share = r.get("share_of_best")
         if "clients" not in r:
             target = "all answered"
+        elif "share_interval" in r:
+            low, high = r["share_interval"]
+            target = f"p99 ≤ {r['bound_ms']:,.0f} ms, rate ≥ 90% of best ({share:.0%} [{low:.0%}, {high:.0%}])"
         elif "bound_ms" in r:
-            target = f"p99 ≤ {r['bound_ms']:,.0f} ms, rate ≥ 90% of best ({r['share_of_best']:.0%})"
+            target = f"p99 ≤ {r['bound_ms']:,.0f} ms, rate ≥ 90% of best ({share:.0%})"
         else:
             target = ""
         speed = f"{r['answered_per_s']:.1f}" if "answered_per_s" in r else ""
         p50 = f"{r['p50_ms']:,.0f}" if r.get("p50_ms") is not None else ""
         p99 = f"{r['p99_ms']:,.0f}" if r.get("p99_ms") is not None else ""
+        if r.get("p99_interval_ms") and "bound_ms" in r:
+            p99 += " [{:,.0f}, {:,.0f}]".format(*r["p99_interval_ms"])
         met = {True: "yes", False: "**no**", None: ""}[r.get("met")]
+        if r.get("met") is False and r.get("met_within_noise"):
+            met = "tie within the 95% interval"
         lines.append(
             f"| {r['budget_ms']:,} ms | {r['load']} | {r['answered']:,} | {r['refused']:,} | {speed} | {p50} | "
             f"{p99} | {target} | {met} |"
         )
     layout = results["rows"][0].get("layout", "")
-    return "\n".join([*lines, "", f"{results.get('model', '')}; {layout}. {provenance(results)}"])
+    intervals = " Brackets: 95% intervals (bootstrap within the run)." if "all_met_within_noise" in results else ""
+    return "\n".join([*lines, "", f"{results.get('model', '')}; {layout}.{intervals} {provenance(results)}"])
 
 
 def _drift(results: dict) -> str:
@@ -580,6 +615,7 @@ def _monitor_cost(results: dict) -> str:
 RENDERERS: dict[str, Callable[[dict], str]] = {
     "active": _active,
     "audit": _audit,
+    "auto_model": _auto_model,
     "conformal": _conformal,
     "data": _data,
     "drift_fashion-mnist": _drift,

@@ -14,6 +14,9 @@ For each budget, in turn:
 Done when, at 64 and 128 clients, the answered requests' p99 is within the budget plus one batch's service time,
 and the answered rate is at least 90% of the best level's. One batch's service time is the layout's largest batch
 on one worker core: `max_batch * workers / best rate` (the workers run batches side by side, one core each).
+Each figure has its 95% interval from the run itself, by bootstrap: the p99 over the level's answered latencies,
+the share of the best rate over its whole seconds' answered counts (each level's resampled on its own). A target
+the point figure misses but its interval reaches is a tie within the machine's noise, and says so.
 
     python benchmarks/shedding.py          # ~6 min on 2 cores
 """
@@ -29,6 +32,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import report  # noqa: E402
@@ -39,6 +43,7 @@ BUDGETS_MS = (1000, 250)
 LEVELS = (8, 32, 64, 128)
 SUSTAINED = (64, 128)  # the levels the targets are judged at
 BURST = 96
+DRAWS = 2000  # bootstrap resamples for each 95% interval
 REST_S = 2.5  # longer than the burst window (`admission.BURST_WINDOW_S`): the server is rested
 
 
@@ -63,6 +68,28 @@ def p99(latencies: list[float]) -> float:
     return ordered[int(0.99 * (len(ordered) - 1))]
 
 
+def per_second(finished: list[float], seconds: float) -> np.ndarray:
+    """Answered requests in each whole second of a level's measured span."""
+    return np.histogram(finished, bins=int(seconds), range=(0, int(seconds)))[0].astype(float)
+
+
+def interval(draws: np.ndarray) -> list[float]:
+    return [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]
+
+
+def bootstrap_p99(latencies: list[float], rng: np.random.Generator) -> list[float]:
+    """The 95% interval of the p99 (ms), resampling the answered latencies."""
+    values = 1000 * np.asarray(latencies)
+    draws = [p99(list(rng.choice(values, len(values)))) for _ in range(DRAWS)]
+    return interval(np.asarray(draws))
+
+
+def bootstrap_share(level: np.ndarray, best: np.ndarray, rng: np.random.Generator) -> list[float]:
+    """The 95% interval of a level's answered rate over the best level's, resampling each one's seconds."""
+    ratio = [rng.choice(level, len(level)).mean() / rng.choice(best, len(best)).mean() for _ in range(DRAWS)]
+    return interval(np.asarray(ratio))
+
+
 def measure(budget_ms: int, body: bytes, args: argparse.Namespace) -> list[dict]:
     from deepcat.serving.model_file import serving_model
 
@@ -70,6 +97,7 @@ def measure(budget_ms: int, body: bytes, args: argparse.Namespace) -> list[dict]
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "deepcat", "serve", str(serving_model(None)), "--device", "cpu"]
     server = start([*command, "--port", str(port), "--max-queue-ms", str(budget_ms)], url, os.sched_getaffinity(0))
+    rng = np.random.default_rng(budget_ms)
     try:
         layout = httpx.get(f"{url}/v1/model").json()["layout"]
         asyncio.run(closed_loop(url, body, clients=1, seconds=2))  # warm-up: the server measures its rate
@@ -96,19 +124,28 @@ def measure(budget_ms: int, body: bytes, args: argparse.Namespace) -> list[dict]
                     "answered_per_s": run["requests_per_s"],
                     "p50_ms": 1000 * statistics.median(run["latencies"]) if run["latencies"] else None,
                     "p99_ms": 1000 * p99(run["latencies"]) if run["latencies"] else None,
+                    "per_second": per_second(run["finished"], args.seconds).tolist(),
+                    "p99_interval_ms": bootstrap_p99(run["latencies"], rng) if run["latencies"] else None,
                 }
             )
     finally:
         server.kill()
         server.wait()
-    best = max(max(r["answered_per_s"] for r in rows if "clients" in r), 1e-9)
+    best_row = max((r for r in rows if "clients" in r), key=lambda r: r["answered_per_s"])
+    best = max(best_row["answered_per_s"], 1e-9)
     batch_ms = 1000 * layout["max_batch"] * layout["workers"] / best
     for r in rows:
         r["layout"] = f"{layout['workers']} workers x batch {layout['max_batch']}"
         if r.get("clients") in SUSTAINED:
             r["bound_ms"] = budget_ms + batch_ms
             r["share_of_best"] = r["answered_per_s"] / best
-            r["met"] = r["p99_ms"] is not None and r["p99_ms"] <= r["bound_ms"] and r["share_of_best"] >= 0.9
+            level, best_seconds = np.asarray(r["per_second"]), np.asarray(best_row["per_second"])
+            r["share_interval"] = bootstrap_share(level, best_seconds, rng)
+            answered = r["p99_ms"] is not None
+            r["met"] = answered and r["p99_ms"] <= r["bound_ms"] and r["share_of_best"] >= 0.9
+            r["met_within_noise"] = (
+                answered and r["p99_interval_ms"][0] <= r["bound_ms"] and r["share_interval"][1] >= 0.9
+            )
         elif "clients" not in r:
             r["met"] = r["answered"] == BURST
     return rows
@@ -130,6 +167,7 @@ def main() -> None:
         seconds=args.seconds,
         warmup_s=args.warmup,
         all_met=all(r["met"] for r in rows if "met" in r),
+        all_met_within_noise=all(r.get("met_within_noise", r["met"]) for r in rows if "met" in r),
     )
 
 

@@ -247,12 +247,31 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
-def test_auto_recipe_picks_by_image_size(digits_folder):
+def test_auto_recipe_picks_by_image_size_and_labels_per_class(digits_folder, tmp_path):
+    """Small images with enough labelled per class: the small CNN from scratch at their own size; with fewer
+    (`few_per_class`, more for 28 px than for tiny 16 px): the pretrained backbone (auto_model.json)."""
+    from conftest import write_digits
+
     from deepcat.config import resolve_config
     from deepcat.data.resolve import resolve_data
-    from deepcat.training.recipe import resolve_auto
+    from deepcat.inputs.image_kind import few_per_class
+    from deepcat.training.recipe import auto_choice, resolve_auto
 
-    splits = resolve_data(str(digits_folder))  # 16 px images: the small-image recipe
+    tiny, small = few_per_class(16), few_per_class(28)
+    assert few_per_class(8) == tiny < small
+    few = write_digits(tmp_path / "few", per_class=tiny)  # 80% to train: fewer than `tiny`
+    for folder, side in ((few, 16), (write_digits(tmp_path / "28", per_class=tiny + 10, size=28), 28)):
+        splits = resolve_data(str(folder))
+        assert splits.train_per_class() < few_per_class(side)
+        pretrained = resolve_auto(resolve_config(data=str(folder)), splits)
+        assert (pretrained.model, pretrained.pretrained, pretrained.image_size) == ("tf_efficientnet_lite0", True, None)
+        reason = auto_choice(resolve_config(data=str(folder)), splits).reason
+        assert (
+            f"{side}-px images, {splits.train_per_class()} per class to train on (under {few_per_class(side)})"
+            in reason
+        )
+    splits = resolve_data(str(digits_folder))  # 16 px images, 24 per class to train on: the small-image recipe
+    assert splits.train_per_class() >= tiny
     small = resolve_auto(resolve_config(data=str(digits_folder)), splits)
     assert (small.model, small.pretrained, small.image_size, small.optimizer) == ("smallcnn", False, 16, "sgd")
     assert (small.epochs, small.augment) == (10, "light")  # sound's auto: 60 epochs of `strong` (test_sound.py)

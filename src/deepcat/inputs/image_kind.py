@@ -25,7 +25,13 @@ from deepcat.inputs.image import (
     pixels,
 )
 
-__all__ = ["IMAGE", "auto_model"]
+__all__ = ["FEW_PER_CLASS", "IMAGE", "TINY_SIDE", "auto_model", "few_per_class"]
+
+# Small images with fewer labelled per class to train on than this train the ImageNet-pretrained backbone, not the
+# small CNN from scratch (measured: benchmarks/results/auto_model.json). Tiny ones (the digits' 8 px) hold little
+# an ImageNet feature adds, so from scratch wins sooner there.
+TINY_SIDE = 16
+FEW_PER_CLASS = {"tiny": 20, "small": 1000}
 
 
 def eval_transform(pre: Preprocess) -> Any:
@@ -74,12 +80,31 @@ def default_preprocess(hints: Hints) -> Preprocess:
     )
 
 
+def few_per_class(side: int | None) -> int:
+    """Below this many labelled per class to train on, images of `side` px train the pretrained backbone."""
+    return FEW_PER_CLASS["tiny" if side is not None and side <= TINY_SIDE else "small"]
+
+
 def auto_model(splits: Any) -> ModelChoice:
-    """Small images (<= 64 px): deepcat's small CNN from scratch; photos: ImageNet EfficientNet-Lite0."""
+    """Photos, or small images (<= 64 px) with few labelled per class (`few_per_class`): ImageNet EfficientNet-Lite0,
+    fine-tuned; small images with more: deepcat's small CNN from scratch at their own size, as accurate there and
+    ten times faster."""
     if not splits.small_images:
         return ModelChoice("tf_efficientnet_lite0", "photos: an ImageNet-pretrained backbone, fine-tuned")
     size = f"{splits.native_size}-px images" if splits.native_size else "small images (<= 64 px)"
-    return ModelChoice("smallcnn", f"{size}: the small CNN from scratch, at their own size")
+    per_class, few = splits.train_per_class(), few_per_class(splits.native_size)
+    if per_class < few:
+        return ModelChoice(
+            "tf_efficientnet_lite0",
+            f"{size}, {per_class} per class to train on (under {few}): an ImageNet-pretrained backbone, "
+            "fine-tuned at its own 224 px, is more accurate there than the small CNN from scratch, if slower "
+            "(--model smallcnn for speed)",
+        )
+    return ModelChoice(
+        "smallcnn",
+        f"{size}, {per_class} per class to train on: the small CNN from scratch at their own size, as accurate "
+        "there as a pretrained backbone and ten times faster",
+    )
 
 
 def unchanged(image: Any) -> Any:

@@ -1,8 +1,9 @@
 """Fill every `auto` in a TrainConfig from the data, so the saved config is the whole recipe.
 
 The kind of input picks the model (`InputKind.auto_model`), and says why: for photos ImageNet EfficientNet-Lite0
-(its weights ship offline) fine-tuned with AdamW; for small images (digits, Fashion-MNIST) deepcat's small CNN
-from scratch with SGD; for sound the keyword-spotting DS-CNN on the log-mel spectrogram, from scratch, with AdamW.
+(its weights ship offline) fine-tuned with AdamW, and for small images (digits, Fashion-MNIST) with few labelled
+per class too; for small images with more, deepcat's small CNN from scratch with SGD; for sound the
+keyword-spotting DS-CNN on the log-mel spectrogram, from scratch, with AdamW.
 """
 
 from __future__ import annotations
