@@ -61,7 +61,8 @@ FIXED = (
 
 
 # Around each `auto` model: what else varies with it. Chosen by the model the recipe picked for the data's kind
-# (small images: the small CNN; sound: the DS-CNN; photos: a pretrained body), so a search stays on the kind's path.
+# (small images: the small CNN, or a pretrained body with few labels; sound: the DS-CNN; photos: a pretrained
+# body), so a search stays on the kind's path.
 MODEL_SPACES: dict[str, Space] = {
     # RandAugment ("strong") leaves the whole-batch tensor path for the per-image one: measured on 6,000
     # Fashion-MNIST images, an epoch took 34 s against 8 s, so a time budget buys a quarter of the trials.
