@@ -40,7 +40,7 @@ async def closed_loop(url: str, body: bytes, *, clients: int, seconds: float, wa
     host, port = url.removeprefix("http://").split(":")
     request = request_bytes(url, body)
     latencies: list[float] = []
-    finished: list[float] = []  # seconds after `measured_from` at which each counted answer came
+    finished: list[float] = []  # seconds after `measured_from` at which each answer came (the rate's count)
     refused, labels = 0, set()
     measured_from = time.perf_counter() + warmup_s
     deadline = measured_from + seconds
@@ -62,9 +62,10 @@ async def closed_loop(url: str, body: bytes, *, clients: int, seconds: float, wa
                     continue
                 if status != 200:
                     raise RuntimeError(f"HTTP {status}: {answer[:200]!r}")
+                now = time.perf_counter()
                 if counted:
-                    now = time.perf_counter()
                     latencies.append(now - started)
+                if now >= measured_from:  # the rate counts every answer inside the span, sent before it or not
                     finished.append(now - measured_from)
                 labels.add(json.loads(answer)["label"])
         finally:
@@ -76,7 +77,7 @@ async def closed_loop(url: str, body: bytes, *, clients: int, seconds: float, wa
         "latencies": latencies,
         "finished": finished,
         "refused": refused,
-        "requests_per_s": len(latencies) / wall,
+        "requests_per_s": len(finished) / wall,
         "labels": labels,
     }
 

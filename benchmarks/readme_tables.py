@@ -546,9 +546,12 @@ def _shedding(results: dict) -> str:
             f"| {r['budget_ms']:,} ms | {r['load']} | {r['answered']:,} | {r['refused']:,} | {speed} | {p50} | "
             f"{p99} | {target} | {met} |"
         )
-    layout = results["rows"][0].get("layout", "")
+    layouts = {f"{r['budget_ms']:,} ms: {r['layout']}": None for r in results["rows"] if "layout" in r}
     intervals = " Brackets: 95% intervals (bootstrap within the run)." if "all_met_within_noise" in results else ""
-    return "\n".join([*lines, "", f"{results.get('model', '')}; {layout}.{intervals} {provenance(results)}"])
+    rounds = results.get("rounds")
+    pooled = f" Each level pooled over {rounds} turns of {results['seconds']:g} s, in rotated order." if rounds else ""
+    footer = f"{results.get('model', '')}; {'; '.join(layouts)}.{pooled}{intervals} {provenance(results)}"
+    return "\n".join([*lines, "", footer])
 
 
 def _drift(results: dict) -> str:

@@ -5,7 +5,7 @@ import contextlib
 
 import pytest
 
-from deepcat.serving.admission import BURST_WINDOW_S, Admission
+from deepcat.serving.admission import BURST_WINDOW_S, ERROR_WINDOW, Admission
 from deepcat.serving.errors import RequestError
 
 
@@ -93,3 +93,25 @@ def test_a_queue_that_stands_past_the_burst_window_is_held_to_the_budget():
         for _ in range(60):  # a burst on the calm server: admitted up to the depth
             held.enter_context(gate.admit(1))
         assert gate.inside == 70
+
+
+def test_the_estimate_grows_by_how_much_recent_estimates_fell_short():
+    """Inputs that waited 50 ms longer than Little's law said make the server add 50 ms to its estimate: at about
+    100 inputs a second and a 250 ms budget it holds 5 inputs fewer (50 ms of work) than it did before."""
+
+    def held(shortfall_s: float) -> int:
+        now = [0.0]
+        gate = Admission(budget_s=0.25, clock=lambda: now[0])
+        for _ in range(20):  # about 100 inputs a second, each answered as soon as estimated
+            with gate.admit(1):
+                now[0] += 0.01
+        for _ in range(ERROR_WINDOW):
+            gate.note_shortfall(shortfall_s)
+        assert gate.margin == pytest.approx(shortfall_s)
+        with contextlib.ExitStack() as stack:
+            with pytest.raises(RequestError, match="250 ms budget"):
+                while True:
+                    stack.enter_context(gate.admit(1))
+            return gate.inside
+
+    assert held(0.0) - held(0.05) == 5

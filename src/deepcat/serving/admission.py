@@ -15,6 +15,12 @@ server idle between bursts has not got slower, and after an idle spell the last 
 128 requests on a server idle for a few seconds was otherwise all admitted, and its p99 reached 1.4 s against a
 250 ms budget. An idle server, or one that has never measured its rate (a cold start), admits every input.
 
+Little's law gives the mean: an input admitted at the budget's edge waits longer about as often as shorter, and
+the rate drifts while it waits. So the server adds to each estimate how much the estimates of its recent inputs
+fell short (their ERROR_QUANTILE, over the last ERROR_WINDOW finished): what it admits at the edge is then
+answered within the budget, however noisy the machine (without it, under sustained load the median answer took
+about the budget and the p99 overshot it: docs/deploy/serve.md).
+
 A client may shorten the budget for its own request with the header DEADLINE_HEADER (milliseconds): it is refused
 at once when its wait would be longer, and dropped unanswered (503) if its deadline passes before its batch runs,
 as Triton's per-request `timeout` does; it cannot lengthen the server's budget.
@@ -29,13 +35,24 @@ from collections.abc import Callable, Iterator
 
 from deepcat.serving.errors import RequestError
 
-__all__ = ["BURST_WINDOW_S", "DEADLINE_HEADER", "RATE_MIN_FINISHED", "RATE_WINDOW_S", "RETRY_AFTER_S", "Admission"]
+__all__ = [
+    "BURST_WINDOW_S",
+    "DEADLINE_HEADER",
+    "ERROR_QUANTILE",
+    "ERROR_WINDOW",
+    "RATE_MIN_FINISHED",
+    "RATE_WINDOW_S",
+    "RETRY_AFTER_S",
+    "Admission",
+]
 
 RATE_WINDOW_S = 2.0  # the finishing rate is measured over the last 2 busy seconds...
 RATE_MIN_FINISHED = 8  # ...and at least the last 8 finished inputs; before 8 have finished it is not known
 RETRY_AFTER_S = 1
 BURST_WINDOW_S = 1.0  # a burst is what arrives this soon after the server leaves rest
 DEADLINE_HEADER = "X-Deadline-Ms"
+ERROR_WINDOW = 512  # the estimate's error is measured over the last 512 finished inputs...
+ERROR_QUANTILE = 0.95  # ...and this share of them waited at most the estimate plus the margin
 
 
 class Admission:
@@ -47,6 +64,9 @@ class Admission:
         self.finished: collections.deque[float] = collections.deque(maxlen=4096)  # busy clock at each finish
         self.rested_at = clock()  # when the server last left rest: the burst allowance runs from here
         self.calm_since: float | None = None  # when the wait last fell under half the budget (None: not calm)
+        self.shortfalls: collections.deque[float] = collections.deque(maxlen=ERROR_WINDOW)  # waited - estimated
+        self.noted = 0  # shortfalls noted since the start
+        self.margin = 0.0  # seconds added to each estimate: the shortfalls' ERROR_QUANTILE
 
     def window(self) -> float:
         """Seconds after leaving rest during which a burst is admitted past the budget."""
@@ -82,10 +102,23 @@ class Admission:
             return None
         return len(self.finished) / max(now - self.finished[0], 1e-3)
 
-    def expected_wait(self, count: int) -> float:
-        """Seconds the server needs to finish what it holds and `count` more inputs (0 when it cannot tell)."""
+    def estimate(self, count: int) -> float | None:
+        """Little's law: seconds to finish what the server holds and `count` more (None when it cannot tell)."""
         rate = self.rate()
-        return 0.0 if rate is None else (self.inside + count) / rate
+        return None if rate is None else (self.inside + count) / rate
+
+    def expected_wait(self, count: int) -> float:
+        """The estimate plus its recent shortfall: a wait `count` more inputs rarely exceed (0 when unknown)."""
+        estimate = self.estimate(count)
+        return 0.0 if estimate is None else estimate + self.margin
+
+    def note_shortfall(self, shortfall: float) -> None:
+        """Note how much longer than estimated an input waited; the margin is recomputed every 32 (a sort)."""
+        self.shortfalls.append(shortfall)
+        self.noted += 1
+        if self.noted % 32 == 0:
+            ordered = sorted(self.shortfalls)
+            self.margin = max(0.0, ordered[int(ERROR_QUANTILE * (len(ordered) - 1))])
 
     def check(self, count: int, deadline_s: float | None = None) -> None:
         """Refuse `count` more inputs with 503 when their wait would exceed the client's deadline, or the budget
@@ -115,12 +148,15 @@ class Admission:
     def admit(self, count: int, deadline_s: float | None = None) -> Iterator[None]:
         """Hold `count` inputs inside the server, or refuse them with 503 when their wait would exceed the budget."""
         self.check(count, deadline_s)
+        estimate, entered = self.estimate(count), self.clock()
         if self.inside == 0:
-            self.busy_since = self.clock()
+            self.busy_since = entered
         self.inside += count
         try:
             yield
         finally:
+            if estimate is not None:
+                self.note_shortfall(self.clock() - entered - estimate)
             self.inside -= count
             busy = self.busy_seconds()
             self.finished.extend([busy] * count)
