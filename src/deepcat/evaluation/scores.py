@@ -51,14 +51,24 @@ def collect_logits(
     return logits, labels
 
 
-FORWARD_ELEMENTS = 32 * 3 * 224 * 224  # input elements per forward pass when scoring: 32 photos at 224 px
+PHOTO_ELEMENTS = 3 * 224 * 224
+# Photos at 224 px (or as many input elements) per forward pass when scoring. On a CPU, larger parts are slower:
+# their activations pass glibc's mmap threshold and are faulted in again at every layer (benchmarks/scoring.py).
+FORWARD_PHOTOS = {"cpu": 4, "cuda": 32}
+
+
+def forward_rows(x: torch.Tensor, device: torch.device) -> int:
+    """How many rows of `x` one scoring pass on `device` holds: FORWARD_PHOTOS' photos' worth of input elements."""
+    photos = FORWARD_PHOTOS.get(device.type, FORWARD_PHOTOS["cuda"])
+    return max(1, photos * PHOTO_ELEMENTS // max(1, x[0].numel()))
 
 
 def forward_in_parts(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """`model(x)`'s outputs (as a tuple), run on parts of `x` of at most FORWARD_ELEMENTS input elements: a
-    network's activations grow with its input, and EfficientNet-Lite0 on a batch of 256 photos at 224 px peaked at
-    5.3 GB resident, on parts of 32 at 1.5 GB. Small inputs (Fashion-MNIST, spectrograms) run whole."""
-    rows = max(1, FORWARD_ELEMENTS // max(1, x[0].numel()))
+    """`model(x)`'s outputs (as a tuple), run on parts of `x` of `forward_rows` rows: a network's activations grow
+    with its input (EfficientNet-Lite0 on a batch of 256 photos at 224 px peaked at 5.3 GB resident), and on a CPU
+    a part past a few photos is slower, not faster. Small inputs (Fashion-MNIST, spectrograms) run in larger
+    parts, with as many input elements."""
+    rows = forward_rows(x, x.device)
     parts = [model(part) for part in x.split(rows)]
     columns = zip(*(part if isinstance(part, tuple) else (part,) for part in parts))
     return tuple(torch.cat(column) for column in columns)
