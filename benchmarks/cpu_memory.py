@@ -83,7 +83,7 @@ def passes(images: int) -> list[dict]:
         score(model, x[:OLD_PHOTOS], OLD_PHOTOS)  # warm-up: oneDNN's kernels, the allocator
         for photos in PARTS:
             wall, system = timed(partial(score, model, x, photos))
-            row = {"model": name, "pass": f"score, {photos} photos a part", "photos": photos}
+            row = {"model": name, "pass": f"score in parts of {photos}", "photos": photos}
             rows.append({**row, "ms_per_image": 1000 * wall / images, "system_share": system / wall, "kept": kept})
         model.train()
         step = partial(train_step, model, torch.optim.SGD(model.parameters(), lr=1e-3), x)

@@ -601,6 +601,32 @@ def _drift(results: dict) -> str:
     return "\n".join([*lines, "", note + " " + provenance(results)])
 
 
+def _cpu_memory(results: dict) -> str:
+    """Per model and pass: glibc's allocator as it comes against freed memory kept, and each speed-up."""
+    lines = [
+        "| model | pass | glibc as it comes | freed memory kept | speed-up |",
+        "|---|---|---|---|---|",
+    ]
+    by = {(r["model"], r["pass"], r["allocator"]): r for r in results["rows"]}
+    for (model, pass_, allocator), system in by.items():
+        if allocator != "system":
+            continue
+        kept = by[(model, pass_, "kept")]
+        if "seconds" in system:
+            cells = [f"{system['seconds']:.0f} s", f"{kept['seconds']:.0f} s", system["seconds"] / kept["seconds"]]
+        else:
+            cells = [
+                f"{system['ms_per_image']:.1f} ms/image ({system['system_share']:.0%} in the kernel)",
+                f"{kept['ms_per_image']:.1f} ms/image ({kept['system_share']:.0%})",
+                system["ms_per_image"] / kept["ms_per_image"],
+            ]
+        mark = " (the old default)" if system.get("old") and "parts" in pass_ else ""
+        mark = " (deepcat's)" if kept.get("deepcat") and "parts" in pass_ else mark
+        lines.append(f"| {model} | {pass_}{mark} | {cells[0]} | {cells[1]} | {cells[2]:.1f}x |")
+    note = f"fp32, 224 px; medians of {results['repeats']} turns (the quick run: {results['quick_repeats']})."
+    return "\n".join([*lines, "", f"{note} {provenance(results)}"])
+
+
 NORMAL_WINDOWS = 20
 
 
@@ -620,6 +646,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "audit": _audit,
     "auto_model": _auto_model,
     "conformal": _conformal,
+    "cpu_memory": _cpu_memory,
     "data": _data,
     "drift_fashion-mnist": _drift,
     "gpu": _gpu,
