@@ -1,9 +1,10 @@
-"""Scoring a model over many inputs: large inputs run in parts, so memory does not grow with the batch."""
+"""Scoring a model over many inputs: large inputs run in parts (a few photos on a CPU, where larger parts are
+slower; more on a GPU), so memory does not grow with the batch."""
 
 import torch
 import torch.nn as nn
 
-from deepcat.evaluation.scores import FORWARD_ELEMENTS, forward_in_parts
+from deepcat.evaluation.scores import FORWARD_PHOTOS, forward_in_parts, forward_rows
 
 
 class Recording(nn.Module):
@@ -20,17 +21,22 @@ class Recording(nn.Module):
         return features, self.linear(features)
 
 
-def test_photos_run_in_parts_and_small_inputs_whole():
+def test_photos_run_in_parts_and_small_inputs_in_larger_ones():
     torch.manual_seed(0)
     model = Recording()
-    photos = torch.randn(80, 3, 224, 224)
+    photos = torch.randn(10, 3, 224, 224)
     features, logits = forward_in_parts(model, photos)
     whole_features, whole_logits = model.forward(photos)
-    assert model.seen[:-1] == [32, 32, 16] and sum(model.seen[:-1]) == 80
+    assert FORWARD_PHOTOS["cpu"] == 4 and model.seen[:-1] == [4, 4, 2]
     assert torch.allclose(features, whole_features) and torch.allclose(logits, whole_logits, atol=1e-6)
     model.seen.clear()
-    forward_in_parts(model, torch.randn(256, 3, 28, 28))  # Fashion-MNIST-sized: one pass
-    assert model.seen == [256] and 256 * 3 * 28 * 28 <= FORWARD_ELEMENTS
+    forward_in_parts(model, torch.randn(256, 3, 28, 28))  # Fashion-MNIST-sized: 64 times as many a pass
+    assert model.seen == [256]
+
+
+def test_a_gpu_pass_holds_more_photos_than_a_cpu_pass():
+    photos = torch.empty(1, 3, 224, 224)
+    assert forward_rows(photos, torch.device("cuda")) == 32 and forward_rows(photos, torch.device("cpu")) == 4
 
 
 def test_a_single_output_comes_back_as_a_tuple():
