@@ -64,7 +64,7 @@ ALLOWED = {
         "run_meta",
         "training",
     },
-    "inference": {"errors", "inputs", "models", "progress", "registry", "run_folder", "run_meta"},
+    "inference": {"device", "errors", "inputs", "models", "progress", "registry", "run_folder", "run_meta"},
     "run_folder": {"data", "errors", "inputs", "models", "run_meta"},
     "run_meta": {"errors", "inputs"},  # model.json and the export metadata, typed: below every reader
     "models": {"errors", "inputs", "registry", "run_meta"},

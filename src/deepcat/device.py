@@ -37,7 +37,7 @@ def keep_freed_memory() -> bool:
     """On Linux with glibc, serve large allocations from the heap and keep what is freed, as jemalloc and tcmalloc
     do (PyTorch's CPU performance guide recommends them). A network's activations at a batch of photos are tens of
     MB each; glibc maps every block that large afresh and unmaps it when freed, so each layer of each batch faults
-    its pages in again, and a 224-px EfficientNet spent half its time in the kernel (benchmarks/scoring.py). The
+    its pages in again, and a 224-px EfficientNet spent half its time in the kernel (benchmarks/cpu_memory.py). The
     cost: a process holds on to its peak memory. Set DEEPCAT_MALLOC=system to leave the allocator as it is.
     Returns whether the setting applies."""
     if sys.platform != "linux" or os.environ.get(KEEP_MEMORY_ENV) == "system":

@@ -53,7 +53,7 @@ def collect_logits(
 
 PHOTO_ELEMENTS = 3 * 224 * 224
 # Photos at 224 px (or as many input elements) per forward pass when scoring. On a CPU, larger parts are slower:
-# their activations pass glibc's mmap threshold and are faulted in again at every layer (benchmarks/scoring.py).
+# their activations pass glibc's mmap threshold and are faulted in again at every layer (benchmarks/cpu_memory.py).
 FORWARD_PHOTOS = {"cpu": 4, "cuda": 32}
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from deepcat.device import keep_freed_memory
 from deepcat.inference.answers import InputItem, Prediction, Rule, predict_batches
 from deepcat.inference.calibrated import Calibration
 from deepcat.inference.unknown_score import UnknownScore, WithFeatures, load_score
@@ -34,6 +35,7 @@ class Classifier:
     decision: Decision | None = None  # the run's decision.json: thresholds and costs (None: the likeliest class)
 
     def __post_init__(self) -> None:
+        keep_freed_memory()  # it runs on the CPU: each batch reuses the memory the last one freed
         self.kind = input_kind(self.preprocess.kind)
         self.transform = self.kind.eval_transform(self.preprocess)
         self.model.eval()
