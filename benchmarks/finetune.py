@@ -1,5 +1,6 @@
 """Fine-tuning a pretrained photo model on a CPU: deepcat against the loops and the tool people use, on the same
-photo-like task, weights, epochs and threads, each seed in one run.
+photo-like task, weights, epochs, threads and allocator (the one deepcat sets on a CPU, `device.keep_freed_memory`),
+each seed in one run.
 
 The task: Fashion-MNIST, `--per-class` training images of each of the 10 classes written as PNG files (a subset
 drawn by the seed), read and resized to EfficientNet-Lite0's 224 px input by every contestant, and
@@ -51,6 +52,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import merged, report  # noqa: E402
 from finetune_vs_scratch import write_subset  # noqa: E402
 from train_speed import Clock  # noqa: E402
+
+from deepcat.device import keep_freed_memory  # noqa: E402
 
 BATCH = 32
 TARGETS = (0.70, 0.75, 0.80)  # test accuracy; fixed before the runs, from the 400-image results of the last version
@@ -388,11 +391,16 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "finetune.json"))
     args = parser.parse_args()
     torch.set_num_threads(2)
+    # deepcat's CPU path keeps freed memory (a process-wide allocator setting); set it for every contestant from
+    # the start, so the order of turns does not decide who runs with it
+    allocator = "keeps freed memory (every contestant)" if keep_freed_memory() else "glibc as it comes"
     new = [row for seed in args.seeds for row in one_seed(args, seed)]
     same = ("per_class", "test_per_class", "unfrozen")
     rows = merged(args.out, new, lambda r: r["seed"] in args.seeds or any(r.get(k) != vars(args)[k] for k in same))
     rows = [{**r, **{k: vars(args)[k] for k in same}} for r in rows]
-    report("finetune", rows, args.out, hide=("curve",), summary=summary(rows), targets=list(TARGETS))
+    report(
+        "finetune", rows, args.out, hide=("curve",), summary=summary(rows), targets=list(TARGETS), allocator=allocator
+    )
     for row in summary(rows):
         print(row)
 

@@ -10,7 +10,8 @@ before any run), for `deepcat.train` and two baselines, each run once per seed (
   budget as deepcat's training with that seed (the learning rate follows the clock), crop + flip, label
   smoothing 0.1, channels_last, bf16 autocast where the CPU has native bf16 (as deepcat), on all 60,000 images.
 
-Every contestant runs with the same 2 torch threads and answers the test with the same test-time flip: deepcat's
+Every contestant runs with the same 2 torch threads, the same allocator (the one deepcat sets on a CPU,
+`device.keep_freed_memory`, set before the first turn) and answers the test with the same test-time flip: deepcat's
 small CNN averages the features of an image and of its mirror before its linear head (its default), the
 baselines average their logits over the two (the same thing for a linear head). Test accuracy is measured after
 every epoch with the clock stopped, on all 10,000 test images. deepcat's time includes its own work: loading, the
@@ -45,7 +46,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).parent))
 from common import merged, report  # noqa: E402
 
-from deepcat.device import amp_dtype  # noqa: E402
+from deepcat.device import amp_dtype, keep_freed_memory  # noqa: E402
 
 CPU_AMP = amp_dtype("auto", torch.device("cpu"))  # the strong recipe's: bf16 only where the CPU has it natively
 TARGETS = (0.90, 0.91, 0.92, 0.93, 0.94)
@@ -346,6 +347,9 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "train_speed.json"))
     args = parser.parse_args()
     torch.set_num_threads(2)
+    # deepcat's CPU path keeps freed memory (a process-wide allocator setting); set it for every contestant from
+    # the start, so the order of turns does not decide who runs with it
+    allocator = "keeps freed memory (every contestant)" if keep_freed_memory() else "glibc as it comes"
     new = [row for seed in args.seeds for row in one_seed(seed, set(args.only))]
     rows = merged(args.out, new, lambda r: "key" not in r or (r["seed"] in args.seeds and r["key"] in args.only))
     report(
@@ -357,6 +361,7 @@ def main() -> None:
         torch_threads=2,
         targets=[round(t * 100) for t in TARGETS],
         test_time_flip="every contestant",
+        allocator=allocator,
     )
     for row in summary(rows):
         print(row)
