@@ -1,5 +1,7 @@
 """MkDocs hooks: the CLI reference is generated from `deepcat`'s own parser at build time, so it cannot drift
-from the flags (`reference/cli.md` holds only the marker). Declared in mkdocs.yml under `hooks:`."""
+from the flags (`reference/cli.md` holds only the marker), and the API reference's list of commands from the
+verbs' registry (`deepcat.api.VERBS`), so a new verb is documented where it is registered. Declared in mkdocs.yml
+under `hooks:`."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import argparse
 from typing import Any
 
 MARKER = "<!-- cli-reference -->"
+API_MARKER = "<!-- api-commands -->"
 
 
 def _cell(text: str) -> str:
@@ -48,7 +51,13 @@ def cli_reference() -> str:
     return "\n\n".join(parts)
 
 
+def api_commands() -> str:
+    """A mkdocstrings block (`::: module.function`) per verb of `deepcat.api.VERBS`, in its order, then `load`."""
+    from deepcat import api
+
+    functions = [*api.VERBS.values(), *api.PYTHON_ONLY.values()]
+    return "\n\n".join(f"::: {f.__module__}.{f.__name__}" for f in functions)
+
+
 def on_page_markdown(markdown: str, **kwargs: Any) -> str:
-    if MARKER in markdown:
-        return markdown.replace(MARKER, cli_reference())
-    return markdown
+    return markdown.replace(MARKER, cli_reference()).replace(API_MARKER, api_commands())

@@ -11,7 +11,9 @@ import argparse
 import ast
 import dataclasses
 import importlib
+import importlib.util
 import inspect
+import json
 import types
 import typing
 from pathlib import Path
@@ -26,7 +28,7 @@ from deepcat.cli.flags import API_ONLY, add_api_flags, api_options, docstring_ar
 from deepcat.config import TrainConfig, TrainOptions
 
 CLI_ONLY = {"json", "quiet", "monitor", "top", "help"}  # how the CLI prints, not what is done
-API_ONLY_VERBS = {"load"}  # a classifier object has no command-line form
+VERBS = sorted(f.__name__ for f in api.VERBS.values())  # each verb's function name (lr_find for `deepcat lr-find`)
 CLI_READS = {"predict": {"model"}}  # the CLI reads MODEL as the first of its inputs
 OWN_FORM = {"thresholds"}  # listen's --class-threshold CLASS=P: a dict field, typed by its own action
 SRC = Path(__file__).parent.parent / "src" / "deepcat"
@@ -164,10 +166,10 @@ def test_train_options_are_train_config():
 
 
 def test_every_verb_is_an_api_function():
-    assert set(deepcat.__all__) - {"TrainConfig", "DeepcatError"} - API_ONLY_VERBS == set(sub_parsers())
+    assert set(deepcat.__all__) - {"TrainConfig", "DeepcatError"} - set(api.PYTHON_ONLY) == set(sub_parsers())
 
 
-@pytest.mark.parametrize("verb", sorted(set(deepcat.VERBS)))
+@pytest.mark.parametrize("verb", VERBS)
 def test_every_flag_is_its_api_option_in_name_type_default_and_help(verb):
     assert disagreements(getattr(api, verb), sub_parsers()[verb], reads=CLI_READS.get(verb, set())) == []
 
@@ -184,7 +186,7 @@ def hand_written_flags(source: str, options: set[str]) -> list[str]:
 
 
 def test_no_option_is_written_by_hand_in_the_cli():
-    options = set().union(*(declared(getattr(api, verb)) for verb in deepcat.VERBS))
+    options = set().union(*(declared(getattr(api, verb)) for verb in VERBS))
     assert {"batch_size", "top_k", "check_images", "per_shard"} <= options
     written = {p.name: hand_written_flags(p.read_text(), options) for p in (SRC / "cli").glob("*.py")}
     assert {name: flags for name, flags in written.items() if flags} == {}
@@ -202,7 +204,7 @@ def test_no_overload_restates_a_default():
 
 
 def test_no_help_states_the_default_its_flag_adds():
-    for verb in deepcat.VERBS:
+    for verb in VERBS:
         func, docs = getattr(api, verb), docstring_args(getattr(api, verb))
         for name, p in inspect.signature(func).parameters.items():
             assert f"default: {p.default})" not in docs.get(name, ""), f"{verb}: {name}'s help repeats its default"
@@ -297,6 +299,45 @@ def test_parsed_flags_become_the_functions_keyword_arguments():
     assert listen["spotting"] == api.Spotting(thresholds={"six": 0.9})
 
 
+@dataclasses.dataclass
+class Counted:
+    words: int
+    longest: str
+
+
+def count_words(path: str, *, longer_than: int = 0) -> Counted:
+    """Count the words of a text file.
+
+    Args:
+        path: a text file.
+        longer_than: count only the words longer than this.
+
+    Returns:
+        How many words, and the longest.
+    """
+    words = [w for w in Path(path).read_text().split() if len(w) > longer_than]
+    return Counted(len(words), max(words, key=len))
+
+
+def test_a_verb_is_its_module_and_one_registry_line(monkeypatch, tmp_path, capsys):
+    """Registered in `deepcat.api.VERBS` and nowhere else, a verb is a command: help from its docstring, flags from
+    its signature, the result printed, and a section of the API reference."""
+    monkeypatch.setitem(api.VERBS, "count-words", count_words)
+    text = tmp_path / "words.txt"
+    text.write_text("a cat sat on the windowsill")
+    parser = build_parser()
+    assert "count the words of a text file" in parser.format_help()
+    assert disagreements(count_words, sub_parsers()["count_words"]) == []
+    args = parser.parse_args(["count-words", str(text), "--longer-than", "2"])
+    assert args.func(args) == 0
+    assert json.loads(capsys.readouterr().out) == {"words": 4, "longest": "windowsill"}
+    assert "count_words" in deepcat.__all__ and deepcat.count_words is count_words
+    hooks = importlib.util.spec_from_file_location("docs_hooks", SRC.parent.parent / "docs" / "hooks.py")
+    module = importlib.util.module_from_spec(hooks)
+    hooks.loader.exec_module(module)
+    assert f"::: {__name__}.count_words" in module.api_commands()
+
+
 @pytest.mark.parametrize("verb", ["train", "evaluate", "predict", "export", "check", "explain", "lr_find"])
 def test_api_functions_are_typed_and_keyword_only(verb):
     func = getattr(api, verb)
@@ -316,7 +357,7 @@ def test_lazy_api_resolves_every_name():
 
 def test_every_public_api_function_says_its_arguments_and_what_it_returns():
     """timm's and scikit-learn's habit: the API's docstrings carry Args (one per parameter) and Returns."""
-    functions = [getattr(api, name) for name in api.__all__]
+    functions = [*api.VERBS.values(), *api.PYTHON_ONLY.values(), api.export_formats, api.model_source]
     functions = [f for f in functions if inspect.isfunction(f) and f.__module__.startswith("deepcat.api.")]
     assert len(functions) >= 10
     assert [f.__name__ for f in functions if "Returns:" not in (f.__doc__ or "")] == []

@@ -6,80 +6,49 @@
     deepcat.load(run).predict("photo.jpg").label
     deepcat.export(run, format="onnx")
 
-One function per `deepcat` command, with the same options (`deepcat.api`). The heavy modules
+One function per `deepcat` command, with the same options (`deepcat.api`, whose `VERBS` registry is where
+these names come from). The heavy modules
 (torch, timm) load on first use, so `import deepcat` is instant.
 """
 
 from __future__ import annotations
 
+import importlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepcat.version import __version__ as __version__
 
-VERBS = (
-    "train",
-    "evaluate",
-    "predict",
-    "export",
-    "serve",
-    "check",
-    "shard",
-    "explain",
-    "listen",
-    "report",
-    "lr_find",
-    "tune",
-    "label",
-)
-__all__ = [
-    "train",
-    "evaluate",
-    "predict",
-    "export",
-    "serve",
-    "check",
-    "shard",
-    "explain",
-    "listen",
-    "report",
-    "lr_find",
-    "tune",
-    "label",
-    "load",
-    "TrainConfig",
-    "DeepcatError",
-]
-
-_LAZY = {
-    **{verb: "deepcat.api" for verb in (*VERBS, "load")},
-    "TrainConfig": "deepcat.config",
-    "DeepcatError": "deepcat.errors",
-}
+_ELSEWHERE = {"TrainConfig": "deepcat.config", "DeepcatError": "deepcat.errors"}
 
 if TYPE_CHECKING:
-    from deepcat.api import (
-        check,
-        evaluate,
-        explain,
-        export,
-        label,
-        listen,
-        load,
-        lr_find,
-        predict,
-        report,
-        serve,
-        shard,
-        train,
-        tune,
-    )
-    from deepcat.config import TrainConfig
-    from deepcat.errors import DeepcatError
+    from deepcat.api import *  # noqa: F403 (every verb and `load`, typed)
+    from deepcat.config import TrainConfig as TrainConfig
+    from deepcat.errors import DeepcatError as DeepcatError
+
+
+def _functions() -> dict[str, Any]:
+    """Each verb's function and `load`, by name, from `deepcat.api`'s registry."""
+    api = importlib.import_module("deepcat.api")
+    return {f.__name__: f for f in (*api.VERBS.values(), *api.PYTHON_ONLY.values())}
+
+
+def _public() -> list[str]:
+    return [*_functions(), *_ELSEWHERE]
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
+    """The heavy modules load on first use: `deepcat.train` imports `deepcat.api` when it is first read."""
+    if name == "__all__":
+        return _public()
+    if name in _ELSEWHERE:
+        return getattr(importlib.import_module(_ELSEWHERE[name]), name)
+    here = Path(__file__).parent
+    is_module = (here / name).is_dir() or (here / f"{name}.py").is_file()  # `from deepcat import config`: import it
+    if not name.startswith("_") and not is_module and name in (functions := _functions()):
+        return functions[name]
     raise AttributeError(f"module 'deepcat' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_public()})

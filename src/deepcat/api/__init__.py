@@ -8,53 +8,65 @@ the server's `Limits`; listening's `Spotting`) are declared there. Each function
 (predict, load, listen), exporting/ (export), serving/ (serve, label). Heavy libraries load inside each function, so
 `import deepcat` stays instant.
 
-A new verb is one module here (its function) and its line below; `deepcat.cli` adds its flags and printing.
+`VERBS` is the registry: a new verb is one module here (its function) and its line in `VERBS` (with the import
+that names it). `deepcat.<verb>`, the `deepcat <verb>` sub-command (its flags generated, its result printed) and
+the API reference page all come from it; `deepcat.cli` only adds what a command line says differently.
 """
 
 from __future__ import annotations
 
-from deepcat.api.check import CheckResult, check
-from deepcat.api.evaluate import evaluate
-from deepcat.api.explain import explain
-from deepcat.api.export import export, export_formats
-from deepcat.api.label import label
-from deepcat.api.listen import listen
-from deepcat.api.load import load
-from deepcat.api.lr_find import lr_find
-from deepcat.api.predict import predict
-from deepcat.api.report import report
-from deepcat.api.serve import serve
-from deepcat.api.shard import shard
-from deepcat.api.train import train
-from deepcat.api.tune import tune
-from deepcat.data.audit.findings import NEAR_DUPLICATE_BITS
-from deepcat.inference.listen import Spotting
-from deepcat.inference.runtimes import DEVICES
-from deepcat.run_folder import model_source
-from deepcat.serving.limits import Limits
-from deepcat.serving.model_file import PRECISIONS
+from collections.abc import Callable
+from typing import Any
 
-__all__ = [
+from deepcat.api.check import CheckResult as CheckResult
+from deepcat.api.check import check as check
+from deepcat.api.evaluate import evaluate as evaluate
+from deepcat.api.explain import explain as explain
+from deepcat.api.export import export as export
+from deepcat.api.export import export_formats as export_formats
+from deepcat.api.label import label as label
+from deepcat.api.listen import listen as listen
+from deepcat.api.load import load as load
+from deepcat.api.lr_find import lr_find as lr_find
+from deepcat.api.predict import predict as predict
+from deepcat.api.report import report as report
+from deepcat.api.serve import serve as serve
+from deepcat.api.shard import shard as shard
+from deepcat.api.train import train as train
+from deepcat.api.tune import tune as tune
+from deepcat.data.audit.findings import NEAR_DUPLICATE_BITS as NEAR_DUPLICATE_BITS
+from deepcat.inference.listen import Spotting as Spotting
+from deepcat.inference.runtimes import DEVICES as DEVICES
+from deepcat.run_folder import model_source as model_source
+from deepcat.serving.limits import Limits as Limits
+from deepcat.serving.model_file import PRECISIONS as PRECISIONS
+
+VERBS: dict[str, Callable[..., Any]] = {  # `deepcat NAME ...` calls the function, in this order in --help
+    "train": train,
+    "evaluate": evaluate,
+    "predict": predict,
+    "export": export,
+    "serve": serve,
+    "check": check,
+    "shard": shard,
+    "explain": explain,
+    "listen": listen,
+    "report": report,
+    "lr-find": lr_find,
+    "tune": tune,
+    "label": label,
+}
+PYTHON_ONLY = {"load": load}  # a classifier object has no command-line form
+__all__ = [  # the verbs and `load` by their function names (deepcat.api.lr_find), then what they take and give
+    *(function.__name__ for function in (*VERBS.values(), *PYTHON_ONLY.values())),
+    "CheckResult",
     "DEVICES",
+    "Limits",
     "NEAR_DUPLICATE_BITS",
     "PRECISIONS",
-    "CheckResult",
-    "Limits",
-    "check",
-    "evaluate",
-    "explain",
-    "export",
-    "export_formats",
-    "label",
-    "listen",
-    "load",
-    "lr_find",
-    "model_source",
-    "predict",
-    "report",
-    "shard",
-    "serve",
+    "PYTHON_ONLY",
     "Spotting",
-    "train",
-    "tune",
+    "VERBS",
+    "export_formats",
+    "model_source",
 ]

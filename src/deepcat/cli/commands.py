@@ -1,12 +1,16 @@
-"""One function per verb: parsed flags in (`flags.api_options` reads them back into the verb's keyword arguments),
-a call of the Python API, what it returned printed. Nothing else."""
+"""What each sub-command runs: parsed flags in (`flags.api_options` reads them back into the verb's keyword
+arguments), a call of the Python API, what it returned printed. Nothing else. A verb whose printing says more than
+its result (`PRINTERS`) has its function here; any other verb of `deepcat.api.VERBS` runs through `call`."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import inspect
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +19,10 @@ from deepcat.cli.flags import api_options
 from deepcat.errors import DeepcatError
 
 __all__ = [
+    "PRINTERS",
+    "call",
     "check",
+    "command",
     "evaluate",
     "explain",
     "export",
@@ -206,4 +213,38 @@ def tune(args: argparse.Namespace) -> int:
             f"best validation accuracy {result.best_value:.4f}: {result.best_run}\n"
             f"reproduce it: deepcat train --config {result.best_config}\nreport: {result.folder / 'report.html'}"
         )
+    return 0
+
+
+PRINTERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "train": train,
+    "evaluate": evaluate,
+    "predict": predict,
+    "export": export,
+    "serve": serve,
+    "check": check,
+    "shard": shard,
+    "explain": explain,
+    "listen": listen,
+    "report": report,
+    "lr-find": lr_find,
+    "tune": tune,
+    "label": label,
+}
+
+
+def command(name: str, function: Callable[..., Any]) -> Callable[[argparse.Namespace], int]:
+    """What `deepcat NAME` runs: its printer, or `call` of its function."""
+    return PRINTERS.get(name) or functools.partial(call, function=function)
+
+
+def call(args: argparse.Namespace, *, function: Callable[..., Any]) -> int:
+    """Call `function` with the parsed positionals and flags, and print what it returns: nothing for None, a
+    dataclass as JSON, a list one item a line, anything else as `str` gives it."""
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    inputs = [getattr(args, n) for n, p in inspect.signature(function).parameters.items() if p.kind in positional]
+    result = function(*inputs, **api_options(args, function))
+    for item in result if isinstance(result, list) else [] if result is None else [result]:
+        is_record = dataclasses.is_dataclass(item) and not isinstance(item, type)
+        print(json.dumps(dataclasses.asdict(item), default=str) if is_record else item)
     return 0

@@ -1,24 +1,27 @@
-"""`build_parser`: one sub-command per verb of the Python API, its arguments generated from the verb's function.
+"""`build_parser`: one sub-command per verb of the Python API's registry (`deepcat.api.VERBS`), its arguments
+generated from the verb's function, so a verb registered there is a command without a line here.
 
 Each option is declared once, in `deepcat.api` (a keyword argument and its `Args:` entry) or in a dataclass
 (`TrainConfig`, the server's `Limits`, listening's `Spotting`); `flags.add_api_flags` writes its flag. What is
-written here is only what the command line has and Python has not: the sub-command's help, how positionals are
-typed (`predict [RUN | MODEL.onnx] IMAGES...`), a flag whose form differs (`--class-threshold six=0.9`), and the
-flags that choose how results are printed (`--json`, `--quiet`, `--top`). A test holds the two to the same names,
-types, defaults and help, and fails when an option is written here by hand.
+written here (`COMMANDS`) is only what the command line has and Python has not: the sub-command's help, how
+positionals are typed (`predict [RUN | MODEL.onnx] IMAGES...`), a flag whose form differs (`--class-threshold
+six=0.9`), and the flags that choose how results are printed (`--json`, `--quiet`, `--top`). A test holds the two
+to the same names, types, defaults and help, and fails when an option is written here by hand.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from deepcat import api
 from deepcat.cli import commands
 from deepcat.cli.flags import add_api_flags
 
-__all__ = ["CLI_ONLY", "VERBS", "build_parser"]
+__all__ = ["CLI_ONLY", "COMMANDS", "Command", "add_verb", "build_parser"]
 
 CLI_ONLY = {  # how results are printed
     "json": "print JSON instead of a table",
@@ -35,95 +38,8 @@ def _printing(parser: argparse.ArgumentParser, *names: str) -> None:
         parser.add_argument(f"--{name}", action="store_true", help=CLI_ONLY[name])
 
 
-def _train(sub: Sub[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "train",
-        help="train a classifier; prints the run folder",
-        description="Train a classifier on DATA. Every option can also live in a YAML --config.",
-    )
-    add_api_flags(
-        p, api.train, custom={"resume": {"metavar": "RUN"}, "from_run": {"names": ("--from",), "metavar": "RUN"}}
-    )
-    p.set_defaults(func=commands.train)
-
-
-def _evaluate(sub: Sub[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("evaluate", help="accuracy, per-class metrics and confusion matrix of a run")
-    add_api_flags(p, api.evaluate)
-    _printing(p, "json")
-    p.set_defaults(func=commands.evaluate)
-
-
-def _predict(sub: Sub[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "predict",
-        help="label images or sound clips; with no RUN, the pretrained cat / dog / neither model",
-        description="deepcat predict [RUN | MODEL.onnx] IMAGES...: files, folders or globs. "
-        "An exported .onnx/.ort (ONNX Runtime) or .xml (OpenVINO) runs without loading torch; "
-        ".pte runs on ExecuTorch.",
-    )
-    inputs = {"nargs": "+", "metavar": "[RUN | MODEL.onnx] IMAGES"}  # the model, when given, is the first
-    add_api_flags(p, api.predict, skip=("model",), custom={"inputs": inputs})
-    _printing(p, "json", "monitor")
-    p.set_defaults(func=commands.predict)
-
-
-def _export(sub: Sub[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "export",
-        help="ONNX, OpenVINO IR or ExecuTorch (fp32, int8), .ort for Android, or TorchScript; checked against PyTorch",
-    )
-    add_api_flags(p, api.export, custom={"format": {"choices": api.export_formats()}})
-    _printing(p, "quiet")
-    p.set_defaults(func=commands.export)
-
-
-def _serve(sub: Sub[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "serve",
-        help="REST API and web page for a run or an exported model",
-        description="Serve RUN, MODEL.onnx, or (with neither) the pretrained cat / dog / neither model.",
-    )
-    custom: dict[str, dict[str, Any]] = {
-        "model": {"metavar": "RUN | MODEL.onnx"},
-        "precision": {"choices": api.PRECISIONS},
-        "device": {"choices": api.DEVICES},
-    }
-    add_api_flags(p, api.serve, custom=custom)
-    p.set_defaults(func=commands.serve)
-
-
-def _check(sub: Sub[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "check",
-        help="audit data: unreadable files, duplicates, leaks, imbalance; label errors",
-        description="Audit DATA as `deepcat train` would split it. --fix writes a cleaned split CSV "
-        "(your files are not touched); --labels RUN finds likely mislabelled images.",
-    )
-    custom: dict[str, dict[str, Any]] = {"labels": {"metavar": "RUN"}, "output": {"names": ("--output", "--out")}}
-    add_api_flags(p, api.check, custom=custom)
-    p.add_argument("--top", type=int, default=20, help="suspected label errors to print (default: %(default)s)")
-    _printing(p, "quiet")
-    p.set_defaults(func=commands.check)
-
-
-def _shard(sub: Sub[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "shard",
-        help="write DATA as WebDataset tar shards (a folder or s3://...) that train streams",
-        description="Split DATA as `deepcat train` would and write each split as tar shards with a manifest and "
-        "the audit's facts. Then: deepcat train OUT.",
-    )
-    add_api_flags(p, api.shard)
-    _printing(p, "quiet")
-    p.set_defaults(func=commands.shard)
-
-
-def _explain(sub: Sub[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("explain", help="Grad-CAM heatmaps: where the model looked")
-    custom = {"images": {"nargs": "+"}, "output": {"more": "(default: RUN/explain)"}}
-    add_api_flags(p, api.explain, custom=custom)
-    p.set_defaults(func=commands.explain)
+def _top(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--top", type=int, default=20, help="suspected label errors to print (default: %(default)s)")
 
 
 class _ClassThreshold(argparse.Action):
@@ -140,70 +56,113 @@ class _ClassThreshold(argparse.Action):
         parser.error(f"{option_string} {values!r}: give CLASS=PROBABILITY, e.g. six=0.9")
 
 
-def _listen(sub: Sub[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("listen", help="keyword spotting: the words a sound model hears in a recording or live")
-    thresholds = {
-        "names": ("--class-threshold",),
-        "action": _ClassThreshold,
-        "metavar": "CLASS=P",
-        "type": str,
-        "more": "(repeat for more classes): --class-threshold six=0.9",
-    }
-    add_api_flags(p, api.listen, custom={"thresholds": thresholds})
-    _printing(p, "json", "quiet")
-    p.set_defaults(func=commands.listen)
+@dataclass(frozen=True)
+class Command:
+    """What a verb's sub-command says differently from its function; a verb without an entry in COMMANDS gets
+    the first sentence of its docstring as help, its flags generated, and its result printed as it comes."""
+
+    help: str | None = None
+    description: str | None = None
+    custom: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # a flag's own form: `add_api_flags`
+    skip: tuple[str, ...] = ()  # parameters the command reads its own way
+    printing: tuple[str, ...] = ()  # CLI_ONLY flags
+    more: Callable[[argparse.ArgumentParser], None] | None = None  # another flag that only chooses what is printed
 
 
-def _report(sub: Sub[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("report", help="(re)write RUN/report.html: data, curves, metrics, calibration, mistakes")
-    add_api_flags(p, api.report)
-    p.set_defaults(func=commands.report)
-
-
-def _lr_find(sub: Sub[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("lr-find", help="sweep the learning rate and suggest one")
-    add_api_flags(p, api.lr_find)
-    p.set_defaults(func=commands.lr_find)
-
-
-def _tune(sub: Sub[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "tune",
+COMMANDS: dict[str, Command] = {
+    "train": Command(
+        help="train a classifier; prints the run folder",
+        description="Train a classifier on DATA. Every option can also live in a YAML --config.",
+        custom={"resume": {"metavar": "RUN"}, "from_run": {"names": ("--from",), "metavar": "RUN"}},
+    ),
+    "evaluate": Command(help="accuracy, per-class metrics and confusion matrix of a run", printing=("json",)),
+    "predict": Command(
+        help="label images or sound clips; with no RUN, the pretrained cat / dog / neither model",
+        description="deepcat predict [RUN | MODEL.onnx] IMAGES...: files, folders or globs. "
+        "An exported .onnx/.ort (ONNX Runtime) or .xml (OpenVINO) runs without loading torch; "
+        ".pte runs on ExecuTorch.",
+        skip=("model",),  # the model, when given, is the first of the inputs
+        custom={"inputs": {"nargs": "+", "metavar": "[RUN | MODEL.onnx] IMAGES"}},
+        printing=("json", "monitor"),
+    ),
+    "export": Command(
+        help="ONNX, OpenVINO IR or ExecuTorch (fp32, int8), .ort for Android, or TorchScript; checked against PyTorch",
+        custom={"format": {"choices": api.export_formats()}},
+        printing=("quiet",),
+    ),
+    "serve": Command(
+        help="REST API and web page for a run or an exported model",
+        description="Serve RUN, MODEL.onnx, or (with neither) the pretrained cat / dog / neither model.",
+        custom={
+            "model": {"metavar": "RUN | MODEL.onnx"},
+            "precision": {"choices": api.PRECISIONS},
+            "device": {"choices": api.DEVICES},
+        },
+    ),
+    "check": Command(
+        help="audit data: unreadable files, duplicates, leaks, imbalance; label errors",
+        description="Audit DATA as `deepcat train` would split it. --fix writes a cleaned split CSV "
+        "(your files are not touched); --labels RUN finds likely mislabelled images.",
+        custom={"labels": {"metavar": "RUN"}, "output": {"names": ("--output", "--out")}},
+        printing=("quiet",),
+        more=_top,
+    ),
+    "shard": Command(
+        help="write DATA as WebDataset tar shards (a folder or s3://...) that train streams",
+        description="Split DATA as `deepcat train` would and write each split as tar shards with a manifest and "
+        "the audit's facts. Then: deepcat train OUT.",
+        printing=("quiet",),
+    ),
+    "explain": Command(
+        help="Grad-CAM heatmaps: where the model looked",
+        custom={"images": {"nargs": "+"}, "output": {"more": "(default: RUN/explain)"}},
+    ),
+    "listen": Command(
+        help="keyword spotting: the words a sound model hears in a recording or live",
+        custom={
+            "thresholds": {
+                "names": ("--class-threshold",),
+                "action": _ClassThreshold,
+                "metavar": "CLASS=P",
+                "type": str,
+                "more": "(repeat for more classes): --class-threshold six=0.9",
+            }
+        },
+        printing=("json", "quiet"),
+    ),
+    "report": Command(help="(re)write RUN/report.html: data, curves, metrics, calibration, mistakes"),
+    "lr-find": Command(help="sweep the learning rate and suggest one"),
+    "tune": Command(
         help="search hyper-parameters (Optuna) within a time or trial budget",
         description="Search the training options not given here, for --budget or --trials. The "
         "study lives in tunes/STUDY/ (OUTPUT/STUDY/ with --output; or --storage, a "
         "database shared by many machines); the same command again continues it.",
-    )
-    add_api_flags(p, api.tune)
-    p.set_defaults(func=commands.tune)
-
-
-def _label(sub: Sub[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "label",
+    ),
+    "label": Command(
         help="a local page to label a folder by keyboard, webcam or microphone, into DATA/labels.csv",
         description="Label DATA in the browser; every label is saved to DATA/labels.csv at once. Then: "
         "deepcat train DATA/labels.csv.",
-    )
-    add_api_flags(p, api.label, custom={"data": {"metavar": "DATA"}})
-    p.set_defaults(func=commands.label)
+        custom={"data": {"metavar": "DATA"}},
+    ),
+}
 
 
-VERBS: tuple[Callable[[Sub[argparse.ArgumentParser]], None], ...] = (
-    _train,
-    _evaluate,
-    _predict,
-    _export,
-    _serve,
-    _check,
-    _shard,
-    _explain,
-    _listen,
-    _report,
-    _lr_find,
-    _tune,
-    _label,
-)
+def first_sentence(function: Callable[..., Any]) -> str:
+    """A verb's help when COMMANDS has none: its docstring up to the first full stop, lower-cased."""
+    text = " ".join((inspect.getdoc(function) or "").split("\n\n")[0].split())
+    sentence = text.split(". ")[0].rstrip(".")
+    return sentence[:1].lower() + sentence[1:]
+
+
+def add_verb(sub: Sub[argparse.ArgumentParser], name: str, function: Callable[..., Any]) -> None:
+    """`deepcat NAME`: the flags of `function`, as COMMANDS says them, and the command that calls and prints."""
+    command = COMMANDS.get(name, Command())
+    p = sub.add_parser(name, help=command.help or first_sentence(function), description=command.description)
+    add_api_flags(p, function, skip=command.skip, custom=command.custom)
+    _printing(p, *command.printing)
+    if command.more is not None:
+        command.more(p)
+    p.set_defaults(func=commands.command(name, function))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -216,6 +175,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"deepcat {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in VERBS:
-        add(sub)
+    for name, function in api.VERBS.items():
+        add_verb(sub, name, function)
     return parser
