@@ -61,6 +61,7 @@ def test_label_by_keyboard_and_webcam_then_kill_the_server(tmp_path):
     data.mkdir()
     for i, png in enumerate(digit_pngs(6)):
         (data / f"img{i}.png").write_bytes(png)
+    (data / "zz-copy.png").write_bytes((data / "img0.png").read_bytes())  # for review: the same photo twice
     server, url = start_label_server(data, "--classes", "zero,one")
     driver = chrome(tmp_path / "profile", flags=FAKE_CAMERA)
     try:
@@ -82,6 +83,13 @@ def test_label_by_keyboard_and_webcam_then_kill_the_server(tmp_path):
         captured = wait_for(driver, "return document.body.dataset.captured", "the frame was not saved")
         wait_for(driver, "return document.body.dataset.pending === '0'", "a label is still being saved")
         status = driver.find_element(By.ID, "status").text
+
+        driver.find_element(By.CSS_SELECTOR, "#review-box summary").click()
+        driver.find_element(By.ID, "review").click()
+        group = "return [...document.querySelectorAll('#duplicates li')].map((li) => li.textContent).join('|')"
+        assert wait_for(driver, group, "no near duplicates listed", timeout=60) == "img0.png = zz-copy.png"
+        driver.find_element(By.CSS_SELECTOR, "#duplicates button[data-path='zz-copy.png']").click()
+        wait_for(driver, "return document.body.dataset.current === 'zz-copy.png'", "a listed input was not shown")
     finally:
         driver.quit()
         server.send_signal(signal.SIGKILL)

@@ -85,3 +85,26 @@ def test_pre_labels_are_accepted_in_bulk_at_the_error_rate_asked(zeros_and_ones)
     assert found["accepted"] == len(accepted) > 10, found
     wrong = sum(label != truth[p] for p, label in accepted.items())
     assert wrong <= 0.1 * len(accepted) + 1, f"{wrong} of {len(accepted)} accepted pre-labels wrong"
+
+
+def test_review_lists_the_labels_the_model_doubts_and_the_near_duplicates(zeros_and_ones):
+    """Two of 20 labels flipped on purpose are among the labels the model doubts, each with its true class; a
+    photo saved twice (once a little brighter) is a group of near duplicates once the search has read the files."""
+    root, truth = zeros_and_ones
+    image = Image.open(root / "000.png")
+    image.point(lambda v: min(255, v + 3)).save(root / "zz-brighter.png")
+    session = open_session(root, classes=["zero", "one"])
+    zeros = [p for p, label in truth.items() if label == "zero"][:10]
+    ones = [p for p, label in truth.items() if label == "one"][:10]
+    flipped = {zeros[0]: "one", ones[0]: "zero"}
+    with TestClient(create_label_app(session), base_url=LOCAL) as c:
+        wait(lambda: c.get("/v1/progress").json()["finished"], "features for 61 digits")
+        assert c.get("/v1/review").json()["doubted"] == []  # nothing labelled, nothing to doubt
+        for name in zeros + ones:
+            c.post("/v1/label", json={"path": name, "label": flipped.get(name, truth[name])})
+        found = wait(lambda: (r := c.get("/v1/review").json())["near_duplicates"] is not None and r, "the search")
+    doubted = {d["path"]: d for d in found["doubted"]}
+    assert set(flipped) <= set(doubted), found["doubted"]
+    assert all(doubted[p]["model_says"] == truth[p] and doubted[p]["label"] == flipped[p] for p in flipped)
+    assert len(doubted) <= 6, f"{len(doubted)} of 20 labels doubted, 2 of them wrong"
+    assert ["000.png", "zz-brighter.png"] in found["near_duplicates"]

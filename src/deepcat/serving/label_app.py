@@ -164,6 +164,11 @@ def _routes(app: FastAPI, session: LabelSession, api_key: str | None) -> None:
         p = session.progress()
         return {"stage": p.stage, "done": p.done, "total": p.total, "failed": p.failed, "finished": p.finished}
 
+    @app.get("/v1/review", summary="Labels the model doubts, and near-duplicate inputs (null while searched)")
+    def review(request: Request) -> dict[str, Any]:
+        requests.authorise(request, api_key)
+        return session.review()
+
     @app.get("/v1/corrupt", summary="The unreadable inputs found so far")
     def corrupt(request: Request) -> dict[str, Any]:
         requests.authorise(request, api_key)

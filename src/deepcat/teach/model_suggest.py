@@ -105,6 +105,25 @@ class ModelSuggester:
         found = bulk_accept(calibration_probs=_out_of_fold(x, y), calibration_labels=y, pool_probs=probs, alpha=alpha)
         return {int(pool[i]): names[int(probs[i].argmax())] for i in found.accepted}, found.message
 
+    def doubted(
+        self, paths: Sequence[str], labels: Sequence[str | None], classes: Sequence[str]
+    ) -> list[tuple[int, str, float]]:
+        """cleanlab's confident learning on the quick head's out-of-fold probabilities of the labelled inputs with
+        features (`review.likely_label_errors`); [] until two classes have two labels each."""
+        from deepcat.teach.review import likely_label_errors
+
+        with self._lock:
+            self._grow(paths)
+            have, stored = self.have[: len(paths)].copy(), self.features
+        rows = [i for i, label in enumerate(labels) if label in classes and have[i]]
+        names = sorted({str(labels[i]) for i in rows}, key=list(classes).index)
+        y = np.array([names.index(str(labels[i])) for i in rows], np.int64)
+        if stored is None or len(names) < 2 or np.bincount(y).min() < 2:
+            return []
+        probs = _out_of_fold(stored[rows].astype(np.float32), y)
+        found = likely_label_errors(labels=y, probs=probs)
+        return [(rows[i], names[int(probs[i].argmax())], float(probs[i].max())) for i in found]
+
     def progress(self) -> Progress:
         with self._lock:
             done = int(self.have.sum()) + len(self.bad)

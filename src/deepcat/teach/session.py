@@ -75,6 +75,8 @@ class LabelSession:
         self._lock = threading.Lock()  # paths and classes grow from request threads
         self.classes = list(dict.fromkeys(classes))
         self.suggester = suggester(list(self._absolute), kind, self.root)
+        self._duplicates: tuple[int, list[list[str]]] | None = None  # (inputs searched, groups of paths)
+        self._searching: threading.Thread | None = None
 
     def summary(self) -> dict[str, object]:
         """What the page shows at its top: the folder, the CSV, the kind, the classes and how many are labelled."""
@@ -163,6 +165,42 @@ class LabelSession:
             self._absolute.append(str(path))
         self.add_class(label)
         return self.label(relative, label)
+
+    def review(self) -> dict[str, object]:
+        """What to look at again: the labelled inputs whose label the model doubts (most doubtful first, with the
+        class it gives them) and the groups of near-duplicate inputs. The near-duplicate search reads every file
+        once, in the background: `near_duplicates` is None until it has finished (ask again), and it is searched
+        again when captures have added inputs."""
+        paths, labels = self._view()
+        doubted = self.suggester.doubted(paths, labels, list(self.classes))
+        return {
+            "doubted": [
+                {"path": self.paths[i], "label": labels[i], "model_says": says, "probability": round(prob, 4)}
+                for i, says, prob in doubted
+            ],
+            "near_duplicates": self._near_duplicates(),
+        }
+
+    def _near_duplicates(self) -> list[list[str]] | None:
+        """The last finished search's groups if it covered every input, else None (a search is started)."""
+        from deepcat.teach.review import near_duplicates
+
+        with self._lock:
+            count = len(self.paths)
+            if self._duplicates is not None and self._duplicates[0] == count:
+                return self._duplicates[1]
+            if self._searching is not None and self._searching.is_alive():
+                return None
+            relative, absolute = list(self.paths), list(self._absolute)
+
+            def search() -> None:
+                found = near_duplicates(items=absolute, kind=self.kind.name)
+                with self._lock:
+                    self._duplicates = (len(relative), [[relative[i] for i in group] for group in found])
+
+            self._searching = threading.Thread(target=search, name="deepcat near duplicates", daemon=True)
+            self._searching.start()
+        return None
 
     def progress(self) -> Progress:
         return self.suggester.progress()

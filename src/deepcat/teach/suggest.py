@@ -9,7 +9,8 @@ corrupt ones. A suggester with a model (`model_suggest.ModelSuggester`) keeps th
 - `refit`: fit a quick head on the features of the labelled inputs (the classes with labels; `NONE_OF_THESE`
   left out);
 - `suggest`: the head's probabilities for the inputs with features, an active-learning choice of which to show
-  (`labelled` excluded), and each one's top class and probability as pre-label; before any fit, no pre-labels.
+  (`labelled` excluded), and each one's top class and probability as pre-label; before any fit, no pre-labels;
+- `doubted`: the labelled inputs whose label the head, fitted without them, contradicts (for review).
 
 `session.make_suggester` is where the page gets its suggester.
 """
@@ -60,6 +61,14 @@ class Suggester(Protocol):
     ) -> tuple[dict[int, str], str]:
         """The unlabelled inputs whose pre-label can be accepted at error rate `alpha` (index -> class), and a
         sentence for the page; a DeepcatError when it cannot (no model, too few labels: it says how many)."""
+        ...
+
+    def doubted(
+        self, paths: Sequence[str], labels: Sequence[str | None], classes: Sequence[str]
+    ) -> list[tuple[int, str, float]]:
+        """Labelled inputs whose label the model doubts, most doubtful first: (index, the class the model gives
+        it, that class's probability), from probabilities of a head fitted without the input; [] without a model
+        or while too few are labelled."""
         ...
 
     def progress(self) -> Progress:
@@ -114,6 +123,11 @@ class FolderOrder:
             "accepting pre-labels in bulk needs the page's model: start `deepcat label` without --model none, on "
             "a folder of images"
         )
+
+    def doubted(
+        self, paths: Sequence[str], labels: Sequence[str | None], classes: Sequence[str]
+    ) -> list[tuple[int, str, float]]:
+        return []  # no model to doubt a label with
 
     def progress(self) -> Progress:
         return self.checked.progress()
