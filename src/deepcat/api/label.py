@@ -33,7 +33,9 @@ def label(
         modality: kind of input: auto (the kind most of DATA's files are) or a registered kind (image, audio).
         model: auto: for images, a pretrained backbone embeds every input in the background (cached in
             DATA/.deepcat) and a quick head, refit after each label, pre-labels the inputs and picks the ones to
-            ask next (cats and dogs get ImageNet's pre-labels before the first label); none: folder order.
+            ask next (cats and dogs get ImageNet's pre-labels before the first label); speaker: for sound clips
+            whose classes are people, a speaker encoder's features do the same (`pip install --no-deps
+            resemblyzer==0.1.4`); none: folder order (sound clips under auto too).
 
     Returns:
         Nothing; it serves the page until interrupted.

@@ -13,26 +13,33 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from deepcat.errors import DeepcatError
 from deepcat.teach.background import Progress
-from deepcat.teach.features import FeatureCache, cats_and_dogs
+from deepcat.teach.features import Embedding, FeatureCache, cats_and_dogs
 from deepcat.teach.quick import QuickHead, fit_quick
 from deepcat.teach.suggest import Suggestions
 
-__all__ = ["CHUNK", "POOL", "ModelSuggester", "model_suggester"]
+__all__ = ["CHUNK", "POOL", "Features", "ModelSuggester", "model_suggester"]
 
 CHUNK = 32  # inputs embedded per step of the background pass: one backbone batch
 POOL = 5000  # unlabelled inputs a request chooses among (a fixed random sample of a larger folder)
 ZERO_SHOT = ("cat", "dog", "neither")  # the classes the ImageNet head can pre-label (cats_and_dogs's columns)
 
 
-class ModelSuggester:
-    """`Suggester` with a pretrained backbone's features and a quick head (see the module's docstring)."""
+class Features(Protocol):
+    """Where the features come from: a `FeatureCache` (images) or `voices.SpeakerFeatures` (who speaks)."""
 
-    def __init__(self, paths: Sequence[str], cache: FeatureCache):
+    def features(self, paths: Sequence[str | Path], *, progress: bool = True) -> Embedding: ...
+
+
+class ModelSuggester:
+    """`Suggester` with a pretrained network's features and a quick head (see the module's docstring)."""
+
+    def __init__(self, paths: Sequence[str], cache: Features):
         self.cache = cache
         self.paths = list(paths)
         self.row = {p: i for i, p in enumerate(self.paths)}
@@ -202,7 +209,7 @@ class ModelSuggester:
         if head is not None:
             return head.predict_proba(features), list(head.classes)
         zero_shot = [c for c in ZERO_SHOT if c in classes]
-        if {"cat", "dog"} <= set(zero_shot):
+        if {"cat", "dog"} <= set(zero_shot) and isinstance(self.cache, FeatureCache):  # an ImageNet backbone's
             columns = [ZERO_SHOT.index(c) for c in zero_shot]
             probs = cats_and_dogs(self.cache.imagenet(features))[:, columns]
             return probs / probs.sum(1, keepdims=True), zero_shot

@@ -26,15 +26,24 @@ from deepcat.teach.suggest import FolderOrder, Suggester
 __all__ = ["MODELS", "Item", "LabelSession", "UnknownInput", "make_suggester", "open_session"]
 
 LABELS_CSV = "labels.csv"
-MODELS = ("auto", "none")  # `deepcat label --model`: a pretrained backbone's help, or folder order
+MODELS = ("auto", "speaker", "none")  # `deepcat label --model`: a pretrained network's help, or folder order
 
 
 def make_suggester(paths: Sequence[str], kind: InputKind, root: Path, model: str = "auto") -> Suggester:
     """The suggester `deepcat label` starts with, over `paths` (absolute) of `kind` under DATA (`root`): with
     `model` auto, images get a pretrained backbone's features and a quick head (`model_suggest.ModelSuggester`);
-    `none`, and sound clips (no pretrained sound model ships), are shown in folder order."""
+    `speaker`, sound clips get a speaker encoder's (`voices.SpeakerFeatures`: classes are people); `none`, and
+    sound clips under auto (no pretrained model of words ships), are shown in folder order."""
     if model not in MODELS:
         raise DeepcatError(f"model must be one of {', '.join(MODELS)}; received {model!r}")
+    if model == "speaker":
+        from deepcat.teach.model_suggest import ModelSuggester
+        from deepcat.teach.voices import SpeakerFeatures, weights_file
+
+        if kind.name != "audio":
+            raise DeepcatError(f"--model speaker tells voices apart; {root} holds {kind.name} inputs. Use auto")
+        weights_file()  # refused at start, with how to install it, rather than on the page
+        return ModelSuggester(paths, SpeakerFeatures())
     if model == "auto" and kind.name == "image":
         from deepcat.teach.model_suggest import model_suggester
 
