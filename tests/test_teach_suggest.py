@@ -4,6 +4,7 @@ a quick head refit after the labels, pre-labels a user can accept, and the page'
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -108,3 +109,37 @@ def test_review_lists_the_labels_the_model_doubts_and_the_near_duplicates(zeros_
     assert all(doubted[p]["model_says"] == truth[p] and doubted[p]["label"] == flipped[p] for p in flipped)
     assert len(doubted) <= 6, f"{len(doubted)} of 20 labels doubted, 2 of them wrong"
     assert ["000.png", "zz-brighter.png"] in found["near_duplicates"]
+
+
+def test_a_run_you_trained_gives_the_page_its_features(tmp_path):
+    """`deepcat label DATA --model RUN`: a small CNN trained on the digits embeds a flat folder of digit files for
+    the page's head, so two labels a class pre-label the rest; a run of another kind of input is refused."""
+    import deepcat
+    from deepcat.errors import DeepcatError
+    from deepcat.inputs import input_kind
+    from deepcat.teach.session import make_suggester
+
+    run = deepcat.train("digits", output=str(tmp_path / "runs"), name="d", epochs=3, progress=False)
+    digits = load_digits()
+    root, truth = tmp_path / "flat", {}
+    root.mkdir()
+    for digit, name in ((0, "zero"), (1, "one"), (7, "seven")):
+        for n, image in enumerate(digits.images[digits.target == digit][-20:]):
+            Image.fromarray(np.clip(image * 16, 0, 255).astype(np.uint8)).save(root / f"{n:02d}-{digit * 37 % 10}.png")
+            truth[f"{n:02d}-{digit * 37 % 10}.png"] = name
+    session = open_session(root, classes=["zero", "one", "seven"], suggester=partial(make_suggester, model=str(run)))
+    with TestClient(create_label_app(session), base_url=LOCAL) as c:
+        wait(lambda: c.get("/v1/progress").json()["finished"], "features for 60 digits")
+        labelled = [p for name in ("zero", "one", "seven") for p in sorted(truth) if truth[p] == name][::10]
+        for path in labelled:
+            c.post("/v1/label", json={"path": path, "label": truth[path]})
+
+        def pre_labelled():
+            items = c.get("/v1/next", params={"count": 20}).json()["items"]
+            return items if items and all(item["prelabel"] for item in items) else None
+
+        items = wait(pre_labelled, "pre-labels once the head is fitted")
+    right = sum(item["prelabel"] == truth[item["path"]] for item in items)
+    assert len(labelled) == 6 and right >= 18, f"{right} of 20 pre-labels right after 2 labels a class"
+    with pytest.raises(DeepcatError, match="trained on image inputs"):
+        make_suggester([], input_kind("audio"), root, model=str(run))

@@ -35,7 +35,8 @@ def label(
             DATA/.deepcat) and a quick head, refit after each label, pre-labels the inputs and picks the ones to
             ask next (cats and dogs get ImageNet's pre-labels before the first label); speaker: for sound clips
             whose classes are people, a speaker encoder's features do the same (`pip install --no-deps
-            resemblyzer==0.1.4`); none: folder order (sound clips under auto too).
+            resemblyzer==0.1.4`); a run folder: the features of a run you trained on data like DATA's (for clips of
+            words, `deepcat train spoken-commands`); none: folder order (sound clips under auto too).
 
     Returns:
         Nothing; it serves the page until interrupted.

@@ -173,11 +173,11 @@ class ModelSuggester:
                     self.bad.update({p: f"features: {e}" for p in todo})
                 continue
             with self._lock:
-                if self.features is None:
+                if self.features is None and found.ok.any():  # the width of the first readable batch
                     self.features = np.zeros((len(self.paths), found.features.shape[1]), np.float16)
                 self._grow(self.paths)
                 for path, ok, row in zip(todo, found.ok, found.features):
-                    if ok:
+                    if ok and self.features is not None:
                         self.features[self.row[path]] = row
                         self.have[self.row[path]] = True
                 self.bad.update({str(path): reason for path, reason in found.bad})

@@ -32,10 +32,16 @@ MODELS = ("auto", "speaker", "none")  # `deepcat label --model`: a pretrained ne
 def make_suggester(paths: Sequence[str], kind: InputKind, root: Path, model: str = "auto") -> Suggester:
     """The suggester `deepcat label` starts with, over `paths` (absolute) of `kind` under DATA (`root`): with
     `model` auto, images get a pretrained backbone's features and a quick head (`model_suggest.ModelSuggester`);
-    `speaker`, sound clips get a speaker encoder's (`voices.SpeakerFeatures`: classes are people); `none`, and
-    sound clips under auto (no pretrained model of words ships), are shown in folder order."""
+    `speaker`, sound clips get a speaker encoder's (`voices.SpeakerFeatures`: classes are people); a run folder,
+    its network's (`run_features.RunFeatures`: for clips of words, a run trained on words); `none`, and sound
+    clips under auto (no pretrained model of words ships), are shown in folder order."""
+    if model not in MODELS and (Path(model) / "model.json").is_file():  # a run folder: its network's features
+        from deepcat.teach.model_suggest import ModelSuggester
+        from deepcat.teach.run_features import RunFeatures
+
+        return ModelSuggester(paths, RunFeatures(model, kind.name))
     if model not in MODELS:
-        raise DeepcatError(f"model must be one of {', '.join(MODELS)}; received {model!r}")
+        raise DeepcatError(f"model must be one of {', '.join(MODELS)} or a run folder; received {model!r}")
     if model == "speaker":
         from deepcat.teach.model_suggest import ModelSuggester
         from deepcat.teach.voices import SpeakerFeatures, weights_file
