@@ -14,6 +14,7 @@ import importlib
 import importlib.util
 import inspect
 import json
+import re
 import types
 import typing
 from pathlib import Path
@@ -165,8 +166,28 @@ def test_train_options_are_train_config():
     assert all(options[name] == hints[name] for name in options), "TrainOptions types differ from TrainConfig"
 
 
-def test_every_verb_is_an_api_function():
-    assert set(deepcat.__all__) - {"TrainConfig", "DeepcatError"} - set(api.PYTHON_ONLY) == set(sub_parsers())
+def test_every_verb_is_registered_a_command_and_typed():
+    """Every public function of `deepcat/api/*.py` is in the registry (or Python-only), every registered verb is a
+    sub-command, the CLI's own tables name only registered verbs, and type checkers see each name `deepcat`
+    answers at run time (its TYPE_CHECKING imports, which no registry can give them)."""
+    from deepcat.cli.commands import PRINTERS
+    from deepcat.cli.parser import COMMANDS
+
+    registered = {f.__name__ for f in (*api.VERBS.values(), *api.PYTHON_ONLY.values())}
+    modules = {p.stem for p in (SRC / "api").glob("*.py")} - {"__init__"}
+    defined = {
+        name
+        for module in modules
+        for name, f in vars(importlib.import_module(f"deepcat.api.{module}")).items()
+        if inspect.isfunction(f) and f.__module__ == f"deepcat.api.{module}" and name == module
+    }
+    assert defined == registered
+    assert set(api.VERBS) == set(build_parser()._subparsers._group_actions[0].choices)
+    assert set(COMMANDS) | set(PRINTERS) <= set(api.VERBS)
+    source = (SRC / "__init__.py").read_text().split("if TYPE_CHECKING:", 1)[1].split("\n\n", 1)[0]
+    typed = set(re.findall(r"from deepcat\.api import (\w+) as", source))
+    assert typed == registered
+    assert set(deepcat.__all__) == registered | {"TrainConfig", "DeepcatError"}
 
 
 @pytest.mark.parametrize("verb", VERBS)

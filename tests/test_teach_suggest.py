@@ -112,20 +112,25 @@ def test_review_lists_the_labels_the_model_doubts_and_the_near_duplicates(zeros_
 
 
 def test_a_run_you_trained_gives_the_page_its_features(tmp_path):
-    """`deepcat label DATA --model RUN`: a small CNN trained on the digits embeds a flat folder of digit files for
-    the page's head, so two labels a class pre-label the rest; a run of another kind of input is refused."""
+    """`deepcat label DATA --model RUN`: a small CNN trained on 30 digits a class embeds a flat folder of 20 other
+    digits a class for the page's head, so two labels a class pre-label the rest; a run of another kind of input is
+    refused."""
+    from conftest import write_digits
+
     import deepcat
     from deepcat.errors import DeepcatError
     from deepcat.inputs import input_kind
     from deepcat.teach.session import make_suggester
 
-    run = deepcat.train("digits", output=str(tmp_path / "runs"), name="d", epochs=3, progress=False)
+    trained_on = write_digits(tmp_path / "sorted", classes=(0, 1, 7), per_class=30, size=16)  # the first 30 a class
+    run = deepcat.train(str(trained_on), output=str(tmp_path / "runs"), name="d", epochs=5, progress=False)
     digits = load_digits()
     root, truth = tmp_path / "flat", {}
     root.mkdir()
     for digit, name in ((0, "zero"), (1, "one"), (7, "seven")):
-        for n, image in enumerate(digits.images[digits.target == digit][-20:]):
-            Image.fromarray(np.clip(image * 16, 0, 255).astype(np.uint8)).save(root / f"{n:02d}-{digit * 37 % 10}.png")
+        for n, image in enumerate(digits.images[digits.target == digit][-20:]):  # none of the run's 30
+            pixels = Image.fromarray(np.clip(image * 16, 0, 255).astype(np.uint8)).resize((16, 16), Image.BILINEAR)
+            pixels.save(root / f"{n:02d}-{digit * 37 % 10}.png")
             truth[f"{n:02d}-{digit * 37 % 10}.png"] = name
     session = open_session(root, classes=["zero", "one", "seven"], suggester=partial(make_suggester, model=str(run)))
     with TestClient(create_label_app(session), base_url=LOCAL) as c:
@@ -140,6 +145,6 @@ def test_a_run_you_trained_gives_the_page_its_features(tmp_path):
 
         items = wait(pre_labelled, "pre-labels once the head is fitted")
     right = sum(item["prelabel"] == truth[item["path"]] for item in items)
-    assert len(labelled) == 6 and right >= 18, f"{right} of 20 pre-labels right after 2 labels a class"
+    assert len(labelled) == 6 and right >= 17, f"{right} of 20 pre-labels right after 2 labels a class"
     with pytest.raises(DeepcatError, match="trained on image inputs"):
         make_suggester([], input_kind("audio"), root, model=str(run))

@@ -29,7 +29,8 @@ WORDS = ("apple", "river", "garden", "window", "yellow", "table", "morning", "si
 
 def test_the_front_end_computes_what_librosa_computes():
     """The encoder was trained on librosa's power mel spectrogram: figures librosa 0.11 gives for the same settings
-    (its filters' peaks, and a 1 kHz tone's frame), held here so that CI checks them without librosa."""
+    (its filters' peaks, and a 1 kHz tone's frame away from the edges, where the padding differs), held here so
+    that CI checks them without librosa."""
     filters = voices._mel_filters()[[0, 10, 20, 30, 39]]
     assert filters.argmax(1).tolist() == [2, 20, 44, 94, 185]
     assert filters.max(1) == pytest.approx([0.01240452, 0.01187949, 0.00719192, 0.00335015, 0.00172494], rel=1e-5)
@@ -57,7 +58,8 @@ def test_without_the_weights_the_page_says_how_to_get_them(monkeypatch, tmp_path
 
 @pytest.fixture
 def four_voices(tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    """32 clips, flat: eight words in each of four espeak-ng voices, and who speaks in each."""
+    """32 clips, flat: eight words in each of four espeak-ng voices, and who speaks in each (the file names say
+    it too, but the page reads only the sound)."""
     from deepcat.data.spoken_digits import espeak, trimmed
     from deepcat.inputs.audio import read_clip
 
@@ -66,7 +68,7 @@ def four_voices(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     for w, word in enumerate(WORDS):
         for name, voice in VOICES.items():
             samples, rate = espeak(voice, word, 175, 50)
-            path = root / f"{w}-{name[0]}{w}.wav"  # the name says the word's number, not the voice
+            path = root / f"{w}-{name}.wav"
             sf.write(path, trimmed(samples), rate)
             truth[path.name] = name
     assert read_clip(next(iter(root.iterdir()))).ndim == 1

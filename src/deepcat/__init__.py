@@ -21,8 +21,21 @@ from deepcat.version import __version__ as __version__
 
 _ELSEWHERE = {"TrainConfig": "deepcat.config", "DeepcatError": "deepcat.errors"}
 
-if TYPE_CHECKING:
-    from deepcat.api import *  # noqa: F403 (every verb and `load`, typed)
+if TYPE_CHECKING:  # for type checkers, the names `deepcat.api.VERBS` holds (a test keeps the two the same)
+    from deepcat.api import check as check
+    from deepcat.api import evaluate as evaluate
+    from deepcat.api import explain as explain
+    from deepcat.api import export as export
+    from deepcat.api import label as label
+    from deepcat.api import listen as listen
+    from deepcat.api import load as load
+    from deepcat.api import lr_find as lr_find
+    from deepcat.api import predict as predict
+    from deepcat.api import report as report
+    from deepcat.api import serve as serve
+    from deepcat.api import shard as shard
+    from deepcat.api import train as train
+    from deepcat.api import tune as tune
     from deepcat.config import TrainConfig as TrainConfig
     from deepcat.errors import DeepcatError as DeepcatError
 

@@ -8,9 +8,11 @@ the server's `Limits`; listening's `Spotting`) are declared there. Each function
 (predict, load, listen), exporting/ (export), serving/ (serve, label). Heavy libraries load inside each function, so
 `import deepcat` stays instant.
 
-`VERBS` is the registry: a new verb is one module here (its function) and its line in `VERBS` (with the import
-that names it). `deepcat.<verb>`, the `deepcat <verb>` sub-command (its flags generated, its result printed) and
-the API reference page all come from it; `deepcat.cli` only adds what a command line says differently.
+`VERBS` is the registry: a new verb is one module here (its function) and its line in `VERBS`, with the import
+that names it. `deepcat.<verb>`, the `deepcat <verb>` sub-command (its flags generated, its result printed) and
+the API reference page all come from it; `deepcat.cli` only adds what a command line says differently. Type
+checkers cannot read a registry, so `deepcat/__init__.py` also names the verb for them (a test holds it to
+`VERBS`).
 """
 
 from __future__ import annotations

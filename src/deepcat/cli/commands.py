@@ -26,12 +26,9 @@ __all__ = [
     "evaluate",
     "explain",
     "export",
-    "label",
     "listen",
     "lr_find",
     "predict",
-    "report",
-    "serve",
     "shard",
     "train",
     "tune",
@@ -122,11 +119,6 @@ def export(args: argparse.Namespace) -> int:
     return 0
 
 
-def serve(args: argparse.Namespace) -> int:
-    api.serve(args.model, **api_options(args, api.serve))
-    return 0
-
-
 def shard(args: argparse.Namespace) -> int:
     out = api.shard(args.data, **api_options(args, api.shard), progress=not args.quiet)
     print(f"shards: {out}; train on them with `deepcat train {out}`")
@@ -164,11 +156,6 @@ def explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def label(args: argparse.Namespace) -> int:
-    api.label(args.data, **api_options(args, api.label))
-    return 0
-
-
 def listen(args: argparse.Namespace) -> int:
     options = api_options(args, api.listen)
     if args.mic:
@@ -194,11 +181,6 @@ def _detection(d: Any) -> str:
     return f"{d.seconds:9.2f} s  {d.label}  ({d.score:.2f})"
 
 
-def report(args: argparse.Namespace) -> int:
-    print(api.report(args.run))
-    return 0
-
-
 def lr_find(args: argparse.Namespace) -> int:
     result = api.lr_find(args.data, **api_options(args, api.lr_find))
     print(f"suggested learning rate: {result.suggested_lr:.2e}  (plot: {result.plot})")
@@ -221,15 +203,12 @@ PRINTERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "evaluate": evaluate,
     "predict": predict,
     "export": export,
-    "serve": serve,
     "check": check,
     "shard": shard,
     "explain": explain,
     "listen": listen,
-    "report": report,
     "lr-find": lr_find,
     "tune": tune,
-    "label": label,
 }
 
 

@@ -1,6 +1,7 @@
-"""The labelling page's suggester with a model: features for every input in the background (the feature cache),
-a quick head refit after each label, and the next inputs chosen by `choose.next_to_label` (uncertain, and unlike
-what is labelled); each shown input's pre-label is the head's top class and its probability.
+"""The labelling page's suggester with a model: features for every input in the background (from a `Features`
+source: the feature cache of a pretrained backbone, a speaker encoder, or a run you trained), a quick head refit
+after each label, and the next inputs chosen by `choose.next_to_label` (uncertain, and unlike what is labelled);
+each shown input's pre-label is the head's top class and its probability.
 
 Before the first label, the pretrained backbone's own ImageNet head gives pre-labels where the classes are cats and
 dogs (cat, dog, and neither when that is a class), and the inputs are chosen to cover the data (k-center). The
@@ -31,7 +32,9 @@ ZERO_SHOT = ("cat", "dog", "neither")  # the classes the ImageNet head can pre-l
 
 
 class Features(Protocol):
-    """Where the features come from: a `FeatureCache` (images) or `voices.SpeakerFeatures` (who speaks)."""
+    """Where the features come from: a `FeatureCache` (a pretrained backbone's, for images), `voices.SpeakerFeatures`
+    (who speaks) or `run_features.RunFeatures` (a run you trained). A source with an `imagenet(features)` method
+    also pre-labels cats and dogs before the first label."""
 
     def features(self, paths: Sequence[str | Path], *, progress: bool = True) -> Embedding: ...
 
@@ -39,8 +42,8 @@ class Features(Protocol):
 class ModelSuggester:
     """`Suggester` with a pretrained network's features and a quick head (see the module's docstring)."""
 
-    def __init__(self, paths: Sequence[str], cache: Features):
-        self.cache = cache
+    def __init__(self, paths: Sequence[str], source: Features):
+        self.source = source
         self.paths = list(paths)
         self.row = {p: i for i, p in enumerate(self.paths)}
         self.features: np.ndarray | None = None  # (n, D) float16, allocated with the first batch
@@ -116,17 +119,19 @@ class ModelSuggester:
         self, paths: Sequence[str], labels: Sequence[str | None], classes: Sequence[str]
     ) -> list[tuple[int, str, float]]:
         """cleanlab's confident learning on the quick head's out-of-fold probabilities of the labelled inputs with
-        features (`review.likely_label_errors`); [] until two classes have two labels each."""
+        features (`review.likely_label_errors`), over the classes labelled at least twice; [] until two are."""
         from deepcat.teach.review import likely_label_errors
 
         with self._lock:
             self._grow(paths)
             have, stored = self.have[: len(paths)].copy(), self.features
         rows = [i for i, label in enumerate(labels) if label in classes and have[i]]
-        names = sorted({str(labels[i]) for i in rows}, key=list(classes).index)
-        y = np.array([names.index(str(labels[i])) for i in rows], np.int64)
-        if stored is None or len(names) < 2 or np.bincount(y).min() < 2:
+        counts = {name: sum(1 for i in rows if labels[i] == name) for name in classes}
+        names = [name for name in classes if counts[name] >= 2]  # a class labelled once cannot be held out
+        rows = [i for i in rows if labels[i] in names]
+        if stored is None or len(names) < 2:
             return []
+        y = np.array([names.index(str(labels[i])) for i in rows], np.int64)
         probs = _out_of_fold(stored[rows].astype(np.float32), y)
         found = likely_label_errors(labels=y, probs=probs)
         return [(rows[i], names[int(probs[i].argmax())], float(probs[i].max())) for i in found]
@@ -167,7 +172,7 @@ class ModelSuggester:
                     return
                 continue
             try:
-                found = self.cache.features(todo, progress=False)
+                found = self.source.features(todo, progress=False)
             except Exception as e:  # the backbone itself failed: every input waits, the page says why
                 with self._lock:
                     self.bad.update({p: f"features: {e}" for p in todo})
@@ -209,9 +214,10 @@ class ModelSuggester:
         if head is not None:
             return head.predict_proba(features), list(head.classes)
         zero_shot = [c for c in ZERO_SHOT if c in classes]
-        if {"cat", "dog"} <= set(zero_shot) and isinstance(self.cache, FeatureCache):  # an ImageNet backbone's
+        imagenet = getattr(self.source, "imagenet", None)  # a source with an ImageNet head can pre-label pets
+        if {"cat", "dog"} <= set(zero_shot) and imagenet is not None:
             columns = [ZERO_SHOT.index(c) for c in zero_shot]
-            probs = cats_and_dogs(self.cache.imagenet(features))[:, columns]
+            probs = cats_and_dogs(imagenet(features))[:, columns]
             return probs / probs.sum(1, keepdims=True), zero_shot
         return None, []
 

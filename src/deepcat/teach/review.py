@@ -9,7 +9,7 @@ fronts import it (tests/test_architecture.py).
 
 from __future__ import annotations
 
-import multiprocessing
+import threading
 
 import numpy as np
 
@@ -21,11 +21,13 @@ from deepcat.inputs import input_kind
 
 __all__ = ["likely_label_errors", "near_duplicates", "out_of_fold_probs"]
 
+_CLEANLAB = threading.Lock()
+
 
 def out_of_fold_probs(*, features: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0) -> np.ndarray:
     """(n, k) each labelled input's probabilities from a linear head fitted without it (stratified k-fold, k at
     most the smallest class's count and at least 2). The labels must hold every class at least twice.
-    When teach.quick lands, its head is the one to fit here."""
+    (The page's own review uses its quick head instead: `model_suggest.ModelSuggester.doubted`.)"""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
@@ -55,9 +57,10 @@ def likely_label_errors(*, labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """
     from cleanlab.filter import find_label_issues
 
-    # cleanlab's worker processes read the parent's globals: only under fork do they exist (as in label_errors)
-    jobs = None if multiprocessing.get_start_method() == "fork" else 1
-    found = find_label_issues(labels, probs, return_indices_ranked_by="self_confidence", n_jobs=jobs)
+    # cleanlab keeps its work in module globals, so two calls at once (two page requests) must not overlap; and
+    # one process: a labelled set is small, and a fork of a multi-threaded server is no place for a pool
+    with _CLEANLAB:
+        found = find_label_issues(labels, probs, return_indices_ranked_by="self_confidence", n_jobs=1)
     return np.asarray(found, np.int64)
 
 

@@ -90,8 +90,9 @@ class LabelSession:
         self._lock = threading.Lock()  # paths and classes grow from request threads
         self.classes = list(dict.fromkeys(classes))
         self.suggester = suggester(list(self._absolute), kind, self.root)
-        self._duplicates: tuple[int, list[list[str]]] | None = None  # (inputs searched, groups of paths)
+        self._duplicates: tuple[int, list[list[str]], str | None] | None = None  # (inputs searched, groups, error)
         self._searching: threading.Thread | None = None
+        self._doubted: tuple[tuple[str | None, ...], list[dict[str, object]]] | None = None  # (labels, answer)
 
     def summary(self) -> dict[str, object]:
         """What the page shows at its top: the folder, the CSV, the kind, the classes and how many are labelled."""
@@ -183,39 +184,52 @@ class LabelSession:
 
     def review(self) -> dict[str, object]:
         """What to look at again: the labelled inputs whose label the model doubts (most doubtful first, with the
-        class it gives them) and the groups of near-duplicate inputs. The near-duplicate search reads every file
-        once, in the background: `near_duplicates` is None until it has finished (ask again), and it is searched
-        again when captures have added inputs."""
+        class it gives them; recomputed only when the labels change) and the groups of near-duplicate inputs. The
+        near-duplicate search reads every file once, in the background: `near_duplicates` is None until it has
+        finished (ask again), searched again when captures have added inputs; `near_duplicates_error` says why
+        a search failed."""
         paths, labels = self._view()
-        doubted = self.suggester.doubted(paths, labels, list(self.classes))
-        return {
-            "doubted": [
-                {"path": self.paths[i], "label": labels[i], "model_says": says, "probability": round(prob, 4)}
-                for i, says, prob in doubted
-            ],
-            "near_duplicates": self._near_duplicates(),
-        }
+        key = tuple(labels)
+        with self._lock:
+            cached = self._doubted if self._doubted is not None and self._doubted[0] == key else None
+        if cached is None:
+            found = self.suggester.doubted(paths, labels, list(self.classes))
+            cached = (
+                key,
+                [
+                    {"path": self.paths[i], "label": labels[i], "model_says": says, "probability": round(prob, 4)}
+                    for i, says, prob in found
+                ],
+            )
+            with self._lock:
+                self._doubted = cached
+        groups, error = self._near_duplicates()
+        return {"doubted": cached[1], "near_duplicates": groups, "near_duplicates_error": error}
 
-    def _near_duplicates(self) -> list[list[str]] | None:
-        """The last finished search's groups if it covered every input, else None (a search is started)."""
+    def _near_duplicates(self) -> tuple[list[list[str]] | None, str | None]:
+        """The last finished search's groups if it covered every input, else None (a search is started); and the
+        reason the last search failed, if it did (it is not tried again until inputs are added)."""
         from deepcat.teach.review import near_duplicates
 
         with self._lock:
             count = len(self.paths)
             if self._duplicates is not None and self._duplicates[0] == count:
-                return self._duplicates[1]
+                return self._duplicates[1], self._duplicates[2]
             if self._searching is not None and self._searching.is_alive():
-                return None
+                return None, None
             relative, absolute = list(self.paths), list(self._absolute)
 
             def search() -> None:
-                found = near_duplicates(items=absolute, kind=self.kind.name)
+                try:  # one reading process: a fork of this multi-threaded server is no place for a pool
+                    found, error = near_duplicates(items=absolute, kind=self.kind.name, workers=1), None
+                except Exception as e:  # said on the page, never a dead thread behind a spinner
+                    found, error = [], f"the near-duplicate search failed: {e}"
                 with self._lock:
-                    self._duplicates = (len(relative), [[relative[i] for i in group] for group in found])
+                    self._duplicates = (len(relative), [[relative[i] for i in group] for group in found], error)
 
             self._searching = threading.Thread(target=search, name="deepcat near duplicates", daemon=True)
             self._searching.start()
-        return None
+        return None, None
 
     def progress(self) -> Progress:
         return self.suggester.progress()

@@ -30,6 +30,8 @@ __all__ = ["SpeakerEncoder", "SpeakerFeatures", "embed_voices", "mel_frames", "p
 MELS, WINDOW, HOP = 40, 400, 160  # 40 bands, 25 ms windows every 10 ms at 16 kHz: the encoder's front end
 PARTIAL_FRAMES = 160  # frames a partial utterance holds (1.6 s)
 PARTIALS_PER_SECOND, MIN_COVERAGE = 1.3, 0.75  # Resemblyzer's `embed_utterance` defaults
+MAX_SECONDS = 60  # of a clip, embedded
+PARTS_PER_BATCH = 256  # partial utterances per forward pass
 TARGET_DBFS = -30.0  # quiet clips are raised to this loudness first (never lowered), as Resemblyzer does
 INSTALL = "pip install --no-deps resemblyzer==0.1.4 (its wheel carries the model; deepcat reads only that file)"
 
@@ -89,8 +91,9 @@ def _mel_filters() -> np.ndarray:
 
 def mel_frames(samples: np.ndarray) -> np.ndarray:
     """(frames, 40) power mel spectrogram of 16 kHz `samples`, as librosa's `feature.melspectrogram` computes it
-    with the encoder's settings (centred frames, zero padding, a periodic Hann window)."""
-    padded = np.pad(samples.astype(np.float32), WINDOW // 2)
+    with the encoder's settings (centred frames, a periodic Hann window) and, as librosa did before 0.10 when the
+    encoder was trained, the ends padded by reflection (librosa 0.10 pads with zeros: only the edge frames differ)."""
+    padded = np.pad(samples.astype(np.float32), WINDOW // 2, mode="reflect")
     count = 1 + (len(padded) - WINDOW) // HOP
     frames = np.lib.stride_tricks.sliding_window_view(padded, WINDOW)[::HOP][:count]
     window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(WINDOW) / WINDOW)).astype(np.float32)
@@ -130,7 +133,8 @@ def embed_voices(clips: Sequence[np.ndarray]) -> np.ndarray:
     """
     encoder = load_encoder()
     parts, owners = [], []
-    for n, clip in enumerate(clips):
+    for n, whole in enumerate(clips):
+        clip = whole[: MAX_SECONDS * SAMPLE_RATE]  # a voice is known long before a minute is over
         slices = partial_slices(len(clip))
         padded = np.pad(_louder(clip), (0, max(0, slices[-1].stop * HOP - len(clip))))
         mel = mel_frames(padded)
@@ -138,8 +142,13 @@ def embed_voices(clips: Sequence[np.ndarray]) -> np.ndarray:
         owners += [n] * len(slices)
     if not parts:
         return np.zeros((0, 256), np.float32)
-    with torch.no_grad():
-        partial = encoder(torch.from_numpy(np.stack(parts))).numpy()
+    with torch.no_grad():  # PARTS_PER_BATCH partial utterances at a time: memory stays bounded on long clips
+        partial = np.concatenate(
+            [
+                encoder(torch.from_numpy(np.stack(parts[i : i + PARTS_PER_BATCH]))).numpy()
+                for i in range(0, len(parts), PARTS_PER_BATCH)
+            ]
+        )
     sums = np.zeros((len(clips), partial.shape[1]), np.float64)
     np.add.at(sums, np.array(owners), partial)
     return np.asarray(sums / np.linalg.norm(sums, axis=1, keepdims=True).clip(1e-12), np.float32)
