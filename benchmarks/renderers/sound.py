@@ -1,4 +1,4 @@
-"""The tables of sound: the spoken-digits recipes against baselines, over seeds."""
+"""The tables of sound: the spoken-digits recipes against baselines, over seeds; who is speaking (`voices.py`)."""
 
 from __future__ import annotations
 
@@ -84,3 +84,25 @@ def sound_seeds(results: dict) -> str:
             f"{spread(r['points lost'], '.1f')} | {r[f'seeds within {aim} points']} of {seeds} |"
         )
     return "\n".join([*lines, "", provenance(results)])
+
+
+def voices(results: dict) -> str:
+    """Who is speaking: per number of labelled clips a voice, the share of the other clips whose speaker the
+    page's quick head names, on the speaker encoder's features and on log-mel statistics (median [min, max])."""
+    by = {(r["shots"], r["method"]): r for r in results["summary"]}
+    shots = sorted({s for s, _ in by})
+    lines = [
+        "| labelled clips a voice | speaker encoder (`--model speaker`) | log-mel statistics |",
+        "|---|---|---|",
+    ]
+    for n in shots:
+        cells = [spread([by[n, m]["median"], by[n, m]["min"], by[n, m]["max"]], ".0%") for m in METHODS]
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    note = (
+        f"{len(results['voices'])} espeak-ng voices, {results['words']} words each, {len(results['seeds'])} seeds "
+        f"(chance: {results['chance']:.0%}); the same quick head on both."
+    )
+    return "\n".join([*lines, "", f"{note} {provenance(results)}"])
+
+
+METHODS = ("speaker encoder", "log-mel statistics")
