@@ -18,7 +18,8 @@ from deepcat.cli import main
 from deepcat.errors import DeepcatError
 from deepcat.inference.exported import load_exported
 from deepcat.run_meta import Decision
-from deepcat.serving.app import PAGE, create_app
+from deepcat.serving.app import create_app
+from deepcat.serving.web_page import PAGE
 
 CLASSES = ("cat", "dog", "fox")
 CLASSES_10 = [str(d) for d in range(10)]  # digits'

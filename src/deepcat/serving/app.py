@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 
 from deepcat.inference.answers import as_json
@@ -42,25 +42,15 @@ from deepcat.serving import requests
 from deepcat.serving.admission import Admission
 from deepcat.serving.batcher import MicroBatcher
 from deepcat.serving.errors import RequestError, decode
-from deepcat.serving.feedback import FEEDBACK_BYTES, Answers
+from deepcat.serving.feedback import Answers, monitor_routes
 from deepcat.serving.keep import Keeper
 from deepcat.serving.layout import Layout, choose_layout, usable_cores
 from deepcat.serving.limits import Limits
 from deepcat.serving.metrics import Metrics
 from deepcat.serving.params import COVERAGE, DEADLINE, TOP_K, openapi_parameters
+from deepcat.serving.web_page import default_web_assets, page_routes
 
-__all__ = ["PAGE", "Observe", "PlainRoute", "Served", "create_app", "default_web_assets"]
-
-PAGE = Path(__file__).parent / "page"
-
-
-def default_web_assets() -> Path:
-    """onnxruntime-web's files: inside the installed package (a wheel ships them), else from
-    `npm ci --prefix web` in a checkout of deepcat."""
-    packaged = PAGE / "ort"
-    if (packaged / "ort.min.js").is_file():
-        return packaged
-    return Path(__file__).resolve().parents[3] / "web" / "node_modules" / "onnxruntime-web" / "dist"
+__all__ = ["Observe", "PlainRoute", "Served", "create_app"]
 
 
 @dataclass
@@ -220,8 +210,8 @@ def create_app(
     _observe(app, served.metrics)
     _prediction_routes(app, served)
     _info_routes(app, served)
-    _monitor_routes(app, served)
-    _page_routes(app, served)
+    monitor_routes(app, served)
+    page_routes(app, served)
     return app
 
 
@@ -395,67 +385,3 @@ def _info_routes(app: FastAPI, served: Served) -> None:
     )
     async def prometheus() -> Response:
         return Response(served.metrics.render(), media_type=served.metrics.content_type)
-
-
-def _monitor_routes(app: FastAPI, served: Served) -> None:
-    """What the model sees in the field, and the true labels its owner sends back."""
-
-    @app.get(
-        "/v1/monitor",
-        summary="The last answers against validation: drift, estimated accuracy, alarm",
-        responses=requests.error_responses(401),
-    )
-    async def monitor(request: Request) -> dict[str, Any]:
-        requests.authorise(request, served.api_key)
-        return served.answer(served.monitor.report())
-
-    @app.post(
-        "/v1/feedback",
-        summary="An answer's true label",
-        responses=requests.error_responses(401, 404, 413, 422),
-        openapi_extra={"requestBody": FEEDBACK_BODY},
-    )
-    async def feedback(request: Request) -> dict[str, Any]:
-        requests.authorise(request, served.api_key)
-        answer_id, correct = served.answers.score(await requests.read_body(request, FEEDBACK_BYTES))
-        served.monitor.add_feedback(correct)
-        return {"id": answer_id, "correct": correct}
-
-
-FEEDBACK_BODY = {
-    "required": True,
-    "content": {
-        "application/json": {
-            "schema": {
-                "type": "object",
-                "required": ["id", "label"],
-                "properties": {
-                    "id": {"type": "string", "description": "the answer's id"},
-                    "label": {"type": "string", "description": "its true class"},
-                },
-            }
-        }
-    },
-}
-
-
-def _page_routes(app: FastAPI, served: Served) -> None:
-    """The page, the model file it runs in the browser (behind the API key when one is set), and onnxruntime-web."""
-
-    @app.get("/", include_in_schema=False)
-    async def page() -> FileResponse:
-        return FileResponse(PAGE / "index.html")
-
-    @app.get("/model.onnx", include_in_schema=False)
-    async def model_file(request: Request) -> FileResponse:
-        requests.authorise(request, served.api_key)
-        return FileResponse(served.path, media_type="application/octet-stream")
-
-    @app.get("/ort/{name}", include_in_schema=False)
-    async def ort_web(name: str) -> FileResponse:
-        assets = served.web_assets
-        path = (assets / name).resolve()
-        if path.parent != assets.resolve() or not path.is_file():
-            raise RequestError(404, "not_found", f"{name}: onnxruntime-web file not found (npm ci --prefix web)")
-        media = "application/wasm" if name.endswith(".wasm") else "text/javascript"
-        return FileResponse(path, media_type=media)
