@@ -31,6 +31,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -39,10 +40,11 @@ from deepcat.inputs.image import Preprocess, load_image, pixels
 from deepcat.progress import progress_bar
 from deepcat.teach.backbone import DEFAULT_BACKBONE, Backbone, Runtime, load_backbone
 
-__all__ = ["BATCH_SIZE", "FLUSH_ROWS", "Embedding", "FeatureCache", "cats_and_dogs", "default_folder"]
+__all__ = ["BATCH_SIZE", "FLUSH_ROWS", "Embedding", "FeatureCache", "cats_and_dogs", "default_folder", "read_each"]
 
 BATCH_SIZE = 32  # inputs per backbone call
 FLUSH_ROWS = 128  # inputs per chunk file: each committed batch of work a killed process keeps
+T = TypeVar("T")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS inputs (
     path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
@@ -299,3 +301,20 @@ def cats_and_dogs(imagenet: np.ndarray) -> np.ndarray:
     cat = imagenet[:, CAT_CLASSES.start : CAT_CLASSES.stop].sum(1)
     dog = imagenet[:, DOG_CLASSES.start : DOG_CLASSES.stop].sum(1)
     return np.stack([cat, dog, np.clip(1 - cat - dog, 0, None)], axis=1)
+
+
+def read_each(
+    paths: Sequence[str | Path], read: Callable[[Path], T]
+) -> tuple[list[T], np.ndarray, list[tuple[Path, str]]]:
+    """`read` every path: what was read (in order), which paths were (a mask) and why the others were not, as a
+    page lists them (never raised)."""
+    items: list[T] = []
+    ok = np.zeros(len(paths), bool)
+    bad: list[tuple[Path, str]] = []
+    for i, path in enumerate(Path(p) for p in paths):
+        try:
+            items.append(read(path))
+            ok[i] = True
+        except Exception as e:  # a corrupt input is listed by the page, never raised
+            bad.append((path, str(e).removeprefix(f"{path}: ")))
+    return items, ok, bad

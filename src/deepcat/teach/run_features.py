@@ -12,8 +12,7 @@ import numpy as np
 import torch
 
 from deepcat.errors import DeepcatError
-from deepcat.models.create import classifier_of
-from deepcat.teach.features import Embedding
+from deepcat.teach.features import Embedding, read_each
 
 __all__ = ["BATCH", "RunFeatures"]
 
@@ -26,6 +25,7 @@ class RunFeatures:
 
     def __init__(self, run: str | Path, kind: str):
         from deepcat.inference.torch_model import load_run
+        from deepcat.inference.unknown_score import WithFeatures, classifier_layer
 
         self.classifier = load_run(run)
         if self.classifier.kind.name != kind:
@@ -33,28 +33,20 @@ class RunFeatures:
                 f"{run} was trained on {self.classifier.kind.name} inputs and this folder holds {kind} inputs: "
                 f"give --model a run trained on {kind} inputs"
             )
+        head = classifier_layer(self.classifier.model, classes=len(self.classifier.classes))
+        if head is None:
+            raise DeepcatError(f"{run}'s network ends in no linear layer a class: its features cannot be read")
+        self.tapped = WithFeatures(self.classifier.model, head)  # the classifier layer's input, in one pass
+        self.width = head.in_features
 
     @torch.no_grad()
     def features(self, paths: Sequence[str | Path], *, progress: bool = False) -> Embedding:
         """One row per path (`Embedding`): the input of the run's classifier layer; unreadable inputs in `bad`."""
         files = [Path(p) for p in paths]
-        tensors, ok, bad = [], np.zeros(len(files), bool), []
-        for i, path in enumerate(files):
-            try:
-                tensors.append(self.classifier.transform(self.classifier.kind.read(str(path))))
-                ok[i] = True
-            except Exception as e:  # a corrupt input is listed by the page, never raised
-                bad.append((path, str(e).removeprefix(f"{path}: ")))
-        captured: list[torch.Tensor] = []
-        head = classifier_of(self.classifier.model)
-        hook = head.register_forward_pre_hook(lambda _, args: captured.append(args[0].flatten(1).float()))
-        try:
-            for start in range(0, len(tensors), BATCH):
-                self.classifier.model(torch.stack(tensors[start : start + BATCH]))
-        finally:
-            hook.remove()
-        width = captured[0].shape[1] if captured else 1
-        features = np.zeros((len(files), width), np.float32)
-        if captured:
-            features[ok] = torch.cat(captured).numpy()
+        kind, transform = self.classifier.kind, self.classifier.transform
+        tensors, ok, bad = read_each(files, lambda path: transform(kind.read(str(path))))
+        found = [self.tapped(torch.stack(tensors[i : i + BATCH]))[0] for i in range(0, len(tensors), BATCH)]
+        features = np.zeros((len(files), self.width), np.float32)
+        if found:
+            features[ok] = torch.cat(found).numpy()
         return Embedding(files, features, ok, bad)

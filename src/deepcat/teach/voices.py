@@ -23,7 +23,7 @@ import torch.nn as nn
 
 from deepcat.errors import DeepcatError
 from deepcat.inputs.audio import SAMPLE_RATE, read_clip
-from deepcat.teach.features import Embedding
+from deepcat.teach.features import Embedding, read_each
 
 __all__ = ["SpeakerEncoder", "SpeakerFeatures", "embed_voices", "mel_frames", "partial_slices", "weights_file"]
 
@@ -161,15 +161,7 @@ class SpeakerFeatures:
     def features(self, paths: Sequence[str | Path], *, progress: bool = False) -> Embedding:
         """One row per path (`Embedding`); an unreadable clip is listed in `bad` with its reason."""
         files = [Path(p) for p in paths]
-        clips: list[np.ndarray] = []
-        ok = np.zeros(len(files), bool)
-        bad: list[tuple[Path, str]] = []
-        for i, path in enumerate(files):
-            try:
-                clips.append(read_clip(path))
-                ok[i] = True
-            except Exception as e:  # a corrupt clip is listed by the page, never raised
-                bad.append((path, str(e).removeprefix(f"{path}: ")))
+        clips, ok, bad = read_each(files, read_clip)
         features = np.zeros((len(files), 256), np.float32)
         features[ok] = embed_voices(clips)
         return Embedding(files, features, ok, bad)
