@@ -116,7 +116,11 @@ def train_speed(results: dict) -> str:
         cells = [str(len(rows)), over_runs(rows, "best_test_accuracy", ".2%")]
         cells += [over_runs(rows, k, ".0f") for k in targets]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join([*lines, "", provenance(results)])
+    note = (
+        f"Test accuracy on all 10,000 test images after every epoch, the same test-time flip for every contestant, "
+        f"{results.get('torch_threads', 2)} torch threads{allocator_note(results)}."
+    )
+    return "\n".join([*lines, "", f"{note} {provenance(results)}"])
 
 
 def profile_epoch(results: dict) -> str:
@@ -207,3 +211,51 @@ def allocator_note(results: dict) -> str:
     memory, process-wide, so a benchmark gives it to every contestant from the first turn)."""
     allocator = results.get("allocator")
     return f"; every contestant's allocator: {allocator.removesuffix(' (every contestant)')}" if allocator else ""
+
+
+def continue_run(results: dict) -> str:
+    """Per seed: the old classes' test accuracy and the time of the continuation (`--from`) and of training on
+    everything from scratch, then the gap and the share of the time."""
+    lines = [
+        "| seed | run | epochs | old classes' test accuracy | all classes' | seconds |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results["rows"]:
+        old = f"{r['old_classes_accuracy']:.1%}" if "old_classes_accuracy" in r else ""
+        every = f"{r['accuracy']:.1%}" if "accuracy" in r else ""
+        lines.append(f"| {r['seed']} | {r['run']} | {r['epochs']} | {old} | {every} | {r['seconds']:.0f} |")
+    s = results["summary"]
+    gaps = ", ".join(f"{g:+.1f}" for g in s["old_classes_gap_points"])
+    shares = ", ".join(f"{t:.0%}" for t in s["time_share"])
+    note = (
+        f"The continuation against from scratch, by seed: old classes' accuracy {gaps} points (within 1 point: "
+        f"{'yes' if s['within_1_point'] else 'no'}); time {shares} of from scratch's."
+    )
+    return "\n".join([*lines, "", note, "", provenance(results)])
+
+
+def teach_head(results: dict) -> str:
+    """The labelling page's quick head: test accuracy by labels a class for each head, then the refit time at
+    1,000 labelled inputs and the seconds to embed 1,000 phone photos, against the issue's targets."""
+    rows = results["rows"]
+    heads = [r for r in rows if r["part"] == "head"]
+    shots = sorted({r["labels_per_class"] for r in heads})
+    kinds = list(dict.fromkeys(r["head"] for r in heads))
+    by = {(r["labels_per_class"], r["head"]): r["accuracy"] for r in heads}
+    lines = [
+        "| labels a class | " + " | ".join(f"{k} head" for k in kinds) + " |",
+        "|---" * (len(kinds) + 1) + "|",
+        *(f"| {n} | " + " | ".join(f"{by[n, k]:.1%}" for k in kinds) + " |" for n in shots),
+    ]
+    refit = next(r for r in rows if r["part"] == "refit")
+    photos = {r["runtime"]: r for r in rows if r["part"] == "embed" and "seconds_per_1000" in r}
+    embedded = "; ".join(
+        f"{name}: {r['seconds_per_1000']:.0f} s per 1,000 ({r['megabytes_each']:.1f} MB JPEGs, 4032 x 3024)"
+        for name, r in photos.items()
+    )
+    note = (
+        f"Fashion-MNIST through Lite0's features, test accuracy over draws. A refit at {refit['labelled']:,} "
+        f"labelled inputs: {refit['seconds']:.2f} s (target: at most 2 s). Embedding phone photos from an empty "
+        f"cache, decoding included (target: at most 60 s per 1,000): {embedded}."
+    )
+    return "\n".join([*lines, "", note, "", provenance(results)])
