@@ -50,6 +50,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {  # results file -> its table, by
     "sound": sound.sound,
     "sound_seeds": sound.sound_seeds,
     "startup": serving.startup,
+    "teach_head": training.teach_head,
     "tune": training.tune,
 }
 
