@@ -52,6 +52,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {  # results file -> its table, by
     "startup": serving.startup,
     "teach_head": training.teach_head,
     "tune": training.tune,
+    "voices": sound.voices,
 }
 
 SOURCES = {"infer_headline": "infer"}  # a table rendered from another name's results file
