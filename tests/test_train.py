@@ -332,9 +332,10 @@ def test_model_json_is_versioned_and_an_old_run_without_a_version_still_loads(tm
 def test_a_run_continues_from_an_earlier_one_with_new_classes(tmp_path):
     """--from: six digit classes first, then all ten. The continued run is the earlier one's architecture, weights
     and input size; the classes it knew keep their head rows (at its first step it answers them as the earlier
-    run did); asking for another model is refused."""
+    run did), and it trains the layers the earlier run trained (all of a network trained from scratch); asking
+    for another model is refused."""
     from deepcat.models.create import carry_head, create_model, read_weights_file
-    from deepcat.run_folder import load_model
+    from deepcat.run_folder import load_model, read_config
 
     old = deepcat.train(data="digits", classes="0,1,2,3,4,5", output=str(tmp_path), name="six", **FAST)
     before, meta = load_model(old)
@@ -352,6 +353,7 @@ def test_a_run_continues_from_an_earlier_one_with_new_classes(tmp_path):
     saved = json.loads((new / "model.json").read_text())
     assert saved["model"]["name"] == meta.model.name and saved["classes"] == ten
     assert saved["preprocess"]["input_size"] == meta.image_size
+    assert read_config(new)["unfreeze"] == read_config(old)["unfreeze"] == 1.0  # trained whole, continued whole
     assert deepcat.evaluate(new, progress=False).accuracy > 0.8
     with pytest.raises(DeepcatError, match="continues its smallcnn: drop --model resnet18"):
         deepcat.train(data="digits", from_run=str(old), model="resnet18", output=str(tmp_path), name="x", **FAST)

@@ -69,10 +69,12 @@ def resolve_auto(cfg: TrainConfig, splits: DataSplits) -> TrainConfig:
 
 def continued(cfg: TrainConfig) -> TrainConfig:
     """`from_run`: the earlier run's architecture, weights and input size, unless the config already says others
-    (refused: a model or weights besides the run's would not be continuing it)."""
+    (refused: a model or weights besides the run's would not be continuing it); and the layers it trained: a
+    network the earlier run trained whole (deepcat's own, from scratch) is not a pretrained one whose early layers
+    keep ImageNet's features, so `unfreeze` (when left at its default) is the earlier run's."""
     from pathlib import Path
 
-    from deepcat.run_folder import read_model_json
+    from deepcat.run_folder import read_config, read_model_json
 
     run = Path(cast(str, cfg.from_run))
     weights = run / "best.safetensors"
@@ -87,10 +89,13 @@ def continued(cfg: TrainConfig) -> TrainConfig:
             f"{' and --weights' if cfg.weights else ''}"
         )
     width = meta.model.kwargs.get("width")
+    default_unfreeze = TrainConfig.__dataclass_fields__["unfreeze"].default
+    earlier_unfreeze = float(read_config(run).get("unfreeze", default_unfreeze))
     return dataclasses.replace(
         cfg,
         model=meta.model.name,
         weights=str(weights),
         image_size=cfg.image_size or (meta.image_size or None),
         model_width=cfg.model_width or (int(width) if width else None),
+        unfreeze=earlier_unfreeze if cfg.unfreeze == default_unfreeze else cfg.unfreeze,
     )
