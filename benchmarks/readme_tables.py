@@ -32,6 +32,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {  # results file -> its table, by
     "audit": trust.audit,
     "auto_model": training.auto_model,
     "conformal": trust.conformal,
+    "continue_run": training.continue_run,
     "cpu_memory": training.cpu_memory,
     "data": trust.data,
     "drift_fashion-mnist": serving.drift,

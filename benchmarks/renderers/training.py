@@ -227,9 +227,11 @@ def continue_run(results: dict) -> str:
     s = results["summary"]
     gaps = ", ".join(f"{g:+.1f}" for g in s["old_classes_gap_points"])
     shares = ", ".join(f"{t:.0%}" for t in s["time_share"])
+    within = sum(g >= -1 for g in s["old_classes_gap_points"])
     note = (
-        f"The continuation against from scratch, by seed: old classes' accuracy {gaps} points (within 1 point: "
-        f"{'yes' if s['within_1_point'] else 'no'}); time {shares} of from scratch's."
+        f"The continuation against from scratch, by seed: old classes' accuracy {gaps} points (median "
+        f"{s['median_gap_points']:+.1f}; within 1 point in {within} of {len(s['seeds'])} seeds); time {shares} of "
+        f"from scratch's (median {s['median_time_share']:.0%})."
     )
     return "\n".join([*lines, "", note, "", provenance(results)])
 
