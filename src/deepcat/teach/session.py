@@ -92,7 +92,7 @@ class LabelSession:
         self.suggester = suggester(list(self._absolute), kind, self.root)
         self._duplicates: tuple[int, list[list[str]], str | None] | None = None  # (inputs searched, groups, error)
         self._searching: threading.Thread | None = None
-        self._doubted: tuple[tuple[str | None, ...], list[dict[str, object]]] | None = None  # (labels, answer)
+        self._doubted: tuple[tuple[object, ...], list[dict[str, object]]] | None = None  # (its key, the answer)
 
     def summary(self) -> dict[str, object]:
         """What the page shows at its top: the folder, the CSV, the kind, the classes and how many are labelled."""
@@ -184,12 +184,12 @@ class LabelSession:
 
     def review(self) -> dict[str, object]:
         """What to look at again: the labelled inputs whose label the model doubts (most doubtful first, with the
-        class it gives them; recomputed only when the labels change) and the groups of near-duplicate inputs. The
-        near-duplicate search reads every file once, in the background: `near_duplicates` is None until it has
-        finished (ask again), searched again when captures have added inputs; `near_duplicates_error` says why
-        a search failed."""
+        class it gives them; recomputed only when the labels or the inputs with features change) and the groups of
+        near-duplicate inputs. The near-duplicate search reads every file once, in the background:
+        `near_duplicates` is None until it has finished (ask again), searched again when captures have added
+        inputs; `near_duplicates_error` says why a search failed."""
         paths, labels = self._view()
-        key = tuple(labels)
+        key = (self.suggester.progress().done, *labels)  # more inputs with features, or other labels: doubt anew
         with self._lock:
             cached = self._doubted if self._doubted is not None and self._doubted[0] == key else None
         if cached is None:
