@@ -60,6 +60,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import report  # noqa: E402
+from degrade import at_8khz, in_room, loud_as, room_response  # noqa: E402
 
 
 def mfcc_features(
@@ -104,24 +105,12 @@ def points_lost(row: dict) -> float:
 
 
 def degraded(clips: np.ndarray, seed: int = 1234) -> np.ndarray:
-    """Each clip as an 8 kHz recording in a room: resampled to 8 kHz and back, then convolved with one of
+    """Each clip as an 8 kHz recording in a room: resampled to 8 kHz and back, then heard through one of
     DEGRADED_ROOMS' impulse responses (decaying noise after the direct sound), its energy kept."""
-    import soxr
-
     rng = np.random.default_rng(seed)
-    rooms = []
-    for rt60 in DEGRADED_ROOMS:
-        t = np.arange(int(0.8 * 16_000)) / 16_000
-        response = rng.normal(size=len(t)) * np.exp(-6.9 * t / rt60) * 0.1
-        response[0] = 1.0
-        rooms.append(response)
-    out = np.empty_like(clips)
-    for i, clip in enumerate(clips):
-        narrow = soxr.resample(soxr.resample(clip, 16_000, 8_000), 8_000, 16_000)[: len(clip)]
-        narrow = np.pad(narrow, (0, len(clip) - len(narrow)))
-        wet = np.convolve(narrow, rooms[i % len(rooms)])[: len(clip)]
-        out[i] = wet * np.sqrt(np.sum(clip**2) / (np.sum(wet**2) + 1e-12))
-    return out
+    rooms = [room_response(rt60, rng) for rt60 in DEGRADED_ROOMS]
+    out = [loud_as(in_room(at_8khz(clip), rooms[i % len(rooms)]), clip) for i, clip in enumerate(clips)]
+    return np.stack(out).astype(clips.dtype)
 
 
 def pocketsphinx_row(test: np.ndarray, y_test: np.ndarray, words: list[str], hard: np.ndarray) -> dict:
