@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 __all__ = ["export", "export_formats"]
 
@@ -29,6 +29,7 @@ def export(
     output: str | Path | None = None,
     calibration_images: int | None = None,
     check_images: int = 500,
+    qat: Literal["auto", "always", "never"] = "auto",
     progress: bool = True,
 ) -> ExportResult:
     """Write a deployable model (ONNX, OpenVINO, ExecuTorch or LiteRT, fp32 or int8; .ort; TorchScript) and check it
@@ -41,10 +42,13 @@ def export(
         output: the file to write (default: RUN/export/<the format's file>).
         calibration_images: int8: training images to calibrate on (default: by the model's size).
         check_images: validation images the check compares on.
+        qat: int8: quantisation-aware fine-tuning when post-training int8 of every layer misses the check's rule
+            (auto), first (always) or never; float layers are the last resort.
         progress: show progress bars.
 
     Returns:
-        An `ExportResult`: the file, its size, the check's figures and, for int8, what stayed float.
+        An `ExportResult`: the file, its size, the check's figures and, for int8, how its weights were made and
+            what stayed float.
 
     Examples:
         >>> deepcat.export("runs/pets", format="onnx-int8").path
@@ -59,6 +63,7 @@ def export(
         calibration_images=calibration_images,
         check_images=check_images,
         progress=progress,
+        qat=qat,
     )
     after_export(run)
     return result

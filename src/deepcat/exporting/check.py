@@ -40,6 +40,7 @@ __all__ = [
     "ExportCheck",
     "compare",
     "int8_keeps",
+    "judge",
     "run_images",
 ]
 
@@ -183,9 +184,28 @@ def compare(
     scores: tuple[np.ndarray, np.ndarray] | None = None,
     calibration: Calibration | None = None,
 ) -> ExportCheck:
+    """`judge`, raising when out of bounds."""
+    report = judge(reference, exported, labels, kind=kind, scores=scores, calibration=calibration)
+    if report.failed:
+        raise DeepcatError(
+            f"the {kind} export disagrees with PyTorch beyond its bounds ({report.rule}: "
+            f"{'; '.join(report.failed)}): {report.to_dict()}. The file is kept for inspection; do not deploy it"
+        )
+    return report
+
+
+def judge(
+    reference: np.ndarray,
+    exported: np.ndarray,
+    labels: np.ndarray | None,
+    *,
+    kind: str,
+    scores: tuple[np.ndarray, np.ndarray] | None = None,
+    calibration: Calibration | None = None,
+) -> ExportCheck:
     """Judge an exported file's logits against PyTorch's on the same inputs (`labels`: their classes, None when
     there are none) by `kind`'s rule (see the module's docstring); `scores` are both files' `unknown` scores and
-    `calibration` the model's, for the trust features. Raises when out of bounds.
+    `calibration` the model's, for the trust features. `failed` lists what is out of bounds.
 
     fp32: max |diff| of probabilities at temperature 1, not the calibrated one (a sharp temperature rounds
     probabilities to 0 and 1, where any export would match), and with `scores` the `unknown` score's max |diff|.
@@ -233,9 +253,4 @@ def compare(
             report.trust, failed = _trust((reference, exported), labels, scores, calibration)
             report.failed += failed
     report.passed = not report.failed
-    if report.failed:
-        raise DeepcatError(
-            f"the {kind} export disagrees with PyTorch beyond its bounds ({report.rule}: "
-            f"{'; '.join(report.failed)}): {report.to_dict()}. The file is kept for inspection; do not deploy it"
-        )
     return report

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,12 +15,14 @@ import torch
 from deepcat.exporting.check import ExportCheck, compare, run_images
 from deepcat.exporting.formats import FORMATS, CalibrationImages, QuantInputs, torch_logits
 from deepcat.exporting.graph import Deployable, metadata
+from deepcat.exporting.int8_choice import Qat, write_chosen_int8
 from deepcat.run_folder import check_file
 from deepcat.run_meta import Calibration, ExportMeta
 
-__all__ = ["SEARCH_IMAGES", "ExportResult", "export_checked", "export_pretrained_cat_dog", "export_run"]
+__all__ = ["QAT_IMAGES", "SEARCH_IMAGES", "ExportResult", "export_checked", "export_pretrained_cat_dog", "export_run"]
 
 SEARCH_IMAGES = 200  # validation inputs the int8 float-segment search judges on (at most half of them; never checked)
+QAT_IMAGES = 512  # training inputs quantisation-aware fine-tuning learns on (at 224 px, 300 MB)
 
 
 @dataclass
@@ -64,8 +67,10 @@ def export_run(
     calibration_images: int | None,
     check_images: int,
     progress: bool,
+    qat: Qat = "auto",
 ) -> ExportResult:
-    """Export a run's best weights and check the file against PyTorch on the run's validation images."""
+    """Export a run's best weights and check the file against PyTorch on the run's validation images (int8: which
+    file, by `int8_choice`)."""
     from deepcat.inference.unknown_score import load_score
     from deepcat.run_folder import load_model, read_decision
 
@@ -101,9 +106,14 @@ def export_run(
     count = calibration_images
 
     def quant_inputs() -> QuantInputs:
-        """Training inputs to calibrate on, and the validation inputs (with labels) the search judges on."""
+        """Training inputs to calibrate on, and the validation inputs (with labels) the search judges on, with the
+        model's answers there."""
         images = run_images(run_dir, meta, split="train", limit=count, seed=1)[0]
-        return QuantInputs(images, val[:searched], val_labels[:searched])
+        reference = torch_logits(net, val[:searched]).argmax(1) if searched else None
+        return QuantInputs(images, val[:searched], val_labels[:searched], reference)
+
+    def tune_inputs() -> np.ndarray:
+        return run_images(run_dir, meta, split="train", limit=QAT_IMAGES, seed=2)[0]
 
     return export_checked(
         net,
@@ -115,6 +125,8 @@ def export_run(
         calibration=quant_inputs,
         calibration_fit=run_meta.calibration,
         quiet=not progress,
+        qat=qat,
+        tune_inputs=tune_inputs,
     )
 
 
@@ -129,16 +141,36 @@ def export_checked(
     calibration: CalibrationImages,
     calibration_fit: Calibration | None = None,
     quiet: bool = False,
+    qat: Qat = "auto",
+    tune_inputs: Callable[[], np.ndarray] | None = None,
 ) -> ExportResult:
     """Write `net` as `format` to `out`, then compare it with PyTorch on `checks` (raises when out of bounds):
     `labels` their classes (None: no labels, int8 judged by agreement), `calibration_fit` the model's fitted
-    calibration (int8 must keep its trust features)."""
+    calibration (int8 must keep its trust features). int8: `qat` and `tune_inputs()` (the training inputs
+    quantisation-aware fine-tuning learns on; None: it is not tried) as `int8_choice.write_chosen_int8` takes them."""
     chosen = FORMATS.get(format)
     out.parent.mkdir(parents=True, exist_ok=True)
     checked = check_file(out)
     checked.unlink(missing_ok=True)  # a file that fails its check must not keep an earlier file's pass
     reference = torch_logits(net, checks)
-    written = chosen.write(net, meta, out, torch.from_numpy(checks[:2]), calibration, quiet)
+    example = torch.from_numpy(checks[:2])
+    if chosen.precision == "int8":
+        qat = qat if tune_inputs is not None else "never"
+        tuning = tune_inputs or (lambda: np.empty(0))
+        written = write_chosen_int8(
+            chosen,
+            net,
+            meta,
+            out,
+            example,
+            calibration,
+            quiet,
+            qat=qat,
+            tune_inputs=tuning,
+            calibration_fit=calibration_fit,
+        )
+    else:
+        written = chosen.write(net, meta, out, example, calibration, quiet)
     scores = torch_logits(net, checks, output=1), written.scores(checks)
     report = compare(
         reference, written.logits(checks), labels, kind=chosen.precision, scores=scores, calibration=calibration_fit

@@ -29,6 +29,7 @@ __all__ = [
     "ExportFormat",
     "QuantInputs",
     "Written",
+    "opened",
     "torch_logits",
     "write_executorch",
     "write_executorch_int8",
@@ -47,11 +48,16 @@ __all__ = [
 @dataclass
 class QuantInputs:
     """What int8 quantisation reads: inputs to calibrate on (training inputs), and the float-segment search's
-    inputs with their labels (validation inputs the export check does not use; labels None where there are none)."""
+    inputs with their labels (validation inputs the export check does not use; labels None where there are none)
+    and the fp32 model's answers there, which the file must keep (None: the network written gives them; after
+    quantisation-aware fine-tuning, the model before it does). `every_layer`: float nothing, judge all the same
+    (whether post-training int8 alone keeps the answers, before fine-tuning is tried)."""
 
     calibration: np.ndarray
     search: np.ndarray
     search_labels: np.ndarray | None = None
+    reference: np.ndarray | None = None
+    every_layer: bool = False
 
 
 CalibrationImages = Callable[[], QuantInputs]  # called only by the int8 formats, which need them
@@ -96,7 +102,8 @@ def torch_logits(net: Any, batch: np.ndarray, output: int = 2) -> np.ndarray:
         ).numpy()
 
 
-def _exported(path: Path) -> Written:
+def opened(path: Path) -> Written:
+    """The file at `path`, opened by its runtime, as a `Written`."""
     from deepcat.inference.exported import load_exported
 
     session = load_exported(path)
@@ -111,7 +118,7 @@ def write_onnx(
     if not quiet:
         print(f"exporting ONNX to {out}", file=sys.stderr)
     export_onnx(net, example, out, meta)
-    return _exported(out)
+    return opened(out)
 
 
 def write_int8(
@@ -127,14 +134,21 @@ def write_int8(
     if not quiet:
         print(f"quantising to int8, calibrated on {len(inputs.calibration)} training images", file=sys.stderr)
     precision = quantize_int8(
-        fp32, out, inputs.calibration, meta, held_out=inputs.search, held_out_labels=inputs.search_labels
+        fp32,
+        out,
+        inputs.calibration,
+        meta,
+        held_out=inputs.search,
+        held_out_labels=inputs.search_labels,
+        reference=inputs.reference,
+        every_layer=inputs.every_layer,
     )
     if not quiet and precision["float_segments"]:
         note = mixed_precision.floated_note(
             precision["float_segments"], precision["segments"], precision["search_agreement"], len(inputs.search)
         )
         print(note, file=sys.stderr)
-    written = _exported(out)
+    written = opened(out)
     written.precision = precision
     return written
 
@@ -148,7 +162,7 @@ def write_ort(
     int8 = out.parent / FORMATS.get("onnx-int8").filename
     precision = write_int8(net, meta, int8, example, calibration, quiet).precision
     to_ort_format(int8, out)
-    written = _exported(out)
+    written = opened(out)
     written.precision = precision
     return written
 
@@ -189,7 +203,7 @@ def write_openvino(
     if not quiet:
         print(f"converting to OpenVINO IR: {out}", file=sys.stderr)
     openvino_files.write_openvino(onnx_file, out, meta)
-    return _exported(out)
+    return opened(out)
 
 
 def write_openvino_int8(
@@ -203,8 +217,16 @@ def write_openvino_int8(
     inputs = calibration()
     if not quiet:
         print(f"quantising to int8 with NNCF, calibrated on {len(inputs.calibration)} training images", file=sys.stderr)
-    precision = openvino_files.quantize_openvino(fp32, out, inputs.calibration, inputs.search, inputs.search_labels)
-    written = _exported(out)
+    precision = openvino_files.quantize_openvino(
+        fp32,
+        out,
+        inputs.calibration,
+        inputs.search,
+        inputs.search_labels,
+        reference=inputs.reference,
+        every_layer=inputs.every_layer,
+    )
+    written = opened(out)
     written.precision = precision
     return written
 
@@ -230,7 +252,7 @@ def pt2e_writers(toolchain: str, convert: str, quantizer: str) -> tuple[Writer, 
         if not quiet:
             print(f"converting to {toolchain}: {out}", file=sys.stderr)
         program()(net, example, out, meta)
-        return _exported(out)
+        return opened(out)
 
     def write_int8(
         net: Deployable,
@@ -249,29 +271,33 @@ def pt2e_writers(toolchain: str, convert: str, quantizer: str) -> tuple[Writer, 
         images, held_out = inputs.calibration, inputs.search
         if not quiet:
             print(f"quantising to int8 for {toolchain}, calibrated on {len(images)} training images", file=sys.stderr)
-        reference = torch_logits(net, held_out, output=0).argmax(1) if len(held_out) else None
+        reference = inputs.reference
+        if reference is None and len(held_out):
+            reference = torch_logits(net, held_out, output=0).argmax(1)
         segments = mixed_precision.SEGMENTS
         last: list[Written] = []  # the latest try's file: each try is written over the one before
 
         def write(floated: int) -> Callable[[np.ndarray], np.ndarray]:
             program()(net, example, out, meta, images, floated)
-            last[:] = [_exported(out)]
+            last[:] = [opened(out)]
             session = last[0].session
             return lambda pixels: session.probabilities(pixels).argmax(1)
 
-        floated, agreement = mixed_precision.fewest_float_segments(
-            write, held_out, reference, segments, inputs.search_labels
+        searched = mixed_precision.fewest_float_segments(
+            write, held_out, reference, 0 if inputs.every_layer else segments, inputs.search_labels
         )
         [written] = last
-        if not quiet and floated:
-            print(mixed_precision.floated_note(floated, segments, agreement, len(held_out)), file=sys.stderr)
+        if not quiet and searched.floated:
+            note = mixed_precision.floated_note(searched.floated, segments, searched.agreement, len(held_out))
+            print(note, file=sys.stderr)
         written.precision = {
             "quantizer": quantizer,
             "calibration_images": len(images),
-            "float_segments": floated,
+            "float_segments": searched.floated,
             "segments": segments,
             "search_images": len(held_out),
-            "search_agreement": agreement,
+            "search_agreement": searched.agreement,
+            "search_kept": searched.kept,
         }
         return written
 

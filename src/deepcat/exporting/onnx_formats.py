@@ -198,6 +198,9 @@ def quantize_int8(
     meta: ExportMeta,
     held_out: np.ndarray | None = None,
     held_out_labels: np.ndarray | None = None,
+    *,
+    reference: np.ndarray | None = None,
+    every_layer: bool = False,
 ) -> dict[str, Any]:
     """Static QDQ int8: per-channel int8 weights, uint8 activations calibrated on real images.
 
@@ -207,8 +210,9 @@ def quantize_int8(
     and from 91.5% to 93% (ImageNet). The few convolutions that amplify rounding error stay
     float (`sensitive_nodes`): 86% -> 98% on the same fine-tuned model. With `held_out` images
     (and their labels, where known), leading segments go back to float until int8 keeps fp32's answers on them
-    by the export check's rule (`mixed_precision`). Returns which nodes stayed float and the held-out agreement
-    reached.
+    by the export check's rule (`mixed_precision`): `reference`, the answers to keep (default: the `fp32` file's);
+    `every_layer`, no segment floated (judged all the same). Returns which nodes stayed float, the held-out
+    agreement reached and whether the file keeps the answers there.
     """
     import contextlib
     import io
@@ -230,7 +234,8 @@ def quantize_int8(
     with tempfile.TemporaryDirectory(prefix="deepcat-int8-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
-        reference = _top1(fp32, held_out) if held_out is not None and len(held_out) else None
+        if reference is None and held_out is not None and len(held_out):
+            reference = _top1(fp32, held_out)
         graph = onnx.load(str(prepared)).graph
         sensitive = sensitive_nodes(prepared) + score_nodes(graph) + front_end_nodes(graph)
         runs = segments(prepared, mixed_precision.SEGMENTS)
@@ -257,17 +262,18 @@ def quantize_int8(
                 )
             return partial(_top1, path)
 
-        floated, agreement = mixed_precision.fewest_float_segments(
-            write, held_out, reference, len(runs), held_out_labels
+        searched = mixed_precision.fewest_float_segments(
+            write, held_out, reference, 0 if every_layer else len(runs), held_out_labels
         )
     set_metadata(path, meta)
     return {
-        "float_nodes": len(float_nodes(floated)),
+        "float_nodes": len(float_nodes(searched.floated)),
         "nodes": sum(map(len, runs)),
-        "float_segments": floated,
+        "float_segments": searched.floated,
         "segments": len(runs),
         "search_images": 0 if reference is None else len(reference),
-        "search_agreement": agreement,
+        "search_agreement": searched.agreement,
+        "search_kept": searched.kept,
     }
 
 
