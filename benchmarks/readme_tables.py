@@ -36,6 +36,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {  # results file -> its table, by
     "cpu_memory": training.cpu_memory,
     "data": trust.data,
     "drift_fashion-mnist": serving.drift,
+    "drift_spoken-digits": serving.drift,
     "gpu": training.gpu,
     "monitor_cost": serving.monitor_cost,
     "finetune": training.finetune,
