@@ -84,3 +84,14 @@ def test_never_and_a_wrong_choice(digits_run, tmp_path):
     assert never.precision["weights"] == "post-training" and "tried" not in never.precision
     with pytest.raises(ValueError, match="qat must be one of"):
         export(digits_run, format="onnx-int8", output=tmp_path / "x.onnx", qat="sometimes", progress=False)
+
+
+def test_a_fine_tune_that_fails_falls_back_to_float_segments(digits_run, tmp_path, monkeypatch):
+    def cannot_capture(*_, **__):
+        raise RuntimeError("this network cannot be captured")
+
+    monkeypatch.setattr("deepcat.exporting.qat.quantisation_aware", cannot_capture)
+    outlier = with_outlier_channel(digits_run, tmp_path, scale=1000.0, trust=False)
+    result = export(outlier, format="onnx-int8", progress=False)
+    assert "cannot be captured" in result.precision["tried"]["quantisation-aware every layer"]["failed"]
+    assert result.precision["float_segments"] >= 1 and result.check.passed

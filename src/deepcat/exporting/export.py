@@ -106,11 +106,9 @@ def export_run(
     count = calibration_images
 
     def quant_inputs() -> QuantInputs:
-        """Training inputs to calibrate on, and the validation inputs (with labels) the search judges on, with the
-        model's answers there."""
+        """Training inputs to calibrate on, and the validation inputs (with labels) the search judges on."""
         images = run_images(run_dir, meta, split="train", limit=count, seed=1)[0]
-        reference = torch_logits(net, val[:searched]).argmax(1) if searched else None
-        return QuantInputs(images, val[:searched], val_labels[:searched], reference)
+        return QuantInputs(images, val[:searched], val_labels[:searched])
 
     def tune_inputs() -> np.ndarray:
         return run_images(run_dir, meta, split="train", limit=QAT_IMAGES, seed=2)[0]

@@ -56,6 +56,8 @@ def write_chosen_int8(
     inputs = calibration()
     search = inputs.search
     expected = (torch_logits(net, search), torch_logits(net, search, output=1)) if len(search) else None
+    if expected is not None:  # every try keeps the answers of `net`, never of a tuned copy
+        inputs = replace(inputs, reference=expected[0].argmax(1))
 
     def write(network: Deployable, where: Path, every_layer: bool) -> Written:
         written = chosen.write(network, meta, where, example, lambda: replace(inputs, every_layer=every_layer), quiet)
@@ -78,13 +80,19 @@ def write_chosen_int8(
         if not quiet:
             print(f"post-training int8 misses the check's rule on the search's inputs ({_said(first)}): "
                   "quantisation-aware fine-tuning", file=sys.stderr)  # fmt: skip
-    tuned = quantisation_aware(net, tune_inputs(), progress=not quiet)
+    try:
+        tuned = quantisation_aware(net, tune_inputs(), progress=not quiet)
+    except Exception as failed:  # a network the QAT flow cannot capture still gets the float-segment file
+        tried["quantisation-aware every layer"] = {"failed": f"{type(failed).__name__}: {failed}"}
+        if not quiet:
+            print(f"quantisation-aware fine-tuning failed ({failed}): leading segments stay float", file=sys.stderr)
+        return _noted(write(net, out, every_layer=False), "post-training", tried)
     # the tuned network's fp32 companions (model.onnx, model.openvino.xml) must not replace the model's own
     with tempfile.TemporaryDirectory(prefix=".qat-", dir=out.parent) as tmp:
         trial = write(tuned.net, Path(tmp) / out.name, every_layer=True)
         tried["quantisation-aware every layer"] = _search(trial) | tuned.summary()
         if _kept(trial):
-            for path in _files(Path(tmp) / out.name):
+            for path in _int8_files(Path(tmp), out.name):
                 shutil.move(path, out.parent / path.name)
             written = opened(out)
             written.precision = trial.precision
@@ -109,9 +117,12 @@ def _said(written: Written) -> str:
     return "no inputs" if agreement is None else f"{agreement:.1%} agreement"
 
 
-def _files(path: Path) -> list[Path]:
-    """A written file and the weights beside it (OpenVINO's .bin)."""
-    return [part for part in (path, path.with_suffix(".bin")) if part.is_file()]
+def _int8_files(folder: Path, name: str) -> list[Path]:
+    """The file `name` written in `folder`, the weights beside it (OpenVINO's .bin) and the int8 files it was made
+    from (the `.ort` file's `model.int8.onnx`): not the tuned network's fp32 companions."""
+    path = folder / name
+    made = {path, path.with_suffix(".bin")} | {part for part in folder.iterdir() if ".int8." in part.name}
+    return sorted(part for part in made if part.is_file())
 
 
 def _noted(written: Written, how: str, tried: dict[str, Any] | None = None) -> Written:
