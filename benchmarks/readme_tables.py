@@ -37,6 +37,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {  # results file -> its table, by
     "data": trust.data,
     "drift_fashion-mnist": serving.drift,
     "drift_spoken-digits": serving.drift,
+    "qat": serving.qat,
     "gpu": training.gpu,
     "monitor_cost": serving.monitor_cost,
     "finetune": training.finetune,

@@ -247,3 +247,38 @@ def monitor_cost(results: dict) -> str:
         f"{r['monitor share of an answer']:.2%} | {r['report ms (each scrape)']:.1f} ms |",
     ]
     return "\n".join([*lines, "", f"{results.get('model', '')}, one thread. {provenance(results)}"])
+
+
+def qat(results: dict) -> str:
+    """Per int8 format: every layer post-training against the quantisation-aware file on the search's inputs, what
+    the fine-tune cost, which file was written and how the check judged it."""
+
+    def share(value: float | None) -> str:
+        return "" if value is None else f"{value:.1%}"
+
+    def floated(row: dict) -> str:
+        return "NNCF's accuracy control" if row["float segments"] is None else str(row["float segments"])
+
+    lines = [
+        "| format | post-training, every layer: agreement | quantisation-aware, every layer: agreement | "
+        "fine-tune | written | float segments | check: agreement | accuracy int8 / fp32 | passed |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results["rows"]:
+        if "check passed" not in r:
+            lines.append(f"| {r['format']} | {r['check']} | | | | | | | no |")
+            continue
+        seconds = r.get("fine-tune s")
+        lines.append(
+            f"| {r['format']} | {share(r['post-training every layer: agreement'])} | "
+            f"{share(r['tuned every layer: agreement'])} | {'' if seconds is None else f'{seconds / 60:.1f} min'} | "
+            f"{r['written']} | {floated(r)} | {share(r['check agreement'])} | "
+            f"{share(r['accuracy int8'])} / {share(r['accuracy fp32'])} | {'yes' if r['check passed'] else '**no**'} |"
+        )
+    rows = results["rows"]
+    note = (
+        f"EfficientNet-Lite0 fine-tuned on {results.get('per_class')} Fashion-MNIST images a class (3 epochs); "
+        f"agreement with fp32 on the export's {rows[0].get('search inputs')} search inputs, the check on "
+        f"{rows[0].get('check inputs')} other validation inputs."
+    )
+    return "\n".join([*lines, "", f"{note} {provenance(results)}"])

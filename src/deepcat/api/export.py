@@ -29,7 +29,7 @@ def export(
     output: str | Path | None = None,
     calibration_images: int | None = None,
     check_images: int = 500,
-    qat: Literal["auto", "always", "never"] = "auto",
+    qat: Literal["auto", "always", "never"] = "never",
     progress: bool = True,
 ) -> ExportResult:
     """Write a deployable model (ONNX, OpenVINO, ExecuTorch or LiteRT, fp32 or int8; .ort; TorchScript) and check it
@@ -42,8 +42,9 @@ def export(
         output: the file to write (default: RUN/export/<the format's file>).
         calibration_images: int8: training images to calibrate on (default: by the model's size).
         check_images: validation images the check compares on.
-        qat: int8: quantisation-aware fine-tuning when post-training int8 of every layer misses the check's rule
-            (auto), first (always) or never; float layers are the last resort.
+        qat: int8: "auto" tries quantisation-aware fine-tuning when post-training int8 of every layer misses the
+            check's rule, "always" first, "never" (the default: on a fine-tuned Lite0 it did not yet win, and cost 10-15
+            minutes on 2 cores; see the export guide); float layers are the last resort.
         progress: show progress bars.
 
     Returns:

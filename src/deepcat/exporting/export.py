@@ -67,7 +67,7 @@ def export_run(
     calibration_images: int | None,
     check_images: int,
     progress: bool,
-    qat: Qat = "auto",
+    qat: Qat = "never",
 ) -> ExportResult:
     """Export a run's best weights and check the file against PyTorch on the run's validation images (int8: which
     file, by `int8_choice`)."""
@@ -139,7 +139,7 @@ def export_checked(
     calibration: CalibrationImages,
     calibration_fit: Calibration | None = None,
     quiet: bool = False,
-    qat: Qat = "auto",
+    qat: Qat = "never",
     tune_inputs: Callable[[], np.ndarray] | None = None,
 ) -> ExportResult:
     """Write `net` as `format` to `out`, then compare it with PyTorch on `checks` (raises when out of bounds):

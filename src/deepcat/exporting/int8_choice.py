@@ -7,7 +7,8 @@ export check does not use) by the check's rule:
 3. where that misses too, leading segments of the model left float until int8 keeps its answers (`mixed_precision`):
    the last resort, as float layers cost speed.
 
-`qat`: "auto" (as above), "always" (skip 1), "never" (skip 2). The written file's `precision` says which applied.
+`qat`: "auto" (as above), "always" (skip 1), "never" (skip 2: `deepcat export`'s default until the fine-tune wins on
+a pretrained model; `benchmarks/qat.py`). The written file's `precision` says which applied.
 """
 
 from __future__ import annotations
