@@ -140,12 +140,12 @@ def export_checked(
     calibration_fit: Calibration | None = None,
     quiet: bool = False,
     qat: Qat = "never",
-    tune_inputs: Callable[[], np.ndarray] | None = None,
+    tune_inputs: Callable[[], np.ndarray] = lambda: np.empty(0),
 ) -> ExportResult:
     """Write `net` as `format` to `out`, then compare it with PyTorch on `checks` (raises when out of bounds):
     `labels` their classes (None: no labels, int8 judged by agreement), `calibration_fit` the model's fitted
     calibration (int8 must keep its trust features). int8: `qat` and `tune_inputs()` (the training inputs
-    quantisation-aware fine-tuning learns on; None: it is not tried) as `int8_choice.write_chosen_int8` takes them."""
+    quantisation-aware fine-tuning learns on) as `int8_choice.write_chosen_int8` takes them."""
     chosen = FORMATS.get(format)
     out.parent.mkdir(parents=True, exist_ok=True)
     checked = check_file(out)
@@ -153,8 +153,6 @@ def export_checked(
     reference = torch_logits(net, checks)
     example = torch.from_numpy(checks[:2])
     if chosen.precision == "int8":
-        qat = qat if tune_inputs is not None else "never"
-        tuning = tune_inputs or (lambda: np.empty(0))
         written = write_chosen_int8(
             chosen,
             net,
@@ -164,7 +162,7 @@ def export_checked(
             calibration,
             quiet,
             qat=qat,
-            tune_inputs=tuning,
+            tune_inputs=tune_inputs,
             calibration_fit=calibration_fit,
         )
     else:
